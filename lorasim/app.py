@@ -1,0 +1,214 @@
+"""The ``lorasim`` hydra app: one problem, several (init, solver) methods, tidy outputs.
+
+    lorasim                                   # headline comparison, 4 methods
+    lorasim methods=single init=spectral solver=precgd problem.kappa=10
+    lorasim problem=npz problem.path=data.npz
+
+Writes into the hydra run dir: results.csv (one row per method × logged step),
+summary.csv (one row per method), problem.json and figure.png. Bad config values
+end the run before any compute with one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, InitConfig, RunConfig, SolverConfig, build, fail
+
+
+def conf_dir() -> str:
+    """conf/ inside the installed package, or beside it in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "conf", here.parent / "conf"):
+        if (cand / "config.yaml").is_file():
+            return str(cand)
+    raise FileNotFoundError("lorasim: conf/config.yaml not found next to the package")
+
+
+@dataclass
+class Spec:
+    problem: dict
+    run: RunConfig
+    methods: dict  # name -> (InitConfig | None, SolverConfig)
+
+
+def _container(node, where: str):
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or where
+        raise ConfigError(f"{key}: {str(e).splitlines()[0]}") from None
+
+
+def _dims(problem: dict) -> Optional[tuple[int, int]]:
+    kind = problem.get("kind", "linear")
+    if kind == "sensing":
+        return problem.get("n1"), problem.get("n2")
+    if kind in ("linear", "relu"):
+        return problem.get("d"), problem.get("k")
+    return None  # npz: known once the file is read
+
+
+def validate(cfg: DictConfig) -> Spec:
+    """All config checks, before anything is generated or trained."""
+    from .problems import KINDS
+
+    problem = _container(cfg.problem, "problem")
+    kind = problem.get("kind", "linear")
+    if kind not in KINDS:
+        fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
+    probe = dict(problem)
+    probe.pop("kind", None)
+    build(KINDS[kind][0], probe, where="problem")
+    run = build(RunConfig, _container(cfg.run, "run"), where="run")
+    raw_methods = _container(cfg.methods, "methods")
+    if not isinstance(raw_methods, dict) or not raw_methods:
+        fail("", "methods", raw_methods, "a non-empty mapping name -> {init, solver}")
+    dims = _dims(problem)
+    methods = {}
+    for name, entry in raw_methods.items():
+        where = f"methods.{name}"
+        if not isinstance(entry, dict) or set(entry) - {"init", "solver"} or "solver" not in entry:
+            fail("methods", name, entry, "a mapping with keys init (or null) and solver")
+        solver = build(SolverConfig, entry["solver"] or {}, where=f"{where}.solver")
+        init = None
+        if solver.name != "full_ft":
+            if not entry.get("init"):
+                fail(where, "init", entry.get("init"), "an init mapping (only full_ft runs without one)")
+            init = build(InitConfig, entry["init"], where=f"{where}.init")
+            if dims is not None:
+                limit = min(dims) // 2 if init.name == "lora_ga" else min(dims)
+                if run.rank > limit:
+                    what = "min(d, k)/2 for lora_ga" if init.name == "lora_ga" else "min(d, k)"
+                    fail("run", "rank", run.rank, f"integer in [1, {what} = {limit}]")
+        methods[name] = (init, solver)
+    return Spec(problem, run, methods)
+
+
+def execute(spec: Spec, out_dir: Path):
+    """Build the problem once, train every method on it, write the outputs; returns (results, summary)."""
+    import pandas as pd
+
+    from . import plots
+    from .io import write_csv, write_json
+    from .metrics import Reference, sin_theta
+    from .problems import make_problem
+    from .train import train
+
+    problem = make_problem(spec.problem)
+    run = spec.run
+    if run.rank > min(problem.d, problem.k):
+        fail("run", "rank", run.rank, f"integer in [1, min(d, k) = {min(problem.d, problem.k)}]")
+    facts = problem.describe()
+    ref = Reference.from_problem(problem, run.rank)
+    if ref.U_star is not None:
+        # Where GD's alignment settles with finite N (SPEC R1): sinΘ(U_{r*}(G♮), U*).
+        facts["sin_theta_G_Ustar"] = float(sin_theta(ref.U_star, ref.U_G))
+    frames, rows = [], []
+    for name, (init, solver) in spec.methods.items():
+        traj = train(problem, init=init, rank=run.rank, init_seed=run.seed, solver=solver, steps=run.steps,
+                     log_every=run.log_every, method=name, diverge_factor=run.diverge_factor,
+                     progress=not run.quiet)
+        frames.append(traj.to_frame())
+        rows.append(traj.summary(run.eps))
+    results = pd.concat(frames, ignore_index=True)
+    summary = pd.DataFrame(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(results, out_dir / "results.csv")
+    write_csv(summary, out_dir / "summary.csv")
+    write_json({"problem": spec.problem, "facts": facts, "run": run.__dict__}, out_dir / "problem.json")
+    plots.risk_and_alignment(results, out_dir / "figure.png",
+                             title=f"{problem.kind}: d={problem.d}, k={problem.k}, r*={problem.r_star}, r={run.rank}")
+    return results, summary
+
+
+def format_summary(summary) -> str:
+    cols = ["method", "status", "risk_0", "risk_final", "steps_to_eps", "align_A_min", "align_A_final"]
+    return summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
+
+
+def _error(msg: str) -> None:
+    sys.stderr.write(f"lorasim: error: {msg}\n")
+    sys.exit(2)
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    try:
+        spec = validate(cfg)
+        _, summary = execute(spec, out_dir)
+    except ConfigError as e:
+        if hc.mode is not None and hc.mode.name == "MULTIRUN":
+            # One bad job must not end the sweep: leave the reason in its folder.
+            (out_dir / "error.txt").write_text(f"{e}\n")
+            sys.stderr.write(f"lorasim: job {hc.job.num}: {e}\n")
+            return
+        _error(str(e))
+    print(format_summary(summary))
+    print(f"outputs: {out_dir}")
+
+
+def _precheck(argv: list[str]) -> None:
+    """Compose and validate a single run's config first, so every config error is one line, exit 2."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        validate(cfg)
+    except ConfigError as e:
+        _error(str(e))
+    except MissingConfigException as e:
+        missing = e.missing_cfg_file or ""
+        group, _, option = missing.rpartition("/")
+        allowed = ", ".join(e.options) if e.options else "see conf/" + group
+        _error(f"{group or 'config'}={option}: unknown option; allowed: {allowed}")
+    except (HydraException, OmegaConfBaseException) as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+        match = re.match(r"Could not override '([^']+)'", first)
+        if match:
+            _error(_unknown_override(match.group(1), overrides))
+        _error(first)
+
+
+def _unknown_override(key: str, overrides: list[str]) -> str:
+    """One line for an override hydra could not place: a group outside methods=single, or an unknown key."""
+    from hydra import compose, initialize_config_dir
+
+    given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), key)
+    if key in ("init", "solver"):
+        return f"{given}: the {key} group is chosen per method; use methods=single {given}, or methods.<name>.{key}.<field>=..."
+    parent = key.rpartition(".")[0]
+    others = [o for o in overrides if o != given]
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=others)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        allowed = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
+    except Exception:  # the other overrides are broken too; report the first problem only
+        allowed = "see lorasim --cfg job"
+    return f"{given}: unknown key; allowed keys{' in ' + parent if parent else ''}: {allowed}"
+
+
+def main() -> None:
+    """Console entry point: ``lorasim [overrides]`` and ``python -m lorasim``."""
+    argv = sys.argv[1:]
+    # Flags (-m, --cfg, --help, ...) go to hydra untouched; multirun jobs validate themselves.
+    if not any(a.startswith("-") for a in argv):
+        _precheck(argv)
+    _hydra_main()

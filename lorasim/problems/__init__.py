@@ -1,0 +1,41 @@
+"""Teacher–student problems. Each exposes G = −∇L(W0), ΔW, grads, loss and risk (see base.py)."""
+from __future__ import annotations
+
+from ..config import LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
+from .base import Problem, check_factors
+from .linear import LinearTeacher
+from .relu import ReLUTeacher
+from .sensing import MatrixSensing
+
+KINDS = {"linear": (LinearConfig, LinearTeacher), "relu": (ReLUConfig, ReLUTeacher),
+         "sensing": (SensingConfig, MatrixSensing), "npz": (NpzConfig, None)}
+
+
+def load_npz(cfg: NpzConfig) -> LinearTeacher:
+    """A linear problem from an .npz holding X, Y, W0 and optionally delta (never unpickled)."""
+    import numpy as np
+
+    try:
+        with np.load(cfg.path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except Exception as e:  # a corrupt or non-npz file
+        fail("problem", "path", cfg.path, f"a readable .npz file ({type(e).__name__}: {e})")
+    missing = [n for n in ("X", "Y", "W0") if n not in arrays]
+    if missing:
+        fail("problem", "path", cfg.path, f"an .npz with arrays X, Y, W0 (missing {', '.join(missing)})")
+    return LinearTeacher.from_arrays(arrays["X"], arrays["Y"], arrays["W0"], delta=arrays.get("delta"),
+                                     r_star=cfg.r_star, dtype=cfg.dtype, device=cfg.device)
+
+
+def make_problem(spec: dict) -> Problem:
+    """Build a problem from a plain dict with a ``kind`` key (the ``problem`` conf group)."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "linear")
+    if kind not in KINDS:
+        fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
+    cfg_cls, cls = KINDS[kind]
+    cfg = build(cfg_cls, spec, where="problem")
+    return load_npz(cfg) if kind == "npz" else cls(cfg)
+
+
+__all__ = ["Problem", "LinearTeacher", "ReLUTeacher", "MatrixSensing", "make_problem", "check_factors", "KINDS"]

@@ -1,0 +1,168 @@
+"""What every problem exposes to inits, solvers and metrics.
+
+A problem is a loss over the adapter pair (A, B), A ∈ R^{d×r}, B ∈ R^{r×k}, acting
+on a frozen W0 ∈ R^{d×k} through W0 + A B (the paper's layout). It knows
+
+* ``G`` — the one-step full fine-tuning direction G♮ = −∇_W L(W0), d×k;
+* the ground-truth shift ΔW, kept factored as ``delta_L @ delta_R`` (or None);
+* ``grads(A, B)``, ``loss(A, B)``, ``risk(A, B)`` and ``error_norms(A, B)``.
+
+Offset inits (LoRA-GA, PiSSA) move the frozen weight: ``shifted(L, R)`` returns the
+same problem with W0 ← W0 − L R, so ΔW ← ΔW + L R and G is recomputed. Risks of
+the shifted problem are still measured against the original target W0 + ΔW.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import fail
+from ..linalg import Tensor, product_norms, random_orthonormal
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return _DTYPES[name]
+
+
+def make_generator(seed: int, device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def singular_values(cfg) -> list[float]:
+    """λ*_1 = scale ≥ … ≥ λ*_{r*} = scale/κ, linearly or geometrically spaced, or explicit."""
+    if cfg.singular_values is not None:
+        return sorted(cfg.singular_values, reverse=True)
+    r = cfg.r_star
+    if r == 1:
+        return [cfg.scale]
+    if cfg.spacing == "linear":
+        vals = np.linspace(1.0, 1.0 / cfg.kappa, r)
+    else:
+        vals = np.geomspace(1.0, 1.0 / cfg.kappa, r)
+    return [cfg.scale * float(v) for v in vals]
+
+
+def lowrank_truth(d, k, svals, gen, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
+    """Haar-random U* (d×r*), V* (k×r*) and the factors of ΔW = U* S* V*ᵀ."""
+    U = random_orthonormal(d, len(svals), gen, dtype, device)
+    V = random_orthonormal(k, len(svals), gen, dtype, device)
+    s = torch.tensor(svals, dtype=dtype, device=device)
+    return U, V, s
+
+
+def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
+    if kind == "gaussian":
+        return scale * torch.randn(d, k, generator=gen, dtype=dtype, device=device)
+    if kind == "orthonormal":
+        return scale * random_orthonormal(d, k, gen, dtype, device)
+    return torch.zeros(d, k, dtype=dtype, device=device)
+
+
+class Problem:
+    """Base class; subclasses set the attributes below and implement grads/loss/_regradient."""
+
+    kind: str = "problem"
+    d: int
+    k: int
+    r_star: Optional[int]
+    W0: Tensor
+    G: Tensor
+    delta_L: Optional[Tensor] = None  # d×r*
+    delta_R: Optional[Tensor] = None  # r*×k
+    risk_weight: Optional[Tensor] = None  # Σ^{1/2} for the Σ-weighted risk; None means Σ = I
+
+    # -- interface ---------------------------------------------------------------------------
+    def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def loss(self, A: Tensor, B: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _regradient(self, L: Tensor, R: Tensor) -> None:
+        """Update G and loss caches after W0 ← W0 − L R."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.G.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.G.device
+
+    @property
+    def delta(self) -> Optional[Tensor]:
+        """ΔW as a dense d×k matrix (None when unknown)."""
+        if self.delta_L is None:
+            return None
+        return self.delta_L @ self.delta_R
+
+    def as_tensor(self, x, name: str) -> Tensor:
+        """Validate and convert a user array to this problem's dtype and device."""
+        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+        if t.ndim != 2:
+            fail("", name, tuple(t.shape), "a 2-D array")
+        if not bool(torch.isfinite(t).all()):
+            fail("", name, "array with NaN/inf", "finite values only")
+        return t.to(dtype=self.dtype, device=self.device)
+
+    def _error_factors(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        """AB − ΔW = [A, −ΔL] [B; ΔR], a product of thin factors."""
+        L = torch.cat([A, -self.delta_L.expand(*A.shape[:-2], *self.delta_L.shape)], dim=-1)
+        R = torch.cat([B, self.delta_R.expand(*B.shape[:-2], *self.delta_R.shape)], dim=-2)
+        return L, R
+
+    def error_norms(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        """(‖AB − ΔW‖_op, ‖AB − ΔW‖_F); NaN when ΔW is unknown."""
+        if self.delta_L is None:
+            nan = torch.tensor(math.nan, dtype=self.dtype)
+            return nan, nan
+        return product_norms(*self._error_factors(A, B))
+
+    def risk(self, A: Tensor, B: Tensor) -> Tensor:
+        """Population risk ½ tr((AB−ΔW)ᵀ Σ (AB−ΔW)); ½‖AB − ΔW‖_F² for Σ = I."""
+        if self.delta_L is None:
+            return torch.tensor(math.nan, dtype=self.dtype)
+        L, R = self._error_factors(A, B)
+        if self.risk_weight is not None:
+            L = self.risk_weight @ L
+        return 0.5 * product_norms(L, R)[1] ** 2
+
+    def shifted(self, L: Tensor, R: Tensor) -> "Problem":
+        """This problem with the frozen weight moved to W0 − L R (the offset inits)."""
+        new = copy.copy(self)
+        new.W0 = self.W0 - L @ R
+        if self.delta_L is not None:
+            new.delta_L = torch.cat([self.delta_L, L], dim=-1)
+            new.delta_R = torch.cat([self.delta_R, R], dim=-2)
+        new._regradient(L, R)
+        return new
+
+    def describe(self) -> dict:
+        """Scalar facts about the instance, for summaries and reports."""
+        s = torch.linalg.svdvals(self.G)
+        out = {"d": self.d, "k": self.k, "r_star": self.r_star, "sigma1_G": float(s[0])}
+        if self.r_star is not None and self.r_star < len(s):
+            out["sigma_rstar_plus_1_G"] = float(s[self.r_star])
+        return out
+
+
+def check_factors(problem: Problem, A, B) -> tuple[Tensor, Tensor]:
+    """Validate explicit initial factors: shapes (d, r) and (r, k), finite values."""
+    A = problem.as_tensor(A, "A0")
+    B = problem.as_tensor(B, "B0")
+    if A.shape[0] != problem.d:
+        fail("", "A0", tuple(A.shape), f"shape (d={problem.d}, r)")
+    if B.shape[1] != problem.k or B.shape[0] != A.shape[1]:
+        fail("", "B0", tuple(B.shape), f"shape (r={A.shape[1]}, k={problem.k})")
+    if A.shape[1] < 1:
+        fail("", "A0", tuple(A.shape), "at least one column (rank ≥ 1)")
+    return A.clone(), B.clone()
+

@@ -1,0 +1,196 @@
+"""Linear teacher–student: y = (W0 + ΔW)ᵀ x + ε, x ~ N(0, Σ), ΔW of rank r*.
+
+Only sufficient statistics are kept: Σ̂ = XᵀX/N and G = Xᵀ(Y − X W0)/N. Then
+
+    L(A, B) = L(W0) − ⟨A B, G⟩ + ½ tr((A B)ᵀ Σ̂ A B)
+    ∇_A L   = Σ̂ A (B Bᵀ) − G Bᵀ,        ∇_B L = (Aᵀ Σ̂ A) B − Aᵀ G,
+
+so a step costs O((d² + dk) r) whatever N is, O(dkr) in the population limit
+(Σ̂ = Σ = I exactly), and never forms a d×k product of the factors.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..config import LinearConfig, build, fail
+from ..linalg import Tensor, mT, random_orthonormal
+from .base import Problem, frozen_weight, lowrank_truth, make_generator, singular_values, torch_dtype
+
+_CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
+
+
+class LinearTeacher(Problem):
+    """The paper's linear model (SPEC §2). Build from a config or keywords, or ``from_arrays``."""
+
+    kind = "linear"
+
+    def __init__(self, config: Optional[LinearConfig] = None, **kwargs):
+        cfg = config if config is not None else build(LinearConfig, kwargs, where="")
+        self.config = cfg
+        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
+        gen = make_generator(cfg.seed, dev)
+        d, k = cfg.d, cfg.k
+        self.d, self.k, self.r_star = d, k, cfg.r_star
+        self.noise = cfg.noise
+        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
+        self.U_star, self.S_star, self.V_star = U, s, V
+        self.delta_L, self.delta_R = U * s, mT(V)
+        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
+
+        cov_sqrt = None
+        if cfg.cov_spectrum is not None or cfg.cov_kappa > 1:
+            spec = (torch.tensor(cfg.cov_spectrum, dtype=dtype, device=dev) if cfg.cov_spectrum is not None
+                    else torch.logspace(0, -math.log10(cfg.cov_kappa), d, dtype=dtype, device=dev))
+            Q = random_orthonormal(d, d, gen, dtype, dev)
+            cov_sqrt = (Q * spec.sqrt()) @ mT(Q)
+        self.risk_weight = cov_sqrt
+
+        if cfg.n == "population":
+            self.n = None
+            self._sigma = None if cov_sqrt is None else cov_sqrt @ cov_sqrt
+            self.G = self.delta if self._sigma is None else self._sigma @ self.delta
+            self._loss_floor = 0.5 * k * cfg.noise**2
+        else:
+            self.n = int(cfg.n)
+            xtx, g, rr = self._draw_statistics(gen, cov_sqrt)
+            self._set_statistics(xtx, g, rr)
+
+    # -- construction --------------------------------------------------------------------------
+    def _draw_statistics(self, gen, cov_sqrt):
+        """Accumulate Σ̂, G and ‖Y − XW0‖²/N over row blocks of X, never holding all of X."""
+        d, k, n = self.d, self.k, self.n
+        dtype, dev = self.W0.dtype, self.W0.device
+        xtx = torch.zeros(d, d, dtype=dtype, device=dev)
+        xtr = torch.zeros(d, k, dtype=dtype, device=dev)
+        rr = torch.zeros((), dtype=dtype, device=dev)
+        rows = max(1, _CHUNK_ELEMENTS // max(d, k))
+        for start in range(0, n, rows):
+            m = min(rows, n - start)
+            X = torch.randn(m, d, generator=gen, dtype=dtype, device=dev)
+            if cov_sqrt is not None:
+                X = X @ cov_sqrt
+            # Y − X W0 = X ΔW + ε: the residual at W0, drawn without W0's large terms.
+            R0 = (X @ self.delta_L) @ self.delta_R
+            if self.noise > 0:
+                R0 = R0 + self.noise * torch.randn(m, k, generator=gen, dtype=dtype, device=dev)
+            xtx += mT(X) @ X
+            xtr += mT(X) @ R0
+            rr += (R0 * R0).sum()
+        return xtx / n, xtr / n, rr / n
+
+    def _set_statistics(self, sigma_hat: Tensor, G: Tensor, resid_sq: Tensor):
+        self._sigma = sigma_hat
+        self.G = G
+        self._loss0 = 0.5 * resid_sq  # L(W0)
+        chol, info = torch.linalg.cholesky_ex(sigma_hat)
+        if int(info) == 0:
+            # L = ½‖Cᵀ(AB − Ŵ)‖² + L⊥ with Ŵ = Σ̂⁻¹G the least-squares shift: accurate
+            # near zero loss, where the expanded form cancels catastrophically.
+            w_hat = torch.cholesky_solve(G, chol)
+            self._chol = chol
+            self._loss_target = mT(chol) @ w_hat
+            self._loss_floor = torch.clamp(self._loss0 - 0.5 * (w_hat * G).sum(), min=0.0)
+        else:  # N < d: Σ̂ is singular, keep the expanded form
+            self._chol = None
+
+    @classmethod
+    def from_arrays(cls, X, Y, W0, delta=None, r_star: Optional[int] = None, dtype: str = "float64",
+                    device: str = "cpu") -> "LinearTeacher":
+        """A problem from the user's own data. X: N×d, Y: N×k, W0: d×k, delta (ΔW): d×k or None.
+
+        The risk is the identity-covariance population risk ½‖AB − ΔW‖_F²; without
+        ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
+        """
+        if dtype not in ("float64", "float32"):
+            fail("", "dtype", dtype, "one of float64, float32")
+        self = cls.__new__(cls)
+        self.config = None
+        tdt = torch_dtype(dtype)
+        arrs = {}
+        for name, a in (("X", X), ("Y", Y), ("W0", W0)) + ((("delta", delta),) if delta is not None else ()):
+            t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+            if t.ndim != 2:
+                fail("", name, tuple(t.shape), "a 2-D array")
+            if not bool(torch.isfinite(t).all()):
+                fail("", name, "array with NaN/inf", "finite values only")
+            arrs[name] = t.to(dtype=tdt, device=device)
+        X, Y, W0 = arrs["X"], arrs["Y"], arrs["W0"]
+        n, d = X.shape
+        k = W0.shape[1]
+        if Y.shape != (n, k):
+            fail("", "Y", tuple(Y.shape), f"shape (N={n}, k={k}) to match X and W0")
+        if W0.shape[0] != d:
+            fail("", "W0", tuple(W0.shape), f"shape (d={d}, k) to match X")
+        self.d, self.k, self.n = d, k, n
+        self.noise = float("nan")
+        self.W0 = W0
+        self.risk_weight = None
+        R0 = Y - X @ W0
+        self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
+        self.r_star = r_star
+        self.U_star = self.S_star = self.V_star = None
+        if "delta" in arrs:
+            D = arrs["delta"]
+            if D.shape != (d, k):
+                fail("", "delta", tuple(D.shape), f"shape (d={d}, k={k}) or None")
+            U, s, Vh = torch.linalg.svd(D, full_matrices=False)
+            tol = max(d, k) * torch.finfo(tdt).eps * float(s[0]) if len(s) else 0.0
+            numerical_rank = max(1, int((s > tol).sum()))
+            if r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
+                fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
+            rs = r_star if r_star is not None else numerical_rank
+            self.r_star = rs
+            self.U_star, self.S_star, self.V_star = U[:, :rs], s[:rs], mT(Vh[:rs])
+            # ΔW is kept exactly (all numerically nonzero directions), not truncated to r*.
+            keep = max(rs, numerical_rank)
+            self.delta_L, self.delta_R = U[:, :keep] * s[:keep], Vh[:keep]
+        elif r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
+            fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
+        return self
+
+    # -- sufficient statistics -----------------------------------------------------------------
+    @property
+    def sigma_hat(self) -> Tensor:
+        """Σ̂ = XᵀX/N (Σ itself in the population limit)."""
+        if self._sigma is None:
+            return torch.eye(self.d, dtype=self.dtype, device=self.device)
+        return self._sigma
+
+    @property
+    def xty(self) -> Tensor:
+        """XᵀY/N = Σ̂ W0 + G."""
+        return self.sigma_hat @ self.W0 + self.G
+
+    # -- objective -----------------------------------------------------------------------------
+    def _sigma_times(self, A: Tensor) -> Tensor:
+        return A if self._sigma is None else self._sigma @ A
+
+    def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        SA = self._sigma_times(A)
+        gA = SA @ (B @ mT(B)) - self.G @ mT(B)
+        gB = (mT(A) @ SA) @ B - mT(A) @ self.G
+        return gA, gB
+
+    def loss(self, A: Tensor, B: Tensor) -> Tensor:
+        """Empirical loss (1/2N)‖X(W0 + AB) − Y‖_F²; the population loss when N = population."""
+        if self.n is None:
+            return self.risk(A, B) + self._loss_floor
+        if self._chol is not None:
+            resid = (mT(self._chol) @ A) @ B - self._loss_target
+            return 0.5 * (resid * resid).sum(dim=(-2, -1)) + self._loss_floor
+        SA = self._sigma @ A
+        return (self._loss0 - ((mT(A) @ self.G) * B).sum(dim=(-2, -1))
+                + 0.5 * ((mT(A) @ SA) * (B @ mT(B))).sum(dim=(-2, -1)))
+
+    def _regradient(self, L: Tensor, R: Tensor) -> None:
+        SL = self._sigma_times(L)
+        if self.n is not None:
+            # L(W0 − LR) = L(W0) + ⟨LR, G⟩ + ½ tr((LR)ᵀ Σ̂ LR); the least-squares floor is unchanged.
+            self._loss0 = self._loss0 + ((mT(L) @ self.G) * R).sum() + 0.5 * ((mT(L) @ SL) * (R @ mT(R))).sum()
+            if self._chol is not None:
+                self._loss_target = self._loss_target + (mT(self._chol) @ L) @ R
+        self.G = self.G + SL @ R

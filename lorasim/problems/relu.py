@@ -1,0 +1,95 @@
+"""ReLU teacher–student: y = relu((W0 + ΔW)ᵀ x) + ε entrywise, x ~ N(0, I_d) (SPEC §3).
+
+The nonlinearity has no sufficient statistics, so each step touches the N samples:
+O(N d k) per step, the cost of one forward and backward pass. The population risk
+has a closed form through the arc-cosine kernel (Cho & Saul): for x ~ N(0, I),
+
+    E[relu(uᵀx) relu(vᵀx)] = ‖u‖‖v‖ (sin θ + (π − θ) cos θ) / (2π),
+
+which gives, per output column with u = w_j, v = w♮_j and θ their angle,
+
+    E(relu(uᵀx) − relu(vᵀx))² = ½‖u − v‖² − ‖u‖‖v‖ (sin θ − θ cos θ) / π,
+
+written so that it keeps full relative accuracy as u → v (both terms vanish there,
+the second like θ³).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ..config import ReLUConfig, build
+from ..linalg import Tensor, mT
+from .base import Problem, frozen_weight, lowrank_truth, make_generator, singular_values, torch_dtype
+
+
+def _sin_minus_theta_cos(theta: Tensor) -> Tensor:
+    """sin θ − θ cos θ, with its Taylor series θ³/3 − θ⁵/30 + θ⁷/840 for small θ (no cancellation)."""
+    small = theta < 1e-2
+    t2 = theta * theta
+    series = theta * t2 * (1.0 / 3 - t2 / 30 + t2 * t2 / 840)
+    return torch.where(small, series, torch.sin(theta) - theta * torch.cos(theta))
+
+
+def relu_pair_risk(W: Tensor, W_true: Tensor, diff_sq: Tensor) -> Tensor:
+    """½ Σ_j E(relu(w_jᵀx) − relu(w♮_jᵀx))² for x ~ N(0, I); ``diff_sq`` = ‖W − W♮‖_F²."""
+    a = torch.linalg.vector_norm(W, dim=-2)
+    b = torch.linalg.vector_norm(W_true, dim=-2)
+    ua = W / a.clamp_min(torch.finfo(W.dtype).tiny).unsqueeze(-2)
+    ub = W_true / b.clamp_min(torch.finfo(W.dtype).tiny).unsqueeze(-2)
+    # θ = 2 atan2(‖û − v̂‖, ‖û + v̂‖) is accurate at small angles, unlike acos(ûᵀv̂).
+    theta = 2 * torch.atan2(torch.linalg.vector_norm(ua - ub, dim=-2), torch.linalg.vector_norm(ua + ub, dim=-2))
+    # E(relu(u)-relu(v))² = ½‖u−v‖² + (θ uᵀv − ‖u‖‖v‖ sin θ)/π = ½‖u−v‖² − ‖u‖‖v‖(sin θ − θ cos θ)/π
+    return 0.5 * (0.5 * diff_sq - ((a * b) * _sin_minus_theta_cos(theta)).sum(dim=-1) / math.pi)
+
+
+class ReLUTeacher(Problem):
+    """Finite-sample ReLU teacher with W0 of orthonormal columns by default and ΔW of rank r*."""
+
+    kind = "relu"
+
+    def __init__(self, config: Optional[ReLUConfig] = None, **kwargs):
+        cfg = config if config is not None else build(ReLUConfig, kwargs, where="")
+        self.config = cfg
+        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
+        gen = make_generator(cfg.seed, dev)
+        d, k, n = cfg.d, cfg.k, cfg.n
+        self.d, self.k, self.r_star, self.n = d, k, cfg.r_star, n
+        self.noise = cfg.noise
+        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
+        self.U_star, self.S_star, self.V_star = U, s, V
+        self.delta_L, self.delta_R = U * s, mT(V)
+        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
+        self.W_true = self.W0 + self.delta
+        self.X = torch.randn(n, d, generator=gen, dtype=dtype, device=dev)
+        self.Y = torch.relu(self.X @ self.W_true)
+        if cfg.noise > 0:
+            self.Y = self.Y + cfg.noise * torch.randn(n, k, generator=gen, dtype=dtype, device=dev)
+        self._regradient(None, None)
+
+    def _residual(self, W: Tensor) -> tuple[Tensor, Tensor]:
+        Z = self.X @ W
+        return torch.relu(Z) - self.Y, Z > 0
+
+    def _gamma(self, W: Tensor) -> Tensor:
+        """∇_W L at W: (1/N) Xᵀ[(relu(XW) − Y) ⊙ 1{XW > 0}]."""
+        resid, active = self._residual(W)
+        return mT(self.X) @ (resid * active) / self.n
+
+    def _regradient(self, L, R) -> None:
+        self.G = -self._gamma(self.W0)
+
+    def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        Gam = self._gamma(self.W0 + A @ B)
+        return Gam @ mT(B), mT(A) @ Gam
+
+    def loss(self, A: Tensor, B: Tensor) -> Tensor:
+        resid, _ = self._residual(self.W0 + A @ B)
+        return 0.5 * (resid * resid).sum(dim=(-2, -1)) / self.n
+
+    def risk(self, A: Tensor, B: Tensor) -> Tensor:
+        """Exact population risk ½ E‖relu((W0+AB)ᵀx) − relu(W♮ᵀx)‖², x ~ N(0, I) (noise-free)."""
+        diff_sq = self.error_norms(A, B)[1] ** 2
+        return relu_pair_risk(self.W0 + A @ B, self.W_true, diff_sq)
