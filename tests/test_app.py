@@ -1,0 +1,129 @@
+"""The hydra app: configs through the compose API, and the CLI end to end through a subprocess."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from lorasim.app import conf_dir, execute, validate
+from lorasim.config import ConfigError
+
+
+@pytest.fixture
+def cfg_of():
+    def make(*overrides):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    yield make
+    GlobalHydra.instance().clear()
+
+
+def test_default_is_the_headline_comparison(cfg_of):
+    spec = validate(cfg_of())
+    assert {k: (i.name if i else None, s.name) for k, (i, s) in spec.methods.items()} == {
+        "vanilla_gd": ("small_random", "gd"), "spectral_precgd": ("spectral", "precgd"),
+        "lora_ga_precgd": ("lora_ga", "precgd"), "full_ft": (None, "full_ft")}
+    p = spec.problem
+    assert (p["kind"], p["d"], p["k"], p["r_star"], p["n"], p["kappa"], spec.run.rank) == ("linear", 100, 100, 4, 1600, 4.0, 8)
+
+
+@pytest.mark.parametrize("problem", ["linear", "relu", "sensing"])
+@pytest.mark.parametrize("init", ["small_random", "kaiming", "spectral", "lora_one", "lora_ga", "pissa"])
+def test_every_group_option_composes_and_validates(cfg_of, problem, init):
+    spec = validate(cfg_of(f"problem={problem}", "methods=single", f"init={init}", "run.rank=2"))
+    assert spec.methods["main"][0].name == init
+    assert spec.problem["kind"] == problem
+
+
+@pytest.mark.parametrize("solver", ["gd", "precgd", "adam", "scaled_adam", "full_ft"])
+def test_solver_options(cfg_of, solver):
+    spec = validate(cfg_of("methods=single", f"solver={solver}", "solver.lr=0.01"))
+    assert spec.methods["main"][1].name == solver
+    assert spec.methods["main"][1].lr == 0.01
+
+
+@pytest.mark.parametrize("overrides, field", [
+    (["run.rank=101"], "run.rank"), (["run.rank=0"], "run.rank"), (["problem.r_star=101"], "problem.r_star"),
+    (["problem.n=0"], "problem.n"), (["methods.full_ft.solver.lr=0"], "methods.full_ft.solver.lr"),
+    (["methods=single", "init.alpha=-1"], "methods.main.init.alpha"), (["run.rank=51"], "run.rank"),
+])
+def test_validation_names_the_field(cfg_of, overrides, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        validate(cfg_of(*overrides))
+
+
+def test_execute_writes_tidy_outputs(cfg_of, tmp_path):
+    spec = validate(cfg_of("problem.d=24", "problem.k=20", "problem.r_star=2", "problem.n=200", "run.rank=4",
+                           "run.steps=30", "run.quiet=true"))
+    results, summary = execute(spec, tmp_path)
+    for name in ("results.csv", "summary.csv", "problem.json", "figure.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    on_disk = pd.read_csv(tmp_path / "results.csv")
+    assert len(on_disk) == 4 * 31 and set(on_disk["method"]) == set(spec.methods)
+    assert list(pd.read_csv(tmp_path / "summary.csv")["method"]) == list(spec.methods)
+    assert not list(tmp_path.glob(".*tmp*"))  # no temp files left behind
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0")
+    return subprocess.run([sys.executable, "-m", "lorasim", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_default_run_smoke(tmp_path):
+    out = tmp_path / "run"
+    res = _cli("run.steps=40", "run.quiet=true", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "spectral_precgd" in res.stdout and "risk_final" in res.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["status"]) == ["ok"] * 4
+    assert (out / "figure.png").exists()
+
+
+@pytest.mark.parametrize("args, field", [
+    (["run.rank=0"], "run.rank=0"), (["methods=single", "init=foo"], "init=foo"),
+    (["problem.n=-5"], "problem.n=-5"), (["problem=npz", "problem.path=/no/such.npz"], "problem.path="),
+    (["methods=single", "solver.lr=-1"], "solver.lr=-1"), (["problem.colour=red"], "problem.colour=red"),
+])
+def test_cli_bad_config_is_one_line_exit_2(tmp_path, args, field):
+    res = _cli(*args, f"hydra.run.dir={tmp_path / 'never'}", cwd=tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lorasim: error:") and field in lines[0], res.stderr
+    assert not (tmp_path / "never").exists()
+
+
+def test_cli_reads_user_npz_and_rejects_bad_shapes(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 10))
+    W0 = rng.standard_normal((10, 6))
+    delta = np.outer(rng.standard_normal(10), rng.standard_normal(6)) / 5
+    np.savez(tmp_path / "good.npz", X=X, Y=X @ (W0 + delta), W0=W0, delta=delta)
+    res = _cli("problem=npz", f"problem.path={tmp_path / 'good.npz'}", "methods=single", "init=spectral",
+               "solver=precgd", "run.rank=2", "run.steps=80", "run.quiet=true", f"hydra.run.dir={tmp_path / 'out'}",
+               cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary["risk_final"].iloc[0] < 1e-12  # N ≥ d, noiseless: the spectral init + PrecGD recover ΔW
+
+    np.savez(tmp_path / "bad.npz", X=X, Y=X[:, :5], W0=W0)
+    res = _cli("problem=npz", f"problem.path={tmp_path / 'bad.npz'}", f"hydra.run.dir={tmp_path / 'bad'}",
+               cwd=tmp_path)
+    assert res.returncode == 2 and "Y=(80, 5)" in res.stderr
+
+
+def test_cli_diverging_method_does_not_stop_the_others(tmp_path):
+    out = tmp_path / "run"
+    res = _cli("problem.d=20", "problem.k=20", "problem.r_star=2", "problem.n=200", "run.rank=4", "run.steps=60",
+               "run.quiet=true", "methods.vanilla_gd.solver.lr=80", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(out / "summary.csv").set_index("method")
+    assert summary.loc["vanilla_gd", "status"] == "diverged"
+    assert (summary.drop(index="vanilla_gd")["status"] == "ok").all()

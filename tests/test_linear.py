@@ -1,0 +1,167 @@
+"""Linear teacher: closed-form gradients, statistics, losses and risks against independent oracles."""
+import numpy as np
+import pytest
+import torch
+
+import lorasim
+from lorasim.config import ConfigError
+
+
+def _rand(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+
+def _arrays(n=300, d=12, k=9, r=3, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    W0 = rng.standard_normal((d, k))
+    delta = rng.standard_normal((d, r)) @ rng.standard_normal((r, k)) / 3
+    Y = X @ (W0 + delta) + noise * rng.standard_normal((n, k))
+    return X, Y, W0, delta
+
+
+def _autograd_loss(X, Y, W0, A, B):
+    A = A.clone().requires_grad_(True)
+    B = B.clone().requires_grad_(True)
+    R = X @ (W0 + A @ B) - Y
+    loss = 0.5 * (R * R).sum() / X.shape[0]
+    loss.backward()
+    return loss.detach(), A.grad, B.grad
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_grads_and_loss_match_autograd_on_user_arrays(noise):
+    X, Y, W0, delta = _arrays(noise=noise)
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    A, B = _rand((12, 4), 1), _rand((4, 9), 2)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    loss, gA, gB = _autograd_loss(t(X), t(Y), t(W0), A, B)
+    ga, gb = prob.grads(A, B)
+    torch.testing.assert_close(ga, gA, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gb, gB, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(prob.loss(A, B), loss, rtol=1e-10, atol=1e-14)
+
+
+def test_sufficient_statistics_and_G_from_arrays():
+    X, Y, W0, delta = _arrays(noise=0.2)
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    n = X.shape[0]
+    np.testing.assert_allclose(prob.sigma_hat.numpy(), X.T @ X / n, rtol=1e-12)
+    np.testing.assert_allclose(prob.xty.numpy(), X.T @ Y / n, rtol=1e-10, atol=1e-12)
+    # G = −∇_W L(W0) for L(W) = (1/2N)‖XW − Y‖²
+    np.testing.assert_allclose(prob.G.numpy(), X.T @ (Y - X @ W0) / n, rtol=1e-10, atol=1e-12)
+    assert prob.r_star == 3
+
+
+def test_population_grads_use_no_sigma_and_match_autograd_of_risk():
+    prob = lorasim.LinearTeacher(d=20, k=15, r_star=3, n="population", kappa=5.0, seed=1)
+    torch.testing.assert_close(prob.G, prob.delta)  # E G♮ = ΔW for Σ = I
+    A = _rand((20, 5), 3).requires_grad_(True)
+    B = _rand((5, 15), 4).requires_grad_(True)
+    risk = 0.5 * ((A @ B - prob.delta) ** 2).sum()
+    risk.backward()
+    ga, gb = prob.grads(A.detach(), B.detach())
+    torch.testing.assert_close(ga, A.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gb, B.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(prob.risk(A.detach(), B.detach()), risk.detach(), rtol=1e-12, atol=0)
+    torch.testing.assert_close(prob.loss(A.detach(), B.detach()), risk.detach(), rtol=1e-12, atol=0)
+
+
+def test_input_covariance_weights_risk_and_gradient():
+    prob = lorasim.LinearTeacher(d=10, k=6, r_star=2, n="population", cov_kappa=10.0, seed=2)
+    S = prob.sigma_hat
+    evals = torch.linalg.eigvalsh(S)
+    torch.testing.assert_close(evals.max() / evals.min(), torch.tensor(10.0, dtype=torch.float64))
+    torch.testing.assert_close(prob.G, S @ prob.delta)
+    A, B = _rand((10, 3), 5), _rand((3, 6), 6)
+    E = A @ B - prob.delta
+    torch.testing.assert_close(prob.risk(A, B), 0.5 * torch.trace(E.T @ S @ E), rtol=1e-12, atol=0)
+
+
+def test_finite_sample_G_identity_and_rank():
+    """C1: noiseless G♮ = Σ̂ΔW and rank(G♮) = r*."""
+    prob = lorasim.LinearTeacher(d=32, k=32, r_star=2, n=512, seed=4)
+    torch.testing.assert_close(prob.G, prob.sigma_hat @ prob.delta, rtol=1e-12, atol=1e-13)
+    s = torch.linalg.svdvals(prob.G)
+    assert s[2] / s[0] < 1e-13 < s[1] / s[0]
+
+
+def test_singular_value_profiles():
+    lin = lorasim.LinearTeacher(d=20, k=20, r_star=4, n="population", kappa=4.0, spacing="linear")
+    torch.testing.assert_close(lin.S_star, torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64))
+    geo = lorasim.LinearTeacher(d=20, k=20, r_star=3, n="population", kappa=4.0, spacing="geometric", scale=2.0)
+    torch.testing.assert_close(geo.S_star, torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64))
+    exp = lorasim.LinearTeacher(d=20, k=20, r_star=2, n="population", singular_values=[0.5, 3.0])
+    torch.testing.assert_close(torch.linalg.svdvals(exp.delta)[:2], torch.tensor([3.0, 0.5], dtype=torch.float64))
+
+
+def test_error_norms_and_risk_match_dense_and_stay_accurate_near_zero():
+    prob = lorasim.LinearTeacher(d=30, k=20, r_star=3, n=200, seed=5)
+    A, B = _rand((30, 4), 7), _rand((4, 20), 8)
+    E = A @ B - prob.delta
+    op, fro = prob.error_norms(A, B)
+    torch.testing.assert_close(op, torch.linalg.matrix_norm(E, ord=2), rtol=1e-12, atol=0)
+    torch.testing.assert_close(fro, torch.linalg.matrix_norm(E), rtol=1e-12, atol=0)
+    # At AB = ΔW + 1e-9·P the risk keeps relative accuracy (the expanded form would not).
+    U, S, V = prob.U_star, prob.S_star, prob.V_star
+    P = _rand((30, 20), 9)
+    A2 = torch.cat([U * S, P[:, :1] * 1e-9], dim=1)
+    B2 = torch.cat([V.T, P[:1, :]], dim=0)
+    exact = 0.5 * torch.linalg.matrix_norm(torch.outer(P[:, 0], P[0, :]) * 1e-9) ** 2
+    torch.testing.assert_close(prob.risk(A2, B2), exact, rtol=1e-6, atol=0)
+
+
+def test_shifted_problem_matches_moved_frozen_weight():
+    X, Y, W0, delta = _arrays(noise=0.05, seed=3)
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    L, R = _rand((12, 2), 10), _rand((2, 9), 11)
+    moved = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0 - (L @ R).numpy(), delta=delta + (L @ R).numpy())
+    shifted = prob.shifted(L, R)
+    A, B = _rand((12, 3), 12), _rand((3, 9), 13)
+    torch.testing.assert_close(shifted.G, moved.G, rtol=1e-10, atol=1e-12)
+    for f in ("loss", "risk"):
+        torch.testing.assert_close(getattr(shifted, f)(A, B), getattr(moved, f)(A, B), rtol=1e-9, atol=1e-12)
+    # The risk is still measured against the original target W0 + ΔW.
+    Wt = torch.as_tensor(W0 + delta)
+    E = (shifted.W0 + A @ B) - Wt
+    torch.testing.assert_close(shifted.risk(A, B), 0.5 * (E * E).sum(), rtol=1e-10, atol=0)
+
+
+def test_underdetermined_loss_uses_expanded_form():
+    X, Y, W0, delta = _arrays(n=8, d=12, k=5, r=2, noise=0.0)
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    A, B = _rand((12, 2), 14), _rand((2, 5), 15)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    loss, _, _ = _autograd_loss(t(X), t(Y), t(W0), A, B)
+    torch.testing.assert_close(prob.loss(A, B), loss, rtol=1e-10, atol=1e-12)
+
+
+def test_same_seed_same_problem_other_seed_other_problem():
+    a = lorasim.LinearTeacher(d=16, k=16, r_star=2, n=100, seed=7)
+    b = lorasim.LinearTeacher(d=16, k=16, r_star=2, n=100, seed=7)
+    c = lorasim.LinearTeacher(d=16, k=16, r_star=2, n=100, seed=8)
+    assert torch.equal(a.G, b.G) and torch.equal(a.sigma_hat, b.sigma_hat)
+    assert not torch.equal(a.G, c.G)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(d=0), "d"), (dict(r_star=200), "r_star"), (dict(n=0), "n"), (dict(n="lots"), "n"),
+    (dict(kappa=0.5), "kappa"), (dict(spacing="cubic"), "spacing"), (dict(noise=-1.0), "noise"),
+    (dict(dtype="float16"), "dtype"), (dict(w0="orthonormal", d=4, k=8, r_star=2), "w0"),
+    (dict(singular_values=[1.0]), "singular_values"), (dict(device="tpu"), "device"), (dict(colour=1), "colour"),
+])
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        lorasim.LinearTeacher(**kwargs)
+
+
+@pytest.mark.parametrize("which, bad, field", [
+    ("X", np.full((10, 4), np.nan), "X"), ("Y", np.zeros((9, 3)), "Y"), ("W0", np.zeros((5, 3)), "W0"),
+    ("delta", np.zeros((4, 4)), "delta"), ("X", np.zeros(10), "X"),
+])
+def test_from_arrays_rejects_bad_shapes_and_nan(which, bad, field):
+    arrs = dict(X=np.ones((10, 4)), Y=np.ones((10, 3)), W0=np.ones((4, 3)), delta=np.ones((4, 3)))
+    arrs[which] = bad
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        lorasim.LinearTeacher.from_arrays(**arrs)

@@ -1,0 +1,132 @@
+"""Update rules against hand-written formulas and torch.optim.Adam."""
+import pytest
+import torch
+
+import lorasim
+from lorasim.config import SolverConfig
+from lorasim.solvers import Solver
+
+
+def _rand(shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _one_step(cfg, A, B, gA, gB):
+    slv = Solver(cfg)
+    return slv.step(A, B, gA, gB, slv.init(A, B))
+
+
+def _inv(M, lam):
+    return torch.linalg.inv(M + lam * torch.eye(M.shape[0], dtype=M.dtype))
+
+
+@pytest.fixture
+def pair():
+    return _rand((12, 3), 0), _rand((3, 9), 1), _rand((12, 3), 2), _rand((3, 9), 3)
+
+
+@pytest.mark.parametrize("order", ["simultaneous", "gauss_seidel"])
+def test_precgd_step_formula(pair, order):
+    A, B, gA, gB = pair
+    lam, eta = 0.1, 0.3
+    slv = Solver(SolverConfig(name="precgd", lr=eta, damping=lam, order=order))
+    A1, B1 = slv.step(A, B, gA, gB, slv.init(A, B))
+    A_ref = A - eta * gA @ _inv(B @ B.T, lam)
+    A_pre = A_ref if order == "gauss_seidel" else A
+    B_ref = B - eta * _inv(A_pre.T @ A_pre, lam) @ gB
+    torch.testing.assert_close(A1, A_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(B1, B_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_pinv_equals_inv_when_damped_and_handles_singular_gram(pair):
+    A, B, gA, gB = pair
+    steps = {}
+    for inverse in ("inv", "pinv"):
+        slv = Solver(SolverConfig(name="precgd", lr=0.5, damping=1e-2, inverse=inverse))
+        steps[inverse] = slv.step(A, B, gA, gB, slv.init(A, B))
+    for x, y in zip(steps["inv"], steps["pinv"]):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+    zero_B = torch.zeros_like(B)
+    # λ = 0 with B = 0: inv falls back to the identity (as AdamWr does), pinv maps to 0.
+    A_inv, _ = _one_step(SolverConfig(name="precgd", lr=1.0, damping=0.0), A, zero_B, gA, gB)
+    torch.testing.assert_close(A_inv, A - gA)
+    A_pinv, _ = _one_step(SolverConfig(name="precgd", lr=1.0, damping=0.0, inverse="pinv"), A, zero_B, gA, gB)
+    torch.testing.assert_close(A_pinv, A)
+
+
+def test_lora_plus_ratio_scales_b_only(pair):
+    A, B, gA, gB = pair
+    A1, B1 = _one_step(SolverConfig(name="gd", lr=0.1, lr_ratio=16.0), A, B, gA, gB)
+    torch.testing.assert_close(A1, A - 0.1 * gA)
+    torch.testing.assert_close(B1, B - 1.6 * gB)
+
+
+def test_adam_matches_torch_optim_adam(small_linear):
+    A = _rand((32, 3), 4)
+    B = _rand((3, 24), 5)
+    lr = 1e-2
+    pa, pb = A.clone().requires_grad_(True), B.clone().requires_grad_(True)
+    opt = torch.optim.Adam([pa, pb], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    slv = Solver(SolverConfig(name="adam", lr=lr))
+    state = slv.init(A, B)
+    for _ in range(20):
+        gA, gB = small_linear.grads(A, B)
+        A, B = slv.step(A, B, gA, gB, state)
+        ga, gb = small_linear.grads(pa.detach(), pb.detach())
+        pa.grad, pb.grad = ga, gb
+        opt.step()
+    torch.testing.assert_close(A, pa.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(B, pb.detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_scaled_adam_with_bias_correction_is_adam_on_preconditioned_gradients(small_linear):
+    """Simultaneous order, precondition before the moments: torch Adam fed (BBᵀ+λI)⁻¹-scaled gradients."""
+    A, B, lam, lr = _rand((32, 3), 6), _rand((3, 24), 7), 0.05, 1e-2
+    pa, pb = A.clone().requires_grad_(True), B.clone().requires_grad_(True)
+    opt = torch.optim.Adam([pa, pb], lr=lr)
+    slv = Solver(SolverConfig(name="scaled_adam", lr=lr, damping=lam, order="simultaneous", bias_correction=True))
+    state = slv.init(A, B)
+    for _ in range(15):
+        gA, gB = small_linear.grads(A, B)
+        A, B = slv.step(A, B, gA, gB, state)
+        a, b = pa.detach(), pb.detach()
+        ga, gb = small_linear.grads(a, b)
+        pa.grad, pb.grad = ga @ _inv(b @ b.T, lam), _inv(a.T @ a, lam) @ gb
+        opt.step()
+    torch.testing.assert_close(A, pa.detach(), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(B, pb.detach(), rtol=1e-9, atol=1e-12)
+
+
+def test_scaled_adam_default_is_adamwr(pair):
+    """AdamWr: no bias correction, Gauss–Seidel (B's preconditioner sees the updated A)."""
+    A, B, gA, gB = pair
+    lam, lr, b1, b2, eps = 1e-6, 1e-2, 0.9, 0.999, 1e-8
+    slv = Solver(SolverConfig(name="scaled_adam", lr=lr, damping=lam, order="gauss_seidel"))
+    assert slv.cfg.bias_correction is False
+    A1, B1 = slv.step(A, B, gA, gB, slv.init(A, B))
+    sA = gA @ _inv(B @ B.T, lam)
+    A_ref = A - lr * ((1 - b1) * sA) / (((1 - b2) * sA * sA).sqrt() + eps)
+    sB = _inv(A_ref.T @ A_ref, lam) @ gB
+    B_ref = B - lr * ((1 - b1) * sB) / (((1 - b2) * sB * sB).sqrt() + eps)
+    torch.testing.assert_close(A1, A_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(B1, B_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_precondition_after_scales_the_adam_step(pair):
+    A, B, gA, gB = pair
+    lam, lr = 0.2, 1e-2
+    slv = Solver(SolverConfig(name="scaled_adam", lr=lr, damping=lam, order="simultaneous", precondition="after"))
+    A1, B1 = slv.step(A, B, gA, gB, slv.init(A, B))
+    adam_dir = lambda g: (0.1 * g) / ((0.001 * g * g).sqrt() + 1e-8)  # noqa: E731  first step, no correction
+    torch.testing.assert_close(A1, A - lr * adam_dir(gA) @ _inv(B @ B.T, lam), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(B1, B - lr * _inv(A.T @ A, lam) @ adam_dir(gB), rtol=1e-10, atol=1e-12)
+
+
+def test_full_ft_is_gd_on_w(small_linear):
+    eta, steps = 0.3, 7
+    traj = lorasim.train(small_linear, solver="full_ft", lr=eta, steps=steps)
+    D = torch.zeros_like(small_linear.W0)  # W − W0
+    for _ in range(steps):
+        D = D + eta * (small_linear.G - small_linear.sigma_hat @ D)  # W ← W − η∇L(W)
+    torch.testing.assert_close(traj.A @ traj.B, D, rtol=1e-12, atol=1e-12)
+    assert torch.equal(traj.B, torch.eye(small_linear.k, dtype=torch.float64))
