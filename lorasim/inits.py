@@ -30,6 +30,13 @@ class Init:
     scale: Optional[float] = None  # the peft scale s folded into A and B, when it applies
 
 
+def _draw(kind: str, shape, generator: torch.Generator, problem: Problem) -> Tensor:
+    """Random numbers from a CPU generator, moved to the problem's device: the same init seed
+    gives the same A0 on every device."""
+    fn = torch.randn if kind == "normal" else torch.rand
+    return fn(*shape, generator=generator, dtype=problem.dtype).to(problem.device)
+
+
 def _svd(M: Tensor):
     U, S, Vh = torch.linalg.svd(M, full_matrices=False)
     return U, S, mT(Vh)
@@ -38,9 +45,9 @@ def _svd(M: Tensor):
 def small_random(problem: Problem, rank: int, generator: torch.Generator, alpha: float = 1e-3,
                  both: bool = False) -> Init:
     """Theory's vanilla LoRA: A0 ~ N(0, α²) i.i.d., B0 = 0 (or B0 ~ N(0, α²) with ``both``)."""
-    A = alpha * torch.randn(problem.d, rank, generator=generator, dtype=problem.dtype, device=problem.device)
+    A = alpha * _draw("normal", (problem.d, rank), generator, problem)
     if both:
-        B = alpha * torch.randn(rank, problem.k, generator=generator, dtype=problem.dtype, device=problem.device)
+        B = alpha * _draw("normal", (rank, problem.k), generator, problem)
     else:
         B = torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device)
     return Init(A, B)
@@ -54,7 +61,7 @@ def kaiming(problem: Problem, rank: int, generator: torch.Generator, lora_alpha:
     """
     s = lora_scale(rank, lora_alpha, rslora, scale)
     bound = 1.0 / math.sqrt(problem.d)  # gain √(2/(1+5)) · √(3/fan_in) with fan_in = d
-    u = torch.rand(problem.d, rank, generator=generator, dtype=problem.dtype, device=problem.device)
+    u = _draw("uniform", (problem.d, rank), generator, problem)
     A = math.sqrt(s) * (2 * u - 1) * bound
     return Init(A, torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device), scale=s)
 
@@ -78,7 +85,7 @@ def spectral(problem: Problem, rank: int, generator: torch.Generator, zeta: floa
     B = root[:, None] * mT(V[:, :rank])
     if pad > 0:
         dead = S == 0
-        noise = pad * torch.randn(problem.d, rank, generator=generator, dtype=problem.dtype, device=problem.device)
+        noise = pad * _draw("normal", (problem.d, rank), generator, problem)
         A = torch.where(dead[None, :], noise, A)
     return Init(A, B)
 
@@ -157,4 +164,4 @@ def make_init(problem: Problem, rank: int, cfg: InitConfig, seed: int = 0) -> In
         fail("init", "name", cfg.name, "one of " + ", ".join(INITS))
     params = inspect.signature(fn).parameters
     kwargs = {name: getattr(cfg, name) for name in params if name not in ("problem", "rank", "generator")}
-    return fn(problem, rank, generator=make_generator(seed, problem.device), **kwargs)
+    return fn(problem, rank, generator=make_generator(seed, "cpu"), **kwargs)
