@@ -72,7 +72,6 @@ def validate(cfg: DictConfig) -> Spec:
     raw_methods = _container(cfg.methods, "methods")
     if not isinstance(raw_methods, dict) or not raw_methods:
         fail("", "methods", raw_methods, "a non-empty mapping name -> {init, solver}")
-    dims = _dims(problem)
     methods = {}
     for name, entry in raw_methods.items():
         where = f"methods.{name}"
@@ -84,13 +83,23 @@ def validate(cfg: DictConfig) -> Spec:
             if not entry.get("init"):
                 fail(where, "init", entry.get("init"), "an init mapping (only full_ft runs without one)")
             init = build(InitConfig, entry["init"], where=f"{where}.init")
-            if dims is not None:
-                limit = min(dims) // 2 if init.name == "lora_ga" else min(dims)
-                if run.rank > limit:
-                    what = "min(d, k)/2 for lora_ga" if init.name == "lora_ga" else "min(d, k)"
-                    fail("run", "rank", run.rank, f"integer in [1, {what} = {limit}]")
         methods[name] = (init, solver)
-    return Spec(problem, run, methods)
+    spec = Spec(problem, run, methods)
+    dims = _dims(problem)
+    if dims is not None:
+        check_ranks(spec, *dims)
+    return spec
+
+
+def check_ranks(spec: Spec, d: int, k: int) -> None:
+    """The LoRA rank fits every method: r ≤ min(d, k), and 2r ≤ min(d, k) for lora_ga."""
+    for init, _ in spec.methods.values():
+        if init is None:
+            continue
+        limit = min(d, k) // 2 if init.name == "lora_ga" else min(d, k)
+        if spec.run.rank > limit:
+            what = "min(d, k)/2 for lora_ga" if init.name == "lora_ga" else "min(d, k)"
+            fail("run", "rank", spec.run.rank, f"integer in [1, {what} = {limit}]")
 
 
 def execute(spec: Spec, out_dir: Path):
@@ -105,8 +114,7 @@ def execute(spec: Spec, out_dir: Path):
 
     problem = make_problem(spec.problem)
     run = spec.run
-    if run.rank > min(problem.d, problem.k):
-        fail("run", "rank", run.rank, f"integer in [1, min(d, k) = {min(problem.d, problem.k)}]")
+    check_ranks(spec, problem.d, problem.k)  # an .npz's sizes are known only now, still before training
     facts = problem.describe()
     ref = Reference.from_problem(problem, run.rank)
     if ref.U_star is not None:
@@ -121,10 +129,12 @@ def execute(spec: Spec, out_dir: Path):
         rows.append(traj.summary(run.eps))
     results = pd.concat(frames, ignore_index=True)
     summary = pd.DataFrame(rows)
+    summary["diverged_step"] = summary["diverged_step"].astype("Int64")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(results, out_dir / "results.csv")
     write_csv(summary, out_dir / "summary.csv")
-    write_json({"problem": spec.problem, "facts": facts, "run": run.__dict__}, out_dir / "problem.json")
+    run_settings = {k: v for k, v in run.__dict__.items() if k != "where"}
+    write_json({"problem": spec.problem, "facts": facts, "run": run_settings}, out_dir / "problem.json")
     plots.risk_and_alignment(results, out_dir / "figure.png",
                              title=f"{problem.kind}: d={problem.d}, k={problem.k}, r*={problem.r_star}, r={run.rank}")
     return results, summary
@@ -152,7 +162,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     except ConfigError as e:
         if hc.mode is not None and hc.mode.name == "MULTIRUN":
             # One bad job must not end the sweep: leave the reason in its folder.
-            (out_dir / "error.txt").write_text(f"{e}\n")
+            from .io import atomic_write
+
+            atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(f"{e}\n"))
             sys.stderr.write(f"lorasim: job {hc.job.num}: {e}\n")
             return
         _error(str(e))
@@ -160,17 +172,49 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(f"outputs: {out_dir}")
 
 
-def _precheck(argv: list[str]) -> None:
-    """Compose and validate a single run's config first, so every config error is one line, exit 2."""
+def _sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list[str]]]:
+    """Every job's overrides of a multirun (the cartesian product of its sweeps), or None when
+    a sweep cannot be listed (e.g. an interval for an optimizing sweeper) or there are too many."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices = []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        key = o.get_key_element()
+        if o.is_sweep_override():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:
+                return None
+            choices.append([f"{key}={v}" for v in values])
+        else:
+            choices.append([o.input_line])
+    total = 1
+    for c in choices:
+        total *= len(c)
+    if total > limit:
+        return None
+    return [list(point) for point in itertools.product(*choices)]
+
+
+def _precheck(overrides: list[str], multirun: bool) -> None:
+    """Compose and validate every job's config first, so each config error is one line, exit 2."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = [a for a in argv if not a.startswith("-")]
     try:
+        points = _sweep_points(overrides) if multirun else [overrides]
+        if points is None:
+            return  # not listable: each job still validates itself
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
-        validate(cfg)
+            for point in points:
+                try:
+                    validate(compose(config_name="config", overrides=point))
+                except ConfigError as e:
+                    where = f"job {' '.join(point)}: " if multirun and len(points) > 1 else ""
+                    raise ConfigError(f"{where}{e}") from None
     except ConfigError as e:
         _error(str(e))
     except MissingConfigException as e:
@@ -208,7 +252,9 @@ def _unknown_override(key: str, overrides: list[str]) -> str:
 def main() -> None:
     """Console entry point: ``lorasim [overrides]`` and ``python -m lorasim``."""
     argv = sys.argv[1:]
-    # Flags (-m, --cfg, --help, ...) go to hydra untouched; multirun jobs validate themselves.
-    if not any(a.startswith("-") for a in argv):
-        _precheck(argv)
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    others = [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]
+    # Informational flags (--cfg, --help, --info, ...) go to hydra untouched.
+    if not others:
+        _precheck([a for a in argv if not a.startswith("-")], multirun)
     _hydra_main()

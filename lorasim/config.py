@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -15,8 +16,6 @@ DTYPES = ("float64", "float32")
 SPACINGS = ("linear", "geometric")
 W0_KINDS = ("gaussian", "orthonormal", "zeros")
 PROBLEM_KINDS = ("linear", "relu", "sensing", "npz")
-INIT_NAMES = ("small_random", "kaiming", "spectral", "lora_one", "lora_ga", "pissa")
-SOLVER_NAMES = ("gd", "precgd", "adam", "scaled_adam", "full_ft")
 
 
 class ConfigError(ValueError):
@@ -29,11 +28,11 @@ def fail(where: str, name: str, value: Any, allowed: str):
 
 
 def _is_int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def _is_num(x) -> bool:
-    return (isinstance(x, (int, float)) and not isinstance(x, bool)) and math.isfinite(float(x))
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
 class _Checked:
@@ -50,6 +49,12 @@ class _Checked:
         if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
             extra = "".join(f" or {a!r}" for a in allow)
             fail(self.where, name, v, f"integer in [{lo_s}, {hi_s}]{extra}")
+        setattr(self, name, int(v))
+
+    def _bool(self, name):
+        v = getattr(self, name)
+        if not isinstance(v, bool):
+            fail(self.where, name, v, "true or false")
 
     def _num(self, name, lo=None, hi=None, lo_open=False):
         v = getattr(self, name)
@@ -125,6 +130,8 @@ class LinearConfig(_Checked):
         self._num("noise", 0)
         self._num("cov_kappa", 1)
         self._numlist("cov_spectrum", length=self.d)
+        if self.cov_spectrum is not None and self.cov_kappa != 1:
+            fail(self.where, "cov_kappa", self.cov_kappa, "1 when cov_spectrum is given (one or the other)")
         self._int("seed", 0)
         self._choice("dtype", DTYPES)
         _check_device(self)
@@ -154,10 +161,10 @@ class ReLUConfig(_Checked):
         self._int("r_star", 1, min(self.d, self.k))
         self._int("n", 1)
         _check_spectrum(self, self.r_star)
-        self._choice("w0", W0_KINDS)
+        self._choice("w0", ("gaussian", "orthonormal"))  # W0 = 0 would give relu'(0) = 0: no gradient ever
         if self.w0 == "orthonormal" and self.d < self.k:
-            fail(self.where, "w0", self.w0, f"'gaussian' or 'zeros' when d < k (d={self.d}, k={self.k})")
-        self._num("w0_scale", 0)
+            fail(self.where, "w0", self.w0, f"'gaussian' when d < k (d={self.d}, k={self.k})")
+        self._num("w0_scale", 0, lo_open=True)
         self._num("noise", 0)
         self._int("seed", 0)
         self._choice("dtype", DTYPES)
@@ -218,64 +225,115 @@ class NpzConfig(_Checked):
         _check_device(self)
 
 
+# Each init and solver name takes its own parameters, with its own defaults. A parameter left
+# as None takes the name's default; one the name does not take is an error, not ignored.
+INIT_PARAMS = {
+    "small_random": {"alpha": 1e-3, "both": False},
+    "kaiming": {"lora_alpha": 16.0, "rslora": True, "scale": None},
+    "spectral": {"zeta": 1.0, "tol": 0.0, "pad": 0.0},
+    "lora_one": {"gamma": 128.0, "lora_alpha": 16.0, "rslora": True, "scale": None},
+    "lora_ga": {"variant": "reference", "gamma": 16.0, "lora_alpha": 16.0, "rslora": True, "scale": None},
+    "pissa": {},
+}
+_ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+_PREC = {"order": "simultaneous", "inverse": "inv"}
+SOLVER_PARAMS = {
+    "gd": {"lr": 0.25, "lr_ratio": 1.0},
+    "precgd": {"lr": 0.5, "lr_ratio": 1.0, "damping": 1e-3, **_PREC},
+    "adam": {"lr": 1e-2, "lr_ratio": 1.0, **_ADAM, "bias_correction": True},
+    # LoRA-One's deleted AdamWr: Gauss–Seidel, reg 1e-6, no bias correction, scaling before the moments.
+    "scaled_adam": {"lr": 1e-2, "lr_ratio": 1.0, "damping": 1e-6, **_PREC, "order": "gauss_seidel", **_ADAM,
+                    "bias_correction": False, "precondition": "before"},
+    "full_ft": {"lr": 0.5},
+}
+
+
+class _Named(_Checked):
+    """Fill a named config's defaults from its table and reject parameters the name does not take."""
+
+    def _fill(self, table: dict):
+        self._choice("name", tuple(table))
+        own = table[self.name]
+        for f in dataclasses.fields(self):
+            if f.name in ("name", "where"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in own:
+                if value is None:
+                    setattr(self, f.name, own[f.name])
+            elif value is not None:
+                takers = [n for n, params in table.items() if f.name in params]
+                fail(self.where, f.name, value, f"only with name in {', '.join(takers)} (name is {self.name})")
+
+    def _check_own(self, checks: dict):
+        own = set(type(self)._table()[self.name])
+        for field_name, check in checks.items():
+            if field_name in own and getattr(self, field_name) is not None:
+                check(field_name)
+
+
 @dataclass
-class InitConfig(_Checked):
-    """A named init and its parameters (each init reads the ones it documents)."""
+class InitConfig(_Named):
+    """A named init and its parameters; see INIT_PARAMS for which name takes which."""
 
     name: str = "small_random"
-    alpha: float = 1e-3  # small_random: std of A0's entries
-    both: bool = False  # small_random: B0 random too
-    zeta: float = 1.0  # spectral: A0B0 = ζ[G]_r
-    tol: float = 0.0  # spectral: singular values ≤ tol·σ1 are set to 0 before √S
-    pad: float = 0.0  # spectral: std of random padding for zero directions (over-rank)
-    gamma: float = 128.0  # lora_one / lora_ga: stable_gamma
-    lora_alpha: float = 16.0  # lora_one / lora_ga / pissa: peft lora_alpha (α_L, not the theory α)
-    rslora: bool = True  # s = α_L/√r (True) or α_L/r
+    alpha: Optional[float] = None  # small_random: std of A0's entries (the theory's α)
+    both: Optional[bool] = None  # small_random: B0 random too
+    zeta: Optional[float] = None  # spectral: A0B0 = ζ[G]_r
+    tol: Optional[float] = None  # spectral: singular values ≤ tol·σ1 are set to 0 before √S
+    pad: Optional[float] = None  # spectral: std of random padding in the zero directions (over-rank)
+    gamma: Optional[float] = None  # lora_one / lora_ga: stable_gamma
+    lora_alpha: Optional[float] = None  # peft lora_alpha (α_L, not the theory's α)
+    rslora: Optional[bool] = None  # s = α_L/√r (true) or α_L/r
     scale: Optional[float] = None  # explicit LoRA scale s; overrides lora_alpha/rslora
-    variant: str = "reference"  # lora_ga: reference | peft
+    variant: Optional[str] = None  # lora_ga: reference | peft
     where: str = field(default="init", repr=False, compare=False)
 
+    @staticmethod
+    def _table():
+        return INIT_PARAMS
+
     def __post_init__(self):
-        self._choice("name", INIT_NAMES)
-        self._num("alpha", 0)
-        self._num("zeta", 0, lo_open=True)
-        self._num("tol", 0, 1)
-        self._num("pad", 0)
-        self._num("gamma", 0, lo_open=True)
-        self._num("lora_alpha", 0, lo_open=True)
-        if self.scale is not None:
-            self._num("scale", 0, lo_open=True)
-        self._choice("variant", ("reference", "peft"))
+        self._fill(INIT_PARAMS)
+        self._check_own({
+            "alpha": lambda n: self._num(n, 0), "both": self._bool, "zeta": lambda n: self._num(n, 0, lo_open=True),
+            "tol": lambda n: self._num(n, 0, 1), "pad": lambda n: self._num(n, 0),
+            "gamma": lambda n: self._num(n, 0, lo_open=True), "lora_alpha": lambda n: self._num(n, 0, lo_open=True),
+            "rslora": self._bool, "scale": lambda n: self._num(n, 0, lo_open=True),
+            "variant": lambda n: self._choice(n, ("reference", "peft")),
+        })
 
 
 @dataclass
-class SolverConfig(_Checked):
+class SolverConfig(_Named):
+    """A named update rule and its parameters; see SOLVER_PARAMS for which name takes which."""
+
     name: str = "gd"
-    lr: float = 0.25
-    lr_ratio: float = 1.0  # LoRA+: B's learning rate is lr_ratio·lr
-    damping: float = 1e-3  # λ of ScaledGD(λ)
-    order: str = "simultaneous"  # or gauss_seidel
-    inverse: str = "inv"  # or pinv
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    bias_correction: Optional[bool] = None  # default: on for adam, off for scaled_adam (as AdamWr)
-    precondition: str = "before"  # scaled_adam: scale the gradient before the moments, or the step after
+    lr: Optional[float] = None
+    lr_ratio: Optional[float] = None  # LoRA+: B's learning rate is lr_ratio·lr
+    damping: Optional[float] = None  # λ of ScaledGD(λ)
+    order: Optional[str] = None  # simultaneous | gauss_seidel
+    inverse: Optional[str] = None  # inv | pinv
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
+    eps: Optional[float] = None
+    bias_correction: Optional[bool] = None
+    precondition: Optional[str] = None  # scaled_adam: scale the gradient before the moments, or the step after
     where: str = field(default="solver", repr=False, compare=False)
 
+    @staticmethod
+    def _table():
+        return SOLVER_PARAMS
+
     def __post_init__(self):
-        self._choice("name", SOLVER_NAMES)
-        self._num("lr", 0, lo_open=True)
-        self._num("lr_ratio", 0)
-        self._num("damping", 0)
-        self._choice("order", ("simultaneous", "gauss_seidel"))
-        self._choice("inverse", ("inv", "pinv"))
-        self._num("beta1", 0, 1)
-        self._num("beta2", 0, 1)
-        self._num("eps", 0)
-        self._choice("precondition", ("before", "after"))
-        if self.bias_correction is None:
-            self.bias_correction = self.name == "adam"
+        self._fill(SOLVER_PARAMS)
+        self._check_own({
+            "lr": lambda n: self._num(n, 0, lo_open=True), "lr_ratio": lambda n: self._num(n, 0),
+            "damping": lambda n: self._num(n, 0), "order": lambda n: self._choice(n, ("simultaneous", "gauss_seidel")),
+            "inverse": lambda n: self._choice(n, ("inv", "pinv")), "beta1": lambda n: self._num(n, 0, 1),
+            "beta2": lambda n: self._num(n, 0, 1), "eps": lambda n: self._num(n, 0), "bias_correction": self._bool,
+            "precondition": lambda n: self._choice(n, ("before", "after")),
+        })
 
 
 @dataclass
@@ -296,6 +354,7 @@ class RunConfig(_Checked):
         self._int("seed", 0)
         self._num("eps", 0, lo_open=True)
         self._num("diverge_factor", 1, lo_open=True)
+        self._bool("quiet")
 
 
 def _check_spectrum(cfg, r_star):

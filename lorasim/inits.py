@@ -72,14 +72,15 @@ def spectral(problem: Problem, rank: int, generator: torch.Generator, zeta: floa
 
     ζ = 1 for the linear model, ≈ 2 for ReLU (E G♮ ≈ ΔW/2). Singular values ≤ tol·σ1 are
     zeroed before the square root (an exactly rank-r* G♮ otherwise leaves √(ε·σ1) ≈ 1e-8
-    in the spare columns). ``pad`` > 0 fills the columns of A whose singular value is zero
-    with N(0, pad²) entries, leaving B's rows zero, so A0B0 is unchanged but the spare
-    directions can move (to exercise the over-rank case).
+    in the spare columns). ``pad`` > 0 fills the columns of A whose singular value is at
+    round-off level (≤ max(tol, 1e-10)·σ1, zeroed too) with N(0, pad²) entries, leaving B's
+    rows zero, so A0B0 is unchanged but the spare directions can move (over-rank).
     """
     U, S, V = _svd(problem.G)
     S = S[:rank].clone()
-    if tol > 0:
-        S[S <= tol * S[0]] = 0
+    cut = max(tol, 1e-10) if pad > 0 else tol
+    if cut > 0:
+        S[S <= cut * S[0]] = 0
     root = torch.sqrt(zeta * S)
     A = U[:, :rank] * root
     B = root[:, None] * mT(V[:, :rank])

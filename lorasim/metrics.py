@@ -66,9 +66,8 @@ def record(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor
     r = ref.r_align
     sA = torch.linalg.svdvals(A)
     sB = torch.linalg.svdvals(B)
-    # A top-r subspace of a factor of rank < r (e.g. B0 = 0) is undefined: log NaN, not an arbitrary basis.
-    a_ok = bool(sA[r - 1] > 0)
-    b_ok = bool(sB[r - 1] > 0) and not frozen_B
+    a_ok = subspace_defined(sA, r)
+    b_ok = subspace_defined(sB, r) and not frozen_B
     UA = top_left(A, r)
     VB = top_right(B, r)
     err_op, err_fro = problem.error_norms(A, B)
@@ -92,7 +91,18 @@ def record(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor
         row[f"theta_A_{i}"] = th
     sA = sA[:n_sv].tolist()
     sB = [math.nan] * n_sv if frozen_B else sB[:n_sv].tolist()
-    for i in range(n_sv):
-        row[f"sv_A_{i + 1}"] = sA[i] if i < len(sA) else math.nan
-        row[f"sv_B_{i + 1}"] = sB[i] if i < len(sB) else math.nan
+    for name, values in (("sv_A", sA), ("sv_B", sB)):
+        for i in range(n_sv):
+            row[f"{name}_{i + 1}"] = values[i] if i < len(values) else math.nan
     return row
+
+
+def subspace_defined(s: Tensor, r: int, rel_gap: float = 1e-10) -> bool:
+    """Whether a factor with singular values ``s`` has a well-defined top-r subspace.
+
+    It does not when σ_r = 0 (B0 = 0) or when σ_r and σ_{r+1} tie (LoRA-GA's A0 has r equal
+    singular values): then any basis SVD returns is arbitrary, and so would the alignment be.
+    """
+    if len(s) < r or not bool(s[r - 1] > 0):
+        return False
+    return len(s) == r or bool(s[r - 1] - s[r] > rel_gap * s[0])

@@ -62,7 +62,7 @@ class Solver:
         self.precond = (Preconditioner(cfg.damping, cfg.order, cfg.inverse)
                         if cfg.name in ("precgd", "scaled_adam") else None)
         self.lr_A = cfg.lr
-        self.lr_B = cfg.lr * cfg.lr_ratio
+        self.lr_B = None if self.freeze_B else cfg.lr * cfg.lr_ratio
 
     def init(self, A: Tensor, B: Tensor) -> SolverState:
         if not self.adam:
@@ -84,7 +84,7 @@ class Solver:
 
     def step(self, A: Tensor, B: Tensor, gA: Tensor, gB: Tensor, state: SolverState):
         state.t += 1
-        P, before = self.precond, self.cfg.precondition == "before"
+        P, before = self.precond, self.cfg.precondition != "after"
         if P is not None and before:
             gA = P.for_A(gA, B)
         dA = self._direction(gA, state.a, state.t)

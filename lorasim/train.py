@@ -15,7 +15,7 @@ from typing import Optional, Union
 import pandas as pd
 import torch
 
-from .config import InitConfig, SolverConfig, build, fail
+from .config import InitConfig, RunConfig, SolverConfig, build, fail
 from .inits import Init, make_init
 from .metrics import Reference, record
 from .problems.base import Problem, check_factors
@@ -99,13 +99,16 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
     singular values are logged.
     """
     scfg = _as_solver_config(solver, lr, solver_kwargs)
-    if not (isinstance(steps, int) and steps >= 0):
-        fail("", "steps", steps, "integer ≥ 0")
-    if not (isinstance(log_every, int) and log_every >= 1):
-        fail("", "log_every", log_every, "integer ≥ 1")
+    # The loop's own settings get the same checks as the CLI's run group.
+    loop = build(RunConfig, {"rank": 1 if rank is None else rank, "steps": steps, "log_every": log_every,
+                             "seed": init_seed, "diverge_factor": diverge_factor}, where="")
+    steps, log_every, init_seed, diverge_factor = loop.steps, loop.log_every, loop.seed, loop.diverge_factor
+    rank = None if rank is None else loop.rank
     explicit = A0 is not None or B0 is not None
     if explicit and init is not None:
         fail("", "init", init, "None when A0 and B0 are given")
+    if scfg.name == "full_ft" and (explicit or init is not None):
+        fail("", "init", "explicit A0/B0" if explicit else init, "None with solver full_ft (it starts at W = W0)")
 
     offset = None
     if scfg.name == "full_ft":
@@ -151,7 +154,10 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
                 break
         if t == steps:
             break
-        gA, gB = run_problem.grads(A, B)
+        if frozen:  # full fine-tuning: only ∇_W is needed
+            gA, gB = run_problem.full_grad(A), None
+        else:
+            gA, gB = run_problem.grads(A, B)
         A, B = slv.step(A, B, gA, gB, state)
         if bar is not None:
             bar.update(1)

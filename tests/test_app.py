@@ -127,3 +127,23 @@ def test_cli_diverging_method_does_not_stop_the_others(tmp_path):
     summary = pd.read_csv(out / "summary.csv").set_index("method")
     assert summary.loc["vanilla_gd", "status"] == "diverged"
     assert (summary.drop(index="vanilla_gd")["status"] == "ok").all()
+
+
+def test_cli_multirun_with_a_bad_point_fails_before_any_job(tmp_path):
+    res = _cli("-m", "run.rank=8,0", "run.steps=5", f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().startswith("lorasim: error: job") and "run.rank=0" in res.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_cli_npz_rank_checked_against_file_before_training(tmp_path):
+    rng = np.random.default_rng(1)
+    X, W0 = rng.standard_normal((40, 6)), rng.standard_normal((6, 6))
+    np.savez(tmp_path / "d6.npz", X=X, Y=X @ W0, W0=W0)
+    (tmp_path / "text.npz").write_text("not a zip")
+    res = _cli("problem=npz", f"problem.path={tmp_path / 'd6.npz'}", "run.rank=4", f"hydra.run.dir={tmp_path / 'o'}",
+               cwd=tmp_path)
+    assert res.returncode == 2 and "run.rank=4" in res.stderr and "lora_ga" in res.stderr
+    assert not (tmp_path / "o" / "results.csv").exists()
+    res = _cli("problem=npz", f"problem.path={tmp_path / 'text.npz'}", f"hydra.run.dir={tmp_path / 'o2'}", cwd=tmp_path)
+    assert res.returncode == 2 and "an .npz file" in res.stderr

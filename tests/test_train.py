@@ -99,7 +99,7 @@ def test_frame_schema(small_linear):
     df = lorasim.train(small_linear, init="small_random", rank=3, steps=3, method="m").to_frame()
     expected = ["method", "init", "solver", "step", "status", "loss", "risk", "err_op", "err_fro", "align_A",
                 "align_A_star", "align_B", "align_B_star", "balance_drift", "theta_A_1", "theta_A_2",
-                "sv_A_1", "sv_B_1", "sv_A_2", "sv_B_2", "sv_A_3", "sv_B_3"]
+                "sv_A_1", "sv_A_2", "sv_A_3", "sv_B_1", "sv_B_2", "sv_B_3"]
     assert list(df.columns) == expected
     assert (df["method"] == "m").all()
 

@@ -1,7 +1,7 @@
 """Teacher–student problems. Each exposes G = −∇L(W0), ΔW, grads, loss and risk (see base.py)."""
 from __future__ import annotations
 
-from ..config import LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
+from ..config import ConfigError, LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
 from .base import Problem, check_factors
 from .linear import LinearTeacher
 from .relu import ReLUTeacher
@@ -13,18 +13,25 @@ KINDS = {"linear": (LinearConfig, LinearTeacher), "relu": (ReLUConfig, ReLUTeach
 
 def load_npz(cfg: NpzConfig) -> LinearTeacher:
     """A linear problem from an .npz holding X, Y, W0 and optionally delta (never unpickled)."""
+    import zipfile
+
     import numpy as np
 
+    if not zipfile.is_zipfile(cfg.path):
+        fail("problem", "path", cfg.path, "an .npz file (a zip archive of .npy arrays, as np.savez writes)")
     try:
         with np.load(cfg.path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
-    except Exception as e:  # a corrupt or non-npz file
-        fail("problem", "path", cfg.path, f"a readable .npz file ({type(e).__name__}: {e})")
+    except Exception as e:  # a corrupt archive, or object arrays that would need unpickling
+        fail("problem", "path", cfg.path, f"a readable .npz of numeric arrays ({type(e).__name__}: {e})")
     missing = [n for n in ("X", "Y", "W0") if n not in arrays]
     if missing:
         fail("problem", "path", cfg.path, f"an .npz with arrays X, Y, W0 (missing {', '.join(missing)})")
-    return LinearTeacher.from_arrays(arrays["X"], arrays["Y"], arrays["W0"], delta=arrays.get("delta"),
-                                     r_star=cfg.r_star, dtype=cfg.dtype, device=cfg.device)
+    try:
+        return LinearTeacher.from_arrays(arrays["X"], arrays["Y"], arrays["W0"], delta=arrays.get("delta"),
+                                         r_star=cfg.r_star, dtype=cfg.dtype, device=cfg.device)
+    except ConfigError as e:
+        raise ConfigError(f"problem.path={cfg.path!r}: array {e}") from None
 
 
 def make_problem(spec: dict) -> Problem:

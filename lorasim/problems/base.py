@@ -64,6 +64,20 @@ def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
     return torch.zeros(d, k, dtype=dtype, device=device)
 
 
+def real_matrix(x, name: str, dtype, device) -> Tensor:
+    """A user array as a finite real 2-D tensor, or a ConfigError naming it."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
+        fail("", name, f"array of dtype {a.dtype}", "a real numeric array (integer or float)")
+    if a.ndim != 2:
+        fail("", name, tuple(a.shape), "a 2-D array")
+    if not np.isfinite(a).all():
+        fail("", name, "array with NaN/inf", "finite values only")
+    return torch.as_tensor(a).to(dtype=dtype, device=device)
+
+
 class Problem:
     """Base class; subclasses set the attributes below and implement grads/loss/_regradient."""
 
@@ -83,6 +97,11 @@ class Problem:
 
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def full_grad(self, D: Tensor) -> Tensor:
+        """∇_W L at W = W0 + D (full fine-tuning); the A-gradient with B = I."""
+        eye = torch.eye(self.k, dtype=D.dtype, device=D.device)
+        return self.grads(D, eye)[0]
 
     def _regradient(self, L: Tensor, R: Tensor) -> None:
         """Update G and loss caches after W0 ← W0 − L R."""
@@ -106,12 +125,7 @@ class Problem:
 
     def as_tensor(self, x, name: str) -> Tensor:
         """Validate and convert a user array to this problem's dtype and device."""
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-        if t.ndim != 2:
-            fail("", name, tuple(t.shape), "a 2-D array")
-        if not bool(torch.isfinite(t).all()):
-            fail("", name, "array with NaN/inf", "finite values only")
-        return t.to(dtype=self.dtype, device=self.device)
+        return real_matrix(x, name, self.dtype, self.device)
 
     def _error_factors(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """AB − ΔW = [A, −ΔL] [B; ΔR], a product of thin factors."""

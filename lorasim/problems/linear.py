@@ -18,7 +18,7 @@ import torch
 
 from ..config import LinearConfig, build, fail
 from ..linalg import Tensor, mT, random_orthonormal
-from .base import Problem, frozen_weight, lowrank_truth, make_generator, singular_values, torch_dtype
+from .base import Problem, frozen_weight, lowrank_truth, make_generator, real_matrix, singular_values, torch_dtype
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
 
@@ -112,14 +112,11 @@ class LinearTeacher(Problem):
         tdt = torch_dtype(dtype)
         arrs = {}
         for name, a in (("X", X), ("Y", Y), ("W0", W0)) + ((("delta", delta),) if delta is not None else ()):
-            t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
-            if t.ndim != 2:
-                fail("", name, tuple(t.shape), "a 2-D array")
-            if not bool(torch.isfinite(t).all()):
-                fail("", name, "array with NaN/inf", "finite values only")
-            arrs[name] = t.to(dtype=tdt, device=device)
+            arrs[name] = real_matrix(a, name, tdt, device)
         X, Y, W0 = arrs["X"], arrs["Y"], arrs["W0"]
         n, d = X.shape
+        if n < 1 or d < 1 or W0.shape[1] < 1:
+            fail("", "X", tuple(X.shape), "at least one sample (N ≥ 1) and one feature")
         k = W0.shape[1]
         if Y.shape != (n, k):
             fail("", "Y", tuple(Y.shape), f"shape (N={n}, k={k}) to match X and W0")
@@ -174,6 +171,9 @@ class LinearTeacher(Problem):
         gA = SA @ (B @ mT(B)) - self.G @ mT(B)
         gB = (mT(A) @ SA) @ B - mT(A) @ self.G
         return gA, gB
+
+    def full_grad(self, D: Tensor) -> Tensor:
+        return self._sigma_times(D) - self.G
 
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         """Empirical loss (1/2N)‖X(W0 + AB) − Y‖_F²; the population loss when N = population."""

@@ -1,0 +1,96 @@
+"""Structured configs: per-name defaults, the yaml presets agree with them, and bad values are named."""
+import inspect
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import lorasim
+from lorasim.app import conf_dir
+from lorasim.config import INIT_PARAMS, SOLVER_PARAMS, ConfigError, InitConfig, RunConfig, SolverConfig, build
+from lorasim.inits import INITS
+
+
+def _group_option(group, option):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["methods=single", f"{group}={option}"])
+    GlobalHydra.instance().clear()
+    return OmegaConf.to_container(cfg[group])
+
+
+@pytest.mark.parametrize("name", sorted(INIT_PARAMS))
+def test_init_yaml_states_the_python_defaults(name):
+    values = _group_option("init", name)
+    assert values == {"name": name, **INIT_PARAMS[name]}
+    # ... and the table names exactly the init function's parameters.
+    params = set(inspect.signature(INITS[name]).parameters) - {"problem", "rank", "generator"}
+    assert params == set(INIT_PARAMS[name])
+
+
+@pytest.mark.parametrize("name", sorted(SOLVER_PARAMS))
+def test_solver_yaml_states_the_python_defaults(name):
+    assert _group_option("solver", name) == {"name": name, **SOLVER_PARAMS[name]}
+
+
+def test_defaults_depend_on_the_name():
+    adamwr = SolverConfig(name="scaled_adam")
+    assert (adamwr.order, adamwr.damping, adamwr.bias_correction, adamwr.lr) == ("gauss_seidel", 1e-6, False, 1e-2)
+    assert SolverConfig(name="adam").bias_correction is True
+    assert InitConfig(name="lora_ga").gamma == 16.0 and InitConfig(name="lora_one").gamma == 128.0
+
+
+@pytest.mark.parametrize("cls, values, message", [
+    (SolverConfig, {"name": "gd", "damping": 0.1}, r"^solver\.damping=0\.1: allowed only with name in precgd, scaled_adam"),
+    (InitConfig, {"name": "spectral", "alpha": 0.1}, r"^init\.alpha=0\.1: allowed only with name in small_random"),
+    (InitConfig, {"name": "small_random", "both": "maybe"}, r"^init\.both='maybe': allowed true or false"),
+    (SolverConfig, {"name": "adam", "bias_correction": "yes"}, r"^solver\.bias_correction='yes'"),
+    (RunConfig, {"quiet": "maybe"}, r"^run\.quiet='maybe'"),
+    (SolverConfig, {"name": "precgd", "order": "jacobi"}, r"^solver\.order='jacobi': allowed one of simultaneous, gauss_seidel"),
+    (InitConfig, {"name": "lora_ga", "variant": "mine"}, r"^init\.variant='mine'"),
+    (SolverConfig, {"name": "gd", "lr": float("nan")}, r"^solver\.lr=nan"),
+])
+def test_bad_values_are_named(cls, values, message):
+    with pytest.raises(ConfigError, match=message):
+        build(cls, values)
+
+
+def test_numpy_integers_are_integers():
+    prob = lorasim.LinearTeacher(d=np.int64(12), k=10, r_star=np.int64(2), n=np.int64(50))
+    traj = lorasim.train(prob, init="spectral", rank=np.int64(2), steps=np.int64(3))
+    assert len(traj.rows) == 4
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(X=np.zeros((0, 4)), Y=np.zeros((0, 3)), W0=np.zeros((4, 3))), "X"),
+    (dict(X=np.array([["a"] * 4] * 5), Y=np.zeros((5, 3)), W0=np.zeros((4, 3))), "X"),
+    (dict(X=np.ones((5, 4)) * 1j, Y=np.zeros((5, 3)), W0=np.zeros((4, 3))), "X"),
+    (dict(X=np.ones((5, 4)), Y=np.zeros((5, 3)), W0=np.zeros((4, 3)), delta=np.zeros((4, 3), dtype=bool)), "delta"),
+])
+def test_user_arrays_must_be_real_and_nonempty(kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        lorasim.LinearTeacher.from_arrays(**kwargs)
+
+
+def test_conflicting_and_degenerate_problem_settings():
+    with pytest.raises(ConfigError, match=r"^cov_kappa="):
+        lorasim.LinearTeacher(d=3, k=3, r_star=1, n="population", cov_kappa=5.0, cov_spectrum=[1, 2, 3])
+    with pytest.raises(ConfigError, match=r"^w0='zeros'"):
+        lorasim.ReLUTeacher(w0="zeros")
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(diverge_factor=0.0), "diverge_factor"), (dict(init_seed=-1), "seed"),
+])
+def test_loop_settings_are_checked(small_linear, kwargs, field):
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        lorasim.train(small_linear, init="spectral", rank=2, **kwargs)
+
+
+def test_full_ft_refuses_an_init(small_linear):
+    with pytest.raises(ConfigError, match=r"^init="):
+        lorasim.train(small_linear, init="spectral", rank=2, solver="full_ft")
+    with pytest.raises(ConfigError, match=r"^init="):
+        lorasim.train(small_linear, A0=np.zeros((32, 2)), B0=np.zeros((2, 24)), solver="full_ft")
