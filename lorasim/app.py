@@ -164,8 +164,9 @@ def _hydra_main(cfg: DictConfig) -> None:
             # One bad job must not end the sweep: leave the reason in its folder.
             from .io import atomic_write
 
-            atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(f"{e}\n"))
-            sys.stderr.write(f"lorasim: job {hc.job.num}: {e}\n")
+            message = str(e)
+            atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
+            sys.stderr.write(f"lorasim: job {hc.job.num}: {message}\n")
             return
         _error(str(e))
     print(format_summary(summary))

@@ -118,23 +118,16 @@ class LinearConfig(_Checked):
     where: str = field(default="problem", repr=False, compare=False)
 
     def __post_init__(self):
-        self._int("d", 1)
-        self._int("k", 1)
-        self._int("r_star", 1, min(self.d, self.k))
+        _check_teacher(self, self.d, self.k, "d", "k")
         self._int("n", 1, allow=("population",))
-        _check_spectrum(self, self.r_star)
         self._choice("w0", W0_KINDS)
         if self.w0 == "orthonormal" and self.d < self.k:
             fail(self.where, "w0", self.w0, f"'gaussian' or 'zeros' when d < k (d={self.d}, k={self.k})")
         self._num("w0_scale", 0)
-        self._num("noise", 0)
         self._num("cov_kappa", 1)
         self._numlist("cov_spectrum", length=self.d)
         if self.cov_spectrum is not None and self.cov_kappa != 1:
             fail(self.where, "cov_kappa", self.cov_kappa, "1 when cov_spectrum is given (one or the other)")
-        self._int("seed", 0)
-        self._choice("dtype", DTYPES)
-        _check_device(self)
 
 
 @dataclass
@@ -156,19 +149,12 @@ class ReLUConfig(_Checked):
     where: str = field(default="problem", repr=False, compare=False)
 
     def __post_init__(self):
-        self._int("d", 1)
-        self._int("k", 1)
-        self._int("r_star", 1, min(self.d, self.k))
+        _check_teacher(self, self.d, self.k, "d", "k")
         self._int("n", 1)
-        _check_spectrum(self, self.r_star)
         self._choice("w0", ("gaussian", "orthonormal"))  # W0 = 0 would give relu'(0) = 0: no gradient ever
         if self.w0 == "orthonormal" and self.d < self.k:
             fail(self.where, "w0", self.w0, f"'gaussian' when d < k (d={self.d}, k={self.k})")
         self._num("w0_scale", 0, lo_open=True)
-        self._num("noise", 0)
-        self._int("seed", 0)
-        self._choice("dtype", DTYPES)
-        _check_device(self)
 
 
 @dataclass
@@ -189,17 +175,10 @@ class SensingConfig(_Checked):
     where: str = field(default="problem", repr=False, compare=False)
 
     def __post_init__(self):
-        self._int("n1", 1)
-        self._int("n2", 1)
-        self._int("r_star", 1, min(self.n1, self.n2))
+        _check_teacher(self, self.n1, self.n2, "n1", "n2")
         if self.m is None:
             self.m = 5 * max(self.n1, self.n2) * self.r_star
         self._int("m", 1)
-        _check_spectrum(self, self.r_star)
-        self._num("noise", 0)
-        self._int("seed", 0)
-        self._choice("dtype", DTYPES)
-        _check_device(self)
         self._num("max_operator_gb", 0, lo_open=True)
         gb = self.m * self.n1 * self.n2 * (8 if self.dtype == "float64" else 4) / 2**30
         if gb > self.max_operator_gb:
@@ -357,11 +336,19 @@ class RunConfig(_Checked):
         self._bool("quiet")
 
 
-def _check_spectrum(cfg, r_star):
+def _check_teacher(cfg, rows, cols, rows_name, cols_name):
+    """The fields every generated problem shares: sizes, the ΔW spectrum, noise, seed, dtype, device."""
+    cfg._int(rows_name, 1)
+    cfg._int(cols_name, 1)
+    cfg._int("r_star", 1, min(getattr(cfg, rows_name), getattr(cfg, cols_name)))
     cfg._num("kappa", 1)
     cfg._choice("spacing", SPACINGS)
-    cfg._numlist("singular_values", length=r_star)
+    cfg._numlist("singular_values", length=cfg.r_star)
     cfg._num("scale", 0, lo_open=True)
+    cfg._num("noise", 0)
+    cfg._int("seed", 0)
+    cfg._choice("dtype", DTYPES)
+    _check_device(cfg)
 
 
 def _check_device(cfg):

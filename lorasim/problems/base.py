@@ -108,6 +108,17 @@ class Problem:
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
+    def _draw_truth(self, cfg, d: int, k: int):
+        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg``; return (generator, dtype, device)."""
+        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
+        gen = make_generator(cfg.seed, dev)
+        self.config = cfg
+        self.d, self.k, self.r_star = d, k, cfg.r_star
+        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
+        self.U_star, self.S_star, self.V_star = U, s, V
+        self.delta_L, self.delta_R = U * s, V.T
+        return gen, dtype, dev
+
     @property
     def dtype(self) -> torch.dtype:
         return self.G.dtype

@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ..config import LinearConfig, build, fail
 from ..linalg import Tensor, mT, random_orthonormal
-from .base import Problem, frozen_weight, lowrank_truth, make_generator, real_matrix, singular_values, torch_dtype
+from .base import Problem, frozen_weight, real_matrix, torch_dtype
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
 
@@ -30,15 +29,9 @@ class LinearTeacher(Problem):
 
     def __init__(self, config: Optional[LinearConfig] = None, **kwargs):
         cfg = config if config is not None else build(LinearConfig, kwargs, where="")
-        self.config = cfg
-        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
-        gen = make_generator(cfg.seed, dev)
+        gen, dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
         d, k = cfg.d, cfg.k
-        self.d, self.k, self.r_star = d, k, cfg.r_star
         self.noise = cfg.noise
-        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
-        self.U_star, self.S_star, self.V_star = U, s, V
-        self.delta_L, self.delta_R = U * s, mT(V)
         self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
 
         cov_sqrt = None

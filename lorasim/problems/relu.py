@@ -22,7 +22,7 @@ import torch
 
 from ..config import ReLUConfig, build
 from ..linalg import Tensor, mT
-from .base import Problem, frozen_weight, lowrank_truth, make_generator, singular_values, torch_dtype
+from .base import Problem, frozen_weight
 
 
 def relu_pair_risk(W: Tensor, W_true: Tensor, diff_sq: Tensor) -> Tensor:
@@ -45,15 +45,9 @@ class ReLUTeacher(Problem):
 
     def __init__(self, config: Optional[ReLUConfig] = None, **kwargs):
         cfg = config if config is not None else build(ReLUConfig, kwargs, where="")
-        self.config = cfg
-        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
-        gen = make_generator(cfg.seed, dev)
+        gen, dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
         d, k, n = cfg.d, cfg.k, cfg.n
-        self.d, self.k, self.r_star, self.n = d, k, cfg.r_star, n
-        self.noise = cfg.noise
-        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
-        self.U_star, self.S_star, self.V_star = U, s, V
-        self.delta_L, self.delta_R = U * s, mT(V)
+        self.n, self.noise = n, cfg.noise
         self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
         self.W_true = self.W0 + self.delta
         self.X = torch.randn(n, d, generator=gen, dtype=dtype, device=dev)

@@ -14,7 +14,7 @@ import torch
 
 from ..config import SensingConfig, build
 from ..linalg import Tensor, mT
-from .base import Problem, lowrank_truth, make_generator, singular_values, torch_dtype
+from .base import Problem
 
 
 class MatrixSensing(Problem):
@@ -22,14 +22,9 @@ class MatrixSensing(Problem):
 
     def __init__(self, config: Optional[SensingConfig] = None, **kwargs):
         cfg = config if config is not None else build(SensingConfig, kwargs, where="")
-        self.config = cfg
-        dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
-        gen = make_generator(cfg.seed, dev)
+        gen, dtype, dev = self._draw_truth(cfg, cfg.n1, cfg.n2)
         n1, n2, m = cfg.n1, cfg.n2, cfg.m
-        self.d, self.k, self.r_star, self.m = n1, n2, cfg.r_star, m
-        U, V, s = lowrank_truth(n1, n2, singular_values(cfg), gen, dtype, dev)
-        self.U_star, self.S_star, self.V_star = U, s, V
-        self.delta_L, self.delta_R = U * s, mT(V)
+        self.m = m
         self.W0 = torch.zeros(n1, n2, dtype=dtype, device=dev)
         # Row i is vec(A_i) in row-major order.
         self.operator = torch.randn(m, n1 * n2, generator=gen, dtype=dtype, device=dev) / m**0.5
