@@ -96,9 +96,9 @@ def check_ranks(spec: Spec, d: int, k: int) -> None:
     for init, _ in spec.methods.values():
         if init is None:
             continue
-        limit = min(d, k) // 2 if init.name == "lora_ga" else min(d, k)
+        limit = min(d, k) // 2 if init.name == "lora_ga" and init.direction == "ArB2r" else min(d, k)
         if spec.run.rank > limit:
-            what = "min(d, k)/2 for lora_ga" if init.name == "lora_ga" else "min(d, k)"
+            what = "min(d, k)/2 for lora_ga" if limit < min(d, k) else "min(d, k)"
             fail("run", "rank", spec.run.rank, f"integer in [1, {what} = {limit}]")
 
 

@@ -211,7 +211,8 @@ INIT_PARAMS = {
     "kaiming": {"lora_alpha": 16.0, "rslora": True, "scale": None},
     "spectral": {"zeta": 1.0, "tol": 0.0, "pad": 0.0},
     "lora_one": {"gamma": 128.0, "lora_alpha": 16.0, "rslora": True, "scale": None},
-    "lora_ga": {"variant": "reference", "gamma": 16.0, "lora_alpha": 16.0, "rslora": True, "scale": None},
+    "lora_ga": {"variant": "reference", "direction": "ArB2r", "gamma": 16.0, "lora_alpha": 16.0, "rslora": True,
+                "scale": None},
     "pissa": {},
 }
 _ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
@@ -266,6 +267,7 @@ class InitConfig(_Named):
     rslora: Optional[bool] = None  # s = α_L/√r (true) or α_L/r
     scale: Optional[float] = None  # explicit LoRA scale s; overrides lora_alpha/rslora
     variant: Optional[str] = None  # lora_ga: reference | peft
+    direction: Optional[str] = None  # lora_ga: ArB2r | top_r
     where: str = field(default="init", repr=False, compare=False)
 
     @staticmethod
@@ -280,6 +282,7 @@ class InitConfig(_Named):
             "gamma": lambda n: self._num(n, 0, lo_open=True), "lora_alpha": lambda n: self._num(n, 0, lo_open=True),
             "rslora": self._bool, "scale": lambda n: self._num(n, 0, lo_open=True),
             "variant": lambda n: self._choice(n, ("reference", "peft")),
+            "direction": lambda n: self._choice(n, ("ArB2r", "top_r")),
         })
 
 

@@ -109,25 +109,29 @@ def lora_one(problem: Problem, rank: int, generator: torch.Generator, gamma: flo
 
 def lora_ga(problem: Problem, rank: int, generator: torch.Generator, gamma: float = 16.0,
             lora_alpha: float = 16.0, rslora: bool = True, scale: Optional[float] = None,
-            variant: str = "reference") -> Init:
-    """LoRA-GA (ArB2r, "stable" scale), with the init subtracted from W0.
+            variant: str = "reference", direction: str = "ArB2r") -> Init:
+    """LoRA-GA ("stable" scale), with the init subtracted from W0.
 
-    torch layout: G_torch = ∇_{W_torch} L = U S Vᵀ (no negation), c = out^{1/4}/√γ.
-      reference (Outsider565/LoRA-GA): lora_A = c V_rᵀ, lora_B = c U_{:, r:2r}.
-      peft ≥ 0.19:                     lora_A = V_rᵀ,   lora_B = c U_{:, r:2r} diag(S_{r:2r}).
+    torch layout: G_torch = ∇_{W_torch} L = U S Vᵀ (no negation), c = out^{1/4}/√γ, and the
+    output side takes columns J = r..2r of U (ArB2r) or J = 0..r (``direction="top_r"``):
+      reference (Outsider565/LoRA-GA): lora_A = c V_rᵀ, lora_B = c U_{:, J}.
+      peft ≥ 0.19:                     lora_A = V_rᵀ,   lora_B = c U_{:, J} diag(S_J).
     Paper layout: ∇_W L = −G♮ = P S Qᵀ with P = V, Q = U, A0 = √s lora_Aᵀ, B0 = √s lora_Bᵀ,
     and the frozen weight becomes W0 − A0 B0. With s = 1 and γ = 4 the reference variant is
-    the toy notebook's T2 "LoRA-GA" (A = c L_r, B = c R_{:, r:2r}ᵀ from the SVD of −G♮).
+    the toy notebook's T2 "LoRA-GA" (A = c L_r, B = c R_{:, r:2r}ᵀ from the SVD of −G♮), and
+    with ``direction="top_r"`` its offset "LoRA-One" of January 2025 (B = c R_{:, :r}ᵀ).
     """
-    if 2 * rank > min(problem.d, problem.k):
+    lo = rank if direction == "ArB2r" else 0
+    if lo + rank > min(problem.d, problem.k):
         fail("run", "rank", rank, f"rank ≤ min(d, k)/2 = {min(problem.d, problem.k) // 2} for lora_ga (it uses 2r directions)")
     s = lora_scale(rank, lora_alpha, rslora, scale)
     P, S, Q = _svd(-problem.G)
     c = problem.k ** 0.25 / math.sqrt(gamma)
+    J = slice(lo, lo + rank)
     if variant == "reference":
-        A, B = c * P[:, :rank], c * mT(Q[:, rank:2 * rank])
+        A, B = c * P[:, :rank], c * mT(Q[:, J])
     elif variant == "peft":
-        A, B = P[:, :rank], c * S[rank:2 * rank, None] * mT(Q[:, rank:2 * rank])
+        A, B = P[:, :rank], c * S[J, None] * mT(Q[:, J])
     else:
         fail("init", "variant", variant, "one of reference, peft")
     A, B = math.sqrt(s) * A, math.sqrt(s) * B

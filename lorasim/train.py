@@ -36,6 +36,7 @@ class Trajectory:
     wall_s: float = 0.0
     A: Optional[torch.Tensor] = None
     B: Optional[torch.Tensor] = None
+    factors: list = field(default_factory=list)  # (step, A_t, B_t) at logged steps, with keep_factors
 
     def to_frame(self) -> pd.DataFrame:
         """One row per logged step; see README 'Outputs' for the columns."""
@@ -89,14 +90,15 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
           rank: Optional[int] = None, init_seed: int = 0, init_kwargs: Optional[dict] = None,
           solver: Union[str, SolverConfig] = "gd", lr: Optional[float] = None, steps: int = 500,
           log_every: int = 1, method: Optional[str] = None, diverge_factor: float = 1e8,
-          progress: bool = False, **solver_kwargs) -> Trajectory:
+          progress: bool = False, keep_factors: bool = False, **solver_kwargs) -> Trajectory:
     """Train one adapter pair on ``problem`` and log metrics every ``log_every`` steps.
 
     Start from explicit arrays (``A0``, ``B0``), or a named ``init`` with ``rank`` (and
     ``init_kwargs``, ``init_seed``). ``solver`` is a name (gd, precgd, adam, scaled_adam,
     full_ft) with keyword settings (lr, damping, order, ...) or a ``SolverConfig``.
-    ``full_ft`` trains W itself and ignores any init; ``rank`` then sets how many
-    singular values are logged.
+    ``full_ft`` trains W itself and refuses an init; ``rank`` then sets how many
+    singular values are logged. ``keep_factors`` keeps a copy of (A_t, B_t) at every
+    logged step in ``Trajectory.factors`` (for small problems and closed-form checks).
     """
     scfg = _as_solver_config(solver, lr, solver_kwargs)
     # The loop's own settings get the same checks as the CLI's run group.
@@ -146,6 +148,8 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
             row = {"step": t, **record(run_problem, ref, A, B, A0, B0, n_sv, frozen_B=frozen)} if factors_ok \
                 else {"step": t, "loss": math.inf, "risk": math.inf}
             traj.rows.append(row)
+            if keep_factors:
+                traj.factors.append((t, A.clone(), B.clone()))
             loss = row["loss"]
             if loss0 is None:
                 loss0 = loss
