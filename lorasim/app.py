@@ -199,8 +199,9 @@ def _sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list
     return [list(point) for point in itertools.product(*choices)]
 
 
-def _precheck(overrides: list[str], multirun: bool) -> None:
+def _precheck(overrides: list[str], multirun: bool, config_name: str = "config", check=None) -> None:
     """Compose and validate every job's config first, so each config error is one line, exit 2."""
+    check = check or validate
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
@@ -212,7 +213,7 @@ def _precheck(overrides: list[str], multirun: bool) -> None:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
             for point in points:
                 try:
-                    validate(compose(config_name="config", overrides=point))
+                    check(compose(config_name=config_name, overrides=point))
                 except ConfigError as e:
                     where = f"job {' '.join(point)}: " if multirun and len(points) > 1 else ""
                     raise ConfigError(f"{where}{e}") from None
@@ -227,11 +228,11 @@ def _precheck(overrides: list[str], multirun: bool) -> None:
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         match = re.match(r"Could not override '([^']+)'", first)
         if match:
-            _error(_unknown_override(match.group(1), overrides))
+            _error(_unknown_override(match.group(1), overrides, config_name))
         _error(first)
 
 
-def _unknown_override(key: str, overrides: list[str]) -> str:
+def _unknown_override(key: str, overrides: list[str], config_name: str = "config") -> str:
     """One line for an override hydra could not place: a group outside methods=single, or an unknown key."""
     from hydra import compose, initialize_config_dir
 
@@ -242,7 +243,7 @@ def _unknown_override(key: str, overrides: list[str]) -> str:
     others = [o for o in overrides if o != given]
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=others)
+            cfg = compose(config_name=config_name, overrides=others)
         node = OmegaConf.select(cfg, parent) if parent else cfg
         allowed = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"
     except Exception:  # the other overrides are broken too; report the first problem only

@@ -1,0 +1,227 @@
+"""``lorasim-verify``: run the theory claims (theory/cNN_*.py) and report prediction vs measurement.
+
+    lorasim-verify                         # every claim at the ci scale (≤ 5 min on 2 cores)
+    lorasim-verify only=[C3,C10]           # a subset
+    lorasim-verify scale=paper             # the paper's dimensions
+    lorasim-verify scale=large device=cuda # d ≥ 4096, for a GPU
+
+Each claim module holds its hypothesis and derivation (the module docstring, Markdown), and a
+``run(settings, ctx) -> Verdict``; its settings per scale are conf/claims/CNN.yaml. The run
+prints claim | prediction | measured | pass, writes report.md (derivations, measurements, fits,
+figures) and verdicts.csv into the hydra run dir, and exits 1 if any claim fails. A claim whose
+failure is a recorded, analysed disagreement with the paper sets KNOWN_FAILURE and is reported as
+``known failure`` without failing the run.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .app import conf_dir
+from .config import ConfigError, fail
+
+SCALES = ("ci", "paper", "large")
+
+
+@dataclass
+class Verdict:
+    prediction: str
+    measured: str
+    passed: bool
+    fits: list = field(default_factory=list)  # Fit objects
+    table: Optional[object] = None  # a pandas DataFrame of the per-point measurements
+    figures: list = field(default_factory=list)  # file names inside the report folder
+    notes: str = ""
+    # filled in by the runner
+    claim: str = ""
+    title: str = ""
+    result: str = ""
+    known_failure: Optional[str] = None
+    wall_s: float = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.passed:
+            return "pass"
+        return "known failure" if self.known_failure else "FAIL"
+
+
+@dataclass
+class Context:
+    scale: str
+    device: str
+    out_dir: Path
+
+    def figure(self, name: str) -> Path:
+        path = self.out_dir / "figures" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+def claim_modules() -> dict:
+    """Claim id ("C01") → module, discovered from lorasim.theory (the theory/ folder)."""
+    theory = _theory_package()
+    found = {}
+    for info in pkgutil.iter_modules(theory.__path__):
+        m = re.fullmatch(r"c(\d\d)_\w+", info.name)
+        if m:
+            found[f"C{m.group(1)}"] = importlib.import_module(f"{theory.__name__}.{info.name}")
+    return dict(sorted(found.items()))
+
+
+def _theory_package():
+    try:
+        return importlib.import_module("lorasim.theory")  # installed: theory/ ships as lorasim.theory
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parent.parent  # source checkout: theory/ beside lorasim/
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        return importlib.import_module("theory")
+
+
+def normalize_ids(only, known) -> list:
+    if only is None:
+        return list(known)
+    items = [only] if isinstance(only, (str, int)) else list(only)
+    ids = []
+    for item in items:
+        m = re.fullmatch(r"[Cc]?(\d{1,2})", str(item).strip())
+        cid = f"C{int(m.group(1)):02d}" if m else str(item)
+        if cid not in known:
+            fail("", "only", item, "claim ids among " + ", ".join(known))
+        ids.append(cid)
+    return ids
+
+
+def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
+    mod = claim_modules()[cid]
+    start = time.perf_counter()
+    verdict = mod.run(settings, ctx)
+    verdict.wall_s = time.perf_counter() - start
+    verdict.claim, verdict.title, verdict.result = cid, mod.TITLE, mod.RESULT
+    verdict.known_failure = getattr(mod, "KNOWN_FAILURE", None)
+    return verdict
+
+
+def claim_settings(cfg: DictConfig, cid: str, scale: str) -> dict:
+    node = cfg.claims.get(cid)
+    if node is None or scale not in node:
+        fail("", "scale", scale, f"a scale that conf/claims/{cid}.yaml defines")
+    return OmegaConf.to_container(node[scale], resolve=True)
+
+
+def summary_table(verdicts) -> str:
+    import pandas as pd
+
+    rows = [{"claim": v.claim, "prediction": v.prediction, "measured": v.measured, "pass": v.status}
+            for v in verdicts]
+    with pd.option_context("display.max_colwidth", 90, "display.width", 250):
+        return pd.DataFrame(rows).to_string(index=False)
+
+
+def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
+    """report.md: the summary, then per claim its derivation, measurements, fits and figures."""
+    from .io import atomic_write, write_csv
+
+    import pandas as pd
+
+    mods = claim_modules()
+    lines = [f"# lorasim-verify report — scale `{ctx.scale}`, device `{ctx.device}`", "",
+             "| claim | result | prediction | measured | status | s |", "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        lines.append(f"| {v.claim} {v.title} | {v.result} | {v.prediction} | {v.measured} | {v.status} | {v.wall_s:.1f} |")
+    for v in verdicts:
+        lines += ["", "---", "", inspect.cleandoc(mods[v.claim].__doc__ or ""), "",
+                  f"### Measured at scale `{ctx.scale}`", "", f"- prediction: {v.prediction}",
+                  f"- measured: {v.measured}", f"- status: **{v.status}**"]
+        if v.known_failure:
+            lines.append(f"- known failure: {v.known_failure}")
+        for fit in v.fits:
+            lines.append(f"- fit: {fit.describe()}; residuals {[f'{r:.3g}' for r in fit.residuals]}")
+        if v.notes:
+            lines += ["", v.notes]
+        if v.table is not None and len(v.table):
+            lines += ["", v.table.to_markdown(index=False, floatfmt=".4g") if _has_tabulate()
+                      else "```\n" + v.table.to_string(index=False) + "\n```"]
+        for fig in v.figures:
+            lines += ["", f"![{v.claim}](figures/{fig})"]
+    lines += ["", "## Config", "", "```yaml", cfg_text, "```", ""]
+    path = ctx.out_dir / "report.md"
+    atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines)))
+    flat = pd.DataFrame([{"claim": v.claim, "title": v.title, "result": v.result, "prediction": v.prediction,
+                          "measured": v.measured, "status": v.status, "wall_s": v.wall_s,
+                          "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
+    write_csv(flat, ctx.out_dir / "verdicts.csv")
+    return path
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def validate(cfg: DictConfig) -> list:
+    if cfg.scale not in SCALES:
+        fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
+    dev = str(cfg.device)
+    if dev != "cpu" and not dev.startswith("cuda"):
+        fail("", "device", dev, "cpu, cuda or cuda:N")
+    if dev.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("", "device", dev, "cpu (CUDA is not available on this machine)")
+    only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
+    ids = normalize_ids(only, list(claim_modules()))
+    for cid in ids:
+        claim_settings(cfg, cid, cfg.scale)
+    return ids
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="verify")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from .app import _error
+
+    try:
+        ids = validate(cfg)
+    except ConfigError as e:
+        _error(str(e))
+    ctx = Context(scale=cfg.scale, device=str(cfg.device), out_dir=Path(HydraConfig.get().runtime.output_dir))
+    verdicts = []
+    for cid in ids:
+        settings = claim_settings(cfg, cid, cfg.scale)
+        settings.setdefault("device", ctx.device)
+        v = run_claim(cid, settings, ctx)
+        verdicts.append(v)
+        if not cfg.quiet:
+            print(f"{cid} {v.status:>13}  {v.wall_s:6.1f} s  {v.measured}", flush=True)
+    print(summary_table(verdicts))
+    report = write_report(verdicts, ctx, OmegaConf.to_yaml(cfg))
+    print(f"report: {report}")
+    if any(v.status == "FAIL" for v in verdicts):
+        sys.exit(1)
+
+
+def main() -> None:
+    """Console entry point ``lorasim-verify``."""
+    from .app import _precheck
+
+    argv = sys.argv[1:]
+    if not any(a.startswith("-") for a in argv):
+        _precheck(argv, multirun=False, config_name="verify", check=validate)
+    _hydra_main()
