@@ -54,7 +54,7 @@ def _dims(problem: dict) -> Optional[tuple[int, int]]:
         return problem.get("n1"), problem.get("n2")
     if kind in ("linear", "relu"):
         return problem.get("d"), problem.get("k")
-    return None  # npz: known once the file is read
+    return None  # npz, arrays: known once the data is read
 
 
 def validate(cfg: DictConfig) -> Spec:

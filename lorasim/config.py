@@ -15,7 +15,7 @@ from typing import Any, Optional
 DTYPES = ("float64", "float32")
 SPACINGS = ("linear", "geometric")
 W0_KINDS = ("gaussian", "orthonormal", "zeros")
-PROBLEM_KINDS = ("linear", "relu", "sensing", "npz")
+PROBLEM_KINDS = ("linear", "relu", "sensing", "npz", "arrays")
 
 
 class ConfigError(ValueError):
@@ -186,6 +186,29 @@ class SensingConfig(_Checked):
 
 
 @dataclass
+class ArraysConfig(_Checked):
+    """A small problem written inline in the config: X (N×d), Y (N×k), W0 (d×k), optional delta."""
+
+    X: Any = None
+    Y: Any = None
+    W0: Any = None
+    delta: Any = None
+    r_star: Optional[int] = None
+    dtype: str = "float64"
+    device: str = "cpu"
+    where: str = field(default="problem", repr=False, compare=False)
+
+    def __post_init__(self):
+        for name in ("X", "Y", "W0"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
+        if self.r_star is not None:
+            self._int("r_star", 1)
+        self._choice("dtype", DTYPES)
+        _check_device(self)
+
+
+@dataclass
 class NpzConfig(_Checked):
     path: str = ""
     r_star: Optional[int] = None
@@ -214,6 +237,7 @@ INIT_PARAMS = {
     "lora_ga": {"variant": "reference", "direction": "ArB2r", "gamma": 16.0, "lora_alpha": 16.0, "rslora": True,
                 "scale": None},
     "pissa": {},
+    "arrays": {"A0": None, "B0": None},
 }
 _ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
 _PREC = {"order": "simultaneous", "inverse": "inv"}
@@ -268,6 +292,8 @@ class InitConfig(_Named):
     scale: Optional[float] = None  # explicit LoRA scale s; overrides lora_alpha/rslora
     variant: Optional[str] = None  # lora_ga: reference | peft
     direction: Optional[str] = None  # lora_ga: ArB2r | top_r
+    A0: Optional[list] = None  # arrays: explicit A0 (d×r) as nested lists
+    B0: Optional[list] = None  # arrays: explicit B0 (r×k)
     where: str = field(default="init", repr=False, compare=False)
 
     @staticmethod
@@ -284,6 +310,10 @@ class InitConfig(_Named):
             "variant": lambda n: self._choice(n, ("reference", "peft")),
             "direction": lambda n: self._choice(n, ("ArB2r", "top_r")),
         })
+        if self.name == "arrays":
+            for key in ("A0", "B0"):
+                if not isinstance(getattr(self, key), (list, tuple)):
+                    fail(self.where, key, getattr(self, key), "a nested list (rows of numbers) for init arrays")
 
 
 @dataclass

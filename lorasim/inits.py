@@ -150,6 +150,16 @@ def pissa(problem: Problem, rank: int, generator: torch.Generator) -> Init:
     return Init(A, B, offset=(A, B))
 
 
+def arrays(problem: Problem, rank: int, generator: torch.Generator, A0=None, B0=None) -> Init:
+    """Explicit factors given in the config (small toys): A0 (d×r) and B0 (r×k) as nested lists."""
+    from .problems.base import check_factors
+
+    A, B = check_factors(problem, A0, B0)
+    if A.shape[1] != rank:
+        fail("run", "rank", rank, f"the number of columns of init.A0 ({A.shape[1]})")
+    return Init(A, B)
+
+
 INITS: dict[str, Callable[..., Init]] = {
     "small_random": small_random,
     "kaiming": kaiming,
@@ -157,6 +167,7 @@ INITS: dict[str, Callable[..., Init]] = {
     "lora_one": lora_one,
     "lora_ga": lora_ga,
     "pissa": pissa,
+    "arrays": arrays,
 }
 
 

@@ -147,3 +147,23 @@ def test_cli_npz_rank_checked_against_file_before_training(tmp_path):
     assert not (tmp_path / "o" / "results.csv").exists()
     res = _cli("problem=npz", f"problem.path={tmp_path / 'text.npz'}", f"hydra.run.dir={tmp_path / 'o2'}", cwd=tmp_path)
     assert res.returncode == 2 and "an .npz file" in res.stderr
+
+
+@pytest.mark.parametrize("exp, methods, rank, steps", [
+    ("paper_t1", ["alpha2_1e0", "alpha2_1e-1", "alpha2_1e-2", "alpha2_1e-3", "alpha2_1e-4"], 8, 1500),
+    ("paper_t2", ["spectral", "offset_lora_one", "lora_ga"], 8, 100),
+    ("paper_t3", ["lora_init", "spectral_y", "spectral_y2"], 1, 1000),
+])
+def test_paper_presets_compose(cfg_of, exp, methods, rank, steps):
+    spec = validate(cfg_of(f"experiment={exp}"))
+    assert list(spec.methods) == methods and spec.run.rank == rank and spec.run.steps == steps
+
+
+def test_paper_t3_runs_the_notebook_setup(cfg_of, tmp_path):
+    """T3 through the app: the three starts all reach β, the spectral ones in about half the steps."""
+    spec = validate(cfg_of("experiment=paper_t3", "run.quiet=true"))
+    _, summary = execute(spec, tmp_path)
+    s = summary.set_index("method")
+    assert (s["risk_final"] < 1e-20).all()
+    assert s.loc["spectral_y", "steps_to_eps"] < 0.6 * s.loc["lora_init", "steps_to_eps"]
+    assert s.loc["spectral_y", "align_A_min"] < 1e-12  # A0 spans G♮ exactly

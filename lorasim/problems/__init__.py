@@ -1,14 +1,14 @@
 """Teacher–student problems. Each exposes G = −∇L(W0), ΔW, grads, loss and risk (see base.py)."""
 from __future__ import annotations
 
-from ..config import ConfigError, LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
+from ..config import ArraysConfig, ConfigError, LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
 from .base import Problem, check_factors
 from .linear import LinearTeacher
 from .relu import ReLUTeacher
 from .sensing import MatrixSensing
 
 KINDS = {"linear": (LinearConfig, LinearTeacher), "relu": (ReLUConfig, ReLUTeacher),
-         "sensing": (SensingConfig, MatrixSensing), "npz": (NpzConfig, None)}
+         "sensing": (SensingConfig, MatrixSensing), "npz": (NpzConfig, None), "arrays": (ArraysConfig, None)}
 
 
 def load_npz(cfg: NpzConfig) -> LinearTeacher:
@@ -42,7 +42,15 @@ def make_problem(spec: dict) -> Problem:
         fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
     cfg_cls, cls = KINDS[kind]
     cfg = build(cfg_cls, spec, where="problem")
-    return load_npz(cfg) if kind == "npz" else cls(cfg)
+    if kind == "npz":
+        return load_npz(cfg)
+    if kind == "arrays":
+        try:
+            return LinearTeacher.from_arrays(cfg.X, cfg.Y, cfg.W0, delta=cfg.delta, r_star=cfg.r_star,
+                                             dtype=cfg.dtype, device=cfg.device)
+        except ConfigError as e:
+            raise ConfigError(f"problem.{e}") from None
+    return cls(cfg)
 
 
 __all__ = ["Problem", "LinearTeacher", "ReLUTeacher", "MatrixSensing", "make_problem", "check_factors", "KINDS"]
