@@ -68,15 +68,23 @@ class Context:
         return path
 
 
-def claim_modules() -> dict:
-    """Claim id ("C01") → module, discovered from lorasim.theory (the theory/ folder)."""
+def claim_modules(kind: str = "c") -> dict:
+    """Claim id ("C01") → module, discovered from lorasim.theory (the theory/ folder).
+
+    ``kind="p"`` lists the phase diagrams (pNN_*.py, ids "P01"): measurements where the paper's
+    theory is silent. They run only when named in ``only``.
+    """
     theory = _theory_package()
     found = {}
     for info in pkgutil.iter_modules(theory.__path__):
-        m = re.fullmatch(r"c(\d\d)_\w+", info.name)
+        m = re.fullmatch(rf"{kind}(\d\d)_\w+", info.name)
         if m:
-            found[f"C{m.group(1)}"] = importlib.import_module(f"{theory.__name__}.{info.name}")
+            found[f"{kind.upper()}{m.group(1)}"] = importlib.import_module(f"{theory.__name__}.{info.name}")
     return dict(sorted(found.items()))
+
+
+def all_modules() -> dict:
+    return {**claim_modules("c"), **claim_modules("p")}
 
 
 def _theory_package():
@@ -95,8 +103,8 @@ def normalize_ids(only, known) -> list:
     items = [only] if isinstance(only, (str, int)) else list(only)
     ids = []
     for item in items:
-        m = re.fullmatch(r"[Cc]?(\d{1,2})", str(item).strip())
-        cid = f"C{int(m.group(1)):02d}" if m else str(item)
+        m = re.fullmatch(r"([CcPp]?)(\d{1,2})", str(item).strip())
+        cid = f"{(m.group(1) or 'C').upper()}{int(m.group(2)):02d}" if m else str(item)
         if cid not in known:
             fail("", "only", item, "claim ids among " + ", ".join(known))
         ids.append(cid)
@@ -104,7 +112,7 @@ def normalize_ids(only, known) -> list:
 
 
 def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
-    mod = claim_modules()[cid]
+    mod = all_modules()[cid]
     start = time.perf_counter()
     verdict = mod.run(settings, ctx)
     verdict.wall_s = time.perf_counter() - start
@@ -135,7 +143,7 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
 
     import pandas as pd
 
-    mods = claim_modules()
+    mods = all_modules()
     lines = [f"# lorasim-verify report — scale `{ctx.scale}`, device `{ctx.device}`", "",
              "| claim | result | prediction | measured | status | s |", "|---|---|---|---|---|---|"]
     for v in verdicts:
@@ -185,7 +193,7 @@ def validate(cfg: DictConfig) -> list:
         if not torch.cuda.is_available():
             fail("", "device", dev, "cpu (CUDA is not available on this machine)")
     only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
-    ids = normalize_ids(only, list(claim_modules()))
+    ids = normalize_ids(only, list(claim_modules())) if only is None else normalize_ids(only, list(all_modules()))
     for cid in ids:
         claim_settings(cfg, cid, cfg.scale)
     return ids
