@@ -129,7 +129,8 @@ def execute(spec: Spec, out_dir: Path):
         rows.append(traj.summary(run.eps))
     results = pd.concat(frames, ignore_index=True)
     summary = pd.DataFrame(rows)
-    summary["diverged_step"] = summary["diverged_step"].astype("Int64")
+    for col in ("diverged_step", "steps_to_eps", "align_A_argmin"):
+        summary[col] = summary[col].astype("Int64")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(results, out_dir / "results.csv")
     write_csv(summary, out_dir / "summary.csv")
