@@ -1,0 +1,323 @@
+r"""
+## P2 — over-rank spectral init + PrecGD under label noise (SPEC R3/R4; C10, C12)
+
+Phase diagram: a measurement where the paper's theory is silent.
+
+**Hypothesis.** The reconstructed R3 statement only says that over-rank PrecGD needs a damping λ > 0
+that is small next to λ\*_{r\*}. In the noiseless model the over-rank spectral init degenerates (C12):
+its r − r\* spare columns sit at √(ε·σ1). Label noise makes G♮ full rank, so the spare columns start
+at √σ_{r\*+1}(G♮) with σ_{r\*+1}(G♮) ≈ σ_ε(√d + √k)/√N (F6). We map, over σ_ε × r × λ, three
+things: where ScaledGD(λ) from [G♮]_r is stable, how its final risk compares with the noise floor,
+and whether the spare directions grow.
+
+**Derivation.**
+- *The floor* [D, exact]. Let R0 = Y − XW0, Σ̂ = CCᵀ and Ŵ = Σ̂⁻¹XᵀR0/N. The empirical loss is
+  L(W0 + M) = ½‖Cᵀ(M − Ŵ)‖_F² + const. Its exact minimiser over rank ≤ r is reduced-rank regression,
+  M_r = C⁻ᵀ[CᵀŴ]_r (Eckart–Young in the Cᵀ-weighted norm). The factorised loss
+  ½‖Cᵀ(AB − Ŵ)‖² has no spurious local minima (a Burer–Monteiro factorisation of a strictly convex
+  quadratic), so a stable, converged PrecGD ends at M_r. Its population risk,
+  risk_RRR(r) = ½‖M_r − ΔW‖_F², is the noise floor at rank r.
+- *Size of the floor* [D]. Ŵ − ΔW = Σ̂⁻¹XᵀE/N. The rank-r\* oracle estimates r\*(d + k − r\*)
+  parameters, so risk_RRR(r\*) ≈ ½σ_ε² r\*(d + k − r\*)/N. Each extra rank fits one more top
+  singular direction of the noise. Those singular values sit near the Marchenko–Pastur edge
+  σ_ε(√d + √k)/√N, so risk_RRR(r) − risk_RRR(r\*) ≲ ½(r − r\*)σ_ε²(√d + √k)²/N. This is an upper
+  estimate: the lower values fall off the edge. Relative to the oracle, over-rank costs
+  ≲ 1 + (r − r\*)(√d + √k)²/(r\*(d + k − r\*)), i.e. 1 + 0.51(r − r\*) at the paper's sizes.
+- *Spare directions* [D]. At t = 0, σ_{r\*+1}(A0B0) = σ_{r\*+1}(G♮). At the floor they are
+  σ_{r\*+1}(M_r), the fitted noise, slightly larger because Σ̂⁻¹ inflates it. They neither vanish nor
+  blow up: over-rank LoRA fits noise.
+- *Stability* [D, heuristic]. ScaledGD multiplies the spare block of the gradient by (s² + λ)⁻¹,
+  where s is the spare singular value of the factors.
+  - Noiseless: s² ≈ ε·σ1 (C12). At λ = 0 the spare block's step is round-off divided by round-off,
+    of arbitrary size: unstable.
+  - σ_ε > 0: s² ≈ σ_{r\*+1}(G♮) ≫ round-off, so the block is well conditioned even at λ = 0.
+  - λ ≫ s²: the spare block becomes plain GD with step η/λ on a curvature of order s². The spare
+    directions hardly move within the step budget and stay near their init values, not the floor's:
+    the final risk is off the floor by a few per cent, in either direction.
+
+**Setup.** conf/claims/P02.yaml (paper scale). Each seed's instance is drawn in numpy, independently
+of lorasim's generator: X (N×d) and E (N×k) standard normal, W0 ~ N(0, 1), and
+ΔW = U\* diag(1, .75, .5, .25) V\*ᵀ with Haar U\*, V\* (T2, κ = 4). Labels are
+Y = X(W0 + ΔW) + σ_ε E, with the same X and E for every σ_ε, loaded by
+`LinearTeacher.from_arrays`. Sizes: d = k = 100, N = 1600, r\* = 4. Grid:
+σ_ε ∈ {0, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, .03, .1, .3}, r ∈ {4, 5, 8, 12, 16} = r\* … 4r\*, and
+λ ∈ {0, 1e-6, 1e-2} (absolute; λ\*_{r\*} = 0.25). The init is spectral with ζ = 1, followed by PrecGD
+(simultaneous, η = 0.5) for 400 steps, logged every 5. 3 seeds, 450 runs. ci: d = k = 32, N = 512,
+r\* = 2, 5 noises, r ∈ {2, 3, 4, 8}, 1 seed.
+
+**Measured.** Per run:
+- status with the diverged step, risk_0, risk_final;
+- risk_RRR(r) and the oracle risk_RRR(r\*), both computed in numpy; the ratios risk_final/risk_RRR(r)
+  and risk_final/risk_RRR(r\*);
+- a phase: `diverged`, `above floor` (> 2× the floor + 1e-28·½‖ΔW‖², the σ_ε = 0 round-off),
+  `below floor` (< 0.9×) or `at floor`;
+- loss_final − loss_min(r);
+- the spare singular value σ_{r\*+1} of AB at t = 0, at the end and at M_r, and their ratio
+  (spare growth).
+
+**Prediction.** None beyond the derivation:
+- where PrecGD is stable it ends at the rank-r floor risk_RRR(r);
+- that floor exceeds the oracle by ≲ ½(r − r\*)σ_ε²(√d + √k)²/N;
+- the spare singular values move from σ_{r\*+1}(G♮) to σ_{r\*+1}(M_r);
+- λ = 0 is unstable only where the spare singular values are at round-off, i.e. σ_ε ≈ 0.
+
+**Pass rule.** The sweep completes and the recorded quantities are finite (non-diverged runs;
+`diverged` is a recorded phase). Two exact sanity checks:
+(i) no run ends below the global minimum: loss_final ≥ loss_min(r) − 1e-12·L(W0). lorasim's loss
+carries its constant as L(W0) − ½⟨Ŵ, G♮⟩, whose round-off is a few ε·L(W0); 1e-12·L(W0) covers it
+with a wide margin.
+(ii) lorasim's risk_0 equals ½‖[G♮]_r − ΔW‖_F² from our own SVD of G♮ to a relative 1e-9 (the
+round-off of a sum of d·k squares).
+
+**Analysis.** Paper scale, 450 runs, 40–55 s on one thread.
+- *Noise floor* (σ_ε ≥ 1e-4). PrecGD is stable for every λ and r and ends on the floor:
+  risk/risk_RRR(r) = 0.991–1.002 per run for λ ∈ {0, 1e-6}. The spare singular values grow by
+  0.99–1.07× (median 1.04) from σ_{r\*+1}(G♮) to the fitted noise, as M_r predicts
+  (σ_{r\*+1}(M_r)/σ_{r\*+1}(G♮) = 0.99–1.07). σ_{r\*+1}(G♮) is 0.96–0.99 of the MP edge.
+- *Cost of over-rank.* It is linear in r − r\*. At σ_ε = 0.3, risk/oracle = 1.52, 2.90, 4.49, 5.88
+  for r = 5, 8, 12, 16, against the upper estimate 1.51, 3.04, 5.08, 7.12. The oracle itself is
+  0.0214, against ½σ_ε²r\*(d + k − r\*)/N = 0.0221.
+- *λ = 0.* Unstable in the near-noiseless corner:
+  - 26 diverged runs, all seeds at σ_ε ≤ 1e-8 with r ∈ {12, 16}, plus single seeds at r = 8 with
+    σ_ε ∈ {0, 1e-10};
+  - 13 more runs end above the floor, including σ_ε = 1e-12, r = 5, seed 2, at risk 0.76
+    (0.81 × ½‖ΔW‖², nearly the risk of AB = 0), without tripping the divergence test.
+  - From σ_ε = 1e-6 on (σ_{r\*+1}(G♮) ≈ 5e-7) every r is stable. So the damping is needed exactly
+    where the spare singular values are at round-off.
+- *λ = 1e-6.* Never diverges. In the noiseless corner it ends 10²–10⁴·⁷ times above the round-off
+  floor: σ_ε ≤ 1e-12 with r ≥ 12, and σ_ε = 1e-10 with r = 16. The absolute risks there are
+  ≤ 4e-20·½‖ΔW‖². Elsewhere with σ_ε ≤ 1e-6 and r ≥ 5 it mostly ends below the floor
+  (ratio 0.53–0.85): λ ≳ s² freezes the noise fit.
+- *λ = 1e-2.* Stable everywhere, never above 2× the floor. Because λ ≫ s², the spare block barely
+  moves, so the risk is off the floor by −13 % … +43 % for σ_ε ≤ 1e-4. From σ_ε ≥ 1e-2 it is on the
+  floor (0.978–1.001).
+- *Checks.* No run goes below the global minimum by more than 3e-16·L(W0); risk_0 agrees with
+  ½‖[G♮]_r − ΔW‖² to 3e-15.
+
+At ci scale (d = 32, 60 runs, 3–17 s on one thread depending on load): λ = 0 diverges at r = 8 for
+σ_ε ∈ {0, 1e-8}; σ_ε ≥ 1e-4 is on the floor (0.999–1.000 for λ ≤ 1e-6).
+
+**Command.** `lorasim-verify only=[P2] scale=paper`
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+import lorasim
+from lorasim.verify import Verdict
+
+TITLE = "over-rank PrecGD with label noise (phase diagram σ_ε × r × λ)"
+RESULT = "R4"
+
+
+def _haar(rng, n, p):
+    q, r = np.linalg.qr(rng.standard_normal((n, p)))
+    return q * np.sign(np.diag(r))
+
+
+def _draw(settings, seed):
+    """One instance in numpy (independent of lorasim's own generator): X, E, W0, ΔW."""
+    d, k, n = settings["d"], settings["k"], settings["n"]
+    rng = np.random.default_rng(seed)
+    svals = np.asarray(settings["singular_values"], dtype=float)
+    delta = (_haar(rng, d, len(svals)) * svals) @ _haar(rng, k, len(svals)).T
+    W0 = rng.standard_normal((d, k))
+    X = rng.standard_normal((n, d))
+    E = rng.standard_normal((n, k))
+    return X, E, W0, delta
+
+
+def _references(X, R0, delta, ranks, r_star):
+    """Reduced-rank regression: the exact global minimiser of the empirical loss over rank ≤ r.
+
+    L(W0 + M) = (1/2N)‖XM − R0‖² = ½‖Cᵀ(M − Ŵ)‖² + const, Σ̂ = CCᵀ, Ŵ = Σ̂⁻¹XᵀR0/N, so the
+    minimiser is M_r = C⁻ᵀ[CᵀŴ]_r (Eckart–Young in the Cᵀ-weighted norm).
+    """
+    n = X.shape[0]
+    sig = X.T @ X / n
+    G = X.T @ R0 / n
+    C = np.linalg.cholesky(sig)
+    W_hat = np.linalg.solve(sig, G)
+    U, S, Vt = np.linalg.svd(C.T @ W_hat, full_matrices=False)
+    out = {}
+    for r in sorted(set(ranks) | {r_star}):
+        M = np.linalg.solve(C.T, (U[:, :r] * S[:r]) @ Vt[:r])
+        resid = X @ M - R0
+        sv = np.linalg.svd(M, compute_uv=False)
+        out[r] = {"risk_rrr": 0.5 * float(np.sum((M - delta) ** 2)),
+                  "loss_min": 0.5 * float(np.sum(resid * resid)) / n,
+                  "spare_rrr": float(sv[r_star]) if r > r_star else math.nan}
+    sG = np.linalg.svd(G, compute_uv=False)
+    return out, G, sG
+
+
+def run(settings, ctx):
+    dev = settings.get("device", "cpu")
+    d, k, n, r_star = settings["d"], settings["k"], settings["n"], settings["r_star"]
+    ranks, noises, dampings = settings["ranks"], settings["noises"], settings["dampings"]
+    steps, lr = settings["steps"], settings["lr"]
+    rows = []
+    for seed in range(settings["seeds"]):
+        X, E, W0, delta = _draw(settings, seed)
+        risk_null = 0.5 * float(np.sum(delta**2))
+        for noise in noises:
+            Y = X @ (W0 + delta) + noise * E
+            R0 = Y - X @ W0
+            loss_w0 = 0.5 * float(np.sum(R0 * R0)) / n
+            refs, G, sG = _references(X, R0, delta, ranks, r_star)
+            prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta, r_star=r_star, device=dev)
+            for lam in dampings:
+                for r in ranks:
+                    traj = lorasim.train(prob, init="spectral", rank=r, solver="precgd", lr=lr, damping=lam,
+                                         steps=steps, log_every=settings["log_every"])
+                    df = traj.to_frame()
+                    ok = traj.status == "ok"
+                    # the spectral init with ζ = 1 is [G♮]_r: its risk, computed here from our own SVD of G
+                    U, S, Vt = np.linalg.svd(G, full_matrices=False)
+                    risk0_ref = 0.5 * float(np.sum(((U[:, :r] * S[:r]) @ Vt[:r] - delta) ** 2))
+                    if ok:
+                        AB = (traj.A @ traj.B).cpu().numpy()
+                        sv = np.linalg.svd(AB, compute_uv=False)
+                        spare_final = float(sv[r_star]) if r > r_star else math.nan
+                    else:
+                        spare_final = math.nan
+                    ref, orc = refs[r], refs[r_star]
+                    risk_final = float(df["risk"].iloc[-1]) if ok else math.nan
+                    loss_final = float(df["loss"].iloc[-1]) if ok else math.nan
+                    phase = _phase(ok, risk_final, ref["risk_rrr"], risk_null)
+                    rows.append({
+                        "seed": seed, "noise": noise, "rank": r, "damping": lam, "status": traj.status,
+                        "diverged_step": traj.diverged_step if traj.diverged_step is not None else -1,
+                        "phase": phase,
+                        "risk_null": risk_null, "risk_0": float(df["risk"].iloc[0]), "risk_0_ref": risk0_ref,
+                        "risk_final": risk_final, "risk_rrr": ref["risk_rrr"], "risk_oracle": orc["risk_rrr"],
+                        "ratio_rrr": risk_final / ref["risk_rrr"] if ref["risk_rrr"] > 0 else math.nan,
+                        "ratio_oracle": risk_final / orc["risk_rrr"] if orc["risk_rrr"] > 0 else math.nan,
+                        "excess": (risk_final - ref["risk_rrr"]) / risk_null,
+                        "loss_final": loss_final, "loss_min": ref["loss_min"], "loss_w0": loss_w0,
+                        "loss_gap": loss_final - ref["loss_min"],
+                        "sigma_rstar1_G": float(sG[r_star]),
+                        "noise_edge": noise * (math.sqrt(d) + math.sqrt(k)) / math.sqrt(n),
+                        "spare_0": float(S[r_star]) if r > r_star else math.nan,
+                        "spare_final": spare_final, "spare_rrr": ref["spare_rrr"],
+                        "spare_growth": spare_final / float(S[r_star]) if r > r_star and S[r_star] > 0 else math.nan,
+                    })
+    df = pd.DataFrame(rows)
+    ok = df[df["status"] == "ok"]
+    # Sanity checks (exact up to round-off):
+    # (i) no run goes below the global minimum of the empirical loss over rank ≤ r (reduced-rank
+    #     regression). lorasim's loss carries its constant as L(W0) − ½⟨Ŵ, G♮⟩, a difference with a
+    #     round-off of a few ε·L(W0); 1e-12·L(W0) bounds that with a wide margin.
+    tol = 1e-12 * ok["loss_w0"] + 1e-12 * ok["loss_min"].abs()
+    below = ok["loss_gap"] < -tol
+    # (ii) risk_0 of the spectral init equals ½‖[G♮]_r − ΔW‖² from our own SVD (relative 1e-9:
+    #      round-off of a sum of d·k squares and of two SVDs of the same matrix).
+    r0_err = float(((df["risk_0"] - df["risk_0_ref"]).abs() / df["risk_0_ref"]).max())
+    complete = len(df) == settings["seeds"] * len(noises) * len(ranks) * len(dampings)
+    finite = bool(np.isfinite(ok[["risk_final", "loss_final", "risk_rrr", "risk_oracle", "excess"]].to_numpy()).all())
+    passed = complete and finite and not bool(below.any()) and r0_err <= 1e-9
+
+    summary = df.groupby(["damping", "noise", "rank"]).agg(
+        n_div=("status", lambda s: int((s != "ok").sum())), risk=("risk_final", "median"),
+        ratio_rrr=("ratio_rrr", "median"), ratio_oracle=("ratio_oracle", "median"),
+        excess=("excess", "median"), spare_growth=("spare_growth", "median")).reset_index()
+    parts = []
+    for lam in dampings:
+        g = df[df["damping"] == lam]
+        div = g[g["status"] != "ok"]
+        gok = g[g["status"] == "ok"]
+        worst = gok.loc[gok["excess"].idxmax()]
+        noisy = gok[(gok["noise"] >= settings["noise_report_min"]) & (gok["rank"] > r_star)]
+        parts.append(
+            f"λ={lam:g}: {len(div)} diverged"
+            + (f" (σ_ε ≤ {div['noise'].max():g}, r ∈ {sorted(div['rank'].unique().tolist())})" if len(div) else "")
+            + f", {int((g['phase'] == 'above floor').sum())} above floor (worst excess (risk − RRR)/½‖ΔW‖² "
+              f"{worst['excess']:.2g} at σ_ε={worst['noise']:g}, r={int(worst['rank'])}); "
+              f"σ_ε ≥ {settings['noise_report_min']:g}: risk/RRR {noisy['ratio_rrr'].min():.3f}–"
+              f"{noisy['ratio_rrr'].max():.3f}, spare growth {noisy['spare_growth'].min():.3f}–"
+              f"{noisy['spare_growth'].max():.3f}")
+    top = ok[(ok["noise"] == max(noises)) & (ok["damping"] == min(dampings))]
+    measured = ("; ".join(parts) + f"; risk/oracle rank-r* floor at σ_ε = {max(noises):g}: "
+                + ", ".join(f"r={int(r)} {v:.2f}" for r, v in top.groupby("rank")["ratio_oracle"].median().items())
+                + f"; checks: loss below global min ≤ {float((-ok['loss_gap'] / ok['loss_w0']).max()):.1g}·L(W0), "
+                  f"risk_0 rel err {r0_err:.1g}")
+    notes = ("Seed medians per cell (n_div = diverged seeds):\n\n```\n"
+             + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
+    fig = _figure(df, settings, ctx.figure("p02_overrank_noise.png"))
+    return Verdict(
+        prediction="none beyond: PrecGD from [G♮]_r converges to the reduced-rank-regression floor when stable; "
+                   "sweep completes, finite, loss ≥ global min, risk_0 = ½‖[G♮]_r − ΔW‖²",
+        measured=measured, passed=passed, table=df, figures=[fig], notes=notes)
+
+
+def _phase(ok, risk, floor, risk_null):
+    """diverged; above floor (> 2× the rank-r RRR risk, plus 1e-28·½‖ΔW‖² for the round-off of σ_ε = 0);
+    below floor (< 0.9×: the damping has shrunk the fitted noise); else at floor."""
+    if not ok:
+        return "diverged"
+    if risk > 2 * floor + 1e-28 * risk_null:
+        return "above floor"
+    return "below floor" if risk < 0.9 * floor else "at floor"
+
+
+def _cells(cells, limit=8):
+    txt = ", ".join(f"({lam:g}, {s:g}, {r})" for lam, s, r in cells[:limit])
+    return "{" + txt + (", …" if len(cells) > limit else "") + "}"
+
+
+def _figure(df, settings, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    noises, ranks, lams = settings["noises"], settings["ranks"], settings["dampings"]
+    fig, axes = plt.subplots(2, len(lams), figsize=(5.2 * len(lams) + 1, 8.4), squeeze=False)
+    xe, ye = np.arange(len(noises) + 1) - 0.5, np.arange(len(ranks) + 1) - 0.5
+    for c, lam in enumerate(lams):
+        sub = df[df["damping"] == lam]
+        M1 = np.full((len(ranks), len(noises)), np.nan)
+        M2 = np.full_like(M1, np.nan)
+        txt1, txt2 = {}, {}
+        for i, r in enumerate(ranks):
+            for j, s in enumerate(noises):
+                g = sub[(sub["rank"] == r) & (sub["noise"] == s)]
+                okg = g[g["status"] == "ok"]
+                nd = int((g["status"] != "ok").sum())
+                if len(okg):
+                    M1[i, j] = np.log10(max(float(okg["risk_final"].median()) / float(okg["risk_null"].median()), 1e-32))
+                    ratio = float((okg["risk_final"] / okg["risk_rrr"]).median())
+                    M2[i, j] = np.log10(ratio)
+                    if s > 0:
+                        txt1[i, j] = f"{float(okg['ratio_oracle'].median()):.2g}"
+                    if abs(M2[i, j]) > 0.02:
+                        txt2[i, j] = f"{ratio:.2g}"
+                if nd:
+                    txt1[i, j] = txt2[i, j] = "D" if nd == len(g) else f"D{nd}/{len(g)}"
+        for row, M, txt, lab, kw in ((0, M1, txt1, "log10 risk_T / ½‖ΔW‖²", {"cmap": "viridis", "vmin": -32, "vmax": 0}),
+                                     (1, M2, txt2, "log10 risk_T / risk_RRR(r)", {"cmap": "RdBu_r", "vmin": -2, "vmax": 2})):
+            ax = axes[row, c]
+            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
+            fig.colorbar(im, ax=ax, label=lab)
+            for (i, j), t in txt.items():
+                ax.text(j, i, t, ha="center", va="center", fontsize=7,
+                        color="red" if t.startswith("D") else ("w" if row == 0 else "k"))
+            ax.set_xticks(range(len(noises)))
+            ax.set_xticklabels([f"{s:g}" for s in noises], rotation=45, fontsize=8)
+            ax.set_yticks(range(len(ranks)))
+            ax.set_yticklabels([str(r) for r in ranks])
+            ax.set_xlabel("label noise σ_ε")
+            ax.set_ylabel("LoRA rank r")
+        axes[0, c].set_title(f"λ = {lam:g}: final risk (text: risk / oracle rank-r* floor)", fontsize=9)
+        axes[1, c].set_title(f"λ = {lam:g}: final risk / rank-r RRR floor (text where ≠ 1; D diverged)",
+                             fontsize=9)
+    fig.suptitle(f"P2: spectral init [G]_r + PrecGD (η = {settings['lr']:g}, {settings['steps']} steps); "
+                 f"d = {settings['d']}, k = {settings['k']}, N = {settings['n']}, r* = {settings['r_star']}, "
+                 f"λ*(ΔW) = {settings['singular_values']}; median of {settings['seeds']} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
