@@ -14,12 +14,18 @@ def mT(x: Tensor) -> Tensor:
     return x.transpose(-1, -2)
 
 
+def gaussian(*shape, generator: torch.Generator, dtype, device) -> Tensor:
+    """N(0, 1) entries drawn in float64 and cast, so a seed gives the same instance in any dtype."""
+    return torch.randn(*shape, generator=generator, dtype=torch.float64, device=device).to(dtype)
+
+
 def random_orthonormal(n: int, p: int, generator: torch.Generator, dtype, device) -> Tensor:
     """An n×p matrix with orthonormal columns, Haar-distributed (QR of a Gaussian, sign-fixed)."""
-    z = torch.randn(n, p, generator=generator, dtype=dtype, device=device)
+    z = gaussian(n, p, generator=generator, dtype=torch.float64, device=device)
     q, r = torch.linalg.qr(z)
     # Without the sign fix, QR's convention makes the distribution not Haar.
-    return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones((), dtype=dtype, device=device))
+    sign = torch.sign(torch.diagonal(r))
+    return (q * torch.where(sign != 0, sign, torch.ones_like(sign))).to(dtype)
 
 
 def top_left(M: Tensor, p: int) -> Tensor:

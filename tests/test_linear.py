@@ -165,3 +165,11 @@ def test_from_arrays_rejects_bad_shapes_and_nan(which, bad, field):
     arrs[which] = bad
     with pytest.raises(ConfigError, match=rf"^{field}="):
         lorasim.LinearTeacher.from_arrays(**arrs)
+
+
+def test_a_seed_is_the_same_instance_in_float32():
+    p64 = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=300, noise=0.1, seed=4)
+    p32 = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=300, noise=0.1, seed=4, dtype="float32")
+    assert p32.G.dtype == torch.float32
+    torch.testing.assert_close(p32.G.double(), p64.G, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(p32.delta.double(), p64.delta, rtol=1e-6, atol=1e-6)

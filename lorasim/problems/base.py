@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..config import fail
-from ..linalg import Tensor, product_norms, random_orthonormal
+from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -58,7 +58,7 @@ def lowrank_truth(d, k, svals, gen, dtype, device) -> tuple[Tensor, Tensor, Tens
 
 def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
     if kind == "gaussian":
-        return scale * torch.randn(d, k, generator=gen, dtype=dtype, device=device)
+        return scale * gaussian(d, k, generator=gen, dtype=dtype, device=device)
     if kind == "orthonormal":
         return scale * random_orthonormal(d, k, gen, dtype, device)
     return torch.zeros(d, k, dtype=dtype, device=device)

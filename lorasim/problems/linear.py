@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ..config import LinearConfig, build, fail
-from ..linalg import Tensor, mT, random_orthonormal
+from ..linalg import Tensor, gaussian, mT, random_orthonormal
 from .base import Problem, frozen_weight, real_matrix, torch_dtype
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
@@ -63,13 +63,13 @@ class LinearTeacher(Problem):
         rows = max(1, _CHUNK_ELEMENTS // max(d, k))
         for start in range(0, n, rows):
             m = min(rows, n - start)
-            X = torch.randn(m, d, generator=gen, dtype=dtype, device=dev)
+            X = gaussian(m, d, generator=gen, dtype=dtype, device=dev)
             if cov_sqrt is not None:
                 X = X @ cov_sqrt
             # Y − X W0 = X ΔW + ε: the residual at W0, drawn without W0's large terms.
             R0 = (X @ self.delta_L) @ self.delta_R
             if self.noise > 0:
-                R0 = R0 + self.noise * torch.randn(m, k, generator=gen, dtype=dtype, device=dev)
+                R0 = R0 + self.noise * gaussian(m, k, generator=gen, dtype=dtype, device=dev)
             xtx += mT(X) @ X
             xtr += mT(X) @ R0
             rr += (R0 * R0).sum()

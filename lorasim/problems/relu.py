@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ..config import ReLUConfig, build
-from ..linalg import Tensor, mT
+from ..linalg import Tensor, gaussian, mT
 from .base import Problem, frozen_weight
 
 
@@ -50,10 +50,10 @@ class ReLUTeacher(Problem):
         self.n, self.noise = n, cfg.noise
         self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
         self.W_true = self.W0 + self.delta
-        self.X = torch.randn(n, d, generator=gen, dtype=dtype, device=dev)
+        self.X = gaussian(n, d, generator=gen, dtype=dtype, device=dev)
         self.Y = torch.relu(self.X @ self.W_true)
         if cfg.noise > 0:
-            self.Y = self.Y + cfg.noise * torch.randn(n, k, generator=gen, dtype=dtype, device=dev)
+            self.Y = self.Y + cfg.noise * gaussian(n, k, generator=gen, dtype=dtype, device=dev)
         self._regradient(None, None)
 
     def _residual(self, W: Tensor) -> tuple[Tensor, Tensor]:

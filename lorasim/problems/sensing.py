@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 
 from ..config import SensingConfig, build
-from ..linalg import Tensor, mT
+from ..linalg import Tensor, gaussian, mT
 from .base import Problem
 
 
@@ -27,10 +27,10 @@ class MatrixSensing(Problem):
         self.m = m
         self.W0 = torch.zeros(n1, n2, dtype=dtype, device=dev)
         # Row i is vec(A_i) in row-major order.
-        self.operator = torch.randn(m, n1 * n2, generator=gen, dtype=dtype, device=dev) / m**0.5
+        self.operator = gaussian(m, n1 * n2, generator=gen, dtype=dtype, device=dev) / m**0.5
         self.y = self.measure(self.delta)
         if cfg.noise > 0:
-            self.y = self.y + cfg.noise * torch.randn(m, generator=gen, dtype=dtype, device=dev)
+            self.y = self.y + cfg.noise * gaussian(m, generator=gen, dtype=dtype, device=dev)
         self._regradient(None, None)
 
     def measure(self, M: Tensor) -> Tensor:
