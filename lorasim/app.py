@@ -124,7 +124,7 @@ def execute(spec: Spec, out_dir: Path):
     for name, (init, solver) in spec.methods.items():
         traj = train(problem, init=init, rank=run.rank, init_seed=run.seed, solver=solver, steps=run.steps,
                      log_every=run.log_every, method=name, diverge_factor=run.diverge_factor,
-                     progress=not run.quiet)
+                     progress=not run.quiet, metrics=run.metrics)
         frames.append(traj.to_frame())
         rows.append(traj.summary(run.eps))
     results = pd.concat(frames, ignore_index=True)

@@ -357,6 +357,7 @@ class RunConfig(_Checked):
     eps: float = 1e-10  # risk threshold for "iterations to ε"
     diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
     quiet: bool = False
+    metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
     where: str = field(default="run", repr=False, compare=False)
 
     def __post_init__(self):
@@ -367,6 +368,7 @@ class RunConfig(_Checked):
         self._num("eps", 0, lo_open=True)
         self._num("diverge_factor", 1, lo_open=True)
         self._bool("quiet")
+        self._choice("metrics", ("full", "risk"))
 
 
 def _check_teacher(cfg, rows, cols, rows_name, cols_name):

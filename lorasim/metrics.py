@@ -60,6 +60,13 @@ class Reference:
         return cls(r, U[:, :r], mT(Vh[:r]), None if us is None else us[:, :r], None if vs is None else vs[:, :r])
 
 
+def record_risk(problem, A: Tensor, B: Tensor) -> dict:
+    """The cheap row: loss, risk and ‖AB − ΔW‖ (no SVDs of the factors)."""
+    err_op, err_fro = problem.error_norms(A, B)
+    return {"loss": float(problem.loss(A, B)), "risk": float(problem.risk(A, B)),
+            "err_op": float(err_op), "err_fro": float(err_fro)}
+
+
 def record(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
            frozen_B: bool = False) -> dict:
     """Everything logged at one step, as Python floats (one row of the tidy frame)."""

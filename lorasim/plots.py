@@ -19,7 +19,8 @@ def risk_and_alignment(df: pd.DataFrame, path, title: str = "") -> None:
         risk = g["risk"].to_numpy(dtype=float)
         with np.errstate(divide="ignore"):
             ax_r.plot(g["step"], np.log(np.where(risk > 0, risk, np.nan)), label=method)
-        ax_a.plot(g["step"], g["align_A"], label=method)
+        if "align_A" in g:
+            ax_a.plot(g["step"], g["align_A"], label=method)
     ax_r.set_xlabel("step t")
     ax_r.set_ylabel("ln risk  ln ½‖A_tB_t − ΔW‖²")
     ax_a.set_xlabel("step t")

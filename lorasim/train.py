@@ -17,7 +17,7 @@ import torch
 
 from .config import InitConfig, RunConfig, SolverConfig, build, fail
 from .inits import Init, make_init
-from .metrics import Reference, record
+from .metrics import Reference, record, record_risk
 from .problems.base import Problem, check_factors
 from .solvers import Solver
 
@@ -52,15 +52,16 @@ class Trajectory:
         df = pd.DataFrame(self.rows)
         last = df.iloc[-1]
         hit = df.index[df["risk"] < eps]
-        amin = df["align_A"].idxmin() if df["align_A"].notna().any() else None
+        has_align = "align_A" in df and df["align_A"].notna().any()
+        amin = df["align_A"].idxmin() if has_align else None
         return {
             "method": self.method, "init": self.init, "solver": self.solver, "status": self.status,
             "diverged_step": self.diverged_step, "steps": self.steps,
             "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]), "loss_final": float(last["loss"]),
-            "align_A_final": float(last["align_A"]),
+            "align_A_final": float(last.get("align_A", math.nan)),
             "align_A_min": math.nan if amin is None else float(df.loc[amin, "align_A"]),
             "align_A_argmin": math.nan if amin is None else int(df.loc[amin, "step"]),
-            "align_A_star_final": float(last["align_A_star"]),
+            "align_A_star_final": float(last.get("align_A_star", math.nan)),
             "steps_to_eps": int(df.loc[hit[0], "step"]) if len(hit) else math.nan,
             "wall_s": self.wall_s,
         }
@@ -90,7 +91,8 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
           rank: Optional[int] = None, init_seed: int = 0, init_kwargs: Optional[dict] = None,
           solver: Union[str, SolverConfig] = "gd", lr: Optional[float] = None, steps: int = 500,
           log_every: int = 1, method: Optional[str] = None, diverge_factor: float = 1e8,
-          progress: bool = False, keep_factors: bool = False, **solver_kwargs) -> Trajectory:
+          progress: bool = False, keep_factors: bool = False, metrics: str = "full",
+          **solver_kwargs) -> Trajectory:
     """Train one adapter pair on ``problem`` and log metrics every ``log_every`` steps.
 
     Start from explicit arrays (``A0``, ``B0``), or a named ``init`` with ``rank`` (and
@@ -99,11 +101,13 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
     ``full_ft`` trains W itself and refuses an init; ``rank`` then sets how many
     singular values are logged. ``keep_factors`` keeps a copy of (A_t, B_t) at every
     logged step in ``Trajectory.factors`` (for small problems and closed-form checks).
+    ``metrics="risk"`` logs only loss, risk and the error norms (no SVDs): for long runs
+    that only need iteration counts.
     """
     scfg = _as_solver_config(solver, lr, solver_kwargs)
     # The loop's own settings get the same checks as the CLI's run group.
     loop = build(RunConfig, {"rank": 1 if rank is None else rank, "steps": steps, "log_every": log_every,
-                             "seed": init_seed, "diverge_factor": diverge_factor}, where="")
+                             "seed": init_seed, "diverge_factor": diverge_factor, "metrics": metrics}, where="")
     steps, log_every, init_seed, diverge_factor = loop.steps, loop.log_every, loop.seed, loop.diverge_factor
     rank = None if rank is None else loop.rank
     explicit = A0 is not None or B0 is not None
@@ -145,8 +149,12 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
     for t in range(steps + 1):
         factors_ok = bool(torch.isfinite(A).all()) and bool(torch.isfinite(B).all())
         if t % log_every == 0 or t == steps or not factors_ok:
-            row = {"step": t, **record(run_problem, ref, A, B, A0, B0, n_sv, frozen_B=frozen)} if factors_ok \
-                else {"step": t, "loss": math.inf, "risk": math.inf}
+            if not factors_ok:
+                row = {"step": t, "loss": math.inf, "risk": math.inf}
+            elif metrics == "risk":
+                row = {"step": t, **record_risk(run_problem, A, B)}
+            else:
+                row = {"step": t, **record(run_problem, ref, A, B, A0, B0, n_sv, frozen_B=frozen)}
             traj.rows.append(row)
             if keep_factors:
                 traj.factors.append((t, A.clone(), B.clone()))

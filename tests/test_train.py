@@ -132,3 +132,10 @@ def test_bad_train_arguments_name_the_field(small_linear, kwargs, field):
     kwargs.setdefault("rank", 2)
     with pytest.raises(ConfigError, match=rf"^{field}="):
         lorasim.train(small_linear, **kwargs)
+
+
+def test_risk_only_metrics_match_the_full_row(small_linear):
+    full = lorasim.train(small_linear, init="spectral", rank=2, solver="precgd", steps=10).to_frame()
+    lite = lorasim.train(small_linear, init="spectral", rank=2, solver="precgd", steps=10, metrics="risk").to_frame()
+    assert list(lite.columns) == ["method", "init", "solver", "step", "status", "loss", "risk", "err_op", "err_fro"]
+    pd.testing.assert_frame_equal(lite, full[lite.columns])
