@@ -1,0 +1,234 @@
+r"""
+## C3 — R1: from small random init, GD aligns A with U_{r\*}(G♮) (SPEC §5 R1, §9 C3)
+
+**Hypothesis.** With A0 ~ N(0, α²), B0 = 0 and GD, a(t) = ‖U_{r\*,⊥}(G♮)ᵀU_{r\*}(A_t)‖_op is ≈ 1 at
+first, falls to a minimum around the onset of the nonlinear phase
+t\* ≈ ln(2√σ_1(G♮)/(α√r))/ln(1+ησ_1(G♮)); the minimum is deeper for smaller α, and its time grows
+linearly in ln(1/α). The SPEC's t\* suggests a slope 1/ln(1+ησ_1). We assert a different slope,
+derived below: **2/(ln(1+ησ_{r\*}) + 2 ln(1+ησ_1))**, about ⅔ of the t\* slope when σ_1 ≈ σ_{r\*}.
+We also assert the depth law **min a ∝ α^{2ℓ_{r\*}/(ℓ_{r\*}+2ℓ_1)}** (≈ α^{2/3}), with ℓ_i := ln(1+ησ_i(G♮)).
+
+**Derivation.** *Linear phase* (SPEC R1 [D]). While ‖A_tB_t‖ ≪ λ\*, ∇_A ≈ −G♮B_tᵀ and
+∇_B ≈ −A_tᵀG♮, so A_t = Σ_{i≤r\*} ½[(1+ησ_i)^t + (1−ησ_i)^t] u_iu_iᵀA0 + P_⊥A0. The signal part
+grows like e^{ℓ_i t}; the complement P_⊥A0 (size ≈ α(√(d−r\*)+√r)) does not grow, because
+rank G♮ = r\*. The principal angle is set by the weakest signal direction:
+tan a(t) ≈ K e^{−ℓ_{r\*}t} with K ≈ 2‖P_⊥A0‖/σ_min(U_{r\*}ᵀA0) — **independent of α** (both scale
+with α). So a(t) ≈ 1 while e^{ℓt} ≲ K and then falls along one universal, α-free curve.
+
+*What stops the fall.* The first nonlinear term of ∇_A is Σ̂A_tB_tB_tᵀ. Its component outside
+U_{r\*}(G♮) is P_⊥Σ̂U_{r\*}(G♮)·(…), nonzero at finite N because Σ̂ does not preserve col(G♮) =
+col(Σ̂U\*) (this is the same sampling tilt that makes the late plateau, C4). It pushes A_t out of
+U_{r\*}(G♮) by an amount that, relative to the signal part, grows like ‖A_tB_t‖/λ\* ∝ α²e^{2ℓ_1 t}
+(dominated by the fastest direction; A and B each carry one factor αe^{ℓ_1 t}). Hence
+
+  a(t) ≈ K e^{−ℓ_{r\*}t} + c α² e^{2ℓ_1 t},
+
+minimised where ℓ_{r\*}K e^{−ℓ_{r\*}t} = 2ℓ_1 cα² e^{2ℓ_1 t}:
+
+  t_min = 2 ln(1/α)/(ℓ_{r\*} + 2ℓ_1) + const,  min a ∝ e^{−ℓ_{r\*}t_min} ∝ α^{2ℓ_{r\*}/(ℓ_{r\*}+2ℓ_1)}.
+
+So the minimum comes **before** the onset t\* (at which ‖AB‖ ≈ σ_1), at a time whose slope in
+ln(1/α) is 2/(ℓ_{r\*}+2ℓ_1) rather than 1/ℓ_1; for κ = 1 the two ℓ's differ only by the sampling
+spread of σ_i(G♮) (O(√(d/N))), so the slope is ≈ 2/(3ℓ) and the depth ≈ α^{2/3}. In the population
+limit c = 0 and a(t) has no interior minimum (C4).
+
+*Pre-asymptotic corrections.* The two rates above are asymptotic. Exactly in the linear phase,
+tan a(t) ≈ ‖F D_t⁻¹‖ with F fixed by A0 and D_t = diag(½(1+ησ_i)^t): a norm over all r\* signal
+directions, whose effective decay rate ℓ_eff(t) is a weighted mean of the ℓ_i, in [ℓ_{r\*}, ℓ_1]; it
+reaches ℓ_{r\*} only once e^{−(ℓ_i−ℓ_{r\*})t} ≪ 1 for every faster direction, which for κ = 1 (ℓ's
+within a few %) takes longer than the runs. Likewise the deviation term's rate 2ℓ_dev has ℓ_dev ∈
+[ℓ_{r\*}, ℓ_1]. Replacing ℓ_{r\*} → ℓ_eff and ℓ_1 → ℓ_dev brackets the measurable slope ratio
+(measured/asymptotic) in [(ℓ_{r\*}+2ℓ_1)/(3ℓ_1), (ℓ_{r\*}+2ℓ_1)/(3ℓ_{r\*})] and the depth-exponent ratio in
+[1, (ℓ_1/(ℓ_1+2ℓ_{r\*}))(ℓ_{r\*}+2ℓ_1)/ℓ_{r\*}]; both shrink to 1 as the σ_i(G♮) coincide. The SPEC t\* slope
+1/ℓ_1 is far outside (ratio ≈ 3/2).
+
+*Regimes.* The model needs the minimum inside the linear phase (‖AB‖/λ\* ≈ min a / sinΘ(U_{r\*}(G♮),U\*)
+≪ 1), so the fits use α ≤ `fit_alpha_max`, set per scale so that min a ≤ 0.1·sinΘ (checked in the
+run; K ∝ √d needs smaller α at larger d). Alignment at all needs the non-growing complement to be
+smaller than the saturated signal, α(√(d−r\*)+√r)/√σ_{r\*} ≤ 1 ("aligning" α); beyond that a(t) stays
+near its random value (C7), and for α√d ≫ 1/√η GD itself may diverge, so those α are recorded only.
+For α = 0.1 in the ci setup the complement is 0.75 of the signal: the minimum is just the approach to
+the plateau.
+
+**Setup.** conf/claims/C03.yaml: `LinearTeacher(d, k, r_star, n, kappa=1, seed)` for seeds
+0..`seeds`−1 (problem seed = init seed), `train(init="small_random", alpha, rank, solver="gd",
+lr=η, steps, log_every=1)` for each α in `alphas`. ci: d = k = 32, r = 4, r\* = 2, N = 512,
+η = 1/16, 600 steps; paper: the T1 setup (d = k = 100, r = 8, r\* = 4, N = 1600, η = 1/64, 1500
+steps) with α² ∈ {1, …, 1e−6} recorded and smaller α added for the fit; large: d = k = 1024, N = 16d,
+the T1 ranks and step size, 3 seeds.
+
+**Measured.** Per run: a(0), min_t a(t) and its argmin (lorasim's `align_A`), t\* (SPEC formula),
+σ_1, σ_{r\*} of G♮. Per seed: the linear fit of argmin against ln(1/α) and the log-log fit of
+min a against α over α ≤ `fit_alpha_max`; their ratios to the derived slopes; the ratio of the
+argmin slope to the SPEC t\* slope 1/ℓ_1.
+
+**Prediction.** a(0) ≈ 1; min a strictly decreasing as α decreases; argmin < t\*; argmin slope
+= 2/(ℓ_{r\*}+2ℓ_1) and depth exponent = 2ℓ_{r\*}/(ℓ_{r\*}+2ℓ_1), each up to its pre-asymptotic bracket.
+
+**Pass rule.** (i) a(0) ≥ 0.95 in every run (a random r\*-dimensional subspace of R^d has
+cos θ_max = σ_min of an r\*×r\* block with entries of size 1/√d, so sin θ_max ≥ 0.95 except with
+small probability at d ≥ 32). (ii) No aligning run diverges, and min a is strictly decreasing in α
+over the aligning α, for every seed. (iii) argmin < t\*(α) for every fitted run, and min a ≤
+0.1·sinΘ(U_{r\*}(G♮),U\*) there (the linear-phase condition). (iv) The per-seed ratios measured /
+asymptotic value, for the argmin slope and for the depth exponent, have a mean inside the
+pre-asymptotic bracket of the derivation (per-seed bracket ends averaged) widened by 3 SE over seeds.
+The ratio to the SPEC t\* slope is reported, not asserted.
+
+**Finding.** The time of the minimum is not governed by the SPEC's t\*: its slope in ln(1/α) is
+0.687 ± 0.006 (ci) and 0.697 ± 0.003 (paper, T1 setup) of the t\* slope 1/ln(1+ησ_1), and matches
+2/(ℓ_{r\*}+2ℓ_1) to 1.000 ± 0.005 and 1.001 ± 0.002. The minimum sits at ≈ 0.77–0.86·t\*, in the linear
+phase, and its depth follows α^{0.62–0.64} (not "ε(α) → 0" at an unspecified rate). Before the
+minimum a(t) follows one α-independent curve (tan a ≈ K e^{−ℓ_{r\*}t}), so "a(t) ≈ 1 early" lasts
+≈ ln K/ℓ steps whatever α is; smaller α only postpones the exit from that curve.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+import lorasim
+from lorasim.fitting import linear_fit, loglog_fit, mean_se
+from lorasim.verify import Verdict
+
+TITLE = "small random init: A aligns with U_r*(G♮)"
+RESULT = "R1"
+
+
+def plateau(prob) -> float:
+    """sinΘ(U_{r*}(G♮), U*) from G♮ and U* directly (our own SVD, not lorasim's metric)."""
+    r = prob.r_star
+    U = torch.linalg.svd(prob.G, full_matrices=False)[0][:, :r]
+    Us = prob.U_star
+    return float(torch.linalg.matrix_norm(Us - U @ (U.T @ Us), ord=2))
+
+
+def run(settings, ctx):
+    d, k, r_star, rank, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
+    eta, steps = settings["lr"], settings["steps"]
+    alphas = sorted(settings["alphas"], reverse=True)
+    amax = settings["fit_alpha_max"]
+    dev = settings.get("device", "cpu")
+    failures, rows, curves = [], [], {}
+    for seed in range(settings["seeds"]):
+        prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=settings.get("kappa", 1.0), seed=seed,
+                                     device=dev)
+        s = torch.linalg.svdvals(prob.G)
+        s1, sr = float(s[0]), float(s[r_star - 1])
+        l1, lr = math.log1p(eta * s1), math.log1p(eta * sr)
+        s_star = plateau(prob)
+        for a in alphas:
+            tr = lorasim.train(prob, init="small_random", rank=rank, init_kwargs={"alpha": a}, init_seed=seed,
+                               solver="gd", lr=eta, steps=steps, log_every=1)
+            df = tr.to_frame()
+            al = df["align_A"].to_numpy()
+            i = int(np.nanargmin(al))
+            if seed == 0:
+                curves[a] = al
+            floor = a * (math.sqrt(d - r_star) + math.sqrt(rank)) / math.sqrt(sr)
+            rows.append({"seed": seed, "alpha": a, "status": tr.status, "a0": al[0], "a_min": al[i],
+                         "t_min": int(df["step"].iloc[i]), "a_final": al[-1],
+                         "t_star": math.log(2 * math.sqrt(s1) / (a * math.sqrt(rank))) / l1,
+                         "sigma1": s1, "sigma_rstar": sr, "l1": l1, "l_rstar": lr, "plateau": s_star,
+                         "noise_floor": floor, "aligning": floor <= 1.0, "in_fit": a <= amax})
+    df = pd.DataFrame(rows)
+
+    if (df[df.aligning].status != "ok").any():
+        failures.append("a run in the aligning regime diverged")
+    if not (df.a0 >= 0.95).all():
+        failures.append(f"a(0) below 0.95 (min {df.a0.min():.3f})")
+    fit_rows = df[df.in_fit]
+    if not (fit_rows.t_min < fit_rows.t_star).all():
+        failures.append("argmin at or after t*")
+    if not (fit_rows.a_min <= 0.1 * fit_rows.plateau).all():
+        failures.append("a fitted α is outside the linear-phase regime (min a > 0.1 sinΘ)")
+
+    per_seed, fits = [], []
+    for seed, g in df.groupby("seed"):
+        g = g.sort_values("alpha", ascending=False)
+        mono = bool(np.all(np.diff(g[g.aligning].a_min.to_numpy()) < 0))
+        if not mono:
+            failures.append(f"seed {seed}: min a not decreasing in α")
+        gf = g[g.in_fit]
+        f_t = linear_fit(np.log(1 / gf.alpha), gf.t_min, "ln(1/α)", f"argmin t (seed {seed})")
+        f_m = loglog_fit(gf.alpha, gf.a_min, "α", f"min a (seed {seed})")
+        l1, lr = float(g.l1.iloc[0]), float(g.l_rstar.iloc[0])
+        pred_t, pred_m = 2 / (lr + 2 * l1), 2 * lr / (lr + 2 * l1)
+        fits += [f_t, f_m]
+        per_seed.append({"seed": seed, "slope_t": f_t.slope, "slope_t_se": f_t.slope_se, "pred_slope_t": pred_t,
+                         "ratio_t": f_t.slope / pred_t, "spec_tstar_slope": 1 / l1, "ratio_t_vs_spec": f_t.slope * l1,
+                         "exp_min": f_m.slope, "pred_exp_min": pred_m, "ratio_min": f_m.slope / pred_m,
+                         # pre-asymptotic brackets: effective rates ℓ_eff, ℓ_dev anywhere in [ℓ_r*, ℓ_1]
+                         "ratio_t_lo": (lr + 2 * l1) / (3 * l1), "ratio_t_hi": (lr + 2 * l1) / (3 * lr),
+                         "ratio_min_lo": 1.0, "ratio_min_hi": (l1 / (l1 + 2 * lr)) * (lr + 2 * l1) / lr,
+                         "monotone": mono})
+    ps = pd.DataFrame(per_seed)
+    rt, rt_se = mean_se(ps.ratio_t)
+    rm, rm_se = mean_se(ps.ratio_min)
+    rs, rs_se = mean_se(ps.ratio_t_vs_spec)
+    for name, m, se, lo, hi in (("argmin slope", rt, rt_se, ps.ratio_t_lo.mean(), ps.ratio_t_hi.mean()),
+                                ("depth exponent", rm, rm_se, ps.ratio_min_lo.mean(), ps.ratio_min_hi.mean())):
+        if not math.isfinite(se) or m < lo - 3 * se or m > hi + 3 * se:
+            failures.append(f"{name} / derived = {m:.3f}±{se:.3f}, outside [{lo:.3f}, {hi:.3f}] ± 3 SE")
+
+    summ = df.groupby("alpha").agg(a_min=("a_min", "mean"), t_min=("t_min", "mean"), t_star=("t_star", "mean"),
+                                   a0=("a0", "min"), a_final=("a_final", "mean")).sort_index(ascending=False)
+    per_alpha = ", ".join(f"α={a:.0e}: min {row.a_min:.3g} @ {row.t_min:.0f} (t* {row.t_star:.0f})"
+                          for a, row in summ.iterrows())
+    fig = _figure(ctx, df, ps, curves, amax)
+    measured = (f"{per_alpha}; argmin slope/derived {rt:.3f}±{rt_se:.3f} (slope {ps.slope_t.mean():.2f} vs "
+                f"2/(ℓ_r*+2ℓ_1) {ps.pred_slope_t.mean():.2f}; allowed [{ps.ratio_t_lo.mean():.3f}, {ps.ratio_t_hi.mean():.3f}]); "
+                f"argmin slope × ℓ_1 = {rs:.3f}±{rs_se:.3f} (SPEC t* slope would give 1); depth exponent "
+                f"{ps.exp_min.mean():.3f} vs {ps.pred_exp_min.mean():.3f} (ratio {rm:.3f}±{rm_se:.3f}; allowed "
+                f"[1, {ps.ratio_min_hi.mean():.3f}]); min a(0) {df.a0.min():.3f}")
+    notes = (f"Per seed (fits over α ≤ {amax:g}):\n\n" + ps.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+             + ("\n\nFailures: " + "; ".join(failures) if failures else ""))
+    return Verdict(
+        prediction=("a(0)≈1; min a ↓ as α ↓; argmin < t*; argmin slope in ln(1/α) = 2/(ℓ_r*+2ℓ_1) (≈⅔ of t*'s 1/ℓ_1); "
+                    "min a ∝ α^{2ℓ_r*/(ℓ_r*+2ℓ_1)}"),
+        measured=measured, passed=not failures, fits=fits, table=df, figures=[fig], notes=notes)
+
+
+def _figure(ctx, df, ps, curves, amax) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    a = ax[0]
+    g0 = df[df.seed == 0]
+    for i, (alpha, al) in enumerate(sorted(curves.items(), reverse=True)):
+        row = g0[g0.alpha == alpha].iloc[0]
+        a.semilogy(al, color=f"C{i}", label=f"α={alpha:.0e}")
+        a.axvline(row.t_star, color=f"C{i}", ls=":", lw=0.8)
+        a.plot(row.t_min, row.a_min, "o", color=f"C{i}")
+    a.axhline(float(g0.plateau.iloc[0]), color="k", ls="--", lw=0.8, label="sinΘ(U(G♮),U*)")
+    a.set_xlabel("step t"), a.set_ylabel("a(t) = align_A"), a.set_title("seed 0: a(t); dots = min, dotted = t*")
+    a.legend(fontsize=7)
+    a = ax[1]
+    for seed, g in df.groupby("seed"):
+        a.plot(np.log(1 / g.alpha), g.t_min, "o", color=f"C{seed % 10}", ms=4)
+        gf = g[g.in_fit]
+        x = np.log(1 / gf.alpha.to_numpy())
+        p = ps[ps.seed == seed].iloc[0]
+        x0, y0 = x.mean(), gf.t_min.mean()
+        a.plot(x, y0 + p.pred_slope_t * (x - x0), "-", color=f"C{seed % 10}", lw=0.8)
+        a.plot(x, y0 + p.spec_tstar_slope * (x - x0), ":", color=f"C{seed % 10}", lw=0.8)
+    a.set_xlabel("ln(1/α)"), a.set_ylabel("argmin_t a(t)")
+    a.set_title("argmin: — derived slope 2/(ℓ_r*+2ℓ_1), ··· SPEC t* slope 1/ℓ_1", fontsize=9)
+    a = ax[2]
+    for seed, g in df.groupby("seed"):
+        a.loglog(g.alpha, g.a_min, "o-", color=f"C{seed % 10}", ms=4, lw=0.6)
+    xs = np.array(sorted(df[df.in_fit].alpha.unique()))
+    ref = df[(df.seed == 0) & (df.alpha == xs[-1])].a_min.iloc[0]
+    a.loglog(xs, ref * (xs / xs[-1]) ** ps.pred_exp_min.iloc[0], "k--", label="derived exponent (seed 0)")
+    a.axvline(amax, color="gray", ls=":", lw=0.8, label="fit range ≤")
+    a.set_xlabel("α"), a.set_ylabel("min_t a(t)"), a.set_title("depth of the minimum"), a.legend(fontsize=7)
+    fig.tight_layout()
+    name = "c03_alignment.png"
+    fig.savefig(ctx.figure(name), dpi=110)
+    plt.close(fig)
+    return name
