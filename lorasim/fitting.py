@@ -65,3 +65,22 @@ def mean_se(values) -> tuple[float, float]:
     if v.size < 2:
         return float(v.mean()), math.nan
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
+
+
+def seedwise_loglog(frame, x: str, y: str, label: str, seed: str = "seed", keep: int = 3):
+    """A power law fitted per seed: (fits, mean slope, its SE over seeds).
+
+    ``fits`` holds the fit of the seed means first, then the first ``keep`` per-seed fits, for the
+    report; the verdict uses the mean ± SE of the per-seed slopes (the seed-to-seed spread).
+    """
+    fits, slopes = [], []
+    for i, (_, sub) in enumerate(frame.groupby(seed, sort=True)):
+        sub = sub.sort_values(x)
+        f = loglog_fit(sub[x], sub[y], x, f"{label} (seed {sub[seed].iloc[0]})")
+        slopes.append(f.slope)
+        if i < keep:
+            fits.append(f)
+    means = frame.groupby(x)[y].mean()
+    fits.insert(0, loglog_fit(means.index, means.values, x, f"seed-mean {label}"))
+    slope, se = mean_se(slopes)
+    return fits, slope, se

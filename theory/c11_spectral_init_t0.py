@@ -57,7 +57,7 @@ import pandas as pd
 import torch
 
 import lorasim
-from lorasim.fitting import loglog_fit, mean_se
+from lorasim.fitting import mean_se, seedwise_loglog
 from lorasim.verify import Verdict
 
 TITLE = "spectral init at t = 0"
@@ -119,16 +119,7 @@ def run(settings, ctx):
         m, se = mean_se(over[over.N == N].ratio_to_mean)
         stats.append((N, m, se))
         ok_mean &= abs(m - 1.0) <= 3 * se
-    fits, slopes = [], []
-    for seed in range(seeds):
-        sub = over[over.seed == seed].sort_values("N")
-        f = loglog_fit(sub.N, sub.risk0, "N", f"risk0 (seed {seed})")
-        slopes.append(f.slope)
-        if seed < 3:
-            fits.append(f)
-    mean_bar = over.groupby("N").risk0.mean()
-    fits.insert(0, loglog_fit(mean_bar.index, mean_bar.values, "N", "seed-mean risk0"))
-    s_mean, s_se = mean_se(slopes)
+    fits, s_mean, s_se = seedwise_loglog(over, "N", "risk0", "risk0")
     ok_slope = abs(s_mean + 1.0) <= 3 * s_se
     passed = bool(ok_id and ok_align and ok_mean and ok_slope)
 

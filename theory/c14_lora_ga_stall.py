@@ -75,7 +75,7 @@ import pandas as pd
 import torch
 
 import lorasim
-from lorasim.fitting import loglog_fit, mean_se
+from lorasim.fitting import mean_se, seedwise_loglog
 from lorasim.verify import Verdict
 
 TITLE = "LoRA-GA-style init stalls under PrecGD"
@@ -149,16 +149,7 @@ def run(settings, ctx):
                     and (ga.s_d <= ga.s_a * slack).all())
     reach = df[(df.method != "lora_ga") | ~np.isfinite(df.N)]
     ok_reach = bool((reach.risk_final <= reach.floor).all())
-    slopes, fits = [], []
-    for seed in range(seeds):
-        sub = ga[ga.seed == seed].sort_values("N")
-        f = loglog_fit(sub.N, sub.risk_final, "N", f"LoRA-GA stall (seed {seed})")
-        slopes.append(f.slope)
-        if seed < 3:
-            fits.append(f)
-    mean_stall = ga.groupby("N").risk_final.mean()
-    fits.insert(0, loglog_fit(mean_stall.index, mean_stall.values, "N", "seed-mean LoRA-GA stall"))
-    s_mean, s_se = mean_se(slopes)
+    fits, s_mean, s_se = seedwise_loglog(ga, "N", "risk_final", "LoRA-GA stall")
     ok_slope = abs(s_mean + 1) <= 3 * s_se
     passed = bool(ok_exact and ok_order and ok_reach and ok_slope)
 
@@ -190,7 +181,8 @@ def run(settings, ctx):
                              ("s_b", "^", "½Σ_{i>r} σ_i(T)²"), ("s_a", "s", "½‖P⊥ΔW‖²_F")):
             mm = [ga[ga.N == N][col].mean() for N in Ns]
             ax[1].plot(Ns, mm, mk + "-", ms=5, label=lab, alpha=0.8)
-        ax[1].plot(Ns, [mean_stall.iloc[0] * Ns[0] / N for N in Ns], "k--", lw=0.8, label="∝ 1/N")
+        first = ga[ga.N == Ns[0]].risk_final.mean()
+        ax[1].plot(Ns, [first * Ns[0] / N for N in Ns], "k--", lw=0.8, label="∝ 1/N")
         ax[1].set(xscale="log", yscale="log", xlabel="N", ylabel="stall risk (seed mean)",
                   title=f"LoRA-GA stall vs N: slope {s_mean:.3f} ± {s_se:.3f}")
         ax[1].legend(fontsize=7)

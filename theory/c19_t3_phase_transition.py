@@ -157,7 +157,7 @@ def run(settings, ctx):
     return Verdict(
         prediction="spectral path shorter and reaches ‖ba − β‖ < tol sooner than LoRA init, for g ∝ Σyx and Σy²x",
         measured="; ".join(f"{r['init']}: length {r['path_length']:.2f}, t(<{tol:g}) {r[key]:.0f}" for _, r in tab.iterrows())
-                 + f" — holds: " + ", ".join(f"{k.split(',')[1].strip()} {'yes' if v else 'NO'}" for k, v in verdicts.items()),
+                 + " — holds: " + ", ".join(f"{k.split(',')[1].strip()} {'yes' if v else 'NO'}" for k, v in verdicts.items()),
         passed=bool(ok), table=pd.concat([tab, sweep], ignore_index=True), figures=[fig],
         notes=(f"Sweep over seeds 0..{settings['sweep_seeds'] - 1} (own GD, same draw order): " + "; ".join(
             f"{r['init']}: shorter {r['frac_shorter']:.0%}, faster {r['frac_faster']:.0%}, diverged {r['diverged']:.0f}"
