@@ -157,21 +157,56 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    fingerprint = _fingerprint(cfg)
+    if multirun and _already_done(out_dir, fingerprint):
+        print(f"job {hc.job.num}: complete in {out_dir}, skipped")
+        return
     try:
         spec = validate(cfg)
         _, summary = execute(spec, out_dir)
-    except ConfigError as e:
-        if hc.mode is not None and hc.mode.name == "MULTIRUN":
-            # One bad job must not end the sweep: leave the reason in its folder.
-            from .io import atomic_write
+    except Exception as e:  # noqa: BLE001 - a sweep records any job's failure and goes on
+        if not multirun:
+            if isinstance(e, ConfigError):
+                _error(str(e))
+            raise
+        # One bad job must not end the sweep: leave the reason in its folder.
+        from .io import atomic_write
 
-            message = str(e)
-            atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
-            sys.stderr.write(f"lorasim: job {hc.job.num}: {message}\n")
-            return
-        _error(str(e))
+        message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+        atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
+        sys.stderr.write(f"lorasim: job {hc.job.num}: {message}\n")
+        return
+    _mark_done(out_dir, fingerprint)
     print(format_summary(summary))
     print(f"outputs: {out_dir}")
+
+
+def _fingerprint(cfg: DictConfig) -> str:
+    """A hash of the job's own config (hydra's settings excluded), to recognise a finished job."""
+    import hashlib
+
+    text = OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _already_done(out_dir: Path, fingerprint: str) -> bool:
+    import json
+
+    marker = out_dir / "done.json"
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("config_sha256") == fingerprint
+    except ValueError:
+        return False
+
+
+def _mark_done(out_dir: Path, fingerprint: str) -> None:
+    """Written last, atomically: its presence means every output of this config is complete."""
+    from .io import write_json
+
+    write_json({"config_sha256": fingerprint}, out_dir / "done.json")
 
 
 def _sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list[str]]]:

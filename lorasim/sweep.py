@@ -48,7 +48,7 @@ def gather(sweep_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         labels = {"job": int(job.name) if job.name.isdigit() else job.name, **_flat("problem", cfg.get("problem", {})), **_flat("run", cfg.get("run", {}))}
         if (job / "error.txt").is_file():
             status, error = "error", (job / "error.txt").read_text().strip()
-        elif (job / "summary.csv").is_file() and (job / "results.csv").is_file():
+        elif (job / "done.json").is_file():
             status, error = "ok", ""
         else:
             status, error = "incomplete", "no results (the job was stopped or crashed before writing them)"

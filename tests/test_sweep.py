@@ -60,10 +60,57 @@ def test_failed_and_unfinished_jobs_stay_in_the_table(sweep, tmp_path):
     (copy / "1" / "error.txt").write_text("methods.x.solver.lr=-1: allowed finite number in (0, inf]\n")
     for name in ("results.csv", "summary.csv"):
         (copy / "1" / name).unlink()
-    (copy / "2" / "summary.csv").unlink()  # killed before its summary was written
+    (copy / "2" / "done.json").unlink()  # killed before it finished writing
     results, summary = gather(copy)
     status = summary.groupby("job")["job_status"].first().to_dict()
     assert status[1] == "error" and status[2] == "incomplete" and status[0] == "ok"
     assert "lr=-1" in summary.loc[summary["job"] == 1, "error"].iloc[0]
     aggregate(copy)  # still draws from the good jobs
     assert (copy / "sweep_alignment.png").exists()
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_recomputing_finished_jobs(tmp_path):
+    import signal
+    import time
+
+    args = ["-m", "lorasim", "-m", "problem.seed=0,1,2,3", "problem.d=64", "problem.k=64", "problem.n=1024",
+            "run.steps=400", "run.quiet=true", f"hydra.sweep.dir={tmp_path / 's'}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    first = tmp_path / "s" / "0" / "done.json"
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert first.exists(), "job 0 never finished"
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (tmp_path / "s").glob("*/done.json")}
+    assert len(finished) < 4, "the sweep ended before it could be killed"
+    assert not list((tmp_path / "s").glob("*/.*.tmp*"))  # no half-written files
+    res = _run(args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("skipped") == len(finished)
+    for name, mtime in finished.items():
+        assert (tmp_path / "s" / name / "done.json").stat().st_mtime_ns == mtime  # not recomputed
+    summary = pd.read_csv(tmp_path / "s" / "aggregate_summary.csv")
+    assert sorted(summary["job"].unique()) == [0, 1, 2, 3] and (summary["job_status"] == "ok").all()
+
+
+@pytest.mark.slow
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for name, d in (("small", 4), ("big", 12)):
+        X, W0 = rng.standard_normal((60, d)), rng.standard_normal((d, d))
+        np.savez(tmp_path / f"{name}.npz", X=X, Y=X @ W0, W0=W0)
+    # rank 3 fits d = 12 but not lora_ga's 2r ≤ d = 4: known only once the file is read, inside the job.
+    res = _run(["-m", "lorasim", "-m", "problem=npz", f"problem.path={tmp_path / 'small.npz'},{tmp_path / 'big.npz'}",
+                "run.rank=3", "run.steps=10", "run.quiet=true", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "s" / "aggregate_summary.csv")
+    status = summary.groupby("job")["job_status"].first().to_dict()
+    assert status == {0: "error", 1: "ok"}
+    assert "run.rank=3" in summary.loc[summary["job"] == 0, "error"].iloc[0]
