@@ -158,6 +158,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    _share_cores(hc)
     fingerprint = _fingerprint(cfg)
     if multirun and _already_done(out_dir, fingerprint):
         print(f"job {hc.job.num}: complete in {out_dir}, skipped")
@@ -180,6 +181,19 @@ def _hydra_main(cfg: DictConfig) -> None:
     _mark_done(out_dir, fingerprint)
     print(format_summary(summary))
     print(f"outputs: {out_dir}")
+
+
+def _share_cores(hc) -> None:
+    """Parallel local workers split the cores instead of each taking them all (oversubscription)."""
+    target = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
+    if "joblib" in target.lower():
+        import os
+
+        import torch
+
+        n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1
+        n_jobs = os.cpu_count() if n_jobs < 0 else n_jobs
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, n_jobs)))
 
 
 def _fingerprint(cfg: DictConfig) -> str:

@@ -121,7 +121,9 @@ def plot_sweep(results: pd.DataFrame, summary: pd.DataFrame, out_dir) -> list:
 
         heat = done.pivot_table(index="run.rank", columns="problem.d", values="steps_to_eps", aggfunc="median")
         fig, ax = plt.subplots(figsize=(5, 3.6))
-        im = ax.imshow(heat.to_numpy(dtype=float), aspect="auto", cmap="viridis", origin="lower")
+        grid = heat.to_numpy(dtype=float)
+        im = ax.pcolormesh(np.arange(grid.shape[1] + 1) - 0.5, np.arange(grid.shape[0] + 1) - 0.5,
+                           np.ma.masked_invalid(grid), cmap="viridis")
         ax.set_xticks(range(heat.shape[1]), [str(c) for c in heat.columns])
         ax.set_yticks(range(heat.shape[0]), [str(c) for c in heat.index])
         ax.set(xlabel="d", ylabel="rank r", title="iterations to risk < ε (median over methods; blank: not reached)")

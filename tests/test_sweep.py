@@ -114,3 +114,16 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     status = summary.groupby("job")["job_status"].first().to_dict()
     assert status == {0: "error", 1: "ok"}
     assert "run.rank=3" in summary.loc[summary["job"] == 0, "error"].iloc[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["local", "slurm_local"])
+def test_shipped_launchers_run_a_small_sweep(tmp_path, launcher):
+    """joblib processes, and the submitit SLURM path through its local executor (no sbatch)."""
+    res = _run(["-m", "lorasim", "-m", f"hydra/launcher={launcher}", "run.rank=2,4", "problem.d=16", "problem.k=16",
+                "problem.r_star=2", "problem.n=200", "run.steps=20", "run.quiet=true",
+                f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "s" / "aggregate_summary.csv")
+    assert sorted(summary["job"].unique()) == [0, 1] and (summary["job_status"] == "ok").all()
+    assert sorted(summary["run.rank"].unique()) == [2, 4]
