@@ -257,10 +257,22 @@ def _precheck(overrides: list[str], multirun: bool, config_name: str = "config",
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        points = _sweep_points(overrides) if multirun else [overrides]
-        if points is None:
-            return  # not listable: each job still validates itself
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            # A preset (sweep=...) can make the run a multirun through hydra.sweeper.params.
+            from hydra.core.override_parser.overrides_parser import OverridesParser
+
+            parsed = OverridesParser.create().parse_overrides(overrides)
+            plain = [o.input_line for o in parsed if not o.is_sweep_override()]
+            multirun = multirun or len(plain) < len(parsed)
+            base = compose(config_name=config_name, overrides=plain, return_hydra_config=True)
+            params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+            if str(OmegaConf.select(base, "hydra.mode")) == "RunMode.MULTIRUN" or multirun:
+                multirun = True
+                given = {o.split("=", 1)[0] for o in overrides}
+                overrides = overrides + [f"{k}={v}" for k, v in params.items() if k not in given]
+            points = _sweep_points(overrides) if multirun else [overrides]
+            if points is None:
+                return  # not listable: each job still validates itself
             for point in points:
                 try:
                     check(compose(config_name=config_name, overrides=point))

@@ -127,3 +127,29 @@ def test_shipped_launchers_run_a_small_sweep(tmp_path, launcher):
     summary = pd.read_csv(tmp_path / "s" / "aggregate_summary.csv")
     assert sorted(summary["job"].unique()) == [0, 1] and (summary["job_status"] == "ok").all()
     assert sorted(summary["run.rank"].unique()) == [2, 4]
+
+
+@pytest.mark.parametrize("preset, axis, n_points", [
+    ("rank_dim", "run.rank", 16), ("kappa", "problem.kappa", 6), ("alpha", "init.alpha", 6),
+    ("n_over_d", "problem.n", 6), ("method_compare", "solver", 24),
+])
+def test_sweep_presets_list_their_grid(preset, axis, n_points):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from lorasim.app import _sweep_points, conf_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"sweep={preset}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert axis in params and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert len(_sweep_points([f"{k}={v}" for k, v in params.items()])) == n_points
+
+
+def test_a_bad_point_in_a_sweep_preset_fails_before_any_job(tmp_path):
+    res = _run(["-m", "lorasim", "sweep=alpha", "init.alpha=-1,0.1", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
+    assert res.returncode == 2 and "init.alpha=-1" in res.stderr
+    assert not (tmp_path / "s").exists()
