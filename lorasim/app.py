@@ -136,8 +136,9 @@ def execute(spec: Spec, out_dir: Path):
     write_csv(summary, out_dir / "summary.csv")
     run_settings = {k: v for k, v in run.__dict__.items() if k != "where"}
     write_json({"problem": spec.problem, "facts": facts, "run": run_settings}, out_dir / "problem.json")
-    plots.risk_and_alignment(results, out_dir / "figure.png",
-                             title=f"{problem.kind}: d={problem.d}, k={problem.k}, r*={problem.r_star}, r={run.rank}")
+    if run.figure:
+        plots.risk_and_alignment(results, out_dir / "figure.png",
+                                 title=f"{problem.kind}: d={problem.d}, k={problem.k}, r*={problem.r_star}, r={run.rank}")
     return results, summary
 
 

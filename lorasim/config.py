@@ -358,6 +358,7 @@ class RunConfig(_Checked):
     diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
     quiet: bool = False
     metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
+    figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
     where: str = field(default="run", repr=False, compare=False)
 
     def __post_init__(self):
@@ -369,6 +370,7 @@ class RunConfig(_Checked):
         self._num("diverge_factor", 1, lo_open=True)
         self._bool("quiet")
         self._choice("metrics", ("full", "risk"))
+        self._bool("figure")
 
 
 def _check_teacher(cfg, rows, cols, rows_name, cols_name):

@@ -153,3 +153,15 @@ def test_a_bad_point_in_a_sweep_preset_fails_before_any_job(tmp_path):
     res = _run(["-m", "lorasim", "sweep=alpha", "init.alpha=-1,0.1", f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
     assert res.returncode == 2 and "init.alpha=-1" in res.stderr
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_diverging_config_completes_and_is_marked(tmp_path):
+    res = _run(["-m", "lorasim", "-m", "methods.vanilla_gd.solver.lr=0.25,80", "problem.d=16", "problem.k=16",
+                "problem.r_star=2", "problem.n=128", "run.rank=4", "run.steps=60", "run.quiet=true",
+                f"hydra.sweep.dir={tmp_path / 's'}"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    summary = pd.read_csv(tmp_path / "s" / "aggregate_summary.csv").set_index(["job", "method"])
+    assert summary.loc[(1, "vanilla_gd"), "status"] == "diverged"
+    assert summary.loc[(0, "vanilla_gd"), "status"] == "ok"
+    assert (summary["job_status"] == "ok").all()
