@@ -30,8 +30,16 @@ def test_claim_holds_at_ci_scale(cid, verify_cfg, tmp_path):
     assert verdict.passed, f"{cid}: predicted {verdict.prediction}; measured {verdict.measured}"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("pid", list(claim_modules("p")))
+def test_phase_diagram_completes_at_ci_scale(pid, verify_cfg, tmp_path):
+    verdict = run_claim(pid, claim_settings(verify_cfg, pid, "ci"), Context("ci", "cpu", tmp_path))
+    assert verdict.passed, f"{pid}: {verdict.measured}"
+    assert verdict.figures and (tmp_path / "figures" / verdict.figures[0]).exists()
+
+
 def test_every_claim_module_documents_itself():
-    for cid, mod in claim_modules().items():
+    for cid, mod in {**claim_modules(), **claim_modules("p")}.items():
         doc = mod.__doc__ or ""
         for section in ("**Hypothesis.**", "**Derivation.**", "**Setup.**", "**Measured.**", "**Prediction.**",
                         "**Pass rule.**"):
