@@ -15,7 +15,6 @@ from typing import Any, Optional
 DTYPES = ("float64", "float32")
 SPACINGS = ("linear", "geometric")
 W0_KINDS = ("gaussian", "orthonormal", "zeros")
-PROBLEM_KINDS = ("linear", "relu", "sensing", "npz", "arrays")
 
 
 class ConfigError(ValueError):
@@ -85,16 +84,6 @@ class _Checked:
             size = f" of length {length}" if length is not None else ""
             fail(self.where, name, v, f"null or a list{size} of finite {'positive ' if positive else ''}numbers")
         setattr(self, name, [float(x) for x in v])
-
-
-@dataclass
-class SpectrumConfig(_Checked):
-    """Singular values of ΔW (or M*): λ*_1 = scale, condition number kappa."""
-
-    kappa: float = 1.0
-    spacing: str = "linear"
-    singular_values: Optional[list] = None
-    scale: float = 1.0
 
 
 @dataclass
