@@ -67,6 +67,17 @@ class Context:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def save(self, fig, name, dpi: int = 110) -> str:
+        """Write a claim's matplotlib figure atomically into figures/ and close it; returns its file name."""
+        import matplotlib.pyplot as plt
+
+        from .io import atomic_write
+
+        path = name if isinstance(name, Path) else self.figure(name)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+        plt.close(fig)
+        return path.name
+
 
 def claim_modules(kind: str = "c") -> dict:
     """Claim id ("C01") → module, discovered from lorasim.theory (the theory/ folder).

@@ -323,6 +323,5 @@ def _figure(ctx, d, r, ns, sweep, per_n, law, ndf, kappas) -> str:
     a.legend(fontsize=7)
     fig.tight_layout()
     name = "c02_concentration.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return name

@@ -229,6 +229,5 @@ def _figure(ctx, df, ps, curves, amax) -> str:
     a.set_xlabel("α"), a.set_ylabel("min_t a(t)"), a.set_title("depth of the minimum"), a.legend(fontsize=7)
     fig.tight_layout()
     name = "c03_alignment.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return name

@@ -213,6 +213,5 @@ def _figure(ctx, df, curves, alphas, settings) -> str:
     a.legend(fontsize=7)
     fig.tight_layout()
     name = "c04_plateau.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return name

@@ -167,6 +167,5 @@ def _figure(ctx, curves) -> str:
     ax.set_title("seed 0: B's top-r* row space vs V_r*(G♮)"), ax.legend(fontsize=8)
     fig.tight_layout()
     name = "c05_align_B.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return name

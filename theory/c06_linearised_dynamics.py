@@ -214,6 +214,5 @@ def _figure(curves, ctx):
     ax2.legend(fontsize=8)
     fig.tight_layout()
     name = "c06_linearised.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return [name]

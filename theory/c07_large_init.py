@@ -180,6 +180,5 @@ def _figure(curves, tab, factor, ctx):
     fig.suptitle("C7: large init breaks alignment")
     fig.tight_layout()
     name = "c07_large_init.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return [name]

@@ -205,6 +205,5 @@ def _figure(df, etas, sv_curves, rs, r, ctx):
     ax2.legend(fontsize=7)
     fig.tight_layout()
     name = "c08_balancedness.png"
-    fig.savefig(ctx.figure(name), dpi=110)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=110)
     return [name]

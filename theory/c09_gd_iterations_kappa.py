@@ -257,6 +257,5 @@ def _figure(df, ctx):
     ax.legend(fontsize=7)
     fig.tight_layout()
     name = "c09_gd_iterations_kappa.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name

@@ -152,8 +152,7 @@ def run(settings, ctx):
                   ylabel="align_A* at t = 0", title="alignment to the truth at init")
         ax[1].legend()
         fig.tight_layout()
-        fig.savefig(ctx.figure("c11_spectral_init_t0.png"), dpi=110)
-        plt.close(fig)
+        ctx.save(fig, "c11_spectral_init_t0.png", dpi=110)
         figures.append("c11_spectral_init_t0.png")
     except ImportError:
         pass

@@ -245,8 +245,7 @@ def run(settings, ctx):
         ax[1].set(xscale="log", yscale="log", xlabel="PrecGD damping λ", title="PrecGD: amplification vs λ (all seeds)")
         ax[1].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(ctx.figure("c12_overrank_spare.png"), dpi=110)
-        plt.close(fig)
+        ctx.save(fig, "c12_overrank_spare.png", dpi=110)
         figures.append("c12_overrank_spare.png")
     except ImportError:
         pass

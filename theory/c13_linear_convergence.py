@@ -260,6 +260,5 @@ def _figure(curves, df, ctx):
     fig.suptitle("C13: linear convergence after the spectral init, down to the float64 / float32 floors (seed 0)")
     fig.tight_layout()
     name = "c13_linear_convergence.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name

@@ -188,8 +188,7 @@ def run(settings, ctx):
         ax[1].legend(fontsize=7)
         ax[1].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         fig.tight_layout()
-        fig.savefig(ctx.figure("c14_lora_ga_stall.png"), dpi=110)
-        plt.close(fig)
+        ctx.save(fig, "c14_lora_ga_stall.png", dpi=110)
         figures.append("c14_lora_ga_stall.png")
     except ImportError:
         pass

@@ -179,6 +179,5 @@ def _figure(ctx, df, scales, floor, a, b):
     ax.legend(fontsize=7)
     fig.tight_layout()
     name = "c15_relu_half_gradient.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name

@@ -205,6 +205,5 @@ def _figure(ctx, curves, floor_est):
     ax.legend(fontsize=7)
     fig.tight_layout()
     name = "c16_relu_spectral_precgd.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name

@@ -245,6 +245,5 @@ def _figure(ctx, curves):
     ax.legend(fontsize=7)
     fig.tight_layout()
     name = "c18_scaled_adamw.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name

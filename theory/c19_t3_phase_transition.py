@@ -208,6 +208,5 @@ def _figure(ctx, trajs, beta):
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     name = "c19_t3_trajectories.png"
-    fig.savefig(ctx.figure(name), dpi=120)
-    plt.close(fig)
+    ctx.save(fig, name, dpi=120)
     return name
