@@ -5,6 +5,8 @@ batch dimension passes straight through (the GPU backend batches runs that way).
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 Tensor = torch.Tensor
@@ -26,6 +28,16 @@ def random_orthonormal(n: int, p: int, generator: torch.Generator, dtype, device
     # Without the sign fix, QR's convention makes the distribution not Haar.
     sign = torch.sign(torch.diagonal(r))
     return (q * torch.where(sign != 0, sign, torch.ones_like(sign))).to(dtype)
+
+
+def left_apply(M: Tensor, X: Tensor) -> Tensor:
+    """M @ X for one matrix M (m×n) and a batch X (..., n, p), as one GEMM over the side-by-side
+    columns of X: broadcasting would run one small product per batch element instead."""
+    if X.dim() == 2:
+        return M @ X
+    lead, (n, p) = X.shape[:-2], X.shape[-2:]
+    flat = X.reshape(-1, n, p).permute(1, 0, 2).reshape(n, -1)
+    return (M @ flat).reshape(M.shape[0], -1, p).permute(1, 0, 2).reshape(*lead, M.shape[0], p)
 
 
 def top_left(M: Tensor, p: int) -> Tensor:
@@ -56,15 +68,23 @@ def product_norms(L: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     return s[..., 0], torch.linalg.vector_norm(s, dim=-1)
 
 
-def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str) -> Tensor:
-    """g (F Fᵀ + λI)⁻¹ for g of shape (..., n, r) and F of shape (..., r, m)."""
+def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str,
+                            shift: Optional[Tensor] = None) -> Tensor:
+    """g (F Fᵀ + λI + shift)⁻¹ for g of shape (..., n, r) and F of shape (..., r, m).
+
+    ``shift`` (..., r, r) is added to the Gram: the batch engine puts 1 on the diagonal of the
+    zero-padded rows of a run whose rank is below the batch's, so those stay exactly zero.
+
+    Never synchronises with the host, so it can sit inside a captured CUDA graph. Where a
+    run's Gram is singular (e.g. B = 0 with λ = 0) that run falls back to the identity, as
+    the official AdamWr does when its inversion fails; the other runs of a batch are untouched.
+    """
     gram = F @ mT(F)
     gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    if shift is not None:
+        gram = gram + shift
     if inverse == "pinv":
         return g @ torch.linalg.pinv(gram, hermitian=True)
     sol, info = torch.linalg.solve_ex(gram, mT(g))  # gram is symmetric
-    if bool((info != 0).any()) or not bool(torch.isfinite(sol).all()):
-        # Singular Gram (e.g. B = 0 with λ = 0): fall back to the identity, as the
-        # official AdamWr does when its inversion fails.
-        return g
-    return mT(sol)
+    ok = (info == 0) & torch.isfinite(sol).all(dim=(-2, -1))
+    return torch.where(ok[..., None, None], mT(sol), g)

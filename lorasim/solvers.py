@@ -29,12 +29,13 @@ class Preconditioner:
     damping: float
     order: str = "simultaneous"
     inverse: str = "inv"
+    shift: Optional[Tensor] = None  # added to both Grams; see damped_gram_solve_right
 
     def for_A(self, g: Tensor, B: Tensor) -> Tensor:
-        return damped_gram_solve_right(g, B, self.damping, self.inverse)
+        return damped_gram_solve_right(g, B, self.damping, self.inverse, self.shift)
 
     def for_B(self, g: Tensor, A: Tensor) -> Tensor:
-        return mT(damped_gram_solve_right(mT(g), mT(A), self.damping, self.inverse))
+        return mT(damped_gram_solve_right(mT(g), mT(A), self.damping, self.inverse, self.shift))
 
 
 @dataclass
@@ -61,8 +62,18 @@ class Solver:
         self.freeze_B = cfg.name == "full_ft"
         self.precond = (Preconditioner(cfg.damping, cfg.order, cfg.inverse)
                         if cfg.name in ("precgd", "scaled_adam") else None)
-        self.lr_A = cfg.lr
-        self.lr_B = None if self.freeze_B else cfg.lr * cfg.lr_ratio
+        self.set_lr(cfg.lr)
+
+    def set_lr(self, lr) -> None:
+        """A float, or a tensor broadcasting over the factors (per-run step sizes in a batch)."""
+        self.lr_A = lr
+        self.lr_B = None if self.freeze_B else lr * self.cfg.lr_ratio
+
+    @property
+    def step_dependent(self) -> bool:
+        """Whether a step uses the step count t (Adam's bias correction): a captured CUDA graph
+        would freeze t, so the batch engine then runs eagerly."""
+        return self.adam and self.cfg.bias_correction
 
     def init(self, A: Tensor, B: Tensor) -> SolverState:
         if not self.adam:
