@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-DTYPES = ("float64", "float32")
+DTYPES = ("float64", "float32", "tf32")
 SPACINGS = ("linear", "geometric")
 W0_KINDS = ("gaussian", "orthonormal", "zeros")
 

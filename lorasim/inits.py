@@ -32,9 +32,10 @@ class Init:
 
 def _draw(kind: str, shape, generator: torch.Generator, problem: Problem) -> Tensor:
     """Random numbers from a CPU generator, moved to the problem's device: the same init seed
-    gives the same A0 on every device."""
+    gives the same A0 on every device and in every dtype."""
     fn = torch.randn if kind == "normal" else torch.rand
-    return fn(*shape, generator=generator, dtype=problem.dtype).to(problem.device)
+    # Drawn in float64 and cast, like the problems: one init seed is one A0 in every dtype.
+    return fn(*shape, generator=generator, dtype=torch.float64).to(dtype=problem.dtype, device=problem.device)
 
 
 def _svd(M: Tensor):
@@ -76,7 +77,7 @@ def spectral(problem: Problem, rank: int, generator: torch.Generator, zeta: floa
     round-off level (≤ max(tol, 1e-10)·σ1, zeroed too) with N(0, pad²) entries, leaving B's
     rows zero, so A0B0 is unchanged but the spare directions can move (over-rank).
     """
-    U, S, V = _svd(problem.G)
+    U, S, V = problem.svd_G()
     S = S[:rank].clone()
     cut = max(tol, 1e-10) if pad > 0 else tol
     if cut > 0:
@@ -102,7 +103,7 @@ def lora_one(problem: Problem, rank: int, generator: torch.Generator, gamma: flo
         A0 B0 = (s/γ) [G♮]_r / σ1(G♮),   ‖A0 B0‖_op = s/γ  (0.0442 for α_L = 16, r = 8, γ = 128).
     """
     s = lora_scale(rank, lora_alpha, rslora, scale)
-    U, S, V = _svd(problem.G)
+    U, S, V = problem.svd_G()
     root = torch.sqrt(S[:rank] / (S[0] * gamma)) * math.sqrt(s)
     return Init(U[:, :rank] * root, root[:, None] * mT(V[:, :rank]), scale=s)
 

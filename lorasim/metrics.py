@@ -16,13 +16,19 @@ from typing import Optional
 
 import torch
 
-from .linalg import Tensor, mT, top_left, top_right
+from .linalg import Tensor, mT
+from .problems.base import Problem
 
 
 def sin_theta(U1: Tensor, U2: Tensor) -> Tensor:
-    """‖(I − U1U1ᵀ)U2‖_op, computed from the projection residual (exact at small angles)."""
+    """‖(I − U1U1ᵀ)U2‖_op, computed from the projection residual R (exact at small angles).
+
+    ‖R‖_op² is the largest eigenvalue of the small Gram RᵀR, which rounding perturbs only by
+    eps·‖R‖²: the same relative accuracy as an SVD of the d×p residual, at a p×p cost.
+    """
     resid = U2 - U1 @ (mT(U1) @ U2)
-    return torch.linalg.matrix_norm(resid, ord=2).clamp(max=1.0)
+    top = torch.linalg.eigvalsh(mT(resid) @ resid)[..., -1]
+    return top.clamp(min=0.0).sqrt().clamp(max=1.0)
 
 
 def principal_angles(U1: Tensor, U2: Tensor) -> Tensor:
@@ -54,54 +60,89 @@ class Reference:
         """r_align = r* when the problem knows it, else the LoRA rank."""
         r = problem.r_star if problem.r_star is not None else rank
         r = min(r, rank, problem.d, problem.k)
-        U, _, Vh = torch.linalg.svd(problem.G, full_matrices=False)
+        U, _, V = problem.svd_G()
         us = getattr(problem, "U_star", None)
         vs = getattr(problem, "V_star", None)
-        return cls(r, U[:, :r], mT(Vh[:r]), None if us is None else us[:, :r], None if vs is None else vs[:, :r])
+        return cls(r, U[:, :r], V[:, :r], None if us is None else us[:, :r], None if vs is None else vs[:, :r])
 
 
 def record_risk(problem, A: Tensor, B: Tensor) -> dict:
     """The cheap row: loss, risk and ‖AB − ΔW‖ (no SVDs of the factors)."""
-    err_op, err_fro = problem.error_norms(A, B)
-    return {"loss": float(problem.loss(A, B)), "risk": float(problem.risk(A, B)),
-            "err_op": float(err_op), "err_fro": float(err_fro)}
+    return record_risk_batch(problem, A[None], B[None])[0]
 
 
 def record(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
            frozen_B: bool = False) -> dict:
     """Everything logged at one step, as Python floats (one row of the tidy frame)."""
-    r = ref.r_align
-    sA = torch.linalg.svdvals(A)
-    sB = torch.linalg.svdvals(B)
-    a_ok = subspace_defined(sA, r)
-    b_ok = subspace_defined(sB, r) and not frozen_B
-    UA = top_left(A, r)
-    VB = top_right(B, r)
+    return record_batch(problem, ref, A[None], B[None], A0[None], B0[None], n_sv, frozen_B=frozen_B)[0]
+
+
+def _rows(columns: dict) -> list[dict]:
+    """Stack per-run columns, copy to the host once, and split into one dict per run."""
+    names = list(columns)
+    table = torch.stack([columns[n].to(torch.float64) for n in names], dim=-1).cpu().tolist()
+    return [dict(zip(names, values)) for values in table]
+
+
+def _risk_columns(problem, A: Tensor, B: Tensor) -> dict:
+    batch = A.shape[0]
     err_op, err_fro = problem.error_norms(A, B)
-    row = {
-        "loss": float(problem.loss(A, B)),
-        "risk": float(problem.risk(A, B)),
-        "err_op": float(err_op),
-        "err_fro": float(err_fro),
-        "align_A": float(sin_theta(ref.U_G, UA)) if a_ok else math.nan,
-        "align_A_star": float(sin_theta(ref.U_star, UA)) if a_ok and ref.U_star is not None else math.nan,
-        "align_B": float(sin_theta(ref.V_G, VB)) if b_ok else math.nan,
-        "align_B_star": float(sin_theta(ref.V_star, VB)) if b_ok and ref.V_star is not None else math.nan,
-    }
+    # The plain risk with Σ = I is ½‖AB − ΔW‖_F², already in hand.
+    plain = type(problem).risk is Problem.risk and problem.risk_weight is None
+    risk = 0.5 * err_fro**2 if plain else problem.risk(A, B)
+    return {"loss": problem.loss(A, B).expand(batch), "risk": risk.expand(batch),
+            "err_op": err_op.expand(batch), "err_fro": err_fro.expand(batch)}
+
+
+def record_risk_batch(problem, A: Tensor, B: Tensor) -> list[dict]:
+    """``record_risk`` for a batch A (b, d, r), B (b, r, k); one host copy."""
+    return _rows(_risk_columns(problem, A, B))
+
+
+def record_batch(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
+                 frozen_B: bool = False) -> list[dict]:
+    """The full row for each run of a batch (A: b×d×r, B: b×r×k), computed on the factors' device
+    with one copy to the host."""
+    r = ref.r_align
+    batch = A.shape[0]
+    nan = torch.tensor(math.nan, dtype=A.dtype, device=A.device)
+    UA_full, sA, _ = torch.linalg.svd(A, full_matrices=False)
+    _, sB, VhB = torch.linalg.svd(B, full_matrices=False)
+    UA, VB = UA_full[..., :r], mT(VhB[..., :r, :])
+    a_ok = subspace_defined_mask(sA, r)
+    b_ok = subspace_defined_mask(sB, r) & (not frozen_B)
+    cols = _risk_columns(problem, A, B)
+
+    def masked(ok, value):
+        return torch.where(ok, value, nan)
+
+    cols["align_A"] = masked(a_ok, sin_theta(ref.U_G, UA))
+    cols["align_A_star"] = masked(a_ok, sin_theta(ref.U_star, UA)) if ref.U_star is not None else nan.expand(batch)
+    cols["align_B"] = masked(b_ok, sin_theta(ref.V_G, VB))
+    cols["align_B_star"] = masked(b_ok, sin_theta(ref.V_star, VB)) if ref.V_star is not None else nan.expand(batch)
     if frozen_B:
-        row["balance_drift"] = math.nan
+        cols["balance_drift"] = nan.expand(batch)
     else:
         drift = mT(A) @ A - B @ mT(B) - (mT(A0) @ A0 - B0 @ mT(B0))
-        row["balance_drift"] = float(torch.linalg.matrix_norm(drift))
-    angles = principal_angles(ref.U_G, UA).tolist() if a_ok else [math.nan] * r
-    for i, th in enumerate(angles, start=1):
-        row[f"theta_A_{i}"] = th
-    sA = sA[:n_sv].tolist()
-    sB = [math.nan] * n_sv if frozen_B else sB[:n_sv].tolist()
-    for name, values in (("sv_A", sA), ("sv_B", sB)):
+        cols["balance_drift"] = torch.linalg.matrix_norm(drift)
+    angles = torch.where(a_ok[:, None], principal_angles(ref.U_G, UA), nan)
+    for i in range(r):
+        cols[f"theta_A_{i + 1}"] = angles[:, i]
+    for name, s in (("sv_A", sA), ("sv_B", sB)):
         for i in range(n_sv):
-            row[f"{name}_{i + 1}"] = values[i] if i < len(values) else math.nan
-    return row
+            present = (i < s.shape[-1]) and not (frozen_B and name == "sv_B")
+            cols[f"{name}_{i + 1}"] = s[:, i] if present else nan.expand(batch)
+    return _rows(cols)
+
+
+def subspace_defined_mask(s: Tensor, r: int, rel_gap: float = 1e-10) -> Tensor:
+    """``subspace_defined`` for a batch of singular-value vectors s (b, p): a (b,) bool tensor."""
+    if s.shape[-1] < r:
+        return torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device)
+    ok = s[..., r - 1] > 0
+    if s.shape[-1] > r:
+        ok = ok & (s[..., r - 1] - s[..., r] > rel_gap * s[..., 0])
+    return ok
 
 
 def subspace_defined(s: Tensor, r: int, rel_gap: float = 1e-10) -> bool:

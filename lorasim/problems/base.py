@@ -13,6 +13,7 @@ the shifted problem are still measured against the original target W0 + ΔW.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Optional
@@ -23,7 +24,9 @@ import torch
 from ..config import fail
 from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+# tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
+# tf32 (CUDA only; on the CPU it is float32). Construction stays in plain float32.
+_DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.float32}
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -90,6 +93,7 @@ class Problem:
     delta_L: Optional[Tensor] = None  # d×r*
     delta_R: Optional[Tensor] = None  # r*×k
     risk_weight: Optional[Tensor] = None  # Σ^{1/2} for the Σ-weighted risk; None means Σ = I
+    tf32: bool = False  # dtype "tf32": float32 storage, tf32 tensor-core products in training
 
     # -- interface ---------------------------------------------------------------------------
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
@@ -113,6 +117,7 @@ class Problem:
         dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
         gen = make_generator(cfg.seed, dev)
         self.config = cfg
+        self.tf32 = cfg.dtype == "tf32"
         self.d, self.k, self.r_star = d, k, cfg.r_star
         U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
         self.U_star, self.S_star, self.V_star = U, s, V
@@ -126,6 +131,24 @@ class Problem:
     @property
     def device(self) -> torch.device:
         return self.G.device
+
+    @property
+    def matmul_precision(self) -> str:
+        """How float32 products run: "ieee" (exact float32) or "tf32"."""
+        return "tf32" if self.tf32 else "ieee"
+
+    @contextlib.contextmanager
+    def matmul_mode(self):
+        """Within a training loop: let torch's float32 CUDA products use tf32 when dtype is tf32."""
+        if self.device.type != "cuda":
+            yield
+            return
+        old = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(old)
 
     @property
     def delta(self) -> Optional[Tensor]:
@@ -170,9 +193,19 @@ class Problem:
         new._regradient(L, R)
         return new
 
+    def svd_G(self) -> tuple[Tensor, Tensor, Tensor]:
+        """G's thin SVD (U, S, V) with G = U diag(S) Vᵀ, computed once per problem: spectral inits
+        and alignment references both need it, and at large d it costs more than many steps."""
+        cached = self.__dict__.get("_svd_G")
+        if cached is None or cached[0] is not self.G:  # a shifted problem has a new G
+            U, S, Vh = torch.linalg.svd(self.G, full_matrices=False)
+            cached = (self.G, U, S, Vh.transpose(-1, -2))
+            self._svd_G = cached
+        return cached[1:]
+
     def describe(self) -> dict:
         """Scalar facts about the instance, for summaries and reports."""
-        s = torch.linalg.svdvals(self.G)
+        s = self.svd_G()[1]
         out = {"d": self.d, "k": self.k, "r_star": self.r_star, "sigma1_G": float(s[0])}
         if self.r_star is not None and self.r_star < len(s):
             out["sigma_rstar_plus_1_G"] = float(s[self.r_star])
