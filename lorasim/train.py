@@ -34,6 +34,7 @@ class Trajectory:
     diverged_step: Optional[int] = None
     steps: int = 0
     wall_s: float = 0.0
+    graph_error: Optional[str] = None  # train_batch: why CUDA-graph capture fell back to eager
     A: Optional[torch.Tensor] = None
     B: Optional[torch.Tensor] = None
     factors: list = field(default_factory=list)  # (step, A_t, B_t) at logged steps, with keep_factors
@@ -146,33 +147,34 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=traj.method, leave=False)
-    for t in range(steps + 1):
-        factors_ok = bool(torch.isfinite(A).all()) and bool(torch.isfinite(B).all())
-        if t % log_every == 0 or t == steps or not factors_ok:
-            if not factors_ok:
-                row = {"step": t, "loss": math.inf, "risk": math.inf}
-            elif metrics == "risk":
-                row = {"step": t, **record_risk(run_problem, A, B)}
-            else:
-                row = {"step": t, **record(run_problem, ref, A, B, A0, B0, n_sv, frozen_B=frozen)}
-            traj.rows.append(row)
-            if keep_factors:
-                traj.factors.append((t, A.clone(), B.clone()))
-            loss = row["loss"]
-            if loss0 is None:
-                loss0 = loss
-            if not factors_ok or not math.isfinite(loss) or loss > diverge_factor * max(loss0, 1.0):
-                traj.status, traj.diverged_step = "diverged", t
+    with run_problem.matmul_mode():
+        for t in range(steps + 1):
+            factors_ok = bool(torch.isfinite(A).all()) and bool(torch.isfinite(B).all())
+            if t % log_every == 0 or t == steps or not factors_ok:
+                if not factors_ok:
+                    row = {"step": t, "loss": math.inf, "risk": math.inf}
+                elif metrics == "risk":
+                    row = {"step": t, **record_risk(run_problem, A, B)}
+                else:
+                    row = {"step": t, **record(run_problem, ref, A, B, A0, B0, n_sv, frozen_B=frozen)}
+                traj.rows.append(row)
+                if keep_factors:
+                    traj.factors.append((t, A.clone(), B.clone()))
+                loss = row["loss"]
+                if loss0 is None:
+                    loss0 = loss
+                if not factors_ok or not math.isfinite(loss) or loss > diverge_factor * max(loss0, 1.0):
+                    traj.status, traj.diverged_step = "diverged", t
+                    break
+            if t == steps:
                 break
-        if t == steps:
-            break
-        if frozen:  # full fine-tuning: only ∇_W is needed
-            gA, gB = run_problem.full_grad(A), None
-        else:
-            gA, gB = run_problem.grads(A, B)
-        A, B = slv.step(A, B, gA, gB, state)
-        if bar is not None:
-            bar.update(1)
+            if frozen:  # full fine-tuning: only ∇_W is needed
+                gA, gB = run_problem.full_grad(A), None
+            else:
+                gA, gB = run_problem.grads(A, B)
+            A, B = slv.step(A, B, gA, gB, state)
+            if bar is not None:
+                bar.update(1)
     if bar is not None:
         bar.close()
     traj.wall_s = time.perf_counter() - start

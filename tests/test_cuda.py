@@ -38,3 +38,62 @@ def test_problems_generate_on_cuda():
                  lorasim.ReLUTeacher(device="cuda"), lorasim.MatrixSensing(n1=20, n2=20, r_star=2, device="cuda")):
         traj = lorasim.train(prob, init="spectral", rank=2, solver="precgd", lr=0.5, steps=20, log_every=10)
         assert traj.status == "ok" and prob.G.is_cuda and traj.A.is_cuda
+
+
+def _frames_close(ref, got, cols, rtol):
+    for col in cols:
+        a, b = ref[col].to_numpy(), got[col].to_numpy()
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-9 * abs(a[0]), err_msg=col)
+
+
+@pytest.mark.parametrize("solver, kw", [("gd", {}), ("precgd", {"damping": 1e-3}), ("scaled_adam", {})])
+def test_cuda_float32_batch_with_graphs_matches_cpu_float64(solver, kw):
+    """Batched float32 runs on CUDA (fused G pass, CUDA graphs) follow the float64 CPU runs."""
+    arrays = _arrays(d=200, k=150, n=3000)
+    inits = [{"init": "small_random", "rank": 4, "seed": s, "alpha": 1e-2} for s in range(3)] + [
+        {"init": "spectral", "rank": 3}]
+    cpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3)
+    gpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32", device="cuda")
+    sigma1 = cpu.describe()["sigma1_G"]
+    lrs = [c / sigma1 for c in (0.05, 0.1, 0.1, 0.3)] if solver == "gd" else [0.05, 0.1, 0.1, 0.3]
+    ref = lorasim.train_batch(cpu, inits, solver=solver, lr=lrs, steps=40, log_every=8, **kw)
+    got = lorasim.train_batch(gpu, inits, solver=solver, lr=lrs, steps=40, log_every=8, graphs="on", **kw)
+    for r, g in zip(ref, got):
+        assert g.status == r.status == "ok"
+        _frames_close(r.to_frame(), g.to_frame(), ["risk", "err_fro", "align_A_star"], rtol=2e-4)
+
+
+def test_cuda_graphs_replay_exactly_what_eager_runs():
+    prob = lorasim.LinearTeacher(d=256, k=192, r_star=4, n=2048, dtype="float32", device="cuda")
+    inits = [{"init": "small_random", "rank": 8, "seed": s} for s in range(4)]
+    a = lorasim.train_batch(prob, inits, solver="precgd", lr=0.2, steps=30, log_every=10, graphs="on")
+    b = lorasim.train_batch(prob, inits, solver="precgd", lr=0.2, steps=30, log_every=10, graphs="off")
+    for x, y in zip(a, b):
+        assert torch.equal(x.A, y.A) and torch.equal(x.B, y.B)
+
+
+@pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.parametrize("shape, width", [((4096, 3000), 16), ((1000, 777), 5), ((2048, 2048), 64)])
+@pytest.mark.parametrize("precision, tol", [("ieee", 1e-6), ("tf32x3", 1e-5), ("tf32", 3e-3)])
+def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, precision, tol):
+    g = torch.Generator(device="cuda").manual_seed(width)
+    M = torch.randn(*shape, generator=g, device="cuda")
+    R = torch.randn(shape[1], width, generator=g, device="cuda")
+    L = torch.randn(shape[0], width, generator=g, device="cuda")
+    MR, LM = lorasim.kernels.skinny_products(M, R, L, precision=precision)
+    ref_r, ref_l = M.double() @ R.double(), L.double().T @ M.double()
+    assert float((MR.double() - ref_r).norm() / ref_r.norm()) < tol
+    assert float((LM.double() - ref_l).norm() / ref_l.norm()) < tol
+    MR2, LM2 = lorasim.kernels.skinny_products(M, R, L, precision=precision)
+    assert torch.equal(MR, MR2) and torch.equal(LM, LM2)
+
+
+def test_tf32_dtype_runs_and_stays_close():
+    arrays = _arrays(d=200, k=150, n=3000)
+    f32 = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32", device="cuda")
+    t32 = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="tf32", device="cuda")
+    a = lorasim.train_batch(f32, [{"init": "spectral", "rank": 3}], solver="precgd", lr=0.5, steps=20, log_every=20)
+    b = lorasim.train_batch(t32, [{"init": "spectral", "rank": 3}], solver="precgd", lr=0.5, steps=20, log_every=20)
+    assert torch.get_float32_matmul_precision() == "highest"  # restored after the run
+    ra, rb = a[0].to_frame()["risk"].iloc[-1], b[0].to_frame()["risk"].iloc[-1]
+    assert rb < 1e-2 * b[0].to_frame()["risk"].iloc[0] and abs(ra - rb) < 1e-2 * a[0].to_frame()["risk"].iloc[0]

@@ -15,11 +15,27 @@ from typing import Optional
 
 import torch
 
-from ..config import LinearConfig, build, fail
-from ..linalg import Tensor, gaussian, mT, random_orthonormal
+from .. import kernels
+from ..config import DTYPES, LinearConfig, build, fail
+from ..linalg import Tensor, gaussian, left_apply, mT, random_orthonormal
 from .base import Problem, frozen_weight, real_matrix, torch_dtype
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
+
+
+def _batch_size(A: Tensor) -> int:
+    return math.prod(A.shape[:-2])
+
+
+def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
+    """‖P B − T‖_F² per run, formed row block by row block: exact (no cancellation near the
+    floor, unlike the expanded form) with a bounded d×k temporary however large the batch."""
+    rows = max(1, _CHUNK_ELEMENTS // max(1, _batch_size(P) * T.shape[-1]))
+    total = torch.zeros(P.shape[:-2], dtype=P.dtype, device=P.device)
+    for start in range(0, T.shape[-2], rows):
+        resid = P[..., start:start + rows, :] @ B - T[start:start + rows]
+        total = total + (resid * resid).sum(dim=(-2, -1))
+    return total
 
 
 class LinearTeacher(Problem):
@@ -98,10 +114,11 @@ class LinearTeacher(Problem):
         The risk is the identity-covariance population risk ½‖AB − ΔW‖_F²; without
         ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
         """
-        if dtype not in ("float64", "float32"):
-            fail("", "dtype", dtype, "one of float64, float32")
+        if dtype not in DTYPES:
+            fail("", "dtype", dtype, "one of " + ", ".join(DTYPES))
         self = cls.__new__(cls)
         self.config = None
+        self.tf32 = dtype == "tf32"
         tdt = torch_dtype(dtype)
         arrs = {}
         for name, a in (("X", X), ("Y", Y), ("W0", W0)) + ((("delta", delta),) if delta is not None else ()):
@@ -157,13 +174,32 @@ class LinearTeacher(Problem):
 
     # -- objective -----------------------------------------------------------------------------
     def _sigma_times(self, A: Tensor) -> Tensor:
-        return A if self._sigma is None else self._sigma @ A
+        return A if self._sigma is None else left_apply(self._sigma, A)
 
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        if A.dim() > 2 or kernels.usable(self.G, A.shape[-1]):
+            return self._fused_grads(A, B)
         SA = self._sigma_times(A)
         gA = SA @ (B @ mT(B)) - self.G @ mT(B)
         gB = (mT(A) @ SA) @ B - mT(A) @ self.G
         return gA, gB
+
+    def _fused_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        """The same gradient with G read once for G Bᵀ and Aᵀ G (lorasim.kernels; plain matmuls
+        where the kernel does not apply). A batch of runs is laid side by side as one d × (b·r)
+        factor, so Σ̂ and G are read once per step for the whole batch, in one product each."""
+        lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
+        A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
+        Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
+        prec = kernels.FOR_MATMUL[self.matmul_precision]
+        SA_cat = A_cat if self._sigma is None else kernels.skinny_products(self._sigma, A_cat, precision=prec)[0]
+        GBt_cat, AtG_cat = kernels.skinny_products(self.G, Bt_cat, A_cat, precision=prec)
+
+        def unstack(M):  # d × (b·r) → (..., d, r)
+            return M.reshape(d, -1, r).permute(1, 0, 2).reshape(*lead, d, r)
+
+        SA, GBt, AtG = unstack(SA_cat), unstack(GBt_cat), AtG_cat.reshape(*lead, r, k)
+        return SA @ (B @ mT(B)) - GBt, (mT(A) @ SA) @ B - AtG
 
     def full_grad(self, D: Tensor) -> Tensor:
         return self._sigma_times(D) - self.G
@@ -173,8 +209,7 @@ class LinearTeacher(Problem):
         if self.n is None:
             return self.risk(A, B) + self._loss_floor
         if self._chol is not None:
-            resid = (mT(self._chol) @ A) @ B - self._loss_target
-            return 0.5 * (resid * resid).sum(dim=(-2, -1)) + self._loss_floor
+            return 0.5 * _chunked_sq_residual(left_apply(mT(self._chol), A), B, self._loss_target) + self._loss_floor
         SA = self._sigma @ A
         return (self._loss0 - ((mT(A) @ self.G) * B).sum(dim=(-2, -1))
                 + 0.5 * ((mT(A) @ SA) * (B @ mT(B))).sum(dim=(-2, -1)))

@@ -1,0 +1,194 @@
+"""Skinny products of one big matrix, reading it once: ``M @ R`` and ``Lᵀ @ M`` in one pass.
+
+The LoRA gradient of the linear model needs G Bᵀ (d×r) and Aᵀ G (r×k) from the same d×k
+matrix G. Two cuBLAS calls read G twice; at r ≪ d both are bound by memory traffic, so
+reading G once halves the dominant cost of a step. Σ̂ A uses the same kernel with only the
+right factor.
+
+Layout of the pass: program (i, j) owns row tile i (BM rows) and the j-th of Pn column
+chunks, with Pn chosen so the grid fills the multiprocessors once. It sweeps its columns tile
+by tile, keeping M R's (BM × w) accumulator in registers, and writes each tile's share of
+(Lᵀ M)ᵀ (BN × w) once to its own slice of a partial buffer, with no read-modify-write. The Pn
+partials of M R and the Pm partials of Lᵀ M are summed afterwards; at w = 16 and BM = 128 they
+add about 2w/BM = 25 % to M's bytes at most. No atomics: the result is deterministic.
+
+Precision (measured on an H200 at 16384², w = 16, against float64 products; benchmarks.md):
+``"tf32x3"`` (the default) splits each operand into two tf32 parts on the tensor cores and keeps
+float32-level accuracy (3.5e-7 relative, cuBLAS fp32: 4e-7 to 1.6e-6); ``"ieee"`` is exact
+float32 on the FMA units, about 12× slower here because the pass then runs out of FMA
+throughput (32 FMAs per element of M); ``"tf32"`` is one tf32 pass (7.7e-4 relative).
+
+Only float32 on CUDA with Triton installed; everything else goes through torch.matmul, which
+is also the reference the tests compare against (``skinny_products_reference``).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+
+Tensor = torch.Tensor
+PRECISIONS = ("ieee", "tf32x3", "tf32")
+# The pass a problem's matmul precision maps to: float32 problems get float32-level accuracy.
+FOR_MATMUL = {"ieee": "tf32x3", "tf32": "tf32"}
+MAX_WIDTH = 64  # wider products are compute-bound GEMMs: cuBLAS does those better
+# Triton's interpreter runs the kernel on CPU tensors (slowly): how the tests check it without a GPU.
+_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+try:  # Triton ships with CUDA builds of torch; CPU builds have none
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+
+def skinny_products_reference(M: Tensor, R: Optional[Tensor], L: Optional[Tensor]):
+    """(M @ R, Lᵀ @ M) through torch.matmul; either factor may be None."""
+    return (None if R is None else M @ R), (None if L is None else L.T @ M)
+
+
+ENABLED = True  # lorasim-bench switches it off to time the plain-matmul step
+
+
+def usable(M: Tensor, width: int) -> bool:
+    """Whether the fused kernel applies: float32 on CUDA, Triton present, a skinny width."""
+    return (ENABLED and triton is not None and (M.is_cuda or _INTERPRET) and M.dtype == torch.float32 and M.dim() == 2
+            and 1 <= width <= MAX_WIDTH)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _skinny_kernel(M, R, L, OUT_R, OUT_L, m, n, w,
+                       s_mm, s_mn, s_rn, s_rw, s_lm, s_lw,
+                       cols_per_prog: tl.constexpr,
+                       HAS_R: tl.constexpr, HAS_L: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
+                       PRECISION: tl.constexpr):
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+        rows = pid_m * BM + tl.arange(0, BM)
+        r_ok = rows < m
+        offs_w = tl.arange(0, BW)
+        w_ok = offs_w < w
+        if HAS_L:
+            l_tile = tl.load(L + rows[:, None] * s_lm + offs_w[None, :] * s_lw,
+                             mask=r_ok[:, None] & w_ok[None, :], other=0.0)
+        acc = tl.zeros((BM, BW), dtype=tl.float32)
+        col0 = pid_n * cols_per_prog
+        for j in range(0, cols_per_prog, BN):
+            cols = col0 + j + tl.arange(0, BN)
+            c_ok = cols < n
+            tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
+                           mask=r_ok[:, None] & c_ok[None, :], other=0.0)
+            if HAS_R:
+                r_tile = tl.load(R + cols[:, None] * s_rn + offs_w[None, :] * s_rw,
+                                 mask=c_ok[:, None] & w_ok[None, :], other=0.0)
+                acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
+            if HAS_L:
+                # (tileᵀ L) is this row tile's share of (Lᵀ M)ᵀ for these columns: written once,
+                # to this program's own slice of the partial buffer, and summed over row tiles later.
+                part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
+                tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
+                         mask=c_ok[:, None])
+        if HAS_R:
+            tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
+
+
+    @triton.jit
+    def _skinny_kernel_tma(m_desc, R, L, OUT_R, OUT_L, m, n, w,
+                           s_rn, s_rw, s_lm, s_lw,
+                           cols_per_prog: tl.constexpr,
+                           HAS_R: tl.constexpr, HAS_L: tl.constexpr,
+                           BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
+                           PRECISION: tl.constexpr):
+        # The same pass with M's tiles brought in by the tensor-memory accelerator (Hopper's bulk
+        # copy engine): no per-element address arithmetic, out-of-range rows/columns read as 0.
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+        rows = pid_m * BM + tl.arange(0, BM)
+        r_ok = rows < m
+        offs_w = tl.arange(0, BW)
+        w_ok = offs_w < w
+        if HAS_L:
+            l_tile = tl.load(L + rows[:, None] * s_lm + offs_w[None, :] * s_lw,
+                             mask=r_ok[:, None] & w_ok[None, :], other=0.0)
+        acc = tl.zeros((BM, BW), dtype=tl.float32)
+        col0 = pid_n * cols_per_prog
+        for j in range(0, cols_per_prog, BN):
+            cols = col0 + j + tl.arange(0, BN)
+            c_ok = cols < n
+            tile = m_desc.load([pid_m * BM, col0 + j])
+            if HAS_R:
+                r_tile = tl.load(R + cols[:, None] * s_rn + offs_w[None, :] * s_rw,
+                                 mask=c_ok[:, None] & w_ok[None, :], other=0.0)
+                acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
+            if HAS_L:
+                part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
+                tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
+                         mask=c_ok[:, None])
+        if HAS_R:
+            tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
+
+
+def plan_grid(row_tiles: int, col_tiles: int, slots: int) -> tuple[int, int]:
+    """One program per row tile (Pm = row_tiles), and the columns split Pn ways so that the grid
+    fills about ``slots`` concurrent programs: each extra column split adds an m×w partial of
+    M R, each row tile an n×w partial of Lᵀ M (a few per cent of M's bytes at w ≤ 64)."""
+    pn = max(1, min(col_tiles, slots // max(1, row_tiles)))
+    return row_tiles, pn
+
+
+def _slots(device) -> int:
+    if device.type != "cuda":
+        return 8
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
+                    precision: str = "tf32x3", block: tuple[int, int] = (128, 64),
+                    num_warps: int = 8, num_stages: int = 4, tma: Optional[bool] = None,
+                    ctas_per_sm: int = 1):
+    """(M @ R, Lᵀ @ M) reading M (m×n) once. R is n×w, L is m×w, either may be None.
+
+    Falls back to torch.matmul where the kernel does not apply (see ``usable``). ``tma``: load
+    M's tiles with the tensor-memory accelerator (default: on Hopper-class GPUs when M's rows
+    are 16-byte aligned, as TMA requires).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: allowed one of {', '.join(PRECISIONS)}")
+    width = (R if R is not None else L).shape[-1]
+    if not usable(M, width):
+        return skinny_products_reference(M, R, L)
+    m, n = M.shape
+    BM, BN = block
+    BW = max(16, triton.next_power_of_2(width))
+    row_tiles, col_tiles = -(-m // BM), -(-n // BN)
+    pm, pn = plan_grid(row_tiles, col_tiles, ctas_per_sm * _slots(M.device))
+    cols_per_prog = -(-col_tiles // pn) * BN
+    pn = -(-n // cols_per_prog)  # drop splits the rounding left empty
+    dummy = M  # an unused pointer argument still needs a tensor
+    out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
+    out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
+    Rt = R if R is not None else dummy
+    Lt = L if L is not None else dummy
+    common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, PRECISION=precision,
+                  num_warps=num_warps, num_stages=num_stages)
+    r_strides = (Rt.stride(0), Rt.stride(1)) if R is not None else (0, 0)
+    l_strides = (Lt.stride(0), Lt.stride(1)) if L is not None else (0, 0)
+    if tma is None:
+        tma = (M.is_cuda and torch.cuda.get_device_capability(M.device)[0] >= 9 and M.stride(1) == 1
+               and (M.stride(0) * 4) % 16 == 0 and M.data_ptr() % 16 == 0)
+    if tma:
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        desc = TensorDescriptor.from_tensor(M, [BM, BN])
+        _skinny_kernel_tma[(pm, pn)](desc, Rt, Lt, out_r, out_l, m, n, width, *r_strides, *l_strides,
+                                     cols_per_prog, **common)
+    else:
+        _skinny_kernel[(pm, pn)](M, Rt, Lt, out_r, out_l, m, n, width, M.stride(0), M.stride(1),
+                                 *r_strides, *l_strides, cols_per_prog, **common)
+    MR = None if R is None else (out_r[0] if pn == 1 else out_r.sum(0))[:, :width]
+    LM = None if L is None else (out_l[0] if pm == 1 else out_l.sum(0))[:, :width].T
+    return MR, LM

@@ -1,0 +1,529 @@
+"""The batch engine (lorasim.batch) against the one-run loop, and its building blocks against
+independent formulas: the per-run Gram solve, the chunked residual, the batched metrics row and
+the fused skinny-product kernel (through Triton's CPU interpreter, when Triton is installed)."""
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+import lorasim
+from lorasim.batch import train_batch
+from lorasim.config import ConfigError, InitConfig
+from lorasim.inits import make_init
+from lorasim.kernels import plan_grid
+from lorasim.linalg import damped_gram_solve_right
+from lorasim.metrics import (
+    Reference,
+    record_batch,
+    subspace_defined,
+    subspace_defined_mask,
+)
+from lorasim.problems import linear as linear_mod
+
+torch.set_num_threads(1)
+
+STEPS, LOG_EVERY = 60, 7
+LOGGED_STEPS = list(range(0, STEPS, LOG_EVERY)) + [STEPS]  # 0, 7, ..., 56, 60
+
+
+@pytest.fixture(scope="module")
+def linear():
+    return lorasim.LinearTeacher(d=24, k=20, r_star=3, n=200, kappa=3, seed=1)
+
+
+def _rand(shape, seed, scale=1.0):
+    return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _one_run(problem, spec, lr, solver, **kw):
+    """The reference: lorasim.train on one run described by a train_batch dict."""
+    s = dict(spec)
+    name, rank, seed = s.pop("init"), s.pop("rank"), s.pop("seed", 0)
+    return lorasim.train(problem, init=name, rank=rank, init_seed=seed, init_kwargs=s or None,
+                         solver=solver, lr=lr, **kw)
+
+
+def _assert_same_frame(got, ref, rtol=1e-8, atol=1e-12):
+    a, b = got.to_frame(), ref.to_frame()
+    assert list(a.columns) == list(b.columns)
+    assert len(a) == len(b)
+    assert a["step"].tolist() == b["step"].tolist()
+    for col in ("method", "init", "solver", "status"):
+        assert a[col].tolist() == b[col].tolist(), col
+    assert got.status == ref.status and got.diverged_step == ref.diverged_step
+    for col in a.columns:
+        if a[col].dtype.kind == "f":
+            np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=rtol, atol=atol,
+                                       equal_nan=True, err_msg=col)
+
+
+MIXED = [
+    {"init": "small_random", "rank": 6, "seed": 0, "alpha": 1e-3},
+    {"init": "small_random", "rank": 6, "seed": 1, "alpha": 1e-2},
+    {"init": "spectral", "rank": 3},
+    {"init": "spectral", "rank": 2},
+]
+# λ = 0 only at ranks ≤ r*: over-rank with λ = 0 amplifies round-off (a known finding), so
+# batched and one-run would agree only to the noise floor.
+AT_MOST_R_STAR = [
+    {"init": "small_random", "rank": 3, "seed": 2, "alpha": 1e-2},
+    {"init": "spectral", "rank": 3},
+    {"init": "spectral", "rank": 2},
+]
+
+SOLVER_CASES = [
+    pytest.param("gd", {}, MIXED, [0.2, 0.15, 0.3, 0.25], id="gd"),
+    pytest.param("precgd", {"damping": 1e-3, "order": "gauss_seidel"}, MIXED, [0.5, 0.4, 0.3, 0.45],
+                 id="precgd-gauss_seidel"),
+    pytest.param("precgd", {"damping": 0.0}, AT_MOST_R_STAR, [0.5, 0.3, 0.4], id="precgd-lambda0"),
+    pytest.param("scaled_adam", {}, MIXED, [1e-2, 2e-2, 5e-3, 1e-2], id="scaled_adam"),
+    pytest.param("adam", {"bias_correction": True}, MIXED, [1e-2, 2e-2, 5e-3, 1e-2], id="adam-bias"),
+]
+
+
+# -- 1. batched == one run ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("solver, kw, specs, lrs", SOLVER_CASES)
+def test_batch_equals_one_run_loop(linear, solver, kw, specs, lrs):
+    trajs = train_batch(linear, specs, solver=solver, lr=lrs, steps=STEPS, log_every=LOG_EVERY, **kw)
+    assert len(trajs) == len(specs)
+    for spec, lr, got in zip(specs, lrs, trajs):
+        ref = _one_run(linear, spec, lr, solver, steps=STEPS, log_every=LOG_EVERY, **kw)
+        assert ref.status == "ok"
+        assert got.to_frame()["step"].tolist() == LOGGED_STEPS
+        _assert_same_frame(got, ref)
+        assert got.A.shape == ref.A.shape == (linear.d, spec["rank"])
+        assert got.B.shape == ref.B.shape == (spec["rank"], linear.k)
+        torch.testing.assert_close(got.A, ref.A, rtol=1e-8, atol=1e-12)
+        torch.testing.assert_close(got.B, ref.B, rtol=1e-8, atol=1e-12)
+    # The runs really are different (distinct inits and step sizes), and something was learnt.
+    risks = [t.to_frame()["risk"].iloc[-1] for t in trajs]
+    assert len(set(risks)) == len(risks)
+    assert min(risks) < 0.5 * trajs[0].to_frame()["risk"].iloc[0]
+    assert len({t.wall_s for t in trajs}) == 1  # the batch's wall time, shared
+
+
+def test_one_step_size_for_all_and_method_names(linear):
+    specs = MIXED[2:]
+    trajs = train_batch(linear, specs, solver="gd", lr=0.3, steps=10, log_every=3, methods=["x", "y"])
+    assert [t.method for t in trajs] == ["x", "y"]
+    assert [t.init for t in trajs] == ["spectral", "spectral"] and {t.solver for t in trajs} == {"gd"}
+    for spec, got in zip(specs, trajs):
+        ref = _one_run(linear, spec, 0.3, "gd", steps=10, log_every=3, method=got.method)
+        assert got.to_frame()["step"].tolist() == [0, 3, 6, 9, 10]
+        _assert_same_frame(got, ref)
+
+
+def test_init_objects_and_explicit_pairs(linear):
+    """The three ways to give a start: an Init, an (A0, B0) pair, a dict."""
+    init = make_init(linear, 4, InitConfig(name="small_random", alpha=1e-2), seed=5)
+    A0, B0 = _rand((linear.d, 2), 7, 0.1), _rand((2, linear.k), 8, 0.1)
+    trajs = train_batch(linear, [init, (A0.numpy(), B0.numpy()), MIXED[2]], solver="precgd", lr=[0.4, 0.3, 0.5],
+                        steps=20, log_every=5)
+    assert [t.init for t in trajs] == ["custom", "explicit", "spectral"]
+    refs = [lorasim.train(linear, init=init, solver="precgd", lr=0.4, steps=20, log_every=5),
+            lorasim.train(linear, A0=A0, B0=B0, solver="precgd", lr=0.3, steps=20, log_every=5),
+            _one_run(linear, MIXED[2], 0.5, "precgd", steps=20, log_every=5)]
+    for got, ref in zip(trajs, refs):
+        _assert_same_frame(got, ref)
+    # The caller's init is not modified in place by the batch.
+    torch.testing.assert_close(init.A, make_init(linear, 4, InitConfig(name="small_random", alpha=1e-2), seed=5).A,
+                               rtol=0, atol=0)
+
+
+def test_same_offset_inits_batch_together(linear):
+    """Offset inits (PiSSA) batch when every run has the same offset, and match the one-run loop."""
+    specs = [{"init": "pissa", "rank": 3}, {"init": "pissa", "rank": 3}]
+    trajs = train_batch(linear, specs, solver="precgd", lr=[0.3, 0.5], steps=20, log_every=4)
+    for spec, lr, got in zip(specs, [0.3, 0.5], trajs):
+        _assert_same_frame(got, _one_run(linear, spec, lr, "precgd", steps=20, log_every=4))
+
+
+# -- 2. other problems --------------------------------------------------------------------------
+
+def _relu():
+    return lorasim.ReLUTeacher(d=10, k=6, r_star=2, n=120, scale=0.5, seed=3)
+
+
+def _sensing():
+    return lorasim.MatrixSensing(n1=7, n2=5, r_star=2, m=80, seed=2)
+
+
+@pytest.mark.parametrize("make, lrs, zeta", [(_relu, [0.5, 0.8], 2.0), (_sensing, [0.2, 0.3], 1.0)],
+                         ids=["relu", "sensing"])
+@pytest.mark.parametrize("metrics", ["full", "risk"])
+def test_batch_equals_one_run_on_relu_and_sensing(make, lrs, zeta, metrics):
+    prob = make()
+    specs = [{"init": "small_random", "rank": 3, "seed": 4, "alpha": 1e-2},
+             {"init": "spectral", "rank": 2, "zeta": zeta}]
+    trajs = train_batch(prob, specs, solver="gd", lr=lrs, steps=30, log_every=6, metrics=metrics)
+    for spec, lr, got in zip(specs, lrs, trajs):
+        ref = _one_run(prob, spec, lr, "gd", steps=30, log_every=6, metrics=metrics)
+        assert ref.status == "ok"
+        _assert_same_frame(got, ref)
+        torch.testing.assert_close(got.A, ref.A, rtol=1e-8, atol=1e-12)
+    cols = list(trajs[0].to_frame().columns)
+    if metrics == "risk":
+        assert cols == ["method", "init", "solver", "step", "status", "loss", "risk", "err_op", "err_fro"]
+    else:
+        assert "align_A" in cols and "sv_B_3" in cols
+    risk = trajs[1].to_frame()["risk"]
+    assert risk.iloc[-1] < risk.iloc[0]
+
+
+# -- 3. divergence is isolated ------------------------------------------------------------------
+
+def _far_start(problem):
+    """Explicit factors far from the target: loss₀ ≈ 7e4, so max(loss₀, 1) differs between runs."""
+    return _rand((problem.d, 3), 20, 3.0), _rand((3, problem.k), 21, 3.0)
+
+
+@pytest.mark.parametrize("solver, kw, lrs, factor", [
+    # Blows up within a log interval (to inf with gd, to ~1e159 with precgd).
+    ("gd", {}, [1e-4, 80.0, 0.3], 1e8),
+    ("precgd", {"damping": 1e-3}, [1e-4, 1e6, 0.4], 1e8),
+    # Grows steadily: crosses diverge_factor·max(loss₀, 1) at a log step, where both loops see it.
+    ("gd", {}, [1e-4, 1.5, 0.3], 1e2),
+    ("precgd", {"damping": 1e-3}, [1e-4, 2.5, 0.4], 1e2),
+], ids=["gd-blowup", "precgd-blowup", "gd-threshold", "precgd-threshold"])
+def test_one_diverging_run_leaves_the_others_alone(linear, solver, kw, lrs, factor):
+    far = _far_start(linear)
+    specs = [far, {"init": "small_random", "rank": 4, "seed": 3, "alpha": 1e-1}, MIXED[3]]
+    common = dict(steps=STEPS, log_every=LOG_EVERY, diverge_factor=factor, **kw)
+    trajs = train_batch(linear, specs, solver=solver, lr=lrs, **common)
+    refs = [lorasim.train(linear, *far, solver=solver, lr=lrs[0], **common)]
+    refs += [_one_run(linear, spec, lr, solver, **common) for spec, lr in zip(specs[1:], lrs[1:])]
+    assert refs[0].to_frame()["loss"].iloc[0] > 1e4  # run 0's own threshold is far above run 1's
+
+    bad, ref = trajs[1], refs[1]
+    assert bad.status == "diverged" and ref.status == "diverged"
+    assert bad.diverged_step in LOGGED_STEPS and 0 < bad.diverged_step < STEPS
+    df = bad.to_frame()
+    assert df["step"].tolist() == [s for s in LOGGED_STEPS if s <= bad.diverged_step]
+    assert (df["status"] == "diverged").all()
+    last = df["loss"].iloc[-1]
+    assert not math.isfinite(last) or last > factor * max(df["loss"].iloc[0], 1.0)
+    ref_df = ref.to_frame()
+    if ref.diverged_step in LOGGED_STEPS and math.isfinite(ref_df["loss"].iloc[-1]):
+        # The threshold was crossed at a log step: both loops stop there.
+        assert bad.diverged_step == ref.diverged_step
+    else:  # the one-run loop checks the factors every step; the batch sees it at the next log step
+        assert ref.diverged_step <= bad.diverged_step < ref.diverged_step + LOG_EVERY
+    # Until then the two loops agree (the blown-up last row only to its own round-off).
+    before = int((ref_df["step"] < ref.diverged_step).sum())
+    assert before >= 1
+    for col in ref_df.columns:
+        if ref_df[col].dtype.kind == "f":
+            np.testing.assert_allclose(df[col].to_numpy()[:before], ref_df[col].to_numpy()[:before], rtol=1e-8,
+                                       atol=1e-12, equal_nan=True, err_msg=col)
+    for i in (0, 2):
+        assert trajs[i].status == "ok"
+        _assert_same_frame(trajs[i], refs[i])
+        torch.testing.assert_close(trajs[i].A, refs[i].A, rtol=1e-8, atol=1e-12)
+
+
+# -- 4. padding ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("solver, kw, lrs", [
+    ("gd", {}, [0.25, 0.2]),
+    ("precgd", {"damping": 0.0}, [0.5, 0.3]),
+    ("precgd", {"damping": 1e-3, "order": "gauss_seidel"}, [0.5, 0.3]),
+    ("scaled_adam", {}, [1e-2, 1e-2]),
+    ("adam", {"bias_correction": True}, [1e-2, 2e-2]),
+])
+def test_padded_run_gets_its_own_factors(linear, solver, kw, lrs):
+    """A rank-2 run next to a rank-6 run is zero-padded to rank 6; the padding must stay inert."""
+    small = {"init": "spectral", "rank": 2}
+    big = {"init": "small_random", "rank": 6, "seed": 0, "alpha": 1e-2}
+    got, other = train_batch(linear, [small, big], solver=solver, lr=lrs, steps=40, log_every=8, **kw)
+    ref = _one_run(linear, small, lrs[0], solver, steps=40, log_every=8, **kw)
+    assert got.A.shape == (linear.d, 2) and got.B.shape == (2, linear.k)
+    assert other.A.shape == (linear.d, 6) and other.B.shape == (6, linear.k)
+    torch.testing.assert_close(got.A, ref.A, rtol=1e-9, atol=1e-13)
+    torch.testing.assert_close(got.B, ref.B, rtol=1e-9, atol=1e-13)
+    _assert_same_frame(got, ref)
+    cols = got.to_frame().columns
+    assert "sv_A_2" in cols and "sv_A_3" not in cols and "sv_B_3" not in cols
+    assert "sv_A_6" in other.to_frame().columns
+    if kw.get("damping") != 0.0:  # over-rank with λ = 0 is compared only for the padded run
+        _assert_same_frame(other, _one_run(linear, big, lrs[1], solver, steps=40, log_every=8, **kw))
+
+
+# -- 5. bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"lr": [0.1]}, "lr"),
+    ({"lr": [0.1, 0.2, 0.3]}, "lr"),
+    ({"lr": 0.0}, "lr"),
+    ({"lr": -0.1}, "lr"),
+    ({"lr": [0.1, -0.2]}, "lr"),
+    ({"lr": [0.1, math.nan]}, "lr"),
+    ({"solver": "full_ft"}, "solver"),
+    ({"graphs": "on"}, "graphs"),
+    ({"graphs": "bogus"}, "graphs"),
+    ({"inits": []}, "inits"),
+    ({"inits": [{"init": "pissa", "rank": 2}, {"init": "small_random", "rank": 2}]}, "inits"),
+    ({"inits": [{"init": "small_random", "rank": 2}, {"init": "lora_ga", "rank": 2}]}, "inits"),
+    ({"inits": [{"init": "lora_ga", "rank": 2}, {"init": "lora_ga", "rank": 3}]}, "inits"),
+    ({"methods": ["only-one"]}, "methods"),
+    ({"methods": ["a", "b", "c"]}, "methods"),
+    ({"inits": [{"init": "small_random"}, {"init": "spectral", "rank": 2}]}, r"inits\[0\]\.rank"),
+    ({"inits": [{"init": "small_random", "rank": 2, "alpha": -1.0}]}, r"inits\[0\]\.alpha"),
+    ({"inits": [{"init": "spectral", "rank": 2, "alpha": 1e-3}]}, r"inits\[0\]\.alpha"),
+    ({"inits": [(np.ones((5, 2)), np.zeros((2, 20)))]}, "A0"),
+    ({"steps": -1}, "steps"),
+    ({"log_every": 0}, "log_every"),
+    ({"metrics": "bogus"}, "metrics"),
+    ({"damping": -1.0, "solver": "precgd"}, r"solver\.damping"),
+])
+def test_bad_batch_arguments_name_the_field(linear, kwargs, field):
+    args = {"inits": [{"init": "small_random", "rank": 2}, {"init": "spectral", "rank": 2}], "steps": 2}
+    args.update(kwargs)
+    inits = args.pop("inits")
+    with pytest.raises(ConfigError, match=rf"^{field}="):
+        train_batch(linear, inits, **args)
+
+
+# -- 6. the per-run Gram solve --------------------------------------------------------------------
+
+def test_gram_solve_falls_back_per_batch_element():
+    g = _rand((2, 7, 3), 0)
+    F = torch.stack([torch.zeros(3, 5, dtype=torch.float64), _rand((3, 5), 1)])
+    out = damped_gram_solve_right(g, F, 0.0, "inv")
+    torch.testing.assert_close(out[0], g[0], rtol=0, atol=0)  # singular Gram: identity fallback
+    Fn, gn = F[1].numpy(), g[1].numpy()
+    np.testing.assert_allclose(out[1].numpy(), gn @ np.linalg.inv(Fn @ Fn.T), rtol=1e-10, atol=1e-13)
+    # Alone, each element gives the same answer as in the batch.
+    for i in range(2):
+        torch.testing.assert_close(damped_gram_solve_right(g[i], F[i], 0.0, "inv"), out[i], rtol=1e-12, atol=1e-14)
+    # With damping, both are regular.
+    lam = 0.3
+    out = damped_gram_solve_right(g, F, lam, "inv")
+    for i in range(2):
+        Fn, gn = F[i].numpy(), g[i].numpy()
+        np.testing.assert_allclose(out[i].numpy(), gn @ np.linalg.inv(Fn @ Fn.T + lam * np.eye(3)), rtol=1e-10,
+                                   atol=1e-13)
+
+
+def test_gram_solve_shift():
+    g = _rand((2, 6, 4), 2)
+    F = _rand((2, 4, 9), 3)
+    F[1, 2:] = 0  # a rank-2 run padded to rank 4: zero rows in F
+    shift = torch.zeros(2, 4, 4, dtype=torch.float64)
+    shift[0] = torch.as_tensor(np.diag([0.5, 0.0, 2.0, 0.1]))
+    shift[1, 2, 2] = shift[1, 3, 3] = 1.0
+    for lam in (0.0, 1e-2):
+        out = damped_gram_solve_right(g, F, lam, "inv", shift=shift)
+        for i in range(2):
+            Fn, gn, Sn = F[i].numpy(), g[i].numpy(), shift[i].numpy()
+            ref = gn @ np.linalg.inv(Fn @ Fn.T + lam * np.eye(4) + Sn)
+            np.testing.assert_allclose(out[i].numpy(), ref, rtol=1e-10, atol=1e-13)
+    # The padded run: its real block is solved alone, its padded columns pass through unscaled.
+    out = damped_gram_solve_right(g, F, 0.0, "inv", shift=shift)
+    np.testing.assert_allclose(out[1, :, :2].numpy(),
+                               g[1, :, :2].numpy() @ np.linalg.inv(F[1, :2].numpy() @ F[1, :2].numpy().T),
+                               rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(out[1, :, 2:], g[1, :, 2:], rtol=1e-14, atol=0)
+
+
+def test_subspace_defined_mask_matches_scalar_version():
+    cases = [[3.0, 2.0, 1.0], [3.0, 2.0, 2.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.5], [2.0, 1.0, 1.0]]
+    s = torch.tensor(cases, dtype=torch.float64)
+    for r in (1, 2, 3, 4):
+        mask = subspace_defined_mask(s, r)
+        assert mask.shape == (len(cases),)
+        assert mask.tolist() == [subspace_defined(torch.tensor(c), r) for c in cases], r
+    assert subspace_defined_mask(s, 2).tolist() == [True, False, False, False, True, False]
+
+
+# -- 7. chunked residual and batched loss ---------------------------------------------------------
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_chunked_residual_in_many_chunks(monkeypatch, lead):
+    monkeypatch.setattr(linear_mod, "_CHUNK_ELEMENTS", 40)
+    P, B, T = _rand((*lead, 11, 3), 0), _rand((*lead, 3, 7), 1), _rand((11, 7), 2)
+    b = math.prod(lead)
+    rows = max(1, 40 // (b * 7))
+    assert math.ceil(11 / rows) >= 2  # several chunks, the last one partial unless rows divides 11
+    got = linear_mod._chunked_sq_residual(P, B, T)
+    assert got.shape == lead
+    Pn, Bn, Tn = P.numpy(), B.numpy(), T.numpy()
+    ref = ((Pn @ Bn - Tn) ** 2).sum(axis=(-2, -1))
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-12)
+
+
+def _own_linear_data(n, d=9, k=6, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    W0 = rng.standard_normal((d, k))
+    delta = rng.standard_normal((d, 2)) @ rng.standard_normal((2, k))
+    Y = X @ (W0 + delta) + 0.1 * rng.standard_normal((n, k))
+    return X, Y, W0, delta
+
+
+@pytest.mark.parametrize("n", [50, 5], ids=["N>d", "N<d"])
+def test_batched_loss_equals_each_alone_and_the_direct_formula(monkeypatch, n):
+    X, Y, W0, delta = _own_linear_data(n)
+    prob = lorasim.LinearTeacher.from_arrays(X, Y, W0, delta=delta)
+    monkeypatch.setattr(linear_mod, "_CHUNK_ELEMENTS", 20)  # after construction: only the loss is chunked
+    A, B = _rand((4, 9, 3), 5, 0.5), _rand((4, 3, 6), 6, 0.5)
+    batched = prob.loss(A, B)
+    assert batched.shape == (4,)
+    for i in range(4):
+        alone = prob.loss(A[i], B[i])
+        assert alone.shape == ()
+        assert float(batched[i]) == pytest.approx(float(alone), rel=1e-12)
+        W = W0 + A[i].numpy() @ B[i].numpy()
+        direct = 0.5 * ((X @ W - Y) ** 2).sum() / n
+        assert float(batched[i]) == pytest.approx(direct, rel=1e-10)
+
+
+def test_batched_loss_population():
+    prob = lorasim.LinearTeacher(d=12, k=8, r_star=2, n="population", noise=0.3, seed=0)
+    A, B = _rand((3, 12, 2), 1), _rand((3, 2, 8), 2)
+    batched = prob.loss(A, B)
+    for i in range(3):
+        assert float(batched[i]) == pytest.approx(float(prob.loss(A[i], B[i])), rel=1e-13)
+        direct = 0.5 * np.sum((A[i].numpy() @ B[i].numpy() - prob.delta.numpy()) ** 2) + 0.5 * 8 * 0.3**2
+        assert float(batched[i]) == pytest.approx(direct, rel=1e-10)
+
+
+# -- 8. the batched metrics row against independent computations ----------------------------------
+
+def _top_left_np(M, r):
+    return np.linalg.svd(M, full_matrices=False)[0][:, :r]
+
+
+def test_record_batch_against_independent_formulas():
+    n, d, k, rank, r_star = 60, 9, 6, 4, 2
+    X, Y, W0, delta = _own_linear_data(n, d, k, seed=3)
+    prob = lorasim.LinearTeacher.from_arrays(X, Y, W0, delta=delta, r_star=r_star)
+    G = X.T @ (Y - X @ W0) / n
+    UG, _, VGh = np.linalg.svd(G)
+    UG, VG = UG[:, :r_star], VGh[:r_star].T
+    U_star = np.linalg.svd(delta)[0][:, :r_star]
+
+    A = _rand((4, d, rank), 10)
+    B = _rand((4, rank, k), 11)
+    A[1] = torch.as_tensor(UG @ np.diag([2.0, 1.5])) @ _rand((r_star, rank), 12) + 1e-3 * _rand((d, rank), 13)
+    B[2] = 0  # B = 0: no top-r subspace, align_B is NaN
+    A[3] = torch.linalg.qr(_rand((d, rank), 14))[0] * 0.7  # equal singular values: top-2 is arbitrary
+    A0, B0 = _rand((4, d, rank), 15, 0.1), _rand((4, rank, k), 16, 0.1)
+
+    ref = Reference.from_problem(prob, rank)
+    assert ref.r_align == r_star
+    rows = record_batch(prob, ref, A, B, A0, B0, rank)
+    assert len(rows) == 4
+    for i, row in enumerate(rows):
+        An, Bn, A0n, B0n = A[i].numpy(), B[i].numpy(), A0[i].numpy(), B0[i].numpy()
+        W = W0 + An @ Bn
+        assert row["loss"] == pytest.approx(0.5 * ((X @ W - Y) ** 2).sum() / n, rel=1e-10)
+        E = An @ Bn - delta
+        assert row["risk"] == pytest.approx(0.5 * (E**2).sum(), rel=1e-10)
+        assert row["err_op"] == pytest.approx(np.linalg.norm(E, 2), rel=1e-10)
+        assert row["err_fro"] == pytest.approx(np.linalg.norm(E), rel=1e-10)
+        drift = An.T @ An - Bn @ Bn.T - (A0n.T @ A0n - B0n @ B0n.T)
+        assert row["balance_drift"] == pytest.approx(np.linalg.norm(drift), rel=1e-10)
+        sA, sB = np.linalg.svd(An, compute_uv=False), np.linalg.svd(Bn, compute_uv=False)
+        for j in range(rank):
+            assert row[f"sv_A_{j + 1}"] == pytest.approx(sA[j], rel=1e-10, abs=1e-14)
+            assert row[f"sv_B_{j + 1}"] == pytest.approx(sB[j], rel=1e-10, abs=1e-14)
+        if i == 3:
+            assert math.isnan(row["align_A"]) and math.isnan(row["align_A_star"])
+            assert math.isnan(row["theta_A_1"]) and math.isnan(row["theta_A_2"])
+        else:
+            UA = _top_left_np(An, r_star)
+            angles = scipy.linalg.subspace_angles(UG, UA)  # descending
+            assert row["align_A"] == pytest.approx(np.sin(angles.max()), rel=1e-8, abs=1e-12)
+            assert row["theta_A_1"] == pytest.approx(angles[0], rel=1e-8, abs=1e-12)
+            assert row["theta_A_2"] == pytest.approx(angles[1], rel=1e-8, abs=1e-12)
+            star = scipy.linalg.subspace_angles(U_star, UA)
+            assert row["align_A_star"] == pytest.approx(np.sin(star.max()), rel=1e-8, abs=1e-12)
+        if i == 2:
+            assert math.isnan(row["align_B"]) and math.isnan(row["align_B_star"])
+        else:
+            VB = np.linalg.svd(Bn, full_matrices=False)[2][:r_star].T
+            angles = scipy.linalg.subspace_angles(VG, VB)
+            assert row["align_B"] == pytest.approx(np.sin(angles.max()), rel=1e-8, abs=1e-12)
+    assert rows[1]["align_A"] < 1e-2  # the nearly aligned element is measured as such
+    # One element alone gives the same row as in the batch.
+    alone = record_batch(prob, ref, A[1:2], B[1:2], A0[1:2], B0[1:2], rank)[0]
+    assert list(alone) == list(rows[1])
+    for key in alone:
+        assert alone[key] == pytest.approx(rows[1][key], rel=1e-10, abs=1e-14), key
+
+
+# -- 9. the fused kernel ---------------------------------------------------------------------------
+
+def test_plan_grid_gives_each_row_tile_a_program_and_fills_the_slots():
+    for row_tiles, col_tiles, slots in [(5, 3, 8), (4, 3, 8), (1, 1, 8), (12, 7, 264), (64, 30, 264),
+                                        (97, 2, 16), (32, 64, 132), (128, 256, 132)]:
+        pm, pn = plan_grid(row_tiles, col_tiles, slots)
+        assert pm == row_tiles and 1 <= pn <= col_tiles
+        # as many column splits as fit in one wave, and never fewer than one
+        assert pm * pn <= max(slots, row_tiles)
+        assert pn == col_tiles or pm * (pn + 1) > slots
+
+
+_KERNEL_SCRIPT = textwrap.dedent("""
+    import torch
+    from lorasim import kernels
+    from lorasim.kernels import plan_grid
+    assert kernels._INTERPRET and kernels.triton is not None
+    torch.manual_seed(0)
+
+    def rel(got, ref):
+        return float(torch.linalg.matrix_norm(got.double() - ref) / torch.linalg.matrix_norm(ref))
+
+    cases = [(torch.randn(130, 77), 5, (32, 32)), (torch.randn(130, 77), 33, (32, 32)),
+             (torch.randn(200, 300), 16, (64, 128)), (torch.randn(300, 200).T, 7, (32, 64))]
+    for M, w, block in cases:
+        m, n = M.shape
+        R = torch.randn(w, n).T if not M.is_contiguous() else torch.randn(n, w)
+        L = torch.randn(m, w)
+        assert kernels.usable(M, w)
+        pm, pn = plan_grid(-(-m // block[0]), -(-n // block[1]), 8)
+        assert pm == -(-m // block[0]) and 1 <= pn <= -(-n // block[1])
+        for r, l in ((R, None), (None, L), (R, L)):
+            MR, LM = kernels.skinny_products(M, r, l, block=block)
+            assert (MR is None) == (r is None) and (LM is None) == (l is None)
+            if r is not None:
+                assert MR.shape == (m, w) and MR.dtype == torch.float32
+                assert rel(MR, M.double() @ r.double()) < 1e-5, (m, n, w, block)
+            if l is not None:
+                assert LM.shape == (w, n) and LM.dtype == torch.float32
+                assert rel(LM, l.double().T @ M.double()) < 1e-5, (m, n, w, block)
+
+    # The linear model's fused gradient (a batch laid side by side) equals the plain formula.
+    import lorasim
+    for n in (200, "population"):
+        p32 = lorasim.LinearTeacher(d=24, k=20, r_star=3, n=n, seed=1, dtype="float32")
+        p64 = lorasim.LinearTeacher(d=24, k=20, r_star=3, n=n, seed=1)
+        A = torch.randn(3, 24, 4, dtype=torch.float64)
+        B = torch.randn(3, 4, 20, dtype=torch.float64)
+        assert kernels.usable(p32.G, 12)
+        got = p32.grads(A.float(), B.float())
+        S = p64.sigma_hat
+        ref = (S @ A @ (B @ B.mT) - p64.G @ B.mT, (A.mT @ S @ A) @ B - A.mT @ p64.G)
+        for g, e in zip(got, ref):
+            assert g.shape == e.shape
+            for i in range(3):
+                assert rel(g[i], e[i]) < 1e-5
+    print("kernel-ok")
+""")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
+def test_skinny_products_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _KERNEL_SCRIPT], env=env, capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "kernel-ok" in proc.stdout
