@@ -102,6 +102,22 @@ def check_ranks(spec: Spec, d: int, k: int) -> None:
             fail("run", "rank", spec.run.rank, f"integer in [1, {what} = {limit}]")
 
 
+OFFSET_INITS = ("lora_ga", "pissa")  # they move W0, so each defines its own problem
+
+
+def batch_groups(problem, spec: Spec) -> list[list]:
+    """Methods that can run as one batch (lorasim.batch): the same solver settings apart from the
+    step size, an init that leaves W0 alone, and factors to batch (not full_ft). Every other
+    method is a group of its own. Groups keep the methods' order."""
+    groups: dict = {}
+    for name, (init, solver) in spec.methods.items():
+        alone = init is None or init.name in OFFSET_INITS or solver.name == "full_ft"
+        settings = {k: v for k, v in solver.__dict__.items() if k not in ("lr", "where")}
+        key = ("alone", name) if alone else ("batch", repr(sorted(settings.items())))
+        groups.setdefault(key, []).append((name, (init, solver)))
+    return list(groups.values())
+
+
 def execute(spec: Spec, out_dir: Path):
     """Build the problem once, train every method on it, write the outputs; returns (results, summary)."""
     import pandas as pd
@@ -110,6 +126,8 @@ def execute(spec: Spec, out_dir: Path):
     from .io import write_csv, write_json
     from .metrics import Reference, sin_theta
     from .problems import make_problem
+    from .batch import train_batch
+    from .inits import make_init
     from .train import train
 
     problem = make_problem(spec.problem)
@@ -120,13 +138,25 @@ def execute(spec: Spec, out_dir: Path):
     if ref.U_star is not None:
         # Where GD's alignment settles with finite N (SPEC R1): sinΘ(U_{r*}(G♮), U*).
         facts["sin_theta_G_Ustar"] = float(sin_theta(ref.U_star, ref.U_G))
-    frames, rows = [], []
-    for name, (init, solver) in spec.methods.items():
-        traj = train(problem, init=init, rank=run.rank, init_seed=run.seed, solver=solver, steps=run.steps,
-                     log_every=run.log_every, method=name, diverge_factor=run.diverge_factor,
-                     progress=not run.quiet, metrics=run.metrics)
-        frames.append(traj.to_frame())
-        rows.append(traj.summary(run.eps))
+    trajs = {}
+    for group in batch_groups(problem, spec):
+        if len(group) == 1:
+            name, (init, solver) = group[0]
+            trajs[name] = train(problem, init=init, rank=run.rank, init_seed=run.seed, solver=solver,
+                                steps=run.steps, log_every=run.log_every, method=name,
+                                diverge_factor=run.diverge_factor, progress=not run.quiet, metrics=run.metrics)
+            continue
+        names = [name for name, _ in group]
+        solver = group[0][1][1]
+        got = train_batch(problem, [make_init(problem, run.rank, init, seed=run.seed) for _, (init, _) in group],
+                          solver=solver, lr=[s.lr for _, (_, s) in group], steps=run.steps,
+                          log_every=run.log_every, methods=names, diverge_factor=run.diverge_factor,
+                          metrics=run.metrics)
+        for name, (init, _), traj in zip(names, (m for _, m in group), got):
+            traj.init = init.name
+            trajs[name] = traj
+    frames = [trajs[name].to_frame() for name in spec.methods]
+    rows = [trajs[name].summary(run.eps) for name in spec.methods]
     results = pd.concat(frames, ignore_index=True)
     summary = pd.DataFrame(rows)
     for col in ("diverged_step", "steps_to_eps", "align_A_argmin"):
