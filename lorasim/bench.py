@@ -1,0 +1,365 @@
+"""``lorasim-bench`` (= ``python -m lorasim.bench``): step speed against the hardware and a hand-rolled loop.
+
+    lorasim-bench                       # on CUDA if present: d ∈ {1024, 4096, 16384}; then T1 on CPU
+    lorasim-bench --device cpu          # CPU sizes (d ∈ {256, 1024}) and T1
+    lorasim-bench --only t1             # just the T1 comparison
+
+The step is one GD update of the linear model from its sufficient statistics,
+
+    ∇_A = Σ̂ A (B Bᵀ) − G Bᵀ,        ∇_B = (Aᵀ Σ̂ A) B − Aᵀ G,
+
+for a batch of b runs sharing Σ̂ and G (lorasim.batch). It must read Σ̂ (d²) and G (dk) once,
+and do 2d²w + 4dkw flops (w = b·r) plus O((d + k) w r) for the small products: that gives
+the floor, max(bytes / copy bandwidth, flops / fp32 GEMM rate), with both ceilings measured in
+the same call (a device-to-device copy counting bytes read plus written; a 8192³ fp32 matmul).
+
+Columns: ms/step of lorasim's step (CUDA graph, fused G pass), its multiple of the floor,
+achieved GB/s and TFLOP/s and their share of the ceilings; the same step without CUDA graphs
+(eager) and without the fused kernel (plain); and the hand-rolled loop — the paper's notebook
+style: the residual over all N = 16d samples each step, and a full SVD of A each step for the
+alignment metric — with lorasim's speed-up over it. A batch's hand-rolled time is b times one
+run's (it runs the b runs one after another).
+
+T1 (CPU): the paper's T1 configuration (d = k = 100, r = 8, r* = 4, N = 1600, GD η = 1/64,
+1500 steps, α² ∈ {1, …, 1e-4}), hand-rolled per α with metrics every step against one
+lorasim batch, at several log intervals; the curves are compared at the common steps.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import kernels
+from .batch import _Stepper, capturable_linalg, train_batch
+from .problems.linear import LinearTeacher
+from .solvers import Solver
+from .train import _as_solver_config
+
+GPU_SIZES, CPU_SIZES = [1024, 4096, 16384], [256, 1024]
+RANKS, BATCHES = [8, 16, 64], [1, 64]
+T1_ALPHA2 = [1.0, 1e-1, 1e-2, 1e-3, 1e-4]
+
+
+def _sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def timed(fn, dev, reps: int, warmup: int = 2) -> float:
+    """Median seconds of fn() over ``reps`` runs (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+# -- ceilings --------------------------------------------------------------------------------
+def ceilings(dev) -> dict:
+    """Copy bandwidth (bytes read + written per second) and the fp32 / tf32 GEMM rates."""
+    n_copy = (2**29 if dev.type == "cuda" else 2**25)  # float32 elements: 2 GiB / 128 MiB
+    src = torch.randn(n_copy, device=dev)
+    dst = torch.empty_like(src)
+    t = timed(lambda: dst.copy_(src), dev, reps=20)
+    bw = 2 * src.numel() * 4 / t
+    n = 8192 if dev.type == "cuda" else 1024
+    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    old = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        fp32 = 2 * n**3 / timed(lambda: a @ b, dev, reps=10)
+        tf32 = math.nan
+        if dev.type == "cuda":
+            torch.set_float32_matmul_precision("high")
+            tf32 = 2 * n**3 / timed(lambda: a @ b, dev, reps=10)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    return {"copy_GBps": bw / 1e9, "fp32_TFLOPs": fp32 / 1e12, "tf32_TFLOPs": tf32 / 1e12}
+
+
+def step_cost(d: int, k: int, r: int, b: int, elt: int = 4) -> tuple[float, float]:
+    """(bytes, flops) every step must move and do: Σ̂ and G once, the factors read and written."""
+    w = b * r
+    bytes_ = (d * d + d * k) * elt + 2 * 2 * w * (d + k) * elt
+    flops = 2 * d * d * w + 4 * d * k * w + b * (4 * d * r * r + 4 * k * r * r)
+    return bytes_, flops
+
+
+# -- instances -------------------------------------------------------------------------------
+@dataclass
+class Instance:
+    problem: LinearTeacher
+    X: torch.Tensor
+    Y: torch.Tensor
+    W0: torch.Tensor
+    delta: torch.Tensor
+    U_G: torch.Tensor
+
+
+def instance(d: int, r_star: int, dev, dtype=torch.float32, seed: int = 0, n_over_d: int = 16) -> Instance:
+    """A linear teacher with its raw data kept (the hand-rolled loop needs X and Y)."""
+    g = torch.Generator(device=dev).manual_seed(seed)
+    n = n_over_d * d
+    X = torch.randn(n, d, generator=g, device=dev, dtype=dtype)
+    W0 = torch.randn(d, d, generator=g, device=dev, dtype=dtype) / math.sqrt(d)
+    P = torch.linalg.qr(torch.randn(d, r_star, generator=g, device=dev, dtype=dtype))[0]
+    Q = torch.linalg.qr(torch.randn(d, r_star, generator=g, device=dev, dtype=dtype))[0]
+    delta = P @ Q.T
+    Y = X @ (W0 + delta)
+    prob = LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, dtype="float32" if dtype == torch.float32 else "float64",
+                                     device=str(dev))
+    # The hand-rolled metric projects on the complement of G's top-r* left subspace. Its cost does
+    # not depend on the values, so above d = 4096 a random orthonormal basis stands in for G's
+    # (a full SVD of a 16384² matrix would take longer than the whole benchmark).
+    if d <= 4096:
+        U_G = torch.linalg.svd(prob.G)[0]
+    else:
+        U_G = torch.linalg.qr(torch.randn(d, d, generator=g, device=dev, dtype=dtype))[0]
+    return Instance(prob, X, Y, W0, delta, U_G)
+
+
+# -- the two loops ---------------------------------------------------------------------------
+def hand_rolled_gd(X, Y, W0, delta, U_G, A, B, lr: float, steps: int, r_star: int):
+    """The notebook's GD: full residual over the N samples, full SVD of A, metrics every step.
+    Returns the risk and alignment curves (steps + 1 points, the state before each update)."""
+    n = X.shape[0]
+    G_perp = U_G[:, r_star:]
+    risk, align = [], []
+    for _ in range(steps + 1):
+        risk.append(0.5 * torch.linalg.matrix_norm(A @ B - delta).item() ** 2)
+        UA = torch.linalg.svd(A)[0]
+        align.append(torch.linalg.matrix_norm(G_perp.T @ UA[:, :r_star], ord=2).item())
+        R = X @ (W0 + A @ B) - Y
+        gW = X.T @ R / n
+        A, B = A - lr * (gW @ B.T), B - lr * (A.T @ gW)
+    return np.array(risk[:steps + 1]), np.array(align[:steps + 1])
+
+
+def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused: bool, reps: int) -> float:
+    """Seconds per step of b batched GD runs at rank r (no metrics: the step alone)."""
+    g = torch.Generator(device=dev).manual_seed(1)
+    A = 1e-3 * torch.randn(b, prob.d, r, generator=g, device=dev, dtype=prob.dtype)
+    B = 1e-3 * torch.randn(b, r, prob.k, generator=g, device=dev, dtype=prob.dtype)
+    slv = Solver(_as_solver_config("gd", 1e-3, {}))
+    slv.set_lr(torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
+    per_call = 20 if dev.type == "cuda" else 5
+    kernels.ENABLED = fused
+    try:
+        with prob.matmul_mode(), capturable_linalg(dev):
+            st = _Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
+            return timed(lambda: st.advance(per_call), dev, reps=reps) / per_call
+    finally:
+        kernels.ENABLED = True
+
+
+def hand_rolled_step_time(inst: Instance, r: int, dev, steps: int) -> float:
+    g = torch.Generator(device=dev).manual_seed(2)
+    A = 1e-3 * torch.randn(inst.problem.d, r, generator=g, device=dev, dtype=inst.X.dtype)
+    B = torch.zeros(r, inst.problem.k, device=dev, dtype=inst.X.dtype)
+    t = timed(lambda: hand_rolled_gd(inst.X, inst.Y, inst.W0, inst.delta, inst.U_G, A, B, 1e-3, steps, 4),
+              dev, reps=1, warmup=1)
+    return t / (steps + 1)
+
+
+# -- the tables ------------------------------------------------------------------------------
+def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps: int, ceil: dict) -> pd.DataFrame:
+    rows = []
+    for d in sizes:
+        inst = instance(d, 4, dev)
+        hand = {}
+        for dtype in dtypes:
+            prob = inst.problem
+            prob.tf32 = dtype == "tf32"
+            for r in ranks:
+                if d <= hand_rolled_max_d and r not in hand:
+                    hand[r] = hand_rolled_step_time(inst, r, dev, steps=1 if d > 4096 else 3)
+                for b in batches:
+                    t = engine_step_time(prob, r, b, dev, graphs=True, fused=True, reps=reps)
+                    small = d <= 4096 or b == 1
+                    t_eager = engine_step_time(prob, r, b, dev, graphs=False, fused=True, reps=reps) if small else math.nan
+                    t_plain = engine_step_time(prob, r, b, dev, graphs=True, fused=False, reps=reps) if small else math.nan
+                    bytes_, flops = step_cost(d, d, r, b)
+                    gemm = ceil["tf32_TFLOPs"] if dtype == "tf32" else ceil["fp32_TFLOPs"]
+                    floor = max(bytes_ / (ceil["copy_GBps"] * 1e9), flops / (gemm * 1e12))
+                    t_hand = hand.get(r, math.nan) * b
+                    rows.append({
+                        "d": d, "r": r, "b": b, "dtype": dtype, "ms_step": 1e3 * t, "floor_ms": 1e3 * floor,
+                        "x_floor": t / floor, "GBps": bytes_ / t / 1e9, "pct_copy_bw": 100 * bytes_ / t / (ceil["copy_GBps"] * 1e9),
+                        "TFLOPs": flops / t / 1e12, "pct_gemm": 100 * flops / t / (gemm * 1e12),
+                        "eager_ms": 1e3 * t_eager, "plain_ms": 1e3 * t_plain,
+                        "hand_rolled_ms": 1e3 * t_hand, "speedup": t_hand / t})
+                    print(_fmt_row(rows[-1]), flush=True)
+        del inst
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+
+KERNEL_CONFIGS = [((128, 64), 8, 4), ((64, 64), 4, 4), ((128, 32), 4, 4), ((64, 128), 4, 3)]
+
+
+def kernel_table(dev, sizes=(4096, 16384), width: int = 16, reps: int = 10) -> pd.DataFrame:
+    """The fused G pass alone: block shapes × loads (pointers / TMA) × CTAs per SM × precisions,
+    against two cuBLAS products, plus the one-sided passes of the default configuration.
+
+    Error is ‖out − ref‖/‖ref‖ against float64 products of the same inputs (fresh random data);
+    ``deterministic`` says whether two runs agree bit for bit."""
+    rows = []
+
+    def add(d, variant, fn, ref_r, ref_l, bytes_):
+        try:
+            a, b = fn()
+            a2, b2 = fn()
+            t = timed(fn, dev, reps=reps)
+        except Exception as e:  # a configuration the chip or compiler refuses: record, go on
+            rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
+            print(_fmt_row(rows[-1]), flush=True)
+            return
+        errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
+        same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
+        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": bytes_ / t / 1e9,
+                     "rel_err": max(errs), "deterministic": same})
+        print(_fmt_row(rows[-1]), flush=True)
+
+    for d in sizes:
+        g = torch.Generator(device=dev).manual_seed(d)
+        M = torch.randn(d, d, generator=g, device=dev)
+        R = torch.randn(d, width, generator=g, device=dev)
+        L = torch.randn(d, width, generator=g, device=dev)
+        ref_r, ref_l = (M.double() @ R.double()), (L.double().T @ M.double())
+        nbytes = d * d * 4
+        add(d, "cublas x2", lambda: (M @ R, L.T @ M), ref_r, ref_l, nbytes)
+        add(d, "cublas right only", lambda: (M @ R, None), ref_r, ref_l, nbytes)
+        for block, warps, stages in KERNEL_CONFIGS:
+            for tma in (False, True):
+                for cps in (1, 2):
+                    for prec in ("tf32x3", "tf32"):
+                        kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma,
+                                  ctas_per_sm=cps)
+                        add(d, f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
+                            lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes)
+        add(d, "default ieee", lambda: kernels.skinny_products(M, R, L, precision="ieee"), ref_r, ref_l, nbytes)
+        add(d, "default right only", lambda: kernels.skinny_products(M, R, None), ref_r, ref_l, nbytes)
+        add(d, "default left only", lambda: kernels.skinny_products(M, None, L), ref_r, ref_l, nbytes)
+    return pd.DataFrame(rows)
+
+
+def _fmt_row(row: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+
+
+def t1_table(log_everies=(1, 10, 25), steps: int = 1500) -> pd.DataFrame:
+    """T1 on the CPU: the hand-rolled loop per α against one lorasim batch; float64 both."""
+    dev = torch.device("cpu")
+    inst = instance(100, 4, dev, dtype=torch.float64, n_over_d=16)
+    # T1's W0 ~ N(0, 1) and ΔW = P Qᵀ of rank 4 as in the notebook (instance() draws W0/√d).
+    g = torch.Generator().manual_seed(11)
+    W0 = torch.randn(100, 100, generator=g, dtype=torch.float64)
+    Y = inst.X @ (W0 + inst.delta)
+    prob = LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)
+    U_G = torch.linalg.svd(prob.G)[0]
+    A0s = [math.sqrt(a2) * torch.randn(100, 8, generator=g, dtype=torch.float64) for a2 in T1_ALPHA2]
+    B0 = torch.zeros(8, 100, dtype=torch.float64)
+    t = time.perf_counter()
+    ref = [hand_rolled_gd(inst.X, Y, W0, inst.delta, U_G, A0, B0, 1 / 64, steps, 4) for A0 in A0s]
+    t_hand = time.perf_counter() - t
+    rows = []
+    for every in log_everies:
+        t = time.perf_counter()
+        trajs = train_batch(prob, [(A0, B0) for A0 in A0s], solver="gd", lr=1 / 64, steps=steps, log_every=every)
+        t_ours = time.perf_counter() - t
+        risk_err = align_err = 0.0
+        for (risk, align), tr in zip(ref, trajs):
+            df = tr.to_frame()
+            at = df["step"].to_numpy()
+            risk_err = max(risk_err, float(np.max(np.abs(df["risk"].to_numpy() - risk[at]) / risk[at])))
+            align_err = max(align_err, float(np.max(np.abs(df["align_A"].to_numpy() - align[at]))))
+        rows.append({"log_every": every, "points_per_curve": steps // every + 1, "hand_rolled_s": t_hand,
+                     "lorasim_s": t_ours, "speedup": t_hand / t_ours, "max_rel_risk_diff": risk_err,
+                     "max_abs_align_diff": align_err})
+        print(_fmt_row(rows[-1]), flush=True)
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="lorasim-bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--only", default="all", help="all | speed | t1 | kernel (block shapes of the fused pass, CUDA)")
+    ap.add_argument("--sizes", type=int, nargs="+", help="d values (default: 1024 4096 16384 on CUDA, 256 1024 on CPU)")
+    ap.add_argument("--ranks", type=int, nargs="+", default=RANKS)
+    ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], help="float32 and/or tf32")
+    ap.add_argument("--hand-rolled-max-d", type=int, default=16384)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: the per-core comparison)")
+    ap.add_argument("--out", default=None, help="write the tables as CSV files with this prefix")
+    args = ap.parse_args(argv)
+
+    def bad(field, value, allowed):
+        sys.stderr.write(f"lorasim-bench: error: {field}={value!r}: allowed {allowed}\n")
+        sys.exit(2)
+
+    if args.only not in ("all", "speed", "t1", "kernel"):
+        bad("--only", args.only, "all, speed, t1, kernel")
+    dev_name = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if not (dev_name == "cpu" or dev_name.startswith("cuda")):
+        bad("--device", args.device, "auto, cpu, cuda, cuda:N")
+    if dev_name.startswith("cuda") and not torch.cuda.is_available():
+        bad("--device", args.device, "auto or cpu (CUDA is not available)")
+    for field, values in (("--sizes", args.sizes or [1]), ("--ranks", args.ranks), ("--batches", args.batches)):
+        if any(v < 1 for v in values):
+            bad(field, values, "integers ≥ 1")
+    if any(x not in ("float32", "tf32") for x in args.dtypes):
+        bad("--dtypes", args.dtypes, "float32, tf32")
+    if args.reps < 1 or args.threads < 1:
+        bad("--reps/--threads", (args.reps, args.threads), "integers ≥ 1")
+    torch.set_num_threads(args.threads)
+    dev = torch.device(dev_name)
+    sizes = args.sizes or (GPU_SIZES if dev.type == "cuda" else CPU_SIZES)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
+    from .io import write_csv
+
+    if args.only in ("all", "speed"):
+        print(f"device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+              f"fused kernel: {'yes' if kernels.triton is not None and dev.type == 'cuda' else 'no (torch.matmul)'}")
+        ceil = ceilings(dev)
+        print("ceilings: " + _fmt_row(ceil))
+        table = speed_table(dev, sizes, args.ranks, args.batches, args.dtypes, args.hand_rolled_max_d, args.reps, ceil)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if args.out:
+            write_csv(table, f"{args.out}speed.csv")
+            write_csv(pd.DataFrame([ceil]), f"{args.out}ceilings.csv")
+    if args.only == "kernel":
+        if dev.type != "cuda" or kernels.triton is None:
+            bad("--only", "kernel", "all, speed, t1 (the kernel table needs CUDA and Triton)")
+        print(kernel_table(dev).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.only in ("all", "t1"):
+        t1 = t1_table()
+        print("T1 on CPU (float64, 5 runs, 1500 steps):")
+        print(t1.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if args.out:
+            write_csv(t1, f"{args.out}t1.csv")
+
+
+if __name__ == "__main__":
+    main()
