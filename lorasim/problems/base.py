@@ -170,14 +170,14 @@ class Problem:
     def error_norms(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """(‖AB − ΔW‖_op, ‖AB − ΔW‖_F); NaN when ΔW is unknown."""
         if self.delta_L is None:
-            nan = torch.tensor(math.nan, dtype=self.dtype)
+            nan = torch.full(A.shape[:-2], math.nan, dtype=self.dtype, device=self.device)
             return nan, nan
         return product_norms(*self._error_factors(A, B))
 
     def risk(self, A: Tensor, B: Tensor) -> Tensor:
         """Population risk ½ tr((AB−ΔW)ᵀ Σ (AB−ΔW)); ½‖AB − ΔW‖_F² for Σ = I."""
         if self.delta_L is None:
-            return torch.tensor(math.nan, dtype=self.dtype)
+            return torch.full(A.shape[:-2], math.nan, dtype=self.dtype, device=self.device)
         L, R = self._error_factors(A, B)
         if self.risk_weight is not None:
             L = self.risk_weight @ L
@@ -198,7 +198,9 @@ class Problem:
         and alignment references both need it, and at large d it costs more than many steps."""
         cached = self.__dict__.get("_svd_G")
         if cached is None or cached[0] is not self.G:  # a shifted problem has a new G
-            U, S, Vh = torch.linalg.svd(self.G, full_matrices=False)
+            # In float64 whatever the problem's dtype: cuSOLVER's float32 SVD was seen 2e-5 off
+            # (H200), which would put a floor under every alignment a float32 run reports.
+            U, S, Vh = (x.to(self.dtype) for x in torch.linalg.svd(self.G.double(), full_matrices=False))
             cached = (self.G, U, S, Vh.transpose(-1, -2))
             self._svd_G = cached
         return cached[1:]

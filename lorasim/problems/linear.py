@@ -144,7 +144,8 @@ class LinearTeacher(Problem):
             D = arrs["delta"]
             if D.shape != (d, k):
                 fail("", "delta", tuple(D.shape), f"shape (d={d}, k={k}) or None")
-            U, s, Vh = torch.linalg.svd(D, full_matrices=False)
+            # float64 for the same reason as Problem.svd_G: ΔW's factors set every risk's accuracy.
+            U, s, Vh = (x.to(tdt) for x in torch.linalg.svd(D.double(), full_matrices=False))
             tol = max(d, k) * torch.finfo(tdt).eps * float(s[0]) if len(s) else 0.0
             numerical_rank = max(1, int((s > tol).sum()))
             if r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
