@@ -65,7 +65,7 @@ if triton is not None:
                        cols_per_prog: tl.constexpr,
                        HAS_R: tl.constexpr, HAS_L: tl.constexpr,
                        BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                       PRECISION: tl.constexpr):
+                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr):
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         rows = pid_m * BM + tl.arange(0, BM)
@@ -89,9 +89,14 @@ if triton is not None:
             if HAS_L:
                 # (tileᵀ L) is this row tile's share of (Lᵀ M)ᵀ for these columns: written once,
                 # to this program's own slice of the partial buffer, and summed over row tiles later.
-                part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
-                tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
-                         mask=c_ok[:, None])
+                if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored
+                    part_t = tl.dot(tl.trans(l_tile), tile, input_precision=PRECISION)
+                    tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part_t,
+                             mask=c_ok[None, :])
+                else:
+                    part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
+                    tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
+                             mask=c_ok[:, None])
         if HAS_R:
             tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
 
@@ -102,7 +107,7 @@ if triton is not None:
                            cols_per_prog: tl.constexpr,
                            HAS_R: tl.constexpr, HAS_L: tl.constexpr,
                            BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                           PRECISION: tl.constexpr):
+                           PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr):
         # The same pass with M's tiles brought in by the tensor-memory accelerator (Hopper's bulk
         # copy engine): no per-element address arithmetic, out-of-range rows/columns read as 0.
         pid_m = tl.program_id(0)
@@ -125,9 +130,14 @@ if triton is not None:
                                  mask=c_ok[:, None] & w_ok[None, :], other=0.0)
                 acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
             if HAS_L:
-                part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
-                tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
-                         mask=c_ok[:, None])
+                if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored
+                    part_t = tl.dot(tl.trans(l_tile), tile, input_precision=PRECISION)
+                    tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part_t,
+                             mask=c_ok[None, :])
+                else:
+                    part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
+                    tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
+                             mask=c_ok[:, None])
         if HAS_R:
             tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
 
@@ -146,11 +156,19 @@ def _slots(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+# Launch configurations, from `lorasim-bench --only kernel` on an H200 (benchmarks.md): the two-sided
+# pass is fastest with small tiles, TMA loads and two programs per multiprocessor; a one-sided pass
+# (Σ̂ A) with 128×64 tiles. `lorasim-bench --kernel-from table.csv` swaps in another table's best.
+CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 4, "tma": None, "ctas_per_sm": 2, "left_as_a": False}
+CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
+                    "left_as_a": False}
+
+
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
-                    precision: str = "tf32x3", block: tuple[int, int] = (128, 64),
-                    num_warps: int = 8, num_stages: int = 4, tma: Optional[bool] = None,
-                    ctas_per_sm: int = 1):
+                    precision: str = "tf32x3", **config):
     """(M @ R, Lᵀ @ M) reading M (m×n) once. R is n×w, L is m×w, either may be None.
+    ``config`` overrides entries of ``CONFIG`` (block, num_warps, num_stages, tma, ctas_per_sm,
+    left_as_a).
 
     Falls back to torch.matmul where the kernel does not apply (see ``usable``). ``tma``: load
     M's tiles with the tensor-memory accelerator (default: on Hopper-class GPUs when M's rows
@@ -158,6 +176,12 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}: allowed one of {', '.join(PRECISIONS)}")
+    unknown = set(config) - set(CONFIG)
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: allowed keys {', '.join(CONFIG)}")
+    cfg = {**(CONFIG if R is not None and L is not None else CONFIG_ONE_SIDED), **config}
+    block, num_warps, num_stages = tuple(cfg["block"]), cfg["num_warps"], cfg["num_stages"]
+    tma, ctas_per_sm, left_as_a = cfg["tma"], cfg["ctas_per_sm"], cfg["left_as_a"]
     width = (R if R is not None else L).shape[-1]
     if not usable(M, width):
         return skinny_products_reference(M, R, L)
@@ -174,7 +198,7 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     Rt = R if R is not None else dummy
     Lt = L if L is not None else dummy
     common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, PRECISION=precision,
-                  num_warps=num_warps, num_stages=num_stages)
+                  LEFT_AS_A=left_as_a, num_warps=num_warps, num_stages=num_stages)
     r_strides = (Rt.stride(0), Rt.stride(1)) if R is not None else (0, 0)
     l_strides = (Lt.stride(0), Lt.stride(1)) if L is not None else (0, 0)
     if tma is None:
