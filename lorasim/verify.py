@@ -125,7 +125,14 @@ def normalize_ids(only, known) -> list:
 def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
     mod = all_modules()[cid]
     start = time.perf_counter()
-    verdict = mod.run(settings, ctx)
+    try:
+        verdict = mod.run(settings, ctx)
+    except Exception as err:  # one broken claim is a FAIL in the report, not the end of the run
+        import traceback
+
+        traceback.print_exc()
+        verdict = Verdict(prediction="(not reached)", measured=f"error: {type(err).__name__}: {err}".splitlines()[0],
+                          passed=False)
     verdict.wall_s = time.perf_counter() - start
     verdict.claim, verdict.title, verdict.result = cid, mod.TITLE, mod.RESULT
     verdict.known_failure = getattr(mod, "KNOWN_FAILURE", None)
@@ -229,8 +236,9 @@ def _hydra_main(cfg: DictConfig) -> None:
         verdicts.append(v)
         if not cfg.quiet:
             print(f"{cid} {v.status:>13}  {v.wall_s:6.1f} s  {v.measured}", flush=True)
+        # Rewritten after every claim, so a run stopped by a time limit keeps what it measured.
+        report = write_report(verdicts, ctx, OmegaConf.to_yaml(cfg))
     print(summary_table(verdicts))
-    report = write_report(verdicts, ctx, OmegaConf.to_yaml(cfg))
     print(f"report: {report}")
     if any(v.status == "FAIL" for v in verdicts):
         sys.exit(1)
@@ -244,3 +252,7 @@ def main() -> None:
     if not any(a.startswith("-") for a in argv):
         _precheck(argv, multirun=False, config_name="verify", check=validate)
     _hydra_main()
+
+
+if __name__ == "__main__":
+    main()
