@@ -58,3 +58,31 @@ def test_verify_cli_subset_writes_report_and_rejects_unknown_claims(tmp_path):
     assert (tmp_path / "v" / "verdicts.csv").exists()
     bad = subprocess.run(cmd + ["only=[C99]"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("lorasim: error: only=") and "C99" in bad.stderr
+
+
+def test_lanczos_extremes_match_eigvalsh():
+    """theory/numerics.py: the Lanczos path (n > dense_below) gives eigvalsh's extreme eigenvalues, also for
+    an operator applied without forming it ((I + UUᵀ)^{1/2} Σ̂ (I + UUᵀ)^{1/2}, as C10 and C13 use it)."""
+    import importlib
+
+    import torch
+
+    from lorasim.verify import _theory_package
+
+    numerics = importlib.import_module(_theory_package().__name__ + ".numerics")
+    extreme_eigenvalues, sqrt_low_rank_shift, sym_extremes = (
+        numerics.extreme_eigenvalues, numerics.sqrt_low_rank_shift, numerics.sym_extremes)
+
+    gen = torch.Generator().manual_seed(0)
+    d = 600
+    X = torch.randn(4 * d, d, generator=gen, dtype=torch.float64)
+    S = X.T @ X / (4 * d)
+    ev = torch.linalg.eigvalsh(S)
+    lo, hi = sym_extremes(S)
+    assert abs(lo / float(ev[0]) - 1) < 1e-12 and abs(hi / float(ev[-1]) - 1) < 1e-12
+    U = torch.linalg.qr(torch.randn(d, 3, generator=gen, dtype=torch.float64))[0]
+    root = sqrt_low_rank_shift(U, 1.0)
+    M = root(S @ root(torch.eye(d, dtype=torch.float64)))
+    ref = torch.linalg.eigvalsh(0.5 * (M + M.T))
+    lo, hi = extreme_eigenvalues(lambda v: root(S @ root(v)), d)
+    assert abs(lo / float(ref[0]) - 1) < 1e-12 and abs(hi / float(ref[-1]) - 1) < 1e-12

@@ -12,9 +12,11 @@ the only deviation is floating-point round-off. Forming Y − XW0 cancels the la
 the round-off scales with ‖W♮‖ rather than ‖ΔW‖: for float64 inner products of length N with
 random rounding, the relative error is of order τ = √N·ε·‖Σ̂‖_op‖W♮‖_F/‖Σ̂ΔW‖_F.
 
-**Setup.** conf/claims/C01.yaml: X ~ N(0, I), W0 ~ N(0, 1), ΔW of rank r\* (κ = 1), Y = X(W0+ΔW),
-all drawn in numpy; G♮ is taken by torch autograd of the loss, independently of lorasim, and
-compared with lorasim's `LinearTeacher.from_arrays(...).G`.
+**Setup.** conf/claims/C01.yaml: X ~ N(0, I), W0 ~ N(0, 1), ΔW = PQᵀ of rank r\* (κ = 1; P, Q Haar
+orthonormal from the QR of Gaussian blocks), Y = X(W0+ΔW), all drawn with torch's own generator on
+the claim's device (seeded per seed), independently of lorasim; G♮ is taken by torch autograd of the
+loss and compared with lorasim's `LinearTeacher.from_arrays(X, Y, W0).G`. Large: d = 4096, k = 1024
+(the identity is per column of ΔW, so k only sets how many columns are checked), N = 4d.
 
 **Measured.** e_G = ‖G♮ − Σ̂ΔW‖_F/‖Σ̂ΔW‖_F (autograd and lorasim), and σ_{r\*+1}(G♮)/σ_1(G♮).
 
@@ -29,6 +31,8 @@ import torch
 import lorasim
 from lorasim.verify import Verdict
 
+from .numerics import spd_norm
+
 TITLE = "G♮ = Σ̂ΔW, rank r*"
 RESULT = "F1"
 
@@ -37,24 +41,25 @@ def run(settings, ctx):
     d, k, r_star, n = settings["d"], settings["k"], settings["r_star"], settings["n"]
     dev = settings.get("device", "cpu")
     eps = np.finfo(np.float64).eps
+    f64 = torch.float64
     rows = []
     for seed in range(settings["seeds"]):
-        rng = np.random.default_rng(seed)
-        X = rng.standard_normal((n, d))
-        W0 = rng.standard_normal((d, k))
-        P, _, Qh = np.linalg.svd(rng.standard_normal((d, k)), full_matrices=False)
-        delta = P[:, :r_star] @ Qh[:r_star]
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        X = torch.randn(n, d, generator=gen, dtype=f64, device=dev)
+        W0 = torch.randn(d, k, generator=gen, dtype=f64, device=dev)
+        P = torch.linalg.qr(torch.randn(d, r_star, generator=gen, dtype=f64, device=dev))[0]
+        Q = torch.linalg.qr(torch.randn(k, r_star, generator=gen, dtype=f64, device=dev))[0]
+        delta = P @ Q.T
         Y = X @ (W0 + delta)
-        Xt, Yt = torch.as_tensor(X, device=dev), torch.as_tensor(Y, device=dev)
-        W = torch.as_tensor(W0, device=dev).clone().requires_grad_(True)
-        (0.5 * ((Xt @ W - Yt) ** 2).sum() / n).backward()
+        W = W0.clone().requires_grad_(True)
+        (0.5 * ((X @ W - Y) ** 2).sum() / n).backward()
         G_auto = -W.grad
-        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta, device=dev)
-        SD = prob.sigma_hat @ torch.as_tensor(delta, device=dev)
+        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, r_star=r_star, device=dev)
+        del X, Y, W
+        SD = prob.sigma_hat @ delta
         norm = float(torch.linalg.matrix_norm(SD))
         s = torch.linalg.svdvals(prob.G)
-        tau = np.sqrt(n) * eps * float(torch.linalg.matrix_norm(prob.sigma_hat, ord=2)) \
-            * np.linalg.norm(W0 + delta) / norm
+        tau = np.sqrt(n) * eps * spd_norm(prob.sigma_hat) * float(torch.linalg.matrix_norm(W0 + delta)) / norm
         rows.append({
             "seed": seed, "tau": tau,
             "e_G_autograd": float(torch.linalg.matrix_norm(G_auto - SD)) / norm,

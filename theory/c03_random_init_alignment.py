@@ -51,11 +51,17 @@ For α = 0.1 in the ci setup the complement is 0.75 of the signal: the minimum i
 the plateau.
 
 **Setup.** conf/claims/C03.yaml: `LinearTeacher(d, k, r_star, n, kappa=1, seed)` for seeds
-0..`seeds`−1 (problem seed = init seed), `train(init="small_random", alpha, rank, solver="gd",
-lr=η, steps, log_every=1)` for each α in `alphas`. ci: d = k = 32, r = 4, r\* = 2, N = 512,
+0..`seeds`−1 (problem seed = init seed); for each seed the runs `small_random(α)`, rank r, GD (η,
+`steps`) for every α in `alphas` share the problem and run as one batch (`lorasim.train_batch`, the
+same trajectories as `train`), logged every `log_every` steps. ci: d = k = 32, r = 4, r\* = 2, N = 512,
 η = 1/16, 600 steps; paper: the T1 setup (d = k = 100, r = 8, r\* = 4, N = 1600, η = 1/64, 1500
-steps) with α² ∈ {1, …, 1e−6} recorded and smaller α added for the fit; large: d = k = 1024, N = 16d,
-the T1 ranks and step size, 3 seeds.
+steps) with α² ∈ {1, …, 1e−6} recorded and smaller α added for the fit; large: d = 4096, k = 1024,
+N = 16d, the T1 ranks and step size, 3 seeds, α down to 1e−9 (K ∝ √d: the linear-phase condition
+needs α ≤ 1e−6 there, checked in the run). ci and paper log every step; large logs every 10 and takes
+the minimum at the vertex of the parabola through ln a at the three logged points around the sample
+minimum (ln a is quadratic there over ≈ ±1/ℓ ≈ ±65 steps, so the vertex is good to a fraction of a step;
+the sample minimum alone is off by up to 5 of the ≈ 100 steps per decade of α, by nearly the same amount
+for every seed at d = 4096, which biased the measured argmin slope by ≈ 1 % against a bracket of ±1 %).
 
 **Measured.** Per run: a(0), min_t a(t) and its argmin (lorasim's `align_A`), t\* (SPEC formula),
 σ_1, σ_{r\*} of G♮. Per seed: the linear fit of argmin against ln(1/α) and the log-log fit of
@@ -98,16 +104,35 @@ RESULT = "R1"
 
 
 def plateau(prob) -> float:
-    """sinΘ(U_{r*}(G♮), U*) from G♮ and U* directly (our own SVD, not lorasim's metric)."""
+    """sinΘ(U_{r*}(G♮), U*) from G♮'s SVD and U* directly (not lorasim's metric)."""
     r = prob.r_star
-    U = torch.linalg.svd(prob.G, full_matrices=False)[0][:, :r]
+    U = prob.svd_G()[0][:, :r]
     Us = prob.U_star
     return float(torch.linalg.matrix_norm(Us - U @ (U.T @ Us), ord=2))
+
+
+def _minimum(steps, al):
+    """(argmin, min) of a(t). Logged every step: the sample minimum. Logged every L > 1 steps: the vertex
+    of the parabola through ln a at the three logged points around the sample minimum (ln a(t) is
+    quadratic there over ≈ ±1/ℓ ≫ L steps, so the vertex is good to a fraction of a step; the sample
+    minimum alone would be off by up to L/2 — the same offset for every seed, since at large d the
+    seeds' curves nearly coincide — and bias the argmin slope by ≈ L/(100·ln 10) per decade)."""
+    i = int(np.nanargmin(al))
+    if i == 0 or i == len(al) - 1 or steps[i] - steps[i - 1] == 1 or steps[i + 1] - steps[i] != steps[i] - steps[i - 1]:
+        return int(steps[i]), float(al[i])
+    ym, y0, yp = np.log(al[i - 1]), np.log(al[i]), np.log(al[i + 1])
+    curv = ym - 2 * y0 + yp
+    if not np.isfinite(curv) or curv <= 0:
+        return int(steps[i]), float(al[i])
+    L = steps[i] - steps[i - 1]
+    delta = 0.5 * (ym - yp) / curv  # in units of L, within (−½, ½)
+    return float(steps[i] + delta * L), float(np.exp(y0 - 0.125 * (ym - yp) ** 2 / curv))
 
 
 def run(settings, ctx):
     d, k, r_star, rank, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
     eta, steps = settings["lr"], settings["steps"]
+    every = settings.get("log_every", 1)
     alphas = sorted(settings["alphas"], reverse=True)
     amax = settings["fit_alpha_max"]
     dev = settings.get("device", "cpu")
@@ -115,21 +140,22 @@ def run(settings, ctx):
     for seed in range(settings["seeds"]):
         prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=settings.get("kappa", 1.0), seed=seed,
                                      device=dev)
-        s = torch.linalg.svdvals(prob.G)
+        s = prob.svd_G()[1]
         s1, sr = float(s[0]), float(s[r_star - 1])
         l1, lr = math.log1p(eta * s1), math.log1p(eta * sr)
         s_star = plateau(prob)
-        for a in alphas:
-            tr = lorasim.train(prob, init="small_random", rank=rank, init_kwargs={"alpha": a}, init_seed=seed,
-                               solver="gd", lr=eta, steps=steps, log_every=1)
+        # all α of one seed share the problem: one batched run (lorasim.train_batch), same frames as train
+        trajs = lorasim.train_batch(prob, [{"init": "small_random", "rank": rank, "seed": seed, "alpha": a}
+                                           for a in alphas], solver="gd", lr=eta, steps=steps, log_every=every)
+        for a, tr in zip(alphas, trajs):
             df = tr.to_frame()
             al = df["align_A"].to_numpy()
-            i = int(np.nanargmin(al))
+            t_min, a_min = _minimum(df["step"].to_numpy(), al)
             if seed == 0:
-                curves[a] = al
+                curves[a] = (df["step"].to_numpy(), al)
             floor = a * (math.sqrt(d - r_star) + math.sqrt(rank)) / math.sqrt(sr)
-            rows.append({"seed": seed, "alpha": a, "status": tr.status, "a0": al[0], "a_min": al[i],
-                         "t_min": int(df["step"].iloc[i]), "a_final": al[-1],
+            rows.append({"seed": seed, "alpha": a, "status": tr.status, "a0": al[0], "a_min": a_min,
+                         "t_min": t_min, "a_final": al[-1],
                          "t_star": math.log(2 * math.sqrt(s1) / (a * math.sqrt(rank))) / l1,
                          "sigma1": s1, "sigma_rstar": sr, "l1": l1, "l_rstar": lr, "plateau": s_star,
                          "noise_floor": floor, "aligning": floor <= 1.0, "in_fit": a <= amax})
@@ -200,9 +226,9 @@ def _figure(ctx, df, ps, curves, amax) -> str:
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
     a = ax[0]
     g0 = df[df.seed == 0]
-    for i, (alpha, al) in enumerate(sorted(curves.items(), reverse=True)):
+    for i, (alpha, (steps, al)) in enumerate(sorted(curves.items(), reverse=True)):
         row = g0[g0.alpha == alpha].iloc[0]
-        a.semilogy(al, color=f"C{i}", label=f"α={alpha:.0e}")
+        a.semilogy(steps, al, color=f"C{i}", label=f"α={alpha:.0e}")
         a.axvline(row.t_star, color=f"C{i}", ls=":", lw=0.8)
         a.plot(row.t_min, row.a_min, "o", color=f"C{i}")
     a.axhline(float(g0.plateau.iloc[0]), color="k", ls="--", lw=0.8, label="sinΘ(U(G♮),U*)")

@@ -35,8 +35,11 @@ In the population s\* = 0, so a(T) = d_T itself → 0 like α³.
 
 **Setup.** conf/claims/C04.yaml: the C3 setup (d, k, r, r\*, N, η, κ = 1) and the same with
 `n="population"`; α ∈ `alphas`, seeds 0..`seeds`−1 (problem seed = init seed), `steps` GD steps
-(long enough to converge to round-off). Plateau sweep: N/d ∈ `n_over_d_sweep` and the population,
-at α = `sweep_alpha`.
+(long enough to converge to round-off); the α of one problem run as one batch (`lorasim.train_batch`).
+Plateau sweep: N/d ∈ `n_over_d_sweep` and the population, at α = `sweep_alpha`. Large: d = 4096,
+k = 512 (only the left subspace enters), N = 16d, α ∈ {1e−3, 3e−4, 1e−4} (the margin 2α_max√d of the
+slope test stays ≈ 0.13, as at d = 1024 with 3e−3), sweep N/d ∈ {64, 256} besides N/d = 16 (N/d = 4
+would need ≈ 3500 GD steps at η = 1/64: its slowest mode contracts like 1 − ηλ\*(1 − √(d/N))²).
 
 **Measured.** a(T) (lorasim's `align_A` at the last step), s\* from our SVD of G♮ and U\*, d_T from
 our SVD of A_T, risk(T)/risk(0); per seed the log-log fit of d_T against α.
@@ -82,27 +85,34 @@ def _top_left(M, r):
     return U[:, :r], s
 
 
+
 def _sin(U1, U2) -> float:
     return float(torch.linalg.matrix_norm(U2 - U1 @ (U1.T @ U2), ord=2))
 
 
-def _one(prob, alpha, seed, settings, log_every):
+def _batch(prob, alphas, seed, settings, log_every):
+    """GD from small_random(α) for every α on one problem, as one batch (lorasim.train_batch)."""
     r = prob.r_star
-    tr = lorasim.train(prob, init="small_random", rank=settings["rank"], init_kwargs={"alpha": alpha},
-                       init_seed=seed, solver="gd", lr=settings["lr"], steps=settings["steps"], log_every=log_every)
-    df = tr.to_frame()
-    UG, sG = _top_left(prob.G, r)
-    UA, sA = _top_left(tr.A, r)
+    trajs = lorasim.train_batch(prob, [{"init": "small_random", "rank": settings["rank"], "seed": seed, "alpha": a}
+                                       for a in alphas], solver="gd", lr=settings["lr"], steps=settings["steps"],
+                                log_every=log_every)
+    U, sG, _ = prob.svd_G()
+    UG = U[:, :r]
     s_star = _sin(UG, prob.U_star)
-    d_T = _sin(UA, prob.U_star)
-    gapA = float(sA[r - 1] - sA[r]) if len(sA) > r else float(sA[r - 1])
-    tau = 100 * EPS * math.sqrt(prob.d) * (float(sA[0]) / gapA + float(sG[0] / sG[r - 1]))
     lam_r = float(prob.S_star[r - 1])
-    row = {"status": tr.status, "a_T": float(df["align_A"].iloc[-1]), "s_star": s_star, "d_T": d_T,
-           "gap": abs(float(df["align_A"].iloc[-1]) - s_star), "tau": tau,
-           "risk_ratio": float(df["risk"].iloc[-1] / df["risk"].iloc[0]),
-           "c_alpha3": d_T * lam_r**1.5 / (alpha**3 * prob.d)}
-    return row, df[["step", "align_A"]]
+    out = []
+    for alpha, tr in zip(alphas, trajs):
+        df = tr.to_frame()
+        UA, sA = _top_left(tr.A, r)
+        d_T = _sin(UA, prob.U_star)
+        gapA = float(sA[r - 1] - sA[r]) if len(sA) > r else float(sA[r - 1])
+        tau = 100 * EPS * math.sqrt(prob.d) * (float(sA[0]) / gapA + float(sG[0] / sG[r - 1]))
+        row = {"status": tr.status, "a_T": float(df["align_A"].iloc[-1]), "s_star": s_star, "d_T": d_T,
+               "gap": abs(float(df["align_A"].iloc[-1]) - s_star), "tau": tau,
+               "risk_ratio": float(df["risk"].iloc[-1] / df["risk"].iloc[0]),
+               "c_alpha3": d_T * lam_r**1.5 / (alpha**3 * prob.d)}
+        out.append((row, df[["step", "align_A"]]))
+    return out
 
 
 def run(settings, ctx):
@@ -115,8 +125,8 @@ def run(settings, ctx):
     for case, nn in (("finite N", n), ("population", "population")):
         for seed in range(seeds):
             prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=nn, kappa=1.0, seed=seed, device=dev)
-            for a in alphas:
-                rec, curve = _one(prob, a, seed, settings, max(1, steps // 100) if seed == 0 else steps)
+            got = _batch(prob, alphas, seed, settings, max(1, steps // 100) if seed == 0 else steps)
+            for a, (rec, curve) in zip(alphas, got):
                 if seed == 0:
                     curves[(case, a)] = curve
                 rows.append({"part": "alpha", "case": case, "n": nn, "seed": seed, "alpha": a, **rec})
@@ -125,7 +135,7 @@ def run(settings, ctx):
             continue
         for seed in range(seeds):
             prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=m * d, kappa=1.0, seed=seed, device=dev)
-            rec, _ = _one(prob, settings["sweep_alpha"], seed, settings, steps)
+            (rec, _), = _batch(prob, [settings["sweep_alpha"]], seed, settings, steps)
             rows.append({"part": "N sweep", "case": "finite N", "n": m * d, "seed": seed,
                          "alpha": settings["sweep_alpha"], **rec})
     df = pd.DataFrame(rows)

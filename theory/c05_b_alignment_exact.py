@@ -29,10 +29,13 @@ geometrically and align_B falls, but it settles at a nonzero value, again O(σ_�
 **Setup.** conf/claims/C05.yaml: the C3 setup (d = k = 32, r = 4, r\* = 2, N = 512, κ = 1),
 α = `alpha`, seeds 0..`seeds`−1 (problem seed = init seed), `steps` steps of GD (η = `lr`) and of
 PrecGD (η = `precgd_lr`, λ = `precgd_damping`) noiseless; GD with label noise σ_ε ∈ `noises`
-(the same X, U\*, V\*, W0: LinearTeacher draws the noise after X).
+(the same X, U\*, V\*, W0: LinearTeacher draws the noise after X). Large: d = 4096, k = 1024, N = 16d,
+η = 1/16 as at ci (exactness does not depend on η; the growth phase then ends by t ≈ 110), 300 steps,
+σ_ε ∈ {0.003, 0.03}: t₁ grows like σ_ε(√d + √k)√k/√N, so these keep the noisy runs in the same
+first-order regime (ρ ≪ 1) as σ_ε ∈ {0.01, 0.1} at ci.
 
-**Measured.** align_B(t) from lorasim for every t, recomputed independently (numpy SVD of G♮ and of
-each B_t from `keep_factors`); its maximum over t ≥ 1; align_B(1) against the first-order value
+**Measured.** align_B(t) from lorasim for every t, recomputed from G♮'s SVD (`problem.svd_G()`)
+and our own batched SVD of every B_t from `keep_factors` (not lorasim's metric code); its maximum over t ≥ 1; align_B(1) against the first-order value
 sin(arctan t₁); align_B(T).
 
 **Prediction.** Noiseless: align_B(0) = NaN, align_B(t ≥ 1) at the round-off level τ (~1e−14) for GD
@@ -50,6 +53,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import torch
 
 import lorasim
 from lorasim.verify import Verdict
@@ -60,28 +64,28 @@ EPS = float(np.finfo(np.float64).eps)
 TOL = 1e-10
 
 
-def _sin_np(V1, V2) -> float:
-    return float(np.linalg.norm(V2 - V1 @ (V1.T @ V2), 2))
+def _sin(V1, V2) -> torch.Tensor:
+    """‖(I − V1V1ᵀ)V2‖_op, batched over leading dimensions of V2."""
+    return torch.linalg.matrix_norm(V2 - V1 @ (V1.T @ V2), ord=2)
 
 
-def _recompute(G: np.ndarray, factors, r: int) -> tuple[np.ndarray, np.ndarray]:
-    """align_B from numpy SVDs of G♮ and each B_t (t ≥ 1), and σ_1/σ_{r*} of each B_t."""
-    VG = np.linalg.svd(G, full_matrices=False)[2][:r].T
-    vals, conds = [], []
-    for _, _, B in factors[1:]:
-        _, s, Vh = np.linalg.svd(B.cpu().numpy(), full_matrices=False)
-        vals.append(_sin_np(VG, Vh[:r].T))
-        conds.append(s[0] / s[r - 1])
-    return np.array(vals), np.array(conds)
+def _recompute(prob, factors, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """align_B from G♮'s SVD and our own SVD of every B_t (t ≥ 1, one batched SVD on the problem's
+    device), and σ_1/σ_{r*} of each B_t."""
+    VG = prob.svd_G()[2][:, :r]
+    Bs = torch.stack([B for _, _, B in factors[1:]])
+    _, s, Vh = torch.linalg.svd(Bs, full_matrices=False)
+    vals = _sin(VG, Vh[:, :r].transpose(-1, -2))
+    return vals.cpu().numpy(), (s[:, 0] / s[:, r - 1]).cpu().numpy()
 
 
-def _first_order(G: np.ndarray, A0: np.ndarray, r: int) -> tuple[float, float]:
-    U, S, _ = np.linalg.svd(G, full_matrices=False)
+def _first_order(prob, A0: torch.Tensor, r: int) -> tuple[float, float]:
+    U, S, _ = prob.svd_G()
     P = (A0.T @ U[:, :r]) * S[:r]
     Q = (A0.T @ U[:, r:]) * S[r:]
-    t1 = np.linalg.norm(Q.T @ P @ np.linalg.inv(P.T @ P), 2)
-    rho = np.linalg.norm(Q, 2) / np.linalg.svd(P, compute_uv=False)[-1]
-    return float(t1 / math.sqrt(1 + t1 * t1)), float(rho)
+    t1 = float(torch.linalg.matrix_norm(Q.T @ P @ torch.linalg.inv(P.T @ P), ord=2))
+    rho = float(torch.linalg.matrix_norm(Q, ord=2)) / float(torch.linalg.svdvals(P)[-1])
+    return t1 / math.sqrt(1 + t1 * t1), rho
 
 
 def run(settings, ctx):
@@ -93,18 +97,21 @@ def run(settings, ctx):
     runs += [("gd", float(s), {"lr": settings["lr"]}) for s in settings["noises"]]
     rows, curves, failures = [], {}, []
     for seed in range(settings["seeds"]):
+        problems = {}
         for solver, noise, kw in runs:
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=1.0, seed=seed, noise=noise, device=dev)
+            if noise not in problems:  # GD and PrecGD share the noiseless problem (and its SVD)
+                problems[noise] = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=1.0, seed=seed,
+                                                        noise=noise, device=dev)
+            prob = problems[noise]
             tr = lorasim.train(prob, init="small_random", rank=rank, init_kwargs={"alpha": alpha}, init_seed=seed,
                                solver=solver, steps=steps, log_every=1, keep_factors=True, **kw)
             df = tr.to_frame()
             ab = df["align_B"].to_numpy()
-            G = prob.G.cpu().numpy()
-            mine, conds = _recompute(G, tr.factors, r_star)
-            sG = np.linalg.svd(G, compute_uv=False)
-            tau = EPS * math.sqrt(k) * (conds.max() + sG[0] / sG[r_star - 1])
-            A0 = tr.factors[0][1].cpu().numpy()
-            pred1, rho = _first_order(G, A0, r_star) if noise > 0 else (0.0, 0.0)
+            mine, conds = _recompute(prob, tr.factors, r_star)
+            sG = prob.svd_G()[1]
+            tau = EPS * math.sqrt(k) * (conds.max() + float(sG[0] / sG[r_star - 1]))
+            A0 = tr.factors[0][1]
+            pred1, rho = _first_order(prob, A0, r_star) if noise > 0 else (0.0, 0.0)
             if seed == 0:
                 curves[(solver, noise)] = ab
             rows.append({"seed": seed, "solver": solver, "noise": noise, "status": tr.status,

@@ -46,10 +46,17 @@ up to relative corrections O(‖A0‖²_op/p_t): the log-log slope of e vs p is 
 window p_t ≥ 10‖A0‖²_op.
 *Size at t\*/2.* p_t ≈ ¼λ^{2t}rα² and t\* ≈ ln(2√σ_1/(α√r))/ln λ give p(t\*/2) ≈ ½α√(rσ_1)
 (≈ 1e-4 for α = 1e-4), so e(t\*/2) ≈ 5e-5 ≪ 1.
+*Dimension.* Nothing above depends on d except the bulk: the window p_t ≥ 10‖A0‖²_op ≈ 10α²(√d+√r)²
+below t\*/2 is non-empty only if ½α√(rσ_1) ≫ 10α²(√d+√r)², i.e. α ≪ √(rσ_1)/(20(√d+√r)²): 1.3e−3 at
+d = 100 but 3.5e−5 at d = 4096, where α = 1e−4 would leave no window. The large scale therefore uses
+α = 1e−6 (window ≈ 1.5 decades of p, ≈ 110 steps).
 
 **Setup.** conf/claims/C06.yaml: LinearTeacher (d, k, r\*, N, κ per `kappas`, ΔW Haar, W0 Gaussian),
-A0 = small_random(α = 1e-4), B0 = 0, GD with step η, `train(..., keep_factors=True, log_every=1)`
-up to ⌈t\*⌉ (the figure shows the breakdown near t\*); checks on 1 ≤ t ≤ t\*/2. The closed form
+A0 = small_random(α = 1e-4), B0 = 0, GD with step η, `train(..., keep_factors=True, log_every=1,
+metrics="risk")` up to ⌈t\*⌉ (the figure shows the breakdown near t\*); checks on 1 ≤ t ≤ t\*/2.
+Large: the same claim at d = 4096, k = 1024, N = 16d, r = 8, r\* = 4, η = 1/64, α = 1e−6 (see
+Dimension), 3 seeds; p_t = ‖A_tB_t‖_op is taken from the factors (QR of A_t and B_tᵀ), never forming
+the d×k product. The closed form
 uses only the SVD of G♮ and A0; Σ̂ enters only Φ_t.
 
 **Measured.** e_t = ‖(A_t − Ā_t; B_tᵀ − B̄_tᵀ)‖_F / ‖(Ā_t; B̄_tᵀ)‖_F (and e_A, e_B separately),
@@ -74,12 +81,21 @@ import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 from lorasim.verify import Verdict
 
+from .numerics import spd_norm
+
 TITLE = "linearised early dynamics"
 RESULT = "R1"
 
 
 def _fro(x):
-    return float(torch.linalg.matrix_norm(x))
+    return torch.linalg.matrix_norm(x)
+
+
+def _op_product(A, B):
+    """‖A B‖_op from thin QRs of A and Bᵀ (no d×k product)."""
+    R1 = torch.linalg.qr(A)[1]
+    R2 = torch.linalg.qr(B.T)[1]
+    return torch.linalg.matrix_norm(R1 @ R2.T, ord=2)
 
 
 def _closed_form(U, S, Vt, proj, perp, eta, t):
@@ -95,37 +111,43 @@ def _one_run(settings, kappa, seed, dev):
     eps = float(np.finfo(np.float64).eps)
     prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=n, kappa=kappa, seed=seed, device=dev)
     G, Sh = prob.G, prob.sigma_hat
-    U, S, Vh = torch.linalg.svd(G, full_matrices=False)
+    U, S, V = prob.svd_G()
     s1 = float(S[0])
     lam = 1 + eta * s1
-    nS = float(torch.linalg.matrix_norm(Sh, ord=2))
+    nS = spd_norm(Sh)
     rho = int((S > max(d, k) * eps * S[0]).sum())
     t_star = math.log(2 * math.sqrt(s1) / (alpha * math.sqrt(r))) / math.log(lam)
     steps = math.ceil(t_star)
-    traj = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": alpha},
-                         init_seed=1000 + seed, solver="gd", lr=eta, steps=steps, log_every=1, keep_factors=True)
+    traj = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": alpha}, init_seed=1000 + seed,
+                         solver="gd", lr=eta, steps=steps, log_every=1, keep_factors=True, metrics="risk")
     A0 = traj.factors[0][1]
-    Ur, Sr, Vr = U[:, :rho], S[:rho], Vh[:rho].T
+    Ur, Sr, Vr = U[:, :rho], S[:rho], V[:, :rho]
     proj = Ur.T @ A0
     perp = A0 - Ur @ proj
     proj_all = U.T @ A0  # variant: every singular value of the thin SVD
     perp_all = A0 - U @ proj_all
     a02 = float(torch.linalg.matrix_norm(A0, ord=2)) ** 2
-    rows, acc = [], 0.0  # acc = η Σ_{s<t} λ^{t−1−s} ‖N(z_s)‖_F
-    for t, A, B in traj.factors:
+    cols = {name: [] for name in ("e", "e_A", "e_B", "phi", "p", "variant_diff")}
+    acc = torch.zeros((), dtype=G.dtype, device=G.device)  # η Σ_{s<t} λ^{t−1−s} ‖N(z_s)‖_F
+    nan = torch.tensor(math.nan, dtype=G.dtype, device=G.device)
+    ts = []
+    for t, A, B in traj.factors:  # per-step values stay on the device: one copy to the host at the end
         Ab, Bbt = _closed_form(Ur, Sr, Vr, proj, perp, eta, t)
-        Ab2, Bbt2 = _closed_form(U, S, Vh.T, proj_all, perp_all, eta, t)
-        zb = math.hypot(_fro(Ab), _fro(Bbt))
+        Ab2, Bbt2 = _closed_form(U, S, V, proj_all, perp_all, eta, t)
+        zb = torch.hypot(_fro(Ab), _fro(Bbt))
         dA, dB = _fro(A - Ab), _fro(B.T - Bbt)
-        rows.append({
-            "t": t, "e": math.hypot(dA, dB) / zb, "e_A": dA / _fro(Ab),
-            "e_B": dB / _fro(Bbt) if t > 0 else math.nan, "phi": acc / zb,
-            "p": float(torch.linalg.matrix_norm(A @ B, ord=2)),
-            "variant_diff": math.hypot(_fro(Ab - Ab2), _fro(Bbt - Bbt2)) / zb,
-        })
+        ts.append(t)
+        cols["e"].append(torch.hypot(dA, dB) / zb)
+        cols["e_A"].append(dA / _fro(Ab))
+        cols["e_B"].append(dB / _fro(Bbt) if t > 0 else nan)
+        cols["phi"].append(acc / zb)
+        cols["p"].append(_op_product(A, B))
+        cols["variant_diff"].append(torch.hypot(_fro(Ab - Ab2), _fro(Bbt - Bbt2)) / zb)
         SA = Sh @ A
-        acc = lam * acc + eta * math.hypot(_fro(SA @ (B @ B.T)), _fro((A.T @ SA) @ B))
-    tr = pd.DataFrame(rows)
+        acc = lam * acc + eta * torch.hypot(_fro(SA @ (B @ B.T)), _fro((A.T @ SA) @ B))
+    table = torch.stack([torch.stack(v) for v in cols.values()], dim=1).cpu().numpy()
+    tr = pd.DataFrame(table, columns=list(cols))
+    tr.insert(0, "t", ts)
     info = {"kappa": kappa, "seed": seed, "sigma1": s1, "norm_sigma_hat": nS, "rho": rho, "t_star": t_star,
             "A0_op2": a02}
     return tr, info

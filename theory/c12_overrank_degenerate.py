@@ -83,7 +83,7 @@ log-log interpolation): the spare block leaves its decade below λ_c = 0.0078 [0
 coinciding at √(εσ_1) below λ_AB = 7.9e-5 [5.2e-5, 1e-4]. Paper scale (T2: d = k = 100, r = 8,
 r\* = 4, N = 1600): c_j = 2.0–4.0, spare 4.8–5.5e-8; GD amplification ≤ 1.002; PrecGD λ = 1e-3:
 123–311×, λ_c = 0.0061 [0.0048, 0.0079] (first order 0.0085), λ_AB = 1.0e-4 [8.5e-5, 1.5e-4], tangent error 2.6e-10.
-The same configuration on CUDA (scale=large device=cuda, H200) has other round-off (c_j = 0.5–1.6,
+The same configuration on CUDA (scale=paper device=cuda, H200) has other round-off (c_j = 0.5–1.6,
 spare 2.7–3.1e-8), hence other spare directions: λ = 1e-3 gives 59–160×, λ_c = 0.0047
 [0.0031, 0.0057], λ_AB = 6.9e-5 [4.8e-5, 7.9e-5]; the law is the same. The
 practical consequence at the toy's λ = 1e-3 is nil (product gap ≤ 1.4e-12, both runs reach

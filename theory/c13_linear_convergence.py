@@ -52,7 +52,9 @@ against ΔW = ΔL·ΔR of the stored factors. Run length 1.25·ln(R_0/(ε_mach²
 from the first t with R_t < 10⁻⁶R_0 (past the nonlinear transient) to the last t with
 R_t > 10³·floor. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100}, 5 seeds; paper: the T2 setup
 (d = k = 100, r\* = 4, N = 1600, κ ∈ {1, 4, 10, 100}, κ = 4 being T2's (1, .75, .5, .25)), at exact
-rank r = 4 with λ = 0; large: the same at d = k = 1024, N = 16d.
+rank r = 4 with λ = 0; large: d = 4096, k = 512, N = 16d, κ ∈ {1, 3, 10, 30} (GD at κ = 100 would
+need ≈ 15000 steps to the float64 floor). ρ needs only the extreme eigenvalues of the blocks
+Σ̂^{1/2}(Λ_jI + M_2)Σ̂^{1/2} (see `_rho`; Lanczos at large d, theory/numerics.py).
 
 **Measured.** Per run: the window fit slope s (linear_fit of ln R_t on t, with SE and residuals),
 s_lin (same window, linear recursion from the measured window-start state with (M_1, M_2) at the
@@ -88,38 +90,41 @@ from lorasim.fitting import linear_fit, loglog_fit, mean_se
 from lorasim.verify import Verdict
 
 from .c09_gd_iterations_kappa import init_factors, linear_map, train_risk, truth
+from .numerics import extreme_eigenvalues, sqrt_low_rank_shift
 
 TITLE = "linear convergence after spectral init"
 RESULT = "R5"
 
 
-def _rho(prob, eta, M1, M2):
-    """ρ = max|1 − ημ| over the spectrum of K = (I⊗Σ̂^{1/2})(M1⊗I + I⊗M2)(I⊗Σ̂^{1/2}).
+def _rho(prob, eta, M1, Y):
+    """ρ = max|1 − ημ| over the spectrum of K = (I⊗Σ̂^{1/2})(M1⊗I + I⊗M2)(I⊗Σ̂^{1/2}), M2 = YYᵀ.
 
     With M1 = WΛWᵀ, K is orthogonally similar (by W⊗I, which commutes with I⊗Σ̂^{1/2} and I⊗M2) to
-    blockdiag_j Σ̂^{1/2}(Λ_j I + M2)Σ̂^{1/2}, so r* symmetric d×d eigenproblems suffice."""
+    blockdiag_j Σ̂^{1/2}(Λ_j I + M2)Σ̂^{1/2}, whose spectrum is that of the symmetric
+    T_jΣ̂T_j, T_j = (Λ_j I + M2)^{1/2} = √Λ_j(I + Q diag(c) Qᵀ) from the thin SVD of Y (no d×d root).
+    Each block's spectrum increases with Λ_j (Loewner order), so μ_min is that of the smallest Λ_j and
+    μ_max that of the largest: two extreme-eigenvalue problems (Lanczos at large d, theory/numerics.py)."""
     Sh = prob.sigma_hat.double()
-    w, Q = torch.linalg.eigh(Sh)
-    R = (Q * w.clamp(min=0).sqrt()) @ Q.T
     lam = torch.linalg.eigvalsh(M1)
-    I_d = torch.eye(Sh.shape[0], dtype=Sh.dtype, device=Sh.device)
-    mu = torch.cat([torch.linalg.eigvalsh(R @ (float(l) * I_d + M2) @ R) for l in lam])
-    return float((1 - eta * mu).abs().max())
+    ends = []
+    for l, which in ((float(lam[0]), 0), (float(lam[-1]), 1)):
+        T = sqrt_low_rank_shift(Y, l)
+        ends.append(extreme_eigenvalues(lambda v, T=T: T(Sh @ T(v)), Sh.shape[0], device=Sh.device)[which])
+    return max(abs(1 - eta * ends[0]), abs(1 - eta * ends[1]))
 
 
 def _maps(prob, solver, A=None, B=None):
-    """(M1, M2) at a solution: balanced (A, B None) or at the given factors."""
+    """(M1, Y) with M2 = YYᵀ at a solution: balanced (A, B None) or at the given factors."""
     V = prob.V_star.double()
     if A is None:
         U, S = prob.U_star.double(), prob.S_star.double()
         if solver == "gd":
-            return torch.diag(S), (U * S) @ U.T
-        return torch.eye(len(S), dtype=S.dtype, device=S.device), U @ U.T
+            return torch.diag(S), U * S.sqrt()
+        return torch.eye(len(S), dtype=S.dtype, device=S.device), U
+    BV = B @ V
     if solver == "gd":
-        return V.T @ B.T @ B @ V, A @ A.T
-    PB = B.T @ torch.linalg.solve(B @ B.T, B)
-    PA = A @ torch.linalg.solve(A.T @ A, A.T)
-    return V.T @ PB @ V, PA
+        return BV.T @ BV, A
+    return BV.T @ torch.linalg.solve(B @ B.T, BV), torch.linalg.qr(A)[0]  # V*ᵀP_BV*, P_A = QQᵀ
 
 
 def run(settings, ctx):
@@ -135,7 +140,7 @@ def run(settings, ctx):
                 prob = lorasim.LinearTeacher(d=settings["d"], k=settings["k"], r_star=rs, n=settings["n"],
                                              kappa=kappa, seed=seed, dtype=dtype, device=dev)
                 norm2 = float((truth(prob) ** 2).sum())
-                s1 = float(torch.linalg.matrix_norm(prob.G.double(), ord=2))
+                s1 = float(prob.svd_G()[1][0])  # the spectral init uses the same (cached) SVD
                 for solver, eta, kw in (("gd", settings["c_eta"] / s1, {}),
                                         ("precgd", settings["lr_prec"], {"damping": 0.0})):
                     rho0 = _rho(prob, eta, *_maps(prob, solver))
@@ -151,17 +156,17 @@ def run(settings, ctx):
                     above = np.nonzero(risks > end_factor * floor)[0]
                     i1 = int(above.max())
                     t = np.arange(i0, i1 + 1)
-                    M1, M2 = _maps(prob, solver, Af, Bf)
-                    step = linear_map(prob, eta, M1, M2)
+                    M1, Y = _maps(prob, solver, Af, Bf)
+                    step = linear_map(prob, eta, M1, Y @ Y.T)
                     F = (kept[1] @ kept[2] - truth(prob)) @ prob.V_star.double()
                     rl = []
-                    for _ in t:
-                        rl.append(0.5 * float((F * F).sum()))
+                    for _ in t:  # no host sync inside the loop
+                        rl.append(0.5 * (F * F).sum())
                         F = step(F)
-                    rl = np.array(rl)
+                    rl = torch.stack(rl).cpu().numpy()
                     fit = linear_fit(t, np.log(risks[t]), "t", f"ln R ({solver}, κ={kappa:g}, {dtype}, seed {seed})")
                     s_lin = linear_fit(t, np.log(rl)).slope
-                    rho = _rho(prob, eta, M1, M2)
+                    rho = _rho(prob, eta, M1, Y)
                     rows.append({"dtype": dtype, "seed": seed, "kappa": kappa, "solver": solver, "eta": eta,
                                  "steps": len(risks) - 1, "risk_0": R0, "window": f"{i0}-{i1}", "slope": fit.slope,
                                  "slope_se": fit.slope_se, "max_abs_resid": float(np.max(np.abs(fit.residuals))),

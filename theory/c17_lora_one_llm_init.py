@@ -29,9 +29,13 @@ top-r subspace is off by ≈ (σ_{q+1}/σ_r)^{2·niter+1} (Halko–Martinsson–
 **Setup.** conf/claims/C17.yaml: G_torch = c·Z, Z an out×in standard Gaussian, c over several
 scales and seeds. Own code (torch only, no lorasim): the official procedure above in float64 and in
 float32 (the official code's fp32 SVD), and the closed form (α_L/(γ√r))[−G]_r/σ_1 from a full
-`torch.linalg.svd`. lorasim: `lorasim.train(prob, init="lora_one", rank=r, init_kwargs={gamma,
+`torch.linalg.svd` of −Z (the closed form and the gaps do not depend on c: one SVD per seed); the
+operator norms of the rank-r products from the QRs of their factors. lorasim: `lorasim.train(prob, init="lora_one", rank=r, init_kwargs={gamma,
 lora_alpha, rslora: true}, steps=0, keep_factors=True)` on the problem above, factors mapped by
 `to_peft(A0, B0, s)` with s = α_L/√r computed here; `lorasim.INITS["lora_one"]` for the offset.
+Large: a 1024×4096 layer (out × in, e.g. Llama-3-8B's k_proj/v_proj), q = 512: G's 4096×1024 SVD
+costs a fraction of a square 4096² one, and with a flat Gaussian spectrum τ = (σ_513/σ_8)^33 is no
+longer below round-off (≈ 1e−6), which the pass rule's τ term accounts for.
 
 **Measured.** Relative Frobenius differences of ΔW_0 (official vs lorasim, official vs closed form),
 of the sign-aligned factors (official vs lorasim), ‖ΔW_0‖_op of both, ‖prob.G − G♮‖/‖G♮‖, the init's
@@ -42,7 +46,10 @@ None and the loss of the unshifted W0.
 
 **Pass rule.** With u the dtype's round-off and τ = (σ_{q+1}/σ_r)^{2·niter+1} (0 when q = min dims):
 product differences ≤ 10(u + τ)σ_1/(σ_r − σ_{r+1}); factor differences ≤ 10(u + τ)σ_1/min_{i≤r}gap_i;
-|‖ΔW_0‖_op/(α_L/(γ√r)) − 1| ≤ 10u; ‖prob.G − G♮‖/‖G♮‖ ≤ 10u₆₄; offset is None and the step-0 loss
+|‖ΔW_0‖_op/(α_L/(γ√r)) − 1| ≤ 10u + δ̄, δ̄ = (δ_U + δ_V)/2 with δ = ‖QᵀQ − I‖_op the measured loss of
+orthogonality of the r singular vectors each side used (ΔW_0 = (α_L/(γ√r))·U_r diag(S_r/S_0)V_rᵀ, whose norm
+is within (1 ± δ_U)^{1/2}(1 ± δ_V)^{1/2} of max S_i/S_0 = 1; δ ≈ u at 768 but ≈ 15u₆₄ for a 4096×1024
+SVD, where 10u alone fails); ‖prob.G − G♮‖/‖G♮‖ ≤ 10u₆₄; offset is None and the step-0 loss
 matches to 10⁻¹². The factor 10 covers the modest constants of the backward-error bounds (measured:
 the product difference is 0.3–4.1× u·σ_1/gap at ci, 0.55–1.1× at paper, 768×768 with q = 512).
 """
@@ -62,13 +69,26 @@ RESULT = "§6.2"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def official_lora_one(G_torch, r, gamma, q, niter):
-    """The official re-init (torch layout), written from SPEC §6.2: returns (lora_A, lora_B)."""
+def official_lora_one(G_torch, r, gamma, q, niter, with_vectors=False):
+    """The official re-init (torch layout), written from SPEC §6.2: returns (lora_A, lora_B)
+    (and the top-r singular vectors it used, with ``with_vectors``)."""
     U, S, V = torch.svd_lowrank(-G_torch, q=q, niter=niter)
     V = V.T
     lora_B = U[:, :r] @ torch.diag(torch.sqrt(S[:r])) / torch.sqrt(S[0])
     lora_A = torch.diag(torch.sqrt(S[:r])) @ V[:r, :] / torch.sqrt(S[0])
-    return lora_A / math.sqrt(gamma), lora_B / math.sqrt(gamma)
+    out = (lora_A / math.sqrt(gamma), lora_B / math.sqrt(gamma))
+    return out + (U[:, :r], V[:r].T) if with_vectors else out
+
+
+def _orth_defect(Q) -> float:
+    """‖QᵀQ − I‖_op: how far computed singular vectors are from orthonormal (in float64)."""
+    Q = Q.double()
+    return float(torch.linalg.matrix_norm(Q.T @ Q - torch.eye(Q.shape[1], dtype=Q.dtype, device=Q.device), ord=2))
+
+
+def _op_norm(L, R):
+    """‖L R‖_op of a thin product (L m×r, R r×n) from the QRs of L and Rᵀ: no m×n SVD."""
+    return float(torch.linalg.matrix_norm(torch.linalg.qr(L)[1] @ torch.linalg.qr(R.T)[1].T, ord=2))
 
 
 def run(settings, ctx):
@@ -82,20 +102,23 @@ def run(settings, ctx):
     rows = []
     for seed in range(settings["seeds"]):
         Z = torch.randn(out, inn, generator=make_generator(seed, "cpu"), dtype=torch.float64).to(dev)
+        # The closed form (α_L/(γ√r))[−G]_r/σ_1 and the gaps are free of the scale c of G = cZ: one SVD per seed.
+        Uf, Sf, Vhf = torch.linalg.svd(-Z, full_matrices=False)
+        closed = target * (Uf[:, :r] * Sf[:r]) @ Vhf[:r] / Sf[0]
+        rel_gap = float(Sf[0] / (Sf[r - 1] - Sf[r]))
+        min_gap = float(Sf[0] / min(float(Sf[i] - Sf[i + 1]) for i in range(r)))
+        tau = 0.0 if q >= min(out, inn) else float(Sf[q] / Sf[r - 1]) ** (2 * niter + 1)
         for c in settings["scales"]:
             G = c * Z
             G_nat = -G.T
-            Uf, Sf, Vhf = torch.linalg.svd(-G, full_matrices=False)
-            closed = target * (Uf[:, :r] * Sf[:r]) @ Vhf[:r] / Sf[0]
-            rel_gap = float(Sf[0] / (Sf[r - 1] - Sf[r]))
-            min_gap = float(Sf[0] / min(float(Sf[i] - Sf[i + 1]) for i in range(r)))
-            tau = 0.0 if q >= min(out, inn) else float(Sf[q] / Sf[r - 1]) ** (2 * niter + 1)
 
             prob = lorasim.LinearTeacher.from_arrays(X=torch.eye(inn, dtype=torch.float64), Y=inn * G_nat,
                                                      W0=torch.zeros(inn, out, dtype=torch.float64), device=dev)
             g_err = float((prob.G - G_nat).norm() / G_nat.norm())
             tr = lorasim.train(prob, init="lora_one", rank=r, steps=0, keep_factors=True,
                                init_kwargs={"gamma": gamma, "lora_alpha": aL, "rslora": True})
+            Ug, _, Vg = prob.svd_G()  # the vectors lora_one used
+            defect_ls = (_orth_defect(Ug[:, :r]) + _orth_defect(Vg[:, :r])) / 2
             A0, B0 = tr.factors[0][1], tr.factors[0][2]
             LA, LB = to_peft(A0, B0, s)
             dW_ls = s * LB @ LA
@@ -110,8 +133,9 @@ def run(settings, ctx):
                 u = torch.finfo(dt).eps
                 with torch.random.fork_rng(devices=[torch.device(dev)] if str(dev).startswith("cuda") else []):
                     torch.manual_seed(1000 + seed)
-                    lA, lB = official_lora_one(G.to(dt), r, gamma, q, niter)
+                    lA, lB, Uo, Vo = official_lora_one(G.to(dt), r, gamma, q, niter, with_vectors=True)
                 lA, lB = lA.double(), lB.double()
+                defect_off = (_orth_defect(Uo) + _orth_defect(Vo)) / 2
                 dW_off = s * lB @ lA
                 sign = torch.sign((lB * LB).sum(0))
                 fac = max(float((lA * sign[:, None] - LA).norm() / LA.norm()), float((lB * sign - LB).norm() / LB.norm()))
@@ -123,15 +147,17 @@ def run(settings, ctx):
                     "prod_off_vs_closed": float((dW_off - closed).norm() / closed.norm()),
                     "prod_lorasim_vs_closed": float((dW_ls - closed).norm() / closed.norm()),
                     "factors_off_vs_lorasim": fac,
-                    "op_official": float(torch.linalg.matrix_norm(dW_off, ord=2)),
-                    "op_lorasim": float(torch.linalg.matrix_norm(dW_ls, ord=2)),
+                    "op_official": s * _op_norm(lB, lA),
+                    "op_lorasim": s * _op_norm(LB, LA),
+                    "orth_defect_official": defect_off, "orth_defect_lorasim": defect_ls,
                     "u_sigma1_over_gap": u * rel_gap, "tau_rand": tau, "G_err": g_err,
                     "offset_none": got.offset is None, "loss0_rel_err": abs(loss_ls - loss_own) / loss_own,
                 }
                 row["passed"] = bool(
                     row["prod_off_vs_lorasim"] <= tol_prod and row["prod_off_vs_closed"] <= tol_prod
                     and row["prod_lorasim_vs_closed"] <= 10 * u64 * rel_gap and fac <= tol_fac
-                    and abs(row["op_official"] / target - 1) <= 10 * u and abs(row["op_lorasim"] / target - 1) <= 10 * u64
+                    and abs(row["op_official"] / target - 1) <= 10 * u + defect_off
+                    and abs(row["op_lorasim"] / target - 1) <= 10 * u64 + defect_ls
                     and g_err <= 10 * u64 and row["offset_none"] and row["loss0_rel_err"] <= 1e-12)
                 rows.append(row)
     tab = pd.DataFrame(rows)
@@ -139,7 +165,8 @@ def run(settings, ctx):
     parts = []
     for name, g in tab.groupby("dtype", sort=False):
         parts.append(f"{name}: max ΔW_0 diff {g['prod_off_vs_lorasim'].max():.1e} "
-                     f"(≤ {g['ratio_to_budget'].max():.2f}·u·σ1/gap), factors {g['factors_off_vs_lorasim'].max():.1e}")
+                     f"(≤ {g['ratio_to_budget'].max():.2f}·u·σ1/gap), factors {g['factors_off_vs_lorasim'].max():.1e}"
+                     + (f", svd_lowrank τ {g['tau_rand'].max():.1e}" if g['tau_rand'].max() > 0 else ""))
     ops = pd.concat([tab["op_official"], tab["op_lorasim"]])
     return Verdict(
         prediction=f"official = lorasim lora_one up to u·σ1/gap; ‖ΔW_0‖_op = α_L/(γ√r) = {target:.6f} at every scale; W0 unchanged",

@@ -17,7 +17,9 @@ multiplies a zero gradient). At the balanced solution A\* = U\*S\*^{1/2}, B\* = 
 A's column j and B's row j by 1/λ\*_j, so PH is similar to K = P^{1/2}HP^{1/2} = (𝒜J̃)ᵀ(𝒜J̃) with
 J̃(dA, dB) = dA·V\*ᵀ + U\*·dB: **S\* has dropped out — ρ_S = max|1 − ημ(K)| is identical for every
 κ** (U\*, V\*, 𝒜 are the same for every κ of a seed). Both H and K have r\*² zero eigenvalues (the
-gauge A → AQ, B → Q⁻¹B); the rates are taken over the rest.
+gauge A → AQ, B → Q⁻¹B); the rates are taken over the rest: the gauge directions (A\*X, −XB\*) (for K,
+their images under P^{−1/2}) are projected out exactly, and only the extreme eigenvalues of what remains
+are computed (Lanczos above 512 unknowns, theory/numerics.py).
 
 *GD and κ.* For GD, J scales A-directions by S\*^{1/2} on the right and B-directions by S\*^{1/2} on
 the left; the error block U\*_⊥·(·)·v_{r\*}ᵀ is reached only through column r\* of dA, with curvature
@@ -44,8 +46,9 @@ r_star, m, kappa, spacing="linear", seed)`, σ\* = linspace(1, 1/κ, r\*) (σ_1 
 from the operator rows directly (einsum over 𝒜's n1×n2 reshape; not lorasim's gradient), and K is
 formed numerically as P^{1/2}HP^{1/2} from H (which carries S\*), so the cancellation of S\* is checked,
 not built in.
-ci: n1 = n2 = 30, r\* = 3, m = 450, κ ∈ {1, 5, 20}, 6 seeds; paper (= large): the anchor n = 200,
-r = 10, m = 5nr = 10⁴ (3.2 GB operator, device=cuda), κ ∈ {1, 5, 10, 20}.
+ci: n1 = n2 = 30, r\* = 3, m = 450, κ ∈ {1, 5, 20}, 6 seeds; paper: the anchor n = 200,
+r = 10, m = 5nr = 10⁴ (3.2 GB operator, device=cuda), κ ∈ {1, 5, 10, 20}; large: the anchor with
+κ ∈ {1, 5, 20} (each GD step reads the operator twice, so κ = 10 alone would add ≈ 1100 steps a seed).
 
 **Measured.** T_GD, T_S per seed and κ; ρ_GD(κ), ρ_S(κ); per-seed log-log slopes s_GD, s_S of T
 against κ and s_rate of 1/(−ln ρ_GD); mean ± SE over seeds.
@@ -71,6 +74,7 @@ from lorasim.fitting import loglog_fit, mean_se
 from lorasim.verify import Verdict
 
 from .c09_gd_iterations_kappa import init_factors, train_risk
+from .numerics import extreme_eigenvalues
 
 TITLE = "ScaledGD anchor: GD ∝ κ, ScaledGD flat"
 RESULT = "R3"
@@ -97,10 +101,24 @@ def _rates(prob, eta_gd, eta_s):
     pb = torch.linalg.eigvalsh(A.T @ A).flip(0)
     p = torch.cat([(1 / pa).repeat(n1), (1 / pb).repeat_interleave(n2)]).sqrt()
     K = p[:, None] * H * p[None, :]
+    # The r² gauge directions (dA, dB) = (A*X, −XB*) span the null space of J (J maps them to
+    # A*XB* − A*XB* = 0); for K the same holds for their images under P^{−1/2}. The rates are over
+    # the orthogonal complement: deflate it exactly instead of dropping the r² smallest eigenvalues.
+    E = torch.eye(r, dtype=H.dtype, device=H.device)
+    X = E[:, None, :, None] * E[None, :, None, :]  # X[i, j] = e_i e_jᵀ
+    gauge = torch.cat([(A @ X).reshape(r * r, -1), (-(X @ B)).reshape(r * r, -1)], dim=1).T
     out = {}
-    for name, M, eta in (("gd", H, eta_gd), ("s", K, eta_s)):
-        mu = torch.linalg.eigvalsh(M)[r * r:]  # drop the r² gauge zeros
-        out[name] = (float((1 - eta * mu).abs().max()), float(mu[0]), float(mu[-1]))
+    for name, M, N, eta in (("gd", H, gauge, eta_gd), ("s", K, gauge / p[:, None], eta_s)):
+        Q = torch.linalg.qr(N)[0]
+
+        def proj(v, Q=Q):
+            return v - Q @ (Q.T @ v)
+
+        mu_max = extreme_eigenvalues(lambda v, M=M: proj(M @ proj(v)), M.shape[0], device=M.device)[1]
+        shift = 2 * mu_max  # lifts the gauge directions above the spectrum for the smallest eigenvalue
+        mu_min = extreme_eigenvalues(lambda v, M=M, c=shift: proj(M @ proj(v)) + c * (v - proj(v)), M.shape[0],
+                                     device=M.device)[0]
+        out[name] = (max(abs(1 - eta * mu_min), abs(1 - eta * mu_max)), mu_min, mu_max)
     return out
 
 
