@@ -167,3 +167,34 @@ def test_paper_t3_runs_the_notebook_setup(cfg_of, tmp_path):
     assert (s["risk_final"] < 1e-20).all()
     assert s.loc["spectral_y", "steps_to_eps"] < 0.6 * s.loc["lora_init", "steps_to_eps"]
     assert s.loc["spectral_y", "align_A_min"] < 1e-12  # A0 spans G♮ exactly
+
+
+def test_methods_sharing_solver_settings_run_as_one_batch_with_the_one_run_results(cfg_of, tmp_path):
+    """paper_t1's five α share GD at η = 1/64: one batch; its frames equal five separate train() runs."""
+    import lorasim
+    from lorasim.app import batch_groups
+    from lorasim.problems import make_problem
+
+    spec = validate(cfg_of("experiment=paper_t1", "problem.d=24", "problem.k=20", "problem.n=200",
+                           "run.steps=40", "run.log_every=5", "run.quiet=true"))
+    problem = make_problem(spec.problem)
+    groups = batch_groups(problem, spec)
+    assert [len(g) for g in groups] == [5]
+    results, _ = execute(spec, tmp_path)
+    for name, (init, solver) in spec.methods.items():
+        ref = lorasim.train(problem, init=init, rank=spec.run.rank, init_seed=spec.run.seed, solver=solver,
+                            steps=spec.run.steps, log_every=spec.run.log_every, method=name).to_frame()
+        got = results[results["method"] == name].reset_index(drop=True)
+        assert list(got["init"]) == list(ref["init"]) and list(got["step"]) == list(ref["step"])
+        for col in ("risk", "loss", "align_A", "sv_A_1"):
+            np.testing.assert_allclose(got[col], ref[col], rtol=1e-9, atol=1e-13, err_msg=f"{name} {col}")
+
+
+def test_headline_groups_keep_offset_inits_and_full_ft_alone(cfg_of):
+    from lorasim.app import batch_groups
+    from lorasim.problems import make_problem
+
+    spec = validate(cfg_of())
+    groups = batch_groups(make_problem(spec.problem), spec)
+    assert [[name for name, _ in g] for g in groups] == [["vanilla_gd"], ["spectral_precgd"], ["lora_ga_precgd"],
+                                                         ["full_ft"]]
