@@ -132,7 +132,7 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
         got, init_name = _resolve_init(problem, init if init is not None else "small_random", rank, init_seed, init_kwargs)
         A0, B0, offset = got.A.clone(), got.B.clone(), got.offset
         n_sv = A0.shape[1]
-    ref = Reference.from_problem(problem, n_sv)
+    ref = Reference.from_problem(problem, n_sv) if metrics == "full" else None  # needs G's SVD
     run_problem = problem.shifted(*offset) if offset is not None else problem
 
     traj = Trajectory(method=method or f"{init_name}+{scfg.name}", init=init_name, solver=scfg.name, steps=steps)

@@ -527,3 +527,19 @@ def test_skinny_products_in_the_triton_interpreter():
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kernel-ok" in proc.stdout
+
+
+def test_tensor_inputs_are_validated_in_place_with_named_errors():
+    """Torch arrays are checked without a host copy and get the same one-line errors as numpy ones."""
+    p = lorasim.LinearTeacher(d=12, k=10, r_star=2, n=50)
+    for bad, msg in [(torch.zeros(3, 3, dtype=torch.bool), "real numeric"), (torch.zeros(3, 3, dtype=torch.complex64),
+                     "real numeric"), (torch.zeros(3), "2-D"), (torch.full((3, 3), float("nan")), "finite")]:
+        with pytest.raises(ConfigError, match=rf"^X=.*{msg}"):
+            p.as_tensor(bad, "X")
+    assert p.as_tensor(torch.arange(6).reshape(2, 3), "X").dtype == torch.float64
+
+
+def test_risk_only_training_needs_no_svd_of_g():
+    p = lorasim.LinearTeacher(d=12, k=10, r_star=2, n="population")
+    tr = lorasim.train(p, init="small_random", rank=2, steps=3, metrics="risk")
+    assert tr.status == "ok" and "_svd_G" not in p.__dict__

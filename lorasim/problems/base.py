@@ -69,8 +69,15 @@ def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
 
 def real_matrix(x, name: str, dtype, device) -> Tensor:
     """A user array as a finite real 2-D tensor, or a ConfigError naming it."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
+    if isinstance(x, torch.Tensor):  # checked where it lives: a GPU array never visits the host
+        t = x.detach()
+        if t.dtype == torch.bool or t.is_complex():
+            fail("", name, f"array of dtype {t.dtype}", "a real numeric array (integer or float)")
+        if t.dim() != 2:
+            fail("", name, tuple(t.shape), "a 2-D array")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            fail("", name, "array with NaN/inf", "finite values only")
+        return t.to(dtype=dtype, device=device)
     a = np.asarray(x)
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
         fail("", name, f"array of dtype {a.dtype}", "a real numeric array (integer or float)")
