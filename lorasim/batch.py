@@ -97,7 +97,7 @@ class _Stepper:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             scratch = _Stepper(self.problem, self.solver, self.A.clone(), self.B.clone(), False)
-            scratch.state = _clone_state(self.state)
+            scratch.state = copy.deepcopy(self.state)
             for _ in range(2):
                 scratch._one()
         torch.cuda.current_stream().wait_stream(side)
@@ -146,10 +146,6 @@ def capturable_linalg(device):
         yield
     finally:
         torch.backends.cuda.preferred_linalg_library(old)
-
-
-def _clone_state(state):
-    return copy.deepcopy(state)
 
 
 def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,

@@ -225,7 +225,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.Dat
     ``deterministic`` says whether two runs agree bit for bit."""
     rows = []
 
-    def add(d, variant, fn, ref_r, ref_l, bytes_):
+    def add(d, variant, fn, ref_r, ref_l, bytes_, config=None):
+        """One row; ``config`` (the kernel keywords, stored as JSON) lets --kernel-from reuse it."""
+        import json
+
         try:
             a, b = fn()
             a2, b2 = fn()
@@ -237,7 +240,9 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.Dat
         errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
         same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
         rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": bytes_ / t / 1e9,
-                     "rel_err": max(errs), "deterministic": same})
+                     "rel_err": max(errs), "deterministic": same,
+                     # every launch setting the call ran with, the defaults it did not override included
+                     "config": json.dumps({**kernels.CONFIG, **config}) if config is not None else None})
         print(_fmt_row(rows[-1]), flush=True)
 
     for d in sizes:
@@ -256,12 +261,12 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.Dat
                         kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma,
                                   ctas_per_sm=cps)
                         add(d, f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
-                            lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes)
+                            lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
         for block, warps, stages in KERNEL_CONFIGS[:2]:
             for tma in (False, True):
-                kw = dict(block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
+                kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
                 add(d, f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
-                    lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes)
+                    lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
         add(d, "default ieee", lambda: kernels.skinny_products(M, R, L, precision="ieee"), ref_r, ref_l, nbytes)
         add(d, "default right only", lambda: kernels.skinny_products(M, R, None), ref_r, ref_l, nbytes)
         add(d, "default left only", lambda: kernels.skinny_products(M, None, L), ref_r, ref_l, nbytes)
@@ -269,21 +274,22 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.Dat
 
 
 def best_kernel_config(path) -> dict:
-    """The fastest configuration in a kernel table among those with float32-level error and
-    bit-reproducible results."""
-    import re
+    """The fastest two-sided configuration in a kernel table (``--only kernel --out``) among those
+    with float32-level error (tf32x3) and bit-reproducible results."""
+    import json
 
     tab = pd.read_csv(path)
-    ok = tab[tab["variant"].str.contains("tf32x3") & (tab["rel_err"] < 1e-6) & tab["deterministic"].astype(bool)]
+    if "config" not in tab:
+        return {}
+    tab = tab[tab["config"].notna()]
+    cfgs = tab["config"].map(json.loads)
+    ok = tab[(cfgs.map(lambda c: c.get("precision")) == "tf32x3") & (tab["rel_err"] < 1e-6)
+             & tab["deterministic"].astype(bool)]
     if ok.empty:
         return {}
-    v = ok.loc[ok["ms"].idxmin(), "variant"]
-    bm, bn, w, st = map(int, re.match(r"\((\d+), (\d+)\) w(\d+) s(\d+)", v).groups())
-    cfg = {"block": (bm, bn), "num_warps": w, "num_stages": st, "left_as_a": "left_as_a" in v}
-    if "tma=" in v:
-        cfg["tma"] = bool(int(re.search(r"tma=(\d)", v).group(1)))
-    if "cps=" in v:
-        cfg["ctas_per_sm"] = int(re.search(r"cps=(\d)", v).group(1))
+    cfg = json.loads(ok.loc[ok["ms"].idxmin(), "config"])
+    cfg.pop("precision", None)
+    cfg["block"] = tuple(cfg["block"])
     return cfg
 
 

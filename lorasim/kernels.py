@@ -65,7 +65,10 @@ if triton is not None:
                        cols_per_prog: tl.constexpr,
                        HAS_R: tl.constexpr, HAS_L: tl.constexpr,
                        BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr):
+                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr):
+        # With TMA, M is a tensor descriptor and its tiles come from the tensor-memory accelerator
+        # (Hopper's bulk copy engine): no per-element address arithmetic, out-of-range entries read
+        # as 0. Otherwise M is a pointer and tiles are masked loads.
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
         rows = pid_m * BM + tl.arange(0, BM)
@@ -80,8 +83,11 @@ if triton is not None:
         for j in range(0, cols_per_prog, BN):
             cols = col0 + j + tl.arange(0, BN)
             c_ok = cols < n
-            tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
-                           mask=r_ok[:, None] & c_ok[None, :], other=0.0)
+            if TMA:
+                tile = M.load([pid_m * BM, col0 + j])
+            else:
+                tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
+                               mask=r_ok[:, None] & c_ok[None, :], other=0.0)
             if HAS_R:
                 r_tile = tl.load(R + cols[:, None] * s_rn + offs_w[None, :] * s_rw,
                                  mask=c_ok[:, None] & w_ok[None, :], other=0.0)
@@ -89,47 +95,6 @@ if triton is not None:
             if HAS_L:
                 # (tileᵀ L) is this row tile's share of (Lᵀ M)ᵀ for these columns: written once,
                 # to this program's own slice of the partial buffer, and summed over row tiles later.
-                if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored
-                    part_t = tl.dot(tl.trans(l_tile), tile, input_precision=PRECISION)
-                    tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part_t,
-                             mask=c_ok[None, :])
-                else:
-                    part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
-                    tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
-                             mask=c_ok[:, None])
-        if HAS_R:
-            tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
-
-
-    @triton.jit
-    def _skinny_kernel_tma(m_desc, R, L, OUT_R, OUT_L, m, n, w,
-                           s_rn, s_rw, s_lm, s_lw,
-                           cols_per_prog: tl.constexpr,
-                           HAS_R: tl.constexpr, HAS_L: tl.constexpr,
-                           BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
-                           PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr):
-        # The same pass with M's tiles brought in by the tensor-memory accelerator (Hopper's bulk
-        # copy engine): no per-element address arithmetic, out-of-range rows/columns read as 0.
-        pid_m = tl.program_id(0)
-        pid_n = tl.program_id(1)
-        rows = pid_m * BM + tl.arange(0, BM)
-        r_ok = rows < m
-        offs_w = tl.arange(0, BW)
-        w_ok = offs_w < w
-        if HAS_L:
-            l_tile = tl.load(L + rows[:, None] * s_lm + offs_w[None, :] * s_lw,
-                             mask=r_ok[:, None] & w_ok[None, :], other=0.0)
-        acc = tl.zeros((BM, BW), dtype=tl.float32)
-        col0 = pid_n * cols_per_prog
-        for j in range(0, cols_per_prog, BN):
-            cols = col0 + j + tl.arange(0, BN)
-            c_ok = cols < n
-            tile = m_desc.load([pid_m * BM, col0 + j])
-            if HAS_R:
-                r_tile = tl.load(R + cols[:, None] * s_rn + offs_w[None, :] * s_rw,
-                                 mask=c_ok[:, None] & w_ok[None, :], other=0.0)
-                acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
-            if HAS_L:
                 if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored
                     part_t = tl.dot(tl.trans(l_tile), tile, input_precision=PRECISION)
                     tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part_t,
@@ -207,12 +172,11 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     if tma:
         from triton.tools.tensor_descriptor import TensorDescriptor
 
-        desc = TensorDescriptor.from_tensor(M, [BM, BN])
-        _skinny_kernel_tma[(pm, pn)](desc, Rt, Lt, out_r, out_l, m, n, width, *r_strides, *l_strides,
-                                     cols_per_prog, **common)
+        M_arg, m_strides = TensorDescriptor.from_tensor(M, [BM, BN]), (0, 0)
     else:
-        _skinny_kernel[(pm, pn)](M, Rt, Lt, out_r, out_l, m, n, width, M.stride(0), M.stride(1),
-                                 *r_strides, *l_strides, cols_per_prog, **common)
+        M_arg, m_strides = M, (M.stride(0), M.stride(1))
+    _skinny_kernel[(pm, pn)](M_arg, Rt, Lt, out_r, out_l, m, n, width, *m_strides, *r_strides, *l_strides,
+                             cols_per_prog, TMA=bool(tma), **common)
     MR = None if R is None else (out_r[0] if pn == 1 else out_r.sum(0))[:, :width]
     LM = None if L is None else (out_l[0] if pm == 1 else out_l.sum(0))[:, :width].T
     return MR, LM

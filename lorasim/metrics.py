@@ -136,7 +136,8 @@ def record_batch(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: 
 
 
 def subspace_defined_mask(s: Tensor, r: int, rel_gap: float = 1e-10) -> Tensor:
-    """``subspace_defined`` for a batch of singular-value vectors s (b, p): a (b,) bool tensor."""
+    """``subspace_defined`` for a batch of singular-value vectors s (b, p): a (b,) bool tensor,
+    computed on their device (no host sync)."""
     if s.shape[-1] < r:
         return torch.zeros(s.shape[:-1], dtype=torch.bool, device=s.device)
     ok = s[..., r - 1] > 0
@@ -151,6 +152,4 @@ def subspace_defined(s: Tensor, r: int, rel_gap: float = 1e-10) -> bool:
     It does not when σ_r = 0 (B0 = 0) or when σ_r and σ_{r+1} tie (LoRA-GA's A0 has r equal
     singular values): then any basis SVD returns is arbitrary, and so would the alignment be.
     """
-    if len(s) < r or not bool(s[r - 1] > 0):
-        return False
-    return len(s) == r or bool(s[r - 1] - s[r] > rel_gap * s[0])
+    return bool(subspace_defined_mask(s[None], r, rel_gap)[0])
