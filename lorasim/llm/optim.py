@@ -1,0 +1,142 @@
+"""Scaled AdamW / SGD for peft LoRA pairs: LoRA-One "with preconditioners" (SPEC §6.3).
+
+For each pair (lora_A r×in, lora_B out×r) the gradients are transformed by damped r×r Grams,
+
+    g_A ← (lora_Bᵀ lora_B + λI)⁻¹ g_A,        g_B ← g_B (lora_A lora_Aᵀ + λI)⁻¹,
+
+which in paper layout (lorasim/peft_convention.py: A ∝ lora_Aᵀ, B ∝ lora_Bᵀ) is ScaledGD(λ)'s
+∇_A (BBᵀ + λI)⁻¹ and (AᵀA + λI)⁻¹ ∇_B — the transform is ``lorasim.solvers.Preconditioner`` itself,
+applied to transposes. The base rule (AdamW or SGD) then runs on the transformed gradient
+(``precondition="before"``: LoRA-One's AdamWr and peft's create_riemannian_optimizer), or on the raw
+gradient with its step transformed (``"after"``).
+
+``order="simultaneous"`` (the default; theory, peft, pilancilab SGDr) builds both Grams from the
+pre-step pair; ``"gauss_seidel"`` (the official AdamWr) updates every lora_A first and builds
+lora_B's Gram from the updated lora_A. Parameters that are not in a LoRA pair (a classifier head,
+DoRA's magnitude) take the base rule unchanged.
+
+It is a plain ``torch.optim.Optimizer``: use it in a loop, or hand it to the HF Trainer through
+``Trainer(optimizers=(optimizer, scheduler))``.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from ..config import fail
+from ..solvers import Preconditioner
+
+BASES = ("adamw", "sgd")
+
+
+def lora_pairs(named_parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> list[tuple[str, str]]:
+    """(lora_A name, lora_B name) for every trainable 2-D peft pair, matched as peft does (".lora_A." ↔ ".lora_B.")."""
+    params = dict(named_parameters)
+    pairs = []
+    for name, p in params.items():
+        partner = params.get(name.replace(".lora_A.", ".lora_B.")) if ".lora_A." in name else None
+        if partner is not None and p.ndim == partner.ndim == 2 and p.requires_grad and partner.requires_grad:
+            pairs.append((name, name.replace(".lora_A.", ".lora_B.")))
+    return pairs
+
+
+class ScaledLoRAOptimizer(torch.optim.Optimizer):
+    """AdamW or SGD whose LoRA-pair gradients are preconditioned (see the module docstring).
+
+    AdamW's bias correction is the textbook m̂/(√v̂ + ε) (torch.optim.AdamW's); off, the step is
+    m/(√v + ε) as in the official AdamWr (correct_bias=False). Weight decay is decoupled. SGD takes
+    an optional heavy-ball ``momentum``.
+    """
+
+    def __init__(self, named_parameters, lr: float, base: str = "adamw", reg: float = 1e-6,
+                 order: str = "simultaneous", inverse: str = "inv", precondition: str = "before",
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 bias_correction: bool = True, momentum: float = 0.0):
+        named = [(n, p) for n, p in named_parameters if p.requires_grad]
+        checks = {"base": (base, BASES), "order": (order, ("simultaneous", "gauss_seidel")),
+                  "inverse": (inverse, ("inv", "pinv")), "precondition": (precondition, ("before", "after"))}
+        for field, (value, allowed) in checks.items():
+            if value not in allowed:
+                fail("optimizer", field, value, "one of " + ", ".join(allowed))
+        for field, value in {"lr": lr, "reg": reg, "eps": eps, "weight_decay": weight_decay,
+                             "momentum": momentum}.items():
+            if not (isinstance(value, (int, float)) and value >= 0):
+                fail("optimizer", field, value, "a number ≥ 0")
+        if not named:
+            fail("optimizer", "named_parameters", "[]", "at least one trainable parameter")
+        by_name = dict(named)
+        pairs = lora_pairs(named)
+        paired = {n for pair in pairs for n in pair}
+        super().__init__([p for _, p in named], dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                                     momentum=momentum))
+        self.base, self.order, self.bias_correction = base, order, bias_correction
+        self.before = precondition == "before"
+        self.precond = Preconditioner(reg, order, inverse)
+        self.pairs = [(by_name[a], by_name[b]) for a, b in pairs]
+        self.unpaired = [p for n, p in named if n not in paired]
+        self.group_of = {p: g for g in self.param_groups for p in g["params"]}
+
+    # Preconditioner works in paper layout, on transposes; Grams in ≥ fp32 (bf16 adapters stay accurate).
+    def _for_A(self, g, lora_B):
+        dt = torch.promote_types(g.dtype, torch.float32)
+        return self.precond.for_A(g.T.to(dt), lora_B.detach().T.to(dt)).T.to(g.dtype)
+
+    def _for_B(self, g, lora_A):
+        dt = torch.promote_types(g.dtype, torch.float32)
+        return self.precond.for_B(g.T.to(dt), lora_A.detach().T.to(dt)).T.to(g.dtype)
+
+    def _direction(self, p, g):
+        group, state = self.group_of[p], self.state[p]
+        if self.base == "sgd":
+            if group["momentum"] == 0:
+                return g
+            buf = state.setdefault("momentum", torch.zeros_like(g))
+            return buf.mul_(group["momentum"]).add_(g)
+        b1, b2 = group["betas"]
+        if not state:
+            state.update(t=0, m=torch.zeros_like(g), v=torch.zeros_like(g))
+        state["t"] += 1
+        state["m"].mul_(b1).add_(g, alpha=1 - b1)
+        state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
+        m, v = state["m"], state["v"]
+        if self.bias_correction:
+            m, v = m / (1 - b1 ** state["t"]), v / (1 - b2 ** state["t"])
+        return m / (v.sqrt() + group["eps"])
+
+    def _apply(self, p, d):
+        group = self.group_of[p]
+        if group["weight_decay"]:
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+        p.add_(d, alpha=-group["lr"])
+
+    def _update(self, p, g, transform=None, partner=None):
+        """One base-rule step of p; ``transform(·, partner)`` preconditions the gradient or the step."""
+        if g is None:
+            return
+        if transform is not None and self.before:
+            g = transform(g, partner)
+        d = self._direction(p, g)
+        self._apply(p, d if transform is None or self.before else transform(d, partner))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for lora_A, lora_B in self.pairs:
+            A_for_B = lora_A if self.order == "gauss_seidel" else lora_A.detach().clone()
+            self._update(lora_A, lora_A.grad, self._for_A, lora_B)
+            self._update(lora_B, lora_B.grad, self._for_B, A_for_B)
+        for p in self.unpaired:
+            self._update(p, p.grad)
+        return loss
+
+
+def scaled_optimizer(model: torch.nn.Module, lr: float, **kwargs) -> ScaledLoRAOptimizer:
+    """``ScaledLoRAOptimizer`` over the model's trainable parameters; it must hold at least one LoRA pair."""
+    opt = ScaledLoRAOptimizer(model.named_parameters(), lr, **kwargs)
+    if not opt.pairs:
+        fail("optimizer", "model", type(model).__name__, "a peft model with trainable lora_A/lora_B pairs")
+    return opt
