@@ -280,15 +280,17 @@ def _sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list
     return [list(point) for point in itertools.product(*choices)]
 
 
-def _precheck(overrides: list[str], multirun: bool, config_name: str = "config", check=None) -> None:
+def _precheck(overrides: list[str], multirun: bool, config_name: str = "config", check=None,
+              config_dir: Optional[str] = None) -> None:
     """Compose and validate every job's config first, so each config error is one line, exit 2."""
     check = check or validate
+    config_dir = config_dir or conf_dir()
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             # A preset (sweep=...) can make the run a multirun through hydra.sweeper.params.
             from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -321,21 +323,22 @@ def _precheck(overrides: list[str], multirun: bool, config_name: str = "config",
         first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
         match = re.match(r"Could not override '([^']+)'", first)
         if match:
-            _error(_unknown_override(match.group(1), overrides, config_name))
+            _error(_unknown_override(match.group(1), overrides, config_name, config_dir))
         _error(first)
 
 
-def _unknown_override(key: str, overrides: list[str], config_name: str = "config") -> str:
+def _unknown_override(key: str, overrides: list[str], config_name: str = "config",
+                      config_dir: Optional[str] = None) -> str:
     """One line for an override hydra could not place: a group outside methods=single, or an unknown key."""
     from hydra import compose, initialize_config_dir
 
     given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), key)
-    if key in ("init", "solver"):
+    if key in ("init", "solver") and config_name == "config":
         return f"{given}: the {key} group is chosen per method; use methods=single {given}, or methods.<name>.{key}.<field>=..."
     parent = key.rpartition(".")[0]
     others = [o for o in overrides if o != given]
     try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        with initialize_config_dir(config_dir=config_dir or conf_dir(), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=others)
         node = OmegaConf.select(cfg, parent) if parent else cfg
         allowed = ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "none"

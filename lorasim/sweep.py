@@ -39,13 +39,18 @@ def _job_dirs(sweep_dir: Path) -> list:
                   key=lambda p: (len(p.name), p.name))
 
 
-def gather(sweep_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(per-step table, per-method summary) over every job folder of a multirun."""
+def gather_tables(sweep_dir, tables: tuple[str, ...], groups: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """{table: every job's ``<table>.csv`` stacked} over the job folders of a multirun, each row labelled
+    with ``job``, ``job_status`` (ok, error, incomplete), ``error`` and the job's config groups flattened
+    (``<group>.<field>``; top-level scalars keep their name). A job without results keeps one row."""
     sweep_dir = Path(sweep_dir)
-    steps, summaries = [], []
+    frames = {t: [] for t in tables}
     for job in _job_dirs(sweep_dir):
         cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text()) or {}
-        labels = {"job": int(job.name) if job.name.isdigit() else job.name, **_flat("problem", cfg.get("problem", {})), **_flat("run", cfg.get("run", {}))}
+        labels = {"job": int(job.name) if job.name.isdigit() else job.name}
+        for key in groups:
+            node = cfg.get(key, {})
+            labels.update(_flat(key, node) if isinstance(node, dict) else {key: node})
         if (job / "error.txt").is_file():
             status, error = "error", (job / "error.txt").read_text().strip()
         elif (job / "done.json").is_file():
@@ -53,17 +58,19 @@ def gather(sweep_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
         else:
             status, error = "incomplete", "no results (the job was stopped or crashed before writing them)"
         labels.update(job_status=status, error=error)
-        if status == "ok":
-            res = pd.read_csv(job / "results.csv")
-            summ = pd.read_csv(job / "summary.csv")
-            steps.append(res.assign(**labels))
-            summaries.append(summ.assign(**labels))
-        else:
-            steps.append(pd.DataFrame([labels]))
-            summaries.append(pd.DataFrame([labels]))
-    if not steps:
+        for t in tables:
+            path = job / f"{t}.csv"
+            ok = status == "ok" and path.is_file() and path.stat().st_size > 1
+            frames[t].append(pd.read_csv(path).assign(**labels) if ok else pd.DataFrame([labels]))
+    if not frames[tables[0]]:
         raise FileNotFoundError(f"{sweep_dir}: no hydra job folders (with .hydra/config.yaml) inside")
-    return pd.concat(steps, ignore_index=True), pd.concat(summaries, ignore_index=True)
+    return {t: pd.concat(f, ignore_index=True) for t, f in frames.items()}
+
+
+def gather(sweep_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(per-step table, per-method summary) over every job folder of a ``lorasim`` multirun."""
+    out = gather_tables(sweep_dir, ("results", "summary"), ("problem", "run"))
+    return out["results"], out["summary"]
 
 
 def plot_sweep(results: pd.DataFrame, summary: pd.DataFrame, out_dir) -> list:

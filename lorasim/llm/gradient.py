@@ -14,14 +14,17 @@ from typing import Iterable, Optional, Sequence, Union
 
 import torch
 
+TASK_HEADS = ("classifier", "score", "lm_head")  # trained in full (peft modules_to_save), never adapted
+
 
 def target_linear_names(model: torch.nn.Module, targets: Union[str, Sequence[str]] = "all-linear") -> list[str]:
-    """Names of the nn.Linear modules LoRA adapts: every one except the output head ("all-linear",
-    the official "all" preset and peft's "all-linear"), or those whose name ends with one of ``targets``."""
+    """Names of the nn.Linear modules LoRA adapts: every one except the output head or a task head
+    ("all-linear": the official "all" preset, peft's "all-linear"), or those whose name ends with one
+    of ``targets``."""
     out_head = getattr(model, "get_output_embeddings", lambda: None)()
     names = []
     for name, mod in model.named_modules():
-        if not isinstance(mod, torch.nn.Linear) or mod is out_head:
+        if not isinstance(mod, torch.nn.Linear) or mod is out_head or name.split(".")[-1] in TASK_HEADS:
             continue
         if targets == "all-linear" or any(name == t or name.endswith("." + t) for t in targets):
             names.append(name)

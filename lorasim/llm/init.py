@@ -46,14 +46,13 @@ def lora_one_factors(grad: torch.Tensor, r: int, lora_alpha: float = 16.0, rslor
 def lora_one_model(model: torch.nn.Module, gradients: dict[str, torch.Tensor], r: int, lora_alpha: float = 16.0,
                    rslora: bool = True, gamma: float = 128.0, variant: str = "official", zeta: float = 1.0,
                    q: int = 512, niter: int = 16, seed: int = 0, lora_dropout: float = 0.0,
-                   target_modules: Optional[Union[str, Sequence[str]]] = None):
+                   target_modules: Optional[Union[str, Sequence[str]]] = None, task_type: Optional[str] = None):
     """A peft model (LoraConfig + get_peft_model) whose adapters are LoRA-One's for ``gradients``
     ({module name: grad}, from ``one_step_gradients`` on the same model). Adapters are fp32."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=lora_alpha, use_rslora=rslora, lora_dropout=lora_dropout,
-                        target_modules=list(target_modules) if target_modules is not None else sorted(
-                            {name.rsplit(".", 1)[-1] for name in gradients}))
+    config = LoraConfig(r=r, lora_alpha=lora_alpha, use_rslora=rslora, lora_dropout=lora_dropout, task_type=task_type,
+                        target_modules=list(target_modules) if target_modules is not None else sorted(gradients))
     peft_model = get_peft_model(model, config)
     adapted = {name: mod for name, mod in peft_model.base_model.model.named_modules() if hasattr(mod, "lora_A")}
     missing = sorted(set(adapted) - set(gradients)) + sorted(set(gradients) - set(adapted))

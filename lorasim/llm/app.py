@@ -1,0 +1,139 @@
+"""``lorasim-llm``: the hydra app of the LLM stage (config: conf/llm/, one group per module).
+
+    lorasim-llm                                              # tiny random Llama, LoRA-One, 20 steps
+    lorasim-llm model=smollm2 method=lora_one run.steps=5    # SmolLM2 on BBC News, offline, CPU
+    lorasim-llm -m method=lora,lora_one seed=0,1,2           # a sweep; the callback writes the report
+
+A job writes curve.csv (one row per logged step), angles.csv (if run.angle_every > 0), summary.csv
+(one row) and, last, done.json. Config errors are one line naming the field, exit code 2, before any
+model is loaded; in a multirun a failing job leaves error.txt and the sweep goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported anywhere
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from ..app import _already_done, _error, _fingerprint, _mark_done, _precheck, _share_cores, conf_dir  # noqa: E402
+from ..config import ConfigError, fail  # noqa: E402
+
+CONF = str(Path(conf_dir()) / "llm")
+TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
+
+
+def _plain(node, where: str) -> dict:
+    if not isinstance(node, DictConfig):
+        fail("", where, node, "a config group")
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def validate(cfg: DictConfig):
+    """(model, cache_dir, task dict, MethodSpec, RunSpec, seed), every field checked; loads nothing."""
+    from . import data, models
+    from .methods import MethodSpec
+    from .train import RunSpec
+
+    model = _plain(cfg.model, "model")
+    models.check_available(model.get("name"), model.get("cache_dir"))
+    task = _plain(cfg.task, "task")
+    unknown = sorted(set(task) - set(TASK_KEYS))
+    if unknown:
+        fail("task", unknown[0], task[unknown[0]], "no such field; fields: " + ", ".join(TASK_KEYS))
+    data.check_available(task.get("name"))
+    for key in ("eval_per_class", "train_per_class", "data_seed", "max_text_tokens"):
+        value = task.get(key)
+        low = 1 if key in ("eval_per_class", "max_text_tokens") else 0
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            fail("task", key, value, f"an integer ≥ {low}")
+    method = _plain(cfg.method, "method")
+    lr_mult = cfg.get("lr_mult", 1.0)
+    if not (isinstance(lr_mult, (int, float)) and not isinstance(lr_mult, bool) and lr_mult > 0):
+        fail("", "lr_mult", lr_mult, "a number > 0 (the lr is method.lr × lr_mult)")
+    run = _plain(cfg.run, "run")
+    try:
+        method_spec = MethodSpec(**method)
+        run_spec = RunSpec(**run)
+        if lr_mult != 1:
+            method_spec = dataclasses.replace(method_spec, lr=method_spec.lr * lr_mult)
+    except TypeError as e:  # an unknown field
+        bad = str(e).rsplit(" ", 1)[-1].strip("'")
+        group, fields = ("method", MethodSpec) if bad in method else ("run", RunSpec)
+        fail(group, bad, (method if group == "method" else run).get(bad),
+             "no such field; fields: " + ", ".join(f.name for f in dataclasses.fields(fields)))
+    if run_spec.angle_every and method_spec.name == "lora_ga":
+        fail("run", "angle_every", run_spec.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
+    seed = cfg.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        fail("", "seed", seed, "an integer ≥ 0")
+    return model["name"], model.get("cache_dir"), task, method_spec, run_spec, seed
+
+
+def execute(cfg: DictConfig, out_dir: Path) -> dict:
+    import pandas as pd
+
+    from ..io import write_csv
+    from .train import run
+
+    name, cache_dir, task, method, run_spec, seed = validate(cfg)
+
+    def progress(row):
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+        print(f"{method.name} seed={seed}: {shown}", flush=True)
+
+    result = run(name, task, method, run_spec, seed=seed, cache_dir=cache_dir, progress=progress)
+    write_csv(pd.DataFrame(result["curve"]), out_dir / "curve.csv")
+    if result["angles"]:
+        write_csv(pd.DataFrame(result["angles"]), out_dir / "angles.csv")
+    write_csv(pd.DataFrame([result["summary"]]), out_dir / "summary.csv")
+    return result["summary"]
+
+
+@hydra.main(version_base="1.3", config_path=CONF, config_name="llm")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
+    _share_cores(hc)
+    fingerprint = _fingerprint(cfg)
+    if multirun and _already_done(out_dir, fingerprint):
+        print(f"job {hc.job.num}: complete in {out_dir}, skipped")
+        return
+    try:
+        summary = execute(cfg, out_dir)
+    except Exception as e:  # noqa: BLE001 - a sweep records any job's failure and goes on
+        if not multirun:
+            if isinstance(e, ConfigError):
+                _error(str(e))
+            raise
+        from ..io import atomic_write
+
+        message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
+        atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
+        sys.stderr.write(f"lorasim-llm: job {hc.job.num}: {message}\n")
+        return
+    _mark_done(out_dir, fingerprint)
+    print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+    print(f"outputs: {out_dir}")
+
+
+def main() -> None:
+    """Console entry point: ``lorasim-llm [overrides]``."""
+    argv = sys.argv[1:]
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    if not [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]:
+        _precheck([a for a in argv if not a.startswith("-")], multirun, config_name="llm",
+                  check=validate, config_dir=CONF)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The fine-tuning methods compared in the LLM stage: each is a named way to wrap the base model and
+build its optimizer, side by side (peft's tuners/lora style). Baselines go through peft itself.
+
+lora           peft default init (lora_A Kaiming-uniform, lora_B = 0), AdamW
+rslora         the same with s = α_L/√r (peft use_rslora)
+lora_plus      lora with peft's create_loraplus_optimizer (lora_B's lr × ``lora_plus_ratio``)
+dora           peft use_dora
+pissa          peft init_lora_weights="pissa" (or "pissa_niter_K"): top-r SVD of W0, residual in the base
+lora_ga        peft preprocess_loraga + init_lora_weights="lora_ga" (ArB2r, stable, γ = 16; peft's scaling)
+lora_one       LoRA-One (lorasim.llm.init, official variant by default), AdamW
+lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim
+full_ft        every parameter trained with AdamW
+
+``rslora`` in the spec applies to every LoRA method (the official recipe uses it throughout);
+``lora`` and ``rslora`` differ only in that flag.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..config import fail
+from .gradient import one_step_gradients, target_linear_names
+from .init import VARIANTS, lora_one_model
+from .optim import scaled_optimizer
+
+METHODS = ("lora", "rslora", "lora_plus", "dora", "pissa", "lora_ga", "lora_one", "lora_one_prec", "full_ft")
+GRADIENT_INITS = ("lora_ga", "lora_one", "lora_one_prec")
+
+
+@dataclass
+class MethodSpec:
+    name: str = "lora_one"
+    r: int = 8
+    lora_alpha: float = 16.0
+    rslora: bool = True
+    targets: object = "all-linear"
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    gamma: float = 128.0  # LoRA-One's stable_gamma
+    variant: str = "official"  # LoRA-One: official | readme | theory
+    zeta: float = 1.0  # theory variant's ζ
+    svd_q: int = 512
+    svd_niter: int = 16
+    reg: float = 1e-6  # scaled AdamW's λ (prec_reg)
+    order: str = "simultaneous"
+    bias_correction: bool = True
+    lora_plus_ratio: float = 16.0
+    loraga_gamma: int = 16
+    pissa_niter: int = 0  # 0: exact SVD
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        checks = [("name", self.name in METHODS, "one of " + ", ".join(METHODS)),
+                  ("r", isinstance(self.r, int) and self.r >= 1, "an integer ≥ 1"),
+                  ("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a number > 0"),
+                  ("lora_alpha", isinstance(self.lora_alpha, (int, float)) and self.lora_alpha > 0, "a number > 0"),
+                  ("gamma", isinstance(self.gamma, (int, float)) and self.gamma > 0, "a number > 0"),
+                  ("variant", self.variant in VARIANTS, "one of " + ", ".join(VARIANTS)),
+                  ("order", self.order in ("simultaneous", "gauss_seidel"), "simultaneous or gauss_seidel"),
+                  ("reg", isinstance(self.reg, (int, float)) and self.reg >= 0, "a number ≥ 0"),
+                  ("lora_plus_ratio", isinstance(self.lora_plus_ratio, (int, float)) and self.lora_plus_ratio > 0,
+                   "a number > 0"),
+                  ("pissa_niter", isinstance(self.pissa_niter, int) and self.pissa_niter >= 0, "an integer ≥ 0")]
+        for name, ok, allowed in checks:
+            if not ok:
+                fail("method", name, getattr(self, name), allowed)
+
+
+def _lora_config(spec: MethodSpec, model, **kw):
+    from peft import LoraConfig
+
+    names = target_linear_names(model, spec.targets)
+    task = "SEQ_CLS" if getattr(model.config, "num_labels", None) and not hasattr(model, "lm_head") else None
+    return LoraConfig(r=spec.r, lora_alpha=spec.lora_alpha, use_rslora=spec.rslora or spec.name == "rslora",
+                      lora_dropout=0.0, target_modules=names, task_type=task, **kw)
+
+
+def _adamw(params, spec: MethodSpec):
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+def prepare(spec: MethodSpec, model: torch.nn.Module, init_batches: list[dict],
+            gradients: Optional[dict] = None):
+    """(trainable model, optimizer) for ``spec``. ``init_batches`` feed the one-step gradient of the
+    gradient-based inits; ``gradients`` (from one_step_gradients) is reused when given."""
+    from peft import get_peft_model
+
+    name = spec.name
+    if name == "full_ft":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, _adamw(model.parameters(), spec)
+    if name in ("lora_one", "lora_one_prec"):
+        if gradients is None:
+            gradients = one_step_gradients(model, init_batches, spec.targets)
+        peft_model = lora_one_model(model, gradients, spec.r, spec.lora_alpha, spec.rslora, spec.gamma, spec.variant,
+                                    spec.zeta, spec.svd_q, spec.svd_niter, task_type=_lora_config(spec, model).task_type)
+        if name == "lora_one_prec":
+            return peft_model, scaled_optimizer(peft_model, spec.lr, reg=spec.reg, order=spec.order,
+                                                bias_correction=spec.bias_correction,
+                                                weight_decay=spec.weight_decay)
+        return peft_model, _adamw(_trainable(peft_model), spec)
+    if name == "lora_ga":
+        from peft import LoraGAConfig
+        from peft.tuners.lora.loraga import preprocess_loraga
+
+        config = _lora_config(spec, model, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
+            direction="ArB2r", scale="stable", stable_gamma=spec.loraga_gamma))
+
+        def train_step():
+            for batch in init_batches:
+                model(**batch).loss.backward()
+
+        preprocess_loraga(model, config, train_step)
+        peft_model = get_peft_model(model, config)
+        return peft_model, _adamw(_trainable(peft_model), spec)
+    init = {"pissa": "pissa" if spec.pissa_niter == 0 else f"pissa_niter_{spec.pissa_niter}"}.get(name, True)
+    peft_model = get_peft_model(model, _lora_config(spec, model, init_lora_weights=init, use_dora=name == "dora"))
+    if name == "lora_plus":
+        from peft.optimizers import create_loraplus_optimizer
+
+        return peft_model, create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=spec.lr,
+                                                     loraplus_lr_ratio=spec.lora_plus_ratio,
+                                                     weight_decay=spec.weight_decay)
+    return peft_model, _adamw(_trainable(peft_model), spec)
+
+
+def _trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]

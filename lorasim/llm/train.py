@@ -1,0 +1,190 @@
+"""One LLM fine-tuning run: model → task → one-step gradient → method (init + optimizer) → steps,
+logging a tidy curve (train loss, eval loss and accuracy) and, optionally, Figure 1(b)'s angles.
+
+The training loop is a plain loop (the optimizers are plain torch optimizers, so the HF Trainer
+works too; see tests). Batches are the training pool in a seed-dependent order, cycled. The one-step
+gradient uses the pool's first ``init_batches × batch_size`` examples, as the official code takes
+the first bsz·iters training examples (SPEC §6.2).
+"""
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..config import fail
+from .angles import GradientSubspaces
+from .data import Batcher, load_task
+from .gradient import one_step_gradients
+from .methods import GRADIENT_INITS, MethodSpec, prepare
+from .models import load_model
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class RunSpec:
+    steps: int = 20
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    init_batches: int = 8
+    warmup_steps: int = 0
+    log_every: int = 5
+    eval_every: int = 10
+    angle_every: int = 0  # 0: no angles
+    device: str = "cpu"
+    precision: str = "fp32"  # bf16: autocast on CUDA; weights and adapters stay fp32
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_batch_size", "init_batches", "log_every", "eval_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                fail("run", name, value, "an integer ≥ 1")
+        for name in ("warmup_steps", "angle_every"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+                fail("run", name, value, "an integer ≥ 0")
+        if self.precision not in PRECISIONS:
+            fail("run", "precision", self.precision, "one of " + ", ".join(PRECISIONS))
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            fail("run", "device", self.device, "cpu, cuda or cuda:<index>")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            fail("run", "device", self.device, "cpu (no CUDA device is visible)")
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _schedule(optimizer, spec: RunSpec):
+    """Linear warm-up, then linear decay to zero (the HF default the official recipe uses)."""
+    def factor(step):
+        if step < spec.warmup_steps:
+            return (step + 1) / (spec.warmup_steps + 1)
+        return max(0.0, (spec.steps - step) / max(1, spec.steps - spec.warmup_steps))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate(model, batcher: Batcher, examples, spec: RunSpec) -> tuple[float, float]:
+    """(mean loss over response tokens or examples, accuracy) on ``examples``."""
+    was = model.training
+    model.eval()
+    loss_sum, weight, correct = 0.0, 0, 0
+    for i in range(0, len(examples), spec.eval_batch_size):
+        batch = _to(batcher(examples[i: i + spec.eval_batch_size]), spec.device)
+        with _autocast(spec):
+            out = model(**batch)
+        n = int((batch["labels"] != -100).sum()) if batcher.kind == "causal" else len(batch["labels"])
+        loss_sum += float(out.loss) * n
+        weight += n
+        truth = batch["labels"] if batcher.kind == "classify" else torch.tensor(
+            [e.label for e in examples[i: i + spec.eval_batch_size]], device=spec.device)
+        correct += int((batcher.predict(batch, out.logits.float()) == truth).sum())
+    model.train(was)
+    return loss_sum / weight, correct / len(examples)
+
+
+def _autocast(spec: RunSpec):
+    if spec.precision == "bf16" and spec.device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _peak_memory_mb(device: str) -> tuple[float, str]:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
+
+
+def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed: int = 0,
+        cache_dir: Optional[str] = None, progress=None) -> dict:
+    """Train once; returns {"curve": rows, "angles": rows, "summary": dict}."""
+    torch.manual_seed(seed)
+    task_cfg = dict(task_cfg)
+    max_text_tokens = task_cfg.pop("max_text_tokens", 128)
+    task = load_task(**task_cfg)
+    model, tok, kind = load_model(model_name, seed=seed, num_labels=len(task.labels), cache_dir=cache_dir)
+    batcher = Batcher(task, tok, kind, max_text_tokens)
+    model.to(spec.device)
+    if spec.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(spec.device)
+    n_init = spec.init_batches * spec.batch_size
+    if len(task.train) < max(n_init, spec.batch_size):
+        fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
+    init_batches = [_to(batcher(task.train[i: i + spec.batch_size]), spec.device)
+                    for i in range(0, n_init, spec.batch_size)]
+    uses_gradient = method.name in GRADIENT_INITS
+    gradients = None
+    if spec.angle_every and not uses_gradient:  # the angles' reference; not part of this method's init cost
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
+    _sync(spec.device)
+    start = time.perf_counter()
+    if method.name in ("lora_one", "lora_one_prec"):
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
+    model, optimizer = prepare(method, model, init_batches, gradients)
+    _sync(spec.device)
+    init_seconds = time.perf_counter() - start
+    if spec.angle_every and gradients is None:  # lora_ga estimated its own; ours is the same mean gradient
+        fail("run", "angle_every", spec.angle_every, "0 for lora_ga (peft keeps its gradient internal)")
+    subspaces = GradientSubspaces(gradients, method.r, spec.device) if spec.angle_every else None
+    del gradients
+    scheduler = _schedule(optimizer, spec)
+    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed)).tolist()
+    curve, angles, window, status = [], [], [], "ok"
+
+    def log(step):
+        row = {"step": step, "train_loss": sum(window) / len(window) if window else math.nan,
+               "scheduled_lr": scheduler.get_last_lr()[0], "eval_loss": math.nan, "eval_acc": math.nan}
+        if step % spec.eval_every == 0 or step == spec.steps:
+            row["eval_loss"], row["eval_acc"] = evaluate(model, batcher, task.eval, spec)
+        curve.append(row)
+        window.clear()
+        if progress:
+            progress(row)
+
+    def log_angles(step):
+        angles.extend({"step": step, **a} for a in subspaces.angles(model))
+
+    model.train()
+    log(0)
+    if subspaces is not None:
+        log_angles(0)
+    for step in range(1, spec.steps + 1):
+        pos = ((step - 1) * spec.batch_size) % len(order)
+        idx = (order + order)[pos: pos + spec.batch_size]
+        batch = _to(batcher([task.train[i] for i in idx]), spec.device)
+        with _autocast(spec):
+            loss = model(**batch).loss
+        if not torch.isfinite(loss):
+            status = "diverged"
+            curve.append({"step": step, "train_loss": float(loss), "scheduled_lr": scheduler.get_last_lr()[0],
+                          "eval_loss": math.nan, "eval_acc": math.nan})
+            break
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window.append(float(loss.detach()))
+        if step % spec.log_every == 0 or step % spec.eval_every == 0 or step == spec.steps:
+            log(step)
+        if subspaces is not None and (step % spec.angle_every == 0 or step == spec.steps):
+            log_angles(step)
+    peak, peak_kind = _peak_memory_mb(spec.device)
+    final = curve[-1]
+    summary = {"status": status, "lr": method.lr, "init_seconds": init_seconds, "peak_memory_mb": peak,
+               "peak_memory_kind": peak_kind,
+               "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "final_train_loss": final["train_loss"], "final_eval_loss": final["eval_loss"],
+               "final_eval_acc": final["eval_acc"], "initial_eval_acc": curve[0]["eval_acc"],
+               "steps_done": final["step"]}
+    return {"curve": curve, "angles": angles, "summary": summary, "model": model}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)

