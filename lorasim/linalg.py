@@ -88,3 +88,19 @@ def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str,
     sol, info = torch.linalg.solve_ex(gram, mT(g))  # gram is symmetric
     ok = (info == 0) & torch.isfinite(sol).all(dim=(-2, -1))
     return torch.where(ok[..., None, None], mT(sol), g)
+
+
+def damped_gram_inverse(gram: Tensor, damping: float, inverse: str) -> Tensor:
+    """(gram + λI)⁻¹ for a batch of symmetric r×r Grams (..., r, r), without a host sync.
+
+    The explicit inverse is what the LLM optimizers apply (one batched inversion for every LoRA
+    layer of a model, then one small product per layer). Where a Gram is singular the identity is
+    returned for it, as the official AdamWr does when its inversion fails.
+    """
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    damped = gram + damping * eye
+    if inverse == "pinv":
+        return torch.linalg.pinv(damped, hermitian=True)
+    inv, info = torch.linalg.inv_ex(damped)
+    ok = (info == 0) & torch.isfinite(inv).all(dim=(-2, -1))
+    return torch.where(ok[..., None, None], inv, eye.expand_as(inv))

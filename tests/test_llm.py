@@ -66,8 +66,9 @@ def test_lora_one_identity_in_peft_layout(variant):
     U, S, Vh = torch.linalg.svd(-G.double(), full_matrices=False)
     best = (U[:, :r] * S[:r]) @ Vh[:r]
     want = {"official": s / gamma * best / S[0], "readme": s / gamma * best, "theory": zeta * best}[variant]
-    # float32 SVD: errors of order (size)·ε32 relative to the largest entry
-    torch.testing.assert_close((s * B.double() @ A.double()), want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
+    # float32 randomized SVD: errors of order (size)·ε32 relative to the largest entry (1.2e-5 seen
+    # with torch 2.11's LAPACK)
+    torch.testing.assert_close((s * B.double() @ A.double()), want, rtol=1e-4, atol=5e-5 * float(want.abs().max()))
     # balanced factors: lora_B ᵀlora_B = lora_A lora_Aᵀ
     gram = A @ A.T
     torch.testing.assert_close(B.T @ B, gram, rtol=1e-4, atol=1e-5 * float(gram.abs().max()))

@@ -149,3 +149,23 @@ def test_hf_trainer_runs_the_optimizer_like_a_plain_loop(tmp_path):
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.detach(), loop[name], rtol=1e-5, atol=1e-7)
+
+
+def test_layers_of_different_ranks_are_batched_separately_and_exactly():
+    """peft rank_pattern: Grams of different sizes; one SGD step per layer equals the explicit formula."""
+    base = tiny_llama(2)
+    cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
+                          rank_pattern={"v_proj": 2})
+    model = peft.get_peft_model(base, cfg)
+    layers = [m for m in model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    assert {lay.lora_A["default"].weight.shape[0] for lay in layers} == {2, 4}
+    model(**_batches(1)[0]).loss.backward()
+    before = [(lay.lora_A["default"].weight.detach().clone(), lay.lora_B["default"].weight.detach().clone(),
+               lay.lora_A["default"].weight.grad.clone(), lay.lora_B["default"].weight.grad.clone()) for lay in layers]
+    scaled_optimizer(model, 0.1, base="sgd", reg=0.05).step()
+    for lay, (A0, B0, gA, gB) in zip(layers, before):
+        eye = torch.eye(A0.shape[0])
+        torch.testing.assert_close(lay.lora_A["default"].weight.detach(),
+                                   A0 - 0.1 * torch.linalg.inv(B0.T @ B0 + 0.05 * eye) @ gA, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lay.lora_B["default"].weight.detach(),
+                                   B0 - 0.1 * gB @ torch.linalg.inv(A0 @ A0.T + 0.05 * eye), rtol=1e-5, atol=1e-6)

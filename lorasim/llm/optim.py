@@ -5,8 +5,10 @@ For each pair (lora_A r×in, lora_B out×r) the gradients are transformed by dam
     g_A ← (lora_Bᵀ lora_B + λI)⁻¹ g_A,        g_B ← g_B (lora_A lora_Aᵀ + λI)⁻¹,
 
 which in paper layout (lorasim/peft_convention.py: A ∝ lora_Aᵀ, B ∝ lora_Bᵀ) is ScaledGD(λ)'s
-∇_A (BBᵀ + λI)⁻¹ and (AᵀA + λI)⁻¹ ∇_B — the transform is ``lorasim.solvers.Preconditioner`` itself,
-applied to transposes. The base rule (AdamW or SGD) then runs on the transformed gradient
+∇_A (BBᵀ + λI)⁻¹ and (AᵀA + λI)⁻¹ ∇_B (lorasim.solvers.Preconditioner; tests check the two agree).
+The r×r inverses of all layers are taken in one batched call per side (per rank, if ranks differ):
+a model has hundreds of LoRA layers, and one small solve each costs a launch (and on CUDA, with
+MAGMA, a host round trip) apiece. The base rule (AdamW or SGD) then runs on the transformed gradient
 (``precondition="before"``: LoRA-One's AdamWr and peft's create_riemannian_optimizer), or on the raw
 gradient with its step transformed (``"after"``).
 
@@ -25,7 +27,7 @@ from typing import Iterable
 import torch
 
 from ..config import fail
-from ..solvers import Preconditioner
+from ..linalg import damped_gram_inverse
 
 BASES = ("adamw", "sgd")
 
@@ -72,19 +74,22 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
                                                      momentum=momentum))
         self.base, self.order, self.bias_correction = base, order, bias_correction
         self.before = precondition == "before"
-        self.precond = Preconditioner(reg, order, inverse)
+        self.reg, self.inverse = reg, inverse
         self.pairs = [(by_name[a], by_name[b]) for a, b in pairs]
         self.unpaired = [p for n, p in named if n not in paired]
         self.group_of = {p: g for g in self.param_groups for p in g["params"]}
 
-    # Preconditioner works in paper layout, on transposes; Grams in ≥ fp32 (bf16 adapters stay accurate).
-    def _for_A(self, g, lora_B):
-        dt = torch.promote_types(g.dtype, torch.float32)
-        return self.precond.for_A(g.T.to(dt), lora_B.detach().T.to(dt)).T.to(g.dtype)
-
-    def _for_B(self, g, lora_A):
-        dt = torch.promote_types(g.dtype, torch.float32)
-        return self.precond.for_B(g.T.to(dt), lora_A.detach().T.to(dt)).T.to(g.dtype)
+    def _inverses(self, grams: list) -> list:
+        """(gram + λI)⁻¹ for each r×r Gram, batched per (size, device, dtype)."""
+        out = [None] * len(grams)
+        by_shape = {}
+        for i, g in enumerate(grams):
+            by_shape.setdefault((g.shape[-1], g.device, g.dtype), []).append(i)
+        for idx in by_shape.values():
+            inv = damped_gram_inverse(torch.stack([grams[i] for i in idx]), self.reg, self.inverse)
+            for j, i in enumerate(idx):
+                out[i] = inv[j]
+        return out
 
     def _direction(self, p, g):
         group, state = self.group_of[p], self.state[p]
@@ -110,14 +115,14 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
             p.mul_(1 - group["lr"] * group["weight_decay"])
         p.add_(d, alpha=-group["lr"])
 
-    def _update(self, p, g, transform=None, partner=None):
-        """One base-rule step of p; ``transform(·, partner)`` preconditions the gradient or the step."""
+    def _update(self, p, g, precondition=None):
+        """One base-rule step of p; ``precondition`` maps the gradient (before) or the step (after)."""
         if g is None:
             return
-        if transform is not None and self.before:
-            g = transform(g, partner)
+        if precondition is not None and self.before:
+            g = precondition(g)
         d = self._direction(p, g)
-        self._apply(p, d if transform is None or self.before else transform(d, partner))
+        self._apply(p, d if precondition is None or self.before else precondition(d))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -125,13 +130,22 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for lora_A, lora_B in self.pairs:
-            A_for_B = lora_A if self.order == "gauss_seidel" else lora_A.detach().clone()
-            self._update(lora_A, lora_A.grad, self._for_A, lora_B)
-            self._update(lora_B, lora_B.grad, self._for_B, A_for_B)
+        inv_for_A = self._inverses([_hi(b).T @ _hi(b) for _, b in self.pairs])  # (lora_Bᵀlora_B + λI)⁻¹, pre-step
+        inv_for_B = None if self.order == "gauss_seidel" else self._inverses([_hi(a) @ _hi(a).T for a, _ in self.pairs])
+        for (lora_A, _), P in zip(self.pairs, inv_for_A):
+            self._update(lora_A, lora_A.grad, lambda g, P=P: (P @ g.to(P.dtype)).to(g.dtype))
+        if inv_for_B is None:  # Gauss–Seidel: lora_B's Gram from the updated lora_A
+            inv_for_B = self._inverses([_hi(a) @ _hi(a).T for a, _ in self.pairs])
+        for (_, lora_B), P in zip(self.pairs, inv_for_B):
+            self._update(lora_B, lora_B.grad, lambda g, P=P: (g.to(P.dtype) @ P).to(g.dtype))
         for p in self.unpaired:
             self._update(p, p.grad)
         return loss
+
+
+def _hi(x: torch.Tensor) -> torch.Tensor:
+    """x in at least fp32: bf16 adapters get fp32 Grams and inverses."""
+    return x.detach().to(torch.promote_types(x.dtype, torch.float32))
 
 
 def scaled_optimizer(model: torch.nn.Module, lr: float, **kwargs) -> ScaledLoRAOptimizer:

@@ -30,7 +30,7 @@ try:
 except ImportError:  # pragma: no cover - hydra is a core dependency
     Callback = object
 
-GROUPS = ("model", "task", "method", "run", "seed")
+GROUPS = ("model", "task", "method", "run", "seed", "lr_mult")
 KEY = ["model.name", "task.name", "method.name", "method.r", "run.steps"]
 
 
