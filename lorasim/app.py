@@ -182,8 +182,11 @@ def _error(msg: str) -> None:
     sys.exit(2)
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def run_job(cfg: DictConfig, work, prog: str = "lorasim") -> None:
+    """The body of a hydra job shared by lorasim and lorasim-llm: ``work(cfg, out_dir)`` returns the
+    text to print. A finished multirun job (same config) is skipped; a config error in a single run
+    is one line with exit code 2; in a multirun any job's failure is left in its folder as error.txt
+    and the sweep goes on; done.json is written last."""
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -195,8 +198,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         print(f"job {hc.job.num}: complete in {out_dir}, skipped")
         return
     try:
-        spec = validate(cfg)
-        _, summary = execute(spec, out_dir)
+        text = work(cfg, out_dir)
     except Exception as e:  # noqa: BLE001 - a sweep records any job's failure and goes on
         if not multirun:
             if isinstance(e, ConfigError):
@@ -207,11 +209,21 @@ def _hydra_main(cfg: DictConfig) -> None:
 
         message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
         atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
-        sys.stderr.write(f"lorasim: job {hc.job.num}: {message}\n")
+        sys.stderr.write(f"{prog}: job {hc.job.num}: {message}\n")
         return
     _mark_done(out_dir, fingerprint)
-    print(format_summary(summary))
+    print(text)
     print(f"outputs: {out_dir}")
+
+
+def _work(cfg: DictConfig, out_dir: Path) -> str:
+    _, summary = execute(validate(cfg), out_dir)
+    return format_summary(summary)
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    run_job(cfg, _work)
 
 
 def _share_cores(hc) -> None:

@@ -21,8 +21,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from ..app import _already_done, _error, _fingerprint, _mark_done, _precheck, _share_cores, conf_dir  # noqa: E402
-from ..config import ConfigError, fail  # noqa: E402
+from ..app import _precheck, conf_dir, run_job  # noqa: E402
+from ..config import fail  # noqa: E402
 
 CONF = str(Path(conf_dir()) / "llm")
 TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
@@ -95,34 +95,14 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     return result["summary"]
 
 
+def _work(cfg: DictConfig, out_dir: Path) -> str:
+    summary = execute(cfg, out_dir)
+    return str({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+
+
 @hydra.main(version_base="1.3", config_path=CONF, config_name="llm")
 def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-    _share_cores(hc)
-    fingerprint = _fingerprint(cfg)
-    if multirun and _already_done(out_dir, fingerprint):
-        print(f"job {hc.job.num}: complete in {out_dir}, skipped")
-        return
-    try:
-        summary = execute(cfg, out_dir)
-    except Exception as e:  # noqa: BLE001 - a sweep records any job's failure and goes on
-        if not multirun:
-            if isinstance(e, ConfigError):
-                _error(str(e))
-            raise
-        from ..io import atomic_write
-
-        message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-        atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
-        sys.stderr.write(f"lorasim-llm: job {hc.job.num}: {message}\n")
-        return
-    _mark_done(out_dir, fingerprint)
-    print({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
-    print(f"outputs: {out_dir}")
+    run_job(cfg, _work, prog="lorasim-llm")
 
 
 def main() -> None:
