@@ -227,7 +227,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def _share_cores(hc) -> None:
-    """Parallel local workers split the cores instead of each taking them all (oversubscription)."""
+    """Parallel local workers split the machine: the cores (instead of each taking them all, which
+    oversubscribes), and, where several GPUs are visible, the GPUs — job n runs on GPU n mod count,
+    so a joblib sweep with n_jobs = #GPUs keeps every GPU busy with one job."""
     target = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
     if "joblib" in target.lower():
         import os
@@ -237,6 +239,14 @@ def _share_cores(hc) -> None:
         n_jobs = OmegaConf.select(hc, "launcher.n_jobs", default=1) or 1
         n_jobs = os.cpu_count() if n_jobs < 0 else n_jobs
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, n_jobs)))
+        gpu = assigned_gpu(hc.job.num, torch.cuda.device_count())
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
+
+
+def assigned_gpu(job_num: int, visible: int):
+    """The GPU index of a local sweep job (None with fewer than two GPUs: nothing to choose)."""
+    return None if visible < 2 else job_num % visible
 
 
 def _fingerprint(cfg: DictConfig) -> str:

@@ -7,6 +7,10 @@ and freed as soon as autograd has accumulated it (a post-accumulate hook), so th
 memory is the model, one micro-batch's activations and one target layer's gradient — not a
 gradient for every parameter at once; the accumulators (fp32, one per target weight) live on
 ``accumulate_on`` (the CPU by default).
+
+Under torch.distributed (torchrun, accelerate) each rank passes its own shard of the init batches;
+the sums and the batch count are all-reduced, so every rank gets the mean over all ranks' batches —
+the gradient one process would compute on their union — before any SVD.
 """
 from __future__ import annotations
 
@@ -75,6 +79,25 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
         for p, f in flags.items():
             p.requires_grad_(f)
         model.train(was_training)
+    count = _all_reduce_sum(acc, count)
     if count == 0:
         raise ValueError("batches: allowed at least one batch")
     return {name: g / count for name, g in acc.items()}
+
+
+def _all_reduce_sum(acc: dict[str, torch.Tensor], count: int) -> int:
+    """Sum the accumulators and the batch count over the ranks of the default process group, if any.
+    NCCL reduces CUDA tensors only, so CPU accumulators travel through the rank's GPU one at a time."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return count
+    comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    for g in acc.values():
+        buf = g if comm is None or g.device == comm else g.to(comm)
+        dist.all_reduce(buf)
+        if buf is not g:
+            g.copy_(buf)
+    total = torch.tensor([count], dtype=torch.int64, device=comm)
+    dist.all_reduce(total)
+    return int(total.item())

@@ -64,4 +64,22 @@ def lora_one_model(model: torch.nn.Module, gradients: dict[str, torch.Tensor], r
         with torch.no_grad():
             mod.lora_A["default"].weight.copy_(A.to(mod.lora_A["default"].weight))
             mod.lora_B["default"].weight.copy_(B.to(mod.lora_B["default"].weight))
+    _broadcast_adapters(adapted)
     return peft_model
+
+
+def _broadcast_adapters(adapted: dict) -> None:
+    """Under torch.distributed every rank takes rank 0's factors: the gradients are already equal
+    (all-reduced), and this makes the adapters bitwise equal whatever each rank's SVD rounding."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    with torch.no_grad():
+        for mod in adapted.values():
+            for w in (mod.lora_A["default"].weight, mod.lora_B["default"].weight):
+                buf = w.data if comm is None or w.device == comm else w.data.to(comm)
+                dist.broadcast(buf, src=0)
+                if buf is not w.data:
+                    w.data.copy_(buf)
