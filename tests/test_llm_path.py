@@ -109,8 +109,9 @@ def test_angles_match_scipy_and_vanish_at_the_lora_one_init():
         dW = (lay.lora_B["default"].weight @ lay.lora_A["default"].weight).detach().double().numpy()
         P, _, Qh = np.linalg.svd(dW)
         for side, ref, mine in (("output", U[:, :2], P[:, :2]), ("input", Vh[:2].T, Qh[:2].T)):
-            want = math.sin(float(scipy.linalg.subspace_angles(ref, mine).max()))
-            assert abs(rows[name, side]["full"] - want) < 1e-8
+            angles = scipy.linalg.subspace_angles(ref, mine)
+            assert abs(rows[name, side]["full"] - math.sin(float(angles.max()))) < 1e-8
+            assert abs(rows[name, side]["rms"] - float(np.sqrt(np.mean(np.sin(angles) ** 2)))) < 1e-8
             assert rows[name, side]["truncated"] <= rows[name, side]["full"] + 1e-12
     assert layer_class("model.layers.3.mlp.down_proj") == "down"
     assert layer_class("bert.encoder.layer.0.attention.output.dense") == "output.dense"

@@ -6,6 +6,8 @@ U_r, V_r be G's top-r left (output-side) and right (input-side) singular vectors
 those of ΔW_t. Logged per layer and side:
 
     full       sinΘ = ‖(I − U_rU_rᵀ) P_r‖_op           (the whole orthogonal complement; lorasim.metrics.sin_theta)
+    rms        ‖(I − U_rU_rᵀ) P_r‖_F / √r              (root mean square of the r principal sines: sinΘ is the
+                                                        worst direction, this one is the typical direction)
     truncated  ‖U[:, r:4r]ᵀ P_r‖_op                    (the official code's value: U from svd_lowrank(G, q=4r),
                                                         complement cut at 4r, so a lower bound of ``full``)
 
@@ -59,7 +61,9 @@ class GradientSubspaces:
             adapter_bases = {"output": Q_out @ X, "input": Q_in @ Yh.T}
             for side, G_basis in zip(SIDES, self.bases[key]):
                 P = adapter_bases[side].to(G_basis.device)
+                U_r = G_basis[:, :r]
                 rows.append({"layer": key, "layer_class": layer_class(key), "side": side,
-                             "full": float(sin_theta(G_basis[:, :r], P)),
+                             "full": float(sin_theta(U_r, P)),
+                             "rms": float(torch.linalg.matrix_norm(P - U_r @ (U_r.T @ P)) / r**0.5),
                              "truncated": float(torch.linalg.matrix_norm(G_basis[:, r:].T @ P, ord=2))})
         return rows

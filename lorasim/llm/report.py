@@ -2,7 +2,7 @@
 table and the figures.
 
     lorasim-llm -m ...                       # the callback writes the report into the sweep folder
-    lorasim-llm-report SWEEP_DIR [out=DIR]   # again from the saved jobs, optionally into DIR
+    lorasim-llm-report SWEEP_DIR [MORE ...] [out=DIR]   # again from saved jobs (or saved tables), into DIR
 
 Tables: ``results.csv`` (job × logged step: train loss, eval loss and accuracy), ``summary.csv``
 (one row per job), ``angles.csv`` (job × step × layer × side). The comparison (``report.md``):
@@ -15,7 +15,6 @@ logged, ``llm_angles.png`` (Figure 1(b)'s analogue: sinΘ per layer class and si
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,8 +34,28 @@ KEY = ["model.name", "task.name", "method.name", "method.r", "run.steps"]
 
 
 def gather(sweep_dir) -> dict[str, pd.DataFrame]:
+    """The job folders' tables; for a folder that holds only a report's tables (results.csv and
+    summary.csv copied off another machine), those."""
+    sweep_dir = Path(sweep_dir)
+    if not any((p / ".hydra").is_dir() for p in sweep_dir.iterdir()) and (sweep_dir / "summary.csv").is_file():
+        angles = sweep_dir / "angles.csv"
+        return {"results": pd.read_csv(sweep_dir / "results.csv"), "summary": pd.read_csv(sweep_dir / "summary.csv"),
+                "angles": pd.read_csv(angles) if angles.is_file() and angles.stat().st_size > 1 else pd.DataFrame()}
     tables = gather_tables(sweep_dir, ("curve", "summary", "angles"), GROUPS)
     return {"results": tables["curve"], "summary": tables["summary"], "angles": tables["angles"]}
+
+
+def gather_many(dirs) -> dict[str, pd.DataFrame]:
+    """Several sweeps (or report folders) as one set of tables; jobs are renamed <sweep index>/<job>."""
+    parts = [gather(d) for d in dirs]
+    if len(parts) == 1:
+        return parts[0]
+    out = {}
+    for name in ("results", "summary", "angles"):
+        frames = [p[name].assign(job=[f"{i}/{j}" for j in p[name]["job"]]) for i, p in enumerate(parts)
+                  if not p[name].empty]
+        out[name] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return out
 
 
 def _late_train_loss(results: pd.DataFrame) -> pd.Series:
@@ -46,11 +65,21 @@ def _late_train_loss(results: pd.DataFrame) -> pd.Series:
     return late.groupby("job")["train_loss"].mean()
 
 
+def _early(results: pd.DataFrame) -> pd.DataFrame:
+    """Per job: the first logged train loss and the first eval accuracy after step 0 (where an init's
+    head start shows; by the end every method may have converged)."""
+    ok = results[(results["job_status"] == "ok") & (results["step"] > 0)]
+    first_loss = ok.dropna(subset=["train_loss"]).sort_values("step").groupby("job")["train_loss"].first()
+    first_acc = ok.dropna(subset=["eval_acc"]).sort_values("step").groupby("job")["eval_acc"].first()
+    return pd.DataFrame({"first_train_loss": first_loss, "first_eval_acc": first_acc})
+
+
 def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(every method × lr, the chosen lr per method) with mean ± std over seeds."""
     done = summary[summary["job_status"] == "ok"].copy()
     if done.empty:
         return pd.DataFrame(), pd.DataFrame()
+    done = done.join(_early(results), on="job")
     done["late_train_loss"] = done["job"].map(_late_train_loss(results))
     done["diverged"] = done["status"] != "ok"
     keys = [k for k in KEY if k in done] + ["lr"]  # the effective lr (method.lr × lr_mult)
@@ -59,7 +88,9 @@ def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame,
         late_train_loss=("late_train_loss", "mean"), late_train_loss_std=("late_train_loss", "std"),
         eval_acc=("final_eval_acc", "mean"), eval_acc_std=("final_eval_acc", "std"),
         eval_loss=("final_eval_loss", "mean"), eval_loss_std=("final_eval_loss", "std"),
-        initial_eval_acc=("initial_eval_acc", "mean"), init_seconds=("init_seconds", "mean"),
+        initial_eval_acc=("initial_eval_acc", "mean"), first_train_loss=("first_train_loss", "mean"),
+        first_train_loss_std=("first_train_loss", "std"), first_eval_acc=("first_eval_acc", "mean"),
+        first_eval_acc_std=("first_eval_acc", "std"), init_seconds=("init_seconds", "mean"),
         peak_memory_mb=("peak_memory_mb", "max"), trainable_params=("trainable_params", "first")).reset_index()
     # A diverged seed disqualifies its lr: a method must be stable at the lr it is credited with.
     ranked = agg.assign(_bad=agg["diverged"] > 0, _loss=agg["late_train_loss"].fillna(np.inf))
@@ -77,19 +108,31 @@ def _pm(mean, std, digits=3) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
 
 
-def markdown(chosen: pd.DataFrame, agg: pd.DataFrame) -> str:
-    lines = ["| method | r | lr grid | chosen lr | seeds | eval acc | eval loss | train loss (last 20 %) | "
-             "acc before | init s | peak MiB | trainable |", "|" + "---|" * 12]
+def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> str:
+    lines = ["| method | r | lr grid | chosen lr | seeds | eval acc (end) | eval loss (end) | train loss (last 20 %) | "
+             "acc at step 0 | first train loss | first eval acc | init s | peak MiB | trainable |",
+             "|" + "---|" * 14]
     for _, c in chosen.iterrows():
         lines.append(f"| {c['method.name']} | {c['method.r']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "
                      f"{_pm(c['eval_acc'], c['eval_acc_std'])} | {_pm(c['eval_loss'], c['eval_loss_std'])} | "
                      f"{_pm(c['late_train_loss'], c['late_train_loss_std'])} | {c['initial_eval_acc']:.3f} | "
+                     f"{_pm(c['first_train_loss'], c['first_train_loss_std'])} | "
+                     f"{_pm(c['first_eval_acc'], c['first_eval_acc_std'])} | "
                      f"{c['init_seconds']:.2f} | {c['peak_memory_mb']:.0f} | {int(c['trainable_params']):,} |")
-    lines += ["", "Every learning rate:", "", "| method | r | lr | seeds | diverged | eval acc | train loss (last 20 %) |",
-              "|" + "---|" * 7]
+    lines += ["", "\"first\": the first logged window of training loss and the first evaluation after step 0.",
+              "", "Every learning rate:", "",
+              "| method | r | lr | seeds | diverged | eval acc (end) | train loss (last 20 %) | first eval acc |",
+              "|" + "---|" * 8]
     for _, a in agg.iterrows():
         lines.append(f"| {a['method.name']} | {a['method.r']} | {a['lr']:g} | {a['seeds']} | {a['diverged']} | "
-                     f"{_pm(a['eval_acc'], a['eval_acc_std'])} | {_pm(a['late_train_loss'], a['late_train_loss_std'])} |")
+                     f"{_pm(a['eval_acc'], a['eval_acc_std'])} | {_pm(a['late_train_loss'], a['late_train_loss_std'])} | "
+                     f"{_pm(a['first_eval_acc'], a['first_eval_acc_std'])} |")
+    unfinished = summary[summary["job_status"] != "ok"]
+    if not unfinished.empty:
+        counts = unfinished.groupby(["method.name", "job_status"]).size()
+        lines += ["", "Jobs without results in these sweeps (one re-run to completion in another sweep is also in "
+                  "the tables): " +
+                  ", ".join(f"{m} {n} × {st}" for (m, st), n in counts.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -118,16 +161,20 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
                       & (ok["method.r"] == c["method.r"])]
             label = f"{c['method.name']} (lr {c['lr']:g})"
             for ax, col in zip(axes, ("train_loss", "eval_acc")):
-                stats = runs.dropna(subset=[col]).groupby("step")[col].agg(["mean", "std"]).fillna(0)
+                vals = runs.dropna(subset=[col])
+                if col == "train_loss":  # log scale: geometric mean × exp(± std of the log)
+                    vals = vals[vals["step"] > 0].assign(train_loss=np.log(vals["train_loss"]))
+                stats = vals.groupby("step")[col].agg(["mean", "std"]).fillna(0)
+                lo, mid, hi = stats["mean"] - stats["std"], stats["mean"], stats["mean"] + stats["std"]
                 if col == "train_loss":
-                    stats = stats[stats.index > 0]
-                line, = ax.plot(stats.index, stats["mean"], label=label, lw=1.3)
-                ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                                color=line.get_color(), alpha=0.2)
+                    lo, mid, hi = np.exp(lo), np.exp(mid), np.exp(hi)
+                line, = ax.plot(stats.index, mid, label=label, lw=1.3)
+                ax.fill_between(stats.index, lo, hi, color=line.get_color(), alpha=0.2)
         axes[0].set(xlabel="step", ylabel="train loss (response tokens)", yscale="log")
         axes[1].set(xlabel="step", ylabel="eval accuracy")
         axes[1].legend(fontsize=7)
-        fig.suptitle("mean ± std over seeds at each method's chosen lr", fontsize=9)
+        fig.suptitle("each method at its chosen lr, over seeds: loss geometric mean × exp(±std of log), "
+                     "accuracy mean ± std", fontsize=9)
         save(fig, "llm_curves.png")
     a = angles[angles["job_status"] == "ok"] if "side" in angles else pd.DataFrame()
     if not a.empty:
@@ -136,34 +183,34 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
         for ax, side in zip(axes, ("input", "output")):
             for cls in classes:
                 sel = a[(a["side"] == side) & (a["layer_class"] == cls)]
-                per_job = sel.groupby(["job", "step"])[["full", "truncated"]].mean().groupby("step").mean()
+                cols = [c for c in ("full", "rms", "truncated") if c in sel]
+                per_job = sel.groupby(["job", "step"])[cols].mean().groupby("step").mean()
                 line, = ax.plot(per_job.index, per_job["full"], label=cls, lw=1.3)
-                ax.plot(per_job.index, per_job["truncated"], ls=":", color=line.get_color(), lw=1)
+                for col, style in (("rms", "--"), ("truncated", ":")):
+                    if col in per_job:
+                        ax.plot(per_job.index, per_job[col], ls=style, color=line.get_color(), lw=1)
             ax.set(xlabel="step", title=f"{side} side ({'lora_A, paper A' if side == 'input' else 'lora_B, paper B'})",
                    ylim=(0, 1.02))
         axes[0].set_ylabel("sinΘ to the one-step gradient's top-r subspace")
-        axes[1].legend(fontsize=7, title="layer (solid: full complement,\ndotted: official truncated)",
-                       title_fontsize=7)
+        axes[1].legend(fontsize=7, title="layer (solid: sinΘ, full complement;\ndashed: rms of the r sines;\n"
+                       "dotted: official truncated)", title_fontsize=7)
         save(fig, "llm_angles.png")
     return written
 
 
-def report(sweep_dir, out_dir=None) -> Path:
-    """Write the tables, report.md and figures into ``sweep_dir`` (and copy them to ``out_dir``)."""
+def report(sweep_dir, out_dir=None, more=()) -> Path:
+    """Write the tables, report.md and figures into ``out_dir`` (default: ``sweep_dir``), from the
+    jobs of ``sweep_dir`` and any ``more`` sweeps (several partial sweeps of one protocol)."""
     sweep_dir = Path(sweep_dir)
-    tables = gather(sweep_dir)
+    tables = gather_many([sweep_dir, *more])
+    target = Path(out_dir) if out_dir is not None else sweep_dir
     for name, frame in tables.items():
-        write_csv(frame, sweep_dir / f"{name}.csv")
+        write_csv(frame, target / f"{name}.csv")
     agg, chosen = compare(tables["results"], tables["summary"])
-    text = markdown(chosen, agg) if not chosen.empty else "no job finished\n"
-    atomic_write(sweep_dir / "report.md", lambda tmp: Path(tmp).write_text(text))
-    names = ["results.csv", "summary.csv", "angles.csv", "report.md"] + plot(
-        tables["results"], tables["summary"], chosen, tables["angles"], sweep_dir)
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        for name in names:
-            atomic_write(out_dir / name, lambda tmp, n=name: shutil.copyfile(sweep_dir / n, tmp))
-    return sweep_dir / "report.md"
+    text = markdown(chosen, agg, tables["summary"]) if not chosen.empty else "no job finished\n"
+    atomic_write(target / "report.md", lambda tmp: Path(tmp).write_text(text))
+    plot(tables["results"], tables["summary"], chosen, tables["angles"], target)
+    return target / "report.md"
 
 
 class ReportCallback(Callback):
@@ -174,21 +221,21 @@ class ReportCallback(Callback):
 
 
 def main() -> None:
-    """``lorasim-llm-report SWEEP_DIR [out=DIR]``."""
+    """``lorasim-llm-report SWEEP_DIR [MORE_SWEEP_DIRS ...] [out=DIR]``."""
     args = sys.argv[1:]
     outs = [a.split("=", 1)[1] for a in args if a.startswith("out=")]
     dirs = [a for a in args if not a.startswith("out=")]
-    if len(dirs) != 1 or dirs[0].startswith("-") or len(outs) > 1:
-        sys.stderr.write("usage: lorasim-llm-report SWEEP_DIR [out=DIR]\n")
+    if not dirs or any(d.startswith("-") for d in dirs) or len(outs) > 1:
+        sys.stderr.write("usage: lorasim-llm-report SWEEP_DIR [MORE_SWEEP_DIRS ...] [out=DIR]\n")
         sys.exit(2)
-    target = Path(dirs[0])
-    if not target.is_dir():
-        sys.stderr.write(f"lorasim: error: dir={str(target)!r}: allowed an existing lorasim-llm multirun folder\n")
-        sys.exit(2)
+    for d in dirs:
+        if not Path(d).is_dir():
+            sys.stderr.write(f"lorasim: error: dir={d!r}: allowed an existing lorasim-llm multirun folder\n")
+            sys.exit(2)
     try:
-        print(report(target, outs[0] if outs else None))
+        print(report(dirs[0], outs[0] if outs else None, more=dirs[1:]))
     except FileNotFoundError as e:
-        sys.stderr.write(f"lorasim: error: dir={str(target)!r}: allowed a lorasim-llm multirun folder ({e})\n")
+        sys.stderr.write(f"lorasim: error: dir={dirs[0]!r}: allowed a lorasim-llm multirun folder ({e})\n")
         sys.exit(2)
 
 
