@@ -38,7 +38,7 @@ def validate(cfg: DictConfig):
     """(model, cache_dir, task dict, MethodSpec, RunSpec, seed), every field checked; loads nothing."""
     from . import data, models
     from .methods import MethodSpec
-    from .train import RunSpec
+    from .train import RunSpec, check_combination
 
     model = _plain(cfg.model, "model")
     models.check_available(model.get("name"), model.get("cache_dir"))
@@ -67,8 +67,7 @@ def validate(cfg: DictConfig):
         group, fields = ("method", MethodSpec) if bad in method else ("run", RunSpec)
         fail(group, bad, (method if group == "method" else run).get(bad),
              "no such field; fields: " + ", ".join(f.name for f in dataclasses.fields(fields)))
-    if run_spec.angle_every and method_spec.name == "lora_ga":
-        fail("run", "angle_every", run_spec.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
+    check_combination(method_spec, run_spec)
     seed = cfg.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         fail("", "seed", seed, "an integer ≥ 0")

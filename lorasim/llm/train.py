@@ -56,6 +56,12 @@ class RunSpec:
             fail("run", "device", self.device, "cpu (no CUDA device is visible)")
 
 
+def check_combination(method: MethodSpec, spec: RunSpec) -> None:
+    """Settings that are valid alone but not together; checked before anything is loaded."""
+    if spec.angle_every and method.name == "lora_ga":
+        fail("run", "angle_every", spec.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
+
+
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -104,6 +110,7 @@ def _peak_memory_mb(device: str) -> tuple[float, str]:
 def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed: int = 0,
         cache_dir: Optional[str] = None, progress=None) -> dict:
     """Train once; returns {"curve": rows, "angles": rows, "summary": dict}."""
+    check_combination(method, spec)
     torch.manual_seed(seed)
     task_cfg = dict(task_cfg)
     max_text_tokens = task_cfg.pop("max_text_tokens", 128)
@@ -129,8 +136,6 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
     model, optimizer = prepare(method, model, init_batches, gradients)
     _sync(spec.device)
     init_seconds = time.perf_counter() - start
-    if spec.angle_every and gradients is None:  # lora_ga estimated its own; ours is the same mean gradient
-        fail("run", "angle_every", spec.angle_every, "0 for lora_ga (peft keeps its gradient internal)")
     subspaces = GradientSubspaces(gradients, method.r, spec.device) if spec.angle_every else None
     del gradients
     scheduler = _schedule(optimizer, spec)
