@@ -179,7 +179,7 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
     a = angles[angles["job_status"] == "ok"] if "side" in angles else pd.DataFrame()
     if not a.empty:
         classes = list(dict.fromkeys(a["layer_class"]))
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
         for ax, side in zip(axes, ("input", "output")):
             for cls in classes:
                 sel = a[(a["side"] == side) & (a["layer_class"] == cls)]
@@ -192,8 +192,9 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
             ax.set(xlabel="step", title=f"{side} side ({'lora_A, paper A' if side == 'input' else 'lora_B, paper B'})",
                    ylim=(0, 1.02))
         axes[0].set_ylabel("sinΘ to the one-step gradient's top-r subspace")
-        axes[1].legend(fontsize=7, title="layer (solid: sinΘ, full complement;\ndashed: rms of the r sines;\n"
-                       "dotted: official truncated)", title_fontsize=7)
+        axes[1].legend(fontsize=7, title="layer class (mean over layers\nand seeds)\nsolid: sinΘ, full complement\n"
+                       "dashed: rms of the r sines\ndotted: official, truncated", title_fontsize=7,
+                       loc="center left", bbox_to_anchor=(1.02, 0.5))
         save(fig, "llm_angles.png")
     return written
 
