@@ -56,7 +56,7 @@ def test_two_gloo_ranks_give_the_one_process_init_on_the_union(tmp_path):
     single = _adapters(lora_one_model(base, grads, r=4, gamma=16.0))
     for name, g in grads.items():
         torch.testing.assert_close(ranks[0]["grads"][name], g, rtol=1e-5, atol=1e-7)
-    for name, w in single.items():
+    for name in single:
         assert torch.equal(ranks[0]["adapters"][name], ranks[1]["adapters"][name])  # identical on every rank
     # The update ΔW0 ∝ lora_B·lora_A per layer, up to the float32 randomized SVD of two gradients that
     # differ by summation order (the identity test's tolerance).
