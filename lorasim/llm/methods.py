@@ -16,7 +16,7 @@ full_ft        every parameter trained with AdamW
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -27,7 +27,7 @@ from .init import VARIANTS, lora_one_model
 from .optim import scaled_optimizer
 
 METHODS = ("lora", "rslora", "lora_plus", "dora", "pissa", "lora_ga", "lora_one", "lora_one_prec", "full_ft")
-GRADIENT_INITS = ("lora_ga", "lora_one", "lora_one_prec")
+LORA_ONE = ("lora_one", "lora_one_prec")  # the methods whose init is ours from one_step_gradients
 
 
 @dataclass
@@ -50,7 +50,6 @@ class MethodSpec:
     lora_plus_ratio: float = 16.0
     loraga_gamma: int = 16
     pissa_niter: int = 0  # 0: exact SVD
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         checks = [("name", self.name in METHODS, "one of " + ", ".join(METHODS)),
@@ -93,7 +92,7 @@ def prepare(spec: MethodSpec, model: torch.nn.Module, init_batches: list[dict],
         for p in model.parameters():
             p.requires_grad_(True)
         return model, _adamw(model.parameters(), spec)
-    if name in ("lora_one", "lora_one_prec"):
+    if name in LORA_ONE:
         if gradients is None:
             gradients = one_step_gradients(model, init_batches, spec.targets)
         peft_model = lora_one_model(model, gradients, spec.r, spec.lora_alpha, spec.rslora, spec.gamma, spec.variant,

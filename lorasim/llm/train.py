@@ -20,7 +20,7 @@ from ..config import fail
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
-from .methods import GRADIENT_INITS, MethodSpec, prepare
+from .methods import LORA_ONE, MethodSpec, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
@@ -125,13 +125,13 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
         fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
     init_batches = [_to(batcher(task.train[i: i + spec.batch_size]), spec.device)
                     for i in range(0, n_init, spec.batch_size)]
-    uses_gradient = method.name in GRADIENT_INITS
+    ours = method.name in LORA_ONE
     gradients = None
-    if spec.angle_every and not uses_gradient:  # the angles' reference; not part of this method's init cost
+    if spec.angle_every and not ours:  # the angles' reference; not part of this method's init cost
         gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
     _sync(spec.device)
     start = time.perf_counter()
-    if method.name in ("lora_one", "lora_one_prec"):
+    if ours:
         gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
     model, optimizer = prepare(method, model, init_batches, gradients)
     _sync(spec.device)
