@@ -11,18 +11,14 @@ model is loaded; in a multirun a failing job leaves error.txt and the sweep goes
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported anywhere
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import hydra
+from omegaconf import DictConfig, OmegaConf
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-
-from ..app import _precheck, conf_dir, run_job  # noqa: E402
-from ..config import fail  # noqa: E402
+from ..app import _precheck, conf_dir, run_job
+from ..config import fail
 
 CONF = str(Path(conf_dir()) / "llm")
 TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")

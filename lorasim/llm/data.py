@@ -112,8 +112,7 @@ def _tweets() -> tuple[list[str], dict[int, list[str]]]:
 
 
 def load_task(name: str, eval_per_class: int = 40, train_per_class: int = 0, data_seed: int = 0) -> Task:
-    if name not in TASKS:
-        fail("task", "name", name, "one of " + ", ".join(TASKS))
+    check_available(name)
     labels, by_class = {"bbc_news": _bbc_news, "tweet_sentiment": _tweets, "synthetic_topics": _synthetic}[name]()
     smallest = min(len(v) for v in by_class.values())
     if not (isinstance(eval_per_class, int) and 1 <= eval_per_class < smallest):
@@ -136,6 +135,7 @@ class Batcher:
 
     def __init__(self, task: Task, tokenizer, kind: str, max_text_tokens: int = 128):
         self.task, self.tok, self.kind, self.max_text = task, tokenizer, kind, max_text_tokens
+        self._text_ids: dict[str, list[int]] = {}  # each text is tokenized once, not every epoch and eval
         if kind == "causal":
             head, cue = INSTRUCTIONS[task.name]
             self.head, self.cue = self._ids(head), self._ids(cue)
@@ -159,7 +159,9 @@ class Batcher:
             return {**enc, "labels": torch.tensor([e.label for e in examples])}
         rows, masks = [], []
         for e in examples:
-            prompt = self.head + self._ids(e.text)[: self.max_text] + self.cue
+            if e.text not in self._text_ids:
+                self._text_ids[e.text] = self._ids(e.text)[: self.max_text]
+            prompt = self.head + self._text_ids[e.text] + self.cue
             resp = self.responses[e.label]
             rows.append(prompt + resp)
             masks.append([-100] * len(prompt) + resp)
