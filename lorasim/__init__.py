@@ -11,7 +11,7 @@ from .train import Trajectory, train
 from .batch import train_batch  # noqa: E402  (after train: it builds on it)
 from . import kernels  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["ConfigError", "INITS", "Init", "make_init", "principal_angles", "sin_theta", "LinearTeacher",
            "MatrixSensing", "ReLUTeacher", "make_problem", "Solver", "Trajectory", "train", "train_batch", "kernels", "__version__"]

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import kernels
+from . import kernels, streams
 from .batch import _Stepper, capturable_linalg, train_batch
 from .problems.linear import LinearTeacher
 from .solvers import Solver
@@ -117,12 +117,14 @@ class Instance:
 
 def instance(d: int, r_star: int, dev, dtype=torch.float32, seed: int = 0, n_over_d: int = 16) -> Instance:
     """A linear teacher with its raw data kept (the hand-rolled loop needs X and Y)."""
-    g = torch.Generator(device=dev).manual_seed(seed)
+    def draw(what, *shape):  # each array from a stream of its own (lorasim.streams)
+        return torch.randn(*shape, generator=streams.generator(seed, f"bench/{what}", dev), device=dev, dtype=dtype)
+
     n = n_over_d * d
-    X = torch.randn(n, d, generator=g, device=dev, dtype=dtype)
-    W0 = torch.randn(d, d, generator=g, device=dev, dtype=dtype) / math.sqrt(d)
-    P = torch.linalg.qr(torch.randn(d, r_star, generator=g, device=dev, dtype=dtype))[0]
-    Q = torch.linalg.qr(torch.randn(d, r_star, generator=g, device=dev, dtype=dtype))[0]
+    X = draw("X", n, d)
+    W0 = draw("W0", d, d) / math.sqrt(d)
+    P = torch.linalg.qr(draw("P", d, r_star))[0]
+    Q = torch.linalg.qr(draw("Q", d, r_star))[0]
     delta = P @ Q.T
     Y = X @ (W0 + delta)
     prob = LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, dtype="float32" if dtype == torch.float32 else "float64",
@@ -133,7 +135,7 @@ def instance(d: int, r_star: int, dev, dtype=torch.float32, seed: int = 0, n_ove
     if d <= 4096:
         U_G = torch.linalg.svd(prob.G)[0]
     else:
-        U_G = torch.linalg.qr(torch.randn(d, d, generator=g, device=dev, dtype=dtype))[0]
+        U_G = torch.linalg.qr(draw("U_G", d, d))[0]
     return Instance(prob, X, Y, W0, delta, U_G)
 
 
@@ -156,9 +158,8 @@ def hand_rolled_gd(X, Y, W0, delta, U_G, A, B, lr: float, steps: int, r_star: in
 
 def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused: bool, reps: int) -> float:
     """Seconds per step of b batched GD runs at rank r (no metrics: the step alone)."""
-    g = torch.Generator(device=dev).manual_seed(1)
-    A = 1e-3 * torch.randn(b, prob.d, r, generator=g, device=dev, dtype=prob.dtype)
-    B = 1e-3 * torch.randn(b, r, prob.k, generator=g, device=dev, dtype=prob.dtype)
+    A = 1e-3 * torch.randn(b, prob.d, r, generator=streams.generator(0, "bench/A", dev), device=dev, dtype=prob.dtype)
+    B = 1e-3 * torch.randn(b, r, prob.k, generator=streams.generator(0, "bench/B", dev), device=dev, dtype=prob.dtype)
     slv = Solver(_as_solver_config("gd", 1e-3, {}))
     slv.set_lr(torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
     per_call = 20 if dev.type == "cuda" else 5
@@ -172,8 +173,8 @@ def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused: bool, reps:
 
 
 def hand_rolled_step_time(inst: Instance, r: int, dev, steps: int) -> float:
-    g = torch.Generator(device=dev).manual_seed(2)
-    A = 1e-3 * torch.randn(inst.problem.d, r, generator=g, device=dev, dtype=inst.X.dtype)
+    A = 1e-3 * torch.randn(inst.problem.d, r, generator=streams.generator(0, "bench/A", dev), device=dev,
+                           dtype=inst.X.dtype)
     B = torch.zeros(r, inst.problem.k, device=dev, dtype=inst.X.dtype)
     t = timed(lambda: hand_rolled_gd(inst.X, inst.Y, inst.W0, inst.delta, inst.U_G, A, B, 1e-3, steps, 4),
               dev, reps=1, warmup=1)
@@ -246,10 +247,8 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.Dat
         print(_fmt_row(rows[-1]), flush=True)
 
     for d in sizes:
-        g = torch.Generator(device=dev).manual_seed(d)
-        M = torch.randn(d, d, generator=g, device=dev)
-        R = torch.randn(d, width, generator=g, device=dev)
-        L = torch.randn(d, width, generator=g, device=dev)
+        M, R, L = (torch.randn(*shape, generator=streams.generator(d, f"bench/kernel_{what}", dev), device=dev)
+                   for what, shape in (("M", (d, d)), ("R", (d, width)), ("L", (d, width))))
         ref_r, ref_l = (M.double() @ R.double()), (L.double().T @ M.double())
         nbytes = d * d * 4
         add(d, "cublas x2", lambda: (M @ R, L.T @ M), ref_r, ref_l, nbytes)
@@ -302,11 +301,11 @@ def t1_table(log_everies=(1, 10, 25), steps: int = 1500) -> pd.DataFrame:
     dev = torch.device("cpu")
     inst = instance(100, 4, dev, dtype=torch.float64, n_over_d=16)
     # T1's W0 ~ N(0, 1) and ΔW = P Qᵀ of rank 4 as in the notebook (instance() draws W0/√d).
-    g = torch.Generator().manual_seed(11)
-    W0 = torch.randn(100, 100, generator=g, dtype=torch.float64)
+    W0 = torch.randn(100, 100, generator=streams.generator(11, "bench/W0_t1"), dtype=torch.float64)
     Y = inst.X @ (W0 + inst.delta)
     prob = LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)
     U_G = torch.linalg.svd(prob.G)[0]
+    g = streams.generator(11, "bench/A0_t1")
     A0s = [math.sqrt(a2) * torch.randn(100, 8, generator=g, dtype=torch.float64) for a2 in T1_ALPHA2]
     B0 = torch.zeros(8, 100, dtype=torch.float64)
     t = time.perf_counter()

@@ -19,7 +19,8 @@ import torch
 from .config import InitConfig, fail
 from .linalg import Tensor, mT
 from .peft_convention import lora_scale
-from .problems.base import Problem, make_generator
+from . import streams
+from .problems.base import Problem
 
 
 @dataclass
@@ -31,8 +32,9 @@ class Init:
 
 
 def _draw(kind: str, shape, generator: torch.Generator, problem: Problem) -> Tensor:
-    """Random numbers from a CPU generator, moved to the problem's device: the same init seed
-    gives the same A0 on every device and in every dtype."""
+    """Random numbers from a CPU generator (make_init gives each init the stream
+    ``init/<name>`` of its seed), moved to the problem's device: the same init seed gives the
+    same A0 on every device and in every dtype."""
     fn = torch.randn if kind == "normal" else torch.rand
     # Drawn in float64 and cast, like the problems: one init seed is one A0 in every dtype.
     return fn(*shape, generator=generator, dtype=torch.float64).to(dtype=problem.dtype, device=problem.device)
@@ -181,4 +183,5 @@ def make_init(problem: Problem, rank: int, cfg: InitConfig, seed: int = 0) -> In
         fail("init", "name", cfg.name, "one of " + ", ".join(INITS))
     params = inspect.signature(fn).parameters
     kwargs = {name: getattr(cfg, name) for name in params if name not in ("problem", "rank", "generator")}
-    return fn(problem, rank, generator=make_generator(seed, "cpu"), **kwargs)
+    # The init's own stream: never the problem's, and not another init's at the same seed.
+    return fn(problem, rank, generator=streams.generator(seed, f"init/{cfg.name}"), **kwargs)

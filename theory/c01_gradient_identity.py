@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import lorasim
+from lorasim import streams
 from lorasim.verify import Verdict
 
 from .numerics import spd_norm
@@ -44,11 +45,13 @@ def run(settings, ctx):
     f64 = torch.float64
     rows = []
     for seed in range(settings["seeds"]):
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        X = torch.randn(n, d, generator=gen, dtype=f64, device=dev)
-        W0 = torch.randn(d, k, generator=gen, dtype=f64, device=dev)
-        P = torch.linalg.qr(torch.randn(d, r_star, generator=gen, dtype=f64, device=dev))[0]
-        Q = torch.linalg.qr(torch.randn(k, r_star, generator=gen, dtype=f64, device=dev))[0]
+        def draw(what, *shape):  # each array from a stream of its own (lorasim.streams)
+            gen = streams.generator(seed, f"theory/c01/{what}", dev)
+            return torch.randn(*shape, generator=gen, dtype=f64, device=dev)
+
+        X, W0 = draw("X", n, d), draw("W0", d, k)
+        P = torch.linalg.qr(draw("P", d, r_star))[0]
+        Q = torch.linalg.qr(draw("Q", k, r_star))[0]
         delta = P @ Q.T
         Y = X @ (W0 + delta)
         W = W0.clone().requires_grad_(True)

@@ -94,6 +94,7 @@ import torch
 from scipy import stats
 
 import lorasim
+from lorasim import streams
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 from lorasim.verify import Verdict
 
@@ -117,7 +118,7 @@ def _bartlett_wishart(rng, dof: int, p: int, size: int) -> np.ndarray:
 
 def exact_law_tan(d: int, r_star: int, n: int, samples: int, seed: int = 20250203) -> np.ndarray:
     """Samples of tanΘ_max(U_{r*}(Σ̂ΔW), U*) = sqrt(λ_max(W⁻¹H)), H ~ W_{r*}(d−r*), W ~ W_{r*}(N)."""
-    rng = np.random.default_rng(seed + 7919 * n)
+    rng = streams.numpy_rng(seed, f"theory/c02/exact_law/n={n}")
     H = _bartlett_wishart(rng, d - r_star, r_star, samples)
     W = _bartlett_wishart(rng, n, r_star, samples)
     C = np.linalg.cholesky(W)

@@ -60,7 +60,7 @@ import torch
 
 import lorasim
 from lorasim.peft_convention import to_peft
-from lorasim.problems.base import make_generator
+from lorasim import streams
 from lorasim.verify import Verdict
 
 TITLE = "LLM LoRA-One init = lora_one"
@@ -101,7 +101,7 @@ def run(settings, ctx):
     u64 = torch.finfo(torch.float64).eps
     rows = []
     for seed in range(settings["seeds"]):
-        Z = torch.randn(out, inn, generator=make_generator(seed, "cpu"), dtype=torch.float64).to(dev)
+        Z = torch.randn(out, inn, generator=streams.generator(seed, "theory/c17/gradient"), dtype=torch.float64).to(dev)
         # The closed form (α_L/(γ√r))[−G]_r/σ_1 and the gaps are free of the scale c of G = cZ: one SVD per seed.
         Uf, Sf, Vhf = torch.linalg.svd(-Z, full_matrices=False)
         closed = target * (Uf[:, :r] * Sf[:r]) @ Vhf[:r] / Sf[0]
@@ -123,7 +123,7 @@ def run(settings, ctx):
             LA, LB = to_peft(A0, B0, s)
             dW_ls = s * LB @ LA
             if c == settings["scales"][0]:  # the init's own record of what it does to W0
-                got = lorasim.INITS["lora_one"](prob, r, make_generator(0, "cpu"), gamma=gamma, lora_alpha=aL,
+                got = lorasim.INITS["lora_one"](prob, r, streams.generator(0, "init/lora_one"), gamma=gamma, lora_alpha=aL,
                                                 rslora=True)
             loss_own = 0.5 * float(((torch.eye(inn, dtype=torch.float64, device=dev) @ (A0 @ B0) - inn * G_nat) ** 2).sum()) / inn
             loss_ls = float(tr.to_frame()["loss"].iloc[0])
@@ -132,7 +132,7 @@ def run(settings, ctx):
                 dt = DTYPES[name]
                 u = torch.finfo(dt).eps
                 with torch.random.fork_rng(devices=[torch.device(dev)] if str(dev).startswith("cuda") else []):
-                    torch.manual_seed(1000 + seed)
+                    torch.manual_seed(streams.stream_seed(seed, "theory/c17/svd_sketch"))
                     lA, lB, Uo, Vo = official_lora_one(G.to(dt), r, gamma, q, niter, with_vectors=True)
                 lA, lB = lA.double(), lB.double()
                 defect_off = (_orth_defect(Uo) + _orth_defect(Vo)) / 2

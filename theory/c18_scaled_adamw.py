@@ -57,7 +57,7 @@ import torch
 
 import lorasim
 from lorasim.peft_convention import from_peft, to_peft
-from lorasim.problems.base import make_generator
+from lorasim import streams
 from lorasim.solvers import Preconditioner
 from lorasim.verify import Verdict
 
@@ -146,14 +146,13 @@ def run(settings, ctx):
     u = torch.finfo(torch.float64).eps
     rows, curves = [], {}
     for seed in range(settings["seeds"]):
-        g = make_generator(seed, "cpu")
-
-        def rnd(*shape, scale=1.0):
+        def rnd(what, *shape, scale=1.0):  # each array from a stream of its own (lorasim.streams)
+            g = streams.generator(seed, f"theory/c18/{what}")
             return scale * torch.randn(*shape, generator=g, dtype=torch.float64).to(dev)
 
-        X, W = rnd(n, inn), rnd(out, inn)
-        Y = X @ (W + 0.5 * rnd(out, inn)).T
-        lA0, lB0 = rnd(r, inn, scale=0.3), rnd(out, r, scale=0.3)
+        X, W = rnd("X", n, inn), rnd("W0", out, inn)
+        Y = X @ (W + 0.5 * rnd("delta", out, inn)).T
+        lA0, lB0 = rnd("lora_A", r, inn, scale=0.3), rnd("lora_B", out, r, scale=0.3)
         prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W.T, device=dev)
 
         def ours(s=1.0, **kw):

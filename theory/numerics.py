@@ -21,6 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from lorasim import streams
+
 
 def extreme_eigenvalues(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, dtype=torch.float64,
                         device="cpu", dense_below: int = 512, rtol: float = 1e-12, max_iter: int = 1500,
@@ -46,7 +48,7 @@ def spd_norm(M: torch.Tensor, **kw) -> float:
 def _lanczos(matvec, n, dtype, device, rtol, max_iter, check_every, seed):
     from scipy.linalg import eigh_tridiagonal
 
-    gen = torch.Generator().manual_seed(seed)
+    gen = streams.generator(seed, "theory/lanczos_start")
     q = torch.randn(n, 1, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
     q = q / torch.linalg.vector_norm(q)
     m_max = min(n, max_iter)

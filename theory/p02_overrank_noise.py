@@ -107,6 +107,7 @@ import numpy as np
 import pandas as pd
 
 import lorasim
+from lorasim import streams
 from lorasim.verify import Verdict
 
 TITLE = "over-rank PrecGD with label noise (phase diagram σ_ε × r × λ)"
@@ -121,12 +122,15 @@ def _haar(rng, n, p):
 def _draw(settings, seed):
     """One instance in numpy (independent of lorasim's own generator): X, E, W0, ΔW."""
     d, k, n = settings["d"], settings["k"], settings["n"]
-    rng = np.random.default_rng(seed)
+    def rng(what):  # each array from a stream of its own (lorasim.streams)
+        return streams.numpy_rng(seed, f"theory/p02/{what}")
+
     svals = np.asarray(settings["singular_values"], dtype=float)
-    delta = (_haar(rng, d, len(svals)) * svals) @ _haar(rng, k, len(svals)).T
-    W0 = rng.standard_normal((d, k))
-    X = rng.standard_normal((n, d))
-    E = rng.standard_normal((n, k))
+    truth = rng("truth")
+    delta = (_haar(truth, d, len(svals)) * svals) @ _haar(truth, k, len(svals)).T
+    W0 = rng("W0").standard_normal((d, k))
+    X = rng("X").standard_normal((n, d))
+    E = rng("noise").standard_normal((n, k))
     return X, E, W0, delta
 
 

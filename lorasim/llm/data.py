@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import streams
 from ..config import fail
 
 TASKS = ("bbc_news", "tweet_sentiment", "synthetic_topics")
@@ -77,7 +78,7 @@ def check_available(name: str) -> None:
 
 
 def _synthetic(per_class: int = 120) -> tuple[list[str], dict[int, list[str]]]:
-    g = torch.Generator().manual_seed(1234)  # the corpus is fixed; data_seed only splits it
+    g = streams.generator(0, "llm/corpus")  # the corpus is fixed; data_seed only splits it
     labels = sorted(SYNTHETIC)
     by = {}
     for i, label in enumerate(labels):
@@ -119,7 +120,7 @@ def load_task(name: str, eval_per_class: int = 40, train_per_class: int = 0, dat
         fail("task", "eval_per_class", eval_per_class, f"an integer in [1, {smallest - 1}]")
     if not (isinstance(train_per_class, int) and 0 <= train_per_class <= smallest - eval_per_class):
         fail("task", "train_per_class", train_per_class, f"an integer in [0, {smallest - eval_per_class}] (0 = all)")
-    g = torch.Generator().manual_seed(data_seed)
+    g = streams.generator(data_seed, "llm/split")
     train, held = [], []
     for label, texts in by_class.items():
         order = torch.randperm(len(texts), generator=g).tolist()

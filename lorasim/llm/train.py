@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 
+from .. import streams
 from ..config import fail
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
@@ -111,7 +112,9 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
         cache_dir: Optional[str] = None, progress=None) -> dict:
     """Train once; returns {"curve": rows, "angles": rows, "summary": dict}."""
     check_combination(method, spec)
-    torch.manual_seed(seed)
+    # The global RNG serves what draws from it inside peft and torch (adapter inits, dropout); the
+    # model, the data split and the batch order have streams of their own (lorasim.streams).
+    torch.manual_seed(streams.stream_seed(seed, "llm/adapters"))
     task_cfg = dict(task_cfg)
     max_text_tokens = task_cfg.pop("max_text_tokens", 128)
     task = load_task(**task_cfg)
@@ -139,7 +142,7 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
     subspaces = GradientSubspaces(gradients, method.r, spec.device) if spec.angle_every else None
     del gradients
     scheduler = _schedule(optimizer, spec)
-    order = torch.randperm(len(task.train), generator=torch.Generator().manual_seed(seed)).tolist()
+    order = torch.randperm(len(task.train), generator=streams.generator(seed, "llm/batch_order")).tolist()
     curve, angles, window, status = [], [], [], "ok"
 
     def log(step):

@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import streams
 from ..config import fail
 from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
@@ -31,10 +32,6 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.flo
 
 def torch_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
-
-
-def make_generator(seed: int, device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(int(seed))
 
 
 def singular_values(cfg) -> list[float]:
@@ -120,16 +117,19 @@ class Problem:
 
     # -- shared ------------------------------------------------------------------------------
     def _draw_truth(self, cfg, d: int, k: int):
-        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg``; return (generator, dtype, device)."""
+        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg``; return (dtype, device)."""
         dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
-        gen = make_generator(cfg.seed, dev)
         self.config = cfg
         self.tf32 = cfg.dtype == "tf32"
         self.d, self.k, self.r_star = d, k, cfg.r_star
-        U, V, s = lowrank_truth(d, k, singular_values(cfg), gen, dtype, dev)
+        U, V, s = lowrank_truth(d, k, singular_values(cfg), self.stream("truth"), dtype, dev)
         self.U_star, self.S_star, self.V_star = U, s, V
         self.delta_L, self.delta_R = U * s, V.T
-        return gen, dtype, dev
+        return dtype, dev
+
+    def stream(self, key: str) -> torch.Generator:
+        """This problem's generator for one consumer (lorasim.streams): truth, w0, design, noise, ..."""
+        return streams.generator(self.config.seed, key, self.config.device)
 
     @property
     def dtype(self) -> torch.dtype:

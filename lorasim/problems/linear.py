@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from .. import kernels
-from ..config import DTYPES, LinearConfig, build, fail
+from ..config import DTYPES, ConfigError, LinearConfig, build, fail
 from ..linalg import Tensor, gaussian, left_apply, mT, random_orthonormal
 from .base import Problem, frozen_weight, real_matrix, torch_dtype
 
@@ -38,6 +38,33 @@ def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
     return total
 
 
+def _check_shapes(shapes: dict) -> None:
+    """X (N×d), Y (N×k), W0 (d×k), delta (d×k): name the array whose shape disagrees with the others.
+
+    Each size is shared by two arrays (N: X, Y; d: X, W0; k: Y, W0). The array in every disagreement
+    is the one named (a transposed W0 disagrees on d and on k); a single disagreement names the
+    less basic array of the two (X before W0 before Y); delta is checked against the sizes then agreed."""
+    X, Y, W0 = shapes["X"], shapes["Y"], shapes["W0"]
+    (n, d), k = X, W0[1]
+    given = f"X={X}, Y={Y}, W0={W0}"
+    bad = {size for size, (a, b) in {"N": (X[0], Y[0]), "d": (X[1], W0[0]), "k": (Y[1], W0[1])}.items() if a != b}
+    if bad == {"N", "d", "k"}:
+        raise ConfigError(f"{given}: allowed X (N×d), Y (N×k) and W0 (d×k) sharing N, d and k (no two agree)")
+    if bad:
+        culprit = {frozenset("Nd"): "X", frozenset("Nk"): "Y", frozenset("dk"): "W0",
+                   frozenset("N"): "Y", frozenset("d"): "W0", frozenset("k"): "Y"}[frozenset(bad)]
+        expected = {"X": ("N", Y[0], "d", W0[0]), "Y": ("N", X[0], "k", W0[1]), "W0": ("d", X[1], "k", Y[1])}[culprit]
+        shape = shapes[culprit]
+        others = ", ".join(f"{name}={shapes[name]}" for name in ("X", "Y", "W0") if name != culprit)
+        hint = " (transposed?)" if shape == (expected[3], expected[1]) else ""
+        fail("", culprit, shape, f"shape ({expected[0]}={expected[1]}, {expected[2]}={expected[3]}) to match "
+                                 f"{others}{hint}")
+    if "delta" in shapes and shapes["delta"] != (d, k):
+        D = shapes["delta"]
+        hint = " (transposed?)" if D == (k, d) else ""
+        fail("", "delta", D, f"shape (d={d}, k={k}) or None, to match X={X} and W0={W0}{hint}")
+
+
 class LinearTeacher(Problem):
     """The paper's linear model (SPEC §2). Build from a config or keywords, or ``from_arrays``."""
 
@@ -45,16 +72,16 @@ class LinearTeacher(Problem):
 
     def __init__(self, config: Optional[LinearConfig] = None, **kwargs):
         cfg = config if config is not None else build(LinearConfig, kwargs, where="")
-        gen, dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
+        dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
         d, k = cfg.d, cfg.k
         self.noise = cfg.noise
-        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
+        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, self.stream("w0"), dtype, dev)
 
         cov_sqrt = None
         if cfg.cov_spectrum is not None or cfg.cov_kappa > 1:
             spec = (torch.tensor(cfg.cov_spectrum, dtype=dtype, device=dev) if cfg.cov_spectrum is not None
                     else torch.logspace(0, -math.log10(cfg.cov_kappa), d, dtype=dtype, device=dev))
-            Q = random_orthonormal(d, d, gen, dtype, dev)
+            Q = random_orthonormal(d, d, self.stream("covariance"), dtype, dev)
             cov_sqrt = (Q * spec.sqrt()) @ mT(Q)
         self.risk_weight = cov_sqrt
 
@@ -65,13 +92,15 @@ class LinearTeacher(Problem):
             self._loss_floor = 0.5 * k * cfg.noise**2
         else:
             self.n = int(cfg.n)
-            xtx, g, rr = self._draw_statistics(gen, cov_sqrt)
+            xtx, g, rr = self._draw_statistics(cov_sqrt)
             self._set_statistics(xtx, g, rr)
 
     # -- construction --------------------------------------------------------------------------
-    def _draw_statistics(self, gen, cov_sqrt):
-        """Accumulate Σ̂, G and ‖Y − XW0‖²/N over row blocks of X, never holding all of X."""
+    def _draw_statistics(self, cov_sqrt):
+        """Accumulate Σ̂, G and ‖Y − XW0‖²/N over row blocks of X, never holding all of X. X and the
+        noise have streams of their own, each drawn block by block, so a sweep over N nests both."""
         d, k, n = self.d, self.k, self.n
+        design, noise = self.stream("design"), self.stream("noise")
         dtype, dev = self.W0.dtype, self.W0.device
         xtx = torch.zeros(d, d, dtype=dtype, device=dev)
         xtr = torch.zeros(d, k, dtype=dtype, device=dev)
@@ -79,13 +108,13 @@ class LinearTeacher(Problem):
         rows = max(1, _CHUNK_ELEMENTS // max(d, k))
         for start in range(0, n, rows):
             m = min(rows, n - start)
-            X = gaussian(m, d, generator=gen, dtype=dtype, device=dev)
+            X = gaussian(m, d, generator=design, dtype=dtype, device=dev)
             if cov_sqrt is not None:
                 X = X @ cov_sqrt
             # Y − X W0 = X ΔW + ε: the residual at W0, drawn without W0's large terms.
             R0 = (X @ self.delta_L) @ self.delta_R
             if self.noise > 0:
-                R0 = R0 + self.noise * gaussian(m, k, generator=gen, dtype=dtype, device=dev)
+                R0 = R0 + self.noise * gaussian(m, k, generator=noise, dtype=dtype, device=dev)
             xtx += mT(X) @ X
             xtr += mT(X) @ R0
             rr += (R0 * R0).sum()
@@ -127,11 +156,8 @@ class LinearTeacher(Problem):
         n, d = X.shape
         if n < 1 or d < 1 or W0.shape[1] < 1:
             fail("", "X", tuple(X.shape), "at least one sample (N ≥ 1) and one feature")
+        _check_shapes({name: tuple(a.shape) for name, a in arrs.items()})
         k = W0.shape[1]
-        if Y.shape != (n, k):
-            fail("", "Y", tuple(Y.shape), f"shape (N={n}, k={k}) to match X and W0")
-        if W0.shape[0] != d:
-            fail("", "W0", tuple(W0.shape), f"shape (d={d}, k) to match X")
         self.d, self.k, self.n = d, k, n
         self.noise = float("nan")
         self.W0 = W0
@@ -142,8 +168,6 @@ class LinearTeacher(Problem):
         self.U_star = self.S_star = self.V_star = None
         if "delta" in arrs:
             D = arrs["delta"]
-            if D.shape != (d, k):
-                fail("", "delta", tuple(D.shape), f"shape (d={d}, k={k}) or None")
             # float64 for the same reason as Problem.svd_G: ΔW's factors set every risk's accuracy.
             U, s, Vh = (x.to(tdt) for x in torch.linalg.svd(D.double(), full_matrices=False))
             tol = max(d, k) * torch.finfo(tdt).eps * float(s[0]) if len(s) else 0.0

@@ -45,15 +45,15 @@ class ReLUTeacher(Problem):
 
     def __init__(self, config: Optional[ReLUConfig] = None, **kwargs):
         cfg = config if config is not None else build(ReLUConfig, kwargs, where="")
-        gen, dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
+        dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
         d, k, n = cfg.d, cfg.k, cfg.n
         self.n, self.noise = n, cfg.noise
-        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, gen, dtype, dev)
+        self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, self.stream("w0"), dtype, dev)
         self.W_true = self.W0 + self.delta
-        self.X = gaussian(n, d, generator=gen, dtype=dtype, device=dev)
+        self.X = gaussian(n, d, generator=self.stream("design"), dtype=dtype, device=dev)
         self.Y = torch.relu(self.X @ self.W_true)
         if cfg.noise > 0:
-            self.Y = self.Y + cfg.noise * gaussian(n, k, generator=gen, dtype=dtype, device=dev)
+            self.Y = self.Y + cfg.noise * gaussian(n, k, generator=self.stream("noise"), dtype=dtype, device=dev)
         self._regradient(None, None)
 
     def _residual(self, W: Tensor) -> tuple[Tensor, Tensor]:

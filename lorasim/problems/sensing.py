@@ -22,15 +22,15 @@ class MatrixSensing(Problem):
 
     def __init__(self, config: Optional[SensingConfig] = None, **kwargs):
         cfg = config if config is not None else build(SensingConfig, kwargs, where="")
-        gen, dtype, dev = self._draw_truth(cfg, cfg.n1, cfg.n2)
+        dtype, dev = self._draw_truth(cfg, cfg.n1, cfg.n2)
         n1, n2, m = cfg.n1, cfg.n2, cfg.m
         self.m = m
         self.W0 = torch.zeros(n1, n2, dtype=dtype, device=dev)
         # Row i is vec(A_i) in row-major order.
-        self.operator = gaussian(m, n1 * n2, generator=gen, dtype=dtype, device=dev) / m**0.5
+        self.operator = gaussian(m, n1 * n2, generator=self.stream("operator"), dtype=dtype, device=dev) / m**0.5
         self.y = self.measure(self.delta)
         if cfg.noise > 0:
-            self.y = self.y + cfg.noise * gaussian(m, generator=gen, dtype=dtype, device=dev)
+            self.y = self.y + cfg.noise * gaussian(m, generator=self.stream("noise"), dtype=dtype, device=dev)
         self._regradient(None, None)
 
     def measure(self, M: Tensor) -> Tensor:
