@@ -5,6 +5,7 @@ batch dimension passes straight through (the GPU backend batches runs that way).
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -64,8 +65,13 @@ def product_norms(L: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     _, T1 = torch.linalg.qr(L)
     _, T2 = torch.linalg.qr(mT(R))
     core = T1 @ mT(T2)
-    s = torch.linalg.svdvals(core)
-    return s[..., 0], torch.linalg.vector_norm(s, dim=-1)
+    # Finite but huge factors (a diverging run) overflow the core: LAPACK must never see inf or NaN
+    # (oneMKL prints DLASCL errors, other builds raise). Such a product's norms are inf (NaN from NaN).
+    # Checked on the device, without a host sync, so this stays capturable in a CUDA graph.
+    finite = torch.isfinite(core).flatten(-2).all(-1)
+    s = torch.linalg.svdvals(torch.where(finite[..., None, None], core, torch.zeros_like(core)))
+    bad = torch.where(torch.isnan(core).flatten(-2).any(-1), math.nan, math.inf).to(core.dtype)
+    return torch.where(finite, s[..., 0], bad), torch.where(finite, torch.linalg.vector_norm(s, dim=-1), bad)
 
 
 def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str,
@@ -80,13 +86,18 @@ def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str,
     the official AdamWr does when its inversion fails; the other runs of a batch are untouched.
     """
     gram = F @ mT(F)
-    gram = gram + damping * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    gram = gram + damping * eye
     if shift is not None:
         gram = gram + shift
+    # A diverging run's Gram can overflow: LAPACK never sees it (that run gets g, the loop then sees
+    # its factors blow up and marks it diverged).
+    finite = torch.isfinite(gram).flatten(-2).all(-1)
+    gram = torch.where(finite[..., None, None], gram, eye)
     if inverse == "pinv":
-        return g @ torch.linalg.pinv(gram, hermitian=True)
+        return g @ torch.linalg.pinv(gram, hermitian=True)  # the identity where the Gram overflowed
     sol, info = torch.linalg.solve_ex(gram, mT(g))  # gram is symmetric
-    ok = (info == 0) & torch.isfinite(sol).all(dim=(-2, -1))
+    ok = (info == 0) & finite & torch.isfinite(sol).all(dim=(-2, -1))
     return torch.where(ok[..., None, None], mT(sol), g)
 
 
@@ -99,8 +110,10 @@ def damped_gram_inverse(gram: Tensor, damping: float, inverse: str) -> Tensor:
     """
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     damped = gram + damping * eye
+    finite = torch.isfinite(damped).flatten(-2).all(-1)  # LAPACK never sees an overflowed Gram
+    damped = torch.where(finite[..., None, None], damped, eye)
     if inverse == "pinv":
-        return torch.linalg.pinv(damped, hermitian=True)
+        return torch.linalg.pinv(damped, hermitian=True)  # the identity where the Gram overflowed
     inv, info = torch.linalg.inv_ex(damped)
-    ok = (info == 0) & torch.isfinite(inv).all(dim=(-2, -1))
+    ok = (info == 0) & finite & torch.isfinite(inv).all(dim=(-2, -1))
     return torch.where(ok[..., None, None], inv, eye.expand_as(inv))

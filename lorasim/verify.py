@@ -146,13 +146,48 @@ def claim_settings(cfg: DictConfig, cid: str, scale: str) -> dict:
     return OmegaConf.to_container(node[scale], resolve=True)
 
 
-def summary_table(verdicts) -> str:
-    import pandas as pd
+def terminal_width() -> int:
+    """$COLUMNS if set, else the terminal's width, else 100 (output to a file or a pipe)."""
+    import os
+    import shutil
 
-    rows = [{"claim": v.claim, "prediction": v.prediction, "measured": v.measured, "pass": v.status}
-            for v in verdicts]
-    with pd.option_context("display.max_colwidth", 90, "display.width", 250):
-        return pd.DataFrame(rows).to_string(index=False)
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((100, 24)).columns
+    return 100
+
+
+def clip(text, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters with a trailing …"""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:max(0, width - 1)] + "…"
+
+
+def summary_table(verdicts, width: Optional[int] = None) -> str:
+    """claim | prediction | measured | pass, each line cut to ``width`` (the terminal's); the full
+    text is in report.md."""
+    width = width or terminal_width()
+    head = {"claim": "claim", "prediction": "prediction", "measured": "measured", "pass": "pass"}
+    rows = [head] + [{"claim": v.claim, "prediction": " ".join(str(v.prediction).split()),
+                      "measured": " ".join(str(v.measured).split()), "pass": v.status} for v in verdicts]
+    claim_w = max(len(r["claim"]) for r in rows)
+    pass_w = max(len(r["pass"]) for r in rows)
+    free = max(20, width - claim_w - pass_w - 6)  # three gaps of two spaces
+    pred_need = max(len(r["prediction"]) for r in rows)
+    meas_need = max(len(r["measured"]) for r in rows)
+    if pred_need + meas_need <= free:
+        pred_w, meas_w = pred_need, meas_need
+    else:  # the measurement gets the larger share, the prediction at least 2/5 (or what it needs)
+        pred_w = min(pred_need, max(free * 2 // 5, free - meas_need))
+        meas_w = free - pred_w
+    cut = pred_need > pred_w or meas_need > meas_w
+    lines = [f"{r['claim']:<{claim_w}}  {clip(r['prediction'], pred_w):<{pred_w}}  "
+             f"{clip(r['measured'], meas_w):<{meas_w}}  {r['pass']}" for r in rows]
+    if cut:
+        lines.append(clip(f"(cut to {width} columns; the full text is in report.md)", width))
+    return "\n".join(lines)
 
 
 def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
@@ -235,7 +270,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         v = run_claim(cid, settings, ctx)
         verdicts.append(v)
         if not cfg.quiet:
-            print(f"{cid} {v.status:>13}  {v.wall_s:6.1f} s  {v.measured}", flush=True)
+            line = f"{cid} {v.status:>13}  {v.wall_s:6.1f} s  "
+            print(line + clip(v.measured, max(10, terminal_width() - len(line))), flush=True)
         # Rewritten after every claim, so a run stopped by a time limit keeps what it measured.
         report = write_report(verdicts, ctx, OmegaConf.to_yaml(cfg))
     print(summary_table(verdicts))
@@ -244,11 +280,53 @@ def _hydra_main(cfg: DictConfig) -> None:
         sys.exit(1)
 
 
+def help_text() -> str:
+    """``lorasim-verify --help``."""
+    import textwrap
+
+    from .app import wrap_help
+
+    claims = Path(conf_dir()) / "claims"
+    ids = sorted(p.stem for p in claims.glob("*.yaml"))
+    titles = []
+    for cid in ids:
+        first = (claims / f"{cid}.yaml").read_text().splitlines()[:1]
+        title = first[0].lstrip("# ").split(":", 1)[-1].strip() if first and first[0].startswith("#") else ""
+        titles.append(clip(f"{cid}  {title}", 98))
+    rows = [("only=[C3,C10]", "claims to run; default every Cnn (the phase diagrams Pnn only when named)", ""),
+            ("scale=ci", "ci (default, <= 5 min on 2 cores), paper (the paper's sizes), large (GPU)", ""),
+            ("device=cpu", "cpu, cuda or cuda:N", ""),
+            ("quiet=true", "no line per claim while running", ""),
+            ("+claims.C03.ci.<k>=v", "one claim's setting at one scale (conf/claims/CNN.yaml)", "")]
+    return "\n".join([
+        "lorasim-verify: run the theory's claims (theory/cNN_*.py) and report prediction vs measurement.",
+        "Prints claim | prediction | measured | pass (cut to the terminal), writes report.md (derivations,",
+        "measurements, fits, figures) and verdicts.csv into the run folder, and exits 1 if a claim fails.",
+        "",
+        "Usage:  lorasim-verify [key=value ...]",
+        "",
+        "Settings:",
+        wrap_help(rows),
+        "",
+        "Claims (conf/claims/; theory/README.md indexes them):",
+        textwrap.indent("\n".join(titles), "  "),
+        "",
+        "Examples:",
+        "  lorasim-verify                           every claim C01-C20 at the ci scale (the set CI asserts)",
+        "  lorasim-verify only=[C3,C10]             a subset",
+        "  lorasim-verify only=[P1] scale=paper     a phase diagram, where the theory is silent",
+        "  lorasim-verify scale=large device=cuda   d >= 4096 on a GPU",
+    ])
+
+
 def main() -> None:
     """Console entry point ``lorasim-verify``."""
-    from .app import _precheck
+    from .app import _precheck, wants_help
 
     argv = sys.argv[1:]
+    if wants_help(argv):
+        print(help_text())
+        return
     if not any(a.startswith("-") for a in argv):
         _precheck(argv, multirun=False, config_name="verify", check=validate)
     _hydra_main()

