@@ -152,7 +152,7 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
                 solver: Union[str, SolverConfig] = "gd", lr: Union[float, Sequence[float], None] = None,
                 steps: int = 500, log_every: int = 1, methods: Optional[Sequence[str]] = None,
                 diverge_factor: float = 1e8, metrics: str = "full", graphs: str = "auto",
-                **solver_kwargs) -> list[Trajectory]:
+                progress: bool = False, **solver_kwargs) -> list[Trajectory]:
     """Train ``len(inits)`` adapter pairs on ``problem`` together; one Trajectory per run.
 
     ``inits``: each an ``Init`` (from lorasim.make_init), an (A0, B0) pair, or a dict such as
@@ -161,6 +161,7 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
     fine-tuning has no factors to batch). ``graphs``: "auto" captures CUDA graphs on CUDA
     unless the solver depends on the step count (Adam with bias correction); "on" insists;
     "off" runs eagerly. Each Trajectory's ``wall_s`` is the whole batch's wall time.
+    ``progress``: a tqdm bar over the steps on stderr (as ``train``'s), advanced at log steps.
     """
     scfg = _as_solver_config(solver, None, solver_kwargs)
     if scfg.name == "full_ft":
@@ -238,6 +239,12 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
                 alive.remove(i)
                 stepper.freeze(i)
 
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        desc = names[0] if b == 1 else f"{b} runs: {', '.join(names)}"
+        bar = tqdm(total=loop.steps, desc=desc if len(desc) <= 40 else desc[:39] + "…", unit="step", leave=False)
     start = time.perf_counter()
     with problem.matmul_mode(), capturable_linalg(dev):
         t = 0
@@ -247,6 +254,10 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
             stepper.advance(n)
             t += n
             log(t)
+            if bar is not None:
+                bar.update(n)
+    if bar is not None:
+        bar.close()
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     wall = time.perf_counter() - start

@@ -348,6 +348,7 @@ class RunConfig(_Checked):
     quiet: bool = False
     metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
     figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
+    threads: Any = "auto"  # torch CPU threads: "auto" (the job's share of the cores) or an integer ≥ 1
     where: str = field(default="run", repr=False, compare=False)
 
     def __post_init__(self):
@@ -360,6 +361,7 @@ class RunConfig(_Checked):
         self._bool("quiet")
         self._choice("metrics", ("full", "risk"))
         self._bool("figure")
+        self._int("threads", 1, allow=("auto",))
 
 
 def _check_teacher(cfg, rows, cols, rows_name, cols_name):

@@ -172,3 +172,28 @@ def test_a_lorasim_llm_sweep_records_its_jobs_and_resumes(tmp_path):
     assert res.stdout.startswith("resuming: lorasim-llm -m seed=0,1") and res.stdout.count("skipped") == 1
     summary = pd.read_csv(sweep / "summary.csv")
     assert sorted(summary["job"]) == [0, 1] and set(summary["job_status"]) == {"ok"}
+
+
+def test_a_job_killed_in_a_reused_folder_leaves_no_stale_markers(tmp_path, monkeypatch):
+    """A folder holding another config's done.json / error.txt: the job clears them before it runs,
+    so a kill midway leaves an incomplete job, not the other config's result (old run_job kept them)."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    import hydra.core.hydra_config as hydra_config
+    from lorasim import app
+
+    (tmp_path / "done.json").write_text(json.dumps({"config_sha256": "another config"}))
+    (tmp_path / "error.txt").write_text("an earlier failure\n")
+    hc = SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)), mode=SimpleNamespace(name="MULTIRUN"),
+                         job=SimpleNamespace(num=0), launcher={})
+    monkeypatch.setattr(hydra_config.HydraConfig, "get", staticmethod(lambda: hc))
+    monkeypatch.setattr(app, "_share_cores", lambda *a, **k: "threads: 1")
+
+    def killed(cfg, out_dir):
+        raise KeyboardInterrupt  # not an Exception: the sweep's error handler does not see it
+
+    with pytest.raises(KeyboardInterrupt):
+        app.run_job(OmegaConf.create({"run": {"steps": 1}}), killed)
+    assert not (tmp_path / "done.json").exists() and not (tmp_path / "error.txt").exists()
