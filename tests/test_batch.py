@@ -50,7 +50,20 @@ def _one_run(problem, spec, lr, solver, **kw):
                          solver=solver, lr=lr, **kw)
 
 
-def _assert_same_frame(got, ref, rtol=1e-8, atol=1e-12):
+def _subspace_amplification(frame, side: str, r_star: int) -> np.ndarray:
+    """σ1/(σ_{r*} − σ_{r*+1}) of the reference's factor at each logged row (Wedin): a relative
+    perturbation ρ of the factor moves its top-r* subspace, hence align_* and theta_*, by ≤ ρ·σ1/gap.
+    A (or B) of the two runs agree to rtol, so their angle columns agree to rtol times this."""
+    sv = frame[[c for c in frame.columns if c.startswith(f"sv_{side}_")]].to_numpy(dtype=float)
+    top = sv[:, 0]
+    low = sv[:, r_star - 1] if sv.shape[1] >= r_star else np.full(len(sv), np.nan)
+    nxt = sv[:, r_star] if sv.shape[1] > r_star else np.zeros(len(sv))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amp = top / (low - nxt)
+    return np.where(np.isfinite(amp), np.maximum(1.0, amp), 1.0)  # rank < r*: no gap to amplify
+
+
+def _assert_same_frame(got, ref, rtol=1e-8, atol=1e-12, r_star=3):
     a, b = got.to_frame(), ref.to_frame()
     assert list(a.columns) == list(b.columns)
     assert len(a) == len(b)
@@ -60,8 +73,12 @@ def _assert_same_frame(got, ref, rtol=1e-8, atol=1e-12):
     assert got.status == ref.status and got.diverged_step == ref.diverged_step
     for col in a.columns:
         if a[col].dtype.kind == "f":
-            np.testing.assert_allclose(a[col].to_numpy(), b[col].to_numpy(), rtol=rtol, atol=atol,
-                                       equal_nan=True, err_msg=col)
+            side = next((s for s in ("A", "B") if col.startswith((f"align_{s}", f"theta_{s}"))), None)
+            scale = _subspace_amplification(b, side, r_star) if side else 1.0
+            x, y = a[col].to_numpy(dtype=float), b[col].to_numpy(dtype=float)
+            both_nan = np.isnan(x) & np.isnan(y)
+            ok = both_nan | (np.abs(x - y) <= atol + rtol * scale * np.abs(y))
+            assert ok.all(), f"{col}: rows {np.flatnonzero(~ok).tolist()}: {x[~ok]} vs {y[~ok]}"
 
 
 MIXED = [
@@ -90,19 +107,36 @@ SOLVER_CASES = [
 
 # -- 1. batched == one run ----------------------------------------------------------------------
 
+def _round_off_amplification(problem, spec, lr, solver, **kw) -> float:
+    """How much the trajectory magnifies a relative perturbation of A0 of size 1e-15 over STEPS steps
+    (an oracle independent of the batch): batched and one-run steps differ by round-off u per step in
+    their summation order, so their factors can agree only to about STEPS·u·amplification. The GD
+    and precgd cases amplify by O(1); scaled_adam's seed-1 run (α = 1e-2, lr 2e-2) by ≈ 7e6."""
+    s = dict(spec)
+    name, rank, seed = s.pop("init"), s.pop("rank"), s.pop("seed", 0)
+    start = make_init(problem, rank, InitConfig(name=name, **s), seed=seed)
+    bump = 1 + 1e-15 * _rand(start.A.shape, 5)
+    a = lorasim.train(problem, start.A, start.B, solver=solver, lr=lr, steps=STEPS, log_every=STEPS, **kw)
+    b = lorasim.train(problem, start.A * bump, start.B, solver=solver, lr=lr, steps=STEPS, log_every=STEPS, **kw)
+    return float(torch.linalg.matrix_norm(a.A - b.A) / torch.linalg.matrix_norm(a.A)) / 1e-15
+
+
 @pytest.mark.parametrize("solver, kw, specs, lrs", SOLVER_CASES)
 def test_batch_equals_one_run_loop(linear, solver, kw, specs, lrs):
     trajs = train_batch(linear, specs, solver=solver, lr=lrs, steps=STEPS, log_every=LOG_EVERY, **kw)
     assert len(trajs) == len(specs)
+    u = float(np.finfo(np.float64).eps)
     for spec, lr, got in zip(specs, lrs, trajs):
         ref = _one_run(linear, spec, lr, solver, steps=STEPS, log_every=LOG_EVERY, **kw)
         assert ref.status == "ok"
         assert got.to_frame()["step"].tolist() == LOGGED_STEPS
-        _assert_same_frame(got, ref)
+        # 1e-8 unless the trajectory itself magnifies round-off beyond it (10× for the constant).
+        rtol = max(1e-8, 10 * STEPS * u * _round_off_amplification(linear, spec, lr, solver, **kw))
+        _assert_same_frame(got, ref, rtol=rtol)
         assert got.A.shape == ref.A.shape == (linear.d, spec["rank"])
         assert got.B.shape == ref.B.shape == (spec["rank"], linear.k)
-        torch.testing.assert_close(got.A, ref.A, rtol=1e-8, atol=1e-12)
-        torch.testing.assert_close(got.B, ref.B, rtol=1e-8, atol=1e-12)
+        for x, y in ((got.A, ref.A), (got.B, ref.B)):  # norm-wise, as the amplification is measured
+            assert float(torch.linalg.matrix_norm(x - y)) <= rtol * float(torch.linalg.matrix_norm(y)) + 1e-12
     # The runs really are different (distinct inits and step sizes), and something was learnt.
     risks = [t.to_frame()["risk"].iloc[-1] for t in trajs]
     assert len(set(risks)) == len(risks)
