@@ -77,11 +77,12 @@ SPEC's (√(d−r\*)+√r\*)/√N and 2√γ+γ are reported as ratios (leading 
 at these sizes the finite-size corrections derived above exceed the seed-to-seed SE.
 
 **Finding.** The SPEC's (√(d−r\*)+√r\*)/√N is Gordon's upper bound on E tanΘ, not its value: the
-measured mean tanΘ is 0.88–0.90 of it at d = 32, r\* = 2 (ci), 0.94–0.97 at d = 100, r\* = 4 (paper)
-and 0.98–0.99 at d = 1024, r\* = 8, while the exact double-Wishart law matches every N within its SE.
-The N^{−1/2} law holds for tanΘ (fitted slope −0.503 ± 0.009 at ci); sinΘ's fitted slope over
-N/d ∈ {4, 16, 64} is −0.458 ± 0.008, as the exact law predicts (−0.462), because sinΘ saturates at
-N/d = 4. Likewise ‖Σ̂−I‖_op is 0.89–0.92 of 2√γ+γ at d = 32, and λ_max(Σ̂) − 1 matches the
+measured mean tanΘ is 0.86–0.91 of it at d = 32, r\* = 2 (ci), 0.93–0.97 at d = 100, r\* = 4 (paper)
+and 0.98–0.99 at d = 1024, r\* = 8 (H200, before 0.2's streams), while the exact double-Wishart law
+matches every N within its SE.
+The N^{−1/2} law holds for tanΘ (fitted slope −0.518 ± 0.009 at ci, exact law −0.507); sinΘ's fitted
+slope over N/d ∈ {4, 16, 64} is −0.472 ± 0.007, as the exact law predicts (−0.463), because sinΘ
+saturates at N/d = 4. Likewise ‖Σ̂−I‖_op is 0.90–0.94 of 2√γ+γ at d = 32, and λ_max(Σ̂) − 1 matches the
 Tracy–Widom-corrected edge.
 """
 from __future__ import annotations

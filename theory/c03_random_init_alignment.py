@@ -63,7 +63,8 @@ minimum. The sample minimum alone is off by up to 5 of the ≈ 100 steps per dec
 same amount for every seed at d = 4096 (the seeds' curves nearly coincide), which moved the measured
 argmin slope by ≈ 1 % against a bracket that is only ±1 % wide there. The vertex differs from the
 every-step minimum by an offset (≈ −2 steps, +2 % in min a at d = 256) that is the same for every α, so
-neither slope moves: at d = 256, argmin-slope ratio 0.999 ± 0.002 against 1.001 ± 0.003 logging every
+neither slope moves: at d = 256 (before 0.2's streams), argmin-slope ratio 0.999 ± 0.002 against
+1.001 ± 0.003 logging every
 step, depth ratio 1.013 against 1.014.
 
 **Measured.** Per run: a(0), min_t a(t) and its argmin (lorasim's `align_A`), t\* (SPEC formula),
@@ -84,9 +85,9 @@ pre-asymptotic bracket of the derivation (per-seed bracket ends averaged) widene
 The ratio to the SPEC t\* slope is reported, not asserted.
 
 **Finding.** The time of the minimum is not governed by the SPEC's t\*: its slope in ln(1/α) is
-0.687 ± 0.006 (ci) and 0.697 ± 0.003 (paper, T1 setup) of the t\* slope 1/ln(1+ησ_1), and matches
-2/(ℓ_{r\*}+2ℓ_1) to 1.000 ± 0.005 and 1.001 ± 0.002. The minimum sits at ≈ 0.77–0.86·t\*, in the linear
-phase, and its depth follows α^{0.62–0.64} (not "ε(α) → 0" at an unspecified rate). Before the
+0.689 ± 0.007 (ci) and 0.699 ± 0.003 (paper, T1 setup) of the t\* slope 1/ln(1+ησ_1), and matches
+2/(ℓ_{r\*}+2ℓ_1) to 1.000 ± 0.004 and 1.006 ± 0.005. The minimum sits at ≈ 0.78–0.87·t\*, in the linear
+phase, and its depth follows α^{0.62} (not "ε(α) → 0" at an unspecified rate). Before the
 minimum a(t) follows one α-independent curve (tan a ≈ K e^{−ℓ_{r\*}t}), so "a(t) ≈ 1 early" lasts
 ≈ ln K/ℓ steps whatever α is; smaller α only postpones the exit from that curve.
 """

@@ -56,12 +56,13 @@ corrections to the α³ law are O(α√d), the size of ‖E‖/√λ\*, and shif
 twice that). Finite N: the mean slope lies in [2, 3] within the same margin. The constant
 c = d_T λ\*_{r\*}^{3/2}/(α³d) is reported against √(r−r\*)+√r\* (order of magnitude only).
 
-**Finding.** The α³ law is exact in the population (fitted slope 3.0004 ± 0.0005 at ci, 3.002 ± 0.001
+**Finding.** The α³ law is exact in the population (fitted slope 3.0018 ± 0.0008 at ci, 3.0015 ± 0.0005
 at paper). At finite N a small extra term appears and scales with the step size: at α = 1e−4 (ci
-setup, seed 4) d_T/α² = 0.054 at η = 1/16 and 0.018 at η = 1/64; its excess over the α³ part shrinks
+setup, seed 4, before 0.2's streams) d_T/α² = 0.054 at η = 1/16 and 0.018 at η = 1/64; its excess
+over the α³ part shrinks
 4.3× for a 4× smaller η. It is the GD (not gradient-flow) drift of the balance invariant acting
 through the sampling tilt, as derived, and makes the finite-N slope fall below 3 at small α
-(2.96 ± 0.03 at ci). Either way a(T) equals s\* to within 4e−6 (ci, α ≤ 1e−2).
+(2.95 ± 0.03 at ci). Either way a(T) equals s\* to within 1.2e−5 (ci, α ≤ 1e−2).
 """
 from __future__ import annotations
 

@@ -46,12 +46,12 @@ control): (c) ρ ≤ ½ ⇒ excess ≥ 0.1 and ρ ≥ 2 ⇒ |excess| ≤ 0.05; t
 not constrained.
 
 **Finding.** With the *literal* α² at d = 32 (N = 512, r = 8, r\* = 4) the T1 picture is shifted by about
-one decade in α²: α² = 0.1 still keeps a(t) ≈ 1 but the risk converges (R(T)/R(0) ≈ 1e-5–3e-4, not
-"barely"), and α² = 1e-2 aligns (ρ ≈ 1.3–1.9, a(T) within 0.02 of sinΘ), so "plateau well above
+one decade in α²: α² = 0.1 still keeps a(t) ≈ 1 but the risk converges (R(T)/R(0) ≈ 2e-5–2e-4, not
+"barely"), and α² = 1e-2 aligns (ρ ≈ 1.5–2.1, a(T) within 0.04 of sinΘ), so "plateau well above
 sinΘ" does not hold there. Both follow from the derivation: the lazy-risk parameter is α²d and the
 alignment parameter ρ ∝ 1/(α⁴d^{3/2}). With α² scaled by 100/d the d = 32 runs reproduce T1. At d = 100
-α² = 1e-2 has ρ ≈ 0.6–0.7, i.e. it sits at the crossover, so its plateau height is seed-dependent
-(excess ≈ 0.05–0.43 across seeds). Reproduce: `lorasim-verify only=[C7] scale=ci` (literal rows in the
+α² = 1e-2 has ρ ≈ 0.5–0.7, i.e. it sits at the crossover, so its plateau height is seed-dependent
+(excess ≈ 0.16–0.67 across seeds). Reproduce: `lorasim-verify only=[C7] scale=ci` (literal rows in the
 table) and `scale=paper`.
 """
 import math

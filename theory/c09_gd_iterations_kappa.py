@@ -5,7 +5,7 @@ r"""
 risk < ε grows roughly linearly in κ, for r = r\* and r > r\*. The SPEC [R] shape is
 "κ·log(1/ε)", i.e. a log-log slope ≈ 1. We assert the refined, parameter-free form derived below:
 T(κ) is the ε-crossing time of the GD map linearised at the balanced solution, whose log-log slope
-at fixed ε is **1 − 2/ln(R_slow(κ)/ε) < 1** (≈ 0.85 here), tending to 1 only as ε → 0.
+at fixed ε is **1 − 2/ln(R_slow(κ)/ε) < 1** (≈ 0.86 here), tending to 1 only as ε → 0.
 
 **Derivation.** *Invariant subspace.* Noiseless labels: G♮ = Σ̂ΔW has row space span V\* (F2), so
 B0 = S_G^{1/2}V_Gᵀ has rows in span V\*, and ∇_B = AᵀΣ̂(AB − ΔW) keeps them there. Hence
@@ -63,7 +63,7 @@ log `log_points` ≈ 400 times and T is the first logged hit moved back by linea
 log-log slopes s (measured) and s_lin (linearised) over the κ sweep; their mean ± SE over seeds;
 R_slow(κ) (the column-r\* part of R_0) to show the log factor.
 
-**Prediction.** T_meas ≈ T_lin; mean log-log slope s̄ ≈ s̄_lin ≈ 1 − 2/ln(R_slow/ε), i.e. ≈ 0.85 at
+**Prediction.** T_meas ≈ T_lin; mean log-log slope s̄ ≈ s̄_lin ≈ 1 − 2/ln(R_slow/ε), i.e. ≈ 0.86 at
 ci scale: roughly linear, below 1.
 
 **Pass rule.** For each rank (r = r\* and r > r\*): |s̄ − s̄_lin| ≤ 3·SE(s), where SE(s) is the

@@ -70,6 +70,17 @@ contracted by the dynamics; (ii) (a), (b): T(κ) ≤ T(κ_0) for every seed and 
 s̄ ≤ 3·SE + ln((T̄+1)/T̄)/ln(κ_max/κ_min), i.e. no growth beyond the seed spread and one iteration
 of discretisation over the sweep (a log κ law with a non-negligible coefficient would show as a
 detectably positive slope; "at most logarithmic" is thereby met a fortiori).
+
+**Finding (0.2).** At paper scale check (i) fails for group (b) (small random init, r = r\* = 4,
+λ = 0): δ_eq reaches 5.4e−12–1.0e−6 at κ = 1000 in every seed, and 2.1e−10 already at κ = 10 for
+seed 1, against the κ-free tolerance 10·max(d, k)·ε·‖ΔW‖_F = 4.4e−13; group (a) stays at ≤ 2.1e−14,
+ci passes (max 1.3e−14 against 1e−13), and T(κ) ≤ T(κ_0) holds (s = −0.007 ± 0.001). The
+equivariance holds in exact arithmetic, but in floating point the defect grows like u·cond(B_tV\*)²:
+rerunning group (b) at paper scale and recording cond(B_tV\*) at every step gives, for seed 1 at
+κ = 10, 100, 1000, δ_eq 2.1e−10, 1.4e−8, 1.0e−6 with max_t cond(B_tV\*) 3.3e3, 3.2e4, 3.2e5, and for
+seed 0 δ_eq 8.9e−15, 8.2e−14, 5.4e−12 with cond 27, 260, 2.6e3. Under the old shared streams the
+small-random A0 spanned U\* exactly (rank = r\* = 4, equal seeds), B_t stayed well conditioned and
+the check passed. The rule needs the conditioning factor (issue 14's work); it is not changed here.
 """
 import math
 

@@ -71,23 +71,24 @@ The SPEC statement fails for PrecGD below λ_c (the toy's λ = 1e-3 included), s
 known failure; the tangent-model error and λ_c are reported.
 
 **Finding.** `lorasim-verify only=[C12] scale=ci` (or `scale=paper`). At ci (d = k = 32, r = 4,
-r\* = 2, N = 512, κ = 4, 5 seeds) the init level is as derived: c_j = 1.1–1.7, spare norms 2.3–2.5e-8;
-GD keeps it (amplification ≤ 1.005, below the bound Π(1 + η‖Γ_t‖) ≥ 1.40; product gap ≤ 6e-16).
-PrecGD amplifies it; the spare rows of B grow 1.02–1.4× (λ = 0.1), 2.5–11× (1e-2), 90–390× (1e-3, the
-toy's value), 4e4–1.3e5× (1e-4) and 1.2–1.6e8× (1e-6, where they are O(1) and the r-run is genuinely
-over-rank: product gap 1–2.5e-2, A's spare columns ~1e-2, an unbalanced pair). The tangent recursion,
-computed from the rank-r\* run only, reproduces the measured spare norms to 7e-7 relative wherever
+r\* = 2, N = 512, κ = 4, 5 seeds) the init level is as derived: c_j = 1.0–2.0, spare norms 2.3–2.8e-8;
+GD keeps it (amplification ≤ 1.004, below the bound Π(1 + η‖Γ_t‖) ≥ 1.40; product gap ≤ 7e-16).
+PrecGD amplifies it; the spare rows of B grow 1.01–1.26× (λ = 0.1), 1.8–9.1× (1e-2), 63–456× (1e-3, the
+toy's value), 1.8e4–2.6e5× (1e-4) and 9.3e7–1.7e8× (1e-6, where they are O(1) and the r-run is genuinely
+over-rank: product gap 1.4–2.2e-2, A's spare columns ~1e-2, an unbalanced pair). The tangent recursion,
+computed from the rank-r\* run only, reproduces the measured spare norms to 4.8e-7 relative wherever
 they stay ≤ 1e-3 (λ ≥ 1e-4); below that the block saturates nonlinearly. Thresholds (per-seed
-log-log interpolation): the spare block leaves its decade below λ_c = 0.0078 [0.0041, 0.011]
-(first-order estimate ‖U_sᵀ(Σ̂ − I)G♮‖_F/9 = 0.0081 on average), ≈ 0.03·λ\*_{r\*}; the products stop
-coinciding at √(εσ_1) below λ_AB = 7.9e-5 [5.2e-5, 1e-4]. Paper scale (T2: d = k = 100, r = 8,
-r\* = 4, N = 1600): c_j = 2.0–4.0, spare 4.8–5.5e-8; GD amplification ≤ 1.002; PrecGD λ = 1e-3:
-123–311×, λ_c = 0.0061 [0.0048, 0.0079] (first order 0.0085), λ_AB = 1.0e-4 [8.5e-5, 1.5e-4], tangent error 2.6e-10.
-The same configuration on CUDA (scale=paper device=cuda, H200) has other round-off (c_j = 0.5–1.6,
+log-log interpolation): the spare block leaves its decade below λ_c = 0.006 [0.0033, 0.0094]
+(first-order estimate ‖U_sᵀ(Σ̂ − I)G♮‖_F/9 = 0.0059 on average), ≈ 0.02·λ\*_{r\*}; the products stop
+coinciding at √(εσ_1) below λ_AB = 7e-5 [3.9e-5, 1.3e-4]. Paper scale (T2: d = k = 100, r = 8,
+r\* = 4, N = 1600): c_j = 1.9–4.0, spare 4.9–5.6e-8; GD amplification ≤ 1.002; PrecGD λ = 1e-3:
+73–205×, λ_c = 0.0054 [0.0033, 0.0061] (first order 0.0082), λ_AB = 9.8e-5 [7.6e-5, 1.1e-4], tangent error 1.0e-10.
+The same configuration on CUDA (scale=paper device=cuda, H200, before 0.2's streams) has other
+round-off (c_j = 0.5–1.6,
 spare 2.7–3.1e-8), hence other spare directions: λ = 1e-3 gives 59–160×, λ_c = 0.0047
 [0.0031, 0.0057], λ_AB = 6.9e-5 [4.8e-5, 7.9e-5]; the law is the same. The
-practical consequence at the toy's λ = 1e-3 is nil (product gap ≤ 1.4e-12, both runs reach
-≈ 1e-30), but the SPEC's "exact, and the same under PrecGD" is false for the factors themselves.
+practical consequence at the toy's λ = 1e-3 is nil (product gap ≤ 5.7e-13, both runs reach
+1e-30–1e-26), but the SPEC's "exact, and the same under PrecGD" is false for the factors themselves.
 Ways to avoid it: `init_kwargs={"tol": 1e-10}` (zeroes the block exactly, and 0 is a fixed point
 of both solvers: checked, it stays 0.0 at λ = 1e-6), λ ≳ ‖ΔW‖_F√((r − r\*)/N), or r = r\*.
 """
@@ -103,7 +104,7 @@ from lorasim.verify import Verdict
 TITLE = "over-rank spectral init degenerates"
 RESULT = "R4"
 KNOWN_FAILURE = ("PrecGD divides the √(ε·σ1) spare block's gradient by λ: at the toy's λ = 1e-3 the spare rows of B "
-                 "grow 90–390×, and below λ ≈ 1e-4 the rank-r and rank-r* trajectories separate (tangent model in the docstring)")
+                 "grow 73–205× (paper scale), and below λ ≈ 1e-4 the rank-r and rank-r* trajectories separate (tangent model in the docstring)")
 
 EPS = float(np.finfo(np.float64).eps)
 

@@ -50,24 +50,25 @@ the computed gradient Σ̂AB − G has ‖Σ̂δM‖ ~ √d·ε‖Σ̂‖‖T‖
 the population, spectral and offset LoRA-One everywhere: risk ≤ f.
 
 **Pass rule.** Every seed and N: |s_meas − s_exact|/s_exact ≤ 1e-8 (exact identity; PrecGD contracts
-geometrically to the minimiser, so after `steps` steps the gap is round-off, ≤ 7e-15 measured) and
+geometrically to the minimiser, so after `steps` steps the gap is round-off, ≤ 3.4e-15 measured) and
 plateau drift ≤ 1e-8; the orderings s_b ≤ s_exact and s_b ≤ s_d ≤ s_a (exact inequalities, 1e-12
 relative slack for round-off); |mean slope + 1| ≤ 3 SE over seeds (the fit uses N/d ≥ 16, where
-the O(√(d/N)) corrections are ≤ 25 %; at N/d ∈ {4, 16, 64} the slope is −0.94 ± 0.02, 40 seeds, a visible
-finite-size bend); all reachable runs ≤ f. Which approximation matches better is reported, not
-asserted: s_exact/s_b − 1 shrinks like d/N, s_exact/s_a − 1 does not.
+the O(√(d/N)) corrections are ≤ 25 %; at N/d ∈ {4, 16, 64} the slope is −0.94 ± 0.02, 40 seeds
+(before 0.2's streams), a visible finite-size bend); all reachable runs ≤ f. Which approximation
+matches better is reported, not asserted: s_exact/s_b − 1 shrinks like d/N, s_exact/s_a − 1 does not.
 
 **Finding.** `lorasim-verify only=[C14] scale=ci` / `scale=paper`. Which prediction matches: the
-exact Σ̂-weighted residual, to ≤ 7e-15 relative at every seed and N (the plateau is reached within
-~20 steps, well inside the notebook's 100). ½Σ_{i>r}σ_i(T)² is slightly low: measured/s_b = 1.046,
-1.014, 1.003 at N/d = 16, 64, 256 (ci; paper 1.048, 1.015, 1.004) — the predicted O(d/N) cost of the
-Σ̂-weighting — and the refined s_d is within 0.4 % of s_b. ½‖P_⊥ΔW‖_F² overestimates it by a factor that does not
+exact Σ̂-weighted residual, to ≤ 3.4e-15 relative at every seed and N (the plateau is reached within
+~20 steps, well inside the notebook's 100). ½Σ_{i>r}σ_i(T)² is slightly low: measured/s_b = 1.051,
+1.014, 1.004 at N/d = 16, 64, 256 (ci; paper 1.050, 1.015, 1.004) — the predicted O(d/N) cost of the
+Σ̂-weighting — and the refined s_d is within 0.5 % of s_b. ½‖P_⊥ΔW‖_F² overestimates it by a factor that does not
 shrink with N: measured/s_a = 0.73, 0.70, 0.69 at ci (c² = √k/γ = 1.41, ‖ΔW‖_op²/c⁴ = 0.5) and
-0.94, 0.91, 0.90 at paper scale (c² = 2.5, ‖ΔW‖_op²/c⁴ = 0.16): the O(‖ΔW‖²/c⁴) correction is set by the
+0.95, 0.91, 0.90 at paper scale (c² = 2.5, ‖ΔW‖_op²/c⁴ = 0.16): the O(‖ΔW‖²/c⁴) correction is set by the
 init scale γ, not by N, so "≈ ½‖P_⊥ΔW‖²" is a leading-order statement in 1/c², not in d/N. T2 exact
-(d = k = 100, r = 8, r\* = 4, N = 1600, seed 0): stall 0.04351 at t = 100 and t = 300 (exact 0.04351,
-s_b 0.04154, s_a 0.04608); the spectral init and the offset LoRA-One reach ≈ 3e-29. Large (CUDA, 20
-seeds, N/d up to 1024): measured/s_b = 1.001 and measured/s_a = 0.898 at N/d = 1024, slope
+(d = k = 100, r = 8, r\* = 4, N = 1600, seed 0): stall 0.04628 at t = 100 and t = 300 (exact 0.04628,
+s_b 0.04429, s_a 0.04899); the spectral init and the offset LoRA-One reach ≈ 2–3e-29. Large (CUDA, 20
+seeds, N/d up to 1024, before 0.2's streams): measured/s_b = 1.001 and measured/s_a = 0.898 at
+N/d = 1024, slope
 −0.996 ± 0.009.
 """
 import math

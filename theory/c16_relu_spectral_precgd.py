@@ -62,8 +62,8 @@ round-off floor estimate.
 (derived second-order bound); (iii) |e_1 − ½| ≤ e_2/2 (exact); (iv) s_fast ≤ fitted slope ≤ s_∞;
 (v) max |ln risk − ln risk_lin| ≤ 10⁻² over ≥ 8 decades of risk (linearisation error ≲ 10⁻⁴ here, the
 round-off share of E at 10⁶× the floor ≤ 10⁻³, i.e. ≤ 2·10⁻³·√10 in ln risk allowing a factor 10 in
-the floor estimate; measured ≤ 4·10⁻⁴); (vi) minimum risk ≤ 10× the floor estimate (an
-order-of-magnitude estimate; measured 0.2–0.6× at ci, 0.45–0.6× at paper).
+the floor estimate; measured ≤ 2·10⁻⁴); (vi) minimum risk ≤ 10× the floor estimate (an
+order-of-magnitude estimate; measured 0.2–0.5× at ci, 0.45–0.58× at paper).
 """
 import math
 

@@ -51,7 +51,7 @@ orthogonality of the r singular vectors each side used (ΔW_0 = (α_L/(γ√r))�
 is within (1 ± δ_U)^{1/2}(1 ± δ_V)^{1/2} of max S_i/S_0 = 1; δ ≈ u at 768 but ≈ 15u₆₄ for a 4096×1024
 SVD, where 10u alone fails); ‖prob.G − G♮‖/‖G♮‖ ≤ 10u₆₄; offset is None and the step-0 loss
 matches to 10⁻¹². The factor 10 covers the modest constants of the backward-error bounds (measured:
-the product difference is 0.3–4.1× u·σ_1/gap at ci, 0.55–1.1× at paper, 768×768 with q = 512).
+the product difference is 0.2–2.5× u·σ_1/gap at ci, 0.06–1.3× at paper, 768×768 with q = 512).
 """
 import math
 

@@ -46,8 +46,8 @@ point: Preconditioner.for_A/for_B vs (lora_Bᵀlora_B + λI)⁻¹g_A and g_B(A_n
 **Pass rule.** "Equal" means ≤ tol = 10·T·u·κ·ρ (u = 2.2·10⁻¹⁶, T steps, κ = largest condition number
 of the damped Grams along the run, ρ = largest ‖g‖_∞/min_i|g_i| of the preconditioned gradients, the
 entrywise error amplification of Adam's m/√v normalisation): a worst-case accumulation of per-step
-round-off. "Differ" means > 100·tol. Measured: equal cases ≤ 1.4·10⁻¹⁵ at ci (10 steps) and
-≤ 4.3·10⁻¹⁵ at paper (50 steps) against tol 4·10⁻¹⁰–8·10⁻⁸; the differing cases are ≥ 10⁻² apart.
+round-off. "Differ" means > 100·tol. Measured: equal cases ≤ 2.7·10⁻¹⁵ at ci (10 steps) and
+≤ 1.5·10⁻¹⁴ at paper (50 steps) against tol 7·10⁻¹¹–2·10⁻⁶; the differing cases are ≥ 10⁻² apart.
 """
 import math
 

@@ -58,30 +58,33 @@ the plateau below α_c; divergence only in the corner (iv).
 Exact sanity check (iii): max align_B over non-diverged runs ≤ 1e-8. Round-off gives about 1e-14,
 while any real misalignment of B would be O(1), so 1e-8 separates the two.
 
-**Analysis.** Paper scale, 5 seeds, 620 runs, 138–159 s on one thread (shared machine).
-- **α_c per d.** α_c = 0.154 ± 0.006, 0.117 ± 0.001, 0.087 ± 0.002 and 0.070 ± 0.001 for
+**Analysis.** Paper scale, 5 seeds, 620 runs, 1327 s on a loaded shared machine (138–159 s on one
+thread before 0.2).
+- **α_c per d.** α_c = 0.146 ± 0.003, 0.112 ± 0.004, 0.094 ± 0.003 and 0.074 ± 0.002 for
   d = 32, 64, 128, 256.
-- **Against the heuristics.** α_c/α_h = 1.30, 1.27, 1.24, 1.33: a constant ≈ 1.3, and the per-seed
-  slope of ln α_c in ln(√d + √r) is −0.99 ± 0.04. So SPEC R1's linear-phase heuristic
-  α(√d + √r) ≈ √λ\*_{r\*} gets the d-dependence right, with threshold ≈ 1.3 α_h. The level-crossing
-  α_× is closer in absolute value (ratio 1.13 → 0.96) but has the wrong slope (−0.78).
-- **The transition is sharp.** Seed-mean min_t align_A is 0.22–0.30 at α = 10^{−1.25} and
+- **Against the heuristics.** α_c/α_h = 1.24, 1.22, 1.32, 1.39: not a constant, the ratio grows with
+  d, and the per-seed slope of ln α_c in ln(√d + √r) is −0.84 ± 0.02 (under the old shared streams:
+  1.30, 1.27, 1.24, 1.33 and −0.99 ± 0.04). So SPEC R1's linear-phase heuristic
+  α(√d + √r) ≈ √λ\*_{r\*} gives the order of magnitude (threshold 1.2–1.4 α_h) but a slope that is too
+  steep. The level-crossing α_× is closer both in absolute value (ratio 1.07, 1.00, 1.02, 1.01) and in
+  slope (−0.78 against the measured −0.84; α_h's is −1).
+- **The transition is sharp.** Seed-mean min_t align_A is 0.21–0.27 at α = 10^{−1.25} and
   0.98–1.00 at α = 10^{−0.5} for every d. The final alignment jumps with it: α_c,final = α_c to within
-  the bisection for 19 of 20 (d, seed).
-- **Aligned phase.** min_t align_A ∝ α^{0.58 ± 0.01}, from 8e-4 at α = 1e-6 to 0.13–0.17 at
+  the bisection for 20 of 20 (d, seed).
+- **Aligned phase.** min_t align_A ∝ α^{0.59 ± 0.01}, from 5e-4–9e-4 at α = 1e-6 to 0.10–0.16 at
   α = 1e-2. It is reached 24.7 ± 0.3 steps later per decade of 1/α: linear in ln(1/α) as C3 says,
   but at 0.65 of the t\* formula's 38 steps per decade. Both fit a balance between a decaying
   ‖P⊥A0‖/s(t) and a tilt growing like s(t)², which gives α^{2/3} and 25 steps per decade; that
-  balance is a heuristic, not a derivation. The final align_A equals the plateau (0.25–0.30) for
-  α ≤ 10^{−1.5}. Just below α_c it sits above it (d = 64, α = 0.1: 0.35 against 0.27).
-- **Above α_c.** Convergence slows too: the median risk after 600 steps is 1e-11…1e-6 one grid
-  step above α_c and 6e-6…1.4 at α = 10^{−0.5}. GD diverged in 21 runs: at α = 1 for d ≥ 64 (all
-  seeds) and for 1 of 5 seeds at d = 32, and at α ≥ 10^{−0.25} for d = 256. That fits (iv)
+  balance is a heuristic, not a derivation. The final align_A equals the plateau (0.24–0.30) for
+  α ≤ 10^{−1.5}. Just below α_c it sits above it (d = 64, α = 0.1: 0.40 against 0.27).
+- **Above α_c.** Convergence slows too: the median risk after 600 steps is 3e-11…2e-6 one grid
+  step above α_c and 3e-6…1.4 at α = 10^{−0.5}. GD diverged in 20 runs: at α = 1 for d ≥ 64 (all
+  seeds), and at α ≥ 10^{−0.25} for d = 256. That fits (iv)
   within its factor-of-about-1.3 accuracy.
-- **Exact check.** max align_B = 1e-14.
+- **Exact check.** max align_B = 3e-14.
 
-At ci scale (d ∈ {16, 32}, r\* = 2, r = 4, 2 seeds): α_c = 0.257, 0.193, α_c/α_h = 1.54, 1.48,
-12–17 s on one thread.
+At ci scale (d ∈ {16, 32}, r\* = 2, r = 4, 2 seeds; before 0.2's streams, not rerun since):
+α_c = 0.257, 0.193, α_c/α_h = 1.54, 1.48, 12–17 s on one thread.
 
 **Command.** `lorasim-verify only=[P1] scale=paper`
 """

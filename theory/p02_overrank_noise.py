@@ -69,33 +69,36 @@ with a wide margin.
 (ii) lorasim's risk_0 equals ½‖[G♮]_r − ΔW‖_F² from our own SVD of G♮ to a relative 1e-9 (the
 round-off of a sum of d·k squares).
 
-**Analysis.** Paper scale, 450 runs, 40–55 s on one thread.
+**Analysis.** Paper scale, 450 runs, 386 s on a loaded shared machine (40–55 s on one thread before
+0.2).
 - *Noise floor* (σ_ε ≥ 1e-4). PrecGD is stable for every λ and r and ends on the floor:
-  risk/risk_RRR(r) = 0.991–1.002 per run for λ ∈ {0, 1e-6}. The spare singular values grow by
-  0.99–1.07× (median 1.04) from σ_{r\*+1}(G♮) to the fitted noise, as M_r predicts
-  (σ_{r\*+1}(M_r)/σ_{r\*+1}(G♮) = 0.99–1.07). σ_{r\*+1}(G♮) is 0.96–0.99 of the MP edge.
-- *Cost of over-rank.* It is linear in r − r\*. At σ_ε = 0.3, risk/oracle = 1.52, 2.90, 4.49, 5.88
-  for r = 5, 8, 12, 16, against the upper estimate 1.51, 3.04, 5.08, 7.12. The oracle itself is
-  0.0214, against ½σ_ε²r\*(d + k − r\*)/N = 0.0221.
+  risk/risk_RRR(r) = 0.995–1.000 per run for λ ∈ {0, 1e-6}. The spare singular values grow by
+  1.002–1.063× (median 1.03) from σ_{r\*+1}(G♮) to the fitted noise, as M_r predicts
+  (σ_{r\*+1}(M_r)/σ_{r\*+1}(G♮) = 1.002–1.063). σ_{r\*+1}(G♮) is 0.98–1.02 of the MP edge.
+- *Cost of over-rank.* It is linear in r − r\*. At σ_ε = 0.3, risk/oracle = 1.51, 2.78, 4.21, 5.43
+  for r = 5, 8, 12, 16 (seed medians), against the upper estimate 1.51, 3.04, 5.08, 7.12. The oracle
+  itself is 0.0226–0.0252 over the seeds, against ½σ_ε²r\*(d + k − r\*)/N = 0.0221.
 - *λ = 0.* Unstable in the near-noiseless corner:
-  - 26 diverged runs, all seeds at σ_ε ≤ 1e-8 with r ∈ {12, 16}, plus single seeds at r = 8 with
-    σ_ε ∈ {0, 1e-10};
-  - 13 more runs end above the floor, including σ_ε = 1e-12, r = 5, seed 2, at risk 0.76
-    (0.81 × ½‖ΔW‖², nearly the risk of AB = 0), without tripping the divergence test.
+  - 30 diverged runs, all seeds at σ_ε ≤ 1e-8 with r ∈ {12, 16}, plus r = 8 at σ_ε = 0 (2 seeds),
+    1e-12 and 1e-10 (1 seed each), and r = 5 at σ_ε ∈ {0, 1e-12} (1 seed each);
+  - 5 more runs end above the floor, the worst σ_ε = 1e-12, r = 8, seed 1, at risk 1.2e-11
+    (1.3e-11 × ½‖ΔW‖²), without tripping the divergence test (under the old shared streams: 13,
+    including one at 0.81 × ½‖ΔW‖², nearly the risk of AB = 0).
   - From σ_ε = 1e-6 on (σ_{r\*+1}(G♮) ≈ 5e-7) every r is stable. So the damping is needed exactly
     where the spare singular values are at round-off.
-- *λ = 1e-6.* Never diverges. In the noiseless corner it ends 10²–10⁴·⁷ times above the round-off
-  floor: σ_ε ≤ 1e-12 with r ≥ 12, and σ_ε = 1e-10 with r = 16. The absolute risks there are
-  ≤ 4e-20·½‖ΔW‖². Elsewhere with σ_ε ≤ 1e-6 and r ≥ 5 it mostly ends below the floor
-  (ratio 0.53–0.85): λ ≳ s² freezes the noise fit.
+- *λ = 1e-6.* Never diverges. In the noiseless corner it ends 2.5–4·10⁴ times above the floor in
+  17 runs: σ_ε ≤ 1e-12 with r ≥ 12, and σ_ε = 1e-10 with r ≥ 12 (5 of 6 runs). The absolute risks
+  there are ≤ 6e-20·½‖ΔW‖². Elsewhere with σ_ε ≤ 1e-6 and r ≥ 5 it mostly ends below the floor
+  (40 of 43 runs, ratio 0.40–0.87): λ ≳ s² freezes the noise fit.
 - *λ = 1e-2.* Stable everywhere, never above 2× the floor. Because λ ≫ s², the spare block barely
-  moves, so the risk is off the floor by −13 % … +43 % for σ_ε ≤ 1e-4. From σ_ε ≥ 1e-2 it is on the
-  floor (0.978–1.001).
-- *Checks.* No run goes below the global minimum by more than 3e-16·L(W0); risk_0 agrees with
+  moves, so the risk is off the floor by −55 % … +38 % for σ_ε ≤ 1e-4. From σ_ε ≥ 1e-2 it is on the
+  floor (0.991–1.000).
+- *Checks.* No run goes below the global minimum by more than 2e-16·L(W0); risk_0 agrees with
   ½‖[G♮]_r − ΔW‖² to 3e-15.
 
-At ci scale (d = 32, 60 runs, 3–17 s on one thread depending on load): λ = 0 diverges at r = 8 for
-σ_ε ∈ {0, 1e-8}; σ_ε ≥ 1e-4 is on the floor (0.999–1.000 for λ ≤ 1e-6).
+At ci scale (d = 32, 60 runs, 3–17 s on one thread depending on load; before 0.2's streams, not rerun
+since): λ = 0 diverges at r = 8 for σ_ε ∈ {0, 1e-8}; σ_ε ≥ 1e-4 is on the floor (0.999–1.000 for
+λ ≤ 1e-6).
 
 **Command.** `lorasim-verify only=[P2] scale=paper`
 """

@@ -63,35 +63,36 @@ ci: ‖ΔW‖_op ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, 150 steps.
   problem's X, W0 and W♮, to 1e-12 relative. Float64 round-off of length-N sums is ~√N·ε ≈ 1e-14.
 - lorasim's t = 0 error of the ζ-init equals ‖ζ[G♮]_r − ΔW‖_F/‖ΔW‖_F from our own SVD to 1e-9.
 
-**Analysis.** Paper scale, 120 runs, 90–132 s on one thread.
-- *First order.* The population bias is first order up to ‖ΔW‖_op ≈ 1 (= ‖w0_j‖): 0.168·‖ΔW‖_op
-  at 0.03–0.3, then 0.153 at 1. It turns sublinear after that (0.33 at 3, 0.48 at 10, 0.54 at 30)
-  and reaches 0.56 at 100, approaching the predicted ≈ 0.59.
-- *Where G♮ crosses ½.* bias_pop crosses ½ at ‖ΔW‖_op = 27.5, 8.8, 13.4 for the three seeds
-  (median 13.4). The spread comes from the column norms ‖Δw_j‖, which vary with the draw of V\*.
-  With sampling, rel_G crosses ½ at median ‖ΔW‖_op = 4.0, 8.2, 12.4, 14.7, 15.5 for
+**Analysis.** Paper scale, 120 runs, 361 s on a loaded shared machine (90–132 s on one thread
+before 0.2).
+- *First order.* The population bias is first order up to ‖ΔW‖_op ≈ 1 (= ‖w0_j‖): 0.173·‖ΔW‖_op
+  at 0.03–0.3, then 0.160 at 1. It turns sublinear after that (0.34 at 3, 0.51 at 10, 0.57 at 30)
+  and reaches 0.60 at 100 (seed mean; 0.53–0.64 per seed), at the predicted ≈ 0.59.
+- *Where G♮ crosses ½.* bias_pop crosses ½ at ‖ΔW‖_op = 7.3, 25.2, 6.8 for the three seeds
+  (median 7.3). The spread comes from the column norms ‖Δw_j‖, which vary with the draw of V\*.
+  With sampling, rel_G crosses ½ at median ‖ΔW‖_op = 4.5, 7.8, 7.3, 7.4, 7.9 for
   N = 250 … 64000.
-- *Quadrature.* Quadrature holds: at N = 250, ‖ΔW‖ = 10, √(0.476² + 0.291²) = 0.56 against a
-  measured 0.56.
-- *Sampling part.* The sampling part is 0.91–0.95 of √((2d+3)/N) at small ‖ΔW‖ and drops to 0.7 of
-  it at large ‖ΔW‖, where the linearised variance formula overestimates.
-- *Init error.* The ζ = 2 init error crosses ½ later: median ‖ΔW‖_op = 6.6, 13, 25, 36, 43 for
-  N = 250 … 64000, and never for seed 0. In the population it tends to 0.51 at 100; the worst run
-  is 0.66. ζ_opt rises from 1.98–2.01 (N ≥ 1000, ‖ΔW‖ = 0.03; 1.79 at N = 250) to 3.2 at 100
-  (N ≥ 4000).
+- *Quadrature.* Quadrature holds to 2 %: at N = 250, ‖ΔW‖ = 10, √(0.508² + 0.294²) = 0.59 against a
+  measured 0.57.
+- *Sampling part.* The sampling part is 1.00–1.09 of √((2d+3)/N) at small ‖ΔW‖ (seed means) and
+  drops to 0.68–0.73 of it at large ‖ΔW‖, where the linearised variance formula overestimates.
+- *Init error.* The ζ = 2 init error crosses ½ later: median ‖ΔW‖_op = 7.7, 10.2, 8.8, 8.9, 9.4 for
+  N = 250 … 64000, and never for seed 1 at N ≥ 4000. In the population it tends to 0.55 at 100; the
+  worst run is 0.64. ζ_opt rises from 1.92–2.01 (seed means, N ≥ 1000, ‖ΔW‖ = 0.03; 1.74 at N = 250)
+  to 3.4 at 100 (N ≥ 4000).
 - *Breakdown.* So the linearisation breaks down (error > ½) only at ‖ΔW‖_op of order 10 = ten
   times the column norm of W0. Well before that, from ‖ΔW‖_op ≈ 1, the bias dominates the sampling
   floor for N ≥ 4000, and ζ = 2 is no longer the best multiplier.
-- *PrecGD.* PrecGD from the ζ = 2 init converges in every cell, even from init errors of 0.58:
-  0 diverged. The final risk/R(0) is ≤ 4e-30 for N ≥ 1000. At N = 250 it is 1e-25…1e-21, a
-  step-budget effect, not a floor: the same runs reach 3e-31 by about 260 steps. Steps to 1e-20
-  rise as N falls (68–78 at N = 64000, 160–192 at N = 250) and only weakly with ‖ΔW‖. In this
-  range the basin is never left: the failure the linearisation predicts is a worse start, not a
+- *PrecGD.* PrecGD from the ζ = 2 init converges in every cell, even from init errors of 0.64:
+  0 diverged. The final risk/R(0) is ≤ 4e-30 for N ≥ 1000. At N = 250 it is 2e-27…2e-22, a
+  step-budget effect, not a floor: before 0.2 the same runs reached 3e-31 by about 260 steps. Steps
+  to 1e-20 rise as N falls (68–78 at N = 64000, 144–184 at N = 250) and only weakly with ‖ΔW‖. In
+  this range the basin is never left: the failure the linearisation predicts is a worse start, not a
   wrong end.
 - *Checks.* lorasim's G♮ matches the numpy recomputation to 9e-15.
 
-At ci scale (‖ΔW‖ ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, 1–8 s): rel_G crosses ½ at 20.9
-and 24.1; the init error never does.
+At ci scale (‖ΔW‖ ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, 1–8 s; before 0.2's streams, not
+rerun since): rel_G crosses ½ at 20.9 and 24.1; the init error never does.
 
 **Command.** `lorasim-verify only=[P3] scale=paper`
 """
