@@ -6,22 +6,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from lorasim.app import conf_dir, execute, validate
+from lorasim.app import execute, validate
 from lorasim.config import ConfigError
-
-
-@pytest.fixture
-def cfg_of():
-    def make(*overrides):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    yield make
-    GlobalHydra.instance().clear()
 
 
 def test_default_is_the_headline_comparison(cfg_of):

@@ -10,30 +10,17 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import lorasim
 from lorasim import app
-from lorasim.app import conf_dir, execute, validate
+from lorasim.app import execute, validate
 from lorasim.config import ConfigError
 
 torch.set_num_threads(1)
 
 SMALL = ("problem.d=20", "problem.k=16", "problem.r_star=2", "problem.n=160", "run.steps=25", "run.quiet=true",
          "run.figure=false")
-
-
-@pytest.fixture
-def cfg_of():
-    def make(*overrides):
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    yield make
-    GlobalHydra.instance().clear()
 
 
 @pytest.fixture(autouse=True)

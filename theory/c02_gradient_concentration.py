@@ -326,7 +326,7 @@ def _figure(ctx, d, r, ns, sweep, per_n, law, ndf, kappas) -> str:
                label=f"sinΘ(U(G♮),U*), noise σ_ε={ndf.noise.iloc[0]}")
     a.errorbar(list(g.groups), g["noise_tilt"].mean(), yerr=g["noise_tilt"].std() / np.sqrt(g.size()), fmt="s-",
                label="noise tilt sinΘ(U(G♮),U(Σ̂ΔW))")
-    a.plot(list(g.groups), g["noise_tilt_pred_sin"].mean(), "k--", label="first order σ_ε√(d−r*)/(√N λ*_{r*})")
+    a.plot(list(g.groups), g["noise_tilt_pred_sin"].mean(), "k--", label=r"first order $\sigma_\varepsilon\sqrt{d-r^*}/(\sqrt{N}\,\lambda^*_{r^*})$")
     a.set_xscale("log"), a.set_yscale("log"), a.set_xlabel("κ"), a.set_title("label noise: κ-dependence")
     a.legend(fontsize=7)
     fig.tight_layout()

@@ -197,7 +197,7 @@ def _figure(df, etas, sv_curves, rs, r, ctx):
     ax1.legend(fontsize=8)
     seed, sv_df, s_pred, _ = sv_curves[0]
     for i in range(1, r + 1):
-        ax2.semilogy(sv_df.step, sv_df[f"sv_A_{i}"], label=f"σ_{i}(A_t)" + (" (spare)" if i > rs else ""))
+        ax2.semilogy(sv_df.step, sv_df[f"sv_A_{i}"], label=rf"$\sigma_{{{i}}}(A_t)$" + (" (spare)" if i > rs else ""))
     for j, s in enumerate(s_pred):
         ax2.axhline(s, color="k", ls="--", lw=0.8, label="s_j = σ_j(P_⊥A0Π)" if j == 0 else None)
     ax2.set_xlabel("step t")

@@ -294,7 +294,7 @@ def _figure(df, per_d, log_alpha, ds, thr, path, lr_c, nd_ratio, r_star, rank, s
     ye = np.arange(nd + 1) - 0.5
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     for ax, M, label, kw in ((axes[0], A, "min_t align_A (seed mean)", {"vmin": 0, "vmax": 1, "cmap": "viridis"}),
-                             (axes[1], R, "final align_A / plateau sinΘ(U_{r*}(G), U*)",
+                             (axes[1], R, r"final align$_A$ / plateau $\sin\Theta(U_{r^*}(G^\natural), U^*)$",
                               {"vmin": 1, "vmax": 4, "cmap": "magma"})):
         im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
         fig.colorbar(im, ax=ax, label=label)
