@@ -1,10 +1,8 @@
 """Sweep folders that tell the truth: the recorded job list, stale and never-started jobs, resuming,
 sweep-level progress (issue 12, section 2)."""
 import json
-import os
 import shlex
 import shutil
-import subprocess
 import sys
 
 import pandas as pd
@@ -14,16 +12,13 @@ import yaml
 
 from lorasim.sweep import RECORD, _resume_plan, aggregate, gather, resume_main
 
+from test_sweep import _run  # the CLI in a subprocess, one thread
+
 torch.set_num_threads(1)
 
 # 6 kappas from the preset's hydra.sweeper.params × 2 ranks from the command line: 12 tiny jobs.
 SWEEP = ["sweep=kappa", "run.rank=2,4", "problem.d=8", "problem.k=8", "problem.r_star=2", "problem.n=64",
          "run.steps=3", "run.figure=false"]
-
-
-def _run(args, cwd):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
