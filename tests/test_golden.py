@@ -1,0 +1,36 @@
+"""Golden frames: every run in tests/golden_runs.py reproduces its stored frame bit for bit.
+
+They were saved before the 0.3 refactor (one engine, solver transforms, structured configs), so
+a refactor that changes one floating-point operation anywhere on these paths fails here. The
+tolerance is zero on purpose: these are CPU float64 runs with one thread, which are deterministic.
+"""
+import json
+
+import pytest
+import torch
+
+from tests import golden_runs
+
+
+@pytest.fixture(scope="module")
+def frames():
+    torch.set_num_threads(1)
+    return golden_runs.compute()
+
+
+def test_golden_frames_bitwise(frames):
+    stored = json.loads(golden_runs.GOLDEN.read_text())
+    assert sorted(frames) == sorted(stored)
+    bad = [name for name in stored if frames[name] != stored[name]]
+    assert not bad, f"frames differ from the golden ones: {bad}"
+
+
+def test_golden_catches_one_ulp_of_step_size():
+    """Mutation: the spectral+precgd run with its step size one ulp larger is caught."""
+    stored = json.loads(golden_runs.GOLDEN.read_text())
+    name, key, kw = next(run for run in golden_runs._single_runs() if run[0] == "spectral+precgd")
+    torch.set_num_threads(1)
+    from lorasim import train
+
+    kw = dict(kw, lr=kw["lr"] * (1 + 2**-52))
+    assert golden_runs._encode(train(golden_runs._problems()[key], **kw).to_frame()) != stored[f"single/{name}"]
