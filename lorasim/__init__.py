@@ -6,12 +6,11 @@ from .config import ConfigError
 from .inits import INITS, Init, make_init
 from .metrics import principal_angles, sin_theta
 from .problems import LinearTeacher, MatrixSensing, ReLUTeacher, make_problem
-from .solvers import Solver
-from .train import Trajectory, train
-from .batch import train_batch  # noqa: E402  (after train: it builds on it)
+from .solvers import Solver, make_solver
+from .engine import Trajectory, plateau, risk_below, train, train_batch
 from . import kernels  # noqa: E402
 
 __version__ = "0.2.0"
 
 __all__ = ["ConfigError", "INITS", "Init", "make_init", "principal_angles", "sin_theta", "LinearTeacher",
-           "MatrixSensing", "ReLUTeacher", "make_problem", "Solver", "Trajectory", "train", "train_batch", "kernels", "__version__"]
+           "MatrixSensing", "ReLUTeacher", "make_problem", "Solver", "make_solver", "Trajectory", "train", "train_batch", "risk_below", "plateau", "kernels", "__version__"]

@@ -131,9 +131,9 @@ def execute(spec: Spec, out_dir: Path, cache_dir: Optional[Path] = None):
     from .io import write_csv, write_json
     from .metrics import Reference, sin_theta
     from .problems import make_problem
-    from .batch import train_batch
+    from .engine import train_batch
     from .inits import make_init
-    from .train import train
+    from .engine import train
 
     problem = make_problem(spec.problem)
     run = spec.run
@@ -249,7 +249,7 @@ class RankFreeCache:
     def _load(self, path: Path, key: str):
         import json
 
-        from .train import Trajectory
+        from .engine import Trajectory
 
         try:
             saved = json.loads(path.read_text())

@@ -38,10 +38,9 @@ import pandas as pd
 import torch
 
 from . import kernels, streams
-from .batch import _Stepper, capturable_linalg, train_batch
+from .engine import Stepper, as_solver_config, capturable_linalg, train_batch
 from .problems.linear import LinearTeacher
-from .solvers import Solver
-from .train import _as_solver_config
+from .solvers import make_solver
 
 GPU_SIZES, CPU_SIZES = [1024, 4096, 16384], [256, 1024]
 RANKS, BATCHES = [8, 16, 64], [1, 64]
@@ -160,13 +159,12 @@ def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused: bool, reps:
     """Seconds per step of b batched GD runs at rank r (no metrics: the step alone)."""
     A = 1e-3 * torch.randn(b, prob.d, r, generator=streams.generator(0, "bench/A", dev), device=dev, dtype=prob.dtype)
     B = 1e-3 * torch.randn(b, r, prob.k, generator=streams.generator(0, "bench/B", dev), device=dev, dtype=prob.dtype)
-    slv = Solver(_as_solver_config("gd", 1e-3, {}))
-    slv.set_lr(torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
+    slv = make_solver(as_solver_config("gd", 1e-3), lr=torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
     per_call = 20 if dev.type == "cuda" else 5
     kernels.ENABLED = fused
     try:
         with prob.matmul_mode(), capturable_linalg(dev):
-            st = _Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
+            st = Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
             return timed(lambda: st.advance(per_call), dev, reps=reps) / per_call
     finally:
         kernels.ENABLED = True

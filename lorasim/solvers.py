@@ -1,113 +1,184 @@
-"""Update rules for the adapter pair. A solver maps (A, B, ∇_A, ∇_B) to the next (A, B).
+"""Update rules as chains of gradient transforms (optax style), and the one pair rule.
 
-A solver is a base rule (plain step or Adam) on each factor, optionally composed
-with the ScaledGD(λ) preconditioner, which only transforms gradients (optax style):
+A transform maps one factor's gradient to a new direction; a solver is a chain of them:
 
-    ∇_A ↦ ∇_A (B Bᵀ + λI)⁻¹,        ∇_B ↦ (AᵀA + λI)⁻¹ ∇_B.
+    gd           scale(lr)
+    precgd       precondition(λ) → scale(lr)                          ScaledGD(λ)
+    adam         scale_by_adam → scale(lr)
+    scaled_adam  precondition(λ) → scale_by_adam → scale(lr)          (precondition="before": AdamWr, peft)
+                 scale_by_adam → precondition(λ) → scale(lr)          (precondition="after")
+    full_ft      scale(lr) on W itself: A = W − W0 with B = I_k frozen, so the loop and metrics apply
 
-``order="simultaneous"`` (theory, peft, pilancilab SGDr) builds both preconditioners
-from the old (A, B); ``"gauss_seidel"`` (LoRA-One's deleted AdamWr) builds B's from the
-already-updated A. ``precondition="before"`` scales the gradient before Adam's moments
-(AdamWr, peft); ``"after"`` scales Adam's step instead. For a plain step the two agree.
+``precondition`` is ScaledGD(λ)'s ∇_A ↦ ∇_A (B Bᵀ + λI)⁻¹ and ∇_B ↦ (AᵀA + λI)⁻¹ ∇_B. It needs the
+other factor (the partner), which is where the two orders differ, in one place (``pair_step``):
+``order="simultaneous"`` (theory, peft, pilancilab SGDr) gives B's transforms the old A;
+``"gauss_seidel"`` (LoRA-One's deleted AdamWr) the already-updated A.
 
-Names: gd, precgd (ScaledGD(λ)), adam, scaled_adam (Riemannian AdamW), full_ft (GD on
-W itself, run as A = W − W0 with B = I_k frozen, so the same loop and metrics apply).
+State (Adam's moments, per-run step sizes) is a flat dict of tensors updated in place, so a
+captured CUDA graph keeps working and stopping run i of a batch is "zero slice i of every state
+tensor". The step count t is the host's (Adam's bias correction reads it; a solver that does is
+``step_dependent`` and the batch engine then runs eagerly). lorasim.llm.optim builds the LLM
+optimizer from the same ``adam_direction`` and ``precondition``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from .config import SolverConfig
-from .linalg import Tensor, damped_gram_solve_right, mT
+from .linalg import Tensor, damped_gram_inverse, damped_gram_solve_right, mT
+
+
+def adam_direction(g: Tensor, m: Tensor, v: Tensor, t: int, beta1: float, beta2: float, eps: float,
+                   bias_correction: bool) -> Tensor:
+    """Adam's step direction; updates the moments m, v in place. The one Adam in lorasim."""
+    m.mul_(beta1).add_(g, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if bias_correction:
+        m, v = m / (1 - beta1**t), v / (1 - beta2**t)
+    return m / (v.sqrt() + eps)
+
+
+class Transform:
+    """One link of a chain: ``init`` adds its state tensors, ``update`` maps a factor's direction."""
+
+    step_dependent = False
+
+    def init(self, A: Tensor, B: Tensor) -> dict:
+        return {}
+
+    def update(self, side: str, g: Tensor, state: dict, partner: Tensor, t: int) -> Tensor:
+        raise NotImplementedError
 
 
 @dataclass
-class Preconditioner:
+class precondition(Transform):
+    """ScaledGD(λ): right-multiply A's direction by (BBᵀ + λI)⁻¹, left-multiply B's by (AᵀA + λI)⁻¹.
+
+    ``gram_shift`` (..., r, r) is added to every Gram: the batch engine puts 1 on the diagonal of a
+    run's zero-padded rank slots, so they get no update and stay exactly zero."""
+
     damping: float
-    order: str = "simultaneous"
     inverse: str = "inv"
-    shift: Optional[Tensor] = None  # added to both Grams; see damped_gram_solve_right
+    gram_shift: Optional[Tensor] = None
 
-    def for_A(self, g: Tensor, B: Tensor) -> Tensor:
-        return damped_gram_solve_right(g, B, self.damping, self.inverse, self.shift)
+    def update(self, side, g, state, partner, t):
+        if side == "A":
+            return damped_gram_solve_right(g, partner, self.damping, self.inverse, self.gram_shift)
+        return mT(damped_gram_solve_right(mT(g), mT(partner), self.damping, self.inverse, self.gram_shift))
 
-    def for_B(self, g: Tensor, A: Tensor) -> Tensor:
-        return mT(damped_gram_solve_right(mT(g), mT(A), self.damping, self.inverse, self.shift))
-
-
-@dataclass
-class AdamMoments:
-    m: Tensor
-    v: Tensor
+    def inverse_grams(self, grams: Tensor) -> Tensor:
+        """(gram + λI)⁻¹ for a stack of r×r Grams: the explicit form, for optimizers that apply one
+        inverse to many parameters (lorasim.llm.optim)."""
+        return damped_gram_inverse(grams, self.damping, self.inverse)
 
 
 @dataclass
-class SolverState:
-    t: int = 0
-    a: Optional[AdamMoments] = None
-    b: Optional[AdamMoments] = None
-    extra: dict = field(default_factory=dict)
+class scale_by_adam(Transform):
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    bias_correction: bool = True
+
+    @property
+    def step_dependent(self):
+        return self.bias_correction
+
+    def init(self, A, B):
+        return {f"{side}.{moment}": torch.zeros_like(X) for side, X in (("A", A), ("B", B)) for moment in "mv"}
+
+    def update(self, side, g, state, partner, t):
+        return adam_direction(g, state[f"{side}.m"], state[f"{side}.v"], t, self.beta1, self.beta2, self.eps,
+                              self.bias_correction)
 
 
+@dataclass
+class scale(Transform):
+    """Multiply by the step size: ``lr`` for A and ``lr·lr_ratio`` for B (LoRA+). A tensor ``lr`` (one
+    per run of a batch, shaped to broadcast over the factors) lives in the state, so a stopped run's
+    step size is zeroed with the rest of its state."""
+
+    lr: object
+    lr_ratio: float = 1.0
+
+    def init(self, A, B):
+        if not isinstance(self.lr, torch.Tensor):
+            return {}
+        return {"lr.A": self.lr.clone(), "lr.B": self.lr * self.lr_ratio}
+
+    def update(self, side, g, state, partner, t):
+        lr = state.get(f"lr.{side}")
+        if lr is None:
+            lr = self.lr if side == "A" else self.lr * self.lr_ratio
+        return lr * g
+
+
+@dataclass
 class Solver:
-    """One configured update rule; ``init`` then repeated ``step``."""
+    """A chain of transforms and how it is applied to the pair: ``init`` then repeated ``step``."""
 
-    def __init__(self, cfg: SolverConfig):
-        self.cfg = cfg
-        self.name = cfg.name
-        self.adam = cfg.name in ("adam", "scaled_adam")
-        self.freeze_B = cfg.name == "full_ft"
-        self.precond = (Preconditioner(cfg.damping, cfg.order, cfg.inverse)
-                        if cfg.name in ("precgd", "scaled_adam") else None)
-        self.set_lr(cfg.lr)
-
-    def set_lr(self, lr) -> None:
-        """A float, or a tensor broadcasting over the factors (per-run step sizes in a batch)."""
-        self.lr_A = lr
-        self.lr_B = None if self.freeze_B else lr * self.cfg.lr_ratio
+    name: str
+    chain: list
+    order: str = "simultaneous"
+    trains_B: bool = True  # False for full fine-tuning: B = I_k stays fixed and A is W − W0
 
     @property
     def step_dependent(self) -> bool:
-        """Whether a step uses the step count t (Adam's bias correction): a captured CUDA graph
-        would freeze t, so the batch engine then runs eagerly."""
-        return self.adam and self.cfg.bias_correction
+        return any(tr.step_dependent for tr in self.chain)
 
-    def init(self, A: Tensor, B: Tensor) -> SolverState:
-        if not self.adam:
-            return SolverState()
-        return SolverState(a=AdamMoments(torch.zeros_like(A), torch.zeros_like(A)),
-                           b=AdamMoments(torch.zeros_like(B), torch.zeros_like(B)))
+    def init(self, A: Tensor, B: Tensor) -> dict:
+        state = {"t": 0}
+        for tr in self.chain:
+            state.update(tr.init(A, B))
+        return state
 
-    def _direction(self, g: Tensor, moments: Optional[AdamMoments], t: int) -> Tensor:
-        if moments is None:
-            return g
-        c = self.cfg
-        moments.m.mul_(c.beta1).add_(g, alpha=1 - c.beta1)
-        moments.v.mul_(c.beta2).addcmul_(g, g, value=1 - c.beta2)
-        m, v = moments.m, moments.v
-        if c.bias_correction:
-            m = m / (1 - c.beta1**t)
-            v = v / (1 - c.beta2**t)
-        return m / (v.sqrt() + c.eps)
+    def direction(self, side: str, g: Tensor, state: dict, partner: Tensor) -> Tensor:
+        for tr in self.chain:
+            g = tr.update(side, g, state, partner, state["t"])
+        return g
 
-    def step(self, A: Tensor, B: Tensor, gA: Tensor, gB: Tensor, state: SolverState):
-        state.t += 1
-        P, before = self.precond, self.cfg.precondition != "after"
-        if P is not None and before:
-            gA = P.for_A(gA, B)
-        dA = self._direction(gA, state.a, state.t)
-        if P is not None and not before:
-            dA = P.for_A(dA, B)
-        A_next = A - self.lr_A * dA
-        if self.freeze_B:
+    def step(self, A: Tensor, B: Tensor, gA: Tensor, gB: Optional[Tensor], state: dict):
+        """The pair rule: A moves first; B's transforms see the old A or, Gauss–Seidel, the new one."""
+        state["t"] += 1
+        A_next = A - self.direction("A", gA, state, B)
+        if not self.trains_B:
             return A_next, B
-        A_for_B = A_next if P is not None and P.order == "gauss_seidel" else A
-        if P is not None and before:
-            gB = P.for_B(gB, A_for_B)
-        dB = self._direction(gB, state.b, state.t)
-        if P is not None and not before:
-            dB = P.for_B(dB, A_for_B)
-        return A_next, B - self.lr_B * dB
+        return A_next, B - self.direction("B", gB, state, A_next if self.order == "gauss_seidel" else A)
+
+    def freeze(self, state: dict, i: int) -> None:
+        """Stop run i of a batch: zero its slice of every state tensor (moments, step sizes)."""
+        for value in state.values():
+            if isinstance(value, torch.Tensor):
+                value[i] = 0
+
+
+def _adam(c: SolverConfig) -> scale_by_adam:
+    return scale_by_adam(c.beta1, c.beta2, c.eps, c.bias_correction)
+
+
+def _scaled_adam(c: SolverConfig) -> list:
+    prec = precondition(c.damping, c.inverse)
+    return [prec, _adam(c)] if c.precondition == "before" else [_adam(c), prec]
+
+
+# Each solver name is one chain (the step size comes last in every one).
+CHAINS = {
+    "gd": lambda c: [],
+    "precgd": lambda c: [precondition(c.damping, c.inverse)],
+    "adam": lambda c: [_adam(c)],
+    "scaled_adam": _scaled_adam,
+    "full_ft": lambda c: [],
+}
+
+
+def make_solver(cfg: SolverConfig, lr=None, gram_shift: Optional[Tensor] = None) -> Solver:
+    """The chain for ``cfg``; ``lr`` overrides cfg.lr (a tensor gives one step size per run)."""
+    chain = CHAINS[cfg.name](cfg)
+    for tr in chain:
+        if isinstance(tr, precondition):
+            tr.gram_shift = gram_shift
+    full = cfg.name == "full_ft"
+    chain.append(scale(cfg.lr if lr is None else lr, 1.0 if full else cfg.lr_ratio))
+    return Solver(cfg.name, chain, order=getattr(cfg, "order", None) or "simultaneous", trains_B=not full)

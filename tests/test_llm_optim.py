@@ -14,7 +14,7 @@ from lorasim.llm.init import lora_one_model  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402
 from lorasim.llm.optim import ScaledLoRAOptimizer, lora_pairs, scaled_optimizer  # noqa: E402
 from lorasim.peft_convention import from_peft  # noqa: E402
-from lorasim.solvers import Solver  # noqa: E402
+from lorasim.solvers import make_solver  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -50,7 +50,7 @@ def test_simultaneous_pinv_equals_peft_riemannian_adamw():
     batches = _batches(3, seed=5)
     ours = _lora_one_llama()
     theirs = _lora_one_llama()
-    a = _train(ours, scaled_optimizer(ours, 1e-2, reg=1e-2, inverse="pinv", order="simultaneous",
+    a = _train(ours, scaled_optimizer(ours, 1e-2, damping=1e-2, inverse="pinv", order="simultaneous",
                                       bias_correction=True), batches, 4)
     b = _train(theirs, create_riemannian_optimizer(theirs, torch.optim.AdamW, lr=1e-2, reg=1e-2, weight_decay=0.0),
                batches, 4)
@@ -78,8 +78,8 @@ def test_scaled_adamw_is_lorasims_scaled_adam_in_paper_layout(order):
     g = torch.Generator().manual_seed(2)
     X, Y = torch.randn(32, 7, generator=g, dtype=torch.float64), torch.randn(32, 5, generator=g, dtype=torch.float64)
     lr, reg, eps = 3e-2, 0.1, 1e-8
-    opt = scaled_optimizer(model, lr, reg=reg, order=order, bias_correction=False, eps=eps)
-    solver = Solver(SolverConfig(name="scaled_adam", lr=lr * math.sqrt(s), damping=s * reg, eps=eps / s**1.5,
+    opt = scaled_optimizer(model, lr, damping=reg, order=order, bias_correction=False, eps=eps)
+    solver = make_solver(SolverConfig(name="scaled_adam", lr=lr * math.sqrt(s), damping=s * reg, eps=eps / s**1.5,
                                  order=order, bias_correction=False))
     lA, lB = layer.lora_A["default"].weight, layer.lora_B["default"].weight
     A, B = from_peft(lA.detach().clone(), lB.detach().clone(), s)
@@ -106,7 +106,7 @@ def test_orders_differ_and_sgd_matches_the_explicit_formula():
             A0, B0 = lA.detach().clone(), lB.detach().clone()
             (model(X) ** 2).sum().backward()
             gA, gB = lA.grad.clone(), lB.grad.clone()
-            scaled_optimizer(model, 0.05, base="sgd", reg=0.3, order=order, precondition=when).step()
+            scaled_optimizer(model, 0.05, base="sgd", damping=0.3, order=order, precondition=when).step()
             eye = torch.eye(3, dtype=torch.float64)
             A1 = A0 - 0.05 * torch.linalg.inv(B0.T @ B0 + 0.3 * eye) @ gA
             A_ref = A1 if order == "gauss_seidel" else A0
@@ -123,7 +123,7 @@ def test_unpaired_parameters_take_the_plain_rule_and_bad_fields_are_named():
     w.grad = torch.full((3,), 2.0)
     opt.step()
     torch.testing.assert_close(w.detach(), torch.zeros(3))
-    for kwargs, field in [({"order": "jacobi"}, "order"), ({"base": "lion"}, "base"), ({"reg": -1.0}, "reg"),
+    for kwargs, field in [({"order": "jacobi"}, "order"), ({"base": "lion"}, "base"), ({"damping": -1.0}, "damping"),
                           ({"inverse": "chol"}, "inverse"), ({"precondition": "during"}, "precondition")]:
         with pytest.raises(ConfigError, match=f"^optimizer.{field}="):
             ScaledLoRAOptimizer([("w", torch.nn.Parameter(torch.ones(2)))], lr=0.1, **kwargs)
@@ -138,10 +138,10 @@ def test_hf_trainer_runs_the_optimizer_like_a_plain_loop(tmp_path):
     batch = _batches(1, seed=7)[0]
     rows = [{"input_ids": batch["input_ids"][i], "labels": batch["labels"][i]} for i in range(2)]
     loop_model = _lora_one_llama()
-    loop = _train(loop_model, scaled_optimizer(loop_model, 1e-2, reg=1e-3), [batch], 3)
+    loop = _train(loop_model, scaled_optimizer(loop_model, 1e-2, damping=1e-3), [batch], 3)
 
     model = _lora_one_llama()
-    opt = scaled_optimizer(model, 1e-2, reg=1e-3)
+    opt = scaled_optimizer(model, 1e-2, damping=1e-3)
     args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, max_steps=3,
                              report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
                              max_grad_norm=0.0, disable_tqdm=True)  # the Trainer clips at 1.0 by default
@@ -163,7 +163,7 @@ def test_layers_of_different_ranks_are_batched_separately_and_exactly():
     model(**_batches(1)[0]).loss.backward()
     before = [(lay.lora_A["default"].weight.detach().clone(), lay.lora_B["default"].weight.detach().clone(),
                lay.lora_A["default"].weight.grad.clone(), lay.lora_B["default"].weight.grad.clone()) for lay in layers]
-    scaled_optimizer(model, 0.1, base="sgd", reg=0.05).step()
+    scaled_optimizer(model, 0.1, base="sgd", damping=0.05).step()
     for lay, (A0, B0, gA, gB) in zip(layers, before):
         eye = torch.eye(A0.shape[0])
         torch.testing.assert_close(lay.lora_A["default"].weight.detach(),

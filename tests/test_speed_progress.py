@@ -30,9 +30,9 @@ def one_thread():
 
 
 def _full_ft_calls(monkeypatch):
-    """Count the full_ft trainings the app starts (execute imports lorasim.train.train at call time)."""
+    """Count the full_ft trainings the app starts (execute imports lorasim.engine.train at call time)."""
     calls = []
-    module = sys.modules["lorasim.train"]  # the module (lorasim.train is the function)
+    module = sys.modules["lorasim.engine"]
     real = module.train
 
     def counting(*args, **kwargs):

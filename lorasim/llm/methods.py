@@ -44,7 +44,8 @@ class MethodSpec:
     zeta: float = 1.0  # theory variant's ζ
     svd_q: int = 512
     svd_niter: int = 16
-    reg: float = 1e-6  # scaled AdamW's λ (prec_reg)
+    damping: float = 1e-6  # scaled AdamW's λ (the official prec_reg)
+    reg: Optional[float] = None  # deprecated 0.2 name of damping; still accepted
     order: str = "simultaneous"
     bias_correction: bool = True
     lora_plus_ratio: float = 16.0
@@ -52,6 +53,8 @@ class MethodSpec:
     pissa_niter: int = 0  # 0: exact SVD
 
     def __post_init__(self):
+        if self.reg is not None:
+            self.damping, self.reg = self.reg, None
         checks = [("name", self.name in METHODS, "one of " + ", ".join(METHODS)),
                   ("r", isinstance(self.r, int) and self.r >= 1, "an integer ≥ 1"),
                   ("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a number > 0"),
@@ -59,7 +62,7 @@ class MethodSpec:
                   ("gamma", isinstance(self.gamma, (int, float)) and self.gamma > 0, "a number > 0"),
                   ("variant", self.variant in VARIANTS, "one of " + ", ".join(VARIANTS)),
                   ("order", self.order in ("simultaneous", "gauss_seidel"), "simultaneous or gauss_seidel"),
-                  ("reg", isinstance(self.reg, (int, float)) and self.reg >= 0, "a number ≥ 0"),
+                  ("damping", isinstance(self.damping, (int, float)) and self.damping >= 0, "a number ≥ 0"),
                   ("lora_plus_ratio", isinstance(self.lora_plus_ratio, (int, float)) and self.lora_plus_ratio > 0,
                    "a number > 0"),
                   ("pissa_niter", isinstance(self.pissa_niter, int) and self.pissa_niter >= 0, "an integer ≥ 0")]
@@ -98,7 +101,7 @@ def prepare(spec: MethodSpec, model: torch.nn.Module, init_batches: list[dict],
         peft_model = lora_one_model(model, gradients, spec.r, spec.lora_alpha, spec.rslora, spec.gamma, spec.variant,
                                     spec.zeta, spec.svd_q, spec.svd_niter, task_type=_lora_config(spec, model).task_type)
         if name == "lora_one_prec":
-            return peft_model, scaled_optimizer(peft_model, spec.lr, reg=spec.reg, order=spec.order,
+            return peft_model, scaled_optimizer(peft_model, spec.lr, damping=spec.damping, order=spec.order,
                                                 bias_correction=spec.bias_correction,
                                                 weight_decay=spec.weight_decay)
         return peft_model, _adamw(_trainable(peft_model), spec)

@@ -5,8 +5,9 @@ For each pair (lora_A r×in, lora_B out×r) the gradients are transformed by dam
     g_A ← (lora_Bᵀ lora_B + λI)⁻¹ g_A,        g_B ← g_B (lora_A lora_Aᵀ + λI)⁻¹,
 
 which in paper layout (lorasim/peft_convention.py: A ∝ lora_Aᵀ, B ∝ lora_Bᵀ) is ScaledGD(λ)'s
-∇_A (BBᵀ + λI)⁻¹ and (AᵀA + λI)⁻¹ ∇_B (lorasim.solvers.Preconditioner; tests check the two agree).
-The r×r inverses of all layers are taken in one batched call per side (per rank, if ranks differ):
+∇_A (BBᵀ + λI)⁻¹ and (AᵀA + λI)⁻¹ ∇_B: lorasim.solvers' ``precondition`` transform, whose explicit
+inverses are used here, with lorasim.solvers' ``adam_direction`` as the Adam (tests check the two
+paths agree). The r×r inverses of all layers are taken in one batched call per side (per rank, if ranks differ):
 a model has hundreds of LoRA layers, and one small solve each costs a launch (and on CUDA, with
 MAGMA, a host round trip) apiece. The base rule (AdamW or SGD) then runs on the transformed gradient
 (``precondition="before"``: LoRA-One's AdamWr and peft's create_riemannian_optimizer), or on the raw
@@ -27,9 +28,10 @@ from typing import Iterable
 import torch
 
 from ..config import fail
-from ..linalg import damped_gram_inverse
+from ..solvers import adam_direction, precondition
 
 BASES = ("adamw", "sgd")
+_precondition = precondition  # the transform; ``precondition`` is also this optimizer's before/after keyword
 
 
 def lora_pairs(named_parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> list[tuple[str, str]]:
@@ -51,7 +53,7 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
     an optional heavy-ball ``momentum``.
     """
 
-    def __init__(self, named_parameters, lr: float, base: str = "adamw", reg: float = 1e-6,
+    def __init__(self, named_parameters, lr: float, base: str = "adamw", damping: float = 1e-6,
                  order: str = "simultaneous", inverse: str = "inv", precondition: str = "before",
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  bias_correction: bool = True, momentum: float = 0.0):
@@ -61,7 +63,7 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
         for field, (value, allowed) in checks.items():
             if value not in allowed:
                 fail("optimizer", field, value, "one of " + ", ".join(allowed))
-        for field, value in {"lr": lr, "reg": reg, "eps": eps, "weight_decay": weight_decay,
+        for field, value in {"lr": lr, "damping": damping, "eps": eps, "weight_decay": weight_decay,
                              "momentum": momentum}.items():
             if not (isinstance(value, (int, float)) and value >= 0):
                 fail("optimizer", field, value, "a number ≥ 0")
@@ -74,7 +76,7 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
                                                      momentum=momentum))
         self.base, self.order, self.bias_correction = base, order, bias_correction
         self.before = precondition == "before"
-        self.reg, self.inverse = reg, inverse
+        self.preconditioner = _precondition(damping, inverse)
         self.pairs = [(by_name[a], by_name[b]) for a, b in pairs]
         self.unpaired = [p for n, p in named if n not in paired]
         self.group_of = {p: g for g in self.param_groups for p in g["params"]}
@@ -86,7 +88,7 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
         for i, g in enumerate(grams):
             by_shape.setdefault((g.shape[-1], g.device, g.dtype), []).append(i)
         for idx in by_shape.values():
-            inv = damped_gram_inverse(torch.stack([grams[i] for i in idx]), self.reg, self.inverse)
+            inv = self.preconditioner.inverse_grams(torch.stack([grams[i] for i in idx]))
             for j, i in enumerate(idx):
                 out[i] = inv[j]
         return out
@@ -98,16 +100,10 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
                 return g
             buf = state.setdefault("momentum", torch.zeros_like(g))
             return buf.mul_(group["momentum"]).add_(g)
-        b1, b2 = group["betas"]
         if not state:
             state.update(t=0, m=torch.zeros_like(g), v=torch.zeros_like(g))
         state["t"] += 1
-        state["m"].mul_(b1).add_(g, alpha=1 - b1)
-        state["v"].mul_(b2).addcmul_(g, g, value=1 - b2)
-        m, v = state["m"], state["v"]
-        if self.bias_correction:
-            m, v = m / (1 - b1 ** state["t"]), v / (1 - b2 ** state["t"])
-        return m / (v.sqrt() + group["eps"])
+        return adam_direction(g, state["m"], state["v"], state["t"], *group["betas"], group["eps"], self.bias_correction)
 
     def _apply(self, p, d):
         group = self.group_of[p]

@@ -18,6 +18,7 @@ import torch
 
 from .. import streams
 from ..config import fail
+from ..engine import diverged
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
@@ -143,7 +144,7 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
     del gradients
     scheduler = _schedule(optimizer, spec)
     order = torch.randperm(len(task.train), generator=streams.generator(seed, "llm/batch_order")).tolist()
-    curve, angles, window, status = [], [], [], "ok"
+    curve, angles, window, status, loss0 = [], [], [], "ok", None
 
     def log(step):
         row = {"step": step, "train_loss": sum(window) / len(window) if window else math.nan,
@@ -168,16 +169,18 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
         batch = _to(batcher([task.train[i] for i in idx]), spec.device)
         with _autocast(spec):
             loss = model(**batch).loss
-        if not torch.isfinite(loss):
+        loss_value = float(loss.detach())
+        loss0 = loss_value if loss0 is None else loss0
+        if diverged(loss_value, loss0):
             status = "diverged"
-            curve.append({"step": step, "train_loss": float(loss), "scheduled_lr": scheduler.get_last_lr()[0],
+            curve.append({"step": step, "train_loss": loss_value, "scheduled_lr": scheduler.get_last_lr()[0],
                           "eval_loss": math.nan, "eval_acc": math.nan})
             break
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        window.append(float(loss.detach()))
+        window.append(loss_value)
         if step % spec.log_every == 0 or step % spec.eval_every == 0 or step == spec.steps:
             log(step)
         if subspaces is not None and (step % spec.angle_every == 0 or step == spec.steps):

@@ -1,0 +1,491 @@
+"""The training loop: problem + starts + solver → one Trajectory (a tidy frame) per run.
+
+``train_batch`` advances several runs that share a problem (same Σ̂, G, ΔW) together, stacked
+along a leading batch dimension, A: (b, d, r) and B: (b, r, k); ``train`` is the same loop on one
+run, whose factors keep no batch dimension (so its products are the plain 2-D ones). Runs may
+differ in init, step size and rank: ranks below the batch's largest are zero-padded, and padding
+stays exactly zero under every solver (no gradient reaches it, and the preconditioner's Gram gets
+1 on its diagonal).
+
+Step t records the state (A_t, B_t) *before* update t: row 0 is the init, the last row the state
+after the final update. Rows are logged every ``log_every`` steps and at the last step. Then:
+
+- **divergence** (the one rule): non-finite factors, or a logged loss that is non-finite or above
+  ``diverge_factor``·max(loss₀, 1), ends a run with status ``diverged`` at that step; it never
+  raises. Factors are checked every step on the eager path, at log steps under CUDA graphs.
+- **stop** (``stop=``): a rule on each logged row (``risk_below(ε)``, ``plateau(n)``, or any
+  callable row → bool) ends a run at that row, with ``stopped_step`` set.
+
+An ended run of a batch is frozen (its factors and its slice of the solver state are zeroed) while
+the others go on; the batch ends when all have ended. Between log steps nothing is copied to the
+host; on CUDA those steps are captured once as a CUDA graph and replayed (at small d the launch
+overhead dominates otherwise). At a log step the metrics of all runs are computed on the device
+and copied in one transfer (metrics.record_batch).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+
+from .config import InitConfig, RunConfig, SolverConfig, build, fail
+from .inits import Init, make_init
+from .metrics import Reference, record_batch, record_risk_batch
+from .problems.base import Problem, check_factors
+from .solvers import Solver, make_solver
+
+GRAPHS = ("auto", "on", "off")
+
+
+@dataclass
+class Trajectory:
+    method: str
+    init: str
+    solver: str
+    rows: list = field(default_factory=list)
+    status: str = "ok"
+    diverged_step: Optional[int] = None
+    stopped_step: Optional[int] = None  # where a stop= rule ended the run
+    steps: int = 0
+    wall_s: float = 0.0
+    graph_error: Optional[str] = None  # why CUDA-graph capture fell back to eager, if it did
+    A: Optional[torch.Tensor] = None
+    B: Optional[torch.Tensor] = None
+    factors: list = field(default_factory=list)  # (step, A_t, B_t) at logged steps, with keep_factors
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per logged step; see README 'Outputs' for the columns."""
+        df = pd.DataFrame(self.rows)
+        df.insert(0, "method", self.method)
+        df.insert(1, "init", self.init)
+        df.insert(2, "solver", self.solver)
+        df.insert(4, "status", self.status)
+        return df
+
+    def summary(self, risk_eps: float = 1e-10) -> dict:
+        """One line per run: final values, best alignment, and iterations to risk < risk_eps."""
+        df = pd.DataFrame(self.rows)
+        last = df.iloc[-1]
+        hit = df.index[df["risk"] < risk_eps]
+        has_align = "align_A" in df and df["align_A"].notna().any()
+        amin = df["align_A"].idxmin() if has_align else None
+        return {
+            "method": self.method, "init": self.init, "solver": self.solver, "status": self.status,
+            "diverged_step": self.diverged_step, "steps": self.steps,
+            "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]), "loss_final": float(last["loss"]),
+            "align_A_final": float(last.get("align_A", math.nan)),
+            "align_A_min": math.nan if amin is None else float(df.loc[amin, "align_A"]),
+            "align_A_argmin": math.nan if amin is None else int(df.loc[amin, "step"]),
+            "align_A_star_final": float(last.get("align_A_star", math.nan)),
+            "steps_to_eps": int(df.loc[hit[0], "step"]) if len(hit) else math.nan,
+            "wall_s": self.wall_s,
+        }
+
+
+def diverged(loss: float, loss0: float, factor: float = 1e8) -> bool:
+    """The divergence rule (the theory loop's and the LLM loop's): a loss that is not finite, or
+    above ``factor``·max(loss₀, 1)."""
+    return not math.isfinite(loss) or loss > factor * max(loss0, 1.0)
+
+
+# -- stop rules: each run gets its own copy (a rule may keep state, as plateau does) -------------------
+@dataclass
+class risk_below:
+    """Stop at the first logged row with risk < eps (iterations to ε)."""
+
+    eps: float
+
+    def __call__(self, row: dict) -> bool:
+        return row["risk"] < self.eps
+
+
+@dataclass
+class plateau:
+    """Stop once no new minimum of ``column`` has come for ``steps`` steps (the round-off floor)."""
+
+    steps: int
+    column: str = "risk"
+    _best: float = math.inf
+    _best_step: int = 0
+
+    def __call__(self, row: dict) -> bool:
+        if row[self.column] < self._best:
+            self._best, self._best_step = row[self.column], row["step"]
+        return row["step"] - self._best_step >= self.steps
+
+
+def _stop_rules(stop) -> list:
+    rules = [] if stop is None else list(stop) if isinstance(stop, (list, tuple)) else [stop]
+    for rule in rules:
+        if not callable(rule):
+            fail("", "stop", rule, "risk_below(eps), plateau(steps), a callable row -> bool, or a list of these")
+    return rules
+
+
+# -- starts: the one init description ------------------------------------------------------------------
+@dataclass
+class Start:
+    A: torch.Tensor
+    B: torch.Tensor
+    offset: Optional[tuple]  # (L, R): the run's frozen weight is W0 − L R (offset inits)
+    init: str  # the init's name in the frame
+    n_sv: int  # singular values logged per factor
+
+
+def resolve_start(problem: Problem, start, where: str = "inits") -> Start:
+    """One run's start: an ``Init``, an (A0, B0) pair, or a dict ``{init, rank, seed, **init params}``."""
+    if isinstance(start, Init):
+        return Start(start.A, start.B, start.offset, "custom", start.A.shape[-1])
+    if isinstance(start, dict):
+        values = dict(start)
+        name, rank, seed = values.pop("init", "small_random"), values.pop("rank", None), values.pop("seed", 0)
+        if rank is None:
+            fail(where, "rank", rank, "an integer ≥ 1")
+        cfg = build(InitConfig, dict(values, name=name), where=where)
+        got = make_init(problem, rank, cfg, seed=seed)
+        return Start(got.A, got.B, got.offset, name, got.A.shape[-1])
+    if isinstance(start, (tuple, list)) and len(start) == 2:
+        A0, B0 = check_factors(problem, *start)
+        return Start(A0, B0, None, "explicit", A0.shape[-1])
+    fail("", where, type(start).__name__, "an Init, an (A0, B0) pair, or a dict with init and rank")
+
+
+def full_weight_start(problem: Problem, n_sv: int) -> Start:
+    """Full fine-tuning's start: A = W − W0 = 0 (d×k) with B = I_k, which the solver never moves."""
+    A = torch.zeros(problem.d, problem.k, dtype=problem.dtype, device=problem.device)
+    return Start(A, torch.eye(problem.k, dtype=problem.dtype, device=problem.device), None, "full", n_sv)
+
+
+def _same_offset(offsets) -> Optional[tuple]:
+    first = offsets[0]
+    for off in offsets[1:]:
+        if (off is None) != (first is None) or (off is not None and not all(
+                torch.equal(x, y) for x, y in zip(off, first))):
+            fail("", "inits", "runs with different frozen-weight offsets",
+                 "runs sharing one problem (offset inits such as lora_ga/pissa batch only with the same offset)")
+    return first
+
+
+def _padded(start: Start, rank_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+    pad = rank_max - start.A.shape[-1]
+    if pad == 0:
+        return start.A, start.B
+    return torch.nn.functional.pad(start.A, (0, pad)), torch.nn.functional.pad(start.B, (0, 0, 0, pad))
+
+
+def as_solver_config(solver, lr=None, solver_kwargs=None) -> SolverConfig:
+    """A ``SolverConfig``, or a name with keyword settings (lr, damping, order, ...)."""
+    if isinstance(solver, SolverConfig):
+        if lr is not None or solver_kwargs:
+            fail("", "solver", "SolverConfig with extra keywords", "either a SolverConfig or a name with keywords")
+        return solver
+    values = dict(solver_kwargs or {}, name=solver)
+    if lr is not None:
+        values["lr"] = lr
+    return build(SolverConfig, values, where="solver")
+
+
+# -- stepping --------------------------------------------------------------------------------------------
+class Stepper:
+    """Advances the factors in place by n steps: eagerly, or by replaying a captured CUDA graph.
+
+    ``on_step(taken)`` (eager only) is called after every step; returning False ends ``advance`` early."""
+
+    def __init__(self, problem: Problem, solver: Solver, A, B, use_graphs: bool = False):
+        self.problem, self.solver, self.A, self.B = problem, solver, A, B
+        self.state = solver.init(A, B)
+        self.use_graphs = use_graphs
+        self.graph_error: Optional[str] = None  # why capture failed, if it did
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    def step(self) -> None:
+        if self.solver.trains_B:
+            gA, gB = self.problem.grads(self.A, self.B)
+        else:  # full fine-tuning: only ∇_W is needed
+            gA, gB = self.problem.full_grad(self.A), None
+        A_next, B_next = self.solver.step(self.A, self.B, gA, gB, self.state)
+        self.A.copy_(A_next)
+        self.B.copy_(B_next)
+
+    def _capture(self, n: int) -> torch.cuda.CUDAGraph:
+        # Warm up on scratch copies (cuBLAS handles, Triton compilation), never on the run itself.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            scratch = Stepper(self.problem, self.solver, self.A.clone(), self.B.clone())
+            scratch.state = copy.deepcopy(self.state)
+            for _ in range(2):
+                scratch.step()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for _ in range(n):
+                self.step()
+        return graph
+
+    def advance(self, n: int, on_step: Optional[Callable[[int], bool]] = None) -> int:
+        """Take up to n steps; returns how many were taken."""
+        if self.use_graphs and n not in self.graphs:
+            try:
+                self.graphs[n] = self._capture(n)
+            except RuntimeError as err:  # an op that cannot be captured: run this batch eagerly
+                torch.cuda.synchronize()
+                self.use_graphs, self.graph_error = False, f"{type(err).__name__}: {err}".splitlines()[0]
+        if self.use_graphs:
+            self.graphs[n].replay()
+            return n
+        for i in range(n):
+            self.step()
+            if on_step is not None and not on_step(i + 1):
+                return i + 1
+        return n
+
+    def freeze(self, i: int) -> None:
+        """Stop run i of a batch: zero its factors and its slice of the solver state."""
+        self.A[i].zero_()
+        self.B[i].zero_()
+        self.solver.freeze(self.state, i)
+
+
+@contextlib.contextmanager
+def capturable_linalg(device):
+    """On CUDA, route small batched solves to cuSOLVER/cuBLAS: torch's MAGMA path for batched
+    LU solves cannot be captured in a CUDA graph. Eager and captured steps use the same library."""
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.preferred_linalg_library()
+    torch.backends.cuda.preferred_linalg_library("cusolver")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.preferred_linalg_library(old)
+
+
+# -- the loop --------------------------------------------------------------------------------------------
+def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs: Optional[Sequence[float]] = None,
+        stacked: bool = True, steps: int = 500, log_every: int = 1, methods: Optional[Sequence[str]] = None,
+        diverge_factor: float = 1e8, metrics: str = "full", graphs: str = "auto", progress: bool = False,
+        keep_factors: bool = False, stop=None) -> list[Trajectory]:
+    """Train ``starts`` on ``problem`` together; ``stacked=False`` (one start) keeps 2-D factors."""
+    b = len(starts)
+    if not stacked and b != 1:
+        fail("", "starts", b, "exactly one start when stacked=False")
+    offset = _same_offset([s.offset for s in starts])
+    ranks = [s.A.shape[-1] for s in starts]
+    rank_max = max(ranks)
+    run_problem = problem.shifted(*offset) if offset is not None else problem
+    dev = problem.device
+    rules = _stop_rules(stop)
+    names = list(methods) if methods is not None else [f"{s.init}+{solver.name}" for s in starts]
+    trajs = [Trajectory(method=names[i], init=starts[i].init, solver=solver.name, steps=steps) for i in range(b)]
+
+    if stacked:
+        padded = [_padded(s, rank_max) for s in starts]
+        A = torch.stack([p[0] for p in padded]).contiguous()
+        B = torch.stack([p[1] for p in padded]).contiguous()
+        lr = torch.tensor(list(lrs) if lrs is not None else [solver.lr] * b, dtype=problem.dtype, device=dev)[:, None, None]
+        shift = None
+        if rank_max > min(ranks):
+            pad_rows = torch.arange(rank_max, device=dev)[None, :] >= torch.tensor(ranks, device=dev)[:, None]
+            shift = torch.diag_embed(pad_rows.to(problem.dtype))
+        slv = make_solver(solver, lr=lr, gram_shift=shift)
+    else:
+        A, B = starts[0].A.clone(), starts[0].B.clone()
+        slv = make_solver(solver, lr=None if lrs is None else lrs[0])
+    A0, B0 = A.clone(), B.clone()
+    as_batch = (lambda X: X) if stacked else (lambda X: X[None])
+    use_graphs = graphs == "on" or (graphs == "auto" and dev.type == "cuda" and not slv.step_dependent)
+    if use_graphs and (dev.type != "cuda" or slv.step_dependent):
+        fail("", "graphs", graphs, "auto or off (CUDA graphs need a CUDA problem and a solver without "
+             "Adam's bias correction)")
+
+    # Alignment is measured in the top-r_align subspace, r_align = min(r*, rank): runs group by it.
+    n_sv = [s.n_sv for s in starts]
+    refs, group_of = {}, []
+    if metrics == "full":
+        for r in n_sv:
+            ref = Reference.from_problem(problem, r)
+            refs.setdefault(ref.r_align, ref)
+            group_of.append(ref.r_align)
+    alive = list(range(b))
+    loss0: list[Optional[float]] = [None] * b
+    run_stops = [[copy.deepcopy(rule) for rule in rules] for _ in range(b)]
+    stepper = Stepper(run_problem, slv, A, B, use_graphs)
+
+    def finite_runs() -> list:
+        fa, fb = as_batch(A), as_batch(B)
+        return (torch.isfinite(fa).flatten(1).all(1) & torch.isfinite(fb).flatten(1).all(1)).tolist()
+
+    def end(i: int, t: int, diverged: bool) -> None:
+        if diverged:
+            trajs[i].status, trajs[i].diverged_step = "diverged", t
+        else:
+            trajs[i].stopped_step = t
+        alive.remove(i)
+        if stacked:
+            trajs[i].A, trajs[i].B = A[i, :, :ranks[i]].clone(), B[i, :ranks[i]].clone()
+            stepper.freeze(i)
+
+    def log(t: int, finite: Optional[list] = None, only: Optional[list] = None) -> None:
+        finite = finite_runs() if finite is None else finite
+        logged = list(alive) if only is None else only
+        fa, fb, fa0, fb0 = as_batch(A), as_batch(B), as_batch(A0), as_batch(B0)
+        rows: dict[int, dict] = {}
+        ok = [i for i in logged if finite[i]]
+        if metrics == "risk" and ok:
+            rows.update(zip(ok, record_risk_batch(run_problem, fa[ok] if stacked else fa, fb[ok] if stacked else fb)))
+        elif ok:
+            for r_align in sorted({group_of[i] for i in ok}):
+                idx = [i for i in ok if group_of[i] == r_align]
+                pick = (lambda X: X[idx]) if stacked else (lambda X: X)
+                got = record_batch(run_problem, refs[r_align], pick(fa), pick(fb), pick(fa0), pick(fb0),
+                                   max(n_sv[i] for i in idx), frozen_B=not slv.trains_B)
+                rows.update(zip(idx, got))
+            for i in ok:  # a padded run reports its own singular values only
+                for j in range(n_sv[i] + 1, max(n_sv) + 1):
+                    rows[i].pop(f"sv_A_{j}", None), rows[i].pop(f"sv_B_{j}", None)
+        for i in logged:
+            row = {"step": t, **rows[i]} if finite[i] else {"step": t, "loss": math.inf, "risk": math.inf}
+            trajs[i].rows.append(row)
+            if keep_factors:
+                trajs[i].factors.append((t, (A[i] if stacked else A).clone(), (B[i] if stacked else B).clone()))
+            loss = row["loss"]
+            if loss0[i] is None:
+                loss0[i] = loss
+            if not finite[i] or diverged(loss, loss0[i], diverge_factor):
+                end(i, t, diverged=True)
+            elif any([rule(row) for rule in run_stops[i]]):
+                end(i, t, diverged=False)
+
+    def factors_finite(t: int) -> bool:
+        """Eager path, after each step: a run whose factors went non-finite is logged and ended now."""
+        finite = finite_runs()
+        gone = [i for i in alive if not finite[i]]
+        if gone:
+            log(t, finite, only=gone)
+        return not gone
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        desc = names[0] if b == 1 else f"{b} runs: {', '.join(names)}"
+        bar = tqdm(total=steps, desc=desc if len(desc) <= 40 else desc[:39] + "…", unit="step", leave=False)
+    start = time.perf_counter()
+    with problem.matmul_mode(), capturable_linalg(dev):
+        log(0)
+        t = 0
+        while t < steps and alive:
+            target = min((t // log_every + 1) * log_every, steps)  # the next log step
+            first = t
+            t += stepper.advance(target - t, lambda taken: factors_finite(first + taken))
+            if t == target and alive:
+                log(t)
+            if bar is not None:
+                bar.update(t - first)
+    if bar is not None:
+        bar.close()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    wall = time.perf_counter() - start
+    for i, tr in enumerate(trajs):
+        tr.wall_s = wall
+        tr.graph_error = stepper.graph_error
+        if tr.A is None:  # still running at the last step (an ended run kept its factors at the end)
+            tr.A, tr.B = (A[i, :, :ranks[i]].clone(), B[i, :ranks[i]].clone()) if stacked else (A, B)
+    return trajs
+
+
+def _loop_settings(steps, log_every, diverge_factor, metrics, rank=1, seed=0) -> RunConfig:
+    # The loop's own settings get the same checks as the CLI's run group.
+    return build(RunConfig, {"rank": rank, "steps": steps, "log_every": log_every, "seed": seed,
+                             "diverge_factor": diverge_factor, "metrics": metrics}, where="")
+
+
+def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
+                solver: Union[str, SolverConfig] = "gd", lr: Union[float, Sequence[float], None] = None,
+                steps: int = 500, log_every: int = 1, methods: Optional[Sequence[str]] = None,
+                diverge_factor: float = 1e8, metrics: str = "full", graphs: str = "auto",
+                progress: bool = False, keep_factors: bool = False, stop=None, **solver_kwargs) -> list[Trajectory]:
+    """Train ``len(inits)`` adapter pairs on ``problem`` together; one Trajectory per run.
+
+    ``inits``: each an ``Init`` (from lorasim.make_init), an (A0, B0) pair, or a dict such as
+    ``{"init": "small_random", "rank": 8, "seed": 3, "alpha": 1e-4}``. ``lr``: one step size or
+    one per run. ``solver`` and its keywords are shared (gd, precgd, adam, scaled_adam; full
+    fine-tuning runs through ``train``). ``graphs``: "auto" captures CUDA graphs on CUDA unless
+    the solver depends on the step count (Adam with bias correction); "on" insists; "off" runs
+    eagerly. ``stop``: see the module docstring. Each Trajectory's ``wall_s`` is the batch's.
+    """
+    scfg = as_solver_config(solver, None, solver_kwargs)
+    if scfg.name == "full_ft":
+        fail("", "solver", "full_ft", "gd, precgd, adam or scaled_adam (full fine-tuning has no factors to batch)")
+    loop = _loop_settings(steps, log_every, diverge_factor, metrics)
+    if graphs not in GRAPHS:
+        fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
+    if len(inits) < 1:
+        fail("", "inits", "[]", "at least one run")
+    b = len(inits)
+    lrs = [scfg.lr] * b if lr is None else ([float(lr)] * b if isinstance(lr, (int, float)) else list(lr))
+    if len(lrs) != b or not all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in lrs):
+        fail("", "lr", lr, f"a positive number or {b} positive numbers (one per run)")
+    if methods is not None and len(methods) != b:
+        fail("", "methods", methods, f"{b} names (one per run) or None")
+    starts = [resolve_start(problem, s, f"inits[{i}]") for i, s in enumerate(inits)]
+    return run(problem, starts, scfg, lrs=lrs, steps=loop.steps, log_every=loop.log_every, methods=methods,
+               diverge_factor=loop.diverge_factor, metrics=metrics, graphs=graphs, progress=progress,
+               keep_factors=keep_factors, stop=stop)
+
+
+def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, Init, None] = None,
+          rank: Optional[int] = None, init_seed: int = 0, init_kwargs: Optional[dict] = None,
+          solver: Union[str, SolverConfig] = "gd", lr: Optional[float] = None, steps: int = 500,
+          log_every: int = 1, method: Optional[str] = None, diverge_factor: float = 1e8,
+          progress: bool = False, keep_factors: bool = False, metrics: str = "full", stop=None,
+          graphs: str = "off", **solver_kwargs) -> Trajectory:
+    """Train one adapter pair on ``problem``: ``train_batch``'s loop on a batch of one.
+
+    Start from explicit arrays (``A0``, ``B0``), or a named ``init`` with ``rank`` (and
+    ``init_kwargs``, ``init_seed``). ``solver`` is a name (gd, precgd, adam, scaled_adam,
+    full_ft) with keyword settings (lr, damping, order, ...) or a ``SolverConfig``.
+    ``full_ft`` trains W itself and refuses an init; ``rank`` then sets how many
+    singular values are logged. ``keep_factors`` keeps a copy of (A_t, B_t) at every
+    logged step in ``Trajectory.factors`` (for small problems and closed-form checks).
+    ``metrics="risk"`` logs only loss, risk and the error norms (no SVDs): for long runs
+    that only need iteration counts. ``stop``: see the module docstring.
+    """
+    scfg = as_solver_config(solver, lr, solver_kwargs)
+    loop = _loop_settings(steps, log_every, diverge_factor, metrics, 1 if rank is None else rank, init_seed)
+    rank = None if rank is None else loop.rank
+    if graphs not in GRAPHS:
+        fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
+    explicit = A0 is not None or B0 is not None
+    if explicit and init is not None:
+        fail("", "init", init, "None when A0 and B0 are given")
+    if scfg.name == "full_ft" and (explicit or init is not None):
+        fail("", "init", "explicit A0/B0" if explicit else init, "None with solver full_ft (it starts at W = W0)")
+
+    if scfg.name == "full_ft":
+        start = full_weight_start(problem, rank if rank is not None else min(8, problem.d, problem.k))
+    elif explicit:
+        if A0 is None or B0 is None:
+            fail("", "B0" if B0 is None else "A0", None, "an array (give both A0 and B0, or neither)")
+        start = resolve_start(problem, (A0, B0))
+    elif isinstance(init, Init):
+        start = resolve_start(problem, init)
+    else:
+        cfg = init if isinstance(init, InitConfig) else build(
+            InitConfig, dict(init_kwargs or {}, name=init if init is not None else "small_random"), where="init")
+        if rank is None:
+            fail("", "rank", rank, "an integer ≥ 1 when a named init is used")
+        got = make_init(problem, rank, cfg, seed=init_seed)
+        start = Start(got.A.clone(), got.B.clone(), got.offset, cfg.name, got.A.shape[-1])
+    return run(problem, [start], scfg, stacked=False, steps=loop.steps, log_every=loop.log_every,
+               methods=None if method is None else [method], diverge_factor=loop.diverge_factor, metrics=metrics,
+               graphs=graphs, progress=progress, keep_factors=keep_factors, stop=stop)[0]
