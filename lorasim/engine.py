@@ -36,7 +36,7 @@ import torch
 
 from .config import InitConfig, RunConfig, SolverConfig, build, fail
 from .inits import Init, make_init
-from .metrics import Reference, record_batch, record_risk_batch
+from .metrics import AlignmentTargets, record_batch, record_risk_batch
 from .problems.base import Problem, check_factors
 from .solvers import Solver, make_solver
 
@@ -290,7 +290,8 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         padded = [_padded(s, rank_max) for s in starts]
         A = torch.stack([p[0] for p in padded]).contiguous()
         B = torch.stack([p[1] for p in padded]).contiguous()
-        lr = torch.tensor(list(lrs) if lrs is not None else [solver.lr] * b, dtype=problem.dtype, device=dev)[:, None, None]
+        lr = torch.tensor(list(lrs) if lrs is not None else [solver.lr] * b, dtype=problem.dtype, device=dev)
+        lr = lr[:, None, None]
         shift = None
         if rank_max > min(ranks):
             pad_rows = torch.arange(rank_max, device=dev)[None, :] >= torch.tensor(ranks, device=dev)[:, None]
@@ -311,7 +312,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     refs, group_of = {}, []
     if metrics == "full":
         for r in n_sv:
-            ref = Reference.from_problem(problem, r)
+            ref = AlignmentTargets.from_problem(problem, r)
             refs.setdefault(ref.r_align, ref)
             group_of.append(ref.r_align)
     alive = list(range(b))
@@ -443,7 +444,7 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
                keep_factors=keep_factors, stop=stop)
 
 
-def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, Init, None] = None,
+def train(problem: Problem, A0=None, B0=None, *, init: Union[str, dict, tuple, InitConfig, Init, None] = None,
           rank: Optional[int] = None, init_seed: int = 0, init_kwargs: Optional[dict] = None,
           solver: Union[str, SolverConfig] = "gd", lr: Optional[float] = None, steps: int = 500,
           log_every: int = 1, method: Optional[str] = None, diverge_factor: float = 1e8,
@@ -451,14 +452,14 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
           graphs: str = "off", **solver_kwargs) -> Trajectory:
     """Train one adapter pair on ``problem``: ``train_batch``'s loop on a batch of one.
 
-    Start from explicit arrays (``A0``, ``B0``), or a named ``init`` with ``rank`` (and
-    ``init_kwargs``, ``init_seed``). ``solver`` is a name (gd, precgd, adam, scaled_adam,
-    full_ft) with keyword settings (lr, damping, order, ...) or a ``SolverConfig``.
-    ``full_ft`` trains W itself and refuses an init; ``rank`` then sets how many
-    singular values are logged. ``keep_factors`` keeps a copy of (A_t, B_t) at every
-    logged step in ``Trajectory.factors`` (for small problems and closed-form checks).
-    ``metrics="risk"`` logs only loss, risk and the error norms (no SVDs): for long runs
-    that only need iteration counts. ``stop``: see the module docstring.
+    The start is what ``train_batch`` takes for one run (``init=`` a dict such as
+    ``{"init": "spectral", "rank": 4, "seed": 0, "zeta": 1.0}``, an ``Init``, or an (A0, B0) pair),
+    or, equivalently, explicit ``A0``, ``B0``, or a named ``init`` with ``rank``, ``init_kwargs`` and
+    ``init_seed``. ``solver`` is a name (gd, precgd, adam, scaled_adam, full_ft) with keyword
+    settings (lr, damping, order, ...) or a ``SolverConfig``. ``full_ft`` trains W itself and
+    refuses an init; ``rank`` then sets how many singular values are logged. ``keep_factors``
+    keeps (A_t, B_t) at every logged step in ``Trajectory.factors``. ``metrics="risk"`` logs only
+    loss, risk and the error norms (no SVDs). ``stop``: see the module docstring.
     """
     scfg = as_solver_config(solver, lr, solver_kwargs)
     loop = _loop_settings(steps, log_every, diverge_factor, metrics, 1 if rank is None else rank, init_seed)
@@ -477,8 +478,8 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, InitConfig, In
         if A0 is None or B0 is None:
             fail("", "B0" if B0 is None else "A0", None, "an array (give both A0 and B0, or neither)")
         start = resolve_start(problem, (A0, B0))
-    elif isinstance(init, Init):
-        start = resolve_start(problem, init)
+    elif isinstance(init, (Init, dict, tuple, list)):
+        start = resolve_start(problem, init, "init")
     else:
         cfg = init if isinstance(init, InitConfig) else build(
             InitConfig, dict(init_kwargs or {}, name=init if init is not None else "small_random"), where="init")

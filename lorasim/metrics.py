@@ -46,7 +46,7 @@ def principal_angles(U1: Tensor, U2: Tensor) -> Tensor:
 
 
 @dataclass
-class Reference:
+class AlignmentTargets:
     """Fixed subspaces the trajectory is compared with, computed once per problem."""
 
     r_align: int
@@ -56,7 +56,7 @@ class Reference:
     V_star: Optional[Tensor]
 
     @classmethod
-    def from_problem(cls, problem, rank: int) -> "Reference":
+    def from_problem(cls, problem, rank: int) -> "AlignmentTargets":
         """r_align = r* when the problem knows it, else the LoRA rank."""
         r = problem.r_star if problem.r_star is not None else rank
         r = min(r, rank, problem.d, problem.k)
@@ -71,7 +71,7 @@ def record_risk(problem, A: Tensor, B: Tensor) -> dict:
     return record_risk_batch(problem, A[None], B[None])[0]
 
 
-def record(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
+def record(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
            frozen_B: bool = False) -> dict:
     """Everything logged at one step, as Python floats (one row of the tidy frame)."""
     return record_batch(problem, ref, A[None], B[None], A0[None], B0[None], n_sv, frozen_B=frozen_B)[0]
@@ -99,7 +99,7 @@ def record_risk_batch(problem, A: Tensor, B: Tensor) -> list[dict]:
     return _rows(_risk_columns(problem, A, B))
 
 
-def record_batch(problem, ref: Reference, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
+def record_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
                  frozen_B: bool = False) -> list[dict]:
     """The full row for each run of a batch (A: b×d×r, B: b×r×k), computed on the factors' device
     with one copy to the host."""

@@ -20,7 +20,7 @@ from lorasim.inits import make_init
 from lorasim.kernels import plan_grid
 from lorasim.linalg import damped_gram_solve_right
 from lorasim.metrics import (
-    Reference,
+    AlignmentTargets,
     record_batch,
     subspace_defined,
     subspace_defined_mask,
@@ -40,14 +40,6 @@ def linear():
 
 def _rand(shape, seed, scale=1.0):
     return scale * torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def _one_run(problem, spec, lr, solver, **kw):
-    """The reference: lorasim.train on one run described by a train_batch dict."""
-    s = dict(spec)
-    name, rank, seed = s.pop("init"), s.pop("rank"), s.pop("seed", 0)
-    return lorasim.train(problem, init=name, rank=rank, init_seed=seed, init_kwargs=s or None,
-                         solver=solver, lr=lr, **kw)
 
 
 def _subspace_amplification(frame, side: str, r_star: int) -> np.ndarray:
@@ -127,7 +119,7 @@ def test_batch_equals_one_run_loop(linear, solver, kw, specs, lrs):
     assert len(trajs) == len(specs)
     u = float(np.finfo(np.float64).eps)
     for spec, lr, got in zip(specs, lrs, trajs):
-        ref = _one_run(linear, spec, lr, solver, steps=STEPS, log_every=LOG_EVERY, **kw)
+        ref = lorasim.train(linear, init=spec, lr=lr, solver=solver, steps=STEPS, log_every=LOG_EVERY, **kw)
         assert ref.status == "ok"
         assert got.to_frame()["step"].tolist() == LOGGED_STEPS
         # 1e-8 unless the trajectory itself magnifies round-off beyond it (10× for the constant).
@@ -150,7 +142,7 @@ def test_one_step_size_for_all_and_method_names(linear):
     assert [t.method for t in trajs] == ["x", "y"]
     assert [t.init for t in trajs] == ["spectral", "spectral"] and {t.solver for t in trajs} == {"gd"}
     for spec, got in zip(specs, trajs):
-        ref = _one_run(linear, spec, 0.3, "gd", steps=10, log_every=3, method=got.method)
+        ref = lorasim.train(linear, init=spec, lr=0.3, solver="gd", steps=10, log_every=3, method=got.method)
         assert got.to_frame()["step"].tolist() == [0, 3, 6, 9, 10]
         _assert_same_frame(got, ref)
 
@@ -164,7 +156,7 @@ def test_init_objects_and_explicit_pairs(linear):
     assert [t.init for t in trajs] == ["custom", "explicit", "spectral"]
     refs = [lorasim.train(linear, init=init, solver="precgd", lr=0.4, steps=20, log_every=5),
             lorasim.train(linear, A0=A0, B0=B0, solver="precgd", lr=0.3, steps=20, log_every=5),
-            _one_run(linear, MIXED[2], 0.5, "precgd", steps=20, log_every=5)]
+            lorasim.train(linear, init=MIXED[2], lr=0.5, solver="precgd", steps=20, log_every=5)]
     for got, ref in zip(trajs, refs):
         _assert_same_frame(got, ref)
     # The caller's init is not modified in place by the batch.
@@ -177,7 +169,7 @@ def test_same_offset_inits_batch_together(linear):
     specs = [{"init": "pissa", "rank": 3}, {"init": "pissa", "rank": 3}]
     trajs = train_batch(linear, specs, solver="precgd", lr=[0.3, 0.5], steps=20, log_every=4)
     for spec, lr, got in zip(specs, [0.3, 0.5], trajs):
-        _assert_same_frame(got, _one_run(linear, spec, lr, "precgd", steps=20, log_every=4))
+        _assert_same_frame(got, lorasim.train(linear, init=spec, lr=lr, solver="precgd", steps=20, log_every=4))
 
 
 # -- 2. other problems --------------------------------------------------------------------------
@@ -199,7 +191,7 @@ def test_batch_equals_one_run_on_relu_and_sensing(make, lrs, zeta, metrics):
              {"init": "spectral", "rank": 2, "zeta": zeta}]
     trajs = train_batch(prob, specs, solver="gd", lr=lrs, steps=30, log_every=6, metrics=metrics)
     for spec, lr, got in zip(specs, lrs, trajs):
-        ref = _one_run(prob, spec, lr, "gd", steps=30, log_every=6, metrics=metrics)
+        ref = lorasim.train(prob, init=spec, lr=lr, solver="gd", steps=30, log_every=6, metrics=metrics)
         assert ref.status == "ok"
         _assert_same_frame(got, ref)
         torch.testing.assert_close(got.A, ref.A, rtol=1e-8, atol=1e-12)
@@ -233,7 +225,7 @@ def test_one_diverging_run_leaves_the_others_alone(linear, solver, kw, lrs, fact
     common = dict(steps=STEPS, log_every=LOG_EVERY, diverge_factor=factor, **kw)
     trajs = train_batch(linear, specs, solver=solver, lr=lrs, **common)
     refs = [lorasim.train(linear, *far, solver=solver, lr=lrs[0], **common)]
-    refs += [_one_run(linear, spec, lr, solver, **common) for spec, lr in zip(specs[1:], lrs[1:])]
+    refs += [lorasim.train(linear, init=spec, lr=lr, solver=solver, **common) for spec, lr in zip(specs[1:], lrs[1:])]
     assert refs[0].to_frame()["loss"].iloc[0] > 1e4  # run 0's own threshold is far above run 1's
 
     bad, ref = trajs[1], refs[1]
@@ -274,7 +266,7 @@ def test_padded_run_gets_its_own_factors(linear, solver, kw, lrs):
     small = {"init": "spectral", "rank": 2}
     big = {"init": "small_random", "rank": 6, "seed": 0, "alpha": 1e-2}
     got, other = train_batch(linear, [small, big], solver=solver, lr=lrs, steps=40, log_every=8, **kw)
-    ref = _one_run(linear, small, lrs[0], solver, steps=40, log_every=8, **kw)
+    ref = lorasim.train(linear, init=small, lr=lrs[0], solver=solver, steps=40, log_every=8, **kw)
     assert got.A.shape == (linear.d, 2) and got.B.shape == (2, linear.k)
     assert other.A.shape == (linear.d, 6) and other.B.shape == (6, linear.k)
     torch.testing.assert_close(got.A, ref.A, rtol=1e-9, atol=1e-13)
@@ -284,7 +276,7 @@ def test_padded_run_gets_its_own_factors(linear, solver, kw, lrs):
     assert "sv_A_2" in cols and "sv_A_3" not in cols and "sv_B_3" not in cols
     assert "sv_A_6" in other.to_frame().columns
     if kw.get("damping") != 0.0:  # over-rank with λ = 0 is compared only for the padded run
-        _assert_same_frame(other, _one_run(linear, big, lrs[1], solver, steps=40, log_every=8, **kw))
+        _assert_same_frame(other, lorasim.train(linear, init=big, lr=lrs[1], solver=solver, steps=40, log_every=8, **kw))
 
 
 # -- 5. bad input -------------------------------------------------------------------------------
@@ -448,7 +440,7 @@ def test_record_batch_against_independent_formulas():
     A[3] = torch.linalg.qr(_rand((d, rank), 14))[0] * 0.7  # equal singular values: top-2 is arbitrary
     A0, B0 = _rand((4, d, rank), 15, 0.1), _rand((4, rank, k), 16, 0.1)
 
-    ref = Reference.from_problem(prob, rank)
+    ref = AlignmentTargets.from_problem(prob, rank)
     assert ref.r_align == r_star
     rows = record_batch(prob, ref, A, B, A0, B0, rank)
     assert len(rows) == 4

@@ -107,15 +107,15 @@ def test_tf32_dtype_runs_and_stays_close():
 def test_llm_run_on_cuda_matches_cpu(method):
     """The LLM stage on the tiny Llama: the same run (init, optimizer, angles) on both devices."""
     pytest.importorskip("peft")
-    from lorasim.llm.methods import MethodSpec
-    from lorasim.llm.train import RunSpec, run
+    from lorasim.llm.methods import MethodConfig
+    from lorasim.llm.train import LLMRunConfig, run
 
     torch.backends.cuda.matmul.allow_tf32 = False
     task = {"name": "synthetic_topics", "eval_per_class": 2, "train_per_class": 8, "max_text_tokens": 16}
     out = {}
     for device in ("cpu", "cuda"):
-        spec = RunSpec(steps=6, batch_size=4, init_batches=2, log_every=2, eval_every=3, angle_every=3, device=device)
-        out[device] = run("tiny_llama", task, MethodSpec(name=method, r=2, lr=1e-2), spec, seed=0)
+        spec = LLMRunConfig(steps=6, batch_size=4, init_batches=2, log_every=2, eval_every=3, angle_every=3, device=device)
+        out[device] = run("tiny_llama", task, MethodConfig(name=method, r=2, lr=1e-2), spec, seed=0)
     for a, b in zip(out["cpu"]["curve"], out["cuda"]["curve"]):
         for col in ("train_loss", "eval_loss"):
             assert (np.isnan(a[col]) and np.isnan(b[col])) or abs(a[col] - b[col]) <= 1e-4 * abs(a[col]), (col, a, b)

@@ -20,7 +20,7 @@ from lorasim.llm import one_step_gradients  # noqa: E402
 from lorasim.llm.angles import GradientSubspaces, layer_class  # noqa: E402
 from lorasim.llm.data import Batcher, Example, Task  # noqa: E402
 from lorasim.llm.init import lora_one_model  # noqa: E402
-from lorasim.llm.methods import METHODS, MethodSpec, prepare  # noqa: E402
+from lorasim.llm.methods import METHODS, MethodConfig, prepare  # noqa: E402
 from lorasim.llm.models import byte_tokenizer, tiny_llama  # noqa: E402
 
 torch.set_num_threads(1)
@@ -59,7 +59,7 @@ def test_every_method_builds_through_peft_and_steps(method):
     batch = batcher(TOY.train[8:12])
     with torch.no_grad():
         before = base(**batch).logits.clone()
-    model, opt = prepare(MethodSpec(name=method, r=4, lr=1e-3), base, init)
+    model, opt = prepare(MethodConfig(name=method, r=4, lr=1e-3), base, init)
     with torch.no_grad():
         at_init = model(**batch).logits
     # Inits that move W0's offset into the base (PiSSA, LoRA-GA) or start with B = 0 leave the output
@@ -79,9 +79,9 @@ def test_every_method_builds_through_peft_and_steps(method):
 
 def test_method_fields_are_checked():
     with pytest.raises(ConfigError, match="^method.name="):
-        MethodSpec(name="qlora")
+        MethodConfig(name="qlora")
     with pytest.raises(ConfigError, match="^method.order="):
-        MethodSpec(order="random")
+        MethodConfig(order="random")
 
 
 def test_angles_match_scipy_and_vanish_at_the_lora_one_init():

@@ -11,16 +11,15 @@ model is loaded; in a multirun a failing job leaves error.txt and the sweep goes
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ..app import _precheck, conf_dir, run_job
+from .. import job
 from ..config import ConfigError, fail
 
-CONF = str(Path(conf_dir()) / "llm")
+CONF = str(Path(job.conf_dir()) / "llm")
 TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
 MODEL_KEYS = ("name", "cache_dir")
 EXTRA = ("transformers", "peft")  # what the llm extra installs and every model needs
@@ -49,11 +48,23 @@ def _plain(node, where: str) -> dict:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def validate(cfg: DictConfig):
-    """(model, cache_dir, task dict, MethodSpec, RunSpec, seed), every field checked; loads nothing."""
+@dataclasses.dataclass
+class LLMPlan:
+    """A validated lorasim-llm job: the model, the task, the method and the loop settings."""
+
+    model: str
+    cache_dir: object
+    task: dict
+    method: object  # methods.MethodConfig
+    loop: object  # train.LLMRunConfig
+    seed: int
+
+
+def validate(cfg: DictConfig) -> LLMPlan:
+    """Every field checked; loads nothing."""
     from . import data, models
-    from .methods import MethodSpec
-    from .train import RunSpec, check_combination
+    from .methods import MethodConfig
+    from .train import LLMRunConfig, check_combination
 
     require_extra()
     model = _plain(cfg.model, "model")
@@ -77,16 +88,16 @@ def validate(cfg: DictConfig):
         fail("", "lr_mult", lr_mult, "a number > 0 (the lr is method.lr × lr_mult)")
     run = _plain(cfg.run, "run")
     try:
-        method_spec = MethodSpec(**method)
-        run_spec = RunSpec(**run)
+        method_cfg = MethodConfig(**method)
+        loop = LLMRunConfig(**run)
         if lr_mult != 1:
-            method_spec = dataclasses.replace(method_spec, lr=method_spec.lr * lr_mult)
+            method_cfg = dataclasses.replace(method_cfg, lr=method_cfg.lr * lr_mult)
     except TypeError as e:  # an unknown field
         bad = str(e).rsplit(" ", 1)[-1].strip("'")
-        group, fields = ("method", MethodSpec) if bad in method else ("run", RunSpec)
+        group, fields = ("method", MethodConfig) if bad in method else ("run", LLMRunConfig)
         fail(group, bad, (method if group == "method" else run).get(bad),
              "no such field; fields: " + ", ".join(f.name for f in dataclasses.fields(fields)))
-    check_combination(method_spec, run_spec)
+    check_combination(method_cfg, loop)
     seed = cfg.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         fail("", "seed", seed, "an integer ≥ 0")

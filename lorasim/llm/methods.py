@@ -11,7 +11,7 @@ lora_one       LoRA-One (lorasim.llm.init, official variant by default), AdamW
 lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim
 full_ft        every parameter trained with AdamW
 
-``rslora`` in the spec applies to every LoRA method (the official recipe uses it throughout);
+``rslora`` in the method applies to every LoRA method (the official recipe uses it throughout);
 ``lora`` and ``rslora`` differ only in that flag.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ LORA_ONE = ("lora_one", "lora_one_prec")  # the methods whose init is ours from 
 
 
 @dataclass
-class MethodSpec:
+class MethodConfig:
     name: str = "lora_one"
     r: int = 8
     lora_alpha: float = 16.0
@@ -71,46 +71,47 @@ class MethodSpec:
                 fail("method", name, getattr(self, name), allowed)
 
 
-def _lora_config(spec: MethodSpec, model, **kw):
+def _lora_config(method: MethodConfig, model, **kw):
     from peft import LoraConfig
 
-    names = target_linear_names(model, spec.targets)
+    names = target_linear_names(model, method.targets)
     task = "SEQ_CLS" if getattr(model.config, "num_labels", None) and not hasattr(model, "lm_head") else None
-    return LoraConfig(r=spec.r, lora_alpha=spec.lora_alpha, use_rslora=spec.rslora or spec.name == "rslora",
+    return LoraConfig(r=method.r, lora_alpha=method.lora_alpha, use_rslora=method.rslora or method.name == "rslora",
                       lora_dropout=0.0, target_modules=names, task_type=task, **kw)
 
 
-def _adamw(params, spec: MethodSpec):
-    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+def _adamw(params, method: MethodConfig):
+    return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay)
 
 
-def prepare(spec: MethodSpec, model: torch.nn.Module, init_batches: list[dict],
+def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dict],
             gradients: Optional[dict] = None):
-    """(trainable model, optimizer) for ``spec``. ``init_batches`` feed the one-step gradient of the
+    """(trainable model, optimizer) for ``method``. ``init_batches`` feed the one-step gradient of the
     gradient-based inits; ``gradients`` (from one_step_gradients) is reused when given."""
     from peft import get_peft_model
 
-    name = spec.name
+    name = method.name
     if name == "full_ft":
         for p in model.parameters():
             p.requires_grad_(True)
-        return model, _adamw(model.parameters(), spec)
+        return model, _adamw(model.parameters(), method)
     if name in LORA_ONE:
         if gradients is None:
-            gradients = one_step_gradients(model, init_batches, spec.targets)
-        peft_model = lora_one_model(model, gradients, spec.r, spec.lora_alpha, spec.rslora, spec.gamma, spec.variant,
-                                    spec.zeta, spec.svd_q, spec.svd_niter, task_type=_lora_config(spec, model).task_type)
+            gradients = one_step_gradients(model, init_batches, method.targets)
+        peft_model = lora_one_model(model, gradients, method.r, method.lora_alpha, method.rslora, method.gamma,
+                                    method.variant, method.zeta, method.svd_q, method.svd_niter,
+                                    task_type=_lora_config(method, model).task_type)
         if name == "lora_one_prec":
-            return peft_model, scaled_optimizer(peft_model, spec.lr, damping=spec.damping, order=spec.order,
-                                                bias_correction=spec.bias_correction,
-                                                weight_decay=spec.weight_decay)
-        return peft_model, _adamw(_trainable(peft_model), spec)
+            return peft_model, scaled_optimizer(peft_model, method.lr, damping=method.damping, order=method.order,
+                                                bias_correction=method.bias_correction,
+                                                weight_decay=method.weight_decay)
+        return peft_model, _adamw(_trainable(peft_model), method)
     if name == "lora_ga":
         from peft import LoraGAConfig
         from peft.tuners.lora.loraga import preprocess_loraga
 
-        config = _lora_config(spec, model, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
-            direction="ArB2r", scale="stable", stable_gamma=spec.loraga_gamma))
+        config = _lora_config(method, model, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
+            direction="ArB2r", scale="stable", stable_gamma=method.loraga_gamma))
 
         def train_step():
             for batch in init_batches:
@@ -118,16 +119,16 @@ def prepare(spec: MethodSpec, model: torch.nn.Module, init_batches: list[dict],
 
         preprocess_loraga(model, config, train_step)
         peft_model = get_peft_model(model, config)
-        return peft_model, _adamw(_trainable(peft_model), spec)
-    init = {"pissa": "pissa" if spec.pissa_niter == 0 else f"pissa_niter_{spec.pissa_niter}"}.get(name, True)
-    peft_model = get_peft_model(model, _lora_config(spec, model, init_lora_weights=init, use_dora=name == "dora"))
+        return peft_model, _adamw(_trainable(peft_model), method)
+    init = {"pissa": "pissa" if method.pissa_niter == 0 else f"pissa_niter_{method.pissa_niter}"}.get(name, True)
+    peft_model = get_peft_model(model, _lora_config(method, model, init_lora_weights=init, use_dora=name == "dora"))
     if name == "lora_plus":
         from peft.optimizers import create_loraplus_optimizer
 
-        return peft_model, create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=spec.lr,
-                                                     loraplus_lr_ratio=spec.lora_plus_ratio,
-                                                     weight_decay=spec.weight_decay)
-    return peft_model, _adamw(_trainable(peft_model), spec)
+        return peft_model, create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=method.lr,
+                                                     loraplus_lr_ratio=method.lora_plus_ratio,
+                                                     weight_decay=method.weight_decay)
+    return peft_model, _adamw(_trainable(peft_model), method)
 
 
 def _trainable(model):

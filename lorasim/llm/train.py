@@ -17,19 +17,19 @@ from typing import Optional
 import torch
 
 from .. import streams
-from ..config import fail
+from ..config import check_device, fail
 from ..engine import diverged
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
-from .methods import LORA_ONE, MethodSpec, prepare
+from .methods import LORA_ONE, MethodConfig, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class RunSpec:
+class LLMRunConfig:
     steps: int = 20
     batch_size: int = 8
     eval_batch_size: int = 32
@@ -52,53 +52,50 @@ class RunSpec:
                 fail("run", name, value, "an integer ≥ 0")
         if self.precision not in PRECISIONS:
             fail("run", "precision", self.precision, "one of " + ", ".join(PRECISIONS))
-        if not (self.device == "cpu" or self.device.startswith("cuda")):
-            fail("run", "device", self.device, "cpu, cuda or cuda:<index>")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            fail("run", "device", self.device, "cpu (no CUDA device is visible)")
+        check_device("run", self.device)
 
 
-def check_combination(method: MethodSpec, spec: RunSpec) -> None:
+def check_combination(method: MethodConfig, run_cfg: LLMRunConfig) -> None:
     """Settings that are valid alone but not together; checked before anything is loaded."""
-    if spec.angle_every and method.name == "lora_ga":
-        fail("run", "angle_every", spec.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
+    if run_cfg.angle_every and method.name == "lora_ga":
+        fail("run", "angle_every", run_cfg.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
 
 
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def _schedule(optimizer, spec: RunSpec):
+def _schedule(optimizer, run_cfg: LLMRunConfig):
     """Linear warm-up, then linear decay to zero (the HF default the official recipe uses)."""
     def factor(step):
-        if step < spec.warmup_steps:
-            return (step + 1) / (spec.warmup_steps + 1)
-        return max(0.0, (spec.steps - step) / max(1, spec.steps - spec.warmup_steps))
+        if step < run_cfg.warmup_steps:
+            return (step + 1) / (run_cfg.warmup_steps + 1)
+        return max(0.0, (run_cfg.steps - step) / max(1, run_cfg.steps - run_cfg.warmup_steps))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.no_grad()
-def evaluate(model, batcher: Batcher, examples, spec: RunSpec) -> tuple[float, float]:
+def evaluate(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> tuple[float, float]:
     """(mean loss over response tokens or examples, accuracy) on ``examples``."""
     was = model.training
     model.eval()
     loss_sum, weight, correct = 0.0, 0, 0
-    for i in range(0, len(examples), spec.eval_batch_size):
-        batch = _to(batcher(examples[i: i + spec.eval_batch_size]), spec.device)
-        with _autocast(spec):
+    for i in range(0, len(examples), run_cfg.eval_batch_size):
+        batch = _to(batcher(examples[i: i + run_cfg.eval_batch_size]), run_cfg.device)
+        with _autocast(run_cfg):
             out = model(**batch)
         n = int((batch["labels"] != -100).sum()) if batcher.kind == "causal" else len(batch["labels"])
         loss_sum += float(out.loss) * n
         weight += n
         truth = batch["labels"] if batcher.kind == "classify" else torch.tensor(
-            [e.label for e in examples[i: i + spec.eval_batch_size]], device=spec.device)
+            [e.label for e in examples[i: i + run_cfg.eval_batch_size]], device=run_cfg.device)
         correct += int((batcher.predict(batch, out.logits.float()) == truth).sum())
     model.train(was)
     return loss_sum / weight, correct / len(examples)
 
 
-def _autocast(spec: RunSpec):
-    if spec.precision == "bf16" and spec.device.startswith("cuda"):
+def _autocast(run_cfg: LLMRunConfig):
+    if run_cfg.precision == "bf16" and run_cfg.device.startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
 
@@ -109,10 +106,10 @@ def _peak_memory_mb(device: str) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_max_rss"
 
 
-def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed: int = 0,
+def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunConfig, seed: int = 0,
         cache_dir: Optional[str] = None, progress=None) -> dict:
     """Train once; returns {"curve": rows, "angles": rows, "summary": dict}."""
-    check_combination(method, spec)
+    check_combination(method, run_cfg)
     # The global RNG serves what draws from it inside peft and torch (adapter inits, dropout); the
     # model, the data split and the batch order have streams of their own (lorasim.streams).
     torch.manual_seed(streams.stream_seed(seed, "llm/adapters"))
@@ -121,36 +118,36 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
     task = load_task(**task_cfg)
     model, tok, kind = load_model(model_name, seed=seed, num_labels=len(task.labels), cache_dir=cache_dir)
     batcher = Batcher(task, tok, kind, max_text_tokens)
-    model.to(spec.device)
-    if spec.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats(spec.device)
-    n_init = spec.init_batches * spec.batch_size
-    if len(task.train) < max(n_init, spec.batch_size):
+    model.to(run_cfg.device)
+    if run_cfg.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(run_cfg.device)
+    n_init = run_cfg.init_batches * run_cfg.batch_size
+    if len(task.train) < max(n_init, run_cfg.batch_size):
         fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
-    init_batches = [_to(batcher(task.train[i: i + spec.batch_size]), spec.device)
-                    for i in range(0, n_init, spec.batch_size)]
+    init_batches = [_to(batcher(task.train[i: i + run_cfg.batch_size]), run_cfg.device)
+                    for i in range(0, n_init, run_cfg.batch_size)]
     ours = method.name in LORA_ONE
     gradients = None
-    if spec.angle_every and not ours:  # the angles' reference; not part of this method's init cost
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
-    _sync(spec.device)
+    if run_cfg.angle_every and not ours:  # the angles' reference; not part of this method's init cost
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=run_cfg.device)
+    _sync(run_cfg.device)
     start = time.perf_counter()
     if ours:
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=spec.device)
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=run_cfg.device)
     model, optimizer = prepare(method, model, init_batches, gradients)
-    _sync(spec.device)
+    _sync(run_cfg.device)
     init_seconds = time.perf_counter() - start
-    subspaces = GradientSubspaces(gradients, method.r, spec.device) if spec.angle_every else None
+    subspaces = GradientSubspaces(gradients, method.r, run_cfg.device) if run_cfg.angle_every else None
     del gradients
-    scheduler = _schedule(optimizer, spec)
+    scheduler = _schedule(optimizer, run_cfg)
     order = torch.randperm(len(task.train), generator=streams.generator(seed, "llm/batch_order")).tolist()
     curve, angles, window, status, loss0 = [], [], [], "ok", None
 
     def log(step):
         row = {"step": step, "train_loss": sum(window) / len(window) if window else math.nan,
                "scheduled_lr": scheduler.get_last_lr()[0], "eval_loss": math.nan, "eval_acc": math.nan}
-        if step % spec.eval_every == 0 or step == spec.steps:
-            row["eval_loss"], row["eval_acc"] = evaluate(model, batcher, task.eval, spec)
+        if step % run_cfg.eval_every == 0 or step == run_cfg.steps:
+            row["eval_loss"], row["eval_acc"] = evaluate(model, batcher, task.eval, run_cfg)
         curve.append(row)
         window.clear()
         if progress:
@@ -163,11 +160,11 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
     log(0)
     if subspaces is not None:
         log_angles(0)
-    for step in range(1, spec.steps + 1):
-        pos = ((step - 1) * spec.batch_size) % len(order)
-        idx = (order + order)[pos: pos + spec.batch_size]
-        batch = _to(batcher([task.train[i] for i in idx]), spec.device)
-        with _autocast(spec):
+    for step in range(1, run_cfg.steps + 1):
+        pos = ((step - 1) * run_cfg.batch_size) % len(order)
+        idx = (order + order)[pos: pos + run_cfg.batch_size]
+        batch = _to(batcher([task.train[i] for i in idx]), run_cfg.device)
+        with _autocast(run_cfg):
             loss = model(**batch).loss
         loss_value = float(loss.detach())
         loss0 = loss_value if loss0 is None else loss0
@@ -181,11 +178,11 @@ def run(model_name: str, task_cfg: dict, method: MethodSpec, spec: RunSpec, seed
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         window.append(loss_value)
-        if step % spec.log_every == 0 or step % spec.eval_every == 0 or step == spec.steps:
+        if step % run_cfg.log_every == 0 or step % run_cfg.eval_every == 0 or step == run_cfg.steps:
             log(step)
-        if subspaces is not None and (step % spec.angle_every == 0 or step == spec.steps):
+        if subspaces is not None and (step % run_cfg.angle_every == 0 or step == run_cfg.steps):
             log_angles(step)
-    peak, peak_kind = _peak_memory_mb(spec.device)
+    peak, peak_kind = _peak_memory_mb(run_cfg.device)
     final = curve[-1]
     summary = {"status": status, "lr": method.lr, "init_seconds": init_seconds, "peak_memory_mb": peak,
                "peak_memory_kind": peak_kind,

@@ -1,0 +1,106 @@
+"""The one engine (lorasim/engine.py): stop rules, freezing, kept factors, and the single sources
+of the Adam update and the divergence rule."""
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import lorasim
+from lorasim import plateau, risk_below, train, train_batch
+from lorasim.config import ConfigError
+from lorasim.engine import diverged
+
+torch.set_num_threads(1)
+PACKAGE = Path(lorasim.__file__).parent
+
+
+@pytest.fixture(scope="module")
+def linear():
+    return lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3)
+
+
+def test_risk_below_stops_at_the_first_row_below_eps(linear):
+    eps = 1e-6
+    full = train(linear, init="spectral", rank=2, solver="precgd", lr=0.5, steps=80, metrics="risk").to_frame()
+    hit = int(full.loc[full["risk"] < eps, "step"].iloc[0])
+    assert 0 < hit < 80
+    got = train(linear, init="spectral", rank=2, solver="precgd", lr=0.5, steps=80, metrics="risk",
+                stop=risk_below(eps))
+    assert got.stopped_step == hit and got.status == "ok"
+    assert got.to_frame()["step"].tolist() == list(range(hit + 1))
+    assert got.to_frame()["risk"].tolist() == full["risk"].tolist()[:hit + 1]  # the same run, cut short
+
+
+def test_a_stopped_run_is_frozen_while_the_others_go_on(linear):
+    inits = [{"init": "spectral", "rank": 2}, {"init": "small_random", "rank": 2, "seed": 1}]
+    lrs = [0.5, 0.01]  # the second run is far from eps after 40 steps
+    alone = [train_batch(linear, [s], solver="precgd", lr=lr, steps=40, metrics="risk")[0] for s, lr in zip(inits, lrs)]
+    eps = 0.5 * (alone[0].rows[5]["risk"] + alone[0].rows[6]["risk"])  # the spectral run stops at step 6
+    both = train_batch(linear, inits, solver="precgd", lr=lrs, steps=40, metrics="risk", stop=risk_below(eps),
+                       keep_factors=True)
+    assert both[0].stopped_step == 6 and len(both[0].rows) == 7
+    torch.testing.assert_close(both[0].A, both[0].factors[-1][1], rtol=0, atol=0)  # its factors at the stop
+    assert both[1].stopped_step is None and both[1].rows[-1]["step"] == 40  # the other run is not cut
+    torch.testing.assert_close(torch.tensor([r["risk"] for r in both[1].rows]),
+                               torch.tensor([r["risk"] for r in alone[1].rows]), rtol=1e-12, atol=0)
+
+
+def test_the_batch_ends_when_every_run_has_stopped(linear):
+    calls = []
+
+    def after_three(row):
+        calls.append(row["step"])
+        return row["step"] >= 3
+
+    trajs = train_batch(linear, [{"init": "spectral", "rank": 2}] * 2, solver="gd", lr=0.1, steps=1000,
+                        metrics="risk", stop=after_three)
+    assert [t.stopped_step for t in trajs] == [3, 3] and max(calls) == 3
+
+
+def test_plateau_keeps_state_per_run(linear):
+    rule = plateau(5)
+    # A risk that never improves after step 0 plateaus at step 5, whatever another run does.
+    flat = [{"step": s, "risk": 1.0} for s in range(10)]
+    first = next(r["step"] for r in flat if rule(r))
+    assert first == 5
+    got = train(linear, init="spectral", rank=2, solver="precgd", lr=0.5, steps=3000, metrics="risk",
+                stop=[plateau(20), risk_below(0.0)])
+    risks = [r["risk"] for r in got.rows]
+    best = min(range(len(risks)), key=risks.__getitem__)
+    assert got.stopped_step == got.rows[best]["step"] + 20 < 3000  # the round-off floor, then 20 more steps
+
+
+def test_bad_stop_rule_names_the_field(linear):
+    with pytest.raises(ConfigError, match=r"^stop=1\.0: allowed"):
+        train(linear, init="spectral", rank=2, steps=2, stop=1.0)
+
+
+def test_divergence_rule():
+    assert diverged(math.inf, 1.0) and diverged(math.nan, 1.0)
+    assert diverged(1e8 + 1, 0.5) and not diverged(1e8, 0.5)  # the floor max(loss0, 1)
+    assert diverged(2e9, 10.0) and not diverged(1e9, 10.0)
+
+
+def _source(pattern):
+    return [(p.relative_to(PACKAGE).as_posix(), i + 1) for p in sorted(PACKAGE.rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines()) if pattern(line)]
+
+
+def test_one_adam_update_and_one_divergence_rule_in_lorasim():
+    """A second Adam (a second moment update) or a second copy of the divergence threshold fails here."""
+    assert [f for f, _ in _source(lambda s: "addcmul_" in s)] == ["solvers.py"]
+    assert [f for f, _ in _source(lambda s: "max(loss0" in s)] == ["engine.py"]
+
+
+def test_no_other_training_loop_calls_the_gradients():
+    """Only the engine (and the benchmark's hand-rolled reference loop) steps on problem.grads."""
+    callers = set()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("grads", "full_grad") and \
+                    isinstance(node.ctx, ast.Load) and not isinstance(getattr(node, "parent", None), ast.FunctionDef):
+                callers.add(path.relative_to(PACKAGE).as_posix())
+    assert callers <= {"engine.py", "problems/base.py", "problems/linear.py", "problems/relu.py",
+                       "problems/sensing.py"}, callers
