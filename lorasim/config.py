@@ -1,20 +1,24 @@
-"""Structured configs: one dataclass per conf/ group, validated before any compute.
+"""Structured configs: the base class of every config dataclass, its checks, and the schema registry.
 
-The Python API and the hydra app build the same dataclasses, so a bad value gets
-the same one-line message from either: ``<group>.<field>=<value>: allowed <range>``.
-The app turns ``ConfigError`` into exit code 2.
+Each option of a conf group is one dataclass next to the code it configures (LinearConfig in
+problems/linear.py, SpectralConfig in inits.py, ...), registered with ``@register(group, name)``:
+its fields are the option's keys and its defaults the only defaults. ``register_configs()`` stores
+them in hydra's ConfigStore as schema/<group>/<name>, which conf/<group>/<name>.yaml extends with
+only what differs, so hydra refuses unknown keys and wrong types while composing and
+``__post_init__`` checks the ranges. The Python API builds the same dataclasses, so a bad value gets
+the same one-line message from either: ``<group>.<field>=<value>: allowed <range>``. The apps turn
+``ConfigError`` into exit code 2.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import numbers
-from dataclasses import dataclass, field
-from typing import Any, Optional
-
-DTYPES = ("float64", "float32", "tf32")
-SPACINGS = ("linear", "geometric")
-W0_KINDS = ("gaussian", "orthonormal", "zeros")
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
 
 
 class ConfigError(ValueError):
@@ -34,19 +38,53 @@ def _is_num(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
-class _Checked:
-    """Mixin: field checks with the group name in every message."""
+def check_device(where: str, device, name: str = "device") -> str:
+    """The one device check: cpu, cuda or cuda:N, and that GPU present on this machine."""
+    dev = str(device)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", dev):
+        fail(where, name, dev, "cpu, cuda or cuda:N")
+    if dev != "cpu":
+        import torch
 
-    where: str = ""
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            fail(where, name, dev, "cpu (CUDA is not available on this machine)")
+        if int(dev.partition(":")[2] or 0) >= count:
+            fail(where, name, dev, f"cpu, cuda or cuda:N with N < {count} (the GPUs visible)")
+    return dev
+
+
+class Config:
+    """Base of every config dataclass: unknown keys refused by name, and field checks whose
+    messages carry the group's path ``where`` (``build`` sets the caller's, e.g. methods.x.init)."""
+
+    where: ClassVar[str] = ""
+
+    def __new__(cls, *args, _where: Optional[str] = None, **values):
+        # Before the generated __init__, which would raise a TypeError for an unknown key.
+        where = cls.where if _where is None else _where
+        cls = cls._option(values, where)
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key, value in values.items():
+            if key not in known:
+                fail(where, key, value, cls._unknown(key))
+        return super().__new__(cls)
+
+    @classmethod
+    def _option(cls, values: dict, where: str) -> type:
+        return cls
+
+    @classmethod
+    def _unknown(cls, key: str) -> str:
+        return "a known key: " + ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
 
     def _int(self, name, lo=None, hi=None, allow=()):
         v = getattr(self, name)
         if v in allow:
             return
-        lo_s = "-inf" if lo is None else lo
-        hi_s = "inf" if hi is None else hi
         if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
             extra = "".join(f" or {a!r}" for a in allow)
+            lo_s, hi_s = "-inf" if lo is None else lo, "inf" if hi is None else hi
             fail(self.where, name, v, f"integer in [{lo_s}, {hi_s}]{extra}")
         setattr(self, name, int(v))
 
@@ -86,316 +124,101 @@ class _Checked:
         setattr(self, name, [float(x) for x in v])
 
 
-@dataclass
-class LinearConfig(_Checked):
-    d: int = 100
-    k: int = 100
-    r_star: int = 4
-    n: Any = 1600  # int ≥ 1 or "population"
-    kappa: float = 4.0
-    spacing: str = "linear"
-    singular_values: Optional[list] = None
-    scale: float = 1.0
-    w0: str = "gaussian"
-    w0_scale: float = 1.0
-    noise: float = 0.0
-    cov_kappa: float = 1.0
-    cov_spectrum: Optional[list] = None
-    seed: int = 0
-    dtype: str = "float64"
-    device: str = "cpu"
-    where: str = field(default="problem", repr=False, compare=False)
-
-    def __post_init__(self):
-        _check_teacher(self, self.d, self.k, "d", "k")
-        self._int("n", 1, allow=("population",))
-        self._choice("w0", W0_KINDS)
-        if self.w0 == "orthonormal" and self.d < self.k:
-            fail(self.where, "w0", self.w0, f"'gaussian' or 'zeros' when d < k (d={self.d}, k={self.k})")
-        self._num("w0_scale", 0)
-        self._num("cov_kappa", 1)
-        self._numlist("cov_spectrum", length=self.d)
-        if self.cov_spectrum is not None and self.cov_kappa != 1:
-            fail(self.where, "cov_kappa", self.cov_kappa, "1 when cov_spectrum is given (one or the other)")
+def build(cls, values: dict, where: Optional[str] = None):
+    """Build a config dataclass from a plain dict; its messages name ``where`` (default: the group)."""
+    where = cls.where if where is None else where
+    cfg = cls.__new__(cls, _where=where, **values)
+    cfg.where = where  # before __init__, so that __post_init__'s messages carry it
+    cfg.__init__(**values)
+    return cfg
 
 
-@dataclass
-class ReLUConfig(_Checked):
-    d: int = 20
-    k: int = 10
-    r_star: int = 2
-    n: int = 4000
-    kappa: float = 1.0
-    spacing: str = "linear"
-    singular_values: Optional[list] = None
-    scale: float = 0.3
-    w0: str = "orthonormal"
-    w0_scale: float = 1.0
-    noise: float = 0.0
-    seed: int = 0
-    dtype: str = "float64"
-    device: str = "cpu"
-    where: str = field(default="problem", repr=False, compare=False)
-
-    def __post_init__(self):
-        _check_teacher(self, self.d, self.k, "d", "k")
-        self._int("n", 1)
-        self._choice("w0", ("gaussian", "orthonormal"))  # W0 = 0 would give relu'(0) = 0: no gradient ever
-        if self.w0 == "orthonormal" and self.d < self.k:
-            fail(self.where, "w0", self.w0, f"'gaussian' when d < k (d={self.d}, k={self.k})")
-        self._num("w0_scale", 0, lo_open=True)
+# -- the registry: group -> option name -> its dataclass --------------------------------------------
+_OPTIONS: dict[str, dict[str, type]] = {}
+_MODULES = {"problem": "lorasim.problems", "init": "lorasim.inits", "solver": "lorasim.solvers", "run": "lorasim.engine"}
 
 
-@dataclass
-class SensingConfig(_Checked):
-    n1: int = 200
-    n2: int = 200
-    r_star: int = 10
-    m: Optional[int] = None  # default 5·max(n1,n2)·r*  (the ScaledGD anchor's m = 5nr)
-    kappa: float = 1.0
-    spacing: str = "linear"
-    singular_values: Optional[list] = None
-    scale: float = 1.0
-    noise: float = 0.0
-    seed: int = 0
-    dtype: str = "float64"
-    device: str = "cpu"
-    max_operator_gb: float = 8.0
-    where: str = field(default="problem", repr=False, compare=False)
-
-    def __post_init__(self):
-        _check_teacher(self, self.n1, self.n2, "n1", "n2")
-        if self.m is None:
-            self.m = 5 * max(self.n1, self.n2) * self.r_star
-        self._int("m", 1)
-        self._num("max_operator_gb", 0, lo_open=True)
-        gb = self.m * self.n1 * self.n2 * (8 if self.dtype == "float64" else 4) / 2**30
-        if gb > self.max_operator_gb:
-            fail(self.where, "m", self.m, f"m·n1·n2 within max_operator_gb={self.max_operator_gb} (needs {gb:.1f} GB)")
+def register(group: str, name: str):
+    """Class decorator: the dataclass is option ``name`` of conf group ``group`` (its schema)."""
+    def add(cls):
+        _OPTIONS.setdefault(group, {})[name] = cls
+        return cls
+    return add
 
 
-@dataclass
-class ArraysConfig(_Checked):
-    """A small problem written inline in the config: X (N×d), Y (N×k), W0 (d×k), optional delta."""
+def options(group: str) -> dict[str, type]:
+    """A group's option dataclasses by name (importing the module that defines them)."""
+    importlib.import_module(_MODULES[group])
+    return _OPTIONS[group]
 
-    X: Any = None
-    Y: Any = None
-    W0: Any = None
-    delta: Any = None
-    r_star: Optional[int] = None
-    dtype: str = "float64"
-    device: str = "cpu"
-    where: str = field(default="problem", repr=False, compare=False)
 
-    def __post_init__(self):
-        for name in ("X", "Y", "W0"):
-            if not isinstance(getattr(self, name), (list, tuple)):
-                fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
-        if self.r_star is not None:
-            self._int("r_star", 1)
-        self._choice("dtype", DTYPES)
-        _check_device(self)
+def defaults(group: str) -> dict[str, dict]:
+    """Each option's fields and defaults, e.g. defaults("init")["lora_one"]["gamma"] == 128.0."""
+    return {name: {f.name: f.default for f in dataclasses.fields(cls)} for name, cls in options(group).items()}
+
+
+def register_configs() -> None:
+    """Store every option's dataclass in hydra's ConfigStore as schema/<group>/<name>, the schema that
+    conf/<group>/<name>.yaml extends. Each app calls this before hydra composes its config."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group in _MODULES:
+        for name, cls in options(group).items():
+            store.store(group=f"schema/{group}", name=name, node=cls)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
+
+def type_error(e: Exception) -> Optional[ConfigError]:
+    """hydra's error for a value of the wrong type on a schema field (``problem.d=abc``) in the one-line
+    form, ``problem.d=abc: allowed an integer``; None for any other error."""
+    from omegaconf.errors import ValidationError
+
+    cause = e if isinstance(e, ValidationError) else e.__cause__
+    if not isinstance(cause, ValidationError) or not cause.full_key or not dataclasses.is_dataclass(cause.object_type):
+        return None
+    hint = typing.get_type_hints(cause.object_type).get(cause.full_key.rsplit(".", 1)[-1])
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+    given = re.match(r"Error merging override \S+?=(.*)", str(e)) or re.search(r"Value '(.*?)'", str(cause))
+    value = given.group(1) if given else "null"
+    allowed = _TYPE_WORDS.get(typing.get_origin(kind) or kind, "a value") + (" or null" if optional else "")
+    return ConfigError(f"{cause.full_key}={value}: allowed {allowed}")
+
+
+class Named(Config):
+    """Base of a group whose options are told apart by ``name`` (the inits): each option is a subclass
+    registered under its name, and the base builds the named one, so InitConfig(name="spectral",
+    zeta=2.0) is a SpectralConfig; a key of another option is refused naming the options that take it."""
+
+    group: ClassVar[str] = ""
+
+    @classmethod
+    def _option(cls, values: dict, where: str) -> type:
+        named = options(cls.group)
+        if cls in named.values():
+            return cls
+        name = values.get("name", cls.name)
+        if name not in named:
+            fail(where, "name", name, "one of " + ", ".join(named))
+        return named[name]
+
+    @classmethod
+    def _unknown(cls, key: str) -> str:
+        takers = [n for n, c in options(cls.group).items() if key in {f.name for f in dataclasses.fields(c)}]
+        if not takers:
+            return super()._unknown(key)
+        return f"only with name in {', '.join(takers)} (name is {cls.name})"
 
 
 @dataclass
-class NpzConfig(_Checked):
-    path: str = ""
-    r_star: Optional[int] = None
-    dtype: str = "float64"
-    device: str = "cpu"
-    where: str = field(default="problem", repr=False, compare=False)
-
-    def __post_init__(self):
-        import os
-
-        if not self.path or not os.path.isfile(self.path):
-            fail(self.where, "path", self.path, "an existing .npz file holding X, Y, W0 and optionally delta")
-        if self.r_star is not None:
-            self._int("r_star", 1)
-        self._choice("dtype", DTYPES)
-        _check_device(self)
-
-
-# Each init and solver name takes its own parameters, with its own defaults. A parameter left
-# as None takes the name's default; one the name does not take is an error, not ignored.
-INIT_PARAMS = {
-    "small_random": {"alpha": 1e-3, "both": False},
-    "kaiming": {"lora_alpha": 16.0, "rslora": True, "scale": None},
-    "spectral": {"zeta": 1.0, "tol": 0.0, "pad": 0.0},
-    "lora_one": {"gamma": 128.0, "lora_alpha": 16.0, "rslora": True, "scale": None},
-    "lora_ga": {"variant": "reference", "direction": "ArB2r", "gamma": 16.0, "lora_alpha": 16.0, "rslora": True,
-                "scale": None},
-    "pissa": {},
-    "arrays": {"A0": None, "B0": None},
-}
-_ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
-_PREC = {"order": "simultaneous", "inverse": "inv"}
-SOLVER_PARAMS = {
-    "gd": {"lr": 0.25, "lr_ratio": 1.0},
-    "precgd": {"lr": 0.5, "lr_ratio": 1.0, "damping": 1e-3, **_PREC},
-    "adam": {"lr": 1e-2, "lr_ratio": 1.0, **_ADAM, "bias_correction": True},
-    # LoRA-One's deleted AdamWr: Gauss–Seidel, reg 1e-6, no bias correction, scaling before the moments.
-    "scaled_adam": {"lr": 1e-2, "lr_ratio": 1.0, "damping": 1e-6, **_PREC, "order": "gauss_seidel", **_ADAM,
-                    "bias_correction": False, "precondition": "before"},
-    "full_ft": {"lr": 0.5},
-}
-
-
-class _Named(_Checked):
-    """Fill a named config's defaults from its table and reject parameters the name does not take."""
-
-    def _fill(self, table: dict):
-        self._choice("name", tuple(table))
-        own = table[self.name]
-        for f in dataclasses.fields(self):
-            if f.name in ("name", "where"):
-                continue
-            value = getattr(self, f.name)
-            if f.name in own:
-                if value is None:
-                    setattr(self, f.name, own[f.name])
-            elif value is not None:
-                takers = [n for n, params in table.items() if f.name in params]
-                fail(self.where, f.name, value, f"only with name in {', '.join(takers)} (name is {self.name})")
-
-    def _check_own(self, checks: dict):
-        own = set(type(self)._table()[self.name])
-        for field_name, check in checks.items():
-            if field_name in own and getattr(self, field_name) is not None:
-                check(field_name)
-
-
-@dataclass
-class InitConfig(_Named):
-    """A named init and its parameters; see INIT_PARAMS for which name takes which."""
+class InitConfig(Named):
+    """An init by name; the options and their parameters are in lorasim/inits.py."""
 
     name: str = "small_random"
-    alpha: Optional[float] = None  # small_random: std of A0's entries (the theory's α)
-    both: Optional[bool] = None  # small_random: B0 random too
-    zeta: Optional[float] = None  # spectral: A0B0 = ζ[G]_r
-    tol: Optional[float] = None  # spectral: singular values ≤ tol·σ1 are set to 0 before √S
-    pad: Optional[float] = None  # spectral: std of random padding in the zero directions (over-rank)
-    gamma: Optional[float] = None  # lora_one / lora_ga: stable_gamma
-    lora_alpha: Optional[float] = None  # peft lora_alpha (α_L, not the theory's α)
-    rslora: Optional[bool] = None  # s = α_L/√r (true) or α_L/r
-    scale: Optional[float] = None  # explicit LoRA scale s; overrides lora_alpha/rslora
-    variant: Optional[str] = None  # lora_ga: reference | peft
-    direction: Optional[str] = None  # lora_ga: ArB2r | top_r
-    A0: Optional[list] = None  # arrays: explicit A0 (d×r) as nested lists
-    B0: Optional[list] = None  # arrays: explicit B0 (r×k)
-    where: str = field(default="init", repr=False, compare=False)
-
-    @staticmethod
-    def _table():
-        return INIT_PARAMS
-
-    def __post_init__(self):
-        self._fill(INIT_PARAMS)
-        self._check_own({
-            "alpha": lambda n: self._num(n, 0), "both": self._bool, "zeta": lambda n: self._num(n, 0, lo_open=True),
-            "tol": lambda n: self._num(n, 0, 1), "pad": lambda n: self._num(n, 0),
-            "gamma": lambda n: self._num(n, 0, lo_open=True), "lora_alpha": lambda n: self._num(n, 0, lo_open=True),
-            "rslora": self._bool, "scale": lambda n: self._num(n, 0, lo_open=True),
-            "variant": lambda n: self._choice(n, ("reference", "peft")),
-            "direction": lambda n: self._choice(n, ("ArB2r", "top_r")),
-        })
-        if self.name == "arrays":
-            for key in ("A0", "B0"):
-                if not isinstance(getattr(self, key), (list, tuple)):
-                    fail(self.where, key, getattr(self, key), "a nested list (rows of numbers) for init arrays")
-
-
-@dataclass
-class SolverConfig(_Named):
-    """A named update rule and its parameters; see SOLVER_PARAMS for which name takes which."""
-
-    name: str = "gd"
-    lr: Optional[float] = None
-    lr_ratio: Optional[float] = None  # LoRA+: B's learning rate is lr_ratio·lr
-    damping: Optional[float] = None  # λ of ScaledGD(λ)
-    order: Optional[str] = None  # simultaneous | gauss_seidel
-    inverse: Optional[str] = None  # inv | pinv
-    beta1: Optional[float] = None
-    beta2: Optional[float] = None
-    eps: Optional[float] = None
-    bias_correction: Optional[bool] = None
-    precondition: Optional[str] = None  # scaled_adam: scale the gradient before the moments, or the step after
-    where: str = field(default="solver", repr=False, compare=False)
-
-    @staticmethod
-    def _table():
-        return SOLVER_PARAMS
-
-    def __post_init__(self):
-        self._fill(SOLVER_PARAMS)
-        self._check_own({
-            "lr": lambda n: self._num(n, 0, lo_open=True), "lr_ratio": lambda n: self._num(n, 0),
-            "damping": lambda n: self._num(n, 0), "order": lambda n: self._choice(n, ("simultaneous", "gauss_seidel")),
-            "inverse": lambda n: self._choice(n, ("inv", "pinv")), "beta1": lambda n: self._num(n, 0, 1),
-            "beta2": lambda n: self._num(n, 0, 1), "eps": lambda n: self._num(n, 0), "bias_correction": self._bool,
-            "precondition": lambda n: self._choice(n, ("before", "after")),
-        })
-
-
-@dataclass
-class RunConfig(_Checked):
-    rank: int = 8
-    steps: int = 500
-    log_every: int = 1
-    seed: int = 0  # init seed; the problem has its own
-    eps: float = 1e-10  # risk threshold for "iterations to ε"
-    diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
-    quiet: bool = False
-    metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
-    figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
-    threads: Any = "auto"  # torch CPU threads: "auto" (the job's share of the cores) or an integer ≥ 1
-    where: str = field(default="run", repr=False, compare=False)
-
-    def __post_init__(self):
-        self._int("rank", 1)
-        self._int("steps", 0)
-        self._int("log_every", 1)
-        self._int("seed", 0)
-        self._num("eps", 0, lo_open=True)
-        self._num("diverge_factor", 1, lo_open=True)
-        self._bool("quiet")
-        self._choice("metrics", ("full", "risk"))
-        self._bool("figure")
-        self._int("threads", 1, allow=("auto",))
-
-
-def _check_teacher(cfg, rows, cols, rows_name, cols_name):
-    """The fields every generated problem shares: sizes, the ΔW spectrum, noise, seed, dtype, device."""
-    cfg._int(rows_name, 1)
-    cfg._int(cols_name, 1)
-    cfg._int("r_star", 1, min(getattr(cfg, rows_name), getattr(cfg, cols_name)))
-    cfg._num("kappa", 1)
-    cfg._choice("spacing", SPACINGS)
-    cfg._numlist("singular_values", length=cfg.r_star)
-    cfg._num("scale", 0, lo_open=True)
-    cfg._num("noise", 0)
-    cfg._int("seed", 0)
-    cfg._choice("dtype", DTYPES)
-    _check_device(cfg)
-
-
-def _check_device(cfg):
-    dev = str(cfg.device)
-    if not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:")):
-        fail(cfg.where, "device", dev, "cpu, cuda or cuda:N")
-    if dev.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            fail(cfg.where, "device", dev, "cpu (CUDA is not available on this machine)")
-
-
-def build(cls, values: dict, where: Optional[str] = None):
-    """Build a config dataclass from a plain dict, rejecting unknown keys by name."""
-    names = {f.name for f in dataclasses.fields(cls) if f.name != "where"}
-    where = where if where is not None else cls.where if isinstance(getattr(cls, "where", None), str) else ""
-    for key in values:
-        if key not in names:
-            fail(where, key, values[key], "a known key: " + ", ".join(sorted(names)))
-    # `where` goes in with the values, so messages carry the caller's path.
-    return cls(**values, where=where)
+    shifts_w0: ClassVar[bool] = False  # the init subtracts itself from W0, so its run has a problem of its own
+    group: ClassVar[str] = "init"
+    where: ClassVar[str] = "init"

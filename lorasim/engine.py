@@ -29,18 +29,46 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
 import pandas as pd
 import torch
 
-from .config import InitConfig, RunConfig, SolverConfig, build, fail
+from .config import Config, InitConfig, build, fail, register
 from .inits import Init, make_init
 from .metrics import AlignmentTargets, record_batch, record_risk_batch
 from .problems.base import Problem, check_factors
-from .solvers import Solver, make_solver
+from .solvers import Solver, SolverConfig, make_solver
 
 GRAPHS = ("auto", "on", "off")
+
+
+@register("run", "default")
+@dataclass
+class RunConfig(Config):
+    rank: int = 8  # LoRA rank r
+    steps: int = 500
+    log_every: int = 1
+    seed: int = 0  # init seed; the problem has its own (problem.seed)
+    eps: float = 1e-10  # risk threshold for "iterations to ε"
+    diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
+    quiet: bool = False
+    metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
+    figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
+    threads: Any = "auto"  # torch CPU threads: "auto" (the job's share of the cores) or an integer ≥ 1
+    where: ClassVar[str] = "run"
+
+    def __post_init__(self):
+        self._int("rank", 1)
+        self._int("steps", 0)
+        self._int("log_every", 1)
+        self._int("seed", 0)
+        self._num("eps", 0, lo_open=True)
+        self._num("diverge_factor", 1, lo_open=True)
+        self._bool("quiet")
+        self._choice("metrics", ("full", "risk"))
+        self._bool("figure")
+        self._int("threads", 1, allow=("auto",))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Named initialisations of the adapter pair, each a function of (problem, rank).
+"""Named initialisations of the adapter pair: per name, a config dataclass and a function of
+(problem, rank, generator, config).
 
 All return an ``Init``: paper-layout factors A (d×r) and B (r×k) with any LoRA
 scale s already folded in (A B is the actual change to W0), plus the offset the
@@ -9,14 +10,15 @@ rank-r approximation, s the peft scale (peft_convention.lora_scale).
 """
 from __future__ import annotations
 
-import inspect
 import math
+import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
+from omegaconf import MISSING
 
-from .config import InitConfig, fail
+from .config import InitConfig, fail, register
 from .linalg import Tensor, mT
 from .peft_convention import lora_scale
 from . import streams
@@ -45,32 +47,79 @@ def _svd(M: Tensor):
     return U, S, mT(Vh)
 
 
-def small_random(problem: Problem, rank: int, generator: torch.Generator, alpha: float = 1e-3,
-                 both: bool = False) -> Init:
+@register("init", "small_random")
+@dataclass
+class SmallRandomConfig(InitConfig):
+    name: str = "small_random"
+    alpha: float = 1e-3  # std of the entries (the theory's α)
+    both: bool = False  # B0 random too
+
+    def __post_init__(self):
+        self._num("alpha", 0)
+        self._bool("both")
+
+
+def small_random(problem: Problem, rank: int, generator: torch.Generator, cfg: SmallRandomConfig) -> Init:
     """Theory's vanilla LoRA: A0 ~ N(0, α²) i.i.d., B0 = 0 (or B0 ~ N(0, α²) with ``both``)."""
-    A = alpha * _draw("normal", (problem.d, rank), generator, problem)
-    if both:
-        B = alpha * _draw("normal", (rank, problem.k), generator, problem)
+    A = cfg.alpha * _draw("normal", (problem.d, rank), generator, problem)
+    if cfg.both:
+        B = cfg.alpha * _draw("normal", (rank, problem.k), generator, problem)
     else:
         B = torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device)
     return Init(A, B)
 
 
-def kaiming(problem: Problem, rank: int, generator: torch.Generator, lora_alpha: float = 16.0,
-            rslora: bool = True, scale: Optional[float] = None) -> Init:
+@dataclass
+class PeftScaled(InitConfig):
+    """The inits that fold peft's LoRA scale s into the factors."""
+
+    lora_alpha: float = 16.0  # peft lora_alpha (α_L, not the theory's α)
+    rslora: bool = True  # s = α_L/√r (true) or α_L/r
+    scale: Optional[float] = None  # s itself; overrides lora_alpha and rslora
+
+    def __post_init__(self):
+        self._num("lora_alpha", 0, lo_open=True)
+        self._bool("rslora")
+        if self.scale is not None:
+            self._num("scale", 0, lo_open=True)
+
+    def s(self, rank: int) -> float:
+        return lora_scale(rank, self.lora_alpha, self.rslora, self.scale)
+
+
+@register("init", "kaiming")
+@dataclass
+class KaimingConfig(PeftScaled):
+    name: str = "kaiming"
+
+
+def kaiming(problem: Problem, rank: int, generator: torch.Generator, cfg: KaimingConfig) -> Init:
     """peft's default: lora_A ~ kaiming_uniform(a=√5) = U(−1/√d, 1/√d), lora_B = 0.
 
     In paper layout A0 = √s · lora_Aᵀ, B0 = 0.
     """
-    s = lora_scale(rank, lora_alpha, rslora, scale)
+    s = cfg.s(rank)
     bound = 1.0 / math.sqrt(problem.d)  # gain √(2/(1+5)) · √(3/fan_in) with fan_in = d
     u = _draw("uniform", (problem.d, rank), generator, problem)
     A = math.sqrt(s) * (2 * u - 1) * bound
     return Init(A, torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device), scale=s)
 
 
-def spectral(problem: Problem, rank: int, generator: torch.Generator, zeta: float = 1.0, tol: float = 0.0,
-             pad: float = 0.0) -> Init:
+@register("init", "spectral")
+@dataclass
+class SpectralConfig(InitConfig):
+    name: str = "spectral"
+    zeta: float = 1.0  # A0B0 = ζ[G♮]_r: 1 for the linear model, ≈ 2 for ReLU
+    tol: float = 0.0  # singular values ≤ tol·σ1 are set to 0 before the square root
+    pad: float = 0.0  # std of random padding in the zero directions (over-rank)
+
+    def __post_init__(self):
+        self._num("zeta", 0, lo_open=True)
+        self._num("tol", 0, 1)
+        self._num("pad", 0)
+
+
+def spectral(problem: Problem, rank: int, generator: torch.Generator, cfg: SpectralConfig) -> Init:
     """Theory's spectral (LoRA-One) init: A0 = √ζ U_r S_r^{1/2}, B0 = √ζ S_r^{1/2} V_rᵀ, so A0B0 = ζ[G♮]_r.
 
     ζ = 1 for the linear model, ≈ 2 for ReLU (E G♮ ≈ ΔW/2). Singular values ≤ tol·σ1 are
@@ -81,21 +130,31 @@ def spectral(problem: Problem, rank: int, generator: torch.Generator, zeta: floa
     """
     U, S, V = problem.svd_G()
     S = S[:rank].clone()
-    cut = max(tol, 1e-10) if pad > 0 else tol
+    cut = max(cfg.tol, 1e-10) if cfg.pad > 0 else cfg.tol
     if cut > 0:
         S[S <= cut * S[0]] = 0
-    root = torch.sqrt(zeta * S)
+    root = torch.sqrt(cfg.zeta * S)
     A = U[:, :rank] * root
     B = root[:, None] * mT(V[:, :rank])
-    if pad > 0:
+    if cfg.pad > 0:
         dead = S == 0
-        noise = pad * _draw("normal", (problem.d, rank), generator, problem)
+        noise = cfg.pad * _draw("normal", (problem.d, rank), generator, problem)
         A = torch.where(dead[None, :], noise, A)
     return Init(A, B)
 
 
-def lora_one(problem: Problem, rank: int, generator: torch.Generator, gamma: float = 128.0,
-             lora_alpha: float = 16.0, rslora: bool = True, scale: Optional[float] = None) -> Init:
+@register("init", "lora_one")
+@dataclass
+class LoraOneConfig(PeftScaled):
+    name: str = "lora_one"
+    gamma: float = 128.0  # stable_gamma
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._num("gamma", 0, lo_open=True)
+
+
+def lora_one(problem: Problem, rank: int, generator: torch.Generator, cfg: LoraOneConfig) -> Init:
     """LoRA-One as the official code scales it (SPEC §6.2), with W0 unchanged.
 
     torch layout: −G_torch = U S Vᵀ, lora_B = U_r √S_r/√(σ1 γ), lora_A = √S_r V_rᵀ/√(σ1 γ).
@@ -104,44 +163,81 @@ def lora_one(problem: Problem, rank: int, generator: torch.Generator, gamma: flo
 
         A0 B0 = (s/γ) [G♮]_r / σ1(G♮),   ‖A0 B0‖_op = s/γ  (0.0442 for α_L = 16, r = 8, γ = 128).
     """
-    s = lora_scale(rank, lora_alpha, rslora, scale)
     U, S, V = problem.svd_G()
-    root = torch.sqrt(S[:rank] / (S[0] * gamma)) * math.sqrt(s)
-    return Init(U[:, :rank] * root, root[:, None] * mT(V[:, :rank]), scale=s)
+    root = torch.sqrt(S[:rank] / (S[0] * cfg.gamma)) * math.sqrt(cfg.s(rank))
+    return Init(U[:, :rank] * root, root[:, None] * mT(V[:, :rank]), scale=cfg.s(rank))
 
 
-def lora_ga(problem: Problem, rank: int, generator: torch.Generator, gamma: float = 16.0,
-            lora_alpha: float = 16.0, rslora: bool = True, scale: Optional[float] = None,
-            variant: str = "reference", direction: str = "ArB2r") -> Init:
-    """LoRA-GA ("stable" scale), with the init subtracted from W0.
+@dataclass
+class OffsetConfig(PeftScaled):
+    """LoRA-GA's construction, whose init is subtracted from W0."""
+
+    shifts_w0: ClassVar[bool] = True
+    variant: str = "reference"  # reference (Outsider565/LoRA-GA) | peft (≥ 0.19)
+    gamma: float = 16.0  # stable_gamma: c = k^{1/4}/√γ
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._choice("variant", ("reference", "peft"))
+        self._num("gamma", 0, lo_open=True)
+
+
+@register("init", "lora_ga")
+@dataclass
+class LoraGAConfig(OffsetConfig):
+    name: str = "lora_ga"
+    direction: str = "ArB2r"  # "top_r" (deprecated) is offset_lora_one
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._choice("direction", ("ArB2r", "top_r"))
+        if self.direction == "top_r":
+            warnings.warn("init lora_ga with direction=top_r is the notebook's offset LoRA-One: use init "
+                          "offset_lora_one (direction is deprecated)", FutureWarning, stacklevel=3)
+
+
+@register("init", "offset_lora_one")
+@dataclass
+class OffsetLoraOneConfig(OffsetConfig):
+    name: str = "offset_lora_one"
+    direction: ClassVar[str] = "top_r"
+
+
+def lora_ga(problem: Problem, rank: int, generator: torch.Generator, cfg: OffsetConfig) -> Init:
+    """LoRA-GA ("stable" scale), with the init subtracted from W0; ``offset_lora_one`` on the top r.
 
     torch layout: G_torch = ∇_{W_torch} L = U S Vᵀ (no negation), c = out^{1/4}/√γ, and the
-    output side takes columns J = r..2r of U (ArB2r) or J = 0..r (``direction="top_r"``):
+    output side takes columns J = r..2r of U (lora_ga, ArB2r) or J = 0..r (offset_lora_one):
       reference (Outsider565/LoRA-GA): lora_A = c V_rᵀ, lora_B = c U_{:, J}.
       peft ≥ 0.19:                     lora_A = V_rᵀ,   lora_B = c U_{:, J} diag(S_J).
     Paper layout: ∇_W L = −G♮ = P S Qᵀ with P = V, Q = U, A0 = √s lora_Aᵀ, B0 = √s lora_Bᵀ,
     and the frozen weight becomes W0 − A0 B0. With s = 1 and γ = 4 the reference variant is
     the toy notebook's T2 "LoRA-GA" (A = c L_r, B = c R_{:, r:2r}ᵀ from the SVD of −G♮), and
-    with ``direction="top_r"`` its offset "LoRA-One" of January 2025 (B = c R_{:, :r}ᵀ).
+    offset_lora_one its offset "LoRA-One" of January 2025 (B = c R_{:, :r}ᵀ).
     """
-    lo = rank if direction == "ArB2r" else 0
+    lo = rank if cfg.direction == "ArB2r" else 0
     if lo + rank > min(problem.d, problem.k):
         fail("run", "rank", rank, f"rank ≤ min(d, k)/2 = {min(problem.d, problem.k) // 2} for lora_ga (it uses 2r directions)")
-    s = lora_scale(rank, lora_alpha, rslora, scale)
+    s = cfg.s(rank)
     P, S, Q = _svd(-problem.G)
-    c = problem.k ** 0.25 / math.sqrt(gamma)
+    c = problem.k ** 0.25 / math.sqrt(cfg.gamma)
     J = slice(lo, lo + rank)
-    if variant == "reference":
+    if cfg.variant == "reference":
         A, B = c * P[:, :rank], c * mT(Q[:, J])
-    elif variant == "peft":
-        A, B = P[:, :rank], c * S[J, None] * mT(Q[:, J])
     else:
-        fail("init", "variant", variant, "one of reference, peft")
+        A, B = P[:, :rank], c * S[J, None] * mT(Q[:, J])
     A, B = math.sqrt(s) * A, math.sqrt(s) * B
     return Init(A, B, offset=(A, B), scale=s)
 
 
-def pissa(problem: Problem, rank: int, generator: torch.Generator) -> Init:
+@register("init", "pissa")
+@dataclass
+class PissaConfig(InitConfig):
+    name: str = "pissa"
+    shifts_w0: ClassVar[bool] = True
+
+
+def pissa(problem: Problem, rank: int, generator: torch.Generator, cfg: PissaConfig) -> Init:
     """PiSSA: the top-r SVD of the frozen weight moves into the adapters, the residual stays.
 
     W0 = P S Qᵀ, A0 = P_r S_r^{1/2}, B0 = S_r^{1/2} Q_rᵀ (peft's lora_A = √(S_r/s) Vh_r is the
@@ -153,11 +249,24 @@ def pissa(problem: Problem, rank: int, generator: torch.Generator) -> Init:
     return Init(A, B, offset=(A, B))
 
 
-def arrays(problem: Problem, rank: int, generator: torch.Generator, A0=None, B0=None) -> Init:
+@register("init", "arrays")
+@dataclass
+class ArraysInitConfig(InitConfig):
+    name: str = "arrays"
+    A0: Any = MISSING  # d×r, nested lists
+    B0: Any = MISSING  # r×k
+
+    def __post_init__(self):
+        for key in ("A0", "B0"):
+            if not isinstance(getattr(self, key), (list, tuple)):
+                fail(self.where, key, getattr(self, key), "a nested list (rows of numbers) for init arrays")
+
+
+def arrays(problem: Problem, rank: int, generator: torch.Generator, cfg: ArraysInitConfig) -> Init:
     """Explicit factors given in the config (small toys): A0 (d×r) and B0 (r×k) as nested lists."""
     from .problems.base import check_factors
 
-    A, B = check_factors(problem, A0, B0)
+    A, B = check_factors(problem, cfg.A0, cfg.B0)
     if A.shape[1] != rank:
         fail("run", "rank", rank, f"the number of columns of init.A0 ({A.shape[1]})")
     return Init(A, B)
@@ -169,19 +278,15 @@ INITS: dict[str, Callable[..., Init]] = {
     "spectral": spectral,
     "lora_one": lora_one,
     "lora_ga": lora_ga,
+    "offset_lora_one": lora_ga,
     "pissa": pissa,
     "arrays": arrays,
 }
 
 
 def make_init(problem: Problem, rank: int, cfg: InitConfig, seed: int = 0) -> Init:
-    """Run the init named in ``cfg`` with the parameters its function takes."""
+    """Run the init that ``cfg`` names (an InitConfig: e.g. InitConfig(name="spectral", zeta=2.0))."""
     if not (isinstance(rank, int) and 1 <= rank <= min(problem.d, problem.k)):
         fail("run", "rank", rank, f"integer in [1, min(d, k) = {min(problem.d, problem.k)}]")
-    fn = INITS.get(cfg.name)
-    if fn is None:
-        fail("init", "name", cfg.name, "one of " + ", ".join(INITS))
-    params = inspect.signature(fn).parameters
-    kwargs = {name: getattr(cfg, name) for name in params if name not in ("problem", "rank", "generator")}
     # The init's own stream: never the problem's, and not another init's at the same seed.
-    return fn(problem, rank, generator=streams.generator(seed, f"init/{cfg.name}"), **kwargs)
+    return INITS[cfg.name](problem, rank, streams.generator(seed, f"init/{cfg.name}"), cfg)

@@ -5,7 +5,7 @@ A transform maps one factor's gradient to a new direction; a solver is a chain o
     gd           scale(lr)
     precgd       precondition(λ) → scale(lr)                          ScaledGD(λ)
     adam         scale_by_adam → scale(lr)
-    scaled_adam  precondition(λ) → scale_by_adam → scale(lr)          (precondition="before": AdamWr, peft)
+    scaled_adam  precondition(λ) → scale_by_adam → scale(lr)          (precondition="before": AdamWr)
                  scale_by_adam → precondition(λ) → scale(lr)          (precondition="after")
     full_ft      scale(lr) on W itself: A = W − W0 with B = I_k frozen, so the loop and metrics apply
 
@@ -23,12 +23,124 @@ optimizer from the same ``adam_direction`` and ``precondition``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 
-from .config import SolverConfig
+from .config import Named, register
 from .linalg import Tensor, damped_gram_inverse, damped_gram_solve_right, mT
+
+ORDERS = ("simultaneous", "gauss_seidel")
+
+
+# -- configs: one dataclass per solver name, its fields the name's parameters and their only defaults ------
+@dataclass
+class SolverConfig(Named):
+    """A solver by name; SolverConfig(name="precgd", damping=0.1) is a PrecGDConfig."""
+
+    name: str = "gd"
+    group: ClassVar[str] = "solver"
+    where: ClassVar[str] = "solver"
+
+
+@register("solver", "gd")
+@dataclass
+class GDConfig(SolverConfig):
+    """Simultaneous GD on (A, B)."""
+
+    name: str = "gd"
+    lr: float = 0.25
+    lr_ratio: float = 1.0  # LoRA+: B's step size is lr_ratio·lr
+
+    def __post_init__(self):
+        self._num("lr", 0, lo_open=True)
+        self._num("lr_ratio", 0)
+
+    def chain(self) -> list:
+        return []
+
+
+@register("solver", "precgd")
+@dataclass
+class PrecGDConfig(GDConfig):
+    """ScaledGD(λ), the toy notebook's η = 0.5, λ = 1e-3."""
+
+    name: str = "precgd"
+    lr: float = 0.5
+    damping: float = 1e-3  # λ
+    order: str = "simultaneous"  # simultaneous | gauss_seidel
+    inverse: str = "inv"  # inv | pinv (the identity where a Gram overflowed)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._num("damping", 0)
+        self._choice("order", ORDERS)
+        self._choice("inverse", ("inv", "pinv"))
+
+    def chain(self) -> list:
+        return [precondition(self.damping, self.inverse)]
+
+
+@register("solver", "adam")
+@dataclass
+class AdamConfig(GDConfig):
+    name: str = "adam"
+    lr: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8  # added to √v
+    bias_correction: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._num("beta1", 0, 1)
+        self._num("beta2", 0, 1)
+        self._num("eps", 0)
+        self._bool("bias_correction")
+
+    def chain(self) -> list:
+        return [scale_by_adam(self.beta1, self.beta2, self.eps, self.bias_correction)]
+
+
+@register("solver", "scaled_adam")
+@dataclass
+class ScaledAdamConfig(AdamConfig):
+    """Riemannian / scaled Adam. The defaults are LoRA-One's deleted AdamWr: Gauss–Seidel, λ = 1e-6,
+    no bias correction, the gradient preconditioned before the moments (peft's
+    create_riemannian_optimizer is order=simultaneous)."""
+
+    name: str = "scaled_adam"
+    damping: float = 1e-6
+    order: str = "gauss_seidel"
+    inverse: str = "inv"
+    bias_correction: bool = False
+    precondition: str = "before"  # before | after the Adam moments
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._num("damping", 0)
+        self._choice("order", ORDERS)
+        self._choice("inverse", ("inv", "pinv"))
+        self._choice("precondition", ("before", "after"))
+
+    def chain(self) -> list:
+        prec, adam = precondition(self.damping, self.inverse), super().chain()[0]
+        return [prec, adam] if self.precondition == "before" else [adam, prec]
+
+
+@register("solver", "full_ft")
+@dataclass
+class FullFTConfig(SolverConfig):
+    """GD on W itself (no init: W starts at W0)."""
+
+    name: str = "full_ft"
+    lr: float = 0.5
+
+    def __post_init__(self):
+        self._num("lr", 0, lo_open=True)
+
+    def chain(self) -> list:
+        return []
 
 
 def adam_direction(g: Tensor, m: Tensor, v: Tensor, t: int, beta1: float, beta2: float, eps: float,
@@ -154,31 +266,13 @@ class Solver:
                 value[i] = 0
 
 
-def _adam(c: SolverConfig) -> scale_by_adam:
-    return scale_by_adam(c.beta1, c.beta2, c.eps, c.bias_correction)
-
-
-def _scaled_adam(c: SolverConfig) -> list:
-    prec = precondition(c.damping, c.inverse)
-    return [prec, _adam(c)] if c.precondition == "before" else [_adam(c), prec]
-
-
-# Each solver name is one chain (the step size comes last in every one).
-CHAINS = {
-    "gd": lambda c: [],
-    "precgd": lambda c: [precondition(c.damping, c.inverse)],
-    "adam": lambda c: [_adam(c)],
-    "scaled_adam": _scaled_adam,
-    "full_ft": lambda c: [],
-}
-
-
 def make_solver(cfg: SolverConfig, lr=None, gram_shift: Optional[Tensor] = None) -> Solver:
-    """The chain for ``cfg``; ``lr`` overrides cfg.lr (a tensor gives one step size per run)."""
-    chain = CHAINS[cfg.name](cfg)
+    """The chain for ``cfg`` (its ``chain()``, then the step size); ``lr`` overrides cfg.lr (a tensor
+    gives one step size per run)."""
+    chain = cfg.chain()
     for tr in chain:
         if isinstance(tr, precondition):
             tr.gram_shift = gram_shift
-    full = cfg.name == "full_ft"
-    chain.append(scale(cfg.lr if lr is None else lr, 1.0 if full else cfg.lr_ratio))
-    return Solver(cfg.name, chain, order=getattr(cfg, "order", None) or "simultaneous", trains_B=not full)
+    full = isinstance(cfg, FullFTConfig)
+    chain.append(scale(cfg.lr if lr is None else lr, getattr(cfg, "lr_ratio", 1.0)))
+    return Solver(cfg.name, chain, order=getattr(cfg, "order", "simultaneous"), trains_B=not full)

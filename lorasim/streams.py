@@ -26,7 +26,7 @@ KEYS = (
     "operator",         # the sensing operator 𝒜
     # one per named init (lorasim.INITS), whether or not it draws today
     "init/small_random", "init/kaiming", "init/spectral", "init/lora_one", "init/lora_ga", "init/pissa",
-    "init/arrays",
+    "init/offset_lora_one", "init/arrays",
     "llm/corpus", "llm/split", "llm/batch_order", "llm/model", "llm/head", "llm/adapters",
     "llm/svd_sketch",
 )

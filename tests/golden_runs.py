@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden" / "frames.json"
 
 def _problems():
     from lorasim import LinearTeacher, MatrixSensing, ReLUTeacher
-    from lorasim.config import LinearConfig, ReLUConfig, SensingConfig
+    from lorasim.problems import LinearConfig, ReLUConfig, SensingConfig
 
     return {
         "linear": LinearTeacher(LinearConfig(d=24, k=18, r_star=3, n=200, kappa=3.0, noise=0.05, seed=11)),

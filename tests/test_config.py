@@ -1,40 +1,12 @@
-"""Structured configs: per-name defaults, the yaml presets agree with them, and bad values are named."""
-import inspect
-
+"""Structured configs: per-name defaults and bad values named (the yaml files against the dataclasses:
+tests/test_config_defaults.py)."""
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
 import lorasim
-from lorasim.app import conf_dir
-from lorasim.config import INIT_PARAMS, SOLVER_PARAMS, ConfigError, InitConfig, RunConfig, SolverConfig, build
-from lorasim.inits import INITS
-
-
-def _group_option(group, option):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["methods=single", f"{group}={option}"])
-    GlobalHydra.instance().clear()
-    return OmegaConf.to_container(cfg[group])
-
-
-@pytest.mark.parametrize("name", sorted(INIT_PARAMS))
-def test_init_yaml_states_the_python_defaults(name):
-    values = _group_option("init", name)
-    # "???" marks a required parameter, which has no default (None in the table).
-    values = {k: (None if v == "???" else v) for k, v in values.items()}
-    assert values == {"name": name, **INIT_PARAMS[name]}
-    # ... and the table names exactly the init function's parameters.
-    params = set(inspect.signature(INITS[name]).parameters) - {"problem", "rank", "generator"}
-    assert params == set(INIT_PARAMS[name])
-
-
-@pytest.mark.parametrize("name", sorted(SOLVER_PARAMS))
-def test_solver_yaml_states_the_python_defaults(name):
-    assert _group_option("solver", name) == {"name": name, **SOLVER_PARAMS[name]}
+from lorasim.config import ConfigError, InitConfig, build
+from lorasim.engine import RunConfig
+from lorasim.solvers import SolverConfig
 
 
 def test_defaults_depend_on_the_name():

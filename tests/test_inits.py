@@ -97,10 +97,10 @@ def test_lora_ga_is_the_t2_notebook_variant_with_unit_scale(noisy):
     torch.testing.assert_close(got.A @ got.B, (c * Lm[:, :r]) @ (c * Rh[r:2 * r]), rtol=1e-10, atol=1e-13)
 
 
-def test_lora_ga_top_r_is_the_notebooks_offset_lora_one(noisy):
+def test_offset_lora_one_is_the_notebooks(noisy):
     """T2 (ii): A = c L_r, B = c R_rᵀ from the SVD of −G♮, offset subtracted; A0B0 = c²[−G♮ direction]."""
     r = 4
-    got = _init(noisy, r, name="lora_ga", gamma=4.0, scale=1.0, direction="top_r")
+    got = _init(noisy, r, name="offset_lora_one", gamma=4.0, scale=1.0)
     Lm, S, Rh = torch.linalg.svd(-noisy.G, full_matrices=False)
     c = noisy.k ** 0.25 / 2.0
     torch.testing.assert_close(got.A @ got.B, c * c * Lm[:, :r] @ Rh[:r], rtol=1e-10, atol=1e-13)

@@ -8,7 +8,8 @@ import torch
 pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from lorasim.config import ConfigError, SolverConfig  # noqa: E402
+from lorasim.config import ConfigError  # noqa: E402
+from lorasim.solvers import SolverConfig  # noqa: E402
 from lorasim.llm import one_step_gradients  # noqa: E402
 from lorasim.llm.init import lora_one_model  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import lorasim
-from lorasim.config import SolverConfig
+from lorasim.solvers import SolverConfig
 from lorasim.solvers import make_solver
 
 

@@ -1,11 +1,37 @@
 """Teacher–student problems. Each exposes G = −∇L(W0), ΔW, grads, loss and risk (see base.py)."""
 from __future__ import annotations
 
-from ..config import ArraysConfig, ConfigError, LinearConfig, NpzConfig, ReLUConfig, SensingConfig, build, fail
-from .base import Problem, check_factors
-from .linear import LinearTeacher
-from .relu import ReLUTeacher
-from .sensing import MatrixSensing
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from omegaconf import MISSING
+
+from ..config import ConfigError, build, fail, register
+from .base import Problem, ProblemConfig, check_factors
+from .linear import ArraysConfig, LinearConfig, LinearTeacher
+from .relu import ReLUConfig, ReLUTeacher
+from .sensing import MatrixSensing, SensingConfig
+
+
+@register("problem", "npz")
+@dataclass
+class NpzConfig(ProblemConfig):
+    """Your own data: an .npz holding X (N×d), Y (N×k), W0 (d×k) and optionally delta (ΔW, d×k)."""
+
+    kind: str = "npz"
+    path: str = MISSING
+    r_star: Optional[int] = None  # default: the numerical rank of delta
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if not isinstance(self.path, str) or not os.path.isfile(self.path):
+            fail(self.where, "path", self.path, "an existing .npz file holding X, Y, W0 and optionally delta")
+        if self.r_star is not None:
+            self._int("r_star", 1)
+        self._check_storage()
+
 
 KINDS = {"linear": (LinearConfig, LinearTeacher), "relu": (ReLUConfig, ReLUTeacher),
          "sensing": (SensingConfig, MatrixSensing), "npz": (NpzConfig, None), "arrays": (ArraysConfig, None)}
@@ -36,8 +62,7 @@ def load_npz(cfg: NpzConfig) -> LinearTeacher:
 
 def make_problem(spec: dict) -> Problem:
     """Build a problem from a plain dict with a ``kind`` key (the ``problem`` conf group)."""
-    spec = dict(spec)
-    kind = spec.pop("kind", "linear")
+    kind = spec.get("kind", "linear")
     if kind not in KINDS:
         fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
     cfg_cls, cls = KINDS[kind]
@@ -53,4 +78,5 @@ def make_problem(spec: dict) -> Problem:
     return cls(cfg)
 
 
-__all__ = ["Problem", "LinearTeacher", "ReLUTeacher", "MatrixSensing", "make_problem", "check_factors", "KINDS"]
+__all__ = ["Problem", "LinearTeacher", "ReLUTeacher", "MatrixSensing", "make_problem", "check_factors", "KINDS",
+           "LinearConfig", "ReLUConfig", "SensingConfig", "ArraysConfig", "NpzConfig"]

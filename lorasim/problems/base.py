@@ -16,22 +16,46 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import torch
 
 from .. import streams
-from ..config import fail
+from ..config import Config, check_device, fail
 from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
 # tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
 # tf32 (CUDA only; on the CPU it is float32). Construction stays in plain float32.
 _DTYPES = {"float64": torch.float64, "float32": torch.float32, "tf32": torch.float32}
+DTYPES = tuple(_DTYPES)
 
 
 def torch_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
+
+
+class ProblemConfig(Config):
+    """Base of the problem configs (one dataclass per kind, beside its problem): dtype and device
+    checks, and those of a generated teacher's ΔW spectrum, noise and seed."""
+
+    where: ClassVar[str] = "problem"
+
+    def _check_storage(self):
+        self._choice("dtype", DTYPES)
+        check_device(self.where, self.device)
+
+    def _check_teacher(self, rows: str, cols: str):
+        self._int(rows, 1)
+        self._int(cols, 1)
+        self._int("r_star", 1, min(getattr(self, rows), getattr(self, cols)))
+        self._num("kappa", 1)
+        self._choice("spacing", ("linear", "geometric"))
+        self._numlist("singular_values", length=self.r_star)
+        self._num("scale", 0, lo_open=True)
+        self._num("noise", 0)
+        self._int("seed", 0)
+        self._check_storage()
 
 
 def singular_values(cfg) -> list[float]:
@@ -75,7 +99,10 @@ def real_matrix(x, name: str, dtype, device) -> Tensor:
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             fail("", name, "array with NaN/inf", "finite values only")
         return t.to(dtype=dtype, device=device)
-    a = np.asarray(x)
+    try:
+        a = np.asarray(x)
+    except ValueError:  # ragged rows
+        fail("", name, x, "a 2-D array (rows of equal length)")
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
         fail("", name, f"array of dtype {a.dtype}", "a real numeric array (integer or float)")
     if a.ndim != 2:

@@ -11,14 +11,75 @@ so a step costs O((d² + dk) r) whatever N is, O(dkr) in the population limit
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional
 
 import torch
+from omegaconf import MISSING
 
 from .. import kernels
-from ..config import DTYPES, ConfigError, LinearConfig, build, fail
+from ..config import ConfigError, build, check_device, fail, register
 from ..linalg import Tensor, gaussian, left_apply, mT, random_orthonormal
-from .base import Problem, frozen_weight, real_matrix, torch_dtype
+from .base import DTYPES, Problem, ProblemConfig, frozen_weight, real_matrix, torch_dtype
+
+
+@register("problem", "linear")
+@dataclass
+class LinearConfig(ProblemConfig):
+    """The paper's T2 toy: d = k = 100, r* = 4, N = 16d, ΔW's singular values 1, .75, .5, .25."""
+
+    kind: str = "linear"
+    d: int = 100
+    k: int = 100
+    r_star: int = 4
+    n: Any = 1600  # samples (an integer ≥ 1), or "population" (Σ̂ = Σ exactly)
+    kappa: float = 4.0  # λ*_1/λ*_{r*}
+    spacing: str = "linear"  # linear | geometric, from λ*_1 = scale down to scale/κ
+    singular_values: Optional[List[float]] = None  # explicit λ* (r* values); overrides kappa, spacing, scale
+    scale: float = 1.0  # λ*_1
+    w0: str = "gaussian"  # gaussian | orthonormal | zeros
+    w0_scale: float = 1.0
+    noise: float = 0.0  # label-noise std σ
+    cov_kappa: float = 1.0  # input covariance: eigenvalues geometric from 1 to 1/cov_kappa, random basis
+    cov_spectrum: Optional[List[float]] = None  # or an explicit list of d eigenvalues
+    seed: int = 0  # problem seed (the init seed is run.seed)
+    dtype: str = "float64"  # float64 | float32 | tf32 (float32 storage, tf32 products on CUDA)
+    device: str = "cpu"  # cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        self._check_teacher("d", "k")
+        self._int("n", 1, allow=("population",))
+        self._choice("w0", ("gaussian", "orthonormal", "zeros"))
+        if self.w0 == "orthonormal" and self.d < self.k:
+            fail(self.where, "w0", self.w0, f"'gaussian' or 'zeros' when d < k (d={self.d}, k={self.k})")
+        self._num("w0_scale", 0)
+        self._num("cov_kappa", 1)
+        self._numlist("cov_spectrum", length=self.d)
+        if self.cov_spectrum is not None and self.cov_kappa != 1:
+            fail(self.where, "cov_kappa", self.cov_kappa, "1 when cov_spectrum is given (one or the other)")
+
+
+@register("problem", "arrays")
+@dataclass
+class ArraysConfig(ProblemConfig):
+    """A small problem written inline in the config (LinearTeacher.from_arrays)."""
+
+    kind: str = "arrays"
+    X: Any = MISSING  # N×d, nested lists
+    Y: Any = MISSING  # N×k
+    W0: Any = MISSING  # d×k
+    delta: Any = None  # ΔW (d×k), optional: without it the risk is NaN
+    r_star: Optional[int] = None  # default: the numerical rank of delta
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        for name in ("X", "Y", "W0"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
+        if self.r_star is not None:
+            self._int("r_star", 1)
+        self._check_storage()
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
 
@@ -145,6 +206,7 @@ class LinearTeacher(Problem):
         """
         if dtype not in DTYPES:
             fail("", "dtype", dtype, "one of " + ", ".join(DTYPES))
+        check_device("", device)
         self = cls.__new__(cls)
         self.config = None
         self.tf32 = dtype == "tf32"
@@ -162,6 +224,8 @@ class LinearTeacher(Problem):
         self.noise = float("nan")
         self.W0 = W0
         self.risk_weight = None
+        if r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
+            fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
         R0 = Y - X @ W0
         self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
         self.r_star = r_star
@@ -172,16 +236,12 @@ class LinearTeacher(Problem):
             U, s, Vh = (x.to(tdt) for x in torch.linalg.svd(D.double(), full_matrices=False))
             tol = max(d, k) * torch.finfo(tdt).eps * float(s[0]) if len(s) else 0.0
             numerical_rank = max(1, int((s > tol).sum()))
-            if r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
-                fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
             rs = r_star if r_star is not None else numerical_rank
             self.r_star = rs
             self.U_star, self.S_star, self.V_star = U[:, :rs], s[:rs], mT(Vh[:rs])
             # ΔW is kept exactly (all numerically nonzero directions), not truncated to r*.
             keep = max(rs, numerical_rank)
             self.delta_L, self.delta_R = U[:, :keep] * s[:keep], Vh[:keep]
-        elif r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
-            fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
         return self
 
     # -- sufficient statistics -----------------------------------------------------------------
@@ -201,8 +261,10 @@ class LinearTeacher(Problem):
     def _sigma_times(self, A: Tensor) -> Tensor:
         return A if self._sigma is None else left_apply(self._sigma, A)
 
+    fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
+
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-        if A.dim() > 2 or kernels.usable(self.G, A.shape[-1]):
+        if A.dim() > 2 or (self.fused is not False and kernels.usable(self.G, A.shape[-1])):
             return self._fused_grads(A, B)
         SA = self._sigma_times(A)
         gA = SA @ (B @ mT(B)) - self.G @ mT(B)
@@ -217,8 +279,9 @@ class LinearTeacher(Problem):
         A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
         Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
         prec = kernels.FOR_MATMUL[self.matmul_precision]
-        SA_cat = A_cat if self._sigma is None else kernels.skinny_products(self._sigma, A_cat, precision=prec)[0]
-        GBt_cat, AtG_cat = kernels.skinny_products(self.G, Bt_cat, A_cat, precision=prec)
+        SA_cat = A_cat if self._sigma is None else kernels.skinny_products(self._sigma, A_cat, precision=prec,
+                                                                            fused=self.fused)[0]
+        GBt_cat, AtG_cat = kernels.skinny_products(self.G, Bt_cat, A_cat, precision=prec, fused=self.fused)
 
         def unstack(M):  # d × (b·r) → (..., d, r)
             return M.reshape(d, -1, r).permute(1, 0, 2).reshape(*lead, d, r)

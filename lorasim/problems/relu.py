@@ -16,13 +16,44 @@ the second like θ³).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 
-from ..config import ReLUConfig, build
+from ..config import build, fail, register
 from ..linalg import Tensor, gaussian, mT
-from .base import Problem, frozen_weight
+from .base import Problem, ProblemConfig, frozen_weight
+
+
+@register("problem", "relu")
+@dataclass
+class ReLUConfig(ProblemConfig):
+    """W0 with orthonormal columns, ΔW small and of low rank (SPEC §3)."""
+
+    kind: str = "relu"
+    d: int = 20
+    k: int = 10
+    r_star: int = 2
+    n: int = 4000
+    kappa: float = 1.0
+    spacing: str = "linear"
+    singular_values: Optional[List[float]] = None
+    scale: float = 0.3  # ‖ΔW‖_op
+    w0: str = "orthonormal"  # orthonormal | gaussian
+    w0_scale: float = 1.0
+    noise: float = 0.0
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self._check_teacher("d", "k")
+        self._int("n", 1)
+        self._choice("w0", ("gaussian", "orthonormal"))  # W0 = 0 would give relu'(0) = 0: no gradient ever
+        if self.w0 == "orthonormal" and self.d < self.k:
+            fail(self.where, "w0", self.w0, f"'gaussian' when d < k (d={self.d}, k={self.k})")
+        self._num("w0_scale", 0, lo_open=True)
 
 
 def relu_pair_risk(W: Tensor, W_true: Tensor, diff_sq: Tensor) -> Tensor:
@@ -60,17 +91,17 @@ class ReLUTeacher(Problem):
         Z = self.X @ W
         return torch.relu(Z) - self.Y, Z > 0
 
-    def _gamma(self, W: Tensor) -> Tensor:
+    def _grad_w(self, W: Tensor) -> Tensor:
         """∇_W L at W: (1/N) Xᵀ[(relu(XW) − Y) ⊙ 1{XW > 0}]."""
         resid, active = self._residual(W)
         return mT(self.X) @ (resid * active) / self.n
 
     def _regradient(self, L, R) -> None:
-        self.G = -self._gamma(self.W0)
+        self.G = -self._grad_w(self.W0)
 
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-        Gam = self._gamma(self.W0 + A @ B)
-        return Gam @ mT(B), mT(A) @ Gam
+        grad = self._grad_w(self.W0 + A @ B)
+        return grad @ mT(B), mT(A) @ grad
 
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         resid, _ = self._residual(self.W0 + A @ B)
