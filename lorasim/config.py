@@ -17,6 +17,7 @@ import math
 import numbers
 import re
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
@@ -87,6 +88,18 @@ class Config:
             lo_s, hi_s = "-inf" if lo is None else lo, "inf" if hi is None else hi
             fail(self.where, name, v, f"integer in [{lo_s}, {hi_s}]{extra}")
         setattr(self, name, int(v))
+
+    def _renamed(self, old: str, new: str, version: str = "0.3") -> None:
+        """A field renamed in ``version``: the old key (a field defaulting to None, so the CLI still
+        takes it) sets the new one, with a warning that names both."""
+        value = getattr(self, old)
+        if value is None:
+            return
+        key = f"{self.where}.{old}" if self.where else old
+        warnings.warn(f"{key} is renamed {new} in lorasim {version}; {key} will be removed", FutureWarning,
+                      stacklevel=4)
+        setattr(self, new, value)
+        setattr(self, old, None)
 
     def _bool(self, name):
         v = getattr(self, name)

@@ -50,20 +50,22 @@ class RunConfig(Config):
     steps: int = 500
     log_every: int = 1
     seed: int = 0  # init seed; the problem has its own (problem.seed)
-    eps: float = 1e-10  # risk threshold for "iterations to ε"
+    risk_eps: float = 1e-10  # risk threshold for "iterations to ε" (steps_to_eps)
     diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
     quiet: bool = False
     metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
     figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
     threads: Any = "auto"  # torch CPU threads: "auto" (the job's share of the cores) or an integer ≥ 1
+    eps: Optional[float] = None  # deprecated (0.2 name of risk_eps)
     where: ClassVar[str] = "run"
 
     def __post_init__(self):
+        self._renamed("eps", "risk_eps")
         self._int("rank", 1)
         self._int("steps", 0)
         self._int("log_every", 1)
         self._int("seed", 0)
-        self._num("eps", 0, lo_open=True)
+        self._num("risk_eps", 0, lo_open=True)
         self._num("diverge_factor", 1, lo_open=True)
         self._bool("quiet")
         self._choice("metrics", ("full", "risk"))

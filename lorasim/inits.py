@@ -30,7 +30,7 @@ class Init:
     A: Tensor
     B: Tensor
     offset: Optional[tuple[Tensor, Tensor]] = None  # (L, R): the frozen weight becomes W0 − L R
-    scale: Optional[float] = None  # the peft scale s folded into A and B, when it applies
+    lora_scale: Optional[float] = None  # the peft scale s folded into A and B, when it applies
 
 
 def _draw(kind: str, shape, generator: torch.Generator, problem: Problem) -> Tensor:
@@ -75,16 +75,18 @@ class PeftScaled(InitConfig):
 
     lora_alpha: float = 16.0  # peft lora_alpha (α_L, not the theory's α)
     rslora: bool = True  # s = α_L/√r (true) or α_L/r
-    scale: Optional[float] = None  # s itself; overrides lora_alpha and rslora
+    lora_scale: Optional[float] = None  # s itself; overrides lora_alpha and rslora
+    scale: Optional[float] = None  # deprecated (0.2 name of lora_scale)
 
     def __post_init__(self):
+        self._renamed("scale", "lora_scale")
         self._num("lora_alpha", 0, lo_open=True)
         self._bool("rslora")
-        if self.scale is not None:
-            self._num("scale", 0, lo_open=True)
+        if self.lora_scale is not None:
+            self._num("lora_scale", 0, lo_open=True)
 
     def s(self, rank: int) -> float:
-        return lora_scale(rank, self.lora_alpha, self.rslora, self.scale)
+        return lora_scale(rank, self.lora_alpha, self.rslora, self.lora_scale)
 
 
 @register("init", "kaiming")
@@ -102,7 +104,7 @@ def kaiming(problem: Problem, rank: int, generator: torch.Generator, cfg: Kaimin
     bound = 1.0 / math.sqrt(problem.d)  # gain √(2/(1+5)) · √(3/fan_in) with fan_in = d
     u = _draw("uniform", (problem.d, rank), generator, problem)
     A = math.sqrt(s) * (2 * u - 1) * bound
-    return Init(A, torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device), scale=s)
+    return Init(A, torch.zeros(rank, problem.k, dtype=problem.dtype, device=problem.device), lora_scale=s)
 
 
 @register("init", "spectral")
@@ -165,7 +167,7 @@ def lora_one(problem: Problem, rank: int, generator: torch.Generator, cfg: LoraO
     """
     U, S, V = problem.svd_G()
     root = torch.sqrt(S[:rank] / (S[0] * cfg.gamma)) * math.sqrt(cfg.s(rank))
-    return Init(U[:, :rank] * root, root[:, None] * mT(V[:, :rank]), scale=cfg.s(rank))
+    return Init(U[:, :rank] * root, root[:, None] * mT(V[:, :rank]), lora_scale=cfg.s(rank))
 
 
 @dataclass
@@ -227,7 +229,7 @@ def lora_ga(problem: Problem, rank: int, generator: torch.Generator, cfg: Offset
     else:
         A, B = P[:, :rank], c * S[J, None] * mT(Q[:, J])
     A, B = math.sqrt(s) * A, math.sqrt(s) * B
-    return Init(A, B, offset=(A, B), scale=s)
+    return Init(A, B, offset=(A, B), lora_scale=s)
 
 
 @register("init", "pissa")

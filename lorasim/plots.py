@@ -309,7 +309,7 @@ def draw_sweep_steps_to_eps(summary: pd.DataFrame):
         ax.set_ylabel(RANK_LABEL, fontsize=8)
     for ax in axes.ravel()[len(methods):]:
         ax.set_visible(False)
-    eps = summary["run.eps"].dropna().unique() if "run.eps" in summary else []
+    eps = summary["run.risk_eps"].dropna().unique() if "run.risk_eps" in summary else []
     eps_text = rf" ($\varepsilon = {_tex_number(eps[0])}$)" if len(eps) == 1 else ""
     fig.suptitle(r"steps until risk $< \varepsilon$" + eps_text + ", median over jobs", fontsize=9)
     fig.colorbar(mappable, ax=axes.ravel().tolist(), label=r"steps to $\varepsilon$", shrink=0.8)

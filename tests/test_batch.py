@@ -175,7 +175,7 @@ def test_same_offset_inits_batch_together(linear):
 # -- 2. other problems --------------------------------------------------------------------------
 
 def _relu():
-    return lorasim.ReLUTeacher(d=10, k=6, r_star=2, n=120, scale=0.5, seed=3)
+    return lorasim.ReLUTeacher(d=10, k=6, r_star=2, n=120, delta_norm=0.5, seed=3)
 
 
 def _sensing():

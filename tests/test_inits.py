@@ -52,7 +52,7 @@ def test_lora_one_matches_official_torch_layout(noisy):
     r, gamma, alpha_l = 8, 128.0, 16.0
     got = _init(noisy, r, name="lora_one", gamma=gamma, lora_alpha=alpha_l, rslora=True)
     s = alpha_l / math.sqrt(r)
-    assert got.scale == pytest.approx(s)
+    assert got.lora_scale == pytest.approx(s)
     # Official code, torch layout: SVD of −G_torch, √S/√S[0], /√γ on each factor.
     G_torch = -noisy.G.T  # ∇_{W_torch} L
     U, S, Vh = torch.linalg.svd(-G_torch, full_matrices=False)
@@ -91,7 +91,7 @@ def test_lora_ga_matches_torch_layout_and_subtracts_offset(noisy, variant):
 
 def test_lora_ga_is_the_t2_notebook_variant_with_unit_scale(noisy):
     r = 4
-    got = _init(noisy, r, name="lora_ga", gamma=4.0, scale=1.0)
+    got = _init(noisy, r, name="lora_ga", gamma=4.0, lora_scale=1.0)
     Lm, S, Rh = torch.linalg.svd(-noisy.G, full_matrices=False)  # notebook: SVD of −G♮
     c = noisy.k ** 0.25 / 2.0
     torch.testing.assert_close(got.A @ got.B, (c * Lm[:, :r]) @ (c * Rh[r:2 * r]), rtol=1e-10, atol=1e-13)
@@ -100,7 +100,7 @@ def test_lora_ga_is_the_t2_notebook_variant_with_unit_scale(noisy):
 def test_offset_lora_one_is_the_notebooks(noisy):
     """T2 (ii): A = c L_r, B = c R_rᵀ from the SVD of −G♮, offset subtracted; A0B0 = c²[−G♮ direction]."""
     r = 4
-    got = _init(noisy, r, name="offset_lora_one", gamma=4.0, scale=1.0)
+    got = _init(noisy, r, name="offset_lora_one", gamma=4.0, lora_scale=1.0)
     Lm, S, Rh = torch.linalg.svd(-noisy.G, full_matrices=False)
     c = noisy.k ** 0.25 / 2.0
     torch.testing.assert_close(got.A @ got.B, c * c * Lm[:, :r] @ Rh[:r], rtol=1e-10, atol=1e-13)

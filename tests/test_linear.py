@@ -90,7 +90,7 @@ def test_finite_sample_G_identity_and_rank():
 def test_singular_value_profiles():
     lin = lorasim.LinearTeacher(d=20, k=20, r_star=4, n="population", kappa=4.0, spacing="linear")
     torch.testing.assert_close(lin.S_star, torch.tensor([1.0, 0.75, 0.5, 0.25], dtype=torch.float64))
-    geo = lorasim.LinearTeacher(d=20, k=20, r_star=3, n="population", kappa=4.0, spacing="geometric", scale=2.0)
+    geo = lorasim.LinearTeacher(d=20, k=20, r_star=3, n="population", kappa=4.0, spacing="geometric", delta_norm=2.0)
     torch.testing.assert_close(geo.S_star, torch.tensor([2.0, 1.0, 0.5], dtype=torch.float64))
     exp = lorasim.LinearTeacher(d=20, k=20, r_star=2, n="population", singular_values=[0.5, 3.0])
     torch.testing.assert_close(torch.linalg.svdvals(exp.delta)[:2], torch.tensor([3.0, 0.5], dtype=torch.float64))

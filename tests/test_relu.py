@@ -41,7 +41,7 @@ def _autograd_G(X, Y, W0):
 
 @pytest.mark.parametrize("noise, w0, rank", [(0.0, "orthonormal", 3), (0.2, "gaussian", 2)])
 def test_grads_and_loss_match_autograd(noise, w0, rank):
-    prob = lorasim.ReLUTeacher(d=12, k=7, r_star=2, n=700, kappa=3.0, scale=0.5, w0=w0, noise=noise, seed=4)
+    prob = lorasim.ReLUTeacher(d=12, k=7, r_star=2, n=700, kappa=3.0, delta_norm=0.5, w0=w0, noise=noise, seed=4)
     A, B = _rand((12, rank), 10, 0.4), _rand((rank, 7), 11, 0.4)
     assert float(torch.linalg.norm(B)) > 0.1
     loss, gA, gB = _autograd_loss(prob.X, prob.Y, prob.W0, A, B)
@@ -56,7 +56,7 @@ def test_grads_and_loss_match_autograd(noise, w0, rank):
 
 @pytest.mark.parametrize("noise", [0.0, 0.2])
 def test_G_is_minus_full_ft_gradient_at_W0(noise):
-    prob = lorasim.ReLUTeacher(d=12, k=7, r_star=2, n=700, scale=0.5, noise=noise, seed=5)
+    prob = lorasim.ReLUTeacher(d=12, k=7, r_star=2, n=700, delta_norm=0.5, noise=noise, seed=5)
     G_ref = _autograd_G(prob.X, prob.Y, prob.W0)
     torch.testing.assert_close(prob.G, G_ref, rtol=1e-10, atol=1e-13)
     # After an offset init (W0 ← W0 − L R), G is recomputed at the new frozen weight.
@@ -86,7 +86,7 @@ def _mc_risk(U, V, n_samples, seed, chunk=100_000):
 @pytest.mark.parametrize("w0, w0_scale", [("orthonormal", 1.0), ("gaussian", 0.4)])
 def test_risk_matches_monte_carlo(w0, w0_scale):
     d, k = 20, 10
-    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, scale=0.3, w0=w0, w0_scale=w0_scale, seed=6)
+    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, delta_norm=0.3, w0=w0, w0_scale=w0_scale, seed=6)
     # Large, generic adapters: per-column angles between W0 + AB and W♮ are O(1) radians,
     # so the arc-cosine correction is a sizeable part of the risk.
     A, B = _rand((d, 3), 30, 0.5), _rand((3, k), 31, 0.5)
@@ -135,7 +135,7 @@ def test_risk_small_angle_accuracy(eps, rtol):
     risk/(¼‖AB − ΔW‖²) − 1: −1.1e-7 (ε = 1e-7), −1.1e-3 (1e-3).
     """
     d, k = 20, 10
-    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, scale=0.3, seed=7)
+    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, delta_norm=0.3, seed=7)
     P, Q = _rand((d, 1), 40), _rand((1, k), 41)
     A = torch.cat([prob.delta_L, eps * P], dim=1)
     B = torch.cat([prob.delta_R, Q], dim=0)
@@ -158,7 +158,7 @@ def test_risk_small_angle_reference_is_not_cancellation_prone():
     cancellation (measured relative error 1.6e-3), while the mp reference agrees with
     ¼‖AB − ΔW‖² — so the 1e-8 tolerance of the small-angle test does discriminate."""
     d, k = 20, 10
-    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, scale=0.3, seed=7)
+    prob = lorasim.ReLUTeacher(d=d, k=k, r_star=2, n=50, delta_norm=0.3, seed=7)
     P, Q = _rand((d, 1), 40), _rand((1, k), 41)
     E = 1e-7 * P @ Q
     U = (prob.W0 + prob.delta + E).numpy()
@@ -185,7 +185,7 @@ def test_c15_G_is_half_delta_for_small_delta():
     """
     d, k, n, scale = 20, 10, 20_000, 0.1
     floor = math.sqrt((2 * d + 3) / n)
-    prob = lorasim.ReLUTeacher(d=d, k=k, n=n, scale=scale, w0="orthonormal", seed=0)
+    prob = lorasim.ReLUTeacher(d=d, k=k, n=n, delta_norm=scale, w0="orthonormal", seed=0)
     D = prob.delta
     assert abs(float(torch.linalg.matrix_norm(D, ord=2)) - scale) < 1e-12
     err_half = float(torch.linalg.norm(prob.G - D / 2) / torch.linalg.norm(D / 2))
@@ -193,7 +193,7 @@ def test_c15_G_is_half_delta_for_small_delta():
     assert err_half < 2 * floor + 0.5 * scale, err_half
     assert 0.4 < err_full < 0.6, err_full  # G is ΔW/2, not ΔW: measured 0.506–0.512
     # First-order growth with ‖ΔW‖: at scale 1 the bias (≈ 0.14) dominates the floor.
-    big = lorasim.ReLUTeacher(d=d, k=k, n=n, scale=1.0, w0="orthonormal", seed=0)
+    big = lorasim.ReLUTeacher(d=d, k=k, n=n, delta_norm=1.0, w0="orthonormal", seed=0)
     err_big = float(torch.linalg.norm(big.G - big.delta / 2) / torch.linalg.norm(big.delta / 2))
     assert err_big > err_half + floor, (err_big, err_half)
 

@@ -13,7 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 import lorasim
-from lorasim import app
+from lorasim import app, job
 from lorasim.app import execute, validate
 from lorasim.config import ConfigError
 
@@ -87,13 +87,13 @@ def test_the_cache_key_changes_with_what_full_ft_depends_on_and_not_with_rank_or
     from lorasim.problems import make_problem
 
     def key(*overrides):
-        spec = validate(cfg_of(*SMALL, *overrides))
-        name, (_, solver) = next((n, m) for n, m in spec.methods.items() if m[1].name == "full_ft")
-        return app.full_ft_key(spec, name, solver, app.full_ft_rank(make_problem(spec.problem), spec.run.rank))
+        plan = validate(cfg_of(*SMALL, *overrides))
+        name, (_, solver) = next((n, m) for n, m in plan.methods.items() if m[1].name == "full_ft")
+        return app.full_ft_key(plan, name, solver, app.full_ft_rank(make_problem(plan.problem), plan.run.rank))
 
     base = key("run.rank=1")
     assert key("run.rank=4") == base and key("run.seed=3") == base and key("run.quiet=false") == base
-    for other in ("problem.seed=1", "problem.dtype=float32", "run.steps=26", "run.log_every=5", "run.eps=1e-8",
+    for other in ("problem.seed=1", "problem.dtype=float32", "run.steps=26", "run.log_every=5", "run.risk_eps=1e-8",
                   "run.metrics=risk", "run.diverge_factor=1e6", "methods.full_ft.solver.lr=0.25"):
         assert key("run.rank=1", other) != base, other
     torch.set_num_threads(2)
@@ -104,9 +104,9 @@ def test_a_failed_lock_defers_full_ft_until_the_other_methods_are_done(cfg_of, t
     """While another job holds full_ft's lock, this job trains its LoRA methods first, then waits
     and reuses the other job's result."""
     fcntl = pytest.importorskip("fcntl")
-    spec = validate(cfg_of(*SMALL, "run.rank=2"))
+    plan = validate(cfg_of(*SMALL, "run.rank=2"))
     cache = tmp_path / ".lorasim-cache"
-    first, _ = execute(spec, tmp_path / "0", cache_dir=cache)  # fills the cache
+    first, _ = execute(plan, tmp_path / "0", cache_dir=cache)  # fills the cache
     (key_file,) = cache.glob("*.json")
     order = []
     real_fetch = app.RankFreeCache.fetch
@@ -119,10 +119,10 @@ def test_a_failed_lock_defers_full_ft_until_the_other_methods_are_done(cfg_of, t
 
     monkeypatch.setattr(app.RankFreeCache, "fetch", fetch)
     calls = _full_ft_calls(monkeypatch)
-    results, summary = execute(spec, tmp_path / "1", cache_dir=cache)
+    results, summary = execute(plan, tmp_path / "1", cache_dir=cache)
     assert order == [False, True] and calls == []
     pd.testing.assert_frame_equal(_rows(results, "full_ft"), _rows(first, "full_ft"), check_exact=True)
-    assert list(summary["method"]) == list(spec.methods)  # the methods' order is kept
+    assert list(summary["method"]) == list(plan.methods)  # the methods' order is kept
     assert fcntl is not None and key_file.exists()
 
 
@@ -144,13 +144,13 @@ def test_full_ft_logs_the_same_columns_at_every_rank(small_linear):
 ])
 def test_pick_threads_keeps_workers_times_threads_within_the_cores(monkeypatch, setting, cores, workers, want):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    assert app.pick_threads(setting, cores, workers) == want
+    assert job.pick_threads(setting, cores, workers) == want
 
 
 def test_omp_num_threads_caps_auto(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert app.pick_threads("auto", 8, 1) == 1
-    assert app.pick_threads(4, 8, 1) == 4  # an explicit run.threads wins
+    assert job.pick_threads("auto", 8, 1) == 1
+    assert job.pick_threads(4, 8, 1) == 4  # an explicit run.threads wins
 
 
 def _hydra_config(target, **launcher):
@@ -159,23 +159,23 @@ def _hydra_config(target, **launcher):
 
 def test_a_joblib_sweep_of_two_workers_on_two_cores_runs_one_thread_each(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(app, "available_cores", lambda: 2)
-    line = app._share_cores(_hydra_config("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    monkeypatch.setattr(job, "available_cores", lambda: 2)
+    line = job.share_cores(_hydra_config("hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
                                           n_jobs=2), "auto")
     assert torch.get_num_threads() == 1
     assert line.startswith("threads: 1 (auto: 2 cores, 2 joblib workers")
-    app._share_cores(_hydra_config("hydra._internal.core_plugins.basic_launcher.BasicLauncher"), "auto")
+    job.share_cores(_hydra_config("hydra._internal.core_plugins.basic_launcher.BasicLauncher"), "auto")
     assert torch.get_num_threads() == 2
-    app._share_cores(_hydra_config("x.JoblibLauncher", n_jobs=-1), "auto")  # joblib's -1: one worker per core
+    job.share_cores(_hydra_config("x.JoblibLauncher", n_jobs=-1), "auto")  # joblib's -1: one worker per core
     assert torch.get_num_threads() == 1
-    line = app._share_cores(_hydra_config("x.JoblibLauncher", n_jobs=2), 2)
+    line = job.share_cores(_hydra_config("x.JoblibLauncher", n_jobs=2), 2)
     assert torch.get_num_threads() == 2 and line.startswith("threads: 2 (run.threads)")
 
 
 def test_available_cores_uses_the_affinity_mask():
     if hasattr(os, "sched_getaffinity"):
-        assert app.available_cores() <= len(os.sched_getaffinity(0))
-    assert app.available_cores() >= 1
+        assert job.available_cores() <= len(os.sched_getaffinity(0))
+    assert job.available_cores() >= 1
 
 
 def test_problem_json_records_the_thread_count(cfg_of, tmp_path):
@@ -216,9 +216,9 @@ def test_the_app_shows_a_bar_for_a_batched_group_unless_quiet(cfg_of, tmp_path, 
     _draw_every_update(monkeypatch)
     t1 = ("experiment=paper_t1", "problem.d=20", "problem.k=16", "problem.n=160", "run.steps=20", "run.log_every=5",
           "run.figure=false")
-    spec = validate(cfg_of(*t1))
-    assert [len(g) for g in app.batch_groups(None, spec)] == [5]
-    execute(spec, tmp_path / "loud")
+    plan = validate(cfg_of(*t1))
+    assert [len(g) for g in app.batch_groups(None, plan)] == [5]
+    execute(plan, tmp_path / "loud")
     err = capsys.readouterr().err
     assert "20/20" in err and "5 runs" in err
     execute(validate(cfg_of(*t1, "run.quiet=true")), tmp_path / "quiet")
@@ -228,13 +228,13 @@ def test_the_app_shows_a_bar_for_a_batched_group_unless_quiet(cfg_of, tmp_path, 
 # --- 4. the CPU-sized ScaledGD anchor ------------------------------------------------------------
 
 def test_the_cpu_anchor_preset_is_the_anchor_at_n_60(cfg_of):
-    spec = validate(cfg_of("experiment=scaledgd_anchor_cpu"))
-    p = spec.problem
+    plan = validate(cfg_of("experiment=scaledgd_anchor_cpu"))
+    p = plan.problem
     assert (p["kind"], p["n1"], p["n2"], p["r_star"], p["m"]) == ("sensing", 60, 60, 5, 5 * 60 * 5)
-    assert spec.run.rank == p["r_star"]
-    assert {n: (i.name, s.name) for n, (i, s) in spec.methods.items()} == {
+    assert plan.run.rank == p["r_star"]
+    assert {n: (i.name, s.name) for n, (i, s) in plan.methods.items()} == {
         "gd": ("spectral", "gd"), "scaledgd": ("spectral", "precgd")}
-    assert spec.methods["scaledgd"][1].damping == 0.0
+    assert plan.methods["scaledgd"][1].damping == 0.0
 
 
 @pytest.mark.slow
@@ -243,9 +243,9 @@ def test_the_cpu_anchor_keeps_scaledgd_flat_in_kappa(cfg_of, tmp_path):
     at κ = 1 both need ≈ 115, at κ = 20 ScaledGD still does and GD has not arrived."""
     steps = {}
     for kappa in (1, 20):
-        spec = validate(cfg_of("experiment=scaledgd_anchor_cpu", f"problem.kappa={kappa}", "run.steps=150",
+        plan = validate(cfg_of("experiment=scaledgd_anchor_cpu", f"problem.kappa={kappa}", "run.steps=150",
                                "run.log_every=1", "run.metrics=risk", "run.figure=false", "run.quiet=true"))
-        _, summary = execute(spec, tmp_path / str(kappa))
+        _, summary = execute(plan, tmp_path / str(kappa))
         steps[kappa] = summary.set_index("method")["steps_to_eps"]
     assert steps[1]["scaledgd"] < 150 and steps[1]["gd"] < 150
     assert abs(steps[20]["scaledgd"] - steps[1]["scaledgd"]) <= 3

@@ -159,7 +159,7 @@ def test_each_init_has_its_own_stream():
     """kaiming and small_random at one seed are not transforms of the same uniform/normal draws."""
     prob = lorasim.LinearTeacher(d=30, k=30, r_star=2, n="population", seed=0)
     a = make_init(prob, 4, InitConfig(name="small_random", alpha=1.0), seed=0).A
-    u = make_init(prob, 4, InitConfig(name="kaiming", scale=1.0), seed=0).A
+    u = make_init(prob, 4, InitConfig(name="kaiming", lora_scale=1.0), seed=0).A
     g = torch.Generator().manual_seed(streams.stream_seed(0, "init/small_random"))
     assert torch.equal(a, torch.randn(30, 4, generator=g, dtype=torch.float64))
     assert abs(float(np.corrcoef(a.flatten(), u.flatten())[0, 1])) < 5 / math.sqrt(a.numel())

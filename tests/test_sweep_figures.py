@@ -30,7 +30,7 @@ def _frames():
             for seed in SEEDS:
                 status = "error" if (r, d) == (2, 128) else "ok"
                 config = {"job": job, "run.rank": r, "problem.d": d, "problem.k": d, "problem.seed": seed,
-                          "run.eps": 1e-10, "job_status": status}
+                          "run.risk_eps": 1e-10, "job_status": status}
                 for m, method in enumerate(METHODS):
                     reached = method == "full_ft" or r >= 4
                     summary.append({**config, "method": method, "status": "ok", "risk_final": 10.0 ** -(m + r),

@@ -105,7 +105,7 @@ def test_frame_schema(small_linear):
 
 
 def test_offset_init_keeps_risk_against_original_target(small_linear):
-    traj = lorasim.train(small_linear, init="lora_ga", rank=4, init_kwargs={"gamma": 4.0, "scale": 1.0},
+    traj = lorasim.train(small_linear, init="lora_ga", rank=4, init_kwargs={"gamma": 4.0, "lora_scale": 1.0},
                          solver="precgd", lr=0.5, steps=0)
     # The offset cancels the init: the starting risk is ½‖ΔW‖_F².
     half_norm = 0.5 * float(torch.linalg.matrix_norm(small_linear.delta)) ** 2

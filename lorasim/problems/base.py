@@ -46,30 +46,31 @@ class ProblemConfig(Config):
         check_device(self.where, self.device)
 
     def _check_teacher(self, rows: str, cols: str):
+        self._renamed("scale", "delta_norm")
         self._int(rows, 1)
         self._int(cols, 1)
         self._int("r_star", 1, min(getattr(self, rows), getattr(self, cols)))
         self._num("kappa", 1)
         self._choice("spacing", ("linear", "geometric"))
         self._numlist("singular_values", length=self.r_star)
-        self._num("scale", 0, lo_open=True)
+        self._num("delta_norm", 0, lo_open=True)
         self._num("noise", 0)
         self._int("seed", 0)
         self._check_storage()
 
 
 def singular_values(cfg) -> list[float]:
-    """λ*_1 = scale ≥ … ≥ λ*_{r*} = scale/κ, linearly or geometrically spaced, or explicit."""
+    """λ*_1 = delta_norm ≥ … ≥ λ*_{r*} = delta_norm/κ, linearly or geometrically spaced, or explicit."""
     if cfg.singular_values is not None:
         return sorted(cfg.singular_values, reverse=True)
     r = cfg.r_star
     if r == 1:
-        return [cfg.scale]
+        return [cfg.delta_norm]
     if cfg.spacing == "linear":
         vals = np.linspace(1.0, 1.0 / cfg.kappa, r)
     else:
         vals = np.geomspace(1.0, 1.0 / cfg.kappa, r)
-    return [cfg.scale * float(v) for v in vals]
+    return [cfg.delta_norm * float(v) for v in vals]
 
 
 def lowrank_truth(d, k, svals, gen, dtype, device) -> tuple[Tensor, Tensor, Tensor]:

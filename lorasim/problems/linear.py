@@ -34,9 +34,10 @@ class LinearConfig(ProblemConfig):
     r_star: int = 4
     n: Any = 1600  # samples (an integer ≥ 1), or "population" (Σ̂ = Σ exactly)
     kappa: float = 4.0  # λ*_1/λ*_{r*}
-    spacing: str = "linear"  # linear | geometric, from λ*_1 = scale down to scale/κ
-    singular_values: Optional[List[float]] = None  # explicit λ* (r* values); overrides kappa, spacing, scale
-    scale: float = 1.0  # λ*_1
+    spacing: str = "linear"  # linear | geometric, from λ*_1 = delta_norm down to delta_norm/κ
+    singular_values: Optional[List[float]] = None  # explicit λ* (r* values); overrides kappa, spacing, delta_norm
+    delta_norm: float = 1.0  # λ*_1 = ‖ΔW‖_op
+    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
     w0: str = "gaussian"  # gaussian | orthonormal | zeros
     w0_scale: float = 1.0
     noise: float = 0.0  # label-noise std σ

@@ -39,7 +39,8 @@ class ReLUConfig(ProblemConfig):
     kappa: float = 1.0
     spacing: str = "linear"
     singular_values: Optional[List[float]] = None
-    scale: float = 0.3  # ‖ΔW‖_op
+    delta_norm: float = 0.3  # ‖ΔW‖_op
+    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
     w0: str = "orthonormal"  # orthonormal | gaussian
     w0_scale: float = 1.0
     noise: float = 0.0

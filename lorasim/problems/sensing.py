@@ -31,7 +31,8 @@ class SensingConfig(ProblemConfig):
     kappa: float = 10.0
     spacing: str = "linear"
     singular_values: Optional[List[float]] = None
-    scale: float = 1.0
+    delta_norm: float = 1.0  # ‖M*‖_op
+    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
     noise: float = 0.0
     seed: int = 0
     dtype: str = "float64"
