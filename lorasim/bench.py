@@ -8,7 +8,7 @@ The step is one GD update of the linear model from its sufficient statistics,
 
     ∇_A = Σ̂ A (B Bᵀ) − G Bᵀ,        ∇_B = (Aᵀ Σ̂ A) B − Aᵀ G,
 
-for a batch of b runs sharing Σ̂ and G (lorasim.batch). It must read Σ̂ (d²) and G (dk) once,
+for a batch of b runs sharing Σ̂ and G (lorasim.engine). It must read Σ̂ (d²) and G (dk) once,
 and do 2d²w + 4dkw flops (w = b·r) plus O((d + k) w r) for the small products: that gives
 the floor, max(bytes / copy bandwidth, flops / fp32 GEMM rate), with both ceilings measured in
 the same call (a device-to-device copy counting bytes read plus written; a 8192³ fp32 matmul).
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import sys
 import time
 from dataclasses import dataclass
 
@@ -39,37 +37,14 @@ import torch
 
 from . import kernels, streams
 from .engine import Stepper, as_solver_config, capturable_linalg, train_batch
-from .problems.linear import LinearTeacher
+from .job import error
+from .kernels import timed
+from .problems import LinearTeacher
 from .solvers import make_solver
 
 GPU_SIZES, CPU_SIZES = [1024, 4096, 16384], [256, 1024]
 RANKS, BATCHES = [8, 16, 64], [1, 64]
 T1_ALPHA2 = [1.0, 1e-1, 1e-2, 1e-3, 1e-4]
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timed(fn, dev, reps: int, warmup: int = 2) -> float:
-    """Median seconds of fn() over ``reps`` runs (CUDA events on a GPU)."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(reps):
-        if dev.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-    return statistics.median(out)
 
 
 # -- ceilings --------------------------------------------------------------------------------
@@ -155,19 +130,17 @@ def hand_rolled_gd(X, Y, W0, delta, U_G, A, B, lr: float, steps: int, r_star: in
     return np.array(risk[:steps + 1]), np.array(align[:steps + 1])
 
 
-def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused: bool, reps: int) -> float:
-    """Seconds per step of b batched GD runs at rank r (no metrics: the step alone)."""
+def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused, reps: int) -> float:
+    """Seconds per step of b batched GD runs at rank r (no metrics: the step alone); ``fused`` as
+    ``LinearTeacher.fused`` (False: plain matmuls; a dict: a tuned launch configuration)."""
     A = 1e-3 * torch.randn(b, prob.d, r, generator=streams.generator(0, "bench/A", dev), device=dev, dtype=prob.dtype)
     B = 1e-3 * torch.randn(b, r, prob.k, generator=streams.generator(0, "bench/B", dev), device=dev, dtype=prob.dtype)
     slv = make_solver(as_solver_config("gd", 1e-3), lr=torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
     per_call = 20 if dev.type == "cuda" else 5
-    kernels.ENABLED = fused
-    try:
-        with prob.matmul_mode(), capturable_linalg(dev):
-            st = Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
-            return timed(lambda: st.advance(per_call), dev, reps=reps) / per_call
-    finally:
-        kernels.ENABLED = True
+    prob.fused = fused
+    with prob.matmul_mode(), capturable_linalg(dev):
+        st = Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
+        return timed(lambda: st.advance(per_call), dev, reps=reps) / per_call
 
 
 def hand_rolled_step_time(inst: Instance, r: int, dev, steps: int) -> float:
@@ -180,7 +153,9 @@ def hand_rolled_step_time(inst: Instance, r: int, dev, steps: int) -> float:
 
 
 # -- the tables ------------------------------------------------------------------------------
-def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps: int, ceil: dict) -> pd.DataFrame:
+def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps: int, ceil: dict,
+                kernel=True) -> pd.DataFrame:
+    """One row per d × dtype × rank × batch; ``kernel``: the fused pass's setting (``LinearTeacher.fused``)."""
     rows = []
     for d in sizes:
         inst = instance(d, 4, dev)
@@ -192,9 +167,9 @@ def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps
                 if d <= hand_rolled_max_d and r not in hand:
                     hand[r] = hand_rolled_step_time(inst, r, dev, steps=1 if d > 4096 else 3)
                 for b in batches:
-                    t = engine_step_time(prob, r, b, dev, graphs=True, fused=True, reps=reps)
+                    t = engine_step_time(prob, r, b, dev, graphs=True, fused=kernel, reps=reps)
                     small = d <= 4096 or b == 1
-                    t_eager = engine_step_time(prob, r, b, dev, graphs=False, fused=True, reps=reps) if small else math.nan
+                    t_eager = engine_step_time(prob, r, b, dev, graphs=False, fused=kernel, reps=reps) if small else math.nan
                     t_plain = engine_step_time(prob, r, b, dev, graphs=True, fused=False, reps=reps) if small else math.nan
                     bytes_, flops = step_cost(d, d, r, b)
                     gemm = ceil["tf32_TFLOPs"] if dtype == "tf32" else ceil["fp32_TFLOPs"]
@@ -211,83 +186,6 @@ def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return pd.DataFrame(rows)
-
-
-KERNEL_CONFIGS = [((128, 64), 8, 4), ((64, 64), 4, 4), ((128, 32), 4, 4), ((64, 128), 4, 3)]
-
-
-def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10) -> pd.DataFrame:
-    """The fused G pass alone: block shapes × loads (pointers / TMA) × CTAs per SM × precisions,
-    against two cuBLAS products, plus the one-sided passes of the default configuration.
-
-    Error is ‖out − ref‖/‖ref‖ against float64 products of the same inputs (fresh random data);
-    ``deterministic`` says whether two runs agree bit for bit."""
-    rows = []
-
-    def add(d, variant, fn, ref_r, ref_l, bytes_, config=None):
-        """One row; ``config`` (the kernel keywords, stored as JSON) lets --kernel-from reuse it."""
-        import json
-
-        try:
-            a, b = fn()
-            a2, b2 = fn()
-            t = timed(fn, dev, reps=reps)
-        except Exception as e:  # a configuration the chip or compiler refuses: record, go on
-            rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
-            print(_fmt_row(rows[-1]), flush=True)
-            return
-        errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
-        same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
-        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": bytes_ / t / 1e9,
-                     "rel_err": max(errs), "deterministic": same,
-                     # every launch setting the call ran with, the defaults it did not override included
-                     "config": json.dumps({**kernels.CONFIG, **config}) if config is not None else None})
-        print(_fmt_row(rows[-1]), flush=True)
-
-    for d in sizes:
-        M, R, L = (torch.randn(*shape, generator=streams.generator(d, f"bench/kernel_{what}", dev), device=dev)
-                   for what, shape in (("M", (d, d)), ("R", (d, width)), ("L", (d, width))))
-        ref_r, ref_l = (M.double() @ R.double()), (L.double().T @ M.double())
-        nbytes = d * d * 4
-        add(d, "cublas x2", lambda: (M @ R, L.T @ M), ref_r, ref_l, nbytes)
-        add(d, "cublas right only", lambda: (M @ R, None), ref_r, ref_l, nbytes)
-        for block, warps, stages in KERNEL_CONFIGS:
-            for tma in (False, True):
-                for cps in (1, 2):
-                    for prec in ("tf32x3", "tf32"):
-                        kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma,
-                                  ctas_per_sm=cps)
-                        add(d, f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
-                            lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
-        for block, warps, stages in KERNEL_CONFIGS[:2]:
-            for tma in (False, True):
-                kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
-                add(d, f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
-                    lambda kw=kw: kernels.skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
-        add(d, "default ieee", lambda: kernels.skinny_products(M, R, L, precision="ieee"), ref_r, ref_l, nbytes)
-        add(d, "default right only", lambda: kernels.skinny_products(M, R, None), ref_r, ref_l, nbytes)
-        add(d, "default left only", lambda: kernels.skinny_products(M, None, L), ref_r, ref_l, nbytes)
-    return pd.DataFrame(rows)
-
-
-def best_kernel_config(path) -> dict:
-    """The fastest two-sided configuration in a kernel table (``--only kernel --out``) among those
-    with float32-level error (tf32x3) and bit-reproducible results."""
-    import json
-
-    tab = pd.read_csv(path)
-    if "config" not in tab:
-        return {}
-    tab = tab[tab["config"].notna()]
-    cfgs = tab["config"].map(json.loads)
-    ok = tab[(cfgs.map(lambda c: c.get("precision")) == "tf32x3") & (tab["rel_err"] < 1e-6)
-             & tab["deterministic"].astype(bool)]
-    if ok.empty:
-        return {}
-    cfg = json.loads(ok.loc[ok["ms"].idxmin(), "config"])
-    cfg.pop("precision", None)
-    cfg["block"] = tuple(cfg["block"])
-    return cfg
 
 
 def _fmt_row(row: dict) -> str:
@@ -344,8 +242,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     def bad(field, value, allowed):
-        sys.stderr.write(f"lorasim-bench: error: {field}={value!r}: allowed {allowed}\n")
-        sys.exit(2)
+        error(f"{field}={value!r}: allowed {allowed}")
 
     if args.only not in ("all", "speed", "t1", "kernel"):
         bad("--only", args.only, "all, speed, t1, kernel")
@@ -368,15 +265,17 @@ def main(argv=None) -> None:
     pd.set_option("display.max_columns", 30)
     from .io import write_csv
 
+    kernel = True
     if args.kernel_from:
-        kernels.CONFIG.update(best_kernel_config(args.kernel_from))
-        print("kernel configuration: " + _fmt_row(kernels.CONFIG))
+        kernel = kernels.best_kernel_config(pd.read_csv(args.kernel_from).to_dict("records")) or True
+        print("kernel configuration: " + _fmt_row({**kernels.CONFIG, **(kernel if kernel is not True else {})}))
     if args.only in ("all", "speed"):
         print(f"device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
               f"fused kernel: {'yes' if kernels.triton is not None and dev.type == 'cuda' else 'no (torch.matmul)'}")
         ceil = ceilings(dev)
         print("ceilings: " + _fmt_row(ceil))
-        table = speed_table(dev, sizes, args.ranks, args.batches, args.dtypes, args.hand_rolled_max_d, args.reps, ceil)
+        table = speed_table(dev, sizes, args.ranks, args.batches, args.dtypes, args.hand_rolled_max_d, args.reps, ceil,
+                            kernel)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         if args.out:
             write_csv(table, f"{args.out}speed.csv")
@@ -384,7 +283,8 @@ def main(argv=None) -> None:
     if args.only == "kernel":
         if dev.type != "cuda" or kernels.triton is None:
             bad("--only", "kernel", "all, speed, t1 (the kernel table needs CUDA and Triton)")
-        ktab = kernel_table(dev, sizes=args.sizes or (16384,))
+        ktab = pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
+                                                 report=lambda row: print(_fmt_row(row), flush=True)))
         print(ktab.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         if args.out:
             write_csv(ktab, f"{args.out}kernel.csv")

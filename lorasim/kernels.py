@@ -19,12 +19,17 @@ float32 on the FMA units, about 12× slower here because the pass then runs out 
 throughput (32 FMAs per element of M); ``"tf32"`` is one tf32 pass (7.7e-4 relative).
 
 Only float32 on CUDA with Triton installed; everything else goes through torch.matmul, which
-is also the reference the tests compare against (``skinny_products_reference``).
+is also the reference the tests compare against (``skinny_products_reference``). ``kernel_table``
+times the launch configurations (``lorasim-bench --only kernel``); ``best_kernel_config`` picks one.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
-from typing import Optional
+import statistics
+import time
+from typing import Optional, Union
 
 import torch
 
@@ -48,12 +53,9 @@ def skinny_products_reference(M: Tensor, R: Optional[Tensor], L: Optional[Tensor
     return (None if R is None else M @ R), (None if L is None else L.T @ M)
 
 
-ENABLED = True  # lorasim-bench switches it off to time the plain-matmul step
-
-
 def usable(M: Tensor, width: int) -> bool:
     """Whether the fused kernel applies: float32 on CUDA, Triton present, a skinny width."""
-    return (ENABLED and triton is not None and (M.is_cuda or _INTERPRET) and M.dtype == torch.float32 and M.dim() == 2
+    return (triton is not None and (M.is_cuda or _INTERPRET) and M.dtype == torch.float32 and M.dim() == 2
             and 1 <= width <= MAX_WIDTH)
 
 
@@ -123,17 +125,18 @@ def _slots(device) -> int:
 
 # Launch configurations, from `lorasim-bench --only kernel` on an H200 (benchmarks.md): the two-sided
 # pass is fastest with small tiles, TMA loads and two programs per multiprocessor; a one-sided pass
-# (Σ̂ A) with 128×64 tiles. `lorasim-bench --kernel-from table.csv` swaps in another table's best.
+# (Σ̂ A) with 128×64 tiles. Another table's best two-sided one: fused=best_kernel_config(table).
 CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 4, "tma": None, "ctas_per_sm": 2, "left_as_a": False}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
                     "left_as_a": False}
 
 
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
-                    precision: str = "tf32x3", **config):
+                    precision: str = "tf32x3", fused: Union[bool, dict] = True, **config):
     """(M @ R, Lᵀ @ M) reading M (m×n) once. R is n×w, L is m×w, either may be None.
     ``config`` overrides entries of ``CONFIG`` (block, num_warps, num_stages, tma, ctas_per_sm,
-    left_as_a).
+    left_as_a). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
+    a dict is a two-sided launch configuration (``best_kernel_config``) under ``config``.
 
     Falls back to torch.matmul where the kernel does not apply (see ``usable``). ``tma``: load
     M's tiles with the tensor-memory accelerator (default: on Hopper-class GPUs when M's rows
@@ -144,11 +147,13 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     unknown = set(config) - set(CONFIG)
     if unknown:
         raise ValueError(f"{sorted(unknown)[0]}: allowed keys {', '.join(CONFIG)}")
-    cfg = {**(CONFIG if R is not None and L is not None else CONFIG_ONE_SIDED), **config}
+    two_sided = R is not None and L is not None
+    tuned = fused if isinstance(fused, dict) and two_sided else {}
+    cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
     block, num_warps, num_stages = tuple(cfg["block"]), cfg["num_warps"], cfg["num_stages"]
     tma, ctas_per_sm, left_as_a = cfg["tma"], cfg["ctas_per_sm"], cfg["left_as_a"]
     width = (R if R is not None else L).shape[-1]
-    if not usable(M, width):
+    if fused is False or not usable(M, width):
         return skinny_products_reference(M, R, L)
     m, n = M.shape
     BM, BN = block
@@ -180,3 +185,100 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     MR = None if R is None else (out_r[0] if pn == 1 else out_r.sum(0))[:, :width]
     LM = None if L is None else (out_l[0] if pm == 1 else out_l.sum(0))[:, :width].T
     return MR, LM
+
+
+# -- tuning ----------------------------------------------------------------------------------------------
+def timed(fn, dev, reps: int, warmup: int = 2) -> float:
+    """Median seconds of fn() over ``reps`` runs (CUDA events on a GPU)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+KERNEL_CONFIGS = [((128, 64), 8, 4), ((64, 64), 4, 4), ((128, 32), 4, 4), ((64, 128), 4, 3)]
+
+
+def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=print) -> list[dict]:
+    """The fused G pass alone, one row per variant: block shapes × loads (pointers / TMA) × CTAs per SM ×
+    precisions, against two cuBLAS products, plus the one-sided passes of the default configuration.
+
+    Error is ‖out − ref‖/‖ref‖ against float64 products of the same inputs (fresh random data);
+    ``deterministic`` says whether two runs agree bit for bit; ``config`` (JSON) is every launch
+    setting of the row, for ``best_kernel_config``. ``report(row)`` sees each row as it is measured."""
+    from . import streams
+
+    rows = []
+
+    def add(d, variant, fn, ref_r, ref_l, bytes_, config=None):
+        try:
+            a, b = fn()
+            a2, b2 = fn()
+            t = timed(fn, dev, reps=reps)
+        except Exception as e:  # a configuration the chip or compiler refuses: record, go on
+            rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
+            report(rows[-1])
+            return
+        errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
+        same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
+        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": bytes_ / t / 1e9,
+                     "rel_err": max(errs), "deterministic": same,
+                     "config": json.dumps({**CONFIG, **config}) if config is not None else None})
+        report(rows[-1])
+
+    for d in sizes:
+        M, R, L = (torch.randn(*shape, generator=streams.generator(d, f"bench/kernel_{what}", dev), device=dev)
+                   for what, shape in (("M", (d, d)), ("R", (d, width)), ("L", (d, width))))
+        ref_r, ref_l = (M.double() @ R.double()), (L.double().T @ M.double())
+        nbytes = d * d * 4
+        add(d, "cublas x2", lambda: (M @ R, L.T @ M), ref_r, ref_l, nbytes)
+        add(d, "cublas right only", lambda: (M @ R, None), ref_r, ref_l, nbytes)
+        for block, warps, stages in KERNEL_CONFIGS:
+            for tma in (False, True):
+                for cps in (1, 2):
+                    for prec in ("tf32x3", "tf32"):
+                        kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma,
+                                  ctas_per_sm=cps)
+                        add(d, f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
+                            lambda kw=kw: skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
+        for block, warps, stages in KERNEL_CONFIGS[:2]:
+            for tma in (False, True):
+                kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
+                add(d, f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
+                    lambda kw=kw: skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
+        add(d, "default ieee", lambda: skinny_products(M, R, L, precision="ieee"), ref_r, ref_l, nbytes)
+        add(d, "default right only", lambda: skinny_products(M, R, None), ref_r, ref_l, nbytes)
+        add(d, "default left only", lambda: skinny_products(M, None, L), ref_r, ref_l, nbytes)
+    return rows
+
+
+def best_kernel_config(rows: list[dict]) -> dict:
+    """The fastest two-sided configuration of a kernel table (``kernel_table``'s rows, or its CSV read
+    back) among those with float32-level error (tf32x3) and bit-reproducible results; {} if none."""
+    best = None
+    for row in rows:
+        config = row.get("config")
+        if not isinstance(config, str):  # cuBLAS rows, failed launches (NaN in a CSV read back)
+            continue
+        cfg = json.loads(config)
+        ok = (cfg.get("precision") == "tf32x3" and row["rel_err"] < 1e-6 and str(row["deterministic"]) == "True")
+        if ok and (best is None or row["ms"] < best[0]):
+            best = (row["ms"], cfg)
+    if best is None:
+        return {}
+    cfg = best[1]
+    cfg.pop("precision", None)
+    cfg["block"] = tuple(cfg["block"])
+    return cfg

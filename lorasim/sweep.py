@@ -35,6 +35,7 @@ import pandas as pd
 import yaml
 
 from .io import write_csv, write_json
+from .job import error
 
 try:
     from hydra.experimental.callback import Callback
@@ -246,7 +247,8 @@ def gather_tables(sweep_dir, tables: tuple[str, ...], groups: tuple[str, ...]) -
         rows.append((n, frames))
     for n, overrides in missing:
         labels = {"job": n, **_override_labels(overrides, groups), "job_status": "not_started",
-                  "error": f"not started: the sweep stopped before this job ({' '.join(overrides)}); "
+                  "error": f"not started: no folder (the sweep stopped first, or the job refused its config: "
+                           f"its stderr line says why) ({' '.join(overrides)}); "
                            f"lorasim-resume {sweep_dir} runs it"}
         rows.append((n, {t: pd.DataFrame([labels]) for t in tables}))
     rows.sort(key=lambda item: (0, item[0], "") if isinstance(item[0], int) else (1, 0, item[0]))
@@ -331,19 +333,13 @@ class AggregateCallback(SweepRecordCallback):
 
 # --- command lines -------------------------------------------------------------------------------
 
-def _fail(message: str) -> None:
-    sys.stderr.write(f"lorasim: error: {message}\n")
-    sys.exit(2)
-
-
 def _one_dir_arg(usage: str) -> Path:
     args = sys.argv[1:]
     if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write(f"usage: {usage}\n")
-        sys.exit(2)
+        error(f"{shlex.join(args) or '(no arguments)'}: allowed one folder, {usage}")
     target = Path(args[0].split("=", 1)[1] if args[0].startswith("dir=") else args[0])
     if not target.is_dir():
-        _fail(f"dir={str(target)!r}: allowed an existing multirun folder")
+        error(f"dir={str(target)!r}: allowed an existing multirun folder")
     return target
 
 
@@ -354,7 +350,7 @@ def plot_main() -> None:
     try:
         print(aggregate(target))
     except (FileNotFoundError, ValueError) as e:
-        _fail(f"dir={str(target)!r}: allowed a multirun folder ({e})")
+        error(f"dir={str(target)!r}: allowed a multirun folder ({e})")
 
 
 def _resume_plan(sweep_dir: Path) -> tuple[str, list, str]:
@@ -390,7 +386,7 @@ def resume_main() -> None:
     try:
         program, argv, cwd = _resume_plan(target)
     except ValueError as e:
-        _fail(f"dir={str(target)!r}: {e}")
+        error(f"dir={str(target)!r}: {e}")
     print(f"resuming: {shlex.join([program, *argv])}", flush=True)
     os.chdir(cwd)
     sys.argv = [program, *argv]

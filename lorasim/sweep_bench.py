@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .job import error
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,9 +26,11 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--launcher", default="basic", help="basic (in-process, sequential) or local (joblib, 2 workers)")
     args = ap.parse_args(argv)
-    if args.seeds < 1 or args.steps < 1 or args.launcher not in ("basic", "local"):
-        sys.stderr.write("lorasim: error: --seeds and --steps ≥ 1; --launcher basic or local\n")
-        sys.exit(2)
+    for flag, value, ok, allowed in (("--seeds", args.seeds, args.seeds >= 1, "an integer ≥ 1"),
+                                     ("--steps", args.steps, args.steps >= 1, "an integer ≥ 1"),
+                                     ("--launcher", args.launcher, args.launcher in ("basic", "local"), "basic, local")):
+        if not ok:
+            error(f"{flag}={value!r}: allowed {allowed}")
     with tempfile.TemporaryDirectory() as tmp:
         sweep = Path(tmp) / "sweep"
         cmd = [sys.executable, "-m", "lorasim", "-m", "problem.d=32,64,128,256", f"problem.seed=range(0,{args.seeds})",

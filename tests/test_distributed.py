@@ -68,7 +68,7 @@ def test_two_gloo_ranks_give_the_one_process_init_on_the_union(tmp_path):
 
 
 def test_local_sweep_jobs_take_the_gpus_in_turn():
-    from lorasim.app import assigned_gpu
+    from lorasim.job import assigned_gpu
 
     assert [assigned_gpu(n, 2) for n in range(5)] == [0, 1, 0, 1, 0]
     assert assigned_gpu(3, 1) is None and assigned_gpu(0, 0) is None
@@ -80,7 +80,7 @@ def test_every_app_launches_with_nvlink_multicast_off(config_dir, name):
 
     from hydra import compose, initialize_config_dir
 
-    from lorasim.app import conf_dir
+    from lorasim.job import conf_dir
 
     with initialize_config_dir(config_dir=str(Path(conf_dir()) / config_dir), version_base="1.3"):
         cfg = compose(config_name=name, return_hydra_config=True)

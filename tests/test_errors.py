@@ -1,8 +1,7 @@
 """Issue 12 §5: the errors a new user meets are one line, name what to change, exit 2, before any compute.
 
-Most CLI cases run ``main()`` in-process (the checks end it with SystemExit before hydra starts a job);
-the cases that need an import to fail (missing extras) or the real console output (LAPACK) run a
-subprocess.
+The catalogue of bad values is tests/test_bad_input.py; here: what must still pass, the missing extras
+(a subprocess, where an import must fail), the help texts, and quiet divergence.
 """
 import os
 import subprocess
@@ -56,54 +55,18 @@ def _python(code: str, cwd, timeout=300):
                           timeout=timeout)
 
 
-# -- 1. keys that no group defines ----------------------------------------------------------------------
-CHEAP = ["run.steps=1", "run.figure=false", "run.quiet=true"]
-
-
-@pytest.mark.parametrize("added, named, allowed", [
-    ("+foo=1", "+foo=1", ["methods", "problem", "run"]),
-    ("++foo=1", "++foo=1", ["methods", "problem", "run"]),
-    ("+foo.bar=1", "+foo.bar=1", ["methods", "problem", "run"]),
-    ("+problem.foo=1", "problem.foo=1", ["d", "kappa", "r_star"]),
-    ("+run.foo=1", "run.foo=1", ["rank", "steps"]),
-    ("+methods.vanilla_gd.foo=1", "foo", ["init", "solver"]),
-])
-def test_lorasim_refuses_added_keys_no_group_defines(monkeypatch, tmp_path, capsys, added, named, allowed):
-    code = _main("lorasim.app", ["lorasim", added, *CHEAP, f"hydra.run.dir={tmp_path / 'never'}"], monkeypatch,
-                 tmp_path)
-    line = _one_error_line(capsys.readouterr().err)
-    assert code == 2 and named in line and all(a in line for a in allowed), line
-    assert not (tmp_path / "never").exists() and not (tmp_path / "outputs").exists()
-
-
-def test_lorasim_verify_refuses_added_keys(monkeypatch, tmp_path, capsys):
-    code = _main("lorasim.verify", ["lorasim-verify", "+foo=1", "only=[C01]", f"hydra.run.dir={tmp_path / 'never'}"],
-                 monkeypatch, tmp_path)
-    line = _one_error_line(capsys.readouterr().err)
-    assert code == 2 and "+foo=1" in line and all(k in line for k in ("only", "scale", "device")), line
-    assert not (tmp_path / "never").exists()
-
-
-def test_lorasim_llm_refuses_added_keys(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("peft")
-    for added, named in (("+foo=1", "+foo=1"), ("+model.foo=1", "model.foo=1")):
-        code = _main("lorasim.llm.app", ["lorasim-llm", added, "run.steps=1", f"hydra.run.dir={tmp_path / 'never'}"],
-                     monkeypatch, tmp_path)
-        line = _one_error_line(capsys.readouterr().err)
-        assert code == 2 and named in line, line
-        assert not (tmp_path / "never").exists()
-
-
+# -- 1. keys that no group defines (the bad ones are in test_bad_input.py) -----------------------------
 def test_legitimate_additions_still_work(tmp_path, monkeypatch):
     """hydra's own open mappings, a new method in the methods mapping, and a claim's optional setting."""
-    from lorasim import verify
-    from lorasim.app import _precheck
+    from lorasim import app, verify
+    from lorasim.job import precheck
 
     monkeypatch.chdir(tmp_path)
-    _precheck(["+hydra.job.env_set.FOO=1", "run.steps=1"], multirun=False)
-    _precheck(["+methods.mine.init.name=spectral", "+methods.mine.solver.name=precgd"], multirun=False)
-    _precheck(["+claims.C03.ci.log_every=2", "only=[C03]"], multirun=False, config_name="verify",
-              check=verify.validate)
+    precheck(["+hydra.job.env_set.FOO=1", "run.steps=1"], multirun=False, check=app.validate)
+    precheck(["+methods.mine.init.name=spectral", "+methods.mine.solver.name=precgd"], multirun=False,
+             check=app.validate)
+    precheck(["+claims.C03.ci.log_every=2", "only=[C03]"], multirun=False, config_name="verify",
+             check=verify.validate)
 
 
 # -- 2. lorasim-llm without the llm extra ---------------------------------------------------------------
@@ -120,25 +83,7 @@ def test_llm_without_the_extra_is_one_line_naming_it(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
-# -- 3. the per-method path, and the cluster extra -------------------------------------------------------
-@pytest.mark.parametrize("argv, wanted, unwanted", [
-    (["-m", "init.alpha=1e-3,1e-4", "run.rank=4,8"], ["methods.vanilla_gd.init.alpha=1e-3,1e-4"], ["lora_ga_precgd"]),
-    (["init.alpha=1e-4"], ["methods.vanilla_gd.init.alpha=1e-4"], ["spectral_precgd"]),
-    (["+init.alpha=1e-4"], ["methods.vanilla_gd.init.alpha=1e-4"], []),
-    (["init.gamma=2"], ["methods.lora_ga_precgd.init.gamma=2"], ["vanilla_gd"]),
-    (["solver.lr=0.1"], ["methods.vanilla_gd.solver.lr=0.1", "spectral_precgd", "lora_ga_precgd", "full_ft"], []),
-    (["experiment=paper_t1", "init.alpha=1e-4"], ["methods.alpha2_1e0.init.alpha"], []),
-])
-def test_group_fields_under_several_methods_name_the_per_method_path(monkeypatch, tmp_path, capsys, argv, wanted,
-                                                                     unwanted):
-    code = _main("lorasim.app", ["lorasim", *argv, *CHEAP, f"hydra.sweep.dir={tmp_path / 'never'}",
-                                 f"hydra.run.dir={tmp_path / 'never'}"], monkeypatch, tmp_path)
-    line = _one_error_line(capsys.readouterr().err)
-    assert code == 2 and all(w in line for w in wanted) and not any(u in line for u in unwanted), line
-    assert "methods=single" in line and "--cfg job" not in line
-    assert not (tmp_path / "never").exists()
-
-
+# -- 3. the cluster extra (the per-method path is in test_bad_input.py) ----------------------------------
 @pytest.mark.parametrize("launcher", ["local", "slurm", "slurm_local", "joblib", "submitit_slurm"])
 def test_launcher_without_the_cluster_extra_names_the_extra(tmp_path, launcher):
     code = ("import sys\n"
@@ -204,7 +149,7 @@ def _help(module, prog, monkeypatch, tmp_path, capsys):
 
 
 def test_lorasim_help_lists_the_user_groups_presets_and_examples(monkeypatch, tmp_path, capsys):
-    from lorasim.app import conf_dir
+    from lorasim.job import conf_dir
 
     text = _help("lorasim.app", "lorasim", monkeypatch, tmp_path, capsys)
     for group in ("problem", "init", "solver", "run", "methods", "sweep", "experiment"):
@@ -227,7 +172,7 @@ def test_lorasim_verify_help(monkeypatch, tmp_path, capsys):
 
 
 def test_lorasim_llm_help(monkeypatch, tmp_path, capsys):
-    from lorasim.app import conf_dir
+    from lorasim.job import conf_dir
 
     text = _help("lorasim.llm.app", "lorasim-llm", monkeypatch, tmp_path, capsys)
     for group in ("model", "task", "method", "experiment"):

