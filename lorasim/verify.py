@@ -6,7 +6,8 @@
     lorasim-verify scale=large device=cuda # d ≥ 4096, for a GPU
 
 Each claim module holds its hypothesis and derivation (the module docstring, Markdown), and a
-``run(settings, ctx) -> Verdict``; its settings per scale are conf/claims/CNN.yaml. The run
+``run(settings, ctx) -> Verdict``; its settings per scale are conf/claims/CNN.yaml. Both are found,
+not listed: a new theory/cNN_*.py with its conf/claims/CNN.yaml is a new claim. The run
 prints claim | prediction | measured | pass, writes report.md (derivations, measurements, fits,
 figures) and verdicts.csv into the hydra run dir, and exits 1 if any claim fails. A claim whose
 failure is a recorded, analysed disagreement with the paper sets KNOWN_FAILURE and is reported as
@@ -14,6 +15,7 @@ failure is a recorded, analysed disagreement with the paper sets KNOWN_FAILURE a
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import pkgutil
@@ -27,8 +29,9 @@ from typing import Optional
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .app import conf_dir
-from .config import ConfigError, fail
+from . import job
+from .config import fail
+from .job import conf_dir
 
 SCALES = ("ci", "paper", "large")
 
@@ -62,21 +65,24 @@ class Context:
     device: str
     out_dir: Path
 
-    def figure(self, name: str) -> Path:
-        path = self.out_dir / "figures" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+    @contextlib.contextmanager
+    def figure(self, name: str, dpi: int = 110, **subplots):
+        """``with ctx.figure("c09_x.png", figsize=(6, 4)) as (fig, ax):`` a claim's matplotlib figure
+        (``plt.subplots(**subplots)``), laid out and written atomically to figures/<name> on exit, then closed."""
+        import matplotlib
 
-    def save(self, fig, name, dpi: int = 110) -> str:
-        """Write a claim's matplotlib figure atomically into figures/ and close it; returns its file name."""
+        matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         from .io import atomic_write
 
-        path = name if isinstance(name, Path) else self.figure(name)
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
-        plt.close(fig)
-        return path.name
+        fig, axes = plt.subplots(**subplots)
+        try:
+            yield fig, axes
+            fig.tight_layout()
+            atomic_write(self.out_dir / "figures" / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+        finally:
+            plt.close(fig)
 
 
 def claim_modules(kind: str = "c") -> dict:
@@ -140,10 +146,14 @@ def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
 
 
 def claim_settings(cfg: DictConfig, cid: str, scale: str) -> dict:
-    node = cfg.claims.get(cid)
-    if node is None or scale not in node:
+    """The claim's settings at ``scale``: its conf/claims/CNN.yaml block, with the run's
+    ``+claims.CNN.<scale>.<key>=...`` overrides on top."""
+    path = Path(conf_dir()) / "claims" / f"{cid}.yaml"
+    node = OmegaConf.load(path) if path.is_file() else OmegaConf.create({})
+    if scale not in node:
         fail("", "scale", scale, f"a scale that conf/claims/{cid}.yaml defines")
-    return OmegaConf.to_container(node[scale], resolve=True)
+    given = OmegaConf.select(cfg, f"claims.{cid}.{scale}", default=None)
+    return OmegaConf.to_container(OmegaConf.merge(node[scale], given or {}), resolve=True)
 
 
 def terminal_width() -> int:
@@ -234,7 +244,19 @@ def _has_tabulate() -> bool:
     return True
 
 
-def validate(cfg: DictConfig) -> list:
+@dataclass
+class VerifyPlan:
+    """A validated lorasim-verify run: which claims, each one's settings, where."""
+
+    ids: list
+    settings: dict  # claim id -> its settings at the scale
+    scale: str
+    device: str
+    quiet: bool
+    config_text: str  # the run's config, each claim's settings included, for report.md
+
+
+def validate(cfg: DictConfig) -> VerifyPlan:
     if cfg.scale not in SCALES:
         fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
     dev = str(cfg.device)
@@ -246,45 +268,54 @@ def validate(cfg: DictConfig) -> list:
         if not torch.cuda.is_available():
             fail("", "device", dev, "cpu (CUDA is not available on this machine)")
     only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
-    ids = normalize_ids(only, list(claim_modules())) if only is None else normalize_ids(only, list(all_modules()))
+    known = all_modules()
+    ids = normalize_ids(only, list(claim_modules())) if only is None else normalize_ids(only, list(known))
+    for cid, node in (cfg.claims or {}).items():
+        if not isinstance(node, DictConfig):
+            fail("claims", cid, node, "a mapping <scale>: {<key>: <value>}")
+        if cid not in known:
+            fail("claims", cid, OmegaConf.to_container(node), "a claim id among " + ", ".join(known))
+        for scale in node:
+            if scale not in SCALES:
+                fail(f"claims.{cid}", scale, OmegaConf.to_container(node)[scale], "one of " + ", ".join(SCALES))
+    settings = {}
     for cid in ids:
-        claim_settings(cfg, cid, cfg.scale)
-    return ids
+        settings[cid] = claim_settings(cfg, cid, cfg.scale)
+        settings[cid].setdefault("device", dev)
+        fields = getattr(known[cid], "Settings", None)  # a claim's settings dataclass names its keys
+        if fields is not None:
+            kit = importlib.import_module(_theory_package().__name__ + ".kit")
+            kit.parse(fields, settings[cid], Context(cfg.scale, dev, Path()))
+    text = OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "claims": {c: {cfg.scale: settings[c]} for c in ids}})
+    return VerifyPlan(ids, settings, cfg.scale, dev, bool(cfg.quiet), text)
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="verify")
 def _hydra_main(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
+    job.run_job(cfg, validate, _work, prog="lorasim-verify")
 
-    from .app import _error
 
-    try:
-        ids = validate(cfg)
-    except ConfigError as e:
-        _error(str(e))
-    ctx = Context(scale=cfg.scale, device=str(cfg.device), out_dir=Path(HydraConfig.get().runtime.output_dir))
+def _work(plan: VerifyPlan, out_dir: Path) -> str:
+    ctx = Context(scale=plan.scale, device=plan.device, out_dir=out_dir)
     verdicts = []
-    for cid in ids:
-        settings = claim_settings(cfg, cid, cfg.scale)
-        settings.setdefault("device", ctx.device)
-        v = run_claim(cid, settings, ctx)
+    for cid in plan.ids:
+        v = run_claim(cid, dict(plan.settings[cid]), ctx)
         verdicts.append(v)
-        if not cfg.quiet:
+        if not plan.quiet:
             line = f"{cid} {v.status:>13}  {v.wall_s:6.1f} s  "
             print(line + clip(v.measured, max(10, terminal_width() - len(line))), flush=True)
         # Rewritten after every claim, so a run stopped by a time limit keeps what it measured.
-        report = write_report(verdicts, ctx, OmegaConf.to_yaml(cfg))
-    print(summary_table(verdicts))
-    print(f"report: {report}")
+        report = write_report(verdicts, ctx, plan.config_text)
+    text = f"{summary_table(verdicts)}\nreport: {report}"
     if any(v.status == "FAIL" for v in verdicts):
-        sys.exit(1)
+        print(text)
+        sys.exit(1)  # the run fails with any claim (CI asserts the set)
+    return text
 
 
 def help_text() -> str:
     """``lorasim-verify --help``."""
     import textwrap
-
-    from .app import wrap_help
 
     claims = Path(conf_dir()) / "claims"
     ids = sorted(p.stem for p in claims.glob("*.yaml"))
@@ -306,7 +337,7 @@ def help_text() -> str:
         "Usage:  lorasim-verify [key=value ...]",
         "",
         "Settings:",
-        wrap_help(rows),
+        job.wrap_help(rows),
         "",
         "Claims (conf/claims/; theory/README.md indexes them):",
         textwrap.indent("\n".join(titles), "  "),
@@ -321,15 +352,7 @@ def help_text() -> str:
 
 def main() -> None:
     """Console entry point ``lorasim-verify``."""
-    from .app import _precheck, wants_help
-
-    argv = sys.argv[1:]
-    if wants_help(argv):
-        print(help_text())
-        return
-    if not any(a.startswith("-") for a in argv):
-        _precheck(argv, multirun=False, config_name="verify", check=validate)
-    _hydra_main()
+    job.main(_hydra_main, help_text, validate, "verify", prog="lorasim-verify")
 
 
 if __name__ == "__main__":

@@ -86,3 +86,89 @@ def test_lanczos_extremes_match_eigvalsh():
     ref = torch.linalg.eigvalsh(0.5 * (M + M.T))
     lo, hi = extreme_eigenvalues(lambda v: root(S @ root(v)), d)
     assert abs(lo / float(ref[0]) - 1) < 1e-12 and abs(hi / float(ref[-1]) - 1) < 1e-12
+
+
+def _theory_module(name):
+    import importlib
+
+    from lorasim.verify import _theory_package
+
+    return importlib.import_module(f"{_theory_package().__name__}.{name}")
+
+
+def test_no_claim_imports_another_claim():
+    """Claims share code through theory/numerics.py and theory/kit.py only."""
+    import ast
+    import re
+    from pathlib import Path
+
+    from lorasim.verify import _theory_package
+
+    claim = re.compile(r"(^|\.)[cp]\d\d_\w+$")
+    for path in sorted(Path(_theory_package().__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module or ''}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(claim.search(n) for n in names), f"{path.name} imports a claim: {names}"
+
+
+def test_every_claim_settings_dataclass_reads_its_yaml_and_refuses_unknown_keys(tmp_path):
+    """Settings has exactly the keys of conf/claims/CNN.yaml (at every scale); a stray or missing key
+    is one line naming its override path."""
+    import dataclasses
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from lorasim.config import ConfigError
+
+    parse = _theory_module("kit").parse
+    for cid, mod in {**claim_modules(), **claim_modules("p")}.items():
+        assert dataclasses.is_dataclass(mod.Settings), cid
+        blocks = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / "claims" / f"{cid}.yaml"))
+        used = set()
+        for scale, block in blocks.items():
+            ctx = Context(scale, "cpu", tmp_path)
+            got = parse(mod.Settings, block, ctx)
+            assert all(getattr(got, key) == value for key, value in block.items()), (cid, scale)
+            used |= set(block)
+            with pytest.raises(ConfigError, match=rf"^claims\.{cid}\.{scale}\.bogus=1: allowed a known key: "):
+                parse(mod.Settings, {**block, "bogus": 1}, ctx)
+        assert used | {"device"} == {f.name for f in dataclasses.fields(mod.Settings)}, cid
+        required = next(f.name for f in dataclasses.fields(mod.Settings) if f.default is dataclasses.MISSING)
+        with pytest.raises(ConfigError, match=rf"^claims\.{cid}\.ci\.{required}=None: allowed a value"):
+            parse(mod.Settings, {k: v for k, v in blocks["ci"].items() if k != required}, Context("ci", "cpu", tmp_path))
+
+
+def test_checks_set_passed_and_carry_the_failure_text():
+    Checks = _theory_module("kit").Checks
+    checks = Checks()
+    assert not checks.passed  # a claim without a rule does not pass
+    checks.add("slope", True, "slope 0.8")
+    checks.add("floor", False, "floor 1e-20 > 1e-25")
+    verdict = checks.verdict(prediction="p", measured="m")
+    assert not verdict.passed and verdict.measured == "m; FAILED floor: floor 1e-20 > 1e-25"
+    assert "- slope: ok" in verdict.notes and "- floor: **FAIL**: floor 1e-20 > 1e-25" in verdict.notes
+    with pytest.raises(ValueError, match="added twice"):
+        checks.add("slope", True)
+    ok = Checks()
+    ok.add("slope", True, "unused")
+    assert ok.verdict(prediction="p", measured="m").measured == "m"
+
+
+def test_context_figure_writes_atomically_and_closes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    ctx = Context("ci", "cpu", tmp_path)
+    with ctx.figure("x.png", ncols=2, figsize=(4, 2)) as (fig, axes):
+        axes[0].plot([0, 1], [1, 0])
+    assert (tmp_path / "figures" / "x.png").stat().st_size > 0
+    with pytest.raises(RuntimeError), ctx.figure("y.png") as (fig, ax):
+        raise RuntimeError("drawing failed")
+    assert not (tmp_path / "figures" / "y.png").exists()
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["x.png"]  # no temp file left behind
+    assert plt.get_fignums() == []

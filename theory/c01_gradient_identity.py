@@ -25,59 +25,63 @@ loss and compared with lorasim's `LinearTeacher.from_arrays(X, Y, W0).G`. Large:
 **Pass rule.** e_G (both versions), |G_lorasim − G_autograd|/‖G‖ and the singular-value ratio are
 each ≤ 10·τ (the factor 10 covers the constant of the √N random-rounding estimate), for every seed.
 """
-import numpy as np
+import math
+from dataclasses import dataclass
+
+import pandas as pd
 import torch
 
 import lorasim
 from lorasim import streams
-from lorasim.verify import Verdict
 
-from .numerics import spd_norm
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, spd_norm
 
 TITLE = "G♮ = Σ̂ΔW, rank r*"
 RESULT = "F1"
 
 
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+
+
 def run(settings, ctx):
-    d, k, r_star, n = settings["d"], settings["k"], settings["r_star"], settings["n"]
-    dev = settings.get("device", "cpu")
-    eps = np.finfo(np.float64).eps
-    f64 = torch.float64
+    cfg = parse(Settings, settings, ctx)
+    dev, f64 = cfg.device, torch.float64
     rows = []
-    for seed in range(settings["seeds"]):
+    for seed in range(cfg.seeds):
         def draw(what, *shape):  # each array from a stream of its own (lorasim.streams)
             gen = streams.generator(seed, f"theory/c01/{what}", dev)
             return torch.randn(*shape, generator=gen, dtype=f64, device=dev)
 
-        X, W0 = draw("X", n, d), draw("W0", d, k)
-        P = torch.linalg.qr(draw("P", d, r_star))[0]
-        Q = torch.linalg.qr(draw("Q", k, r_star))[0]
+        X, W0 = draw("X", cfg.n, cfg.d), draw("W0", cfg.d, cfg.k)
+        P = torch.linalg.qr(draw("P", cfg.d, cfg.r_star))[0]
+        Q = torch.linalg.qr(draw("Q", cfg.k, cfg.r_star))[0]
         delta = P @ Q.T
         Y = X @ (W0 + delta)
         W = W0.clone().requires_grad_(True)
-        (0.5 * ((X @ W - Y) ** 2).sum() / n).backward()
+        (0.5 * ((X @ W - Y) ** 2).sum() / cfg.n).backward()
         G_auto = -W.grad
-        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, r_star=r_star, device=dev)
+        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, r_star=cfg.r_star, device=dev)
         del X, Y, W
         SD = prob.sigma_hat @ delta
         norm = float(torch.linalg.matrix_norm(SD))
-        s = torch.linalg.svdvals(prob.G)
-        tau = np.sqrt(n) * eps * spd_norm(prob.sigma_hat) * float(torch.linalg.matrix_norm(W0 + delta)) / norm
+        sv = torch.linalg.svdvals(prob.G)
+        tau = math.sqrt(cfg.n) * EPS * spd_norm(prob.sigma_hat) * float(torch.linalg.matrix_norm(W0 + delta)) / norm
         rows.append({
             "seed": seed, "tau": tau,
             "e_G_autograd": float(torch.linalg.matrix_norm(G_auto - SD)) / norm,
             "e_G_lorasim": float(torch.linalg.matrix_norm(prob.G - SD)) / norm,
             "lorasim_vs_autograd": float(torch.linalg.matrix_norm(prob.G - G_auto)) / norm,
-            "sv_ratio": float(s[r_star] / s[0]),
+            "sv_ratio": float(sv[cfg.r_star] / sv[0]),
         })
-    import pandas as pd
-
     df = pd.DataFrame(rows)
-    worst = df[["e_G_autograd", "e_G_lorasim", "lorasim_vs_autograd", "sv_ratio"]].max()
-    ok = bool((df[["e_G_autograd", "e_G_lorasim", "lorasim_vs_autograd", "sv_ratio"]].max(axis=1)
-               <= 10 * df["tau"]).all())
-    return Verdict(
+    checks = Checks()
+    for col in ("e_G_autograd", "e_G_lorasim", "lorasim_vs_autograd", "sv_ratio"):
+        checks.add(col, (df[col] <= 10 * df["tau"]).all(), f"max {col}/τ {(df[col] / df['tau']).max():.3g} > 10")
+    return checks.verdict(
         prediction="e_G, σ_{r*+1}/σ_1 ≤ 10τ (round-off)",
-        measured=(f"max e_G {max(worst['e_G_autograd'], worst['e_G_lorasim']):.2g}, σ ratio {worst['sv_ratio']:.2g}, "
-                  f"τ {df['tau'].min():.2g}–{df['tau'].max():.2g}"),
-        passed=ok, table=df)
+        measured=(f"max e_G {max(df['e_G_autograd'].max(), df['e_G_lorasim'].max()):.2g}, σ ratio "
+                  f"{df['sv_ratio'].max():.2g}, τ {df['tau'].min():.2g}–{df['tau'].max():.2g}"),
+        table=df)

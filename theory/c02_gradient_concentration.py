@@ -88,6 +88,7 @@ Tracy–Widom-corrected edge.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -97,15 +98,26 @@ from scipy import stats
 import lorasim
 from lorasim import streams
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
-from lorasim.verify import Verdict
 
-from .numerics import sym_extremes
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, sin_theta, sym_extremes
 
 TITLE = "G♮ concentrates on ΔW; sampling tilt"
 RESULT = "F3–F5"
 
-EPS = float(np.finfo(np.float64).eps)
 TW1_MEAN = -1.2065335745820  # mean of the GOE Tracy–Widom law
+FIGURE = "c02_concentration.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    n_over_d: list
+    n_kappa_over_d: int
+    kappas: list
+    kappa_seeds: int
+    noise: float
+    noise_seeds: int
+    mc_samples: int
 
 
 def _bartlett_wishart(rng, dof: int, p: int, size: int) -> np.ndarray:
@@ -135,10 +147,6 @@ def tw_edge(d: int, n: int) -> float:
     return (a * a + sig * TW1_MEAN) / n - 1.0
 
 
-def _sin_theta(U1: torch.Tensor, U2: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(U2 - U1 @ (U1.T @ U2), ord=2))
-
-
 def _top_left(M: torch.Tensor, r: int) -> torch.Tensor:
     return torch.linalg.svd(M, full_matrices=False)[0][:, :r]
 
@@ -153,7 +161,7 @@ def measure(prob) -> dict:
     lam1 = float(prob.S_star[0])
     lmin, lmax = sym_extremes(S)
     sG = torch.linalg.svdvals(G)
-    s = _sin_theta(_top_left(G, r), prob.U_star)
+    s = float(sin_theta(_top_left(G, r), prob.U_star))
     return {
         "r_op": float(torch.linalg.matrix_norm(G - D, ord=2)) / lam1,
         "sigma_dev": max(lmax - 1.0, 1.0 - lmin),
@@ -166,12 +174,10 @@ def measure(prob) -> dict:
 
 
 def run(settings, ctx):
-    d, k, r = settings["d"], settings["k"], settings["r_star"]
-    dev = settings.get("device", "cpu")
-    seeds, mc = settings["seeds"], settings["mc_samples"]
-    ms = list(settings["n_over_d"])
-    ns = [m * d for m in ms]
-    failures = []
+    cfg = parse(Settings, settings, ctx)
+    d, k, r, dev, seeds, mc = cfg.d, cfg.k, cfg.r_star, cfg.device, cfg.seeds, cfg.mc_samples
+    ns = [m * d for m in cfg.n_over_d]
+    checks = Checks()
     # family-wise 3σ: m two-sided comparisons of seed means, each at level 0.0027/m, Student-t quantile
     n_tests = 4 * len(ns) + 4
 
@@ -187,8 +193,7 @@ def run(settings, ctx):
     sweep = pd.DataFrame(rows)
 
     bad = sweep[sweep.r_op > sweep.sigma_dev + sweep.tau]
-    if len(bad):
-        failures.append(f"F4 inequality violated in {len(bad)} runs")
+    checks.add("F4 inequality", not len(bad), f"violated in {len(bad)} runs")
 
     per_n, law = [], {}
     for n in ns:
@@ -205,8 +210,8 @@ def run(settings, ctx):
             se_tot = math.hypot(se, pse)
             rec[f"{q}_mean"], rec[f"{q}_se"], rec[f"{q}_pred"] = m, se, pred
             rec[f"{q}_z"] = (m - pred) / se_tot
-            if not abs(m - pred) <= zcrit(seeds) * se_tot:  # NaN (one seed) fails
-                failures.append(f"N={n}: mean {q} {m:.4g} vs predicted {pred:.4g} ({rec[f'{q}_z']:+.1f} SE)")
+            checks.add(f"N={n}: {q}", abs(m - pred) <= zcrit(seeds) * se_tot,  # NaN (one seed) fails
+                       f"mean {m:.4g} vs predicted {pred:.4g} ({rec[f'{q}_z']:+.1f} SE)")
         rec["spec_sin_formula"] = (math.sqrt(d - r) + math.sqrt(r)) / math.sqrt(n)
         rec["tan_over_spec"] = rec["tan_mean"] / rec["spec_sin_formula"]
         rec["bai_yin"] = 2 * math.sqrt(d / n) + d / n
@@ -225,14 +230,14 @@ def run(settings, ctx):
         mean_fit = loglog_fit(ns, per_n[f"{q}_mean"], "N", f"mean {q}Θ")
         fits += [mean_fit]
         slope_txt.append(f"{q}Θ slope {sm:.3f}±{sse:.3f} (law {pred_fit.slope:.3f})")
-        if not abs(sm - pred_fit.slope) <= zcrit(seeds) * sse:
-            failures.append(f"{q}Θ slope {sm:.3f}±{sse:.3f} vs exact-law {pred_fit.slope:.3f}")
+        checks.add(f"{q}Θ slope", abs(sm - pred_fit.slope) <= zcrit(seeds) * sse,
+                   f"{sm:.3f}±{sse:.3f} vs exact-law {pred_fit.slope:.3f}")
 
     # ---- κ exactness and label noise ---------------------------------------------------------
-    n_k = settings["n_kappa_over_d"] * d
-    kappas = list(settings["kappas"])
+    n_k = cfg.n_kappa_over_d * d
+    kappas = list(cfg.kappas)
     krows = []
-    for seed in range(settings["kappa_seeds"]):
+    for seed in range(cfg.kappa_seeds):
         for kap in kappas:
             prob = lorasim.LinearTeacher(d=d, k=k, r_star=r, n=n_k, kappa=kap, seed=seed, device=dev)
             krows.append({"part": "kappa", "n": n_k, "seed": seed, "kappa": kap, "noise": 0.0, **measure(prob)})
@@ -244,17 +249,16 @@ def run(settings, ctx):
         tol = g["tau"] * g["cond_G"]
         worst_k = max(worst_k, float(dev_k.max()))
         worst_ratio = max(worst_ratio, float((dev_k / tol).max()))
-    if worst_ratio > 1:
-        failures.append(f"sinΘ changes with κ by {worst_k:.2g} (> round-off bound)")
+    checks.add("noiseless sinΘ κ-free", worst_ratio <= 1, f"sinΘ changes with κ by {worst_k:.2g} (> round-off bound)")
 
-    sig = settings["noise"]
+    sig = cfg.noise
     nrows = []
-    for seed in range(settings["noise_seeds"]):
+    for seed in range(cfg.noise_seeds):
         for kap in kappas:
             prob = lorasim.LinearTeacher(d=d, k=k, r_star=r, n=n_k, kappa=kap, seed=seed, noise=sig, device=dev)
             rec = measure(prob)
             G0 = prob.sigma_hat @ prob.delta
-            tilt = _sin_theta(_top_left(prob.G, r), _top_left(G0, r))
+            tilt = float(sin_theta(_top_left(prob.G, r), _top_left(G0, r)))
             lam_r = float(torch.linalg.svdvals(G0)[r - 1])
             pred_tan = sig * math.sqrt(d - r) / (math.sqrt(n_k) * lam_r)
             nrows.append({"part": "noise", "n": n_k, "seed": seed, "kappa": kap, "noise": sig, **rec,
@@ -264,17 +268,16 @@ def run(settings, ctx):
     diff = piv[kappas[-1]] - piv[kappas[0]]
     dm, dse = mean_se(diff)
     # a detection test (is the growth real?): one-sided 3σ-equivalent Student-t level, no Bonferroni
-    if not dm > float(stats.t.ppf(1 - 0.00135, len(diff) - 1)) * dse:
-        failures.append(f"with noise sinΘ(κ={kappas[-1]}) − sinΘ(κ={kappas[0]}) = {dm:.3g}±{dse:.3g}")
+    checks.add("noisy sinΘ grows with κ", dm > float(stats.t.ppf(1 - 0.00135, len(diff) - 1)) * dse,
+               f"sinΘ(κ={kappas[-1]}) − sinΘ(κ={kappas[0]}) = {dm:.3g}±{dse:.3g}")
     nt = ndf[ndf.kappa == kappas[-1]]
     nt_ratio, nt_se = mean_se(nt["noise_tilt"] / nt["noise_tilt_pred_sin"])
     tan2 = float((nt["noise_tilt_pred_sin"] ** 2 / (1 - nt["noise_tilt_pred_sin"] ** 2)).mean())
-    if not abs(nt_ratio - 1) <= zcrit(len(nt)) * nt_se + tan2:
-        failures.append(f"noise tilt at κ={kappas[-1]} is {nt_ratio:.3f}±{nt_se:.3f} of the first-order value "
-                        f"(second-order allowance {tan2:.3f})")
+    checks.add("noise tilt", abs(nt_ratio - 1) <= zcrit(len(nt)) * nt_se + tan2,
+               f"at κ={kappas[-1]} {nt_ratio:.3f}±{nt_se:.3f} of the first-order value (second-order allowance {tan2:.3f})")
 
     table = pd.concat([sweep, kdf, ndf], ignore_index=True)
-    fig = _figure(ctx, d, r, ns, sweep, per_n, law, ndf, kappas)
+    _figure(ctx, d, r, ns, sweep, per_n, law, ndf)
 
     row_txt = "; ".join(
         f"N/d={int(p.n_over_d)}: sinΘ {p.sin_mean:.4f}±{p.sin_se:.4f} (law {p.sin_pred:.4f}, SPEC {p.spec_sin_formula:.4f}), "
@@ -284,52 +287,41 @@ def run(settings, ctx):
                 f"max |ΔsinΘ| over κ {worst_k:.2g} ({worst_ratio:.2g} of bound); noise σ_ε={sig}: "
                 f"sinΘ(κ={kappas[-1]})−sinΘ(κ={kappas[0]}) {dm:.3g}±{dse:.2g}, noise tilt/first-order {nt_ratio:.3f}±{nt_se:.3f} "
                 f"(allowed ±{tan2:.3f} second order); family-wise z_crit {zcrit(seeds):.2f}")
-    notes = ("Per-N summary:\n\n" + per_n.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-             + ("\n\nFailures: " + "; ".join(failures) if failures else ""))
-    return Verdict(
+    return checks.verdict(
         prediction=("r_op ≤ ‖Σ̂−I‖; λmax−1 = TW edge; E f5 = 1; sinΘ, tanΘ = exact double-Wishart law "
                     "(≤ SPEC (√(d−r*)+√r*)/√N), tan slope ≈ −½; κ-independent (noiseless); grows with κ (noise)"),
-        measured=measured, passed=not failures, fits=fits, table=table, figures=[fig], notes=notes)
+        measured=measured, fits=fits, table=table, figures=[FIGURE],
+        notes="Per-N summary:\n\n" + per_n.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
-def _figure(ctx, d, r, ns, sweep, per_n, law, ndf, kappas) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    a = ax[0]
-    a.loglog(sweep.n, sweep["sin"], ".", color="C0", alpha=0.3, label="sinΘ, per seed")
-    a.errorbar(per_n.n, per_n.sin_mean, yerr=per_n.sin_se, fmt="o", color="C0", label="sinΘ, mean ± SE")
-    a.errorbar(per_n.n, per_n.tan_mean, yerr=per_n.tan_se, fmt="s", color="C1", label="tanΘ, mean ± SE")
-    nn = np.array(ns, dtype=float)
-    a.loglog(nn, [law[n][1].mean() for n in ns], "-", color="C0", label="exact law E sinΘ")
-    a.loglog(nn, [law[n][0].mean() for n in ns], "-", color="C1", label="exact law E tanΘ")
-    a.loglog(nn, (math.sqrt(d - r) + math.sqrt(r)) / np.sqrt(nn), "k--", label="SPEC (√(d−r*)+√r*)/√N")
-    a.set_xticks(ns, [str(n) for n in ns]), a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    a.set_xlabel("N"), a.set_ylabel("angle"), a.set_title(f"F3: sampling tilt (d={d}, r*={r})")
-    a.legend(fontsize=7)
-    a = ax[1]
-    a.semilogx(sweep.n, sweep.f5, ".", alpha=0.3, color="C2")
-    a.errorbar(per_n.n, per_n.f5_mean, yerr=per_n.f5_se, fmt="o", color="C2", label="N‖G♮−ΔW‖²_F/((d+1)‖ΔW‖²_F)")
-    a.axhline(1, color="k", ls="--", label="F5 prediction 1")
-    a.errorbar(per_n.n, per_n.lmax_m1_mean / per_n.lmax_m1_pred, yerr=per_n.lmax_m1_se / per_n.lmax_m1_pred,
-               fmt="s", color="C3", label="(λmax(Σ̂)−1)/TW edge")
-    a.plot(per_n.n, per_n.sigma_dev_over_bai_yin, "^", color="C4", label="‖Σ̂−I‖/(2√γ+γ)")
-    a.set_xticks(ns, [str(n) for n in ns]), a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    a.set_xlabel("N"), a.set_title("F4, F5: normalised (prediction = 1)"), a.legend(fontsize=7)
-    a = ax[2]
-    g = ndf.groupby("kappa")
-    a.errorbar(list(g.groups), g["sin"].mean(), yerr=g["sin"].std() / np.sqrt(g.size()), fmt="o-",
-               label=f"sinΘ(U(G♮),U*), noise σ_ε={ndf.noise.iloc[0]}")
-    a.errorbar(list(g.groups), g["noise_tilt"].mean(), yerr=g["noise_tilt"].std() / np.sqrt(g.size()), fmt="s-",
-               label="noise tilt sinΘ(U(G♮),U(Σ̂ΔW))")
-    a.plot(list(g.groups), g["noise_tilt_pred_sin"].mean(), "k--", label=r"first order $\sigma_\varepsilon\sqrt{d-r^*}/(\sqrt{N}\,\lambda^*_{r^*})$")
-    a.set_xscale("log"), a.set_yscale("log"), a.set_xlabel("κ"), a.set_title("label noise: κ-dependence")
-    a.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c02_concentration.png"
-    ctx.save(fig, name, dpi=110)
-    return name
+def _figure(ctx, d, r, ns, sweep, per_n, law, ndf):
+    with ctx.figure(FIGURE, ncols=3, figsize=(15, 4.2)) as (fig, ax):
+        a = ax[0]
+        a.loglog(sweep.n, sweep["sin"], ".", color="C0", alpha=0.3, label="sinΘ, per seed")
+        a.errorbar(per_n.n, per_n.sin_mean, yerr=per_n.sin_se, fmt="o", color="C0", label="sinΘ, mean ± SE")
+        a.errorbar(per_n.n, per_n.tan_mean, yerr=per_n.tan_se, fmt="s", color="C1", label="tanΘ, mean ± SE")
+        nn = np.array(ns, dtype=float)
+        a.loglog(nn, [law[n][1].mean() for n in ns], "-", color="C0", label="exact law E sinΘ")
+        a.loglog(nn, [law[n][0].mean() for n in ns], "-", color="C1", label="exact law E tanΘ")
+        a.loglog(nn, (math.sqrt(d - r) + math.sqrt(r)) / np.sqrt(nn), "k--", label="SPEC (√(d−r*)+√r*)/√N")
+        a.set_xticks(ns, [str(n) for n in ns]), a.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+        a.set_xlabel("N"), a.set_ylabel("angle"), a.set_title(f"F3: sampling tilt (d={d}, r*={r})")
+        a.legend(fontsize=7)
+        a = ax[1]
+        a.semilogx(sweep.n, sweep.f5, ".", alpha=0.3, color="C2")
+        a.errorbar(per_n.n, per_n.f5_mean, yerr=per_n.f5_se, fmt="o", color="C2", label="N‖G♮−ΔW‖²_F/((d+1)‖ΔW‖²_F)")
+        a.axhline(1, color="k", ls="--", label="F5 prediction 1")
+        a.errorbar(per_n.n, per_n.lmax_m1_mean / per_n.lmax_m1_pred, yerr=per_n.lmax_m1_se / per_n.lmax_m1_pred,
+                   fmt="s", color="C3", label="(λmax(Σ̂)−1)/TW edge")
+        a.plot(per_n.n, per_n.sigma_dev_over_bai_yin, "^", color="C4", label="‖Σ̂−I‖/(2√γ+γ)")
+        a.set_xticks(ns, [str(n) for n in ns]), a.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+        a.set_xlabel("N"), a.set_title("F4, F5: normalised (prediction = 1)"), a.legend(fontsize=7)
+        a = ax[2]
+        g = ndf.groupby("kappa")
+        a.errorbar(list(g.groups), g["sin"].mean(), yerr=g["sin"].std() / np.sqrt(g.size()), fmt="o-",
+                   label=f"sinΘ(U(G♮),U*), noise σ_ε={ndf.noise.iloc[0]}")
+        a.errorbar(list(g.groups), g["noise_tilt"].mean(), yerr=g["noise_tilt"].std() / np.sqrt(g.size()), fmt="s-",
+                   label="noise tilt sinΘ(U(G♮),U(Σ̂ΔW))")
+        a.plot(list(g.groups), g["noise_tilt_pred_sin"].mean(), "k--", label=r"first order $\sigma_\varepsilon\sqrt{d-r^*}/(\sqrt{N}\,\lambda^*_{r^*})$")
+        a.set_xscale("log"), a.set_yscale("log"), a.set_xlabel("κ"), a.set_title("label noise: κ-dependence")
+        a.legend(fontsize=7)

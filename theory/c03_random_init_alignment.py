@@ -94,25 +94,32 @@ minimum a(t) follows one α-independent curve (tan a ≈ K e^{−ℓ_{r\*}t}), s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import sampling_tilt
 
 TITLE = "small random init: A aligns with U_r*(G♮)"
 RESULT = "R1"
+FIGURE = "c03_alignment.png"
 
 
-def plateau(prob) -> float:
-    """sinΘ(U_{r*}(G♮), U*) from G♮'s SVD and U* directly (not lorasim's metric)."""
-    r = prob.r_star
-    U = prob.svd_G()[0][:, :r]
-    Us = prob.U_star
-    return float(torch.linalg.matrix_norm(Us - U @ (U.T @ Us), ord=2))
+@dataclass
+class Settings(TeacherSettings):
+    rank: int
+    n: int
+    kappa: float
+    lr: float
+    steps: int
+    alphas: list
+    fit_alpha_max: float
+    log_every: int = 1
 
 
 def _minimum(steps, al):
@@ -132,23 +139,20 @@ def _minimum(steps, al):
 
 
 def run(settings, ctx):
-    d, k, r_star, rank, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
-    eta, steps = settings["lr"], settings["steps"]
-    every = settings.get("log_every", 1)
-    alphas = sorted(settings["alphas"], reverse=True)
-    amax = settings["fit_alpha_max"]
-    dev = settings.get("device", "cpu")
-    failures, rows, curves = [], [], {}
-    for seed in range(settings["seeds"]):
-        prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=settings.get("kappa", 1.0), seed=seed,
-                                     device=dev)
+    cfg = parse(Settings, settings, ctx)
+    d, r_star, rank, eta, amax = cfg.d, cfg.r_star, cfg.rank, cfg.lr, cfg.fit_alpha_max
+    alphas = sorted(cfg.alphas, reverse=True)
+    rows, curves = [], {}
+    for seed in range(cfg.seeds):
+        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=cfg.n, kappa=cfg.kappa, seed=seed, device=cfg.device)
         s = prob.svd_G()[1]
         s1, sr = float(s[0]), float(s[r_star - 1])
         l1, lr = math.log1p(eta * s1), math.log1p(eta * sr)
-        s_star = plateau(prob)
+        s_star = sampling_tilt(prob)
         # all α of one seed share the problem: one batched run (lorasim.train_batch), same frames as train
         trajs = lorasim.train_batch(prob, [{"init": "small_random", "rank": rank, "seed": seed, "alpha": a}
-                                           for a in alphas], solver="gd", lr=eta, steps=steps, log_every=every)
+                                           for a in alphas], solver="gd", lr=eta, steps=cfg.steps,
+                                     log_every=cfg.log_every)
         for a, tr in zip(alphas, trajs):
             df = tr.to_frame()
             al = df["align_A"].to_numpy()
@@ -163,22 +167,18 @@ def run(settings, ctx):
                          "noise_floor": floor, "aligning": floor <= 1.0, "in_fit": a <= amax})
     df = pd.DataFrame(rows)
 
-    if (df[df.aligning].status != "ok").any():
-        failures.append("a run in the aligning regime diverged")
-    if not (df.a0 >= 0.95).all():
-        failures.append(f"a(0) below 0.95 (min {df.a0.min():.3f})")
+    checks = Checks()
+    checks.add("converged", not (df[df.aligning].status != "ok").any(), "a run in the aligning regime diverged")
+    checks.add("a(0) ≈ 1", (df.a0 >= 0.95).all(), f"a(0) below 0.95 (min {df.a0.min():.3f})")
     fit_rows = df[df.in_fit]
-    if not (fit_rows.t_min < fit_rows.t_star).all():
-        failures.append("argmin at or after t*")
-    if not (fit_rows.a_min <= 0.1 * fit_rows.plateau).all():
-        failures.append("a fitted α is outside the linear-phase regime (min a > 0.1 sinΘ)")
+    checks.add("argmin < t*", (fit_rows.t_min < fit_rows.t_star).all(), "argmin at or after t*")
+    checks.add("linear phase", (fit_rows.a_min <= 0.1 * fit_rows.plateau).all(),
+               "a fitted α is outside the linear-phase regime (min a > 0.1 sinΘ)")
 
     per_seed, fits = [], []
     for seed, g in df.groupby("seed"):
         g = g.sort_values("alpha", ascending=False)
         mono = bool(np.all(np.diff(g[g.aligning].a_min.to_numpy()) < 0))
-        if not mono:
-            failures.append(f"seed {seed}: min a not decreasing in α")
         gf = g[g.in_fit]
         f_t = linear_fit(np.log(1 / gf.alpha), gf.t_min, "ln(1/α)", f"argmin t (seed {seed})")
         f_m = loglog_fit(gf.alpha, gf.a_min, "α", f"min a (seed {seed})")
@@ -193,69 +193,60 @@ def run(settings, ctx):
                          "ratio_min_lo": 1.0, "ratio_min_hi": (l1 / (l1 + 2 * lr)) * (lr + 2 * l1) / lr,
                          "monotone": mono})
     ps = pd.DataFrame(per_seed)
+    checks.add("min a decreasing in α", ps.monotone.all(), f"not in seeds {ps.seed[~ps.monotone].tolist()}")
     rt, rt_se = mean_se(ps.ratio_t)
     rm, rm_se = mean_se(ps.ratio_min)
     rs, rs_se = mean_se(ps.ratio_t_vs_spec)
     for name, m, se, lo, hi in (("argmin slope", rt, rt_se, ps.ratio_t_lo.mean(), ps.ratio_t_hi.mean()),
                                 ("depth exponent", rm, rm_se, ps.ratio_min_lo.mean(), ps.ratio_min_hi.mean())):
-        if not math.isfinite(se) or m < lo - 3 * se or m > hi + 3 * se:
-            failures.append(f"{name} / derived = {m:.3f}±{se:.3f}, outside [{lo:.3f}, {hi:.3f}] ± 3 SE")
+        checks.add(name, math.isfinite(se) and lo - 3 * se <= m <= hi + 3 * se,
+                   f"{name} / derived = {m:.3f}±{se:.3f}, outside [{lo:.3f}, {hi:.3f}] ± 3 SE")
 
     summ = df.groupby("alpha").agg(a_min=("a_min", "mean"), t_min=("t_min", "mean"), t_star=("t_star", "mean"),
                                    a0=("a0", "min"), a_final=("a_final", "mean")).sort_index(ascending=False)
     per_alpha = ", ".join(f"α={a:.0e}: min {row.a_min:.3g} @ {row.t_min:.0f} (t* {row.t_star:.0f})"
                           for a, row in summ.iterrows())
-    fig = _figure(ctx, df, ps, curves, amax)
+    _figure(ctx, df, ps, curves, amax)
     measured = (f"{per_alpha}; argmin slope/derived {rt:.3f}±{rt_se:.3f} (slope {ps.slope_t.mean():.2f} vs "
                 f"2/(ℓ_r*+2ℓ_1) {ps.pred_slope_t.mean():.2f}; allowed [{ps.ratio_t_lo.mean():.3f}, {ps.ratio_t_hi.mean():.3f}]); "
                 f"argmin slope × ℓ_1 = {rs:.3f}±{rs_se:.3f} (SPEC t* slope would give 1); depth exponent "
                 f"{ps.exp_min.mean():.3f} vs {ps.pred_exp_min.mean():.3f} (ratio {rm:.3f}±{rm_se:.3f}; allowed "
                 f"[1, {ps.ratio_min_hi.mean():.3f}]); min a(0) {df.a0.min():.3f}")
-    notes = (f"Per seed (fits over α ≤ {amax:g}):\n\n" + ps.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-             + ("\n\nFailures: " + "; ".join(failures) if failures else ""))
-    return Verdict(
+    return checks.verdict(
         prediction=("a(0)≈1; min a ↓ as α ↓; argmin < t*; argmin slope in ln(1/α) = 2/(ℓ_r*+2ℓ_1) (≈⅔ of t*'s 1/ℓ_1); "
                     "min a ∝ α^{2ℓ_r*/(ℓ_r*+2ℓ_1)}"),
-        measured=measured, passed=not failures, fits=fits, table=df, figures=[fig], notes=notes)
+        measured=measured, fits=fits, table=df, figures=[FIGURE],
+        notes=f"Per seed (fits over α ≤ {amax:g}):\n\n" + ps.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
-def _figure(ctx, df, ps, curves, amax) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    a = ax[0]
-    g0 = df[df.seed == 0]
-    for i, (alpha, (steps, al)) in enumerate(sorted(curves.items(), reverse=True)):
-        row = g0[g0.alpha == alpha].iloc[0]
-        a.semilogy(steps, al, color=f"C{i}", label=f"α={alpha:.0e}")
-        a.axvline(row.t_star, color=f"C{i}", ls=":", lw=0.8)
-        a.plot(row.t_min, row.a_min, "o", color=f"C{i}")
-    a.axhline(float(g0.plateau.iloc[0]), color="k", ls="--", lw=0.8, label="sinΘ(U(G♮),U*)")
-    a.set_xlabel("step t"), a.set_ylabel("a(t) = align_A"), a.set_title("seed 0: a(t); dots = min, dotted = t*")
-    a.legend(fontsize=7)
-    a = ax[1]
-    for seed, g in df.groupby("seed"):
-        a.plot(np.log(1 / g.alpha), g.t_min, "o", color=f"C{seed % 10}", ms=4)
-        gf = g[g.in_fit]
-        x = np.log(1 / gf.alpha.to_numpy())
-        p = ps[ps.seed == seed].iloc[0]
-        x0, y0 = x.mean(), gf.t_min.mean()
-        a.plot(x, y0 + p.pred_slope_t * (x - x0), "-", color=f"C{seed % 10}", lw=0.8)
-        a.plot(x, y0 + p.spec_tstar_slope * (x - x0), ":", color=f"C{seed % 10}", lw=0.8)
-    a.set_xlabel("ln(1/α)"), a.set_ylabel("argmin_t a(t)")
-    a.set_title("argmin: — derived slope 2/(ℓ_r*+2ℓ_1), ··· SPEC t* slope 1/ℓ_1", fontsize=9)
-    a = ax[2]
-    for seed, g in df.groupby("seed"):
-        a.loglog(g.alpha, g.a_min, "o-", color=f"C{seed % 10}", ms=4, lw=0.6)
-    xs = np.array(sorted(df[df.in_fit].alpha.unique()))
-    ref = df[(df.seed == 0) & (df.alpha == xs[-1])].a_min.iloc[0]
-    a.loglog(xs, ref * (xs / xs[-1]) ** ps.pred_exp_min.iloc[0], "k--", label="derived exponent (seed 0)")
-    a.axvline(amax, color="gray", ls=":", lw=0.8, label="fit range ≤")
-    a.set_xlabel("α"), a.set_ylabel("min_t a(t)"), a.set_title("depth of the minimum"), a.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c03_alignment.png"
-    ctx.save(fig, name, dpi=110)
-    return name
+def _figure(ctx, df, ps, curves, amax):
+    with ctx.figure(FIGURE, ncols=3, figsize=(15, 4.2)) as (fig, ax):
+        a = ax[0]
+        g0 = df[df.seed == 0]
+        for i, (alpha, (steps, al)) in enumerate(sorted(curves.items(), reverse=True)):
+            row = g0[g0.alpha == alpha].iloc[0]
+            a.semilogy(steps, al, color=f"C{i}", label=f"α={alpha:.0e}")
+            a.axvline(row.t_star, color=f"C{i}", ls=":", lw=0.8)
+            a.plot(row.t_min, row.a_min, "o", color=f"C{i}")
+        a.axhline(float(g0.plateau.iloc[0]), color="k", ls="--", lw=0.8, label="sinΘ(U(G♮),U*)")
+        a.set_xlabel("step t"), a.set_ylabel("a(t) = align_A"), a.set_title("seed 0: a(t); dots = min, dotted = t*")
+        a.legend(fontsize=7)
+        a = ax[1]
+        for seed, g in df.groupby("seed"):
+            a.plot(np.log(1 / g.alpha), g.t_min, "o", color=f"C{seed % 10}", ms=4)
+            gf = g[g.in_fit]
+            x = np.log(1 / gf.alpha.to_numpy())
+            p = ps[ps.seed == seed].iloc[0]
+            x0, y0 = x.mean(), gf.t_min.mean()
+            a.plot(x, y0 + p.pred_slope_t * (x - x0), "-", color=f"C{seed % 10}", lw=0.8)
+            a.plot(x, y0 + p.spec_tstar_slope * (x - x0), ":", color=f"C{seed % 10}", lw=0.8)
+        a.set_xlabel("ln(1/α)"), a.set_ylabel("argmin_t a(t)")
+        a.set_title("argmin: — derived slope 2/(ℓ_r*+2ℓ_1), ··· SPEC t* slope 1/ℓ_1", fontsize=9)
+        a = ax[2]
+        for seed, g in df.groupby("seed"):
+            a.loglog(g.alpha, g.a_min, "o-", color=f"C{seed % 10}", ms=4, lw=0.6)
+        xs = np.array(sorted(df[df.in_fit].alpha.unique()))
+        ref = df[(df.seed == 0) & (df.alpha == xs[-1])].a_min.iloc[0]
+        a.loglog(xs, ref * (xs / xs[-1]) ** ps.pred_exp_min.iloc[0], "k--", label="derived exponent (seed 0)")
+        a.axvline(amax, color="gray", ls=":", lw=0.8, label="fit range ≤")
+        a.set_xlabel("α"), a.set_ylabel("min_t a(t)"), a.set_title("depth of the minimum"), a.legend(fontsize=7)

@@ -67,6 +67,7 @@ through the sampling tilt, as derived, and makes the finite-N slope fall below 3
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -74,38 +75,39 @@ import torch
 
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, sampling_tilt, sin_theta
 
 TITLE = "late plateau a(T) = sinΘ(U_r*(G♮), U*)"
 RESULT = "R1"
-EPS = float(np.finfo(np.float64).eps)
+FIGURE = "c04_plateau.png"
 
 
-def _top_left(M, r):
-    U, s, _ = torch.linalg.svd(M, full_matrices=False)
-    return U[:, :r], s
+@dataclass
+class Settings(TeacherSettings):
+    rank: int
+    n: int
+    lr: float
+    steps: int
+    alphas: list
+    n_over_d_sweep: list
+    sweep_alpha: float
 
 
-
-def _sin(U1, U2) -> float:
-    return float(torch.linalg.matrix_norm(U2 - U1 @ (U1.T @ U2), ord=2))
-
-
-def _batch(prob, alphas, seed, settings, log_every):
+def _batch(prob, alphas, seed, cfg, log_every):
     """GD from small_random(α) for every α on one problem, as one batch (lorasim.train_batch)."""
     r = prob.r_star
-    trajs = lorasim.train_batch(prob, [{"init": "small_random", "rank": settings["rank"], "seed": seed, "alpha": a}
-                                       for a in alphas], solver="gd", lr=settings["lr"], steps=settings["steps"],
-                                log_every=log_every)
-    U, sG, _ = prob.svd_G()
-    UG = U[:, :r]
-    s_star = _sin(UG, prob.U_star)
+    trajs = lorasim.train_batch(prob, [{"init": "small_random", "rank": cfg.rank, "seed": seed, "alpha": a}
+                                       for a in alphas], solver="gd", lr=cfg.lr, steps=cfg.steps, log_every=log_every)
+    sG = prob.svd_G()[1]
+    s_star = sampling_tilt(prob)
     lam_r = float(prob.S_star[r - 1])
     out = []
     for alpha, tr in zip(alphas, trajs):
         df = tr.to_frame()
-        UA, sA = _top_left(tr.A, r)
-        d_T = _sin(UA, prob.U_star)
+        UA, sA, _ = torch.linalg.svd(tr.A, full_matrices=False)
+        d_T = float(sin_theta(UA[:, :r], prob.U_star))
         gapA = float(sA[r - 1] - sA[r]) if len(sA) > r else float(sA[r - 1])
         tau = 100 * EPS * math.sqrt(prob.d) * (float(sA[0]) / gapA + float(sG[0] / sG[r - 1]))
         row = {"status": tr.status, "a_T": float(df["align_A"].iloc[-1]), "s_star": s_star, "d_T": d_T,
@@ -117,57 +119,56 @@ def _batch(prob, alphas, seed, settings, log_every):
 
 
 def run(settings, ctx):
-    d, k, r_star, rank, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
-    dev = settings.get("device", "cpu")
-    alphas = sorted(settings["alphas"], reverse=True)
-    seeds = settings["seeds"]
-    steps = settings["steps"]
-    failures, rows, curves = [], [], {}
+    cfg = parse(Settings, settings, ctx)
+    d, r_star, rank, n, seeds, steps = cfg.d, cfg.r_star, cfg.rank, cfg.n, cfg.seeds, cfg.steps
+    alphas = sorted(cfg.alphas, reverse=True)
+    rows, curves = [], {}
     for case, nn in (("finite N", n), ("population", "population")):
         for seed in range(seeds):
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=nn, kappa=1.0, seed=seed, device=dev)
-            got = _batch(prob, alphas, seed, settings, max(1, steps // 100) if seed == 0 else steps)
+            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=nn, kappa=1.0, seed=seed, device=cfg.device)
+            got = _batch(prob, alphas, seed, cfg, max(1, steps // 100) if seed == 0 else steps)
             for a, (rec, curve) in zip(alphas, got):
                 if seed == 0:
                     curves[(case, a)] = curve
                 rows.append({"part": "alpha", "case": case, "n": nn, "seed": seed, "alpha": a, **rec})
-    for m in settings["n_over_d_sweep"]:
+    for m in cfg.n_over_d_sweep:
         if m * d == n:
             continue
         for seed in range(seeds):
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=m * d, kappa=1.0, seed=seed, device=dev)
-            (rec, _), = _batch(prob, [settings["sweep_alpha"]], seed, settings, steps)
-            rows.append({"part": "N sweep", "case": "finite N", "n": m * d, "seed": seed,
-                         "alpha": settings["sweep_alpha"], **rec})
+            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=m * d, kappa=1.0, seed=seed, device=cfg.device)
+            (rec, _), = _batch(prob, [cfg.sweep_alpha], seed, cfg, steps)
+            rows.append({"part": "N sweep", "case": "finite N", "n": m * d, "seed": seed, "alpha": cfg.sweep_alpha,
+                         **rec})
     df = pd.DataFrame(rows)
 
-    if (df.status != "ok").any() or not (df.risk_ratio <= 1e-10).all():
-        failures.append(f"not converged (max risk(T)/risk(0) {df.risk_ratio.max():.2g})")
+    checks = Checks()
+    checks.add("converged", not (df.status != "ok").any() and (df.risk_ratio <= 1e-10).all(),
+               f"max risk(T)/risk(0) {df.risk_ratio.max():.2g}")
     viol = df[df.gap > df.d_T + df.tau]
-    if len(viol):
-        failures.append(f"|a(T) − s*| > d_T in {len(viol)} runs")
+    checks.add("|a(T) − s*| ≤ d_T", not len(viol), f"violated in {len(viol)} runs")
 
     amax = max(alphas)
     margin = 2 * amax * math.sqrt(d)
     fits, slope_info = [], {}
     for case in ("finite N", "population"):
-        sl = []
+        sl, falling = [], []
         for seed in range(seeds):
             g = df[(df.part == "alpha") & (df.case == case) & (df.seed == seed)].sort_values("alpha", ascending=False)
-            if not np.all(np.diff(g.d_T.to_numpy()) < 0):
-                failures.append(f"{case}, seed {seed}: d_T not decreasing as α decreases")
+            falling.append(bool(np.all(np.diff(g.d_T.to_numpy()) < 0)))
             f = loglog_fit(g.alpha, g.d_T, "α", f"d_T ({case}, seed {seed})")
             fits.append(f)
             sl.append(f.slope)
+        checks.add(f"{case}: d_T decreasing", all(falling),
+                   f"not as α decreases in seeds {[i for i, ok in enumerate(falling) if not ok]}")
         m, se = mean_se(sl)
         slope_info[case] = (m, se)
         lo, hi = (3.0, 3.0) if case == "population" else (2.0, 3.0)
-        if not math.isfinite(se) or m < lo - 3 * se - margin or m > hi + 3 * se + margin:
-            failures.append(f"{case}: d_T slope {m:.3f}±{se:.3f} outside [{lo}, {hi}] ± (3 SE + {margin:.3f})")
+        checks.add(f"{case}: d_T slope", math.isfinite(se) and lo - 3 * se - margin <= m <= hi + 3 * se + margin,
+                   f"{m:.3f}±{se:.3f} outside [{lo}, {hi}] ± (3 SE + {margin:.3f})")
 
     al = df[df.part == "alpha"]
     fin, pop = al[al.case == "finite N"], al[al.case == "population"]
-    sweep = df[(df.case == "finite N") & (df.alpha == settings["sweep_alpha"])].groupby("n").agg(
+    sweep = df[(df.case == "finite N") & (df.alpha == cfg.sweep_alpha)].groupby("n").agg(
         a_T=("a_T", "mean"), s_star=("s_star", "mean"), d_T=("d_T", "max"))
     sweep_txt = ", ".join(f"N={int(nn)}: a(T) {row.a_T:.4f} vs s* {row.s_star:.4f}" for nn, row in sweep.iterrows())
     pop_small = pop[pop.alpha == min(alphas)]
@@ -178,51 +179,41 @@ def run(settings, ctx):
                 f"population {slope_info['population'][0]:.4f}±{slope_info['population'][1]:.4f}; "
                 f"c = d_Tλ^1.5/(α³d) {al.c_alpha3.median():.2f} (median; √(r−r*)+√r* = {c_ref:.2f}); "
                 f"max risk(T)/risk(0) {df.risk_ratio.max():.1g}")
-    fig = _figure(ctx, df, curves, alphas, settings)
-    notes = ("Failures: " + "; ".join(failures)) if failures else ""
-    return Verdict(
+    _figure(ctx, df, curves, alphas, cfg.sweep_alpha)
+    return checks.verdict(
         prediction=("a(T) = s* within d_T = sinΘ(U_r*(A_T),U*) ≈ c α³d/λ^1.5 (+ηα² term at finite N); "
                     "slope of d_T in α: 3 (population), 2–3 (finite N); population plateau 0"),
-        measured=measured, passed=not failures, fits=fits, table=df, figures=[fig], notes=notes)
+        measured=measured, fits=fits, table=df, figures=[FIGURE])
 
 
-def _figure(ctx, df, curves, alphas, settings) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
-    a = ax[0]
-    s0 = df[(df.part == "alpha") & (df.case == "finite N") & (df.seed == 0)].s_star.iloc[0]
-    for i, al in enumerate(alphas):
-        for case, ls in (("finite N", "-"), ("population", "--")):
-            c = curves[(case, al)]
-            a.semilogy(c.step, c.align_A.clip(lower=1e-16), ls, color=f"C{i}",
-                       label=f"α={al:.0e}" if case == "finite N" else None)
-    a.axhline(s0, color="k", lw=0.8, ls=":", label="s* = sinΘ(U(G♮),U*)")
-    a.set_xlabel("step t"), a.set_ylabel("a(t)"), a.set_title("seed 0: finite N (—) and population (--)")
-    a.legend(fontsize=7)
-    a = ax[1]
-    sw = df[df.alpha == settings["sweep_alpha"]]
-    sw = sw[sw.case == "finite N"]
-    a.loglog(sw.s_star, sw.a_T, "o", ms=4, label=f"finite N, α={settings['sweep_alpha']:g}")
-    lim = [sw.s_star.min() * 0.8, sw.s_star.max() * 1.2]
-    a.loglog(lim, lim, "k--", lw=0.8, label="a(T) = s*")
-    a.set_xlabel("s* = sinΘ(U_r*(G♮), U*) (direct)"), a.set_ylabel("a(T) (lorasim align_A)")
-    a.set_title("plateau across N/d"), a.legend(fontsize=7)
-    a = ax[2]
-    al = df[df.part == "alpha"]
-    for case, mk in (("finite N", "o-"), ("population", "s--")):
-        for seed, g in al[al.case == case].groupby("seed"):
-            a.loglog(g.alpha, g.d_T, mk, color=f"C{seed % 10}", ms=3, lw=0.6,
-                     label=case if seed == 0 else None)
-    xs = np.array(sorted(alphas))
-    ref = al[(al.case == "population") & (al.seed == 0)].sort_values("alpha").d_T.iloc[-1]
-    a.loglog(xs, ref * (xs / xs[-1]) ** 3, "k:", label="∝ α³")
-    a.set_xlabel("α"), a.set_ylabel("d_T = sinΘ(U_r*(A_T), U*)"), a.set_title("spurious tilt at T")
-    a.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c04_plateau.png"
-    ctx.save(fig, name, dpi=110)
-    return name
+def _figure(ctx, df, curves, alphas, sweep_alpha):
+    with ctx.figure(FIGURE, ncols=3, figsize=(15, 4.2)) as (fig, ax):
+        a = ax[0]
+        s0 = df[(df.part == "alpha") & (df.case == "finite N") & (df.seed == 0)].s_star.iloc[0]
+        for i, al in enumerate(alphas):
+            for case, ls in (("finite N", "-"), ("population", "--")):
+                c = curves[(case, al)]
+                a.semilogy(c.step, c.align_A.clip(lower=1e-16), ls, color=f"C{i}",
+                           label=f"α={al:.0e}" if case == "finite N" else None)
+        a.axhline(s0, color="k", lw=0.8, ls=":", label="s* = sinΘ(U(G♮),U*)")
+        a.set_xlabel("step t"), a.set_ylabel("a(t)"), a.set_title("seed 0: finite N (—) and population (--)")
+        a.legend(fontsize=7)
+        a = ax[1]
+        sw = df[df.alpha == sweep_alpha]
+        sw = sw[sw.case == "finite N"]
+        a.loglog(sw.s_star, sw.a_T, "o", ms=4, label=f"finite N, α={sweep_alpha:g}")
+        lim = [sw.s_star.min() * 0.8, sw.s_star.max() * 1.2]
+        a.loglog(lim, lim, "k--", lw=0.8, label="a(T) = s*")
+        a.set_xlabel("s* = sinΘ(U_r*(G♮), U*) (direct)"), a.set_ylabel("a(T) (lorasim align_A)")
+        a.set_title("plateau across N/d"), a.legend(fontsize=7)
+        a = ax[2]
+        al = df[df.part == "alpha"]
+        for case, mk in (("finite N", "o-"), ("population", "s--")):
+            for seed, g in al[al.case == case].groupby("seed"):
+                a.loglog(g.alpha, g.d_T, mk, color=f"C{seed % 10}", ms=3, lw=0.6,
+                         label=case if seed == 0 else None)
+        xs = np.array(sorted(alphas))
+        ref = al[(al.case == "population") & (al.seed == 0)].sort_values("alpha").d_T.iloc[-1]
+        a.loglog(xs, ref * (xs / xs[-1]) ** 3, "k:", label="∝ α³")
+        a.set_xlabel("α"), a.set_ylabel("d_T = sinΘ(U_r*(A_T), U*)"), a.set_title("spurious tilt at T")
+        a.legend(fontsize=7)

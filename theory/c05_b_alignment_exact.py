@@ -50,23 +50,33 @@ increasing in σ_ε for every seed.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, sin_theta
 
 TITLE = "B aligned exactly when B0 = 0 (noiseless)"
 RESULT = "R1"
-EPS = float(np.finfo(np.float64).eps)
+FIGURE = "c05_align_B.png"
 TOL = 1e-10
 
 
-def _sin(V1, V2) -> torch.Tensor:
-    """‖(I − V1V1ᵀ)V2‖_op, batched over leading dimensions of V2."""
-    return torch.linalg.matrix_norm(V2 - V1 @ (V1.T @ V2), ord=2)
+@dataclass
+class Settings(TeacherSettings):
+    rank: int
+    n: int
+    alpha: float
+    lr: float
+    precgd_lr: float
+    precgd_damping: float
+    steps: int
+    noises: list
 
 
 def _recompute(prob, factors, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,7 +85,7 @@ def _recompute(prob, factors, r: int) -> tuple[np.ndarray, np.ndarray]:
     VG = prob.svd_G()[2][:, :r]
     Bs = torch.stack([B for _, _, B in factors[1:]])
     _, s, Vh = torch.linalg.svd(Bs, full_matrices=False)
-    vals = _sin(VG, Vh[:, :r].transpose(-1, -2))
+    vals = sin_theta(VG, Vh[:, :r].transpose(-1, -2))
     return vals.cpu().numpy(), (s[:, 0] / s[:, r - 1]).cpu().numpy()
 
 
@@ -89,27 +99,25 @@ def _first_order(prob, A0: torch.Tensor, r: int) -> tuple[float, float]:
 
 
 def run(settings, ctx):
-    d, k, r_star, rank, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
-    dev = settings.get("device", "cpu")
-    steps, alpha = settings["steps"], settings["alpha"]
-    runs = [("gd", 0.0, {"lr": settings["lr"]}),
-            ("precgd", 0.0, {"lr": settings["precgd_lr"], "damping": settings["precgd_damping"]})]
-    runs += [("gd", float(s), {"lr": settings["lr"]}) for s in settings["noises"]]
-    rows, curves, failures = [], {}, []
-    for seed in range(settings["seeds"]):
+    cfg = parse(Settings, settings, ctx)
+    r_star = cfg.r_star
+    runs = [("gd", 0.0, {"lr": cfg.lr}), ("precgd", 0.0, {"lr": cfg.precgd_lr, "damping": cfg.precgd_damping})]
+    runs += [("gd", float(s), {"lr": cfg.lr}) for s in cfg.noises]
+    rows, curves = [], {}
+    for seed in range(cfg.seeds):
         problems = {}
         for solver, noise, kw in runs:
             if noise not in problems:  # GD and PrecGD share the noiseless problem (and its SVD)
-                problems[noise] = lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=1.0, seed=seed,
-                                                        noise=noise, device=dev)
+                problems[noise] = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=r_star, n=cfg.n, kappa=1.0,
+                                                        seed=seed, noise=noise, device=cfg.device)
             prob = problems[noise]
-            tr = lorasim.train(prob, init="small_random", rank=rank, init_kwargs={"alpha": alpha}, init_seed=seed,
-                               solver=solver, steps=steps, log_every=1, keep_factors=True, **kw)
+            tr = lorasim.train(prob, init="small_random", rank=cfg.rank, init_kwargs={"alpha": cfg.alpha},
+                               init_seed=seed, solver=solver, steps=cfg.steps, log_every=1, keep_factors=True, **kw)
             df = tr.to_frame()
             ab = df["align_B"].to_numpy()
             mine, conds = _recompute(prob, tr.factors, r_star)
             sG = prob.svd_G()[1]
-            tau = EPS * math.sqrt(k) * (conds.max() + float(sG[0] / sG[r_star - 1]))
+            tau = EPS * math.sqrt(cfg.k) * (conds.max() + float(sG[0] / sG[r_star - 1]))
             A0 = tr.factors[0][1]
             pred1, rho = _first_order(prob, A0, r_star) if noise > 0 else (0.0, 0.0)
             if seed == 0:
@@ -125,23 +133,19 @@ def run(settings, ctx):
                          "risk_T": float(df["risk"].iloc[-1])})
     df = pd.DataFrame(rows)
 
-    if (df.status != "ok").any():
-        failures.append("a run diverged")
+    checks = Checks()
+    checks.add("converged", not (df.status != "ok").any(), "a run diverged")
     clean, noisy = df[df.noise == 0], df[df.noise > 0]
-    if not clean.align_B_0_is_nan.all():
-        failures.append("align_B(0) is not NaN with B0 = 0")
-    if (clean.n_nan_t_ge_1 > 0).any() or not (clean[["max_align_B", "max_recomputed"]].max(axis=1) <= TOL).all():
-        failures.append(f"noiseless align_B above {TOL:g} (max {clean[['max_align_B', 'max_recomputed']].max().max():.2g})")
+    checks.add("align_B(0) NaN", clean.align_B_0_is_nan.all(), "align_B(0) is not NaN with B0 = 0")
+    checks.add("noiseless exact", not (clean.n_nan_t_ge_1 > 0).any()
+               and (clean[["max_align_B", "max_recomputed"]].max(axis=1) <= TOL).all(),
+               f"noiseless align_B above {TOL:g} (max {clean[['max_align_B', 'max_recomputed']].max().max():.2g})")
     bad = noisy[noisy.rel_err_first_order > noisy.rho**2 + 1e-9]
-    if len(bad):
-        failures.append(f"align_B(1) off its first-order value by more than ρ² in {len(bad)} runs")
-    if not (noisy.min_align_B > TOL).all():
-        failures.append("noisy align_B not above the exact-case tolerance")
-    for seed, g in noisy.groupby("seed"):
-        g = g.sort_values("noise")
-        for col in ("align_B_1", "align_B_T"):
-            if not np.all(np.diff(g[col].to_numpy()) > 0):
-                failures.append(f"seed {seed}: {col} not increasing in σ_ε")
+    checks.add("noisy first order", not len(bad), f"align_B(1) off its first-order value by more than ρ² in {len(bad)} runs")
+    checks.add("noisy above tolerance", (noisy.min_align_B > TOL).all(), "noisy align_B not above the exact-case tolerance")
+    for col in ("align_B_1", "align_B_T"):
+        flat = [seed for seed, g in noisy.groupby("seed") if not np.all(np.diff(g.sort_values("noise")[col].to_numpy()) > 0)]
+        checks.add(f"{col} increasing in σ_ε", not flat, f"not in seeds {flat}")
 
     noise_txt = ", ".join(
         f"σ_ε={s:g}: align_B(1) {g.align_B_1.mean():.3g} (first order {g.first_order_1.mean():.3g}, max rel err "
@@ -151,28 +155,18 @@ def run(settings, ctx):
                 f"PrecGD {clean[clean.solver == 'precgd'].max_align_B.max():.2g} (recomputed "
                 f"{clean.max_recomputed.max():.2g}; τ {clean.tau.min():.1g}–{clean.tau.max():.1g}); align_B(0) NaN: "
                 f"{bool(clean.align_B_0_is_nan.all())}; {noise_txt}")
-    fig = _figure(ctx, curves)
-    notes = ("Failures: " + "; ".join(failures)) if failures else ""
-    return Verdict(
+    _figure(ctx, curves)
+    return checks.verdict(
         prediction=("noiseless: align_B(0)=NaN, align_B(t≥1) ≤ 1e-10 (round-off τ≈1e-14), GD and PrecGD; "
                     "noisy: align_B(1) = first-order value ∝ σ_ε, > 0, increasing in σ_ε"),
-        measured=measured, passed=not failures, table=df, figures=[fig], notes=notes)
+        measured=measured, table=df, figures=[FIGURE])
 
 
-def _figure(ctx, curves) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for i, ((solver, noise), ab) in enumerate(sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0]))):
-        ax.semilogy(np.arange(len(ab)), np.maximum(ab, 1e-17), color=f"C{i}",
-                    label=f"{solver}, σ_ε={noise:g}")
-    ax.axhline(TOL, color="k", ls="--", lw=0.8, label="tolerance 1e-10")
-    ax.set_xlabel("step t (t = 0 is NaN: B0 = 0)"), ax.set_ylabel("align_B(t)")
-    ax.set_title("seed 0: B's top-r* row space vs V_r*(G♮)"), ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = "c05_align_B.png"
-    ctx.save(fig, name, dpi=110)
-    return name
+def _figure(ctx, curves):
+    with ctx.figure(FIGURE, figsize=(7, 4.2)) as (fig, ax):
+        for i, ((solver, noise), ab) in enumerate(sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0]))):
+            ax.semilogy(np.arange(len(ab)), np.maximum(ab, 1e-17), color=f"C{i}",
+                        label=f"{solver}, σ_ε={noise:g}")
+        ax.axhline(TOL, color="k", ls="--", lw=0.8, label="tolerance 1e-10")
+        ax.set_xlabel("step t (t = 0 is NaN: B0 = 0)"), ax.set_ylabel("align_B(t)")
+        ax.set_title("seed 0: B's top-r* row space vs V_r*(G♮)"), ax.legend(fontsize=8)

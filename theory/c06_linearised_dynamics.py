@@ -75,32 +75,34 @@ relative; (d) on the window {p_t ≥ 10‖A0‖²_op, t ≤ t\*/2} (≥ 5 points
 1 ± 0.1 (the derived bulk correction) for every run.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.config import InitConfig
 from lorasim.fitting import loglog_fit, mean_se
-from lorasim.inits import make_init
-from lorasim.verify import Verdict
 
-from .numerics import spd_norm
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, init_factors, op_norm_product, spd_norm
 
 TITLE = "linearised early dynamics"
 RESULT = "R1"
+FIGURE = "c06_linearised.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    r: int
+    n: int
+    eta: float
+    alpha: float
+    kappas: list
 
 
 def _fro(x):
     return torch.linalg.matrix_norm(x)
-
-
-def _op_product(A, B):
-    """‖A B‖_op from thin QRs of A and Bᵀ (no d×k product)."""
-    R1 = torch.linalg.qr(A)[1]
-    R2 = torch.linalg.qr(B.T)[1]
-    return torch.linalg.matrix_norm(R1 @ R2.T, ord=2)
 
 
 def _closed_form(U, S, Vt, proj, perp, eta, t):
@@ -110,23 +112,21 @@ def _closed_form(U, S, Vt, proj, perp, eta, t):
     return U @ (cp[:, None] * proj) + perp, Vt @ (cm[:, None] * proj)
 
 
-def _one_run(settings, kappa, seed, dev):
-    d, k, r, rs, n = settings["d"], settings["k"], settings["r"], settings["r_star"], settings["n"]
-    eta, alpha = settings["eta"], settings["alpha"]
-    eps = float(np.finfo(np.float64).eps)
-    prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=n, kappa=kappa, seed=seed, device=dev)
+def _one_run(cfg, kappa, seed):
+    d, k, eta = cfg.d, cfg.k, cfg.eta
+    prob = lorasim.LinearTeacher(d=d, k=k, r_star=cfg.r_star, n=cfg.n, kappa=kappa, seed=seed, device=cfg.device)
     G, Sh = prob.G, prob.sigma_hat
     U, S, V = prob.svd_G()
     s1 = float(S[0])
     lam = 1 + eta * s1
     nS = spd_norm(Sh)
-    rho = int((S > max(d, k) * eps * S[0]).sum())
-    init = make_init(prob, r, InitConfig(name="small_random", alpha=alpha), seed=1000 + seed)
+    rho = int((S > max(d, k) * EPS * S[0]).sum())
+    A0, B0 = init_factors(prob, "small_random", cfg.r, seed=1000 + seed, alpha=cfg.alpha)
     # t* from this A0's own projection on u_1 (an input of the run, known before it starts): the
     # typical α√r overstates it when ‖u_1ᵀA0‖ is small, and the window then shrinks (see Setup).
-    t_star = math.log(2 * math.sqrt(s1) / float(torch.linalg.vector_norm(U[:, 0] @ init.A))) / math.log(lam)
+    t_star = math.log(2 * math.sqrt(s1) / float(torch.linalg.vector_norm(U[:, 0] @ A0))) / math.log(lam)
     steps = math.ceil(t_star)
-    traj = lorasim.train(prob, init.A, init.B, solver="gd", lr=eta, steps=steps, log_every=1, keep_factors=True,
+    traj = lorasim.train(prob, A0, B0, solver="gd", lr=eta, steps=steps, log_every=1, keep_factors=True,
                          metrics="risk")
     A0 = traj.factors[0][1]
     Ur, Sr, Vr = U[:, :rho], S[:rho], V[:, :rho]
@@ -149,7 +149,7 @@ def _one_run(settings, kappa, seed, dev):
         cols["e_A"].append(dA / _fro(Ab))
         cols["e_B"].append(dB / _fro(Bbt) if t > 0 else nan)
         cols["phi"].append(acc / zb)
-        cols["p"].append(_op_product(A, B))
+        cols["p"].append(op_norm_product(A, B))
         cols["variant_diff"].append(torch.hypot(_fro(Ab - Ab2), _fro(Bbt - Bbt2)) / zb)
         SA = Sh @ A
         acc = lam * acc + eta * torch.hypot(_fro(SA @ (B @ B.T)), _fro((A.T @ SA) @ B))
@@ -162,17 +162,15 @@ def _one_run(settings, kappa, seed, dev):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    eps = float(np.finfo(np.float64).eps)
-    rs = settings["r_star"]
+    cfg = parse(Settings, settings, ctx)
     rows, curves, fits = [], [], []
-    for kappa in settings["kappas"]:
-        for seed in range(settings["seeds"]):
-            tr, info = _one_run(settings, kappa, seed, dev)
+    for kappa in cfg.kappas:
+        for seed in range(cfg.seeds):
+            tr, info = _one_run(cfg, kappa, seed)
             s1, nS = info["sigma1"], info["norm_sigma_hat"]
             half = tr[(tr.t >= 1) & (tr.t <= info["t_star"] / 2)]
             pmax = np.maximum.accumulate(tr["p"].to_numpy())[half.index]
-            ok_phi = bool((half.e <= half.phi + 100 * half.t * eps).all())
+            ok_phi = bool((half.e <= half.phi + 100 * half.t * EPS).all())
             ratio = half.e.to_numpy() / (nS / 2 * pmax / s1)
             win = half[half.p >= 10 * info["A0_op2"]]
             if len(win) >= 5:
@@ -186,63 +184,54 @@ def run(settings, ctx):
                          "phi_ok": ok_phi, "max_e_over_bound": float(ratio.max()),
                          "max_variant_diff": float(half.variant_diff.max()), "window_n": len(win),
                          "slope": slope, "slope_se": slope_se})
-            if f is not None and kappa == settings["kappas"][0] and seed == 0:
+            if f is not None and kappa == cfg.kappas[0] and seed == 0:
                 fits.append(f)
             curves.append((info, tr))
     df = pd.DataFrame(rows)
     slopes = df.slope.to_numpy()
     m_slope, se_slope = mean_se(slopes)
-    checks = {
-        "phi": bool(df.phi_ok.all()),
-        "order": bool((df.max_e_over_bound <= 1).all()),
-        "rank": bool((df.rho == rs).all() and (df.max_variant_diff <= 1e-12).all()),
-        "slope": bool((df.window_n >= 5).all() and (np.abs(slopes - 1) <= 0.1).all()),
-    }
+    checks = Checks()
+    checks.add("(a) e ≤ Φ", df.phi_ok.all(), f"max e − Φ {df.max_e_minus_phi.max():.2g}")
+    checks.add("(b) order bound", (df.max_e_over_bound <= 1).all(), f"max e/bound {df.max_e_over_bound.max():.2f} > 1")
+    checks.add("(c) rank", (df.rho == cfg.r_star).all() and (df.max_variant_diff <= 1e-12).all(),
+               f"ρ {sorted(set(df.rho))}, variant diff {df.max_variant_diff.max():.2g}")
+    checks.add("(d) slope", (df.window_n >= 5).all() and (np.abs(slopes - 1) <= 0.1).all(),
+               f"window ≥ {df.window_n.min()} points, slopes {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}")
     pooled = pd.concat([tr[(tr.t >= 1) & (tr.t <= i["t_star"] / 2) & (tr.p >= 10 * i["A0_op2"])]
                         .assign(x=lambda x, s=i["sigma1"]: x.p / s) for i, tr in curves])
     fits.append(loglog_fit(pooled.x, pooled.e, "‖A_tB_t‖/σ1 (pooled)", "rel. error"))
-    figures = _figure(curves, ctx)
-    return Verdict(
+    _figure(curves, ctx)
+    return checks.verdict(
         prediction="e_t ≤ Φ_t (exact); e_t ≤ (‖Σ̂‖/2)·max p/σ1 (≈1e-4 at t*/2); slope of ln e vs ln p = 1 ± 0.1; ρ = r*",
         measured=(f"e(t*/2) {df.e_half.min():.2g}–{df.e_half.max():.2g}; max e/bound {df.max_e_over_bound.max():.2f}; "
                   f"max e−Φ {df.max_e_minus_phi.max():.2g}; slope {m_slope:.3f} ± {se_slope:.3f} "
-                  f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}); ρ {sorted(set(df.rho))}; "
-                  f"checks {checks}"),
-        passed=all(checks.values()), fits=fits, table=df, figures=figures,
+                  f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}); ρ {sorted(set(df.rho))}"),
+        fits=fits, table=df, figures=[FIGURE],
         notes=("e is the stacked relative error ‖(δA; δBᵀ)‖_F/‖(Ā; B̄ᵀ)‖_F; e_A, e_B at t*/2 are in the table. "
                "max_e_over_bound = max_t e_t / ((‖Σ̂‖/2)·max_{s≤t}p_s/σ1) on 1 ≤ t ≤ t*/2."))
 
 
 def _figure(curves, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for j, (info, tr) in enumerate(curves):
-        x = tr.p / info["sigma1"]
-        m = tr.t >= 1
-        lab = "t*/2 < t ≤ t* (not tested)" if j == 0 else None
-        ax1.loglog(x[m], tr.e[m], lw=0.8, alpha=0.7, color="C1", label=lab)
-        h = m & (tr.t <= info["t_star"] / 2)
-        ax1.loglog(x[h], tr.e[h], lw=1.6, color="C0", label="t ≤ t*/2" if j == 0 else None)
-    info0, tr0 = curves[0]
-    xs = np.logspace(-9, 0, 50)
-    ax1.loglog(xs, info0["norm_sigma_hat"] / 2 * xs, "k--", label="(‖Σ̂‖/2)·p/σ1 (bound)")
-    ax1.set_xlabel("p_t/σ1 = ‖A_tB_t‖_op/σ1(G♮)")
-    ax1.set_ylabel("relative error vs closed form")
-    ax1.set_title("C6: error of the linearised closed form")
-    ax1.legend(fontsize=8)
-    m = tr0.t >= 1
-    ax2.semilogy(tr0.t[m], tr0.e[m], label="e_t (measured)")
-    ax2.semilogy(tr0.t[m & (tr0.phi > 0)], tr0.phi[m & (tr0.phi > 0)], "--", label="Φ_t (Duhamel bound)")
-    ax2.semilogy(tr0.t[m], tr0.p[m] / info0["sigma1"], ":", label="p_t/σ1")
-    ax2.axvline(info0["t_star"] / 2, color="gray", lw=0.8, label="t*/2")
-    ax2.set_xlabel("step t")
-    ax2.set_title(f"one run (κ={info0['kappa']:g}, seed 0)")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    name = "c06_linearised.png"
-    ctx.save(fig, name, dpi=110)
-    return [name]
+    with ctx.figure(FIGURE, ncols=2, figsize=(11, 4.2)) as (fig, (ax1, ax2)):
+        for j, (info, tr) in enumerate(curves):
+            x = tr.p / info["sigma1"]
+            m = tr.t >= 1
+            lab = "t*/2 < t ≤ t* (not tested)" if j == 0 else None
+            ax1.loglog(x[m], tr.e[m], lw=0.8, alpha=0.7, color="C1", label=lab)
+            h = m & (tr.t <= info["t_star"] / 2)
+            ax1.loglog(x[h], tr.e[h], lw=1.6, color="C0", label="t ≤ t*/2" if j == 0 else None)
+        info0, tr0 = curves[0]
+        xs = np.logspace(-9, 0, 50)
+        ax1.loglog(xs, info0["norm_sigma_hat"] / 2 * xs, "k--", label="(‖Σ̂‖/2)·p/σ1 (bound)")
+        ax1.set_xlabel("p_t/σ1 = ‖A_tB_t‖_op/σ1(G♮)")
+        ax1.set_ylabel("relative error vs closed form")
+        ax1.set_title("C6: error of the linearised closed form")
+        ax1.legend(fontsize=8)
+        m = tr0.t >= 1
+        ax2.semilogy(tr0.t[m], tr0.e[m], label="e_t (measured)")
+        ax2.semilogy(tr0.t[m & (tr0.phi > 0)], tr0.phi[m & (tr0.phi > 0)], "--", label="Φ_t (Duhamel bound)")
+        ax2.semilogy(tr0.t[m], tr0.p[m] / info0["sigma1"], ":", label="p_t/σ1")
+        ax2.axvline(info0["t_star"] / 2, color="gray", lw=0.8, label="t*/2")
+        ax2.set_xlabel("step t")
+        ax2.set_title(f"one run (κ={info0['kappa']:g}, seed 0)")
+        ax2.legend(fontsize=8)

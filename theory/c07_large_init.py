@@ -55,6 +55,7 @@ alignment parameter ρ ∝ 1/(α⁴d^{3/2}). With α² scaled by 100/d the d = 3
 table) and `scale=paper`.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -62,11 +63,25 @@ import torch
 
 import lorasim
 from lorasim.fitting import mean_se
-from lorasim.metrics import sin_theta
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import init_factors, sampling_tilt
 
 TITLE = "large init breaks alignment"
 RESULT = "R1"
+FIGURE = "c07_large_init.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    r: int
+    n: int
+    eta: float
+    steps: int
+    log_every: int
+    alpha2_t1: list
+    alpha2_control: float
+    d_ref: int
 
 
 def _rho(A0, lam):
@@ -77,27 +92,22 @@ def _rho(A0, lam):
 
 
 def run(settings, ctx):
-    d, k, r, rs = settings["d"], settings["k"], settings["r"], settings["r_star"]
-    n, eta, steps = settings["n"], settings["eta"], settings["steps"]
-    dev = settings.get("device", "cpu")
-    factor = settings["d_ref"] / d
-    grid = [(a2, a2 * factor, "scaled") for a2 in settings["alpha2_t1"]]
-    grid.append((settings["alpha2_control"], settings["alpha2_control"] * factor, "control"))
+    cfg = parse(Settings, settings, ctx)
+    d, r, eta, steps = cfg.d, cfg.r, cfg.eta, cfg.steps
+    factor = cfg.d_ref / d
+    grid = [(a2, a2 * factor, "scaled") for a2 in cfg.alpha2_t1]
+    grid.append((cfg.alpha2_control, cfg.alpha2_control * factor, "control"))
     if abs(factor - 1) > 1e-12:
-        grid += [(a2, a2, "literal") for a2 in settings["alpha2_t1"]]
+        grid += [(a2, a2, "literal") for a2 in cfg.alpha2_t1]
     rows, curves = [], {}
-    for seed in range(settings["seeds"]):
-        prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=n, kappa=1.0, seed=seed, device=dev)
-        U, _, _ = torch.linalg.svd(prob.G, full_matrices=False)
-        sin_g = float(sin_theta(U[:, :rs], prob.U_star))
+    for seed in range(cfg.seeds):
+        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=cfg.r_star, n=cfg.n, kappa=1.0, seed=seed, device=cfg.device)
+        sin_g = sampling_tilt(prob)
         lam = float(prob.S_star[-1])
         for a2_t1, a2, variant in grid:
-            traj = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": math.sqrt(a2)},
-                                 init_seed=1000 + seed, solver="gd", lr=eta, steps=steps,
-                                 log_every=settings["log_every"], keep_factors=False)
+            A0, B0 = init_factors(prob, "small_random", r, seed=1000 + seed, alpha=math.sqrt(a2))
+            traj = lorasim.train(prob, A0, B0, solver="gd", lr=eta, steps=steps, log_every=cfg.log_every)
             df = traj.to_frame()
-            A0 = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": math.sqrt(a2)},
-                               init_seed=1000 + seed, steps=0).A
             rho, n2 = _rho(A0, lam)
             risk = df.risk.to_numpy()
             a = df.align_A.to_numpy()
@@ -114,13 +124,14 @@ def run(settings, ctx):
     mid = sc[np.isclose(sc.alpha2_T1, 1e-2)]
     m_exc, se_exc = mean_se(mid.excess)
     lo, hi = tab[tab.rho <= 0.5], tab[tab.rho >= 2]
-    checks = {
-        "lazy_align_1": bool((lazy.a_min >= 0.9).all()),
-        "lazy_no_convergence": bool((lazy.risk_ratio >= 1e-3).all() and (lazy.status == "ok").all()),
-        "mid_converges": bool((mid.risk_ratio <= 1e-6).all()),
-        "mid_plateau_above": bool(m_exc >= 0.1),
-        "rho_collapse": bool((lo.excess >= 0.1).all() and (hi.excess.abs() <= 0.05).all()),
-    }
+    checks = Checks()
+    checks.add("lazy_align_1", (lazy.a_min >= 0.9).all(), f"min a {lazy.a_min.min():.2f} < 0.9 at α²_T1 ≥ 0.1")
+    checks.add("lazy_no_convergence", (lazy.risk_ratio >= 1e-3).all() and (lazy.status == "ok").all(),
+               f"min R(T)/R0 {lazy.risk_ratio.min():.1g} at α²_T1 ≥ 0.1, statuses {sorted(set(lazy.status))}")
+    checks.add("mid_converges", (mid.risk_ratio <= 1e-6).all(), f"max R(T)/R0 {mid.risk_ratio.max():.1g} at α²_T1 = 1e-2")
+    checks.add("mid_plateau_above", m_exc >= 0.1, f"mean excess {m_exc:.3f} < 0.1 at α²_T1 = 1e-2")
+    checks.add("rho_collapse", (lo.excess >= 0.1).all() and (hi.excess.abs() <= 0.05).all(),
+               f"min excess at ρ ≤ ½ {lo.excess.min():.3f}, max |excess| at ρ ≥ 2 {hi.excess.abs().max():.3f}")
     lit = tab[tab.variant == "literal"]
     lit_txt = ""
     if len(lit):
@@ -133,52 +144,43 @@ def run(settings, ctx):
                                        rho=("rho", "median"))
     meas = ", ".join(f"α²_T1={a2:g}: R(T)/R0 {row.rr:.1g}, min a {row.amin:.2f}, excess {row.exc:.2f}, ρ {row.rho:.2g}"
                      for a2, row in summ.sort_index(ascending=False).iterrows())
-    figures = _figure(curves, tab, factor, ctx)
-    return Verdict(
+    _figure(curves, tab, factor, ctx)
+    return checks.verdict(
         prediction=("α²_T1 ≥ 0.1: a ≥ 0.9 and R(T)/R0 ≥ 1e-3; α²_T1 = 1e-2: R(T)/R0 ≤ 1e-6 and mean a(T) − sinΘ ≥ 0.1; "
                     "ρ ≤ ½ ⇒ excess ≥ 0.1, ρ ≥ 2 ⇒ |excess| ≤ 0.05 (α² = α²_T1·100/d)"),
-        measured=f"scaled (×{factor:.3g}): {meas}; mid excess {m_exc:.2f} ± {se_exc:.2f}{lit_txt}; checks {checks}",
-        passed=all(checks.values()), table=tab, figures=figures,
+        measured=f"scaled (×{factor:.3g}): {meas}; mid excess {m_exc:.2f} ± {se_exc:.2f}{lit_txt}",
+        table=tab, figures=[FIGURE],
         notes=("excess = a(T) − sinΘ(U_{r*}(G♮), U*); ρ = n²/(λmax − λmin)(A0ᵀA0) with "
                "n² = (√((α²d)² + 4λ*²) − α²d)/2, α²d := mean eigenvalue of A0ᵀA0; lazy_floor_est = (1 − r/d)e^{−2ηTn²}."))
 
 
 def _figure(curves, tab, factor, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    sin_g = None
-    for i, ((variant, a2_t1), (a2, df, sg)) in enumerate(sorted(curves.items(), key=lambda x: (x[0][0], -x[0][1]))):
-        if variant == "literal":
-            continue
-        sin_g = sg
-        lab = f"α² = {a2:.3g}" + (f" (T1 {a2_t1:g})" if abs(factor - 1) > 1e-12 else "")
-        axes[0].plot(df.step, df.align_A, label=lab)
-        axes[1].semilogy(df.step, df.risk, label=lab)
-    axes[0].axhline(sin_g, color="k", ls="--", lw=0.8, label="sinΘ(U_r*(G♮), U*)")
-    axes[0].set_xlabel("step t")
-    axes[0].set_ylabel("a(t)")
-    axes[0].set_title("alignment (seed 0)")
-    axes[0].legend(fontsize=7)
-    axes[1].set_xlabel("step t")
-    axes[1].set_ylabel("risk ½‖AB − ΔW‖_F²")
-    axes[1].set_title("risk (seed 0)")
-    axes[1].legend(fontsize=7)
-    for variant, mk in (("scaled", "o"), ("control", "s"), ("literal", "x")):
-        sub = tab[tab.variant == variant]
-        if len(sub):
-            axes[2].scatter(sub.rho.clip(lower=1e-6), sub.excess, marker=mk, label=variant, alpha=0.8)
-    axes[2].axvspan(0.5, 2, color="gray", alpha=0.15, label="crossover band")
-    axes[2].set_xscale("log")
-    axes[2].set_xlabel("ρ = n²/spread(A0ᵀA0)")
-    axes[2].set_ylabel("a(T) − sinΘ(G♮, U*)")
-    axes[2].set_title("plateau excess vs ρ (all runs)")
-    axes[2].legend(fontsize=7)
-    fig.suptitle("C7: large init breaks alignment")
-    fig.tight_layout()
-    name = "c07_large_init.png"
-    ctx.save(fig, name, dpi=110)
-    return [name]
+    with ctx.figure(FIGURE, ncols=3, figsize=(15, 4.2)) as (fig, axes):
+        sin_g = None
+        for i, ((variant, a2_t1), (a2, df, sg)) in enumerate(sorted(curves.items(), key=lambda x: (x[0][0], -x[0][1]))):
+            if variant == "literal":
+                continue
+            sin_g = sg
+            lab = f"α² = {a2:.3g}" + (f" (T1 {a2_t1:g})" if abs(factor - 1) > 1e-12 else "")
+            axes[0].plot(df.step, df.align_A, label=lab)
+            axes[1].semilogy(df.step, df.risk, label=lab)
+        axes[0].axhline(sin_g, color="k", ls="--", lw=0.8, label="sinΘ(U_r*(G♮), U*)")
+        axes[0].set_xlabel("step t")
+        axes[0].set_ylabel("a(t)")
+        axes[0].set_title("alignment (seed 0)")
+        axes[0].legend(fontsize=7)
+        axes[1].set_xlabel("step t")
+        axes[1].set_ylabel("risk ½‖AB − ΔW‖_F²")
+        axes[1].set_title("risk (seed 0)")
+        axes[1].legend(fontsize=7)
+        for variant, mk in (("scaled", "o"), ("control", "s"), ("literal", "x")):
+            sub = tab[tab.variant == variant]
+            if len(sub):
+                axes[2].scatter(sub.rho.clip(lower=1e-6), sub.excess, marker=mk, label=variant, alpha=0.8)
+        axes[2].axvspan(0.5, 2, color="gray", alpha=0.15, label="crossover band")
+        axes[2].set_xscale("log")
+        axes[2].set_xlabel("ρ = n²/spread(A0ᵀA0)")
+        axes[2].set_ylabel("a(T) − sinΘ(G♮, U*)")
+        axes[2].set_title("plateau excess vs ρ (all runs)")
+        axes[2].legend(fontsize=7)
+        fig.suptitle("C7: large init breaks alignment")

@@ -58,6 +58,7 @@ E s_{r−r\*} ≥ α(√(d−r\*)−√(r−r\*)).
 mean(s_1/edge₊) ≤ 1 + 3SE and mean(s_{r−r\*}/edge₋) ≥ 1 − 3SE (Gordon, tested at the seed spread).
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -65,10 +66,24 @@ import torch
 
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, init_factors
 
 TITLE = "balancedness, spare singular values"
 RESULT = "R1"
+FIGURE = "c08_balancedness.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    r: int
+    n: int
+    kappa: float
+    alpha: float
+    horizon: float
+    etas: list
+    eta_sv: float
 
 
 def _spare_prediction(prob, A0, rs):
@@ -83,7 +98,6 @@ def _spare_prediction(prob, A0, rs):
 
 def _identity_check(prob, traj, eta):
     """max_t ‖D_t − η²Σ_{s<t}(g_Aᵀg_A − g_Bg_Bᵀ)‖_F / tol_t, and max |balance_drift − ‖D_t‖_F| / tol_t."""
-    eps = float(np.finfo(np.float64).eps)
     Sh, G = prob.sigma_hat, prob.G
     frame = traj.to_frame().set_index("step")
     _, A0, B0 = traj.factors[0]
@@ -91,7 +105,7 @@ def _identity_check(prob, traj, eta):
     big, worst_id, worst_col, worst_abs = 0.0, 0.0, 0.0, 0.0
     for t, A, B in traj.factors:
         big = max(big, float(torch.linalg.matrix_norm(A)) ** 2 + float(torch.linalg.matrix_norm(B)) ** 2)
-        tol = 100 * max(t, 1) * eps * big
+        tol = 100 * max(t, 1) * EPS * big
         D = A.T @ A - B @ B.T - (A0.T @ A0 - B0 @ B0.T)
         dn = float(torch.linalg.matrix_norm(D))
         worst_id = max(worst_id, float(torch.linalg.matrix_norm(D - acc)) / tol)
@@ -104,23 +118,21 @@ def _identity_check(prob, traj, eta):
 
 
 def run(settings, ctx):
-    d, k, r, rs, n = settings["d"], settings["k"], settings["r"], settings["r_star"], settings["n"]
-    alpha, horizon, etas, eta_sv = settings["alpha"], settings["horizon"], settings["etas"], settings["eta_sv"]
-    dev = settings.get("device", "cpu")
+    cfg = parse(Settings, settings, ctx)
+    d, r, rs, alpha, etas, eta_sv = cfg.d, cfg.r, cfg.r_star, cfg.alpha, cfg.etas, cfg.eta_sv
     eta_max = max(etas)
     rows, fits, sv_curves = [], [], []
-    for seed in range(settings["seeds"]):
-        prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=n, kappa=settings["kappa"], seed=seed, device=dev)
+    for seed in range(cfg.seeds):
+        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=cfg.n, kappa=cfg.kappa, seed=seed, device=cfg.device)
         s_G = torch.linalg.svdvals(prob.G)
         s1, s_rs = float(s_G[0]), float(s_G[rs - 1])
+        A0, B0 = init_factors(prob, "small_random", r, seed=1000 + seed, alpha=alpha)
         drifts, risks = [], []
         for eta in etas:
-            steps = round(horizon / eta)
+            steps = round(cfg.horizon / eta)
             keep = eta == eta_max
             log_every = 1 if keep else (max(1, steps // 64) if eta == eta_sv else steps)
-            traj = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": alpha},
-                                 init_seed=1000 + seed, solver="gd", lr=eta, steps=steps, log_every=log_every,
-                                 keep_factors=keep)
+            traj = lorasim.train(prob, A0, B0, solver="gd", lr=eta, steps=steps, log_every=log_every, keep_factors=keep)
             df = traj.to_frame()
             drifts.append(float(df.balance_drift.iloc[-1]))
             risks.append(float(df.risk.iloc[-1]))
@@ -128,8 +140,6 @@ def run(settings, ctx):
                 id_ratio, col_ratio, id_abs = _identity_check(prob, traj, eta)
             if eta == eta_sv:
                 sv_df = df
-        A0 = lorasim.train(prob, init="small_random", rank=r, init_kwargs={"alpha": alpha}, init_seed=1000 + seed,
-                           steps=0).A
         sA0 = torch.linalg.svdvals(A0).cpu().numpy()
         a0op = float(sA0[0])
         s_pred = _spare_prediction(prob, A0, rs)
@@ -158,52 +168,45 @@ def run(settings, ctx):
     m_slope, se_slope = mean_se(df.slope)
     mp, sep = mean_se(df.s1_over_edge_plus)
     mm, sem = mean_se(df.slast_over_edge_minus)
-    checks = {
-        "identity": bool((df.identity_err_over_tol <= 1).all() and (df.frame_col_err_over_tol <= 1).all()),
-        "slope": bool((np.abs(df.slope - 1) <= df.slope_tol).all()),
-        "spare_sandwich": bool(df.spare_lo_ok.all() and df.spare_hi_ok.all()),
-        "gordon": bool(mp <= 1 + 3 * sep and mm >= 1 - 3 * sem),
-    }
-    figures = _figure(df, etas, sv_curves, rs, r, ctx)
-    return Verdict(
+    checks = Checks()
+    checks.add("identity", (df.identity_err_over_tol <= 1).all() and (df.frame_col_err_over_tol <= 1).all(),
+               f"max err/tol {df.identity_err_over_tol.max():.2g} (identity), {df.frame_col_err_over_tol.max():.2g} (frame)")
+    checks.add("slope", (np.abs(df.slope - 1) <= df.slope_tol).all(),
+               f"slopes {df.slope.min():.3f}–{df.slope.max():.3f}, tolerance ±{df.slope_tol.min():.3f}")
+    checks.add("spare_sandwich", df.spare_lo_ok.all() and df.spare_hi_ok.all(),
+               f"lower bound held in {int(df.spare_lo_ok.sum())}, upper in {int(df.spare_hi_ok.sum())} of {len(df)} seeds")
+    checks.add("gordon", mp <= 1 + 3 * sep and mm >= 1 - 3 * sem, f"s1/edge+ {mp:.3f} ± {sep:.3f}, s_last/edge− {mm:.3f} ± {sem:.3f}")
+    _figure(df, etas, sv_curves, rs, r, ctx)
+    return checks.verdict(
         prediction=("D_t = η²Σ(g_Aᵀg_A − g_Bg_Bᵀ) exactly; drift ∝ η at fixed ηt (slope 1 ± η_maxσ1); "
                     "spare σ(A_t) ∈ [σ_{r*+j}(A0), s_j]·(1±δ), s_j = σ_j(P_⊥A0Π) = O(α√d)"),
         measured=(f"slope {m_slope:.3f} ± {se_slope:.3f} (tol ±{df.slope_tol.max():.3f}); identity err "
                   f"≤ {df.identity_err_abs.max():.2g} ({df.identity_err_over_tol.max():.2g}·tol); "
                   f"spare end dev ≤ {df.spare_end_dev.max():.2g} (δ ≥ {df.delta.min():.2g}); "
-                  f"s1/edge+ {mp:.3f} ± {sep:.3f}, s_last/edge− {mm:.3f} ± {sem:.3f}; checks {checks}"),
-        passed=all(checks.values()), fits=fits, table=df, figures=figures,
-        notes=(f"horizon ηt = {horizon}, α = {alpha}; edge± = α(√(d−r*) ± √(r−r*)). "
+                  f"s1/edge+ {mp:.3f} ± {sep:.3f}, s_last/edge− {mm:.3f} ± {sem:.3f}"),
+        fits=fits, table=df, figures=[FIGURE],
+        notes=(f"horizon ηt = {cfg.horizon}, α = {alpha}; edge± = α(√(d−r*) ± √(r−r*)). "
                "drift_over_eta_limit is the η → 0 intercept of drift/η (Richardson); "
                "A0tA0_op = ‖A0ᵀA0‖_op for comparison with the drift."))
 
 
 def _figure(df, etas, sv_curves, rs, r, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for _, row in df.iterrows():
-        ys = [row[f"drift_eta_1/{round(1 / e)}"] for e in etas]
-        ax1.loglog(etas, ys, "o-", ms=3, lw=0.8, alpha=0.8)
-    e = np.array(etas)
-    ref = df[f"drift_eta_1/{round(1 / etas[0])}"].mean() * e / etas[0]
-    ax1.loglog(e, ref, "k--", label="∝ η")
-    ax1.set_xlabel("η (fixed ηt)")
-    ax1.set_ylabel("‖AᵀA − BBᵀ − A0ᵀA0‖_F at ηt = T")
-    ax1.set_title("C8: balance drift is O(η)")
-    ax1.legend(fontsize=8)
-    seed, sv_df, s_pred, _ = sv_curves[0]
-    for i in range(1, r + 1):
-        ax2.semilogy(sv_df.step, sv_df[f"sv_A_{i}"], label=rf"$\sigma_{{{i}}}(A_t)$" + (" (spare)" if i > rs else ""))
-    for j, s in enumerate(s_pred):
-        ax2.axhline(s, color="k", ls="--", lw=0.8, label="s_j = σ_j(P_⊥A0Π)" if j == 0 else None)
-    ax2.set_xlabel("step t")
-    ax2.set_title(f"singular values of A (seed {seed})")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c08_balancedness.png"
-    ctx.save(fig, name, dpi=110)
-    return [name]
+    with ctx.figure(FIGURE, ncols=2, figsize=(11, 4.2)) as (fig, (ax1, ax2)):
+        for _, row in df.iterrows():
+            ys = [row[f"drift_eta_1/{round(1 / e)}"] for e in etas]
+            ax1.loglog(etas, ys, "o-", ms=3, lw=0.8, alpha=0.8)
+        e = np.array(etas)
+        ref = df[f"drift_eta_1/{round(1 / etas[0])}"].mean() * e / etas[0]
+        ax1.loglog(e, ref, "k--", label="∝ η")
+        ax1.set_xlabel("η (fixed ηt)")
+        ax1.set_ylabel("‖AᵀA − BBᵀ − A0ᵀA0‖_F at ηt = T")
+        ax1.set_title("C8: balance drift is O(η)")
+        ax1.legend(fontsize=8)
+        seed, sv_df, s_pred, _ = sv_curves[0]
+        for i in range(1, r + 1):
+            ax2.semilogy(sv_df.step, sv_df[f"sv_A_{i}"], label=rf"$\sigma_{{{i}}}(A_t)$" + (" (spare)" if i > rs else ""))
+        for j, s in enumerate(s_pred):
+            ax2.axhline(s, color="k", ls="--", lw=0.8, label="s_j = σ_j(P_⊥A0Π)" if j == 0 else None)
+        ax2.set_xlabel("step t")
+        ax2.set_title(f"singular values of A (seed {seed})")
+        ax2.legend(fontsize=7)

@@ -49,12 +49,12 @@ O(pad²·ηΣ_t‖E_t‖), so the prediction is the same T_lin.
 
 **Setup.** conf/claims/C09.yaml: `LinearTeacher(d, k, r_star, n, kappa, seed)` (linear spacing
 λ\*_i from 1 to 1/κ; U\*, V\*, X identical across κ for one seed), spectral init (ζ = 1; `pad` for
-r > r\*), GD (lorasim solver `gd`) with η = `c_eta`/σ_1(G♮), risk ½‖A_tB_t − ΔW‖_F² computed in
-float64 from the factors at every step, up to `max_steps`. ci: d = k = 32, r\* = 2, N = 512,
+r > r\*), GD (lorasim solver `gd`) with η = `c_eta`/σ_1(G♮), risk ½‖A_tB_t − ΔW‖_F² (lorasim's risk
+column, float64), up to `max_steps`. ci: d = k = 32, r\* = 2, N = 512,
 r ∈ {2, 4}, κ ∈ {1, 10, 100}, 5 seeds; paper: the T1/T2 dimensions d = k = 100, r\* = 4, N = 1600,
 r ∈ {4, 8}, κ up to 1000; large: d = 4096, k = 512, N = 16d, r ∈ {4, 8}, κ ∈ {1, 10, 100} (κ = 1000
 alone would need ≈ 40000 steps). At paper scale GD from small random init (A0 ~ N(0, α²), α = 1e−3,
-B0 = 0) is also run and recorded (`random_init`). The spectral runs of all ranks share the problem and
+B0 = 0) is also run and recorded (`random_init`; all ranks as one batch, each run stopped at risk < ε). The spectral runs of all ranks share the problem and
 η and run as one batch (`lorasim.train_batch`, metrics "risk") for 1.5·T_lin + 20 steps; at large they
 log `log_points` ≈ 400 times and T is the first logged hit moved back by linear interpolation of ln R
 (≤ 1 step off, since T/L ≈ 270 and ln R is straight there).
@@ -74,116 +74,41 @@ and not asserted: there the count adds the growth phase ≈ κ ln(√λ\*_{r\*}/
 have no parameter-free prediction.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.config import InitConfig, SolverConfig, build
 from lorasim.fitting import loglog_fit, mean_se
-from lorasim.inits import make_init
-from lorasim.solvers import Solver
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import crossing, first_below, initial_F, linear_map
 
 TITLE = "GD iterations ≈ linear in κ"
 RESULT = "R2"
+FIGURE = "c09_gd_iterations_kappa.png"
 
 
-# -- shared helpers (also used by C10 and C13) ---------------------------------------------------
-
-def truth(prob):
-    """ΔW in float64 as the exact product of the problem's stored factors (the labels' target)."""
-    return prob.delta_L.double() @ prob.delta_R.double()
-
-
-def init_factors(prob, name, rank, seed=0, **kw):
-    it = make_init(prob, rank, build(InitConfig, dict(name=name, **kw), where="init"), seed=seed)
-    return it.A.clone(), it.B.clone()
-
-
-def train_risk(prob, A, B, solver, lr, steps, eps=None, plateau=None, keep_at=None, chunk=32, **kw):
-    """Run lorasim's solver on prob.grads; return the float64 risks ½‖A_tB_t − ΔW‖_F² for t = 0..,
-    stopping after the first risk < eps (if given) or once no new minimum has come for ``plateau``
-    steps (the round-off floor), and the final (A, B). If ``keep_at`` is a risk level, also return
-    (t, A_t, B_t) at the first t with risk < keep_at.
-
-    The risks are read back to the host once per ``chunk`` steps (a host sync per step would cost
-    more than the step on a GPU); the stopping rules are then applied step by step to the chunk, so
-    the result is the same as stopping on time (the few extra steps of the last chunk are discarded)."""
-    slv = Solver(build(SolverConfig, dict(name=solver, lr=lr, **kw), where="solver"))
-    state = slv.init(A, B)
-    D = truth(prob)
-    risks, kept, best, t_best = [], None, math.inf, 0
-    t = 0
-    while True:
-        buf_r, buf_f = [], []
-        for _ in range(chunk):
-            E = A.double() @ B.double() - D
-            buf_r.append(0.5 * (E * E).sum())
-            buf_f.append((A, B))
-            if t + len(buf_r) - 1 == steps:
-                break
-            gA, gB = prob.grads(A, B)
-            A, B = slv.step(A, B, gA, gB, state)
-        for j, r in enumerate(torch.stack(buf_r).cpu().tolist()):
-            tt = t + j
-            risks.append(r)
-            if r < best:
-                best, t_best = r, tt
-            if keep_at is not None and kept is None and r < keep_at:
-                kept = (tt, buf_f[j][0].double().clone(), buf_f[j][1].double().clone())
-            if not math.isfinite(r) or r > 1e8 or tt == steps or (eps is not None and r < eps) \
-                    or (plateau is not None and tt - t_best >= plateau):
-                A, B = buf_f[j]
-                out = (np.array(risks), A.double(), B.double())
-                return out + (kept,) if keep_at is not None else out
-        t += len(buf_r)
-
-
-def linear_map(prob, eta, M1, M2):
-    """F ↦ F − η(Σ̂ F M1 + M2 Σ̂ F): the product dynamics linearised at a solution, on the invariant
-    subspace E = F V*ᵀ (M1 = V*ᵀ BᵀB V* and M2 = AAᵀ for GD; the damped projections for PrecGD)."""
-    Sh = prob.sigma_hat.double()
-
-    def step(F):
-        SF = Sh @ F
-        return F - eta * (SF @ M1 + M2 @ SF)
-
-    return step
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    ranks: list
+    pad: float
+    kappas: list
+    c_eta: float
+    eps: float
+    max_steps: int
+    random_init: bool
+    alpha: float
+    log_points: Optional[int] = None  # None: log every step
 
 
 def balanced_gd_map(prob, eta):
     U, S = prob.U_star.double(), prob.S_star.double()
     return linear_map(prob, eta, torch.diag(S), (U * S) @ U.T)
-
-
-def initial_F(prob):
-    """F_0 of the spectral init: A0B0 − ΔW = G♮ − ΔW = (Σ̂ − I)ΔW = (Σ̂ − I)U*S* V*ᵀ."""
-    U, S = prob.U_star.double(), prob.S_star.double()
-    Sh = prob.sigma_hat.double()
-    return Sh @ (U * S) - U * S
-
-
-def crossing(step, F, eps, max_steps, chunk=64):
-    """First t with ½‖F_t‖² < eps under F_{t+1} = step(F_t); inf if not within max_steps.
-    The risks are read back to the host once per ``chunk`` steps (no sync per step)."""
-    t0 = 0
-    while t0 <= max_steps:
-        risks = []
-        for _ in range(min(chunk, max_steps + 1 - t0)):
-            risks.append(0.5 * (F * F).sum())
-            F = step(F)
-        hit = np.nonzero(torch.stack(risks).cpu().numpy() < eps)[0]
-        if len(hit):
-            return t0 + int(hit[0])
-        t0 += len(risks)
-    return math.inf
-
-
-def first_below(risks, eps):
-    hit = np.nonzero(risks < eps)[0]
-    return int(hit[0]) if len(hit) else math.inf
 
 
 def first_below_logged(steps, risks, eps):
@@ -198,38 +123,32 @@ def first_below_logged(steps, risks, eps):
     return int(steps[i - 1] + math.ceil((lo - math.log(eps)) / (lo - hi) * (steps[i] - steps[i - 1])))
 
 
-# -- the claim ------------------------------------------------------------------------------------
-
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    kappas = [float(k) for k in settings["kappas"]]
-    ranks, eps, seeds = settings["ranks"], settings["eps"], settings["seeds"]
-    c_eta, max_steps = settings["c_eta"], settings["max_steps"]
-    log_points = settings.get("log_points")  # None: log every step
+    cfg = parse(Settings, settings, ctx)
+    eps, max_steps = cfg.eps, cfg.max_steps
     rows = []
-    for seed in range(seeds):
-        for kappa in kappas:
-            prob = lorasim.LinearTeacher(d=settings["d"], k=settings["k"], r_star=settings["r_star"],
-                                         n=settings["n"], kappa=kappa, seed=seed, device=dev)
-            s1 = float(prob.svd_G()[1][0])
-            eta = c_eta / s1
+    for seed in range(cfg.seeds):
+        for kappa in (float(k) for k in cfg.kappas):
+            prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=cfg.r_star, n=cfg.n, kappa=kappa, seed=seed,
+                                         device=cfg.device)
+            eta = cfg.c_eta / float(prob.svd_G()[1][0])
             F0 = initial_F(prob)
             t_lin = crossing(balanced_gd_map(prob, eta), F0, eps, max_steps)
             r_slow = 0.5 * float((F0[:, -1] ** 2).sum())
             # The spectral runs of all ranks share the problem and η: one batch, long enough to pass
             # T_lin by half (measured T/T_lin ∈ [0.99, 1.04]).
             steps = min(max_steps, int(1.5 * t_lin) + 20) if math.isfinite(t_lin) else max_steps
-            every = 1 if log_points is None else max(1, steps // log_points)
-            specs = [{"init": "spectral", "rank": r, "seed": seed,
-                      "pad": settings["pad"] if r > settings["r_star"] else 0.0} for r in ranks]
+            every = 1 if cfg.log_points is None else max(1, steps // cfg.log_points)
+            specs = [{"init": "spectral", "rank": r, "seed": seed, "pad": cfg.pad if r > cfg.r_star else 0.0}
+                     for r in cfg.ranks]
             trajs = lorasim.train_batch(prob, specs, solver="gd", lr=eta, steps=steps, log_every=every,
                                         metrics="risk")
-            runs = [("spectral", r, tr.rows) for r, tr in zip(ranks, trajs)]
-            if settings.get("random_init", False):  # no prediction of their length: run to ε, one by one
-                for r in ranks:
-                    A, B = init_factors(prob, "small_random", r, seed=seed, alpha=settings["alpha"])
-                    risks, _, _ = train_risk(prob, A, B, "gd", eta, max_steps, eps=eps)
-                    runs.append(("small_random", r, [{"step": t, "risk": x} for t, x in enumerate(risks)]))
+            runs = [("spectral", r, tr.rows) for r, tr in zip(cfg.ranks, trajs)]
+            if cfg.random_init:  # no prediction of their length: run to ε
+                rand = lorasim.train_batch(prob, [{"init": "small_random", "rank": r, "seed": seed, "alpha": cfg.alpha}
+                                                  for r in cfg.ranks], solver="gd", lr=eta, steps=max_steps,
+                                           metrics="risk", stop=lorasim.risk_below(eps))
+                runs += [("small_random", r, tr.rows) for r, tr in zip(cfg.ranks, rand)]
             for init, rank, logged in runs:
                 st = [row["step"] for row in logged]
                 rk = [row["risk"] for row in logged]
@@ -239,7 +158,7 @@ def run(settings, ctx):
     df = pd.DataFrame(rows)
     df["T_over_T_lin"] = df["T"] / df["T_lin"]
 
-    fits, slopes, ok, parts = [], [], True, []
+    checks, fits, slopes, parts = Checks(), [], [], []
     for (init, rank), g in df.groupby(["init", "rank"], sort=False):
         per = []
         for seed, gs in g.groupby("seed"):
@@ -257,51 +176,38 @@ def run(settings, ctx):
         line = {"init": init, "rank": rank, "s_mean": s_m, "s_se": s_se}
         if init == "spectral":
             sl_m, _ = mean_se(per["s_lin"])
-            good = bool(np.isfinite(s_m) and abs(s_m - sl_m) <= 3 * s_se)
-            ok &= good
+            good = checks.add(f"r={rank}: s = s_lin", np.isfinite(s_m) and abs(s_m - sl_m) <= 3 * s_se,
+                              f"|s − s_lin| = {abs(s_m - sl_m):.3f} > 3·SE = {3 * s_se:.3f}")
             line.update(s_lin_mean=sl_m, passed=good)
             parts.append(f"r={rank}: s={s_m:.3f}±{s_se:.3f} vs s_lin={sl_m:.3f}")
         else:
             parts.append(f"random r={rank}: s={s_m:.3f}±{s_se:.3f} (recorded)")
         slopes.append(line)
     slopes = pd.DataFrame(slopes)
-    spec = df[df["init"] == "spectral"]
-    ratio = spec["T_over_T_lin"]
-    fig = _figure(df, ctx)
-    return Verdict(
+    ratio = df[df["init"] == "spectral"]["T_over_T_lin"]
+    _figure(df, ctx)
+    return checks.verdict(
         prediction="per-seed log-log slope of T(κ) = that of the linearised count, ≈ 1 − 2/ln(R_slow/ε) < 1",
         measured="; ".join(parts) + f"; T/T_lin ∈ [{ratio.min():.3f}, {ratio.max():.3f}]",
-        passed=bool(ok), fits=fits, table=df, figures=[fig],
-        notes="Slopes per (init, rank):\n\n" + slopes.to_string(index=False))
+        fits=fits, table=df, figures=[FIGURE], notes="Slopes per (init, rank):\n\n" + slopes.to_string(index=False))
 
 
 def _figure(df, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    colors = {}
-    for (init, rank), g in df.groupby(["init", "rank"], sort=False):
-        lab = f"{init}, r={rank}"
-        m = g.groupby("kappa")["T"].mean()
-        line, = ax.plot(m.index, m.values, "o-", label=f"{lab}: measured (seed mean)")
-        colors[(init, rank)] = line.get_color()
-        ax.scatter(g["kappa"], g["T"], s=8, color=line.get_color(), alpha=0.4)
-    spec = df[df["init"] == "spectral"]
-    if len(spec):
-        m = spec.groupby("kappa")["T_lin"].mean()
-        ax.plot(m.index, m.values, "k--", label="linearised prediction T_lin")
-        k = np.array(sorted(spec["kappa"].unique()))
-        ax.plot(k, m.values[-1] * k / k[-1], ":", color="grey", label="∝ κ (slope 1)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("κ = λ*_1/λ*_r*")
-    ax.set_ylabel("GD iterations to risk < ε")
-    ax.set_title("C9: GD iterations vs κ (spectral init, η = ½/σ₁(G♮))")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c09_gd_iterations_kappa.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
+        for (init, rank), g in df.groupby(["init", "rank"], sort=False):
+            lab = f"{init}, r={rank}"
+            m = g.groupby("kappa")["T"].mean()
+            line, = ax.plot(m.index, m.values, "o-", label=f"{lab}: measured (seed mean)")
+            ax.scatter(g["kappa"], g["T"], s=8, color=line.get_color(), alpha=0.4)
+        spec = df[df["init"] == "spectral"]
+        if len(spec):
+            m = spec.groupby("kappa")["T_lin"].mean()
+            ax.plot(m.index, m.values, "k--", label="linearised prediction T_lin")
+            k = np.array(sorted(spec["kappa"].unique()))
+            ax.plot(k, m.values[-1] * k / k[-1], ":", color="grey", label="∝ κ (slope 1)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("κ = λ*_1/λ*_r*")
+        ax.set_ylabel("GD iterations to risk < ε")
+        ax.set_title("C9: GD iterations vs κ (spectral init, η = ½/σ₁(G♮))")
+        ax.legend(fontsize=7)

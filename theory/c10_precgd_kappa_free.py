@@ -49,7 +49,8 @@ the O(α) spare directions, so the count should stay flat: no detectable growth 
 U\*, V\*, X the same for every κ of a seed); lorasim solver `precgd`, η = 0.5, simultaneous order.
 Groups: (a) spectral init, r = r\*, λ = 0; (b) small random init (α = 1e−3, B0 = 0), r = r\*,
 λ = 0; (c) small random init, r = `over_rank` > r\*, λ = λ_rel·λ\*_{r\*} for λ_rel in `damping_rel`.
-Risk ½‖A_tB_t − ΔW‖_F² in float64 at every step. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100},
+Each run is `lorasim.train(..., keep_factors=True, stop=lorasim.risk_below(ε))`; T is its stopped
+step, and the risk ½‖A_tB_t − ΔW‖_F² and F_t are recomputed in float64 from the factors of every step. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100},
 5 seeds; paper: d = k = 100, r\* = 4, N = 1600, r = 8, κ up to 1000; large: d = 4096, k = 512, N = 16d,
 κ up to 1000, λ_rel ∈ {1e−6, 1e−3, 1e−1}. ρ_P comes from the extreme eigenvalues of the symmetric
 (I + P_{U\*})^{1/2}Σ̂(I + P_{U\*})^{1/2} (the same spectrum as (I + P_{U\*})Σ̂; Lanczos at large d,
@@ -83,90 +84,78 @@ small-random A0 spanned U\* exactly (rank = r\* = 4, equal seeds), B_t stayed we
 the check passed. The rule needs the conditioning factor (issue 14's work); it is not changed here.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.config import SolverConfig, build
 from lorasim.fitting import loglog_fit, mean_se
-from lorasim.solvers import Solver
-from lorasim.verify import Verdict
 
-from .c09_gd_iterations_kappa import (
-    crossing,
-    first_below,
-    init_factors,
-    initial_F,
-    linear_map,
-    truth,
-)
-from .numerics import extreme_eigenvalues, sqrt_low_rank_shift
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, crossing, extreme_eigenvalues, initial_F, linear_map, sqrt_low_rank_shift, truth
 
 TITLE = "PrecGD iterations flat in κ"
 RESULT = "R3"
+FIGURE = "c10_precgd_kappa.png"
 
 
-def _precgd_run(prob, A, B, damping, lr, steps, eps):
-    """ScaledGD via lorasim's solver; per-step float64 risk and F_t = (A_tB_t − ΔW)V*."""
-    slv = Solver(build(SolverConfig, {"name": "precgd", "lr": lr, "damping": damping}, where="solver"))
-    state = slv.init(A, B)
-    D, V = truth(prob), prob.V_star.double()
-    risks, Fs = [], []
-    for t in range(steps + 1):
-        E = A.double() @ B.double() - D
-        risks.append(0.5 * float((E * E).sum()))
-        Fs.append(E @ V)
-        if not math.isfinite(risks[-1]) or risks[-1] > 1e8 or t == steps or risks[-1] < eps:
-            break
-        gA, gB = prob.grads(A, B)
-        A, B = slv.step(A, B, gA, gB, state)
-    return np.array(risks), Fs
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    kappas: list
+    lr: float
+    eps: float
+    max_steps: int
+    alpha: float
+    over_rank: int
+    damping_rel: list
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    kappas = sorted(float(k) for k in settings["kappas"])
-    eps, seeds, lr, steps = settings["eps"], settings["seeds"], settings["lr"], settings["max_steps"]
-    rs, alpha = settings["r_star"], settings["alpha"]
-    emach = float(np.finfo(np.float64).eps)
+    cfg = parse(Settings, settings, ctx)
+    kappas = sorted(float(k) for k in cfg.kappas)
+    eps, lr, steps, rs = cfg.eps, cfg.lr, cfg.max_steps, cfg.r_star
     groups = [("spectral", rs, 0.0), ("small_random", rs, 0.0)]
-    groups += [("small_random", settings["over_rank"], float(lr_)) for lr_ in settings["damping_rel"]]
+    groups += [("small_random", cfg.over_rank, float(x)) for x in cfg.damping_rel]
     rows = []
-    for seed in range(seeds):
+    for seed in range(cfg.seeds):
         ref = {}
         for kappa in kappas:
-            prob = lorasim.LinearTeacher(d=settings["d"], k=settings["k"], r_star=rs, n=settings["n"],
-                                         kappa=kappa, seed=seed, device=dev)
-            S = prob.S_star.double()
+            prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=rs, n=cfg.n, kappa=kappa, seed=seed,
+                                         device=cfg.device)
+            S, D, V = prob.S_star.double(), truth(prob), prob.V_star.double()
             Pmap = linear_map(prob, lr, torch.eye(rs, dtype=torch.float64, device=S.device),
                               prob.U_star.double() @ prob.U_star.double().T)
             for init, rank, lam_rel in groups:
-                kw = {"alpha": alpha} if init == "small_random" else {}
-                A, B = init_factors(prob, init, rank, seed=seed, **kw)
-                risks, Fs = _precgd_run(prob, A, B, lam_rel * float(S[-1]), lr, steps, eps)
+                tr = lorasim.train(prob, init=init, rank=rank, init_seed=seed,
+                                   init_kwargs={"alpha": cfg.alpha} if init == "small_random" else {},
+                                   solver="precgd", lr=lr, damping=lam_rel * float(S[-1]), steps=steps,
+                                   metrics="risk", keep_factors=True, stop=lorasim.risk_below(eps))
+                Es = [A.double() @ B.double() - D for _, A, B in tr.factors]
+                risks = np.array([0.5 * float((E * E).sum()) for E in Es])
                 row = {"seed": seed, "kappa": kappa, "init": init, "rank": rank, "lambda_rel": lam_rel,
-                       "risk_0": risks[0], "T": first_below(risks, eps)}
+                       "risk_0": risks[0], "T": tr.stopped_step if tr.stopped_step is not None else math.inf}
                 key = (init, rank, lam_rel)
                 if lam_rel == 0.0:  # exact rank, λ = 0: the equivariance
+                    Fs = [E @ V for E in Es]
                     if key not in ref:
-                        ref[key] = (Fs, S, float(torch.linalg.matrix_norm(truth(prob))))
+                        ref[key] = (Fs, S, float(torch.linalg.matrix_norm(D)))
                     F_ref, S_ref, norm_ref = ref[key]
                     scale = S / S_ref
                     n = min(len(Fs), len(F_ref))
                     row["delta_eq"] = max(float(torch.linalg.matrix_norm(Fs[t] - F_ref[t] * scale)) for t in range(n))
-                    row["tol_eq"] = 10 * max(settings["d"], settings["k"]) * emach * norm_ref
+                    row["tol_eq"] = 10 * max(cfg.d, cfg.k) * EPS * norm_ref
                 if init == "spectral":
                     F0 = initial_F(prob)
                     row["T_lin"] = crossing(Pmap, F0, eps, steps)
                     # the largest |ln R_meas − ln R_lin| before the crossing, vs one step's decrement
                     F, dev_ln = F0, 0.0
-                    for t in range(min(len(risks), 10 * steps)):
-                        rl = 0.5 * float((F * F).sum())
-                        if risks[t] < eps:
+                    for r in risks:
+                        if r < eps:
                             break
-                        dev_ln = max(dev_ln, abs(math.log(risks[t] / rl)))
+                        dev_ln = max(dev_ln, abs(math.log(r / (0.5 * float((F * F).sum())))))
                         F = Pmap(F)
                     if "rho_P" not in ref:  # Σ̂ and U* are the same for every κ of a seed
                         mu_min, mu_max = _prec_spectrum(prob)
@@ -176,7 +165,7 @@ def run(settings, ctx):
                 rows.append(row)
     df = pd.DataFrame(rows)
 
-    fits, parts, ok, notes = [], [], True, []
+    checks, fits, parts, notes = Checks(), [], [], []
     for (init, rank, lam_rel), g in df.groupby(["init", "rank", "lambda_rel"], sort=False):
         per = []
         for seed, gs in g.groupby("seed"):
@@ -188,34 +177,34 @@ def run(settings, ctx):
         s_m, s_se = mean_se(per)
         s_se = 0.0 if not np.isfinite(s_se) else s_se
         label = f"{init} r={rank} λ_rel={lam_rel:g}"
-        checks = {}
         if lam_rel == 0.0:
-            checks["equivariance"] = bool((g["delta_eq"] <= g["tol_eq"]).all())
+            checks.add(f"(i) {label}: equivariance", (g["delta_eq"] <= g["tol_eq"]).all(),
+                       f"max δ_eq {g['delta_eq'].max():.2g} > tolerance {g['tol_eq'].min():.2g}")
             T0 = g[g["kappa"] == kappas[0]].set_index("seed")["T"]
-            checks["T(κ)≤T(κ0)"] = bool(all(row.T <= T0[row.seed] for row in g.itertuples()))
+            up = [(row.seed, row.kappa) for row in g.itertuples() if not row.T <= T0[row.seed]]
+            checks.add(f"(ii) {label}: T(κ) ≤ T(κ0)", not up, f"T grows at (seed, κ) {up}")
         if init == "spectral":
-            valid = g["ln_dev"] < g["step_decrement"]
-            checks["|T−T_lin|≤1"] = bool(valid.all() and ((g["T"] - g["T_lin"]).abs() <= 1).all())
+            off = (g["T"] - g["T_lin"]).abs()
+            checks.add(f"(iii) {label}: |T − T_lin| ≤ 1", (g["ln_dev"] < g["step_decrement"]).all() and (off <= 1).all(),
+                       f"max |T − T_lin| {off.max():g}, max ln_dev {g['ln_dev'].max():.3f} vs step decrement "
+                       f"{g['step_decrement'].min():.3f}")
         if lam_rel > 0.0:
             Tbar = float(g["T"].mean())
             bound = 3 * s_se + math.log((Tbar + 1) / Tbar) / math.log(kappas[-1] / kappas[0])
-            checks[f"s≤{bound:.3f}"] = bool(s_m <= bound)
-        good = all(checks.values())
-        ok &= good
+            checks.add(f"(iv) {label}: no growth", s_m <= bound, f"slope {s_m:.3f} > {bound:.3f}")
         T_by_k = g.groupby("kappa")["T"].mean()
-        parts.append(f"{label}: T̄ {'/'.join(f'{v:.0f}' for v in T_by_k.values)}, s={s_m:.3f}±{s_se:.3f}"
-                     + ("" if good else " FAILED " + ",".join(k for k, v in checks.items() if not v)))
-        notes.append(f"- {label}: slope {s_m:.4f} ± {s_se:.4f}; checks {checks}")
+        parts.append(f"{label}: T̄ {'/'.join(f'{v:.0f}' for v in T_by_k.values)}, s={s_m:.3f}±{s_se:.3f}")
+        notes.append(f"- {label}: slope {s_m:.4f} ± {s_se:.4f}")
     if "delta_eq" in df:
         notes.append(f"- equivariance defect max {df['delta_eq'].max():.2g} (tolerance {df['tol_eq'].min():.2g})")
     spec = df[df["init"] == "spectral"]
     notes.append(f"- spectral: max |ln R − ln R_lin| {spec['ln_dev'].max():.3f} vs step decrement "
                  f"{spec['step_decrement'].min():.3f}; ρ_P {spec['rho_P'].min():.3f}–{spec['rho_P'].max():.3f}")
-    fig = _figure(df, ctx)
-    return Verdict(
+    _figure(df, ctx)
+    return checks.verdict(
         prediction="exact rank, λ=0: E_t(κ) = E_t(κ0)·diag(λ*(κ)/λ*(κ0)) (round-off), T(κ) ≤ T(κ0), "
                    "spectral T = T_lin ± 1; over-rank λ>0: no growth in κ",
-        measured="; ".join(parts), passed=bool(ok), fits=fits, table=df, figures=[fig], notes="\n".join(notes))
+        measured="; ".join(parts), fits=fits, table=df, figures=[FIGURE], notes="\n".join(notes))
 
 
 def _prec_spectrum(prob):
@@ -226,29 +215,20 @@ def _prec_spectrum(prob):
 
 
 def _figure(df, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for (init, rank, lam_rel), g in df.groupby(["init", "rank", "lambda_rel"], sort=False):
-        m = g.groupby("kappa")["T"].mean()
-        line, = ax.plot(m.index, m.values, "o-", label=f"{init}, r={rank}, λ={lam_rel:g}·λ*_r*")
-        ax.scatter(g["kappa"], g["T"], s=8, alpha=0.4, color=line.get_color())
-    spec = df[df["init"] == "spectral"]
-    m = spec.groupby("kappa")["T_lin"].mean()
-    ax.plot(m.index, m.values, "k--", label="linearised prediction (spectral)")
-    k = np.array(sorted(df["kappa"].unique()))
-    ax.plot(k, m.values[0] * k, ":", color="grey", label="∝ κ (for contrast)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_ylim(top=max(df["T"].max() * 8, 100))
-    ax.set_xlabel("κ = λ*_1/λ*_r*")
-    ax.set_ylabel("PrecGD iterations to risk < ε")
-    ax.set_title("C10: ScaledGD(λ) iterations vs κ (η = ½)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c10_precgd_kappa.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
+        for (init, rank, lam_rel), g in df.groupby(["init", "rank", "lambda_rel"], sort=False):
+            m = g.groupby("kappa")["T"].mean()
+            line, = ax.plot(m.index, m.values, "o-", label=f"{init}, r={rank}, λ={lam_rel:g}·λ*_r*")
+            ax.scatter(g["kappa"], g["T"], s=8, alpha=0.4, color=line.get_color())
+        spec = df[df["init"] == "spectral"]
+        m = spec.groupby("kappa")["T_lin"].mean()
+        ax.plot(m.index, m.values, "k--", label="linearised prediction (spectral)")
+        k = np.array(sorted(df["kappa"].unique()))
+        ax.plot(k, m.values[0] * k, ":", color="grey", label="∝ κ (for contrast)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(df["T"].max() * 8, 100))
+        ax.set_xlabel("κ = λ*_1/λ*_r*")
+        ax.set_ylabel("PrecGD iterations to risk < ε")
+        ax.set_title("C10: ScaledGD(λ) iterations vs κ (η = ½)")
+        ax.legend(fontsize=7)

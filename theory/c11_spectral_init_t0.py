@@ -56,6 +56,7 @@ every N, |mean ratio − 1| ≤ 3 SE; |mean slope + 1| ≤ 3 SE (the Jensen bias
 With three N values the chance of a false alarm of the 3-SE tests is about 1 %.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,14 +64,21 @@ import torch
 
 import lorasim
 from lorasim.fitting import mean_se, seedwise_loglog
-from lorasim.verify import Verdict
 
-from .numerics import spd_norm
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS, spd_norm
 
 TITLE = "spectral init at t = 0"
 RESULT = "R4"
+FIGURE = "c11_spectral_init_t0.png"
 
-EPS = float(np.finfo(np.float64).eps)
+
+@dataclass
+class Settings(TeacherSettings):
+    rank: int
+    kappa: float
+    scale: float
+    ratios: list
 
 
 def _independent_sin_theta(sigma_hat: torch.Tensor, U_star: torch.Tensor) -> float:
@@ -85,15 +93,14 @@ def _independent_sin_theta(sigma_hat: torch.Tensor, U_star: torch.Tensor) -> flo
 
 
 def run(settings, ctx):
-    d, k, rs, r = settings["d"], settings["k"], settings["r_star"], settings["rank"]
-    dev = settings.get("device", "cpu")
-    ratios, seeds = list(settings["ratios"]), int(settings["seeds"])
-    Ns = [int(q * d) for q in ratios]
+    cfg = parse(Settings, settings, ctx)
+    d, rs, r, seeds = cfg.d, cfg.r_star, cfg.rank, cfg.seeds
+    Ns = [int(q * d) for q in cfg.ratios]
     rows = []
     for seed in range(seeds):
         for N in Ns:
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=N, kappa=settings["kappa"], spacing="linear",
-                                         scale=settings["scale"], seed=seed, device=dev)
+            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=N, kappa=cfg.kappa, spacing="linear",
+                                         delta_norm=cfg.scale, seed=seed, device=cfg.device)
             S, D = prob.sigma_hat, prob.delta
             eye = torch.eye(d, dtype=S.dtype, device=S.device)
             E = (S - eye) @ D
@@ -117,28 +124,19 @@ def run(settings, ctx):
                 })
     df = pd.DataFrame(rows)
 
-    ok_id = bool((df.e_id <= df.tol_id).all())
-    ok_align = bool(((df.align_A <= df.tol_align) & (df.align_star_err <= df.tol_align)).all())
-
+    checks = Checks()
+    checks.add("identity", (df.e_id <= df.tol_id).all(), f"max e_id/tol {(df.e_id / df.tol_id).max():.2g}")
+    checks.add("alignment", ((df.align_A <= df.tol_align) & (df.align_star_err <= df.tol_align)).all(),
+               f"max align_A/tol {(df.align_A / df.tol_align).max():.2g}, "
+               f"max |align_A* − sinΘ|/tol {(df.align_star_err / df.tol_align).max():.2g}")
     over = df[df["rank"] == r]
-    stats, ok_mean = [], True
-    for N in Ns:
-        m, se = mean_se(over[over.N == N].ratio_to_mean)
-        stats.append((N, m, se))
-        ok_mean &= abs(m - 1.0) <= 3 * se
+    stats = [(N, *mean_se(over[over.N == N].ratio_to_mean)) for N in Ns]
+    off = [f"N/d={N // d}: {m:.3f}±{se:.3f}" for N, m, se in stats if not abs(m - 1.0) <= 3 * se]
+    checks.add("E ratio = 1", not off, ", ".join(off))
     fits, s_mean, s_se = seedwise_loglog(over, "N", "risk0", "risk0")
-    ok_slope = abs(s_mean + 1.0) <= 3 * s_se
-    passed = bool(ok_id and ok_align and ok_mean and ok_slope)
+    checks.add("slope −1", abs(s_mean + 1.0) <= 3 * s_se, f"slope {s_mean:.3f} ± {s_se:.3f}")
 
-    figures = []
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    with ctx.figure(FIGURE, ncols=2, figsize=(10, 4)) as (fig, ax):
         for seed in range(seeds):
             sub = over[over.seed == seed].sort_values("N")
             ax[0].plot(sub.N, sub.risk0, color="0.8", lw=0.6, zorder=1)
@@ -151,25 +149,19 @@ def run(settings, ctx):
         ax[0].set(xscale="log", yscale="log", xlabel="N", ylabel="risk at t = 0",
                   title=f"spectral init, d={d}, r={r}, r*={rs}: slope {s_mean:.3f} ± {s_se:.3f}")
         ax[0].legend()
-        ax[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax[0].tick_params(axis="x", which="minor", labelbottom=False)
         ax[1].plot(over.sin_theta_indep, over.align_A_star, "o", ms=3, alpha=0.6, label="lorasim align_A* (t = 0)")
         lim = [0, float(over.sin_theta_indep.max()) * 1.05]
         ax[1].plot(lim, lim, "k--", lw=0.8, label="y = x")
         ax[1].set(xlabel=r"$\sin\Theta(U_{r^*}(G), U^*)$ from the tan formula (no SVD of G)",
                   ylabel="align_A* at t = 0", title="alignment to the truth at init")
         ax[1].legend()
-        fig.tight_layout()
-        ctx.save(fig, "c11_spectral_init_t0.png", dpi=110)
-        figures.append("c11_spectral_init_t0.png")
-    except ImportError:
-        pass
 
     ratio_txt = ", ".join(f"N/d={N // d}: {m:.3f}±{se:.3f}" for N, m, se in stats)
     measured = (f"max e_id {df.e_id.max():.1e} (tol ≥ {df.tol_id.min():.1e}); max align_A {df.align_A.max():.1e}, "
                 f"max |align_A*−sinΘ| {df.align_star_err.max():.1e} (tol ≥ {df.tol_align.min():.1e}); "
                 f"E-ratio {ratio_txt}; slope {s_mean:.3f} ± {s_se:.3f} ({seeds} seeds)")
-    return Verdict(
+    return checks.verdict(
         prediction="risk0 = ½‖(Σ̂−I)ΔW‖² (round-off); E ratio = 1 (3 SE); slope −1 (3 SE); align_A = 0; "
                    "align_A* = sinΘ(U_{r*}(G♮),U*)",
-        measured=measured, passed=passed, fits=fits, table=df, figures=figures,
-        notes=f"ok_identity={ok_id}, ok_alignment={ok_align}, ok_mean={ok_mean}, ok_slope={ok_slope}")
+        measured=measured, fits=fits, table=df, figures=[FIGURE])

@@ -93,20 +93,35 @@ Ways to avoid it: `init_kwargs={"tol": 1e-10}` (zeroes the block exactly, and 0 
 of both solvers: checked, it stays 0.0 at λ = 1e-6), λ ≳ ‖ΔW‖_F√((r − r\*)/N), or r = r\*.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS
 
 TITLE = "over-rank spectral init degenerates"
 RESULT = "R4"
 KNOWN_FAILURE = ("PrecGD divides the √(ε·σ1) spare block's gradient by λ: at the toy's λ = 1e-3 the spare rows of B "
                  "grow 73–205× (paper scale), and below λ ≈ 1e-4 the rank-r and rank-r* trajectories separate (tangent model in the docstring)")
+FIGURE = "c12_overrank_spare.png"
 
-EPS = float(np.finfo(np.float64).eps)
+
+@dataclass
+class Settings(TeacherSettings):
+    rank: int
+    n: int
+    kappa: float
+    scale: float
+    gd_lr: float
+    gd_steps: int
+    prec_lr: float
+    prec_steps: int
+    lambdas: list
 
 
 def _fro(x: torch.Tensor) -> float:
@@ -149,15 +164,14 @@ def _crossing(lams, values, level):
 
 
 def run(settings, ctx):
-    d, k, rs, r, n = settings["d"], settings["k"], settings["r_star"], settings["rank"], settings["n"]
-    dev = settings.get("device", "cpu")
-    seeds, lambdas = int(settings["seeds"]), [float(x) for x in settings["lambdas"]]
-    configs = [("gd", None, settings["gd_lr"], settings["gd_steps"])] + \
-              [("precgd", lam, settings["prec_lr"], settings["prec_steps"]) for lam in lambdas]
+    cfg = parse(Settings, settings, ctx)
+    d, rs, r, n, seeds = cfg.d, cfg.r_star, cfg.rank, cfg.n, cfg.seeds
+    lambdas = [float(x) for x in cfg.lambdas]
+    configs = [("gd", None, cfg.gd_lr, cfg.gd_steps)] + [("precgd", lam, cfg.prec_lr, cfg.prec_steps) for lam in lambdas]
     rows, init_rows, curves, lam_c_first = [], [], {}, []
     for seed in range(seeds):
-        prob = lorasim.LinearTeacher(d=d, k=k, r_star=rs, n=n, kappa=settings["kappa"], spacing="linear",
-                                     scale=settings["scale"], seed=seed, device=dev)
+        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=n, kappa=cfg.kappa, spacing="linear",
+                                     delta_norm=cfg.scale, seed=seed, device=cfg.device)
         # The SVD routine the init uses (torch.linalg.svd): at round-off level other routines
         # (svdvals) return different σ_{r*+j}, since these values are not determined beyond ε·σ1.
         sv = torch.linalg.svd(prob.G, full_matrices=False)[1]
@@ -203,11 +217,16 @@ def run(settings, ctx):
                 curves[(name, lam)] = (nB, tB, nA)
     df, dinit = pd.DataFrame(rows), pd.DataFrame(init_rows)
     df["holds"] = (df.amp_A <= 10) & (df.amp_B <= 10) & (df.gap_AB <= df.level) & (df.gap_factors <= df.level)
-    ok_init = bool(((dinit.rel_err <= 1e-10) & (dinit.sigma_j <= dinit.bound_sigma)).all())
+    checks = Checks()
+    ok_init = checks.add("init at √σ_j", ((dinit.rel_err <= 1e-10) & (dinit.sigma_j <= dinit.bound_sigma)).all(),
+                         f"max rel err {dinit.rel_err.max():.1e}, max σ_j/bound {(dinit.sigma_j / dinit.bound_sigma).max():.2g}")
     gd = df[df.solver == "gd"]
     ok_gd = bool(gd.holds.all() and (gd.amp_stacked <= gd.gd_bound).all())
     pg = df[df.solver == "precgd"]
-    passed = bool(ok_init and df.holds.all())
+    for name, g in df.groupby("solver", sort=False):
+        lams = sorted(set(g["lambda"][~g.holds].dropna()))
+        checks.add(f"{name} stays within a decade and √(εσ1)", g.holds.all(),
+                   f"fails at λ {lams}" if lams else f"fails in {int((~g.holds).sum())} seeds")
 
     lam_c, lam_ab = [], []
     for seed in range(seeds):
@@ -217,15 +236,8 @@ def run(settings, ctx):
     lin = pg[pg.tangent_max_spare <= 1e-3]
     tang_err = float(pd.concat([gd, lin]).tangent_rel_err.max())
 
-    figures = []
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(1, 2, figsize=(11, 4.2))
-        tmax = int(settings["prec_steps"])
+    with ctx.figure(FIGURE, ncols=2, figsize=(11, 4.2)) as (fig, ax):
+        tmax = cfg.prec_steps
         for i, ((name, lam), (nB, tB, nA)) in enumerate(curves.items()):
             lab = "GD" if lam is None else f"PrecGD λ={lam:g}"
             ax[0].plot(nB[: tmax + 1], color=f"C{i}", label=lab)
@@ -245,11 +257,6 @@ def run(settings, ctx):
         ax[1].axhline(1, color="C3", ls=":", lw=0.8)
         ax[1].set(xscale="log", yscale="log", xlabel="PrecGD damping λ", title="PrecGD: amplification vs λ (all seeds)")
         ax[1].legend(fontsize=8)
-        fig.tight_layout()
-        ctx.save(fig, "c12_overrank_spare.png", dpi=110)
-        figures.append("c12_overrank_spare.png")
-    except ImportError:
-        pass
 
     def rng(col, sub):
         return f"{sub[col].min():.3g}–{sub[col].max():.3g}"
@@ -263,12 +270,11 @@ def run(settings, ctx):
                 f"(first-order ‖U_sᵀ(Σ̂−I)G♮‖_F/9: {np.mean(lam_c_first):.2g}), "
                 f"λ_AB {np.nanmean(lab):.2g} [{np.nanmin(lab):.2g}, {np.nanmax(lab):.2g}]; "
                 f"tangent model max rel err {tang_err:.1e} (linear regime)")
-    return Verdict(
+    return checks.verdict(
         prediction="spare block ≈ √(εσ1) at t=0 and within a decade of it under GD and PrecGD (λ>0); "
                    "r vs r* trajectories within √(εσ1)",
-        measured=measured, passed=passed, table=pd.concat([dinit.assign(kind="init"), df.assign(kind="run")],
-                                                          ignore_index=True),
-        figures=figures,
+        measured=measured, table=pd.concat([dinit.assign(kind="init"), df.assign(kind="run")], ignore_index=True),
+        figures=[FIGURE],
         notes=(f"ok_init={ok_init}, ok_gd={ok_gd}, PrecGD configs holding: "
                f"{int(pg.holds.sum())}/{len(pg)}; λ_c per seed {[f'{x:.2g}' for x in lc]} "
                f"(first order {[f'{x:.2g}' for x in lam_c_first]}), "

@@ -46,9 +46,12 @@ up to the ratio of the two c², which is within a decade.
 
 **Setup.** conf/claims/C13.yaml: `LinearTeacher(d, k, r_star, n, kappa, seed, dtype)` for dtype ∈
 {float64, float32} (problem, factors and solver in that dtype), spectral init at r = r\*, lorasim
-solvers `gd` (η = ½/σ_1(G♮)) and `precgd` (η = ½, λ = 0); risk computed in float64 from the factors
-against ΔW = ΔL·ΔR of the stored factors. Run length 1.25·ln(R_0/(ε_mach²‖ΔW‖²))/(−2 ln ρ) + 50
-(ρ from the balanced map), so the floor is reached. Floor = median of the last 10% of R_t. Fit window:
+solvers `gd` (η = ½/σ_1(G♮)) and `precgd` (η = ½, λ = 0), each run `lorasim.train(..., keep_factors=True,
+stop=lorasim.plateau(P))`: it ends once lorasim's risk has made no new minimum for P = 4/(−2 ln ρ) + 20
+steps (the floor is reached; ρ from the balanced map), at most 2·ln(R_0/(ε_mach²‖ΔW‖²))/(−2 ln ρ) + 100
+steps. R_t is recomputed in float64 from the factors of every step against ΔW = ΔL·ΔR of the stored
+factors (a float32 run's own risk would be rounded at the level of its floor). Floor = median of the
+last P values of R_t. Fit window:
 from the first t with R_t < 10⁻⁶R_0 (past the nonlinear transient) to the last t with
 R_t > 10³·floor. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100}, 5 seeds; paper: the T2 setup
 (d = k = 100, r\* = 4, N = 1600, κ ∈ {1, 4, 10, 100}, κ = 4 being T2's (1, .75, .5, .25)), at exact
@@ -80,6 +83,7 @@ median over κ and solvers (the floor of one run fluctuates by a factor ≈ 2),
 computation, so their ratio is within a decade (derivation).
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -87,13 +91,24 @@ import torch
 
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
-from lorasim.verify import Verdict
 
-from .c09_gd_iterations_kappa import init_factors, linear_map, train_risk, truth
-from .numerics import extreme_eigenvalues, sqrt_low_rank_shift
+from .kit import Checks, TeacherSettings, parse
+from .numerics import extreme_eigenvalues, first_below, init_factors, linear_map, sqrt_low_rank_shift, truth
 
 TITLE = "linear convergence after spectral init"
 RESULT = "R5"
+FIGURE = "c13_linear_convergence.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    kappas: list
+    c_eta: float
+    lr_prec: float
+    dtypes: list
+    window_start: float
+    window_end_factor: float
 
 
 def _rho(prob, eta, M1, Y):
@@ -128,37 +143,37 @@ def _maps(prob, solver, A=None, B=None):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    kappas = sorted(float(k) for k in settings["kappas"])
-    rs, seeds = settings["r_star"], settings["seeds"]
-    start, end_factor = settings["window_start"], settings["window_end_factor"]
+    cfg = parse(Settings, settings, ctx)
+    kappas = sorted(float(k) for k in cfg.kappas)
+    rs = cfg.r_star
     rows, curves = [], {}
-    for dtype in settings["dtypes"]:
+    for dtype in cfg.dtypes:
         emach = float(torch.finfo(getattr(torch, dtype)).eps)
-        for seed in range(seeds):
+        for seed in range(cfg.seeds):
             for kappa in kappas:
-                prob = lorasim.LinearTeacher(d=settings["d"], k=settings["k"], r_star=rs, n=settings["n"],
-                                             kappa=kappa, seed=seed, dtype=dtype, device=dev)
-                norm2 = float((truth(prob) ** 2).sum())
+                prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=rs, n=cfg.n, kappa=kappa, seed=seed, dtype=dtype,
+                                             device=cfg.device)
+                D = truth(prob)
+                norm2 = float((D ** 2).sum())
                 s1 = float(prob.svd_G()[1][0])  # the spectral init uses the same (cached) SVD
-                for solver, eta, kw in (("gd", settings["c_eta"] / s1, {}),
-                                        ("precgd", settings["lr_prec"], {"damping": 0.0})):
+                for solver, eta, kw in (("gd", cfg.c_eta / s1, {}), ("precgd", cfg.lr_prec, {"damping": 0.0})):
                     rho0 = _rho(prob, eta, *_maps(prob, solver))
                     A, B = init_factors(prob, "spectral", rs)
-                    R0 = 0.5 * float(((A.double() @ B.double() - truth(prob)) ** 2).sum())
+                    R0 = 0.5 * float(((A.double() @ B.double() - D) ** 2).sum())
                     decay = -2 * math.log(rho0)
                     steps = int(2 * math.log(R0 / (emach**2 * norm2)) / decay) + 100
                     plateau = int(4 / decay) + 20
-                    risks, Af, Bf, kept = train_risk(prob, A, B, solver, eta, steps, plateau=plateau,
-                                                     keep_at=start * R0, **kw)
+                    tr = lorasim.train(prob, A, B, solver=solver, lr=eta, steps=steps, metrics="risk", keep_factors=True,
+                                       stop=lorasim.plateau(plateau), **kw)
+                    factors = [(A.double(), B.double()) for _, A, B in tr.factors]
+                    risks = torch.stack([0.5 * ((A @ B - D) ** 2).sum() for A, B in factors]).cpu().numpy()
                     floor = float(np.median(risks[-plateau:]))
-                    i0 = kept[0]
-                    above = np.nonzero(risks > end_factor * floor)[0]
-                    i1 = int(above.max())
+                    i0 = first_below(risks, cfg.window_start * R0)
+                    i1 = int(np.nonzero(risks > cfg.window_end_factor * floor)[0].max())
                     t = np.arange(i0, i1 + 1)
-                    M1, Y = _maps(prob, solver, Af, Bf)
+                    M1, Y = _maps(prob, solver, *factors[-1])
                     step = linear_map(prob, eta, M1, Y @ Y.T)
-                    F = (kept[1] @ kept[2] - truth(prob)) @ prob.V_star.double()
+                    F = (factors[i0][0] @ factors[i0][1] - D) @ prob.V_star.double()
                     rl = []
                     for _ in t:  # no host sync inside the loop
                         rl.append(0.5 * (F * F).sum())
@@ -178,10 +193,10 @@ def run(settings, ctx):
     df = pd.DataFrame(rows)
     fits_all = df.pop("_fit")
 
-    checks, parts, notes = {}, [], []
+    checks, parts, notes = Checks(), [], []
     # (i) slope = linearised prediction
     worst = float((df["ratio"] - 1).abs().max())
-    checks["(i) |s/s_lin−1|≤0.01"] = worst <= 0.01
+    checks.add("(i) |s/s_lin−1| ≤ 0.01", worst <= 0.01, f"max |s/s_lin − 1| {worst:.4f}")
     r2 = min(f.r2 for f in fits_all)
     parts.append(f"s/s_lin ∈ [{df['ratio'].min():.4f}, {df['ratio'].max():.4f}] (window fits R² ≥ {r2:.4f})")
     # (ii) PrecGD κ-free and (iii) GD ∝ 1/κ: per-seed log-log slope of |slope| against κ
@@ -194,7 +209,8 @@ def run(settings, ctx):
     gp = pre.groupby(["dtype", "seed"])
     rho_spread = gp["slope_asym"].agg(spread)
     rho_tol = gp.apply(lambda x: 10 * math.sqrt(2 * x["floor"].max()) / x["lam_rstar"].min())
-    checks["(ii) ρ_P identical across κ"] = bool((rho_spread <= rho_tol).all())
+    checks.add("(ii) ρ_P identical across κ", (rho_spread <= rho_tol).all(),
+               f"κ-spread {rho_spread.max():.2g} above its tolerance in {int((rho_spread > rho_tol).sum())} (dtype, seed)")
     rho_spread = float(rho_spread.max())
     fits, per = [], []
     for (solver, dtype, seed), gs in df.groupby(["solver", "dtype", "seed"]):
@@ -211,59 +227,51 @@ def run(settings, ctx):
         m, se = mean_se(gp["s"])
         ml, _ = mean_se(gp["s_lin"])
         center, tol = target[solver]
-        checks[f"({'ii' if solver == 'precgd' else 'iii'}) {solver} {dtype}"] = bool(
-            abs(m - ml) <= 3 * se and abs(ml - center) <= tol)
+        checks.add(f"({'ii' if solver == 'precgd' else 'iii'}) {solver} {dtype}", abs(m - ml) <= 3 * se
+                   and abs(ml - center) <= tol, f"|slope| ∝ κ^({m:.3f}±{se:.3f}), linearised {ml:.3f}, "
+                   f"target {center:g} ± {tol:g}")
         parts.append(f"{solver} |slope| ∝ κ^({m:.3f}±{se:.3f}) [{dtype}; lin {ml:.3f}]")
     parts.insert(1, f"PrecGD slope {pre['slope'].mean():.3f} (max κ-spread "
                     f"{100 * per[per['solver'] == 'precgd']['kappa_spread'].max():.1f}%, ρ_P at the reached solutions equal to "
                     f"{rho_spread:.0e})")
     # (iv) floors: per seed, the median floor over κ and solvers in each precision
-    if set(settings["dtypes"]) >= {"float32", "float64"}:
+    if set(cfg.dtypes) >= {"float32", "float64"}:
         med = df.groupby(["dtype", "seed"])["floor"].median()
         lr = np.log10(med["float32"] / med["float64"])
         target_db = 2 * math.log10(float(torch.finfo(torch.float32).eps) / float(torch.finfo(torch.float64).eps))
-        checks["(iv) floor ratio"] = bool(((lr - target_db).abs() <= 1).all())
+        checks.add("(iv) floor ratio", ((lr - target_db).abs() <= 1).all(),
+                   f"log10 ratio {lr.min():.2f}–{lr.max():.2f} vs {target_db:.2f} ± 1")
         parts.append(f"floors f64 {med['float64'].median():.1e}, f32 {med['float32'].median():.1e}, log10 ratio "
                      f"{lr.min():.2f}–{lr.max():.2f} per seed (pred {target_db:.2f}±1)")
-    passed = all(checks.values())
-    notes.append("Checks: " + ", ".join(f"{k}: {'ok' if v else 'FAIL'}" for k, v in checks.items()))
     notes.append("Per-seed log-log slopes of |slope| against κ (s measured, s_lin linearised) and the "
                  "κ-spread of the measured slope:\n\n" + per.to_string(index=False))
     notes.append("c² = floor/(½ε²‖ΔW‖²): " + ", ".join(
         f"{dt} {gg['floor_over_eps2'].min():.2g}–{gg['floor_over_eps2'].max():.2g}" for dt, gg in df.groupby("dtype")))
     fits = [fits_all[i] for i in df.index[(df["seed"] == 0) & (df["dtype"] == "float64")]] + fits
-    fig = _figure(curves, df, ctx)
-    return Verdict(
+    _figure(curves, df, ctx)
+    return checks.verdict(
         prediction="ln R linear with slope = linearised s_lin (±1%); PrecGD slope κ-free; GD |slope| ∝ 1/κ; "
                    "floor32/floor64 ≈ (ε32/ε64)² within a decade",
-        measured="; ".join(parts), passed=bool(passed), fits=fits, table=df, figures=[fig],
-        notes="\n\n".join(notes))
+        measured="; ".join(parts), fits=fits, table=df, figures=[FIGURE], notes="\n\n".join(notes))
 
 
 def _figure(curves, df, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"float64": "-", "float32": "--"}
-    kappas = sorted({k for _, k, _ in curves})
-    colors = {k: plt.cm.viridis(i / max(1, len(kappas) - 1) * 0.85) for i, k in enumerate(kappas)}
-    for (dtype, kappa, solver), r in sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        ax = axes[0] if solver == "precgd" else axes[1]
-        t = np.arange(len(r))
-        x = t if solver == "precgd" else t / kappa
-        ax.plot(x, np.log10(r), styles[dtype], color=colors[kappa], lw=1.2, label=f"κ={kappa:g}, {dtype}")
-    axes[0].set_xlabel("t")
-    axes[0].set_title("PrecGD (η = ½, λ = 0): one slope for every κ")
-    axes[1].set_xlabel("t / κ")
-    axes[1].set_title("GD (η = ½/σ₁): slopes collapse in t/κ (∝ 1/κ)")
-    for ax in axes:
-        ax.set_ylabel("log10 risk")
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("C13: linear convergence after the spectral init, down to the float64 / float32 floors (seed 0)")
-    fig.tight_layout()
-    name = "c13_linear_convergence.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, ncols=2, figsize=(11, 4.2)) as (fig, axes):
+        styles = {"float64": "-", "float32": "--"}
+        kappas = sorted({k for _, k, _ in curves})
+        colors = {k: plt.cm.viridis(i / max(1, len(kappas) - 1) * 0.85) for i, k in enumerate(kappas)}
+        for (dtype, kappa, solver), r in sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            ax = axes[0] if solver == "precgd" else axes[1]
+            t = np.arange(len(r))
+            x = t if solver == "precgd" else t / kappa
+            ax.plot(x, np.log10(r), styles[dtype], color=colors[kappa], lw=1.2, label=f"κ={kappa:g}, {dtype}")
+        axes[0].set_xlabel("t")
+        axes[0].set_title("PrecGD (η = ½, λ = 0): one slope for every κ")
+        axes[1].set_xlabel("t / κ")
+        axes[1].set_title("GD (η = ½/σ₁): slopes collapse in t/κ (∝ 1/κ)")
+        for ax in axes:
+            ax.set_ylabel("log10 risk")
+            ax.legend(fontsize=7, ncol=2)
+        fig.suptitle("C13: linear convergence after the spectral init, down to the float64 / float32 floors (seed 0)")

@@ -52,7 +52,7 @@ err² = a²s² + b² therefore predicts (a_pred, b_pred) = the same fit applied 
 the O(s²) correction in β that a pure a·s cannot, and the O(s·d/N) one in the variance);
 b_pred → √((2d+3)/N) as the variance correction vanishes.
 
-**Setup.** conf/claims/C15.yaml: `lorasim.ReLUTeacher(d, k, r_star, n, scale=s, w0="orthonormal",
+**Setup.** conf/claims/C15.yaml: `lorasim.ReLUTeacher(d, k, r_star, n, delta_norm=s, w0="orthonormal",
 seed)` for s ∈ `scales` and several seeds; a seed fixes X, W0 and the direction of ΔW, so the
 scale sweep is paired. κ = 1, ‖ΔW‖_op = s. β(s) is computed from W0 and ΔW by the closed form above
 (own code). The sample remainder ρ(s) = ‖G♮ − G_lin‖_F/‖ΔW/2‖_F, with
@@ -78,6 +78,7 @@ paper +0.0006 ± 0.0005, −0.0001 ± 0.0008). (iii) tests the *order*: the deri
 slope by ≤ 0.05 (ci measured 0.96 ± 0.011), while a zeroth- or second-order remainder would give 0 or 2.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -85,10 +86,18 @@ import torch
 
 import lorasim
 from lorasim.fitting import Fit, loglog_fit, mean_se
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
 
 TITLE = "ReLU: G♮ ≈ ΔW/2"
 RESULT = "R6"
+FIGURE = "c15_relu_half_gradient.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    scales: list
 
 
 def _columns(W0, D):
@@ -143,15 +152,16 @@ def relative_fit(x, y, x_label, y_label) -> Fit:
 
 
 def run(settings, ctx):
-    d, k, r_star, n = settings["d"], settings["k"], settings["r_star"], settings["n"]
-    scales = [float(s) for s in settings["scales"]]
-    dev = settings.get("device", "cpu")
+    cfg = parse(Settings, settings, ctx)
+    d, n = cfg.d, cfg.n
+    scales = [float(s) for s in cfg.scales]
     floor = math.sqrt((2 * d + 3) / n)
     rows, per_seed = [], []
-    for seed in range(settings["seeds"]):
+    for seed in range(cfg.seeds):
         errs, pops, rems, exact = [], [], [], []
         for s in scales:
-            p = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, scale=s, w0="orthonormal", seed=seed, device=dev)
+            p = lorasim.ReLUTeacher(d=d, k=cfg.k, r_star=cfg.r_star, n=n, delta_norm=s, w0="orthonormal", seed=seed,
+                                    device=cfg.device)
             D, half = p.delta, (p.delta / 2).norm()
             err = float((p.G - D / 2).norm() / half)
             G_lin = p.X.T @ ((p.X @ D) * (p.X @ p.W0 > 0)) / n
@@ -180,46 +190,36 @@ def run(settings, ctx):
     c1_m, _ = mean_se(ps["c1"])
     bp_m, _ = mean_se(ps["b_pred"])
     db_m, db_se = mean_se(ps["b"] - ps["b_pred"])
-    ok_b = abs(db_m) <= 3 * db_se
-    ok_a = abs(da_m) <= 3 * da_se
-    ok_sl = abs(sl_m - 1) <= 0.15
+    checks = Checks()
+    checks.add("floor", abs(db_m) <= 3 * db_se, f"b − b_pred {db_m:+.5f} ± {db_se:.5f}")
+    checks.add("first-order coefficient", abs(da_m) <= 3 * da_se, f"a − a_pred {da_m:+.4f} ± {da_se:.4f}")
+    checks.add("order", abs(sl_m - 1) <= 0.15, f"remainder slope {sl_m:.3f}, not 1 ± 0.15")
     pooled = relative_fit(df["scale"] ** 2, df["err"] ** 2, "s²", "err² (all seeds)")
     rem_fit = loglog_fit(df["scale"], df["remainder"], "s", "remainder ρ (all seeds)")
     pop_fit = loglog_fit(df["scale"], df["pop_bias"], "s", "population bias β")
-    fig = _figure(ctx, df, scales, floor, a_m, b_m)
-    table = df.merge(ps, on="seed")
-    return Verdict(
+    _figure(ctx, df, scales, floor, a_m, b_m)
+    return checks.verdict(
         prediction=(f"b = b_pred (exact E err² curve; → √((2d+3)/N) = {floor:.4f}); a = a_pred (closed form); "
                     "slope of remainder vs s ≈ 1"),
         measured=(f"b {b_m:.4f} ± {b_se:.4f} vs b_pred {bp_m:.4f} (b − b_pred {db_m:+.5f} ± {db_se:.5f}); "
                   f"a {a_m:.4f} ± {a_se:.4f} vs a_pred {ap_m:.4f} "
                   f"(a − a_pred {da_m:+.4f} ± {da_se:.4f}; c₁ {c1_m:.3f}); remainder slope {sl_m:.3f} ± {sl_se:.3f}"),
-        passed=bool(ok_b and ok_a and ok_sl), fits=[pooled, rem_fit, pop_fit], table=table, figures=[fig],
-        notes=(f"Checks: floor {'ok' if ok_b else 'FAIL'}, first-order coefficient {'ok' if ok_a else 'FAIL'}, "
-               f"order {'ok' if ok_sl else 'FAIL'}. err_vs_full_dW = ‖G♮ − ΔW‖/‖ΔW‖ ≈ ½ shows that G♮ tracks "
-               "ΔW/2, not ΔW. linear_noise = ‖G_lin − ΔW/2‖/‖ΔW/2‖ is the realised floor (independent of s)."))
+        fits=[pooled, rem_fit, pop_fit], table=df.merge(ps, on="seed"), figures=[FIGURE],
+        notes=("err_vs_full_dW = ‖G♮ − ΔW‖/‖ΔW‖ ≈ ½ shows that G♮ tracks ΔW/2, not ΔW. linear_noise = "
+               "‖G_lin − ΔW/2‖/‖ΔW/2‖ is the realised floor (independent of s)."))
 
 
 def _figure(ctx, df, scales, floor, a, b):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    ax.scatter(df["scale"], df["err"], s=10, color="tab:blue", alpha=0.35, label="err, per seed")
-    m = df.groupby("scale").mean(numeric_only=True)
-    ax.plot(m.index, m["err"], "o", color="tab:blue", label="err, seed mean")
-    grid = np.geomspace(min(scales) / 2, max(scales) * 1.5, 100)
-    ax.plot(grid, np.sqrt((a * grid) ** 2 + b**2), "-", color="tab:blue", lw=1, label=f"fit √((a s)² + b²), a={a:.3f}, b={b:.4f}")
-    ax.axhline(floor, color="gray", ls="--", label=f"floor √((2d+3)/N) = {floor:.4f}")
-    ax.plot(m.index, m["pop_bias"], "s-", color="tab:red", ms=4, lw=1, label="population bias β(s) (closed form)")
-    ax.plot(m.index, m["remainder"], "^", color="tab:orange", ms=5, label="sample remainder ρ(s)")
-    ax.set_xscale("log"), ax.set_yscale("log")
-    ax.set_xlabel("‖ΔW‖_op"), ax.set_ylabel("‖G♮ − ΔW/2‖_F / ‖ΔW/2‖_F")
-    ax.set_title("C15: ReLU G♮ ≈ ΔW/2 — first-order bias above the MC floor")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c15_relu_half_gradient.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6.4, 4.6)) as (fig, ax):
+        ax.scatter(df["scale"], df["err"], s=10, color="tab:blue", alpha=0.35, label="err, per seed")
+        m = df.groupby("scale").mean(numeric_only=True)
+        ax.plot(m.index, m["err"], "o", color="tab:blue", label="err, seed mean")
+        grid = np.geomspace(min(scales) / 2, max(scales) * 1.5, 100)
+        ax.plot(grid, np.sqrt((a * grid) ** 2 + b**2), "-", color="tab:blue", lw=1, label=f"fit √((a s)² + b²), a={a:.3f}, b={b:.4f}")
+        ax.axhline(floor, color="gray", ls="--", label=f"floor √((2d+3)/N) = {floor:.4f}")
+        ax.plot(m.index, m["pop_bias"], "s-", color="tab:red", ms=4, lw=1, label="population bias β(s) (closed form)")
+        ax.plot(m.index, m["remainder"], "^", color="tab:orange", ms=5, label="sample remainder ρ(s)")
+        ax.set_xscale("log"), ax.set_yscale("log")
+        ax.set_xlabel("‖ΔW‖_op"), ax.set_ylabel("‖G♮ − ΔW/2‖_F / ‖ΔW/2‖_F")
+        ax.set_title("C15: ReLU G♮ ≈ ΔW/2 — first-order bias above the MC floor")
+        ax.legend(fontsize=7)

@@ -66,6 +66,7 @@ the floor estimate; measured ≤ 2·10⁻⁴); (vi) minimum risk ≤ 10× the fl
 order-of-magnitude estimate; measured 0.2–0.5× at ci, 0.45–0.58× at paper).
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -73,10 +74,22 @@ import torch
 
 import lorasim
 from lorasim.fitting import linear_fit, mean_se
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
+from .numerics import EPS
 
 TITLE = "ReLU: spectral ζ=2 + PrecGD"
 RESULT = "R6"
+FIGURE = "c16_relu_spectral_precgd.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    scale: float
+    lr: float
+    damping: float
+    steps: int
 
 
 def column_hessians(X, W_true):
@@ -98,14 +111,13 @@ def tangent_basis(U, V):
 
 
 def run(settings, ctx):
-    d, k, r_star, n = settings["d"], settings["k"], settings["r_star"], settings["n"]
-    eta, lam, steps = settings["lr"], settings["damping"], settings["steps"]
-    dev = settings.get("device", "cpu")
-    eps = torch.finfo(torch.float64).eps
-    floor_est = 0.25 * eps**2 * r_star * (d + k - r_star) * (d / n + 1 / d)
+    cfg = parse(Settings, settings, ctx)
+    d, k, r_star, n = cfg.d, cfg.k, cfg.r_star, cfg.n
+    eta, lam, steps = cfg.lr, cfg.damping, cfg.steps
+    floor_est = 0.25 * EPS**2 * r_star * (d + k - r_star) * (d / n + 1 / d)
     rows, curves = [], []
-    for seed in range(settings["seeds"]):
-        p = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, scale=settings["scale"], seed=seed, device=dev)
+    for seed in range(cfg.seeds):
+        p = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, delta_norm=cfg.scale, seed=seed, device=cfg.device)
         D = p.delta
         nD = float(D.norm())
         U, S, Vh = torch.linalg.svd(p.G, full_matrices=False)
@@ -116,7 +128,7 @@ def run(settings, ctx):
         e_G = 2 * float(E.norm()) / nD
         e2_pred = 2 * float((PU @ E + E @ PV - PU @ E @ PV).norm()) / nD
         tau = float(torch.linalg.matrix_norm(E, ord=2)) / float(p.S_star[-1] / 2)
-        sv_tol = 100 * eps * float(S[0] / (S[r_star - 1] - S[r_star]))
+        sv_tol = 100 * EPS * float(S[0] / (S[r_star - 1] - S[r_star]))
 
         t1 = lorasim.train(p, init="spectral", rank=r_star, init_kwargs={"zeta": 1.0}, solver="precgd",
                            lr=eta, damping=lam, steps=0)
@@ -158,52 +170,39 @@ def run(settings, ctx):
         lin_dev = float(np.abs(np.log(risk[t0:][window] / pred[window])).max())
         decades = float(np.log10(risk[t0] / risk[t0:][window].min()))
         rmin = float(risk.min())
-        checks = {
-            "init_matches_own_svd": abs(e2 - e2_own) <= sv_tol,
-            "first_order_init": abs(e2 - e2_pred) <= 2 * tau * e_G,
-            "zeta1_half": abs(e1 - 0.5) <= e2 / 2,
-            "slope_in_bracket": s_fast <= fit.slope <= s_inf,
-            "linearised_curve": lin_dev <= 1e-2 and decades >= 8,
-            "round_off_floor": rmin <= 10 * floor_est,
-        }
+        rules = {"init_matches_own_svd": abs(e2 - e2_own) <= sv_tol, "first_order_init": abs(e2 - e2_pred) <= 2 * tau * e_G,
+                 "zeta1_half": abs(e1 - 0.5) <= e2 / 2, "slope_in_bracket": s_fast <= fit.slope <= s_inf,
+                 "linearised_curve": lin_dev <= 1e-2 and decades >= 8, "round_off_floor": rmin <= 10 * floor_est}
         rows.append({"seed": seed, "e_G": e_G, "e2": e2, "e2_own": e2_own, "e2_pred": e2_pred, "tau": tau,
                      "e1": e1, "risk0": risk[0], "slope": fit.slope, "slope_r2": fit.r2, "s_inf": s_inf,
                      "s_fast": s_fast, "mu_min": float(mu.min()), "mu_max": float(mu.max()), "t0": t0,
-                     "lin_dev": lin_dev, "lin_decades": decades, "risk_min": rmin, "floor_est": floor_est,
-                     "passed": all(checks.values()), "failed": ",".join(c for c, ok in checks.items() if not ok)})
+                     "lin_dev": lin_dev, "lin_decades": decades, "risk_min": rmin, "floor_est": floor_est, **rules})
         curves.append((seed, risk, t0, pred, fit))
     tab = pd.DataFrame(rows)
+    checks = Checks()
+    for name in rules:  # each part of the pass rule, over the seeds (the table has the numbers)
+        checks.add(name, tab[name].all(), f"fails in seeds {tab.seed[~tab[name]].tolist()}")
     m = {c: mean_se(tab[c]) for c in ("e_G", "e2", "e2_pred", "e1", "slope", "s_inf", "lin_dev")}
-    fig = _figure(ctx, curves, floor_est)
-    return Verdict(
+    _figure(ctx, curves, floor_est)
+    return checks.verdict(
         prediction="ζ=2: e2 = ê2 (first-order, ≤ e_G); ζ=1: e1 ≈ ½; ln risk linear, slope in [s_fast, s_∞], "
                    "= linearised map; floor = round-off",
         measured=(f"e_G {m['e_G'][0]:.3f}, e2 {m['e2'][0]:.4f} vs ê2 {m['e2_pred'][0]:.4f}, e1 {m['e1'][0]:.3f}; "
                   f"slope {m['slope'][0]:.3f} ± {m['slope'][1]:.3f} (s_∞ {m['s_inf'][0]:.3f}, s_fast "
                   f"{tab['s_fast'].mean():.2f}); max |Δ ln risk| vs linearised {tab['lin_dev'].max():.1e}; "
                   f"min risk {tab['risk_min'].min():.1e}–{tab['risk_min'].max():.1e} (floor est {floor_est:.1e})"),
-        passed=bool(tab["passed"].all()), fits=[c[4] for c in curves], table=tab, figures=[fig],
-        notes="failed checks per seed are listed in the column `failed` (empty = all passed).")
+        fits=[c[4] for c in curves], table=tab, figures=[FIGURE])
 
 
 def _figure(ctx, curves, floor_est):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for i, (seed, risk, t0, pred, fit) in enumerate(curves):
-        c = f"C{i % 10}"
-        ax.semilogy(np.arange(len(risk)), risk, color=c, lw=3, alpha=0.45, label=f"seed {seed}" if i < 6 else None)
-        shown = pred > floor_est / 10  # below the floor the measured curve cannot follow
-        ax.semilogy(np.arange(t0, t0 + len(pred))[shown], pred[shown], "--", color="k", lw=0.7)
-    ax.axhline(floor_est, color="gray", ls=":", label="round-off floor estimate")
-    ax.plot([], [], "k--", lw=0.7, label="linearised map from t0 (own code)")
-    ax.set_xlabel("step t"), ax.set_ylabel("population risk")
-    ax.set_title("C16: ReLU, spectral init ζ=2, then PrecGD (η=½)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c16_relu_spectral_precgd.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6.4, 4.6)) as (fig, ax):
+        for i, (seed, risk, t0, pred, fit) in enumerate(curves):
+            c = f"C{i % 10}"
+            ax.semilogy(np.arange(len(risk)), risk, color=c, lw=3, alpha=0.45, label=f"seed {seed}" if i < 6 else None)
+            shown = pred > floor_est / 10  # below the floor the measured curve cannot follow
+            ax.semilogy(np.arange(t0, t0 + len(pred))[shown], pred[shown], "--", color="k", lw=0.7)
+        ax.axhline(floor_est, color="gray", ls=":", label="round-off floor estimate")
+        ax.plot([], [], "k--", lw=0.7, label="linearised map from t0 (own code)")
+        ax.set_xlabel("step t"), ax.set_ylabel("population risk")
+        ax.set_title("C16: ReLU, spectral init ζ=2, then PrecGD (η=½)")
+        ax.legend(fontsize=7)

@@ -32,7 +32,7 @@ float32 (the official code's fp32 SVD), and the closed form (α_L/(γ√r))[−G
 `torch.linalg.svd` of −Z (the closed form and the gaps do not depend on c: one SVD per seed); the
 operator norms of the rank-r products from the QRs of their factors. lorasim: `lorasim.train(prob, init="lora_one", rank=r, init_kwargs={gamma,
 lora_alpha, rslora: true}, steps=0, keep_factors=True)` on the problem above, factors mapped by
-`to_peft(A0, B0, s)` with s = α_L/√r computed here; `lorasim.INITS["lora_one"]` for the offset.
+`to_peft(A0, B0, s)` with s = α_L/√r computed here; `lorasim.make_init` for the offset.
 Large: a 1024×4096 layer (out × in, e.g. Llama-3-8B's k_proj/v_proj), q = 512: G's 4096×1024 SVD
 costs a fraction of a square 4096² one, and with a flat Gaussian spectrum τ = (σ_513/σ_8)^33 is no
 longer below round-off (≈ 1e−6), which the pass rule's τ term accounts for.
@@ -54,19 +54,37 @@ matches to 10⁻¹². The factor 10 covers the modest constants of the backward-
 the product difference is 0.2–2.5× u·σ_1/gap at ci, 0.06–1.3× at paper, 768×768 with q = 512).
 """
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.peft_convention import to_peft
 from lorasim import streams
-from lorasim.verify import Verdict
+from lorasim.config import InitConfig, build
+from lorasim.peft_convention import to_peft
+
+from .kit import Checks, ClaimSettings, parse
+from .numerics import EPS, op_norm_product
 
 TITLE = "LLM LoRA-One init = lora_one"
 RESULT = "§6.2"
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass
+class Settings(ClaimSettings):
+    out: int
+    inn: int
+    r: int
+    lora_alpha: float
+    gamma: float
+    q: int
+    niter: int
+    scales: list
+    seeds: int
+    dtypes: list
 
 
 def official_lora_one(G_torch, r, gamma, q, niter, with_vectors=False):
@@ -86,21 +104,14 @@ def _orth_defect(Q) -> float:
     return float(torch.linalg.matrix_norm(Q.T @ Q - torch.eye(Q.shape[1], dtype=Q.dtype, device=Q.device), ord=2))
 
 
-def _op_norm(L, R):
-    """‖L R‖_op of a thin product (L m×r, R r×n) from the QRs of L and Rᵀ: no m×n SVD."""
-    return float(torch.linalg.matrix_norm(torch.linalg.qr(L)[1] @ torch.linalg.qr(R.T)[1].T, ord=2))
-
-
 def run(settings, ctx):
-    out, inn, r = settings["out"], settings["inn"], settings["r"]
-    aL, gamma, niter = settings["lora_alpha"], settings["gamma"], settings["niter"]
-    q = min(settings["q"], out, inn)
-    dev = settings.get("device", "cpu")
+    cfg = parse(Settings, settings, ctx)
+    out, inn, r, aL, gamma, niter, dev = cfg.out, cfg.inn, cfg.r, cfg.lora_alpha, cfg.gamma, cfg.niter, cfg.device
+    q = min(cfg.q, out, inn)
     s = aL / math.sqrt(r)  # rsLoRA scale, computed here
     target = aL / (gamma * math.sqrt(r))
-    u64 = torch.finfo(torch.float64).eps
     rows = []
-    for seed in range(settings["seeds"]):
+    for seed in range(cfg.seeds):
         Z = torch.randn(out, inn, generator=streams.generator(seed, "theory/c17/gradient"), dtype=torch.float64).to(dev)
         # The closed form (α_L/(γ√r))[−G]_r/σ_1 and the gaps are free of the scale c of G = cZ: one SVD per seed.
         Uf, Sf, Vhf = torch.linalg.svd(-Z, full_matrices=False)
@@ -108,7 +119,7 @@ def run(settings, ctx):
         rel_gap = float(Sf[0] / (Sf[r - 1] - Sf[r]))
         min_gap = float(Sf[0] / min(float(Sf[i] - Sf[i + 1]) for i in range(r)))
         tau = 0.0 if q >= min(out, inn) else float(Sf[q] / Sf[r - 1]) ** (2 * niter + 1)
-        for c in settings["scales"]:
+        for c in cfg.scales:
             G = c * Z
             G_nat = -G.T
 
@@ -122,13 +133,13 @@ def run(settings, ctx):
             A0, B0 = tr.factors[0][1], tr.factors[0][2]
             LA, LB = to_peft(A0, B0, s)
             dW_ls = s * LB @ LA
-            if c == settings["scales"][0]:  # the init's own record of what it does to W0
-                got = lorasim.INITS["lora_one"](prob, r, streams.generator(0, "init/lora_one"), gamma=gamma, lora_alpha=aL,
-                                                rslora=True)
+            if c == cfg.scales[0]:  # the init's own record of what it does to W0
+                got = lorasim.make_init(prob, r, build(InitConfig, {"name": "lora_one", "gamma": gamma,
+                                                                    "lora_alpha": aL, "rslora": True}))
             loss_own = 0.5 * float(((torch.eye(inn, dtype=torch.float64, device=dev) @ (A0 @ B0) - inn * G_nat) ** 2).sum()) / inn
             loss_ls = float(tr.to_frame()["loss"].iloc[0])
 
-            for name in settings["dtypes"]:
+            for name in cfg.dtypes:
                 dt = DTYPES[name]
                 u = torch.finfo(dt).eps
                 with torch.random.fork_rng(devices=[torch.device(dev)] if str(dev).startswith("cuda") else []):
@@ -147,20 +158,26 @@ def run(settings, ctx):
                     "prod_off_vs_closed": float((dW_off - closed).norm() / closed.norm()),
                     "prod_lorasim_vs_closed": float((dW_ls - closed).norm() / closed.norm()),
                     "factors_off_vs_lorasim": fac,
-                    "op_official": s * _op_norm(lB, lA),
-                    "op_lorasim": s * _op_norm(LB, LA),
+                    "op_official": s * float(op_norm_product(lB, lA)),
+                    "op_lorasim": s * float(op_norm_product(LB, LA)),
                     "orth_defect_official": defect_off, "orth_defect_lorasim": defect_ls,
                     "u_sigma1_over_gap": u * rel_gap, "tau_rand": tau, "G_err": g_err,
                     "offset_none": got.offset is None, "loss0_rel_err": abs(loss_ls - loss_own) / loss_own,
                 }
-                row["passed"] = bool(
-                    row["prod_off_vs_lorasim"] <= tol_prod and row["prod_off_vs_closed"] <= tol_prod
-                    and row["prod_lorasim_vs_closed"] <= 10 * u64 * rel_gap and fac <= tol_fac
-                    and abs(row["op_official"] / target - 1) <= 10 * u + defect_off
-                    and abs(row["op_lorasim"] / target - 1) <= 10 * u64 + defect_ls
-                    and g_err <= 10 * u64 and row["offset_none"] and row["loss0_rel_err"] <= 1e-12)
-                rows.append(row)
+                rules = {  # the pass rule's parts
+                    "official = lorasim": row["prod_off_vs_lorasim"] <= tol_prod and fac <= tol_fac,
+                    "official = closed form": row["prod_off_vs_closed"] <= tol_prod,
+                    "lorasim = closed form": row["prod_lorasim_vs_closed"] <= 10 * EPS * rel_gap,
+                    "‖ΔW_0‖_op = target": abs(row["op_official"] / target - 1) <= 10 * u + defect_off
+                    and abs(row["op_lorasim"] / target - 1) <= 10 * EPS + defect_ls,
+                    "G and W0 untouched": g_err <= 10 * EPS and row["offset_none"] and row["loss0_rel_err"] <= 1e-12}
+                rows.append({**row, **rules})
     tab = pd.DataFrame(rows)
+    checks = Checks()
+    for name in rules:
+        bad = tab[~tab[name]]
+        checks.add(name, not len(bad), "fails at (seed, scale, dtype) "
+                   + ", ".join(f"({b.seed}, {b.scale:g}, {b.dtype})" for b in bad.itertuples()))
     tab["ratio_to_budget"] = tab["prod_off_vs_lorasim"] / tab["u_sigma1_over_gap"]
     parts = []
     for name, g in tab.groupby("dtype", sort=False):
@@ -168,8 +185,8 @@ def run(settings, ctx):
                      f"(≤ {g['ratio_to_budget'].max():.2f}·u·σ1/gap), factors {g['factors_off_vs_lorasim'].max():.1e}"
                      + (f", svd_lowrank τ {g['tau_rand'].max():.1e}" if g['tau_rand'].max() > 0 else ""))
     ops = pd.concat([tab["op_official"], tab["op_lorasim"]])
-    return Verdict(
+    return checks.verdict(
         prediction=f"official = lorasim lora_one up to u·σ1/gap; ‖ΔW_0‖_op = α_L/(γ√r) = {target:.6f} at every scale; W0 unchanged",
         measured="; ".join(parts) + f"; ‖ΔW_0‖_op ∈ [{ops.min():.7f}, {ops.max():.7f}] over scales "
-                 f"{list(settings['scales'])}; offset None: {bool(tab['offset_none'].all())}",
-        passed=bool(tab["passed"].all()), table=tab)
+                 f"{list(cfg.scales)}; offset None: {bool(tab['offset_none'].all())}",
+        table=tab)

@@ -33,13 +33,15 @@ synthetic data (N samples), both adapters random (so both Grams are invertible a
 `AdamWr` (written from SPEC §6.3 (b) and pilancilab's code: `torch.inverse`, ε added to √v, optional
 HF-style bias correction, Gauss–Seidel switch), autograd gradients. lorasim: `LinearTeacher.from_arrays
 (X, Y, W0 = weightᵀ)` and `lorasim.train(..., solver="scaled_adam", keep_factors=True)` from
-A0, B0 = `from_peft(lora_A0, lora_B0, s)`; `lorasim.solvers.Preconditioner` for the one-step gradient check.
+A0, B0 = `from_peft(lora_A0, lora_B0, s)`; the transform `lorasim.solvers.precondition` for the one-step
+gradient check.
 
 **Measured.** Max over steps of the relative factor difference (torch layout, via `to_peft`) between
 lorasim and the own AdamWr for: defaults (s = 1); `order="simultaneous"` vs own simultaneous; defaults
 vs own simultaneous and vs own bias-corrected (must differ); bias correction on with ε = 0 (equal)
 and with ε = 10⁻⁸ (the ε-placement gap); s = α_L/√r with the mapped (lr, damping, eps). At the initial
-point: Preconditioner.for_A/for_B vs (lora_Bᵀlora_B + λI)⁻¹g_A and g_B(A_new A_newᵀ + λI)⁻¹.
+point: precondition's update of g_A (partner B0) and of g_B (partner A_new) vs (lora_Bᵀlora_B + λI)⁻¹g_A
+and g_B(A_new A_newᵀ + λI)⁻¹.
 
 **Prediction.** Equal to round-off where the rules coincide; O(lr) differences where they do not.
 
@@ -50,19 +52,38 @@ round-off. "Differ" means > 100·tol. Measured: equal cases ≤ 2.7·10⁻¹⁵ 
 ≤ 1.5·10⁻¹⁴ at paper (50 steps) against tol 7·10⁻¹¹–2·10⁻⁶; the differing cases are ≥ 10⁻² apart.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.peft_convention import from_peft, to_peft
 from lorasim import streams
-from lorasim.solvers import Preconditioner
-from lorasim.verify import Verdict
+from lorasim.peft_convention import from_peft, to_peft
+from lorasim.solvers import precondition
+
+from .kit import Checks, ClaimSettings, parse
 
 TITLE = "Scaled AdamW = scaled_adam"
 RESULT = "§6.3"
+FIGURE = "c18_scaled_adamw.png"
+SAME = ["default_vs_adamwr", "simultaneous_vs_own_simultaneous", "bias_corrected_eps0", "rslora_scale_mapped",
+        "precond_grad_A", "precond_grad_B_new_A"]  # equal to round-off
+DIFFER = ["default_vs_own_simultaneous", "default_vs_own_bias_corrected"]  # O(lr) apart
+
+
+@dataclass
+class Settings(ClaimSettings):
+    inn: int
+    out: int
+    r: int
+    n: int
+    steps: int
+    lr: float
+    reg: float
+    lora_alpha: float
+    seeds: int
 
 
 class PeftLikeLinear(torch.nn.Module):
@@ -140,17 +161,16 @@ def max_diff(tr, ref, s):
 
 
 def run(settings, ctx):
-    inn, out, r, n, T = settings["inn"], settings["out"], settings["r"], settings["n"], settings["steps"]
-    lr, reg = settings["lr"], settings["reg"]
-    dev = settings.get("device", "cpu")
+    cfg = parse(Settings, settings, ctx)
+    inn, out, r, T, lr, reg, dev = cfg.inn, cfg.out, cfg.r, cfg.steps, cfg.lr, cfg.reg, cfg.device
     u = torch.finfo(torch.float64).eps
     rows, curves = [], {}
-    for seed in range(settings["seeds"]):
+    for seed in range(cfg.seeds):
         def rnd(what, *shape, scale=1.0):  # each array from a stream of its own (lorasim.streams)
             g = streams.generator(seed, f"theory/c18/{what}")
             return scale * torch.randn(*shape, generator=g, dtype=torch.float64).to(dev)
 
-        X, W = rnd("X", n, inn), rnd("W0", out, inn)
+        X, W = rnd("X", cfg.n, inn), rnd("W0", out, inn)
         Y = X @ (W + 0.5 * rnd("delta", out, inn)).T
         lA0, lB0 = rnd("lora_A", r, inn, scale=0.3), rnd("lora_B", out, r, scale=0.3)
         prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W.T, device=dev)
@@ -166,7 +186,7 @@ def run(settings, ctx):
         ref_sim, k2, r2 = ours(gauss_seidel=False)
         ref_bc, _, _ = ours(correct_bias=True)
         ref_bc0, _, _ = ours(correct_bias=True, eps=0.0)
-        s = settings["lora_alpha"] / math.sqrt(r)
+        s = cfg.lora_alpha / math.sqrt(r)
         ref_s, k3, r3 = ours(s=s)
         kap, rho = max(kap, k2, k3), max(rho, r2, r3)
         tol = 10 * T * u * kap * rho
@@ -180,13 +200,14 @@ def run(settings, ctx):
         # one-step preconditioned gradients at the initial point (paper layout ↔ torch layout)
         A0, B0 = lA0.T, lB0.T
         gA, gB = prob.grads(A0, B0)
-        P = Preconditioner(reg, "gauss_seidel")
+        P = precondition(reg)
         eye = torch.eye(r, dtype=torch.float64, device=dev)
         own_gA = torch.linalg.inv(lB0.T @ lB0 + reg * eye) @ gA.T
-        A_new = A0 - 0.1 * P.for_A(gA, B0)  # any updated A: for_B must use the one it is given
+        pre_gA = P.update("A", gA, {}, B0, 1)
+        A_new = A0 - 0.1 * pre_gA  # any updated A: B's update must use the one it is given
         own_gB = gB.T @ torch.linalg.inv(A_new.T @ A_new + reg * eye)
-        pre_A = float((P.for_A(gA, B0).T - own_gA).norm() / own_gA.norm())
-        pre_B = float((P.for_B(gB, A_new).T - own_gB).norm() / own_gB.norm())
+        pre_A = float((pre_gA.T - own_gA).norm() / own_gA.norm())
+        pre_B = float((P.update("B", gB, {}, A_new, 1).T - own_gB).norm() / own_gB.norm())
 
         same = {
             "default_vs_adamwr": max_diff(default, ref_gs, 1.0),
@@ -200,9 +221,8 @@ def run(settings, ctx):
             "default_vs_own_bias_corrected": max_diff(default, ref_bc, 1.0),
         }
         eps_gap = max_diff(bc, ref_bc, 1.0)
-        ok = all(v <= tol for v in same.values()) and all(v > 100 * tol for v in differ.values())
         rows.append({"seed": seed, "tol": tol, "kappa": kap, "rho": rho, **same, **differ,
-                     "bias_corrected_eps_1e-8 (ε placement)": eps_gap, "passed": ok})
+                     "bias_corrected_eps_1e-8 (ε placement)": eps_gap})
         if seed == 0:
             curves = {"lorasim default vs AdamWr": (default, ref_gs, 1.0),
                       "lorasim default vs own simultaneous": (default, ref_sim, 1.0),
@@ -210,39 +230,34 @@ def run(settings, ctx):
                       "lorasim simultaneous vs own simultaneous": (sim, ref_sim, 1.0),
                       f"rsLoRA s={s:.2f}, mapped": (mapped, ref_s, s)}
     tab = pd.DataFrame(rows)
-    same_cols = ["default_vs_adamwr", "simultaneous_vs_own_simultaneous", "bias_corrected_eps0",
-                 "rslora_scale_mapped", "precond_grad_A", "precond_grad_B_new_A"]
-    fig = _figure(ctx, curves)
-    return Verdict(
+    checks = Checks()
+    for col in SAME:
+        checks.add(f"equal: {col}", (tab[col] <= tab["tol"]).all(), f"max {tab[col].max():.1e}, tol {tab['tol'].min():.1e}")
+    for col in DIFFER:
+        checks.add(f"differ: {col}", (tab[col] > 100 * tab["tol"]).all(),
+                   f"min {tab[col].min():.1e} ≤ 100·tol {100 * tab['tol'].max():.1e}")
+    _figure(ctx, curves)
+    return checks.verdict(
         prediction="lorasim scaled_adam (defaults; simultaneous; s-mapped) = own AdamWr to round-off; "
                    "differs from simultaneous / bias-corrected AdamWr",
-        measured=(f"equal cases max {tab[same_cols].max().max():.1e} (tol {tab['tol'].min():.1e}–{tab['tol'].max():.1e}); "
+        measured=(f"equal cases max {tab[SAME].max().max():.1e} (tol {tab['tol'].min():.1e}–{tab['tol'].max():.1e}); "
                   f"default vs simultaneous {tab['default_vs_own_simultaneous'].min():.1e}, vs bias-corrected "
                   f"{tab['default_vs_own_bias_corrected'].min():.1e}; ε-placement gap with bias correction "
                   f"{tab['bias_corrected_eps_1e-8 (ε placement)'].max():.1e}"),
-        passed=bool(tab["passed"].all()), table=tab, figures=[fig],
+        table=tab, figures=[FIGURE],
         notes=("With bias_correction=True lorasim uses m̂/(√v̂ + ε); AdamWr (HF AdamW) uses "
                "lr·√(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε). Identical at ε = 0 (checked), O(ε/√v̂) apart otherwise "
                "(column 'ε placement'); the official default has bias correction off, where they agree exactly."))
 
 
 def _figure(ctx, curves):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for label, (tr, ref, s) in curves.items():
-        diffs = []
-        for (_, A, B), (la, lb) in zip(tr.factors[1:], ref[1:]):
-            LA, LB = to_peft(A, B, s)
-            diffs.append(max(float((LA - la).norm() / la.norm()), float((LB - lb).norm() / lb.norm()), 1e-17))
-        ax.semilogy(np.arange(1, len(diffs) + 1), diffs, "o-", ms=3, label=label)
-    ax.set_xlabel("step t"), ax.set_ylabel("relative factor difference (torch layout)")
-    ax.set_title("C18: lorasim scaled_adam vs an independent AdamWr")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c18_scaled_adamw.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6.4, 4.4)) as (fig, ax):
+        for label, (tr, ref, s) in curves.items():
+            diffs = []
+            for (_, A, B), (la, lb) in zip(tr.factors[1:], ref[1:]):
+                LA, LB = to_peft(A, B, s)
+                diffs.append(max(float((LA - la).norm() / la.norm()), float((LB - lb).norm() / lb.norm()), 1e-17))
+            ax.semilogy(np.arange(1, len(diffs) + 1), diffs, "o-", ms=3, label=label)
+        ax.set_xlabel("step t"), ax.set_ylabel("relative factor difference (torch layout)")
+        ax.set_title("C18: lorasim scaled_adam vs an independent AdamWr")
+        ax.legend(fontsize=7)

@@ -58,16 +58,30 @@ its b₀² = ‖Σ y² x‖/4 is large, so lr·b₀²·λ_max(Σ̂) exceeds 2. T
 init in general; the T3 picture relies on the instance.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.verify import Verdict
+
+from .kit import Checks, ClaimSettings, parse
 
 TITLE = "T3: spectral path shorter & faster"
 RESULT = "T3"
+FIGURE = "c19_t3_trajectories.png"
+
+
+@dataclass
+class Settings(ClaimSettings):
+    seed: int
+    beta: list
+    lr: float
+    steps: int
+    tol: float
+    report_tols: list
+    sweep_seeds: int
 
 
 def notebook_data(seed, beta):
@@ -111,13 +125,13 @@ def path_stats(th, beta, tols):
 
 
 def run(settings, ctx):
-    beta = torch.tensor(settings["beta"], dtype=torch.float64)
-    lr, steps, tol = settings["lr"], settings["steps"], settings["tol"]
-    tols = sorted(set([tol] + list(settings["report_tols"])), reverse=True)
-    x, y, a0 = notebook_data(settings["seed"], beta)
-    dev = settings.get("device", "cpu")
+    cfg = parse(Settings, settings, ctx)
+    beta = torch.tensor(cfg.beta, dtype=torch.float64)
+    lr, steps, tol = cfg.lr, cfg.steps, cfg.tol
+    tols = sorted(set([tol] + list(cfg.report_tols)), reverse=True)
+    x, y, a0 = notebook_data(cfg.seed, beta)
     prob = lorasim.LinearTeacher.from_arrays(X=x, Y=y[:, None], W0=torch.zeros(2, 1, dtype=torch.float64),
-                                             delta=beta[:, None], device=dev)
+                                             delta=beta[:, None], device=cfg.device)
     g_y = (y[:, None] * x).mean(0)
     g_y2 = ((y**2)[:, None] * x).mean(0)
     g_check = float((prob.G.ravel().cpu() - g_y).norm() / g_y.norm())
@@ -145,28 +159,31 @@ def run(settings, ctx):
     tab = pd.DataFrame(rows).set_index("init")
     lo = tab.loc["LoRA init"]
     key = f"t(err<{tol:g})"
-    verdicts = {}
+    checks = Checks()
     for name in list(inits)[1:]:
         sp = tab.loc[name]
-        verdicts[name] = bool(sp["path_length"] < lo["path_length"] and sp[key] < lo[key])
-    ok = (all(verdicts.values()) and (tab["final_err"] < 1e-6).all() and (tab["status"] == "ok").all()
-          and (tab["own_gd_max_diff"] <= 1e-8).all() and g_check <= 1e-14)
-    sweep = _sweep(settings, beta, lr, steps, tol)
-    fig = _figure(ctx, trajs, beta.numpy())
+        checks.add(f"{name.split(',')[1].strip()} shorter and faster",
+                   sp["path_length"] < lo["path_length"] and sp[key] < lo[key],
+                   f"length {sp['path_length']:.2f} vs {lo['path_length']:.2f}, t {sp[key]:.0f} vs {lo[key]:.0f}")
+    checks.add("all converge", (tab["final_err"] < 1e-6).all() and (tab["status"] == "ok").all(),
+               f"max final error {tab['final_err'].max():.1e}, statuses {sorted(set(tab['status']))}")
+    checks.add("lorasim = own GD", (tab["own_gd_max_diff"] <= 1e-8).all() and g_check <= 1e-14,
+               f"max diff {tab['own_gd_max_diff'].max():.1e}, G♮ rel err {g_check:.1e}")
+    sweep = _sweep(cfg, beta, lr, steps, tol)
+    _figure(ctx, trajs, beta.numpy())
     tab = tab.reset_index()
-    return Verdict(
+    return checks.verdict(
         prediction="spectral path shorter and reaches ‖ba − β‖ < tol sooner than LoRA init, for g ∝ Σyx and Σy²x",
-        measured="; ".join(f"{r['init']}: length {r['path_length']:.2f}, t(<{tol:g}) {r[key]:.0f}" for _, r in tab.iterrows())
-                 + " — holds: " + ", ".join(f"{k.split(',')[1].strip()} {'yes' if v else 'NO'}" for k, v in verdicts.items()),
-        passed=bool(ok), table=pd.concat([tab, sweep], ignore_index=True), figures=[fig],
-        notes=(f"Sweep over seeds 0..{settings['sweep_seeds'] - 1} (own GD, same draw order): " + "; ".join(
+        measured="; ".join(f"{r['init']}: length {r['path_length']:.2f}, t(<{tol:g}) {r[key]:.0f}" for _, r in tab.iterrows()),
+        table=pd.concat([tab, sweep], ignore_index=True), figures=[FIGURE],
+        notes=(f"Sweep over seeds 0..{cfg.sweep_seeds - 1} (own GD, same draw order): " + "; ".join(
             f"{r['init']}: shorter {r['frac_shorter']:.0%}, faster {r['frac_faster']:.0%}, diverged {r['diverged']:.0f}"
             for _, r in sweep.iterrows()) + ". Endpoints follow the gradient-flow conservation of ‖a‖² − b² up to "
             "O(η) drift (columns b_end vs b_end_flow_pred)."))
 
 
-def _sweep(settings, beta, lr, steps, tol):
-    S = settings["sweep_seeds"]
+def _sweep(cfg, beta, lr, steps, tol):
+    S = cfg.sweep_seeds
     X, Y, A0 = zip(*(notebook_data(s, beta) for s in range(S)))
     X, Y, A0 = torch.stack(X).numpy(), torch.stack(Y).numpy(), torch.stack(A0).numpy()
     b = beta.numpy()
@@ -190,23 +207,13 @@ def _sweep(settings, beta, lr, steps, tol):
 
 
 def _figure(ctx, trajs, beta):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig = plt.figure(figsize=(7, 5.6))
-    ax = fig.add_subplot(projection="3d")
-    bs = np.linspace(0.45, 3.0, 200)
-    ax.plot(beta[0] / bs, beta[1] / bs, bs, color="gray", lw=1.5, label="minimisers a = β/b")
-    for (name, th), c in zip(trajs.items(), ["tab:blue", "tab:red", "tab:orange"]):
-        ax.plot(th[:, 0], th[:, 1], th[:, 2], color=c, lw=1.5, label=name)
-        ax.scatter(*th[0], color=c, marker="o", s=40)
-        ax.scatter(*th[-1], color=c, marker="*", s=120)
-    ax.set_xlabel("a₁"), ax.set_ylabel("a₂"), ax.set_zlabel("b")
-    ax.set_title("C19 / T3: GD trajectories (○ start, ★ end), seed 7")
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
-    name = "c19_t3_trajectories.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(7, 5.6), subplot_kw={"projection": "3d"}) as (fig, ax):
+        bs = np.linspace(0.45, 3.0, 200)
+        ax.plot(beta[0] / bs, beta[1] / bs, bs, color="gray", lw=1.5, label="minimisers a = β/b")
+        for (name, th), c in zip(trajs.items(), ["tab:blue", "tab:red", "tab:orange"]):
+            ax.plot(th[:, 0], th[:, 1], th[:, 2], color=c, lw=1.5, label=name)
+            ax.scatter(*th[0], color=c, marker="o", s=40)
+            ax.scatter(*th[-1], color=c, marker="*", s=120)
+        ax.set_xlabel("a₁"), ax.set_ylabel("a₂"), ax.set_zlabel("b")
+        ax.set_title("C19 / T3: GD trajectories (○ start, ★ end), seed 7")
+        ax.legend(fontsize=7, loc="upper left")

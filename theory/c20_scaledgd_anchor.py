@@ -42,7 +42,8 @@ multiplicative here, unlike C9, so no log correction is predicted.)
 **Setup.** conf/claims/C20.yaml (mirrors conf/methods/scaledgd_anchor.yaml): `MatrixSensing(n1, n2,
 r_star, m, kappa, spacing="linear", seed)`, σ\* = linspace(1, 1/κ, r\*) (σ_1 = 1, so GD's
 η = 0.5/σ_1 = 0.5), spectral init of rank r\*, lorasim solvers `gd` (η = 0.5) and `precgd`
-(η = 0.5, λ = 0). T = first t with ‖A_tB_t − M\*‖_F/‖M\*‖_F < `rel_tol` = 1e−8. H and K are built
+(η = 0.5, λ = 0). T = first t with ‖A_tB_t − M\*‖_F/‖M\*‖_F < `rel_tol` = 1e−8 (each run stopped there by
+`stop=lorasim.risk_below(½·rel_tol²·‖M\*‖²)` on lorasim's float64 risk ½‖A_tB_t − M\*‖_F²). H and K are built
 from the operator rows directly (einsum over 𝒜's n1×n2 reshape; not lorasim's gradient), and K is
 formed numerically as P^{1/2}HP^{1/2} from H (which carries S\*), so the cancellation of S\* is checked,
 not built in.
@@ -64,6 +65,8 @@ s̄_S ≤ 3·SE(s_S) + ln((T̄_S+1)/T̄_S)/ln(κ_max/κ_min) (seed spread plus o
 discretisation over the sweep); (iv) every run reached the tolerance.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -71,13 +74,27 @@ import torch
 
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
-from lorasim.verify import Verdict
 
-from .c09_gd_iterations_kappa import init_factors, train_risk
+from .kit import Checks, ClaimSettings, parse
 from .numerics import extreme_eigenvalues
 
 TITLE = "ScaledGD anchor: GD ∝ κ, ScaledGD flat"
 RESULT = "R3"
+FIGURE = "c20_scaledgd_anchor.png"
+
+
+@dataclass
+class Settings(ClaimSettings):
+    n1: int
+    n2: int
+    r_star: int
+    m: Optional[int]  # None: 5·max(n1, n2)·r*
+    kappas: list
+    lr: float
+    rel_tol: float
+    max_steps_s: int
+    max_steps_gd: int
+    seeds: int
 
 
 def _rates(prob, eta_gd, eta_s):
@@ -123,26 +140,26 @@ def _rates(prob, eta_gd, eta_s):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    kappas = sorted(float(k) for k in settings["kappas"])
-    lr, tol, seeds = settings["lr"], settings["rel_tol"], settings["seeds"]
+    cfg = parse(Settings, settings, ctx)
+    kappas = sorted(float(k) for k in cfg.kappas)
+    lr = cfg.lr
     rows = []
-    for seed in range(seeds):
+    for seed in range(cfg.seeds):
         for kappa in kappas:
-            prob = lorasim.MatrixSensing(n1=settings["n1"], n2=settings["n2"], r_star=settings["r_star"],
-                                         m=settings.get("m"), kappa=kappa, spacing="linear", seed=seed, device=dev)
+            prob = lorasim.MatrixSensing(n1=cfg.n1, n2=cfg.n2, r_star=cfg.r_star, m=cfg.m, kappa=kappa,
+                                         spacing="linear", seed=seed, device=cfg.device)
             sigma1 = float(prob.S_star[0])
             norm2 = float((prob.delta.double() ** 2).sum())
-            eps = 0.5 * tol**2 * norm2
+            eps = 0.5 * cfg.rel_tol**2 * norm2
             rates = _rates(prob, lr / sigma1, lr)
             row = {"seed": seed, "kappa": kappa, "rho_gd": rates["gd"][0], "rho_s": rates["s"][0],
                    "mu_min_gd": rates["gd"][1], "mu_min_s": rates["s"][1]}
-            for solver, eta, steps, kw in (("precgd", lr, settings["max_steps_s"], {"damping": 0.0}),
-                                           ("gd", lr / sigma1, settings["max_steps_gd"], {})):
-                A, B = init_factors(prob, "spectral", settings["r_star"])
-                risks, _, _ = train_risk(prob, A, B, solver, eta, steps, eps=eps, **kw)
-                hit = np.nonzero(risks < eps)[0]
-                row["T_" + solver] = int(hit[0]) if len(hit) else math.inf
+            for solver, eta, steps, kw in (("precgd", lr, cfg.max_steps_s, {"damping": 0.0}),
+                                           ("gd", lr / sigma1, cfg.max_steps_gd, {})):
+                tr = lorasim.train(prob, init="spectral", rank=cfg.r_star, solver=solver, lr=eta, steps=steps,
+                                   metrics="risk", stop=lorasim.risk_below(eps), **kw)
+                risks = np.array([r["risk"] for r in tr.rows])
+                row["T_" + solver] = tr.stopped_step if tr.stopped_step is not None else math.inf
                 tail = np.nonzero((risks < 1e4 * eps) & (risks >= eps))[0]  # the last 4 decades
                 if len(tail) > 2:
                     rho = row["rho_s" if solver == "precgd" else "rho_gd"]
@@ -178,48 +195,38 @@ def run(settings, ctx):
     ss, ss_se = mean_se(per["s_precgd"])
     Tbar = float(df["T_precgd"].mean())
     bound = 3 * ss_se + math.log((Tbar + 1) / Tbar) / math.log(kappas[-1] / kappas[0])
-    checks = {
-        "(i) ρ_S κ-free": bool((per["rho_s_spread"] <= 1e-9).all()),
-        "(ii) s_GD = s_rate": bool(np.isfinite(sg) and abs(sg - sr) <= 3 * sg_se),
-        "(iii) ScaledGD no growth": bool(np.isfinite(ss) and ss <= bound),
-        "(iv) all reached": bool(np.isfinite(df[["T_gd", "T_precgd"]].to_numpy()).all()),
-    }
+    checks = Checks()
+    checks.add("(i) ρ_S κ-free", (per["rho_s_spread"] <= 1e-9).all(), f"κ-spread {per['rho_s_spread'].max():.1e} > 1e-9")
+    checks.add("(ii) s_GD = s_rate", np.isfinite(sg) and abs(sg - sr) <= 3 * sg_se,
+               f"|s_GD − s_rate| = {abs(sg - sr):.3f} > 3·SE = {3 * sg_se:.3f}")
+    checks.add("(iii) ScaledGD no growth", np.isfinite(ss) and ss <= bound, f"s_S {ss:.3f} > {bound:.3f}")
+    checks.add("(iv) all reached", np.isfinite(df[["T_gd", "T_precgd"]].to_numpy()).all(),
+               f"{int((~np.isfinite(df[['T_gd', 'T_precgd']].to_numpy())).sum())} runs did not reach the tolerance")
     Tg = df.groupby("kappa")["T_gd"].mean()
     Ts = df.groupby("kappa")["T_precgd"].mean()
     measured = (f"T_GD {'/'.join(f'{v:.0f}' for v in Tg.values)}, T_S {'/'.join(f'{v:.0f}' for v in Ts.values)} "
                 f"(κ={','.join(f'{k:g}' for k in kappas)}, seed means); s_GD {sg:.3f}±{sg_se:.3f} vs s_rate {sr:.3f}; "
                 f"s_S {ss:.3f}±{ss_se:.3f} (bound {bound:.3f}); ρ_S κ-spread ≤ {per['rho_s_spread'].max():.0e}")
-    fig = _figure(df, ctx)
-    return Verdict(
+    _figure(df, ctx)
+    return checks.verdict(
         prediction="ρ_S identical across κ; GD count slope = slope of 1/(−ln ρ_GD(κ)) (→1 as κ→∞); ScaledGD count flat",
-        measured=measured, passed=all(checks.values()), fits=fits, table=df, figures=[fig],
-        notes="Checks: " + ", ".join(f"{k}: {'ok' if v else 'FAIL'}" for k, v in checks.items())
-        + "\n\nPer seed:\n\n" + per.to_string(index=False))
+        measured=measured, fits=fits, table=df, figures=[FIGURE], notes="Per seed:\n\n" + per.to_string(index=False))
 
 
 def _figure(df, ctx):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for solver, label, c in (("gd", "GD (η = ½/σ₁)", "C3"), ("precgd", "ScaledGD (η = ½, λ = 0)", "C0")):
-        m = df.groupby("kappa")["T_" + solver].mean()
-        ax.plot(m.index, m.values, "o-", color=c, label=label + ": measured (seed mean)")
-        ax.scatter(df["kappa"], df["T_" + solver], s=8, alpha=0.4, color=c)
-    g = df.groupby("kappa")
-    pred = g["T_gd"].mean().iloc[0] * g["inv_rate_gd"].mean() / g["inv_rate_gd"].mean().iloc[0]
-    ax.plot(pred.index, pred.values, "k--", label="T_GD(1)·(ln ρ_GD(1)/ln ρ_GD(κ)) (Hessian)")
-    k = np.array(sorted(df["kappa"].unique()))
-    ax.plot(k, g["T_gd"].mean().iloc[0] * k, ":", color="grey", label="∝ κ")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("κ")
-    ax.set_ylabel("iterations to ‖AB − M*‖_F/‖M*‖_F < tol")
-    ax.set_title("C20: ScaledGD anchor, Gaussian matrix sensing")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "c20_scaledgd_anchor.png"
-    ctx.save(fig, name, dpi=120)
-    return name
+    with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
+        for solver, label, c in (("gd", "GD (η = ½/σ₁)", "C3"), ("precgd", "ScaledGD (η = ½, λ = 0)", "C0")):
+            m = df.groupby("kappa")["T_" + solver].mean()
+            ax.plot(m.index, m.values, "o-", color=c, label=label + ": measured (seed mean)")
+            ax.scatter(df["kappa"], df["T_" + solver], s=8, alpha=0.4, color=c)
+        g = df.groupby("kappa")
+        pred = g["T_gd"].mean().iloc[0] * g["inv_rate_gd"].mean() / g["inv_rate_gd"].mean().iloc[0]
+        ax.plot(pred.index, pred.values, "k--", label="T_GD(1)·(ln ρ_GD(1)/ln ρ_GD(κ)) (Hessian)")
+        k = np.array(sorted(df["kappa"].unique()))
+        ax.plot(k, g["T_gd"].mean().iloc[0] * k, ":", color="grey", label="∝ κ")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("κ")
+        ax.set_ylabel("iterations to ‖AB − M*‖_F/‖M*‖_F < tol")
+        ax.set_title("C20: ScaledGD anchor, Gaussian matrix sensing")
+        ax.legend(fontsize=7)

@@ -1,4 +1,6 @@
-"""Shared numerics of the claims (not a claim: lorasim-verify only runs cNN_/pNN_ modules).
+"""Shared numerics of the claims (not a claim: lorasim-verify only runs cNN_/pNN_ modules), written
+independently of lorasim's own metrics so that the claims can check them: subspace angles, the
+float64 truth ΔW, the product dynamics linearised at a solution (C9, C10, C13), and extreme eigenvalues.
 
 ``extreme_eigenvalues`` returns the smallest and largest eigenvalue of a symmetric operator given
 by its action on a block of vectors. Several claims need only these two numbers of a d×d matrix
@@ -22,6 +24,10 @@ import numpy as np
 import torch
 
 from lorasim import streams
+from lorasim.config import InitConfig, build
+from lorasim.inits import make_init
+
+EPS = float(np.finfo(np.float64).eps)
 
 
 def extreme_eigenvalues(matvec: Callable[[torch.Tensor], torch.Tensor], n: int, *, dtype=torch.float64,
@@ -97,3 +103,69 @@ def sqrt_low_rank_shift(Y: torch.Tensor, shift: float) -> Callable[[torch.Tensor
     c = torch.sqrt(1 + s * s / shift) - 1
     root = math.sqrt(shift)
     return lambda v: root * (v + Q @ (c[:, None] * (Q.T @ v)))
+
+
+def sin_theta(U1: torch.Tensor, U2: torch.Tensor) -> torch.Tensor:
+    """‖(I − U1U1ᵀ)U2‖_op for orthonormal bases (batched over leading dimensions of U2), from an SVD."""
+    return torch.linalg.matrix_norm(U2 - U1 @ (U1.T @ U2), ord=2)
+
+
+def sampling_tilt(prob) -> float:
+    """sinΘ(U_{r*}(G♮), U*), the sampling tilt that small-random-init GD settles on (C3, C4)."""
+    return float(sin_theta(prob.svd_G()[0][:, :prob.r_star], prob.U_star))
+
+
+def op_norm_product(L: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
+    """‖L R‖_op of a thin product (L m×r, R r×n) from the QRs of L and Rᵀ: no m×n matrix."""
+    return torch.linalg.matrix_norm(torch.linalg.qr(L)[1] @ torch.linalg.qr(R.T)[1].T, ord=2)
+
+
+def truth(prob) -> torch.Tensor:
+    """ΔW in float64 as the exact product of the problem's stored factors (the labels' target)."""
+    return prob.delta_L.double() @ prob.delta_R.double()
+
+
+def init_factors(prob, name: str, rank: int, seed: int = 0, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A0, B0) of lorasim's init ``name`` (its keywords ``kw``) on ``prob``."""
+    it = make_init(prob, rank, build(InitConfig, dict(name=name, **kw), where="init"), seed=seed)
+    return it.A.clone(), it.B.clone()
+
+
+def linear_map(prob, eta: float, M1: torch.Tensor, M2: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """F ↦ F − η(Σ̂ F M1 + M2 Σ̂ F): the product dynamics linearised at a solution, on the invariant
+    subspace E = F V*ᵀ (M1 = V*ᵀ BᵀB V* and M2 = AAᵀ for GD; the damped projections for PrecGD)."""
+    Sh = prob.sigma_hat.double()
+
+    def step(F):
+        SF = Sh @ F
+        return F - eta * (SF @ M1 + M2 @ SF)
+
+    return step
+
+
+def initial_F(prob) -> torch.Tensor:
+    """F_0 of the spectral init: A0B0 − ΔW = G♮ − ΔW = (Σ̂ − I)ΔW = (Σ̂ − I)U*S* V*ᵀ."""
+    U, S = prob.U_star.double(), prob.S_star.double()
+    return prob.sigma_hat.double() @ (U * S) - U * S
+
+
+def crossing(step, F: torch.Tensor, eps: float, max_steps: int, chunk: int = 64) -> float:
+    """First t with ½‖F_t‖² < eps under F_{t+1} = step(F_t); inf if not within max_steps.
+    The risks are read back to the host once per ``chunk`` steps (no sync per step)."""
+    t0 = 0
+    while t0 <= max_steps:
+        risks = []
+        for _ in range(min(chunk, max_steps + 1 - t0)):
+            risks.append(0.5 * (F * F).sum())
+            F = step(F)
+        hit = np.nonzero(torch.stack(risks).cpu().numpy() < eps)[0]
+        if len(hit):
+            return t0 + int(hit[0])
+        t0 += len(risks)
+    return math.inf
+
+
+def first_below(values, eps: float) -> float:
+    """The first index with value < eps; inf if none."""
+    hit = np.nonzero(np.asarray(values) < eps)[0]
+    return int(hit[0]) if len(hit) else math.inf

@@ -91,6 +91,7 @@ At ci scale (d ∈ {16, 32}, r\* = 2, r = 4, 2 seeds; before 0.2's streams, not 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -98,11 +99,30 @@ import torch
 
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
-from lorasim.metrics import sin_theta
-from lorasim.verify import Verdict
+
+from .kit import Checks, ClaimSettings, parse
+from .numerics import sampling_tilt
 
 TITLE = "α threshold for alignment (phase diagram α × d)"
 RESULT = "R1"
+FIGURE = "p01_alpha_threshold.png"
+
+
+@dataclass
+class Settings(ClaimSettings):
+    ds: list
+    r_star: int
+    rank: int
+    n_over_d: int
+    lr_times_sigma1: float
+    steps: int
+    log_every: int
+    log10_alpha_min: float
+    log10_alpha_max: float
+    points_per_decade: int
+    threshold: float
+    bisect_steps: int
+    seeds: int
 
 
 def alpha_heuristic(d: int, r: int, lam: float) -> float:
@@ -169,28 +189,27 @@ def _bisect(log_alpha, values, thr, iters, probe):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    ds, r_star, rank = settings["ds"], settings["r_star"], settings["rank"]
-    steps, log_every, thr = settings["steps"], settings["log_every"], settings["threshold"]
-    per = settings["points_per_decade"]
-    lo, hi = settings["log10_alpha_min"], settings["log10_alpha_max"]
-    log_alpha = np.round(np.linspace(lo, hi, round((hi - lo) * per) + 1), 6)
+    cfg = parse(Settings, settings, ctx)
+    ds, r_star, rank = cfg.ds, cfg.r_star, cfg.rank
+    steps, log_every, thr = cfg.steps, cfg.log_every, cfg.threshold
+    lo, hi = cfg.log10_alpha_min, cfg.log10_alpha_max
+    log_alpha = np.round(np.linspace(lo, hi, round((hi - lo) * cfg.points_per_decade) + 1), 6)
     rows, thresholds = [], []
     for d in ds:
-        n = settings["n_over_d"] * d
-        for seed in range(settings["seeds"]):
-            prob = lorasim.LinearTeacher(d=d, k=d, r_star=r_star, n=n, kappa=1.0, seed=seed, device=dev)
-            U, S, _ = torch.linalg.svd(prob.G, full_matrices=False)
+        n = cfg.n_over_d * d
+        for seed in range(cfg.seeds):
+            prob = lorasim.LinearTeacher(d=d, k=d, r_star=r_star, n=n, kappa=1.0, seed=seed, device=cfg.device)
+            S = torch.linalg.svd(prob.G, full_matrices=False)[1]
             sigma1, sigma_rs = float(S[0]), float(S[r_star - 1])
-            plateau = float(sin_theta(U[:, :r_star], prob.U_star))
+            tilt = sampling_tilt(prob)
             lam = float(prob.S_star[-1])
-            lr = settings["lr_times_sigma1"] / sigma1
+            lr = cfg.lr_times_sigma1 / sigma1
             init_seed = 1000 + seed
             grid = []
             for la in log_alpha:
                 rec = _run_point(prob, rank, 10.0**la, init_seed, lr, steps, log_every)
-                rec.update(d=d, n=n, seed=seed, log10_alpha=float(la), alpha=float(10.0**la), plateau=plateau,
-                           final_over_plateau=rec["align_A_final"] / plateau, sigma1_G=sigma1, sigma_rstar_G=sigma_rs)
+                rec.update(d=d, n=n, seed=seed, log10_alpha=float(la), alpha=float(10.0**la), plateau=tilt,
+                           final_over_plateau=rec["align_A_final"] / tilt, sigma1_G=sigma1, sigma_rstar_G=sigma_rs)
                 rows.append(rec)
                 grid.append(rec)
             mins = [g["align_A_min"] for g in grid]
@@ -198,11 +217,11 @@ def run(settings, ctx):
             def probe(la, prob=prob, init_seed=init_seed, lr=lr):
                 return _run_point(prob, rank, 10.0**la, init_seed, lr, steps, log_every)
 
-            la_c = _bisect(log_alpha, mins, thr, settings["bisect_steps"], lambda la: probe(la)["align_A_min"])
-            la_f = _bisect(log_alpha, finals, thr, settings["bisect_steps"], lambda la: _final_or_one(probe(la)))
+            la_c = _bisect(log_alpha, mins, thr, cfg.bisect_steps, lambda la: probe(la)["align_A_min"])
+            la_f = _bisect(log_alpha, finals, thr, cfg.bisect_steps, lambda la: _final_or_one(probe(la)))
             thresholds.append({"d": d, "seed": seed, "alpha_c_min": 10.0**la_c, "alpha_c_final": 10.0**la_f,
                                "alpha_heuristic": alpha_heuristic(d, rank, lam),
-                               "alpha_crossing": alpha_crossing(d, rank, lam), "plateau": plateau})
+                               "alpha_crossing": alpha_crossing(d, rank, lam), "plateau": tilt})
     df = pd.DataFrame(rows)
     cols = ["d", "n", "seed", "log10_alpha", "alpha", "status", "diverged_step", "risk_0", "risk_final",
             "align_A_min", "align_A_argmin", "align_A_final", "plateau", "final_over_plateau", "align_B_final",
@@ -239,11 +258,13 @@ def run(settings, ctx):
     # Sanity: every grid point ran; quantities finite where the run did not diverge; B's row space is
     # exactly row(G♮) (B0 = 0, noiseless): align_B ≤ 1e-8 at the last step of every converged run.
     finite_cols = ["risk_final", "align_A_min", "align_A_final", "align_B_final", "plateau"]
-    complete = len(df) == len(ds) * settings["seeds"] * len(log_alpha)
-    finite = bool(np.isfinite(ok_rows[finite_cols].to_numpy()).all()) and bool(np.isfinite(df["align_A_min"]).all())
-    thr_finite = bool(np.isfinite(th["alpha_c_min"]).all())
+    checks = Checks()
+    checks.add("complete", len(df) == len(ds) * cfg.seeds * len(log_alpha), f"{len(df)} grid points ran")
+    checks.add("finite", np.isfinite(ok_rows[finite_cols].to_numpy()).all() and np.isfinite(df["align_A_min"]).all(),
+               "a non-finite quantity in a converged run")
+    checks.add("thresholds found", np.isfinite(th["alpha_c_min"]).all(), "no α_c in some (d, seed)")
     max_b = float(ok_rows["align_B_final"].max())
-    passed = complete and finite and thr_finite and max_b <= 1e-8
+    checks.add("align_B exact", max_b <= 1e-8, f"max align_B {max_b:.1g} > 1e-8")
 
     per_d = th.groupby("d").agg(alpha_c=("alpha_c_min", "mean"), alpha_c_se=("alpha_c_min", "sem"),
                                 alpha_c_final=("alpha_c_final", "mean"), alpha_h=("alpha_heuristic", "mean"),
@@ -259,26 +280,21 @@ def run(settings, ctx):
                 + (f"; slope ln α_c vs ln(√d+√r) {slope_m:.2f} ± {slope_se:.2f} (α_h: −1, α_×: {x_fit.slope:.2f})"
                    if slopes else "")
                 + (f"; aligned phase: min align ∝ α^{pw.slope:.2f}, argmin {-tfit.slope:.1f} steps per decade of 1/α "
-                   f"(t* formula: {math.log(10) / math.log1p(settings['lr_times_sigma1']):.1f})" if pw is not None else "")
+                   f"(t* formula: {math.log(10) / math.log1p(cfg.lr_times_sigma1):.1f})" if pw is not None else "")
                 + f"; {n_div} diverged; max align_B {max_b:.1g}")
     notes = ("Thresholds per d (seed mean; α_c by bisection on min_t align_A, α_c_final likewise on the "
              "final align_A; α_h = √λ*_{r*}/(√d+√r), α_× the level-crossing formula):\n\n```\n"
              + per_d.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```\n\nPer seed:\n\n```\n"
              + th.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
-    fig = _figure(df, per_d, log_alpha, ds, thr, ctx.figure("p01_alpha_threshold.png"), settings["lr_times_sigma1"],
-                  settings["n_over_d"], r_star, rank, settings["seeds"])
-    return Verdict(
+    _figure(ctx, df, per_d, log_alpha, thr, cfg)
+    return checks.verdict(
         prediction="none beyond heuristics: α_c ≈ α_h = √λ*/(√d+√r) (R1 linear phase) or α_× (level crossing); "
                    "sweep completes, finite, align_B ≤ 1e-8",
-        measured=measured, passed=passed, fits=fits, table=df, figures=[fig], notes=notes)
+        measured=measured, fits=fits, table=df, figures=[FIGURE], notes=notes)
 
 
-def _figure(df, per_d, log_alpha, ds, thr, path, lr_c, nd_ratio, r_star, rank, seeds):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _figure(ctx, df, per_d, log_alpha, thr, cfg):
+    ds = cfg.ds
     mean = df.groupby(["d", "log10_alpha"]).agg(
         amin=("align_A_min", "mean"), ratio=("final_over_plateau", "mean"),
         div=("status", lambda s: float((s != "ok").mean()))).reset_index()
@@ -292,42 +308,38 @@ def _figure(df, per_d, log_alpha, ds, thr, path, lr_c, nd_ratio, r_star, rank, s
     step = log_alpha[1] - log_alpha[0]
     xe = np.concatenate([log_alpha - step / 2, [log_alpha[-1] + step / 2]])
     ye = np.arange(nd + 1) - 0.5
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-    for ax, M, label, kw in ((axes[0], A, "min_t align_A (seed mean)", {"vmin": 0, "vmax": 1, "cmap": "viridis"}),
-                             (axes[1], R, r"final align$_A$ / plateau $\sin\Theta(U_{r^*}(G^\natural), U^*)$",
-                              {"vmin": 1, "vmax": 4, "cmap": "magma"})):
-        im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-        fig.colorbar(im, ax=ax, label=label)
-        for i in range(nd):
-            for j in range(na):
-                if D[i, j] > 0:
-                    ax.text(log_alpha[j], i, "D" if D[i, j] == 1 else f"{D[i, j]:.1f}", ha="center", va="center",
-                            color="red", fontsize=8, fontweight="bold")
-        for i, r in enumerate(per_d.itertuples()):
-            if np.isfinite(r.alpha_c) and r.alpha_c > 0:
-                ax.plot(math.log10(r.alpha_c), i, "wo", ms=7, mec="k", label="α_c (bisection)" if i == 0 else None)
-            ax.plot(math.log10(r.alpha_h), i, "c|", ms=16, mew=2.5, label="α_h = √λ/(√d+√r)" if i == 0 else None)
-            ax.plot(math.log10(r.alpha_x), i, "rx", ms=9, mew=2, label="α_× level crossing" if i == 0 else None)
-        ax.set_yticks(range(nd))
-        ax.set_yticklabels([f"d={d}" for d in ds])
-        ax.set_xlabel("log10 α  (A0 ~ N(0, α²))")
-        ax.legend(fontsize=7, loc="lower left")
-    axes[0].set_title("(a) best alignment reached (D = GD diverged)")
-    axes[1].set_title("(b) final alignment relative to the sampling plateau")
-    ax = axes[2]
-    for i, d in enumerate(ds):
-        line, = ax.plot(log_alpha, A[i], "o-", ms=3, label=f"d={d}")
-        a_c = float(per_d["alpha_c"].iloc[i])
-        if np.isfinite(a_c) and a_c > 0:
-            ax.axvline(math.log10(a_c), color=line.get_color(), ls=":", lw=1)
-    ax.axhline(thr, color="k", lw=0.8, ls="--")
-    ax.set_xlabel("log10 α")
-    ax.set_ylabel("min_t align_A")
-    ax.set_title("(c) min_t align_A vs α (dotted: α_c)")
-    ax.legend(fontsize=8)
-    fig.suptitle(f"P1: vanilla LoRA (A0 ~ N(0, α²), B0 = 0), GD with η = {lr_c:g}/σ1(G); N = {nd_ratio}d, "
-                 f"k = d, r* = {r_star}, r = {rank}, κ = 1; {seeds} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    with ctx.figure(FIGURE, ncols=3, figsize=(17, 4.6)) as (fig, axes):
+        for ax, M, label, kw in ((axes[0], A, "min_t align_A (seed mean)", {"vmin": 0, "vmax": 1, "cmap": "viridis"}),
+                                 (axes[1], R, r"final align$_A$ / plateau $\sin\Theta(U_{r^*}(G^\natural), U^*)$",
+                                  {"vmin": 1, "vmax": 4, "cmap": "magma"})):
+            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
+            fig.colorbar(im, ax=ax, label=label)
+            for i in range(nd):
+                for j in range(na):
+                    if D[i, j] > 0:
+                        ax.text(log_alpha[j], i, "D" if D[i, j] == 1 else f"{D[i, j]:.1f}", ha="center", va="center",
+                                color="red", fontsize=8, fontweight="bold")
+            for i, r in enumerate(per_d.itertuples()):
+                if np.isfinite(r.alpha_c) and r.alpha_c > 0:
+                    ax.plot(math.log10(r.alpha_c), i, "wo", ms=7, mec="k", label="α_c (bisection)" if i == 0 else None)
+                ax.plot(math.log10(r.alpha_h), i, "c|", ms=16, mew=2.5, label="α_h = √λ/(√d+√r)" if i == 0 else None)
+                ax.plot(math.log10(r.alpha_x), i, "rx", ms=9, mew=2, label="α_× level crossing" if i == 0 else None)
+            ax.set_yticks(range(nd))
+            ax.set_yticklabels([f"d={d}" for d in ds])
+            ax.set_xlabel("log10 α  (A0 ~ N(0, α²))")
+            ax.legend(fontsize=7, loc="lower left")
+        axes[0].set_title("(a) best alignment reached (D = GD diverged)")
+        axes[1].set_title("(b) final alignment relative to the sampling plateau")
+        ax = axes[2]
+        for i, d in enumerate(ds):
+            line, = ax.plot(log_alpha, A[i], "o-", ms=3, label=f"d={d}")
+            a_c = float(per_d["alpha_c"].iloc[i])
+            if np.isfinite(a_c) and a_c > 0:
+                ax.axvline(math.log10(a_c), color=line.get_color(), ls=":", lw=1)
+        ax.axhline(thr, color="k", lw=0.8, ls="--")
+        ax.set_xlabel("log10 α")
+        ax.set_ylabel("min_t align_A")
+        ax.set_title("(c) min_t align_A vs α (dotted: α_c)")
+        ax.legend(fontsize=8)
+        fig.suptitle(f"P1: vanilla LoRA (A0 ~ N(0, α²), B0 = 0), GD with η = {cfg.lr_times_sigma1:g}/σ1(G); "
+                     f"N = {cfg.n_over_d}d, k = d, r* = {cfg.r_star}, r = {cfg.rank}, κ = 1; {cfg.seeds} seeds")

@@ -105,16 +105,32 @@ since): λ = 0 diverges at r = 8 for σ_ε ∈ {0, 1e-8}; σ_ε ≥ 1e-4 is on t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 import lorasim
 from lorasim import streams
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
 
 TITLE = "over-rank PrecGD with label noise (phase diagram σ_ε × r × λ)"
 RESULT = "R4"
+FIGURE = "p02_overrank_noise.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    n: int
+    singular_values: list
+    ranks: list
+    noises: list
+    dampings: list
+    lr: float
+    steps: int
+    log_every: int
+    noise_report_min: float
 
 
 def _haar(rng, n, p):
@@ -122,13 +138,14 @@ def _haar(rng, n, p):
     return q * np.sign(np.diag(r))
 
 
-def _draw(settings, seed):
+def _draw(cfg, seed):
     """One instance in numpy (independent of lorasim's own generator): X, E, W0, ΔW."""
-    d, k, n = settings["d"], settings["k"], settings["n"]
+    d, k, n = cfg.d, cfg.k, cfg.n
+
     def rng(what):  # each array from a stream of its own (lorasim.streams)
         return streams.numpy_rng(seed, f"theory/p02/{what}")
 
-    svals = np.asarray(settings["singular_values"], dtype=float)
+    svals = np.asarray(cfg.singular_values, dtype=float)
     truth = rng("truth")
     delta = (_haar(truth, d, len(svals)) * svals) @ _haar(truth, k, len(svals)).T
     W0 = rng("W0").standard_normal((d, k))
@@ -162,24 +179,23 @@ def _references(X, R0, delta, ranks, r_star):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    d, k, n, r_star = settings["d"], settings["k"], settings["n"], settings["r_star"]
-    ranks, noises, dampings = settings["ranks"], settings["noises"], settings["dampings"]
-    steps, lr = settings["steps"], settings["lr"]
+    cfg = parse(Settings, settings, ctx)
+    d, k, n, r_star = cfg.d, cfg.k, cfg.n, cfg.r_star
+    ranks, noises, dampings = cfg.ranks, cfg.noises, cfg.dampings
     rows = []
-    for seed in range(settings["seeds"]):
-        X, E, W0, delta = _draw(settings, seed)
+    for seed in range(cfg.seeds):
+        X, E, W0, delta = _draw(cfg, seed)
         risk_null = 0.5 * float(np.sum(delta**2))
         for noise in noises:
             Y = X @ (W0 + delta) + noise * E
             R0 = Y - X @ W0
             loss_w0 = 0.5 * float(np.sum(R0 * R0)) / n
             refs, G, sG = _references(X, R0, delta, ranks, r_star)
-            prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta, r_star=r_star, device=dev)
+            prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta, r_star=r_star, device=cfg.device)
             for lam in dampings:
                 for r in ranks:
-                    traj = lorasim.train(prob, init="spectral", rank=r, solver="precgd", lr=lr, damping=lam,
-                                         steps=steps, log_every=settings["log_every"])
+                    traj = lorasim.train(prob, init="spectral", rank=r, solver="precgd", lr=cfg.lr, damping=lam,
+                                         steps=cfg.steps, log_every=cfg.log_every)
                     df = traj.to_frame()
                     ok = traj.status == "ok"
                     # the spectral init with ζ = 1 is [G♮]_r: its risk, computed here from our own SVD of G
@@ -223,9 +239,12 @@ def run(settings, ctx):
     # (ii) risk_0 of the spectral init equals ½‖[G♮]_r − ΔW‖² from our own SVD (relative 1e-9:
     #      round-off of a sum of d·k squares and of two SVDs of the same matrix).
     r0_err = float(((df["risk_0"] - df["risk_0_ref"]).abs() / df["risk_0_ref"]).max())
-    complete = len(df) == settings["seeds"] * len(noises) * len(ranks) * len(dampings)
-    finite = bool(np.isfinite(ok[["risk_final", "loss_final", "risk_rrr", "risk_oracle", "excess"]].to_numpy()).all())
-    passed = complete and finite and not bool(below.any()) and r0_err <= 1e-9
+    checks = Checks()
+    checks.add("complete", len(df) == cfg.seeds * len(noises) * len(ranks) * len(dampings), f"{len(df)} runs")
+    checks.add("finite", np.isfinite(ok[["risk_final", "loss_final", "risk_rrr", "risk_oracle", "excess"]].to_numpy()).all(),
+               "a non-finite quantity in a converged run")
+    checks.add("loss ≥ global min", not below.any(), f"{int(below.sum())} runs below the rank-r minimum")
+    checks.add("risk_0 = ½‖[G♮]_r − ΔW‖²", r0_err <= 1e-9, f"rel err {r0_err:.1g}")
 
     summary = df.groupby(["damping", "noise", "rank"]).agg(
         n_div=("status", lambda s: int((s != "ok").sum())), risk=("risk_final", "median"),
@@ -237,13 +256,13 @@ def run(settings, ctx):
         div = g[g["status"] != "ok"]
         gok = g[g["status"] == "ok"]
         worst = gok.loc[gok["excess"].idxmax()]
-        noisy = gok[(gok["noise"] >= settings["noise_report_min"]) & (gok["rank"] > r_star)]
+        noisy = gok[(gok["noise"] >= cfg.noise_report_min) & (gok["rank"] > r_star)]
         parts.append(
             f"λ={lam:g}: {len(div)} diverged"
             + (f" (σ_ε ≤ {div['noise'].max():g}, r ∈ {sorted(div['rank'].unique().tolist())})" if len(div) else "")
             + f", {int((g['phase'] == 'above floor').sum())} above floor (worst excess (risk − RRR)/½‖ΔW‖² "
               f"{worst['excess']:.2g} at σ_ε={worst['noise']:g}, r={int(worst['rank'])}); "
-              f"σ_ε ≥ {settings['noise_report_min']:g}: risk/RRR {noisy['ratio_rrr'].min():.3f}–"
+              f"σ_ε ≥ {cfg.noise_report_min:g}: risk/RRR {noisy['ratio_rrr'].min():.3f}–"
               f"{noisy['ratio_rrr'].max():.3f}, spare growth {noisy['spare_growth'].min():.3f}–"
               f"{noisy['spare_growth'].max():.3f}")
     top = ok[(ok["noise"] == max(noises)) & (ok["damping"] == min(dampings))]
@@ -253,11 +272,11 @@ def run(settings, ctx):
                   f"risk_0 rel err {r0_err:.1g}")
     notes = ("Seed medians per cell (n_div = diverged seeds):\n\n```\n"
              + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
-    fig = _figure(df, settings, ctx.figure("p02_overrank_noise.png"))
-    return Verdict(
+    _figure(ctx, df, cfg)
+    return checks.verdict(
         prediction="none beyond: PrecGD from [G♮]_r converges to the reduced-rank-regression floor when stable; "
                    "sweep completes, finite, loss ≥ global min, risk_0 = ½‖[G♮]_r − ΔW‖²",
-        measured=measured, passed=passed, table=df, figures=[fig], notes=notes)
+        measured=measured, table=df, figures=[FIGURE], notes=notes)
 
 
 def _phase(ok, risk, floor, risk_null):
@@ -270,61 +289,48 @@ def _phase(ok, risk, floor, risk_null):
     return "below floor" if risk < 0.9 * floor else "at floor"
 
 
-def _cells(cells, limit=8):
-    txt = ", ".join(f"({lam:g}, {s:g}, {r})" for lam, s, r in cells[:limit])
-    return "{" + txt + (", …" if len(cells) > limit else "") + "}"
-
-
-def _figure(df, settings, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    noises, ranks, lams = settings["noises"], settings["ranks"], settings["dampings"]
-    fig, axes = plt.subplots(2, len(lams), figsize=(5.2 * len(lams) + 1, 8.4), squeeze=False)
-    xe, ye = np.arange(len(noises) + 1) - 0.5, np.arange(len(ranks) + 1) - 0.5
-    for c, lam in enumerate(lams):
-        sub = df[df["damping"] == lam]
-        M1 = np.full((len(ranks), len(noises)), np.nan)
-        M2 = np.full_like(M1, np.nan)
-        txt1, txt2 = {}, {}
-        for i, r in enumerate(ranks):
-            for j, s in enumerate(noises):
-                g = sub[(sub["rank"] == r) & (sub["noise"] == s)]
-                okg = g[g["status"] == "ok"]
-                nd = int((g["status"] != "ok").sum())
-                if len(okg):
-                    M1[i, j] = np.log10(max(float(okg["risk_final"].median()) / float(okg["risk_null"].median()), 1e-32))
-                    ratio = float((okg["risk_final"] / okg["risk_rrr"]).median())
-                    M2[i, j] = np.log10(ratio)
-                    if s > 0:
-                        txt1[i, j] = f"{float(okg['ratio_oracle'].median()):.2g}"
-                    if abs(M2[i, j]) > 0.02:
-                        txt2[i, j] = f"{ratio:.2g}"
-                if nd:
-                    txt1[i, j] = txt2[i, j] = "D" if nd == len(g) else f"D{nd}/{len(g)}"
-        for row, M, txt, lab, kw in ((0, M1, txt1, "log10 risk_T / ½‖ΔW‖²", {"cmap": "viridis", "vmin": -32, "vmax": 0}),
-                                     (1, M2, txt2, "log10 risk_T / risk_RRR(r)", {"cmap": "RdBu_r", "vmin": -2, "vmax": 2})):
-            ax = axes[row, c]
-            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-            fig.colorbar(im, ax=ax, label=lab)
-            for (i, j), t in txt.items():
-                ax.text(j, i, t, ha="center", va="center", fontsize=7,
-                        color="red" if t.startswith("D") else ("w" if row == 0 else "k"))
-            ax.set_xticks(range(len(noises)))
-            ax.set_xticklabels([f"{s:g}" for s in noises], rotation=45, fontsize=8)
-            ax.set_yticks(range(len(ranks)))
-            ax.set_yticklabels([str(r) for r in ranks])
-            ax.set_xlabel("label noise σ_ε")
-            ax.set_ylabel("LoRA rank r")
-        axes[0, c].set_title(f"λ = {lam:g}: final risk (text: risk / oracle rank-r* floor)", fontsize=9)
-        axes[1, c].set_title(f"λ = {lam:g}: final risk / rank-r RRR floor (text where ≠ 1; D diverged)",
-                             fontsize=9)
-    fig.suptitle(f"P2: spectral init [G]_r + PrecGD (η = {settings['lr']:g}, {settings['steps']} steps); "
-                 f"d = {settings['d']}, k = {settings['k']}, N = {settings['n']}, r* = {settings['r_star']}, "
-                 f"λ*(ΔW) = {settings['singular_values']}; median of {settings['seeds']} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+def _figure(ctx, df, cfg):
+    noises, ranks, lams = cfg.noises, cfg.ranks, cfg.dampings
+    size = (5.2 * len(lams) + 1, 8.4)
+    with ctx.figure(FIGURE, nrows=2, ncols=len(lams), figsize=size, squeeze=False) as (fig, axes):
+        xe, ye = np.arange(len(noises) + 1) - 0.5, np.arange(len(ranks) + 1) - 0.5
+        for c, lam in enumerate(lams):
+            sub = df[df["damping"] == lam]
+            M1 = np.full((len(ranks), len(noises)), np.nan)
+            M2 = np.full_like(M1, np.nan)
+            txt1, txt2 = {}, {}
+            for i, r in enumerate(ranks):
+                for j, s in enumerate(noises):
+                    g = sub[(sub["rank"] == r) & (sub["noise"] == s)]
+                    okg = g[g["status"] == "ok"]
+                    nd = int((g["status"] != "ok").sum())
+                    if len(okg):
+                        M1[i, j] = np.log10(max(float(okg["risk_final"].median()) / float(okg["risk_null"].median()), 1e-32))
+                        ratio = float((okg["risk_final"] / okg["risk_rrr"]).median())
+                        M2[i, j] = np.log10(ratio)
+                        if s > 0:
+                            txt1[i, j] = f"{float(okg['ratio_oracle'].median()):.2g}"
+                        if abs(M2[i, j]) > 0.02:
+                            txt2[i, j] = f"{ratio:.2g}"
+                    if nd:
+                        txt1[i, j] = txt2[i, j] = "D" if nd == len(g) else f"D{nd}/{len(g)}"
+            for row, M, txt, lab, kw in ((0, M1, txt1, "log10 risk_T / ½‖ΔW‖²", {"cmap": "viridis", "vmin": -32, "vmax": 0}),
+                                         (1, M2, txt2, "log10 risk_T / risk_RRR(r)", {"cmap": "RdBu_r", "vmin": -2, "vmax": 2})):
+                ax = axes[row, c]
+                im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
+                fig.colorbar(im, ax=ax, label=lab)
+                for (i, j), t in txt.items():
+                    ax.text(j, i, t, ha="center", va="center", fontsize=7,
+                            color="red" if t.startswith("D") else ("w" if row == 0 else "k"))
+                ax.set_xticks(range(len(noises)))
+                ax.set_xticklabels([f"{s:g}" for s in noises], rotation=45, fontsize=8)
+                ax.set_yticks(range(len(ranks)))
+                ax.set_yticklabels([str(r) for r in ranks])
+                ax.set_xlabel("label noise σ_ε")
+                ax.set_ylabel("LoRA rank r")
+            axes[0, c].set_title(f"λ = {lam:g}: final risk (text: risk / oracle rank-r* floor)", fontsize=9)
+            axes[1, c].set_title(f"λ = {lam:g}: final risk / rank-r RRR floor (text where ≠ 1; D diverged)",
+                                 fontsize=9)
+        fig.suptitle(f"P2: spectral init [G]_r + PrecGD (η = {cfg.lr:g}, {cfg.steps} steps); "
+                     f"d = {cfg.d}, k = {cfg.k}, N = {cfg.n}, r* = {cfg.r_star}, "
+                     f"λ*(ΔW) = {cfg.singular_values}; median of {cfg.seeds} seeds")

@@ -99,16 +99,32 @@ rerun since): rel_G crosses ½ at 20.9 and 24.1; the init error never does.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 import lorasim
-from lorasim.verify import Verdict
+
+from .kit import Checks, TeacherSettings, parse
 
 TITLE = "ReLU linearisation G♮ ≈ ΔW/2 vs ‖ΔW‖ (phase diagram ‖ΔW‖ × N)"
 RESULT = "R6"
+FIGURE = "p03_relu_scale.png"
+
+
+@dataclass
+class Settings(TeacherSettings):
+    scales: list
+    ns: list
+    zeta: float
+    lr: float
+    damping_rel: float
+    steps: int
+    log_every: int
+    eps: float
+    threshold: float
 
 
 def population_gradient(W0: np.ndarray, W_true: np.ndarray) -> np.ndarray:
@@ -162,15 +178,14 @@ def _bias_crossing(W0, dir_delta, thr, lo=1e-3, hi=1e4, iters=60):
 
 
 def run(settings, ctx):
-    dev = settings.get("device", "cpu")
-    d, k, r_star = settings["d"], settings["k"], settings["r_star"]
-    scales, ns, thr = settings["scales"], settings["ns"], settings["threshold"]
-    zeta, steps = settings["zeta"], settings["steps"]
+    cfg = parse(Settings, settings, ctx)
+    d, k, r_star = cfg.d, cfg.k, cfg.r_star
+    scales, ns, thr, zeta = cfg.scales, cfg.ns, cfg.threshold, cfg.zeta
     rows, g_err = [], 0.0
-    for seed in range(settings["seeds"]):
+    for seed in range(cfg.seeds):
         for n in ns:
             for scale in scales:
-                prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, scale=scale, seed=seed, device=dev)
+                prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, delta_norm=scale, seed=seed, device=cfg.device)
                 X = prob.X.cpu().numpy()
                 W0 = prob.W0.cpu().numpy()
                 Wt = prob.W_true.cpu().numpy()
@@ -183,15 +198,15 @@ def run(settings, ctx):
                 EG = population_gradient(W0, Wt)
                 Gr = _trunc(G, r_star)
                 traj = lorasim.train(prob, init="spectral", rank=r_star, init_kwargs={"zeta": zeta}, solver="precgd",
-                                     lr=settings["lr"], damping=settings["damping_rel"] * scale, steps=steps,
-                                     log_every=settings["log_every"])
+                                     lr=cfg.lr, damping=cfg.damping_rel * scale, steps=cfg.steps,
+                                     log_every=cfg.log_every)
                 df = traj.to_frame()
                 ok = traj.status == "ok"
                 zeros = (torch.zeros(d, r_star, dtype=prob.dtype, device=prob.device),
                          torch.zeros(r_star, k, dtype=prob.dtype, device=prob.device))
                 risk_null = float(prob.risk(*zeros))
                 rel_risk = df["risk"].to_numpy() / risk_null
-                hit = np.nonzero(rel_risk < settings["eps"])[0]
+                hit = np.nonzero(rel_risk < cfg.eps)[0]
                 nD = float(np.linalg.norm(delta))
                 rows.append({
                     "seed": seed, "n": n, "scale": scale, "status": traj.status,
@@ -213,8 +228,8 @@ def run(settings, ctx):
                    "scale_init": _crossing(g["scale"].to_numpy(), g["init_err"], thr)})
     th = pd.DataFrame(th)
     pop = []
-    for seed in range(settings["seeds"]):
-        prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=1, scale=1.0, seed=seed)
+    for seed in range(cfg.seeds):
+        prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=1, delta_norm=1.0, seed=seed)
         W0 = prob.W0.cpu().numpy()
         pop.append(_bias_crossing(W0, prob.delta.cpu().numpy(), thr))
     pop_m = float(np.median(pop))
@@ -225,12 +240,14 @@ def run(settings, ctx):
     ok = df[df["status"] == "ok"]
     cols = ["rel_G", "bias_pop", "sampling", "init_err", "init_err_pop", "zeta_opt", "risk_0_rel", "risk_final_rel",
             "err_final"]
-    complete = len(df) == settings["seeds"] * len(ns) * len(scales)
-    finite = bool(np.isfinite(ok[cols].to_numpy()).all())
     init_consistent = float((df["init_err"] - df["init_err_ref"]).abs().max())
+    checks = Checks()
+    checks.add("complete", len(df) == cfg.seeds * len(ns) * len(scales), f"{len(df)} runs")
+    checks.add("finite", np.isfinite(ok[cols].to_numpy()).all(), "a non-finite quantity in a converged run")
     # exact checks: lorasim's G♮ is the one-step gradient of the data (round-off, 1e-12 relative), and
     # the ζ-init's error agrees with ζ[G♮]_r from our own SVD (1e-9: risk-norm round-off of a small difference).
-    passed = complete and finite and g_err <= 1e-12 and init_consistent <= 1e-9
+    checks.add("G♮ exact", g_err <= 1e-12, f"rel err {g_err:.1g}")
+    checks.add("ζ-init exact", init_consistent <= 1e-9, f"error differs from ζ[G♮]_r's by {init_consistent:.1g}")
 
     per_n = df.groupby("n").agg(floor=("mc_floor", "mean")).reset_index()
     per_n = per_n.merge(th.groupby("n").agg(scale_relG=("scale_relG", "median"), scale_init=("scale_init", "median"))
@@ -245,7 +262,7 @@ def run(settings, ctx):
                   f"pop. at ‖ΔW‖={max(scales):g}); ζ_opt {df['zeta_opt'].min():.2f}–{df['zeta_opt'].max():.2f}; "
                   f"at ‖ΔW‖={min(scales):g} rel_G/floor {float((small['rel_G'] / small['mc_floor']).min()):.2f}–"
                   f"{float((small['rel_G'] / small['mc_floor']).max()):.2f}; {n_div} diverged; "
-                  f"max final risk/R(0) {worst_final:.1g}; steps to 1e{int(math.log10(settings['eps']))} "
+                  f"max final risk/R(0) {worst_final:.1g}; steps to 1e{int(math.log10(cfg.eps))} "
                   f"{int(ok['steps_to_eps'].min())}–{int(ok['steps_to_eps'].max())}; G check {g_err:.1g}")
     summ = df.groupby(["n", "scale"]).agg(rel_G=("rel_G", "mean"), bias_pop=("bias_pop", "mean"),
                                           sampling=("sampling", "mean"), floor=("mc_floor", "mean"),
@@ -256,20 +273,15 @@ def run(settings, ctx):
              f"{max(scales):g}: {bias_lim:.3f}.\n\nSeed means per cell (risk_final: worst seed, relative to R(0)):\n\n```\n"
              + summ.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```\n\nThresholds per seed and N:\n\n```\n"
              + th.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
-    fig = _figure(df, settings, pop_m, ctx.figure("p03_relu_scale.png"))
-    return Verdict(
+    _figure(ctx, df, cfg, pop_m)
+    return checks.verdict(
         prediction="none beyond C15/C16: rel. error first order in ‖ΔW‖ above the floor √((2d+3)/N); "
                    "sweep completes, finite, G♮ and init exact to round-off",
-        measured=measured, passed=passed, table=df.drop(columns=["init_err_ref"]), figures=[fig], notes=notes)
+        measured=measured, table=df.drop(columns=["init_err_ref"]), figures=[FIGURE], notes=notes)
 
 
-def _figure(df, settings, pop_c, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scales, ns, thr = settings["scales"], settings["ns"], settings["threshold"]
+def _figure(ctx, df, cfg, pop_c):
+    scales, ns, thr = cfg.scales, cfg.ns, cfg.threshold
     mean = df.groupby(["n", "scale"]).agg(rel_G=("rel_G", "mean"), init=("init_err", "mean"),
                                           risk=("risk_final_rel", "max"), bias=("bias_pop", "mean"),
                                           floor=("mc_floor", "mean")).reset_index()
@@ -277,48 +289,44 @@ def _figure(df, settings, pop_c, path):
     step = ls[1] - ls[0] if len(ls) > 1 else 1.0
     xe = np.concatenate([ls - step / 2, [ls[-1] + step / 2]])
     ye = np.arange(len(ns) + 1) - 0.5
-    fig, axes = plt.subplots(1, 4, figsize=(21, 4.6))
-    panels = (("rel_G", "‖G − ΔW/2‖_F / ‖ΔW/2‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
-              ("init", f"‖{settings['zeta']:g}[G]_r − ΔW‖_F / ‖ΔW‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
-              ("risk", "log10 final risk / R(0)  (worst seed)", {"cmap": "magma", "vmin": -32, "vmax": 0}))
-    for ax, (key, lab, kw) in zip(axes, panels):
-        M = np.full((len(ns), len(scales)), np.nan)
-        for r in mean.itertuples():
-            v = getattr(r, key)
-            M[ns.index(r.n), scales.index(r.scale)] = np.log10(max(v, 1e-32)) if key == "risk" else v
-        im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-        fig.colorbar(im, ax=ax, label=lab)
-        for i in range(len(ns)):
-            for j in range(len(scales)):
-                if np.isfinite(M[i, j]):
-                    ax.text(ls[j], i, f"{M[i, j]:.2f}" if key != "risk" else f"{M[i, j]:.0f}", ha="center",
-                            va="center", fontsize=7, color="w" if (key == "risk" or M[i, j] < 0.6) else "k")
-        if key != "risk":
-            ax.contour(ls, np.arange(len(ns)), M, levels=[thr], colors="r", linewidths=1.5)
-        ax.set_yticks(range(len(ns)))
-        ax.set_yticklabels([f"N={n}" for n in ns])
-        ax.set_xlabel("log10 ‖ΔW‖_op  (W0 orthonormal columns)")
-    axes[0].set_title(f"(a) linearisation error of G (red: {thr:g})")
-    axes[1].set_title(f"(b) spectral-init error, ζ = {settings['zeta']:g} (red: {thr:g})")
-    axes[2].set_title(f"(c) after PrecGD, {settings['steps']} steps")
-    ax = axes[3]
-    for n in ns:
-        g = mean[mean["n"] == n]
-        line, = ax.loglog(g["scale"], g["rel_G"], "o-", ms=3, label=f"N={n}")
-        ax.axhline(float(g["floor"].iloc[0]), color=line.get_color(), ls=":", lw=0.8)
-    g = mean[mean["n"] == ns[-1]]
-    ax.loglog(g["scale"], g["bias"], "k--", lw=2, label="population (closed form)")
-    ax.axhline(thr, color="r", lw=0.8)
-    if math.isfinite(pop_c):
-        ax.axvline(pop_c, color="r", ls="--", lw=0.8)
-    ax.set_xlabel("‖ΔW‖_op")
-    ax.set_ylabel("‖G − ΔW/2‖_F / ‖ΔW/2‖_F")
-    ax.set_title("(d) error vs ‖ΔW‖ (dotted: MC floor √((2d+3)/N))")
-    ax.legend(fontsize=7)
-    fig.suptitle(f"P3: ReLU teacher d = {settings['d']}, k = {settings['k']}, r* = r = {settings['r_star']}, κ = 1; "
-                 f"spectral init ζ = {settings['zeta']:g}, PrecGD η = {settings['lr']:g}, λ = "
-                 f"{settings['damping_rel']:g}·‖ΔW‖_op; mean of {settings['seeds']} seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    with ctx.figure(FIGURE, ncols=4, figsize=(21, 4.6)) as (fig, axes):
+        panels = (("rel_G", "‖G − ΔW/2‖_F / ‖ΔW/2‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
+                  ("init", f"‖{cfg.zeta:g}[G]_r − ΔW‖_F / ‖ΔW‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
+                  ("risk", "log10 final risk / R(0)  (worst seed)", {"cmap": "magma", "vmin": -32, "vmax": 0}))
+        for ax, (key, lab, kw) in zip(axes, panels):
+            M = np.full((len(ns), len(scales)), np.nan)
+            for r in mean.itertuples():
+                v = getattr(r, key)
+                M[ns.index(r.n), scales.index(r.scale)] = np.log10(max(v, 1e-32)) if key == "risk" else v
+            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
+            fig.colorbar(im, ax=ax, label=lab)
+            for i in range(len(ns)):
+                for j in range(len(scales)):
+                    if np.isfinite(M[i, j]):
+                        ax.text(ls[j], i, f"{M[i, j]:.2f}" if key != "risk" else f"{M[i, j]:.0f}", ha="center",
+                                va="center", fontsize=7, color="w" if (key == "risk" or M[i, j] < 0.6) else "k")
+            if key != "risk":
+                ax.contour(ls, np.arange(len(ns)), M, levels=[thr], colors="r", linewidths=1.5)
+            ax.set_yticks(range(len(ns)))
+            ax.set_yticklabels([f"N={n}" for n in ns])
+            ax.set_xlabel("log10 ‖ΔW‖_op  (W0 orthonormal columns)")
+        axes[0].set_title(f"(a) linearisation error of G (red: {thr:g})")
+        axes[1].set_title(f"(b) spectral-init error, ζ = {cfg.zeta:g} (red: {thr:g})")
+        axes[2].set_title(f"(c) after PrecGD, {cfg.steps} steps")
+        ax = axes[3]
+        for n in ns:
+            g = mean[mean["n"] == n]
+            line, = ax.loglog(g["scale"], g["rel_G"], "o-", ms=3, label=f"N={n}")
+            ax.axhline(float(g["floor"].iloc[0]), color=line.get_color(), ls=":", lw=0.8)
+        g = mean[mean["n"] == ns[-1]]
+        ax.loglog(g["scale"], g["bias"], "k--", lw=2, label="population (closed form)")
+        ax.axhline(thr, color="r", lw=0.8)
+        if math.isfinite(pop_c):
+            ax.axvline(pop_c, color="r", ls="--", lw=0.8)
+        ax.set_xlabel("‖ΔW‖_op")
+        ax.set_ylabel("‖G − ΔW/2‖_F / ‖ΔW/2‖_F")
+        ax.set_title("(d) error vs ‖ΔW‖ (dotted: MC floor √((2d+3)/N))")
+        ax.legend(fontsize=7)
+        fig.suptitle(f"P3: ReLU teacher d = {cfg.d}, k = {cfg.k}, r* = r = {cfg.r_star}, κ = 1; "
+                     f"spectral init ζ = {cfg.zeta:g}, PrecGD η = {cfg.lr:g}, λ = "
+                     f"{cfg.damping_rel:g}·‖ΔW‖_op; mean of {cfg.seeds} seeds")
