@@ -449,14 +449,12 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
 
     ``inits``: each an ``Init`` (from lorasim.make_init), an (A0, B0) pair, or a dict such as
     ``{"init": "small_random", "rank": 8, "seed": 3, "alpha": 1e-4}``. ``lr``: one step size or
-    one per run. ``solver`` and its keywords are shared (gd, precgd, adam, scaled_adam; full
-    fine-tuning runs through ``train``). ``graphs``: "auto" captures CUDA graphs on CUDA unless
+    one per run. ``solver`` and its keywords are shared (gd, precgd, adam, scaled_adam, or full_ft,
+    whose runs start at W = W0: each init None or ``{"rank": r}``). ``graphs``: "auto" captures CUDA graphs on CUDA unless
     the solver depends on the step count (Adam with bias correction); "on" insists; "off" runs
     eagerly. ``stop``: see the module docstring. Each Trajectory's ``wall_s`` is the batch's.
     """
     scfg = as_solver_config(solver, None, solver_kwargs)
-    if scfg.name == "full_ft":
-        fail("", "solver", "full_ft", "gd, precgd, adam or scaled_adam (full fine-tuning has no factors to batch)")
     loop = _loop_settings(steps, log_every, diverge_factor, metrics)
     if graphs not in GRAPHS:
         fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
@@ -468,7 +466,13 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
         fail("", "lr", lr, f"a positive number or {b} positive numbers (one per run)")
     if methods is not None and len(methods) != b:
         fail("", "methods", methods, f"{b} names (one per run) or None")
-    starts = [resolve_start(problem, s, f"inits[{i}]") for i, s in enumerate(inits)]
+    if scfg.name == "full_ft":  # each run starts at W = W0; {"rank": r} sets how many singular values are logged
+        for i, s in enumerate(inits):
+            if not (s is None or (isinstance(s, dict) and set(s) <= {"rank"})):
+                fail("", f"inits[{i}]", s, "None or {'rank': r} with solver full_ft (it starts at W = W0)")
+        starts = [full_weight_start(problem, (s or {}).get("rank") or min(8, problem.d, problem.k)) for s in inits]
+    else:
+        starts = [resolve_start(problem, s, f"inits[{i}]") for i, s in enumerate(inits)]
     return run(problem, starts, scfg, lrs=lrs, steps=loop.steps, log_every=loop.log_every, methods=methods,
                diverge_factor=loop.diverge_factor, metrics=metrics, graphs=graphs, progress=progress,
                keep_factors=keep_factors, stop=stop)

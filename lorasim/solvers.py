@@ -2,12 +2,12 @@
 
 A transform maps one factor's gradient to a new direction; a solver is a chain of them:
 
-    gd           scale(lr)
-    precgd       precondition(λ) → scale(lr)                          ScaledGD(λ)
-    adam         scale_by_adam → scale(lr)
-    scaled_adam  precondition(λ) → scale_by_adam → scale(lr)          (precondition="before": AdamWr)
-                 scale_by_adam → precondition(λ) → scale(lr)          (precondition="after")
-    full_ft      scale(lr) on W itself: A = W − W0 with B = I_k frozen, so the loop and metrics apply
+    gd           scale_by_lr
+    precgd       precondition(λ) → scale_by_lr                   ScaledGD(λ)
+    adam         scale_by_adam → scale_by_lr
+    scaled_adam  precondition(λ) → scale_by_adam → scale_by_lr   (precondition="before": AdamWr)
+                 scale_by_adam → precondition(λ) → scale_by_lr   (precondition="after")
+    full_ft      scale_by_lr on W itself: A = W − W0 with B = I_k frozen, so the loop and metrics apply
 
 ``precondition`` is ScaledGD(λ)'s ∇_A ↦ ∇_A (B Bᵀ + λI)⁻¹ and ∇_B ↦ (AᵀA + λI)⁻¹ ∇_B. It needs the
 other factor (the partner), which is where the two orders differ, in one place (``pair_step``):
@@ -207,7 +207,7 @@ class scale_by_adam(Transform):
 
 
 @dataclass
-class scale(Transform):
+class scale_by_lr(Transform):
     """Multiply by the step size: ``lr`` for A and ``lr·lr_ratio`` for B (LoRA+). A tensor ``lr`` (one
     per run of a batch, shaped to broadcast over the factors) lives in the state, so a stopped run's
     step size is zeroed with the rest of its state."""
@@ -274,5 +274,5 @@ def make_solver(cfg: SolverConfig, lr=None, gram_shift: Optional[Tensor] = None)
         if isinstance(tr, precondition):
             tr.gram_shift = gram_shift
     full = isinstance(cfg, FullFTConfig)
-    chain.append(scale(cfg.lr if lr is None else lr, getattr(cfg, "lr_ratio", 1.0)))
+    chain.append(scale_by_lr(cfg.lr if lr is None else lr, getattr(cfg, "lr_ratio", 1.0)))
     return Solver(cfg.name, chain, order=getattr(cfg, "order", "simultaneous"), trains_B=not full)

@@ -288,7 +288,7 @@ def test_padded_run_gets_its_own_factors(linear, solver, kw, lrs):
     ({"lr": -0.1}, "lr"),
     ({"lr": [0.1, -0.2]}, "lr"),
     ({"lr": [0.1, math.nan]}, "lr"),
-    ({"solver": "full_ft"}, "solver"),
+    ({"solver": "full_ft"}, r"inits\[0\]"),  # full fine-tuning takes no init
     ({"graphs": "on"}, "graphs"),
     ({"graphs": "bogus"}, "graphs"),
     ({"inits": []}, "inits"),
