@@ -104,27 +104,24 @@ class AdamConfig(GDConfig):
 
 @register("solver", "scaled_adam")
 @dataclass
-class ScaledAdamConfig(AdamConfig):
+class ScaledAdamConfig(AdamConfig, PrecGDConfig):
     """Riemannian / scaled Adam. The defaults are LoRA-One's deleted AdamWr: Gauss–Seidel, λ = 1e-6,
     no bias correction, the gradient preconditioned before the moments (peft's
     create_riemannian_optimizer is order=simultaneous)."""
 
     name: str = "scaled_adam"
+    lr: float = 1e-2
     damping: float = 1e-6
     order: str = "gauss_seidel"
-    inverse: str = "inv"
     bias_correction: bool = False
     precondition: str = "before"  # before | after the Adam moments
 
     def __post_init__(self):
-        super().__post_init__()
-        self._num("damping", 0)
-        self._choice("order", ORDERS)
-        self._choice("inverse", ("inv", "pinv"))
+        super().__post_init__()  # Adam's checks, then PrecGD's
         self._choice("precondition", ("before", "after"))
 
     def chain(self) -> list:
-        prec, adam = precondition(self.damping, self.inverse), super().chain()[0]
+        prec, adam = PrecGDConfig.chain(self) + AdamConfig.chain(self)
         return [prec, adam] if self.precondition == "before" else [adam, prec]
 
 
