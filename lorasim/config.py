@@ -4,10 +4,10 @@ Each option of a conf group is one dataclass next to the code it configures (Lin
 problems/linear.py, SpectralConfig in inits.py, ...), registered with ``@register(group, name)``:
 its fields are the option's keys and its defaults the only defaults. ``register_configs()`` stores
 them in hydra's ConfigStore as schema/<group>/<name>, which conf/<group>/<name>.yaml extends with
-only what differs, so hydra refuses unknown keys and wrong types while composing and
-``__post_init__`` checks the ranges. The Python API builds the same dataclasses, so a bad value gets
-the same one-line message from either: ``<group>.<field>=<value>: allowed <range>``. The apps turn
-``ConfigError`` into exit code 2.
+only what differs, so hydra refuses unknown keys and wrong types while composing, and the checks
+declared beside the fields (``checked``) or in ``__post_init__`` refuse values out of range. The Python
+API builds the same dataclasses, so a bad value gets the same one-line message from either:
+``<group>.<field>=<value>: allowed <range>``. The apps turn ``ConfigError`` into exit code 2.
 """
 from __future__ import annotations
 
@@ -37,6 +37,20 @@ def _is_int(x) -> bool:
 
 def _is_num(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
+
+
+def _within(v, lo, hi, lo_open=False) -> bool:
+    return (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or v <= hi)
+
+
+def _interval(lo, hi, lo_open=False) -> str:
+    return f"{'(' if lo_open else '['}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
+
+
+def checked(default, how: str, *args, **kwargs):
+    """A field with its check declared beside it: ``Config.__post_init__`` calls ``self._<how>(name, *args,
+    **kwargs)``; ``alpha: float = checked(1e-3, "num", 0)`` is checked as ``self._num("alpha", 0)``."""
+    return dataclasses.field(default=default, metadata={"check": (how, args, kwargs)})
 
 
 def check_device(where: str, device, name: str = "device") -> str:
@@ -79,14 +93,25 @@ class Config:
     def _unknown(cls, key: str) -> str:
         return "a known key: " + ", ".join(sorted(f.name for f in dataclasses.fields(cls)))
 
+    def __post_init__(self):
+        """Run the checks declared with ``checked``: renamed keys first, then the others in field order. A
+        subclass that only changes a default (``kappa: float = 1.0``) keeps its base's check; a field that
+        defaults to None also takes None."""
+        declared = []
+        for f in dataclasses.fields(self):
+            bases = (getattr(c, "__dataclass_fields__", {}).get(f.name) for c in type(self).__mro__)
+            check = next((b.metadata["check"] for b in bases if b is not None and "check" in b.metadata), None)
+            if check and not (f.default is None and getattr(self, f.name) is None):
+                declared.append((f.name, *check))
+        for name, how, args, kwargs in sorted(declared, key=lambda c: c[1] != "renamed"):
+            getattr(self, "_" + how)(name, *args, **kwargs)
+
     def _int(self, name, lo=None, hi=None, allow=()):
         v = getattr(self, name)
         if v in allow:
             return
-        if not _is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
-            extra = "".join(f" or {a!r}" for a in allow)
-            lo_s, hi_s = "-inf" if lo is None else lo, "inf" if hi is None else hi
-            fail(self.where, name, v, f"integer in [{lo_s}, {hi_s}]{extra}")
+        if not (_is_int(v) and _within(v, lo, hi)):
+            fail(self.where, name, v, f"integer in {_interval(lo, hi)}" + "".join(f" or {a!r}" for a in allow))
         setattr(self, name, int(v))
 
     def _renamed(self, old: str, new: str, version: str = "0.3") -> None:
@@ -108,15 +133,12 @@ class Config:
 
     def _num(self, name, lo=None, hi=None, lo_open=False):
         v = getattr(self, name)
-        bad = not _is_num(v)
-        if not bad and lo is not None:
-            bad = v <= lo if lo_open else v < lo
-        if not bad and hi is not None:
-            bad = v > hi
-        if bad:
-            lb = "(" if lo_open else "["
-            fail(self.where, name, v, f"finite number in {lb}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]")
+        if not (_is_num(v) and _within(v, lo, hi, lo_open)):
+            fail(self.where, name, v, f"finite number in {_interval(lo, hi, lo_open)}")
         setattr(self, name, float(v))
+
+    def _device(self, name):
+        check_device(self.where, getattr(self, name), name)
 
     def _choice(self, name, options):
         v = getattr(self, name)
@@ -128,10 +150,7 @@ class Config:
         if v is None:
             return
         v = list(v)
-        ok = all(_is_num(x) and (x > 0 or not positive) for x in v) and len(v) > 0
-        if length is not None:
-            ok = ok and len(v) == length
-        if not ok:
+        if not (v and all(_is_num(x) and (x > 0 or not positive) for x in v) and length in (None, len(v))):
             size = f" of length {length}" if length is not None else ""
             fail(self.where, name, v, f"null or a list{size} of finite {'positive ' if positive else ''}numbers")
         setattr(self, name, [float(x) for x in v])

@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 import pandas as pd
 import torch
 
-from .config import Config, InitConfig, build, fail, register
+from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
 from .metrics import AlignmentTargets, record_batch, record_risk_batch
 from .problems.base import Problem, check_factors
@@ -46,31 +46,18 @@ GRAPHS = ("auto", "on", "off")
 @register("run", "default")
 @dataclass
 class RunConfig(Config):
-    rank: int = 8  # LoRA rank r
-    steps: int = 500
-    log_every: int = 1
-    seed: int = 0  # init seed; the problem has its own (problem.seed)
-    risk_eps: float = 1e-10  # risk threshold for "iterations to ε" (steps_to_eps)
-    diverge_factor: float = 1e8  # loss above this × max(loss₀, 1) counts as diverged
-    quiet: bool = False
-    metrics: str = "full"  # full | risk (loss, risk and error norms only: no SVDs per logged step)
-    figure: bool = True  # draw figure.png per run (a sweep's aggregate draws its own figures)
-    threads: Any = "auto"  # torch CPU threads: "auto" (the job's share of the cores) or an integer ≥ 1
-    eps: Optional[float] = None  # deprecated (0.2 name of risk_eps)
+    rank: int = checked(8, "int", 1)  # LoRA rank r
+    steps: int = checked(500, "int", 0)
+    log_every: int = checked(1, "int", 1)
+    seed: int = checked(0, "int", 0)  # init seed; the problem has its own (problem.seed)
+    risk_eps: float = checked(1e-10, "num", 0, lo_open=True)  # risk threshold for "iterations to ε" (steps_to_eps)
+    diverge_factor: float = checked(1e8, "num", 1, lo_open=True)  # a loss above this × max(loss₀, 1) diverged
+    quiet: bool = checked(False, "bool")
+    metrics: str = checked("full", "choice", ("full", "risk"))  # risk: loss, risk and error norms only (no SVDs)
+    figure: bool = checked(True, "bool")  # draw figure.png per run (a sweep's aggregate draws its own figures)
+    threads: Any = checked("auto", "int", 1, allow=("auto",))  # torch CPU threads: "auto" (the job's share) or N ≥ 1
+    eps: Optional[float] = checked(None, "renamed", "risk_eps")  # deprecated (0.2 name of risk_eps)
     where: ClassVar[str] = "run"
-
-    def __post_init__(self):
-        self._renamed("eps", "risk_eps")
-        self._int("rank", 1)
-        self._int("steps", 0)
-        self._int("log_every", 1)
-        self._int("seed", 0)
-        self._num("risk_eps", 0, lo_open=True)
-        self._num("diverge_factor", 1, lo_open=True)
-        self._bool("quiet")
-        self._choice("metrics", ("full", "risk"))
-        self._bool("figure")
-        self._int("threads", 1, allow=("auto",))
 
 
 @dataclass
@@ -450,9 +437,9 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
     ``inits``: each an ``Init`` (from lorasim.make_init), an (A0, B0) pair, or a dict such as
     ``{"init": "small_random", "rank": 8, "seed": 3, "alpha": 1e-4}``. ``lr``: one step size or
     one per run. ``solver`` and its keywords are shared (gd, precgd, adam, scaled_adam, or full_ft,
-    whose runs start at W = W0: each init None or ``{"rank": r}``). ``graphs``: "auto" captures CUDA graphs on CUDA unless
-    the solver depends on the step count (Adam with bias correction); "on" insists; "off" runs
-    eagerly. ``stop``: see the module docstring. Each Trajectory's ``wall_s`` is the batch's.
+    whose runs start at W = W0: each init None or ``{"rank": r}``). ``graphs``: "auto" captures
+    CUDA graphs on CUDA unless the solver depends on the step count (Adam with bias correction);
+    "on" insists; "off" runs eagerly. ``stop``: see the module docstring. Each Trajectory's ``wall_s`` is the batch's.
     """
     scfg = as_solver_config(solver, None, solver_kwargs)
     loop = _loop_settings(steps, log_every, diverge_factor, metrics)

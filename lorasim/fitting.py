@@ -44,12 +44,8 @@ def linear_fit(x, y, x_label: str = "x", y_label: str = "y") -> Fit:
     ss_res = float(resid @ resid)
     ss_tot = float(((y - y.mean()) ** 2).sum())
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
-    if n > 2:
-        sigma2 = ss_res / (n - 2)
-        sxx = float(((x - x.mean()) ** 2).sum())
-        se = math.sqrt(sigma2 / sxx) if sxx > 0 else math.nan
-    else:
-        se = math.nan
+    sxx = float(((x - x.mean()) ** 2).sum())
+    se = math.sqrt(ss_res / (n - 2) / sxx) if n > 2 and sxx > 0 else math.nan
     return Fit(float(coef[1]), float(coef[0]), se, r2, resid.tolist(), x_label, y_label)
 
 

@@ -18,11 +18,11 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from omegaconf import MISSING
 
-from .config import InitConfig, fail, register
+from .config import InitConfig, checked, fail, register
 from .linalg import Tensor, mT
 from .peft_convention import lora_scale
 from . import streams
-from .problems.base import Problem
+from .problems.base import Problem, check_factors
 
 
 @dataclass
@@ -51,12 +51,8 @@ def _svd(M: Tensor):
 @dataclass
 class SmallRandomConfig(InitConfig):
     name: str = "small_random"
-    alpha: float = 1e-3  # std of the entries (the theory's α)
-    both: bool = False  # B0 random too
-
-    def __post_init__(self):
-        self._num("alpha", 0)
-        self._bool("both")
+    alpha: float = checked(1e-3, "num", 0)  # std of the entries (the theory's α)
+    both: bool = checked(False, "bool")  # B0 random too
 
 
 def small_random(problem: Problem, rank: int, generator: torch.Generator, cfg: SmallRandomConfig) -> Init:
@@ -73,17 +69,10 @@ def small_random(problem: Problem, rank: int, generator: torch.Generator, cfg: S
 class PeftScaled(InitConfig):
     """The inits that fold peft's LoRA scale s into the factors."""
 
-    lora_alpha: float = 16.0  # peft lora_alpha (α_L, not the theory's α)
-    rslora: bool = True  # s = α_L/√r (true) or α_L/r
-    lora_scale: Optional[float] = None  # s itself; overrides lora_alpha and rslora
-    scale: Optional[float] = None  # deprecated (0.2 name of lora_scale)
-
-    def __post_init__(self):
-        self._renamed("scale", "lora_scale")
-        self._num("lora_alpha", 0, lo_open=True)
-        self._bool("rslora")
-        if self.lora_scale is not None:
-            self._num("lora_scale", 0, lo_open=True)
+    lora_alpha: float = checked(16.0, "num", 0, lo_open=True)  # peft lora_alpha (α_L, not the theory's α)
+    rslora: bool = checked(True, "bool")  # s = α_L/√r (true) or α_L/r
+    lora_scale: Optional[float] = checked(None, "num", 0, lo_open=True)  # s itself; overrides lora_alpha and rslora
+    scale: Optional[float] = checked(None, "renamed", "lora_scale")  # deprecated (0.2 name of lora_scale)
 
     def s(self, rank: int) -> float:
         return lora_scale(rank, self.lora_alpha, self.rslora, self.lora_scale)
@@ -111,14 +100,9 @@ def kaiming(problem: Problem, rank: int, generator: torch.Generator, cfg: Kaimin
 @dataclass
 class SpectralConfig(InitConfig):
     name: str = "spectral"
-    zeta: float = 1.0  # A0B0 = ζ[G♮]_r: 1 for the linear model, ≈ 2 for ReLU
-    tol: float = 0.0  # singular values ≤ tol·σ1 are set to 0 before the square root
-    pad: float = 0.0  # std of random padding in the zero directions (over-rank)
-
-    def __post_init__(self):
-        self._num("zeta", 0, lo_open=True)
-        self._num("tol", 0, 1)
-        self._num("pad", 0)
+    zeta: float = checked(1.0, "num", 0, lo_open=True)  # A0B0 = ζ[G♮]_r: 1 for the linear model, ≈ 2 for ReLU
+    tol: float = checked(0.0, "num", 0, 1)  # singular values ≤ tol·σ1 are set to 0 before the square root
+    pad: float = checked(0.0, "num", 0)  # std of random padding in the zero directions (over-rank)
 
 
 def spectral(problem: Problem, rank: int, generator: torch.Generator, cfg: SpectralConfig) -> Init:
@@ -149,11 +133,7 @@ def spectral(problem: Problem, rank: int, generator: torch.Generator, cfg: Spect
 @dataclass
 class LoraOneConfig(PeftScaled):
     name: str = "lora_one"
-    gamma: float = 128.0  # stable_gamma
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._num("gamma", 0, lo_open=True)
+    gamma: float = checked(128.0, "num", 0, lo_open=True)  # stable_gamma
 
 
 def lora_one(problem: Problem, rank: int, generator: torch.Generator, cfg: LoraOneConfig) -> Init:
@@ -175,24 +155,18 @@ class OffsetConfig(PeftScaled):
     """LoRA-GA's construction, whose init is subtracted from W0."""
 
     shifts_w0: ClassVar[bool] = True
-    variant: str = "reference"  # reference (Outsider565/LoRA-GA) | peft (≥ 0.19)
-    gamma: float = 16.0  # stable_gamma: c = k^{1/4}/√γ
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._choice("variant", ("reference", "peft"))
-        self._num("gamma", 0, lo_open=True)
+    variant: str = checked("reference", "choice", ("reference", "peft"))  # reference: Outsider565/LoRA-GA; peft ≥ 0.19
+    gamma: float = checked(16.0, "num", 0, lo_open=True)  # stable_gamma: c = k^{1/4}/√γ
 
 
 @register("init", "lora_ga")
 @dataclass
 class LoraGAConfig(OffsetConfig):
     name: str = "lora_ga"
-    direction: str = "ArB2r"  # "top_r" (deprecated) is offset_lora_one
+    direction: str = checked("ArB2r", "choice", ("ArB2r", "top_r"))  # "top_r" (deprecated) is offset_lora_one
 
     def __post_init__(self):
         super().__post_init__()
-        self._choice("direction", ("ArB2r", "top_r"))
         if self.direction == "top_r":
             warnings.warn("init lora_ga with direction=top_r is the notebook's offset LoRA-One: use init "
                           "offset_lora_one (direction is deprecated)", FutureWarning, stacklevel=3)
@@ -266,24 +240,15 @@ class ArraysInitConfig(InitConfig):
 
 def arrays(problem: Problem, rank: int, generator: torch.Generator, cfg: ArraysInitConfig) -> Init:
     """Explicit factors given in the config (small toys): A0 (d×r) and B0 (r×k) as nested lists."""
-    from .problems.base import check_factors
-
     A, B = check_factors(problem, cfg.A0, cfg.B0)
     if A.shape[1] != rank:
         fail("run", "rank", rank, f"the number of columns of init.A0 ({A.shape[1]})")
     return Init(A, B)
 
 
-INITS: dict[str, Callable[..., Init]] = {
-    "small_random": small_random,
-    "kaiming": kaiming,
-    "spectral": spectral,
-    "lora_one": lora_one,
-    "lora_ga": lora_ga,
-    "offset_lora_one": lora_ga,
-    "pissa": pissa,
-    "arrays": arrays,
-}
+INITS: dict[str, Callable[..., Init]] = {"small_random": small_random, "kaiming": kaiming, "spectral": spectral,
+                                          "lora_one": lora_one, "lora_ga": lora_ga, "offset_lora_one": lora_ga,
+                                          "pissa": pissa, "arrays": arrays}
 
 
 def make_init(problem: Problem, rank: int, cfg: InitConfig, seed: int = 0) -> Init:

@@ -47,12 +47,6 @@ def top_left(M: Tensor, p: int) -> Tensor:
     return U[..., :p]
 
 
-def top_right(M: Tensor, p: int) -> Tensor:
-    """Orthonormal basis of the top-p right singular subspace of M (as columns)."""
-    _, _, Vh = torch.linalg.svd(M, full_matrices=False)
-    return mT(Vh[..., :p, :])
-
-
 def product_norms(L: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     """Operator and Frobenius norms of L @ R without forming the d×k product.
 

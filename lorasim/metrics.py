@@ -66,17 +66,6 @@ class AlignmentTargets:
         return cls(r, U[:, :r], V[:, :r], None if us is None else us[:, :r], None if vs is None else vs[:, :r])
 
 
-def record_risk(problem, A: Tensor, B: Tensor) -> dict:
-    """The cheap row: loss, risk and ‖AB − ΔW‖ (no SVDs of the factors)."""
-    return record_risk_batch(problem, A[None], B[None])[0]
-
-
-def record(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
-           frozen_B: bool = False) -> dict:
-    """Everything logged at one step, as Python floats (one row of the tidy frame)."""
-    return record_batch(problem, ref, A[None], B[None], A0[None], B0[None], n_sv, frozen_B=frozen_B)[0]
-
-
 def _rows(columns: dict) -> list[dict]:
     """Stack per-run columns, copy to the host once, and split into one dict per run."""
     names = list(columns)
@@ -95,14 +84,15 @@ def _risk_columns(problem, A: Tensor, B: Tensor) -> dict:
 
 
 def record_risk_batch(problem, A: Tensor, B: Tensor) -> list[dict]:
-    """``record_risk`` for a batch A (b, d, r), B (b, r, k); one host copy."""
+    """The cheap row for each run of a batch A (b, d, r), B (b, r, k): loss, risk and ‖AB − ΔW‖ (no SVDs of
+    the factors), with one copy to the host."""
     return _rows(_risk_columns(problem, A, B))
 
 
 def record_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, A0: Tensor, B0: Tensor, n_sv: int,
                  frozen_B: bool = False) -> list[dict]:
-    """The full row for each run of a batch (A: b×d×r, B: b×r×k), computed on the factors' device
-    with one copy to the host."""
+    """Everything logged at one step, as Python floats (one row of the tidy frame), for each run of a batch
+    (A: b×d×r, B: b×r×k), computed on the factors' device with one copy to the host."""
     r = ref.r_align
     batch = A.shape[0]
     nan = torch.tensor(math.nan, dtype=A.dtype, device=A.device)

@@ -9,8 +9,8 @@ A transform maps one factor's gradient to a new direction; a solver is a chain o
                  scale_by_adam → precondition(λ) → scale_by_lr   (precondition="after")
     full_ft      scale_by_lr on W itself: A = W − W0 with B = I_k frozen, so the loop and metrics apply
 
-``precondition`` is ScaledGD(λ)'s ∇_A ↦ ∇_A (B Bᵀ + λI)⁻¹ and ∇_B ↦ (AᵀA + λI)⁻¹ ∇_B. It needs the
-other factor (the partner), which is where the two orders differ, in one place (``pair_step``):
+``precondition`` is ScaledGD(λ)'s ∇_A ↦ ∇_A (B Bᵀ + λI)⁻¹ and ∇_B ↦ (AᵀA + λI)⁻¹ ∇_B. It needs
+the other factor (the partner), which is where the two orders differ, in one place (``Solver.step``):
 ``order="simultaneous"`` (theory, peft, pilancilab SGDr) gives B's transforms the old A;
 ``"gauss_seidel"`` (LoRA-One's deleted AdamWr) the already-updated A.
 
@@ -27,7 +27,7 @@ from typing import ClassVar, Optional
 
 import torch
 
-from .config import Named, register
+from .config import Named, checked, register
 from .linalg import Tensor, damped_gram_inverse, damped_gram_solve_right, mT
 
 ORDERS = ("simultaneous", "gauss_seidel")
@@ -49,12 +49,8 @@ class GDConfig(SolverConfig):
     """Simultaneous GD on (A, B)."""
 
     name: str = "gd"
-    lr: float = 0.25
-    lr_ratio: float = 1.0  # LoRA+: B's step size is lr_ratio·lr
-
-    def __post_init__(self):
-        self._num("lr", 0, lo_open=True)
-        self._num("lr_ratio", 0)
+    lr: float = checked(0.25, "num", 0, lo_open=True)
+    lr_ratio: float = checked(1.0, "num", 0)  # LoRA+: B's step size is lr_ratio·lr
 
     def chain(self) -> list:
         return []
@@ -67,15 +63,9 @@ class PrecGDConfig(GDConfig):
 
     name: str = "precgd"
     lr: float = 0.5
-    damping: float = 1e-3  # λ
-    order: str = "simultaneous"  # simultaneous | gauss_seidel
-    inverse: str = "inv"  # inv | pinv (the identity where a Gram overflowed)
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._num("damping", 0)
-        self._choice("order", ORDERS)
-        self._choice("inverse", ("inv", "pinv"))
+    damping: float = checked(1e-3, "num", 0)  # λ
+    order: str = checked("simultaneous", "choice", ORDERS)
+    inverse: str = checked("inv", "choice", ("inv", "pinv"))  # pinv: the identity where a Gram overflowed
 
     def chain(self) -> list:
         return [precondition(self.damping, self.inverse)]
@@ -86,17 +76,10 @@ class PrecGDConfig(GDConfig):
 class AdamConfig(GDConfig):
     name: str = "adam"
     lr: float = 1e-2
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8  # added to √v
-    bias_correction: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._num("beta1", 0, 1)
-        self._num("beta2", 0, 1)
-        self._num("eps", 0)
-        self._bool("bias_correction")
+    beta1: float = checked(0.9, "num", 0, 1)
+    beta2: float = checked(0.999, "num", 0, 1)
+    eps: float = checked(1e-8, "num", 0)  # added to √v
+    bias_correction: bool = checked(True, "bool")
 
     def chain(self) -> list:
         return [scale_by_adam(self.beta1, self.beta2, self.eps, self.bias_correction)]
@@ -114,11 +97,7 @@ class ScaledAdamConfig(AdamConfig, PrecGDConfig):
     damping: float = 1e-6
     order: str = "gauss_seidel"
     bias_correction: bool = False
-    precondition: str = "before"  # before | after the Adam moments
-
-    def __post_init__(self):
-        super().__post_init__()  # Adam's checks, then PrecGD's
-        self._choice("precondition", ("before", "after"))
+    precondition: str = checked("before", "choice", ("before", "after"))  # before | after the Adam moments
 
     def chain(self) -> list:
         prec, adam = PrecGDConfig.chain(self) + AdamConfig.chain(self)
@@ -131,10 +110,7 @@ class FullFTConfig(SolverConfig):
     """GD on W itself (no init: W starts at W0)."""
 
     name: str = "full_ft"
-    lr: float = 0.5
-
-    def __post_init__(self):
-        self._num("lr", 0, lo_open=True)
+    lr: float = checked(0.5, "num", 0, lo_open=True)
 
     def chain(self) -> list:
         return []

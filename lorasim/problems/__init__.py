@@ -7,7 +7,7 @@ from typing import Optional
 
 from omegaconf import MISSING
 
-from ..config import ConfigError, build, fail, register
+from ..config import ConfigError, build, checked, fail, register
 from .base import Problem, ProblemConfig, check_factors
 from .linear import ArraysConfig, LinearConfig, LinearTeacher
 from .relu import ReLUConfig, ReLUTeacher
@@ -21,16 +21,12 @@ class NpzConfig(ProblemConfig):
 
     kind: str = "npz"
     path: str = MISSING
-    r_star: Optional[int] = None  # default: the numerical rank of delta
-    dtype: str = "float64"
-    device: str = "cpu"
+    r_star: Optional[int] = checked(None, "int", 1)  # default: the numerical rank of delta
 
     def __post_init__(self):
         if not isinstance(self.path, str) or not os.path.isfile(self.path):
             fail(self.where, "path", self.path, "an existing .npz file holding X, Y, W0 and optionally delta")
-        if self.r_star is not None:
-            self._int("r_star", 1)
-        self._check_storage()
+        super().__post_init__()
 
 
 KINDS = {"linear": (LinearConfig, LinearTeacher), "relu": (ReLUConfig, ReLUTeacher),

@@ -16,13 +16,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from typing import ClassVar, Optional
+from dataclasses import dataclass
+from typing import ClassVar, List, Optional
 
 import numpy as np
 import torch
+from omegaconf import MISSING
 
 from .. import streams
-from ..config import Config, check_device, fail
+from ..config import Config, checked, fail
 from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
 # tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
@@ -35,28 +37,35 @@ def torch_dtype(name: str) -> torch.dtype:
     return _DTYPES[name]
 
 
+@dataclass
 class ProblemConfig(Config):
-    """Base of the problem configs (one dataclass per kind, beside its problem): dtype and device
-    checks, and those of a generated teacher's ΔW spectrum, noise and seed."""
+    """Base of the problem configs (one dataclass per kind, beside its problem): the kind and the storage."""
 
+    kind: str = MISSING
+    dtype: str = checked("float64", "choice", DTYPES)  # tf32: float32 storage, tf32 products on CUDA
+    device: str = checked("cpu", "device")  # cpu | cuda | cuda:N
     where: ClassVar[str] = "problem"
 
-    def _check_storage(self):
-        self._choice("dtype", DTYPES)
-        check_device(self.where, self.device)
 
-    def _check_teacher(self, rows: str, cols: str):
-        self._renamed("scale", "delta_norm")
-        self._int(rows, 1)
-        self._int(cols, 1)
-        self._int("r_star", 1, min(getattr(self, rows), getattr(self, cols)))
-        self._num("kappa", 1)
-        self._choice("spacing", ("linear", "geometric"))
+@dataclass
+class TeacherConfig(ProblemConfig):
+    """Base of the generated teachers' configs (linear, relu, sensing): ΔW's spectrum, the label noise and
+    the seed. The defaults are the linear teacher's; the other kinds override those that differ."""
+
+    r_star: int = 4  # rank of ΔW, at most the smaller of its sizes (the fields named by ``dims``)
+    kappa: float = checked(4.0, "num", 1)  # λ*_1/λ*_{r*}
+    spacing: str = checked("linear", "choice", ("linear", "geometric"))  # λ* from delta_norm down to delta_norm/κ
+    singular_values: Optional[List[float]] = None  # explicit λ* (r* values); overrides kappa, spacing, delta_norm
+    delta_norm: float = checked(1.0, "num", 0, lo_open=True)  # λ*_1 = ‖ΔW‖_op
+    scale: Optional[float] = checked(None, "renamed", "delta_norm")  # deprecated (0.2 name of delta_norm)
+    noise: float = checked(0.0, "num", 0)  # label-noise std σ
+    seed: int = checked(0, "int", 0)  # problem seed (the init seed is run.seed)
+    dims: ClassVar[tuple[str, str]] = ("d", "k")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._int("r_star", 1, min(getattr(self, dim) for dim in self.dims))
         self._numlist("singular_values", length=self.r_star)
-        self._num("delta_norm", 0, lo_open=True)
-        self._num("noise", 0)
-        self._int("seed", 0)
-        self._check_storage()
 
 
 def singular_values(cfg) -> list[float]:
@@ -73,14 +82,6 @@ def singular_values(cfg) -> list[float]:
     return [cfg.delta_norm * float(v) for v in vals]
 
 
-def lowrank_truth(d, k, svals, gen, dtype, device) -> tuple[Tensor, Tensor, Tensor]:
-    """Haar-random U* (d×r*), V* (k×r*) and the factors of ΔW = U* S* V*ᵀ."""
-    U = random_orthonormal(d, len(svals), gen, dtype, device)
-    V = random_orthonormal(k, len(svals), gen, dtype, device)
-    s = torch.tensor(svals, dtype=dtype, device=device)
-    return U, V, s
-
-
 def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
     if kind == "gaussian":
         return scale * gaussian(d, k, generator=gen, dtype=dtype, device=device)
@@ -91,26 +92,22 @@ def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
 
 def real_matrix(x, name: str, dtype, device) -> Tensor:
     """A user array as a finite real 2-D tensor, or a ConfigError naming it."""
-    if isinstance(x, torch.Tensor):  # checked where it lives: a GPU array never visits the host
-        t = x.detach()
-        if t.dtype == torch.bool or t.is_complex():
-            fail("", name, f"array of dtype {t.dtype}", "a real numeric array (integer or float)")
-        if t.dim() != 2:
-            fail("", name, tuple(t.shape), "a 2-D array")
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            fail("", name, "array with NaN/inf", "finite values only")
-        return t.to(dtype=dtype, device=device)
-    try:
-        a = np.asarray(x)
-    except ValueError:  # ragged rows
-        fail("", name, x, "a 2-D array (rows of equal length)")
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
-        fail("", name, f"array of dtype {a.dtype}", "a real numeric array (integer or float)")
-    if a.ndim != 2:
-        fail("", name, tuple(a.shape), "a 2-D array")
-    if not np.isfinite(a).all():
+    if not isinstance(x, torch.Tensor):  # a tensor is checked where it lives: a GPU array never visits the host
+        try:
+            a = np.asarray(x)
+        except ValueError:  # ragged rows
+            fail("", name, x, "a 2-D array (rows of equal length)")
+        if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)) or a.dtype == bool:
+            fail("", name, f"array of dtype {a.dtype}", "a real numeric array (integer or float)")
+        x = torch.as_tensor(a)
+    t = x.detach()
+    if t.dtype == torch.bool or t.is_complex():
+        fail("", name, f"array of dtype {t.dtype}", "a real numeric array (integer or float)")
+    if t.dim() != 2:
+        fail("", name, tuple(t.shape), "a 2-D array")
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         fail("", name, "array with NaN/inf", "finite values only")
-    return torch.as_tensor(a).to(dtype=dtype, device=device)
+    return t.to(dtype=dtype, device=device)
 
 
 class Problem:
@@ -145,14 +142,17 @@ class Problem:
 
     # -- shared ------------------------------------------------------------------------------
     def _draw_truth(self, cfg, d: int, k: int):
-        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg``; return (dtype, device)."""
+        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg`` (U* d×r*, V* k×r*), kept as the factors
+        U* S* and V*ᵀ; return (dtype, device)."""
         dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
         self.config = cfg
         self.tf32 = cfg.dtype == "tf32"
         self.d, self.k, self.r_star = d, k, cfg.r_star
-        U, V, s = lowrank_truth(d, k, singular_values(cfg), self.stream("truth"), dtype, dev)
-        self.U_star, self.S_star, self.V_star = U, s, V
-        self.delta_L, self.delta_R = U * s, V.T
+        svals, gen = singular_values(cfg), self.stream("truth")
+        self.U_star = random_orthonormal(d, len(svals), gen, dtype, dev)
+        self.V_star = random_orthonormal(k, len(svals), gen, dtype, dev)
+        self.S_star = torch.tensor(svals, dtype=dtype, device=dev)
+        self.delta_L, self.delta_R = self.U_star * self.S_star, self.V_star.T
         return dtype, dev
 
     def stream(self, key: str) -> torch.Generator:

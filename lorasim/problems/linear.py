@@ -18,43 +18,29 @@ import torch
 from omegaconf import MISSING
 
 from .. import kernels
-from ..config import ConfigError, build, check_device, fail, register
+from ..config import ConfigError, build, checked, fail, register
 from ..linalg import Tensor, gaussian, left_apply, mT, random_orthonormal
-from .base import DTYPES, Problem, ProblemConfig, frozen_weight, real_matrix, torch_dtype
+from .base import Problem, ProblemConfig, TeacherConfig, frozen_weight, real_matrix, torch_dtype
 
 
 @register("problem", "linear")
 @dataclass
-class LinearConfig(ProblemConfig):
+class LinearConfig(TeacherConfig):
     """The paper's T2 toy: d = k = 100, r* = 4, N = 16d, ΔW's singular values 1, .75, .5, .25."""
 
     kind: str = "linear"
-    d: int = 100
-    k: int = 100
-    r_star: int = 4
-    n: Any = 1600  # samples (an integer ≥ 1), or "population" (Σ̂ = Σ exactly)
-    kappa: float = 4.0  # λ*_1/λ*_{r*}
-    spacing: str = "linear"  # linear | geometric, from λ*_1 = delta_norm down to delta_norm/κ
-    singular_values: Optional[List[float]] = None  # explicit λ* (r* values); overrides kappa, spacing, delta_norm
-    delta_norm: float = 1.0  # λ*_1 = ‖ΔW‖_op
-    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
-    w0: str = "gaussian"  # gaussian | orthonormal | zeros
-    w0_scale: float = 1.0
-    noise: float = 0.0  # label-noise std σ
-    cov_kappa: float = 1.0  # input covariance: eigenvalues geometric from 1 to 1/cov_kappa, random basis
+    d: int = checked(100, "int", 1)
+    k: int = checked(100, "int", 1)
+    n: Any = checked(1600, "int", 1, allow=("population",))  # samples, or "population" (Σ̂ = Σ exactly)
+    w0: str = checked("gaussian", "choice", ("gaussian", "orthonormal", "zeros"))
+    w0_scale: float = checked(1.0, "num", 0)
+    cov_kappa: float = checked(1.0, "num", 1)  # input covariance: geometric eigenvalues 1 to 1/cov_kappa, random basis
     cov_spectrum: Optional[List[float]] = None  # or an explicit list of d eigenvalues
-    seed: int = 0  # problem seed (the init seed is run.seed)
-    dtype: str = "float64"  # float64 | float32 | tf32 (float32 storage, tf32 products on CUDA)
-    device: str = "cpu"  # cpu | cuda | cuda:N
 
     def __post_init__(self):
-        self._check_teacher("d", "k")
-        self._int("n", 1, allow=("population",))
-        self._choice("w0", ("gaussian", "orthonormal", "zeros"))
+        super().__post_init__()
         if self.w0 == "orthonormal" and self.d < self.k:
             fail(self.where, "w0", self.w0, f"'gaussian' or 'zeros' when d < k (d={self.d}, k={self.k})")
-        self._num("w0_scale", 0)
-        self._num("cov_kappa", 1)
         self._numlist("cov_spectrum", length=self.d)
         if self.cov_spectrum is not None and self.cov_kappa != 1:
             fail(self.where, "cov_kappa", self.cov_kappa, "1 when cov_spectrum is given (one or the other)")
@@ -70,17 +56,14 @@ class ArraysConfig(ProblemConfig):
     Y: Any = MISSING  # N×k
     W0: Any = MISSING  # d×k
     delta: Any = None  # ΔW (d×k), optional: without it the risk is NaN
-    r_star: Optional[int] = None  # default: the numerical rank of delta
-    dtype: str = "float64"
-    device: str = "cpu"
+    r_star: Optional[int] = checked(None, "int", 1)  # default: the numerical rank of delta
 
     def __post_init__(self):
         for name in ("X", "Y", "W0"):
             if not isinstance(getattr(self, name), (list, tuple)):
                 fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
-        if self.r_star is not None:
-            self._int("r_star", 1)
-        self._check_storage()
+        super().__post_init__()
+
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
 
@@ -205,9 +188,7 @@ class LinearTeacher(Problem):
         The risk is the identity-covariance population risk ½‖AB − ΔW‖_F²; without
         ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
         """
-        if dtype not in DTYPES:
-            fail("", "dtype", dtype, "one of " + ", ".join(DTYPES))
-        check_device("", device)
+        build(ProblemConfig, {"dtype": dtype, "device": device}, where="")  # the storage checks of every problem
         self = cls.__new__(cls)
         self.config = None
         self.tf32 = dtype == "tf32"

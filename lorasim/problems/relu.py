@@ -17,44 +17,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Optional
 
 import torch
 
-from ..config import build, fail, register
+from ..config import build, checked, fail, register
 from ..linalg import Tensor, gaussian, mT
-from .base import Problem, ProblemConfig, frozen_weight
+from .base import Problem, TeacherConfig, frozen_weight
 
 
 @register("problem", "relu")
 @dataclass
-class ReLUConfig(ProblemConfig):
+class ReLUConfig(TeacherConfig):
     """W0 with orthonormal columns, ΔW small and of low rank (SPEC §3)."""
 
     kind: str = "relu"
-    d: int = 20
-    k: int = 10
     r_star: int = 2
-    n: int = 4000
     kappa: float = 1.0
-    spacing: str = "linear"
-    singular_values: Optional[List[float]] = None
     delta_norm: float = 0.3  # ‖ΔW‖_op
-    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
-    w0: str = "orthonormal"  # orthonormal | gaussian
-    w0_scale: float = 1.0
-    noise: float = 0.0
-    seed: int = 0
-    dtype: str = "float64"
-    device: str = "cpu"
+    d: int = checked(20, "int", 1)
+    k: int = checked(10, "int", 1)
+    n: int = checked(4000, "int", 1)
+    # no zeros: W0 = 0 would give relu'(0) = 0, no gradient ever
+    w0: str = checked("orthonormal", "choice", ("gaussian", "orthonormal"))
+    w0_scale: float = checked(1.0, "num", 0, lo_open=True)
 
     def __post_init__(self):
-        self._check_teacher("d", "k")
-        self._int("n", 1)
-        self._choice("w0", ("gaussian", "orthonormal"))  # W0 = 0 would give relu'(0) = 0: no gradient ever
+        super().__post_init__()
         if self.w0 == "orthonormal" and self.d < self.k:
             fail(self.where, "w0", self.w0, f"'gaussian' when d < k (d={self.d}, k={self.k})")
-        self._num("w0_scale", 0, lo_open=True)
 
 
 def relu_pair_risk(W: Tensor, W_true: Tensor, diff_sq: Tensor) -> Tensor:

@@ -8,43 +8,34 @@ G = 𝒜*(y) is the spectral-init matrix, and the risk is ½‖A B − M*‖_F²
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import ClassVar, Optional
 
 import torch
 
-from ..config import build, fail, register
+from ..config import build, checked, fail, register
 from ..linalg import Tensor, gaussian, mT
-from .base import Problem, ProblemConfig
+from .base import Problem, TeacherConfig
 
 
 @register("problem", "sensing")
 @dataclass
-class SensingConfig(ProblemConfig):
+class SensingConfig(TeacherConfig):
     """The anchor's setting (MS.m): n1 = n2 = 200, r* = 10, m = 5nr*, σ* = linspace(1, 1/κ, r*). κ = 10, one of
     the anchor's {1, 5, 10, 20} and its noise study's: at κ = 1 GD and ScaledGD coincide and it shows nothing."""
 
     kind: str = "sensing"
-    n1: int = 200
-    n2: int = 200
     r_star: int = 10
-    m: Optional[int] = None  # measurements; None means 5·max(n1, n2)·r*
     kappa: float = 10.0
-    spacing: str = "linear"
-    singular_values: Optional[List[float]] = None
-    delta_norm: float = 1.0  # ‖M*‖_op
-    scale: Optional[float] = None  # deprecated (0.2 name of delta_norm)
-    noise: float = 0.0
-    seed: int = 0
-    dtype: str = "float64"
-    device: str = "cpu"
-    max_operator_gb: float = 8.0  # refuse operators (m × n1·n2, dense) larger than this
+    n1: int = checked(200, "int", 1)
+    n2: int = checked(200, "int", 1)
+    m: Optional[int] = checked(None, "int", 1)  # measurements; None means 5·max(n1, n2)·r*
+    max_operator_gb: float = checked(8.0, "num", 0, lo_open=True)  # refuse dense operators (m × n1·n2) larger than this
+    dims: ClassVar[tuple[str, str]] = ("n1", "n2")  # ΔW is M*
 
     def __post_init__(self):
-        self._check_teacher("n1", "n2")
+        super().__post_init__()
         if self.m is None:
             self.m = 5 * max(self.n1, self.n2) * self.r_star
-        self._int("m", 1)
-        self._num("max_operator_gb", 0, lo_open=True)
         gb = self.m * self.n1 * self.n2 * (8 if self.dtype == "float64" else 4) / 2**30
         if gb > self.max_operator_gb:
             fail(self.where, "m", self.m, f"m·n1·n2 within max_operator_gb={self.max_operator_gb} (needs {gb:.1f} GB)")
