@@ -10,18 +10,27 @@ end the run before any compute with one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import hydra
+import pandas as pd
+import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from . import job
-from .config import ConfigError, InitConfig, build, fail
-from .engine import RunConfig
-from .solvers import SolverConfig
+from . import __version__, job, plots
+from .config import ConfigError, InitConfig, build, defaults, fail
+from .engine import RunConfig, Trajectory, train, train_batch
+from .inits import make_init
+from .io import write_csv, write_json
 from .job import conf_dir, group_options, wrap_help
+from .metrics import AlignmentTargets, sin_theta
+from .problems import KINDS, make_problem
+from .solvers import SolverConfig
 
 
 @dataclass
@@ -34,8 +43,6 @@ class Plan:
 
 
 def _container(node, where: str):
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:
@@ -54,15 +61,11 @@ def _dims(problem: dict) -> Optional[tuple[int, int]]:
 
 def validate(cfg: DictConfig) -> Plan:
     """All config checks, before anything is generated or trained."""
-    from .problems import KINDS
-
     problem = _container(cfg.problem, "problem")
     kind = problem.get("kind", "linear")
     if kind not in KINDS:
         fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
-    probe = dict(problem)
-    probe.pop("kind", None)
-    build(KINDS[kind][0], probe, where="problem")
+    build(KINDS[kind][0], {k: v for k, v in problem.items() if k != "kind"}, where="problem")
     run = build(RunConfig, _container(cfg.run, "run"), where="run")
     raw_methods = _container(cfg.methods, "methods")
     if not isinstance(raw_methods, dict) or not raw_methods:
@@ -80,9 +83,8 @@ def validate(cfg: DictConfig) -> Plan:
             init = build(InitConfig, entry["init"], where=f"{where}.init")
         methods[name] = (init, solver)
     plan = Plan(problem, run, methods)
-    dims = _dims(problem)
-    if dims is not None:
-        check_ranks(plan, *dims)
+    if _dims(problem) is not None:
+        check_ranks(plan, *_dims(problem))
     return plan
 
 
@@ -99,8 +101,6 @@ def check_ranks(plan: Plan, d: int, k: int) -> None:
 
 def check_problem(plan: Plan, problem) -> None:
     """What a problem read from data decides: the rank fits its sizes, an arrays init its shapes."""
-    from .inits import make_init
-
     check_ranks(plan, problem.d, problem.k)
     for name, (init, _) in plan.methods.items():
         if init is not None and init.name == "arrays":
@@ -129,17 +129,6 @@ def execute(plan: Plan, out_dir: Path, cache_dir: Optional[Path] = None):
     ``cache_dir`` (a multirun's sweep folder gives one): rank-free methods (full_ft) are trained
     once per distinct problem and settings, kept there, and reused by every later job (see
     ``RankFreeCache``); their summary row names the job that computed them in ``reused_from``."""
-    import pandas as pd
-    import torch
-
-    from . import plots
-    from .io import write_csv, write_json
-    from .metrics import AlignmentTargets, sin_theta
-    from .problems import make_problem
-    from .engine import train_batch
-    from .inits import make_init
-    from .engine import train
-
     problem = make_problem(plan.problem)
     run = plan.run
     check_problem(plan, problem)  # where the precheck did not run (flags such as -cn), still before training
@@ -172,7 +161,6 @@ def execute(plan: Plan, out_dir: Path, cache_dir: Optional[Path] = None):
             trajs[name] = alone(name, init, solver)
             continue
         names = [name for name, _ in group]
-        solver = group[0][1][1]
         got = train_batch(problem, [make_init(problem, run.rank, init, seed=run.seed) for _, (init, _) in group],
                           solver=solver, lr=[s.lr for _, (_, s) in group], steps=run.steps,
                           log_every=run.log_every, methods=names, diverge_factor=run.diverge_factor,
@@ -182,10 +170,9 @@ def execute(plan: Plan, out_dir: Path, cache_dir: Optional[Path] = None):
             trajs[name] = traj
     for name, key, init, solver in deferred:
         trajs[name], reused[name] = cache.fetch(key, lambda: alone(name, init, solver), wait=True)
-    frames = [trajs[name].to_frame() for name in plan.methods]
-    rows = [dict(trajs[name].summary(run.risk_eps), reused_from=reused.get(name)) for name in plan.methods]
-    results = pd.concat(frames, ignore_index=True)
-    summary = pd.DataFrame(rows)
+    results = pd.concat([trajs[name].to_frame() for name in plan.methods], ignore_index=True)
+    summary = pd.DataFrame([dict(trajs[name].summary(run.risk_eps), reused_from=reused.get(name))
+                            for name in plan.methods])
     for col in ("diverged_step", "steps_to_eps", "align_A_argmin"):
         summary[col] = summary[col].astype("Int64")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -213,13 +200,6 @@ def full_ft_key(plan: Plan, name: str, solver: SolverConfig, n_sv: int) -> str:
     """A hash of everything a full_ft trajectory depends on: the problem config (seed, dtype and
     device included; an .npz's bytes too), the solver, the loop settings, the logged rank, the
     thread count (bitwise results change with it) and the versions. Not run.rank nor run.seed."""
-    import hashlib
-    import json
-
-    import torch
-
-    from . import __version__
-
     problem = dict(plan.problem)
     path = problem.get("path")
     if isinstance(path, str) and Path(path).is_file():
@@ -231,6 +211,9 @@ def full_ft_key(plan: Plan, name: str, solver: SolverConfig, n_sv: int) -> str:
                        "diverge_factor": run.diverge_factor},
                "n_sv": n_sv, "threads": torch.get_num_threads(), "torch": torch.__version__, "lorasim": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+TRAJECTORY_FIELDS = ("method", "init", "solver", "status", "diverged_step", "steps", "wall_s", "rows")
 
 
 class RankFreeCache:
@@ -252,27 +235,18 @@ class RankFreeCache:
             return f"{self.out_dir.resolve()}/"
 
     def _load(self, path: Path, key: str):
-        import json
-
-        from .engine import Trajectory
-
         try:
             saved = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         if saved.get("key") != key:
             return None
-        traj = Trajectory(method=saved["method"], init=saved["init"], solver=saved["solver"], rows=saved["rows"],
-                          status=saved["status"], diverged_step=saved["diverged_step"], steps=saved["steps"],
-                          wall_s=saved["wall_s"])
-        return traj, saved["origin"]
+        return Trajectory(**{k: saved[k] for k in TRAJECTORY_FIELDS}), saved["origin"]
 
     def fetch(self, key: str, compute, wait: bool):
         """(trajectory, reused_from): from the cache (reused_from = the computing job's folder), or
         computed now and stored (reused_from = None). None when ``wait`` is false and another job
         holds the key's lock."""
-        from .io import write_json
-
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{key}.json"
         got = self._load(path, key)
@@ -294,15 +268,8 @@ class RankFreeCache:
             if got is not None:
                 return got
             traj = compute()
-            write_json({"key": key, "origin": self._origin(), "method": traj.method, "init": traj.init,
-                        "solver": traj.solver, "status": traj.status, "diverged_step": traj.diverged_step,
-                        "steps": traj.steps, "wall_s": traj.wall_s, "rows": traj.rows}, path)
+            write_json({"key": key, "origin": self._origin(), **{k: getattr(traj, k) for k in TRAJECTORY_FIELDS}}, path)
         return traj, None
-
-
-def format_summary(summary) -> str:
-    cols = ["method", "status", "risk_0", "risk_final", "steps_to_eps", "align_A_min", "align_A_final"]
-    return summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="config")
@@ -312,15 +279,14 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def _work(plan: Plan, out_dir: Path) -> str:
     _, summary = execute(plan, out_dir, cache_dir=job.sweep_cache_dir())
-    return format_summary(summary)
+    cols = ["method", "status", "risk_0", "risk_final", "steps_to_eps", "align_A_min", "align_A_final"]
+    return summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}")
 
 
 def checker():
     """``validate``, plus what only the data can tell, for the precheck: an .npz or inline arrays
     readable, finite and of consistent shapes, the rank and any arrays init fitting them. Each distinct
     problem is read once however many sweep points share it."""
-    from .problems import make_problem
-
     problems: dict = {}
 
     def check(cfg: DictConfig) -> Plan:
@@ -336,36 +302,26 @@ def checker():
 
 
 def unknown_key_hint(given: str, key: str, cfg) -> Optional[str]:
-    """init/solver keys while each method has its own: where they live instead (``job.unknown_key``)."""
-    top, _, field = key.partition(".")
+    """init/solver keys while each method has its own: where they live instead (``job.unknown_key``).
+    For ``init.<field>=v``, the methods whose init has the field and the per-method path to set it."""
+    group, _, field = key.partition(".")
     if key in ("init", "solver"):
         return (f"{given}: the {key} group is chosen per method; use methods=single {given}, "
                 f"or methods.<name>.{key}.<field>=...")
-    if top in ("init", "solver") and field and isinstance(cfg, DictConfig) and top not in cfg:
-        return _per_method(given, top, field, cfg)
-    return None
-
-
-def _per_method(given: str, group: str, field: str, cfg: DictConfig) -> str:
-    """``init.<field>=v`` where each method has its own init: name the methods whose init has the field,
-    and the per-method path to set it."""
-    from .config import defaults
-
+    if group not in ("init", "solver") or not field or not isinstance(cfg, DictConfig) or group in cfg:
+        return None
     value = given.split("=", 1)[1] if "=" in given else "..."
     methods = cfg.get("methods")
-    takers = []
-    if isinstance(methods, DictConfig):
-        for name in methods:
-            entry = methods.get(name)
-            node = entry.get(group) if isinstance(entry, DictConfig) else None
-            if isinstance(node, DictConfig) and field.split(".")[0] in node:
-                takers.append(str(name))
-    names = [n for n, params in defaults(group).items() if field in params]
+    entries = methods.items() if isinstance(methods, DictConfig) else []
+    takers = [str(name) for name, entry in entries if isinstance(entry, DictConfig)
+              and isinstance(entry.get(group), DictConfig) and field.split(".")[0] in entry.get(group)]
+    options = defaults(group)
+    names = [n for n, params in options.items() if field in params]
     single = (f"or one method: methods=single {group}={names[0] if len(names) == 1 else '<name>'} "
               f"{group}.{field}={value}")
     head = f"{given}: unknown key; each method has its own {group} here"
     if not names:
-        fields = sorted({f for params in (defaults("init") if group == "init" else SOLVER_PARAMS).values() for f in params})
+        fields = sorted({f for params in options.values() for f in params})
         return f"{head} (methods.<name>.{group}.<field>), and no {group} has {field}; fields: {', '.join(fields)}"
     if not takers:
         return f"{head} (methods.<name>.{group}.<field>) and none has {field}; {single}"
@@ -377,17 +333,16 @@ def _per_method(given: str, group: str, field: str, cfg: DictConfig) -> str:
 
 def help_text() -> str:
     """``lorasim --help``: the groups a user sets, their options, the presets, examples."""
-    rows = [
-        ("problem", "the teacher-student problem; its fields: problem.<field>=...", group_options("problem", default="linear")),
-        ("methods", "which (init, solver) pairs train on the one problem", group_options("methods", default="headline")),
-        ("init", "the adapters' init, with methods=single (init.<field>=...)", group_options("init", default="small_random")),
-        ("solver", "the update rule, with methods=single (solver.<field>=...)", group_options("solver", default="gd")),
-        ("run", "rank, steps, log_every, seed, risk_eps, ... (run.<field>=...)", group_options("run", default="default")),
-        ("experiment", "presets of problem + methods + run (the paper's toy setups, ...)", group_options("experiment")),
-        ("sweep", "multirun presets (lorasim sweep=<name>)", group_options("sweep")),
+    rows = [(group, what, group_options(group, default=default)) for group, what, default in (
+        ("problem", "the teacher-student problem; its fields: problem.<field>=...", "linear"),
+        ("methods", "which (init, solver) pairs train on the one problem", "headline"),
+        ("init", "the adapters' init, with methods=single (init.<field>=...)", "small_random"),
+        ("solver", "the update rule, with methods=single (solver.<field>=...)", "gd"),
+        ("run", "rank, steps, log_every, seed, risk_eps, ... (run.<field>=...)", "default"),
+        ("experiment", "presets of problem + methods + run (the paper's toy setups, ...)", None),
+        ("sweep", "multirun presets (lorasim sweep=<name>)", None),
         ("hydra/launcher", 'with -m: parallel, SLURM or ray jobs (pip install "lorasim[cluster]"; hydra-ray-launcher)',
-         group_options("hydra/launcher")),
-    ]
+         None))]
     return "\n".join([
         "lorasim: simulate LoRA-One's theory. One teacher-student problem, several (init, solver) methods",
         "trained on it; results.csv, summary.csv, problem.json and figure.png in the run folder.",

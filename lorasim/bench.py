@@ -37,6 +37,7 @@ import torch
 
 from . import kernels, streams
 from .engine import Stepper, as_solver_config, capturable_linalg, train_batch
+from .io import write_csv
 from .job import error
 from .kernels import timed
 from .problems import LinearTeacher
@@ -241,29 +242,28 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="write the tables as CSV files with this prefix")
     args = ap.parse_args(argv)
 
-    def bad(field, value, allowed):
-        error(f"{field}={value!r}: allowed {allowed}")
-
-    if args.only not in ("all", "speed", "t1", "kernel"):
-        bad("--only", args.only, "all, speed, t1, kernel")
     dev_name = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if not (dev_name == "cpu" or dev_name.startswith("cuda")):
-        bad("--device", args.device, "auto, cpu, cuda, cuda:N")
-    if dev_name.startswith("cuda") and not torch.cuda.is_available():
-        bad("--device", args.device, "auto or cpu (CUDA is not available)")
-    for field, values in (("--sizes", args.sizes or [1]), ("--ranks", args.ranks), ("--batches", args.batches)):
-        if any(v < 1 for v in values):
-            bad(field, values, "integers ≥ 1")
-    if any(x not in ("float32", "tf32") for x in args.dtypes):
-        bad("--dtypes", args.dtypes, "float32, tf32")
-    if args.reps < 1 or args.threads < 1:
-        bad("--reps/--threads", (args.reps, args.threads), "integers ≥ 1")
+    cuda = dev_name.startswith("cuda")
+    counts = (("--sizes", args.sizes or [1]), ("--ranks", args.ranks), ("--batches", args.batches))
+    for flag, value, ok, allowed in (  # the first flag that is not ok is refused
+            ("--only", args.only, args.only in ("all", "speed", "t1", "kernel"), "all, speed, t1, kernel"),
+            ("--device", args.device, dev_name == "cpu" or cuda, "auto, cpu, cuda, cuda:N"),
+            ("--device", args.device, not cuda or torch.cuda.is_available(), "auto or cpu (CUDA is not available)"),
+            *((flag, values, all(v >= 1 for v in values), "integers ≥ 1") for flag, values in counts),
+            ("--dtypes", args.dtypes, all(x in ("float32", "tf32") for x in args.dtypes), "float32, tf32"),
+            ("--reps/--threads", (args.reps, args.threads), args.reps >= 1 and args.threads >= 1, "integers ≥ 1")):
+        if not ok:
+            error(f"{flag}={value!r}: allowed {allowed}")
     torch.set_num_threads(args.threads)
     dev = torch.device(dev_name)
     sizes = args.sizes or (GPU_SIZES if dev.type == "cuda" else CPU_SIZES)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 30)
-    from .io import write_csv
+
+    def show(table: pd.DataFrame, name: str) -> None:  # printed; with --out also <out><name>.csv
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if args.out:
+            write_csv(table, f"{args.out}{name}.csv")
 
     kernel = True
     if args.kernel_from:
@@ -274,26 +274,19 @@ def main(argv=None) -> None:
               f"fused kernel: {'yes' if kernels.triton is not None and dev.type == 'cuda' else 'no (torch.matmul)'}")
         ceil = ceilings(dev)
         print("ceilings: " + _fmt_row(ceil))
-        table = speed_table(dev, sizes, args.ranks, args.batches, args.dtypes, args.hand_rolled_max_d, args.reps, ceil,
-                            kernel)
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        show(speed_table(dev, sizes, args.ranks, args.batches, args.dtypes, args.hand_rolled_max_d, args.reps, ceil,
+                         kernel), "speed")
         if args.out:
-            write_csv(table, f"{args.out}speed.csv")
             write_csv(pd.DataFrame([ceil]), f"{args.out}ceilings.csv")
     if args.only == "kernel":
         if dev.type != "cuda" or kernels.triton is None:
-            bad("--only", "kernel", "all, speed, t1 (the kernel table needs CUDA and Triton)")
-        ktab = pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
-                                                 report=lambda row: print(_fmt_row(row), flush=True)))
-        print(ktab.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        if args.out:
-            write_csv(ktab, f"{args.out}kernel.csv")
+            error("--only='kernel': allowed all, speed, t1 (the kernel table needs CUDA and Triton)")
+        show(pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
+                                               report=lambda row: print(_fmt_row(row), flush=True))), "kernel")
     if args.only in ("all", "t1"):
-        t1 = t1_table()
+        t1 = t1_table()  # (its rows print as they are measured, before the heading)
         print("T1 on CPU (float64, 5 runs, 1500 steps):")
-        print(t1.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        if args.out:
-            write_csv(t1, f"{args.out}t1.csv")
+        show(t1, "t1")
 
 
 if __name__ == "__main__":

@@ -8,18 +8,31 @@ line on stderr, ``lorasim: error: <field>=<value>: allowed <what>``, and exit co
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import itertools
+import json
+import logging
+import math
 import os
 import re
 import shutil
 import sys
+import textwrap
 from pathlib import Path
 from typing import Callable, NoReturn, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from .config import ConfigError, register_configs, type_error
+from .io import atomic_write, write_json
 
 # Every job's environment, set by hydra in the job's own process whatever the launcher; the root
 # configs include it with `- hydra/job_env: lorasim`. NVLink multicast off: it can hang NCCL on
@@ -83,23 +96,16 @@ def precheck(overrides: list[str], multirun: bool, config_name: str = "config", 
     keys added below a group are checked by the app's ``check`` (by name); ``+hydra.*`` is hydra's.
     ``hint(given, key, cfg)`` may explain an unknown key the app's way (None: the generic line)."""
     config_dir = config_dir or conf_dir()
-    from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             parsed = OverridesParser.create().parse_overrides(overrides)
             plain = [o.input_line for o in parsed if not o.is_sweep_override()]
-            multirun = multirun or len(plain) < len(parsed)
             base = compose(config_name=config_name, overrides=plain, return_hydra_config=True)
             # A preset (sweep=...) can make the run a multirun through hydra.sweeper.params.
-            if str(OmegaConf.select(base, "hydra.mode")) == "RunMode.MULTIRUN" or multirun:
-                multirun = True
-                missing = _missing_launcher(OmegaConf.select(base, "hydra.launcher._target_"), overrides)
-                if missing:
-                    error(missing)
+            multirun = (multirun or len(plain) < len(parsed)
+                        or str(OmegaConf.select(base, "hydra.mode")) == "RunMode.MULTIRUN")
+            if multirun:
+                _check_launcher(OmegaConf.select(base, "hydra.launcher._target_"), overrides)
                 given = {o.split("=", 1)[0] for o in overrides}
                 params = OmegaConf.select(base, "hydra.sweeper.params") or {}
                 overrides = overrides + [f"{k}={v}" for k, v in params.items() if k not in given]
@@ -121,9 +127,7 @@ def precheck(overrides: list[str], multirun: bool, config_name: str = "config", 
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
         plugin = next((m for m, (names, _, _) in LAUNCHER_PLUGINS.items() if option in names), None)
         if group == "hydra/launcher" and plugin is not None:
-            missing = _missing_launcher(f"hydra_plugins.{plugin}", overrides, option)
-            if missing:
-                error(missing)
+            _check_launcher(f"hydra_plugins.{plugin}", overrides, option)
         allowed = ", ".join(e.options) if e.options else "see conf/" + group
         error(f"{group or 'config'}={option}: unknown option; allowed: {allowed}")
     except (HydraException, OmegaConfBaseException) as e:
@@ -137,11 +141,6 @@ def precheck(overrides: list[str], multirun: bool, config_name: str = "config", 
 def sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list[str]]]:
     """Every job's overrides of a multirun (the cartesian product of its sweeps), or None when
     a sweep cannot be listed (e.g. an interval for an optimizing sweeper) or there are too many."""
-    import itertools
-    import math
-
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     choices = []
     for o in OverridesParser.create().parse_overrides(overrides):
         if not o.is_sweep_override():
@@ -156,27 +155,30 @@ def sweep_points(overrides: list[str], limit: int = 1000) -> Optional[list[list[
     return [list(point) for point in itertools.product(*choices)]
 
 
-def _missing_launcher(target, overrides: list[str], name: Optional[str] = None) -> Optional[str]:
-    """The install line when the launcher's module (``target``, a dotted path) comes from a plugin
-    that is not installed; None when it is there or is no known plugin's."""
-    module = str(target or "").split(".")
-    if len(module) < 2 or module[0] != "hydra_plugins" or module[1] not in LAUNCHER_PLUGINS:
-        return None
+def installed(module: str) -> bool:
+    """Whether ``module`` can be found, without importing it; a parent that cannot be imported, or a
+    module set to None in sys.modules, counts as not installed."""
     try:
-        if importlib.util.find_spec(".".join(module[:2])) is not None:
-            return None
-    except (ImportError, ValueError):  # a parent that cannot be imported, or a module set to None
-        pass
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _check_launcher(target, overrides: list[str], name: Optional[str] = None) -> None:
+    """Exit with the install line when the launcher's module (``target``, a dotted path) comes from a
+    plugin that is not installed; nothing when it is there or is no known plugin's."""
+    module = str(target or "").split(".")
+    if (len(module) < 2 or module[0] != "hydra_plugins" or module[1] not in LAUNCHER_PLUGINS
+            or installed(".".join(module[:2]))):
+        return
     names, package, install = LAUNCHER_PLUGINS[module[1]]
     chosen = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra/launcher"),
                   name or names[0])
-    return f"hydra/launcher={chosen}: the {name or names[0]} launcher's plugin ({package}) is not installed: {install}"
+    error(f"hydra/launcher={chosen}: the {name or names[0]} launcher's plugin ({package}) is not installed: {install}")
 
 
 def _is_group(name: str) -> bool:
     """Whether an override's key names a config group (group=option) rather than a config key."""
-    from hydra.core.global_hydra import GlobalHydra
-
     if "/" in name:
         return True
     try:
@@ -187,9 +189,6 @@ def _is_group(name: str) -> bool:
 
 def _check_added(point: list[str], config_name: str, config_dir: str, defined: dict, prog: str, hint) -> None:
     """Refuse ``+key=...``/``++key=...`` when the top-level key is one no group of this point defines."""
-    from hydra import compose
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     parsed = OverridesParser.create().parse_overrides(point)
     added = [o for o in parsed if (o.is_add() or o.is_force_add()) and not _is_group(o.key_or_group)
              and o.key_or_group.split(".")[0] != "hydra"]
@@ -207,9 +206,6 @@ def unknown_key(key: str, overrides: list[str], config_name: str = "config", con
                 prog: str = "lorasim", hint: Optional[Callable] = None) -> str:
     """One line for a key no group defines: the app's ``hint``, or the keys allowed at the nearest
     level that exists."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
     given = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") == key), key)
     others = [o for o in overrides if o != given]
     cfg = None
@@ -247,54 +243,53 @@ def run_job(cfg: DictConfig, check: Callable, work: Callable, prog: str = "loras
     folder when the job made it (hydra's .hydra/ and log only; a folder holding earlier results keeps
     them, and error.txt marks it); a single run then ends with one line and exit 2. In a multirun any
     job's failure is one stderr line and error.txt, and the sweep goes on. done.json is written last."""
-    from hydra.core.hydra_config import HydraConfig
-
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode is not None and hc.mode.name == "MULTIRUN"
-    fingerprint = _fingerprint(cfg)
-    if multirun and _already_done(out_dir, fingerprint):
+    multirun, done = _multirun(hc), out_dir / "done.json"
+    # A hash of the job's own config (hydra's settings excluded), to recognise a finished job.
+    config = OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)
+    fingerprint = hashlib.sha256(config.encode()).hexdigest()
+    try:
+        finished = multirun and json.loads(done.read_text()).get("config_sha256") == fingerprint
+    except (OSError, ValueError):  # no done.json, or an unreadable one
+        finished = False
+    if finished:
         print(f"job {hc.job.num}: complete in {out_dir}, skipped")
         return
     # The folder may hold another config's markers (an earlier sweep into it): they go before the job
     # runs, so a job killed midway never reads as that other config's finished (or failed) job.
-    for stale in ("done.json", "error.txt"):
-        (out_dir / stale).unlink(missing_ok=True)
+    for stale in (done, out_dir / "error.txt"):
+        stale.unlink(missing_ok=True)
     try:
         plan = check(cfg)
         print(share_cores(hc, OmegaConf.select(cfg, "run.threads", default="auto")))
         text = work(plan, out_dir)
     except Exception as e:  # noqa: BLE001 - a sweep records any job's failure and goes on
-        if isinstance(e, ConfigError) and _made_by_this_job(out_dir, hc.job.name):
-            _remove_folder(out_dir)  # bad input found only in the job: no folder, as from the precheck
-        if not multirun and not isinstance(e, ConfigError):
+        refused = isinstance(e, ConfigError)
+        # Bad input found only in the job: no folder, as from the precheck, where the folder holds only
+        # what hydra wrote for this job (.hydra/ and the job's log).
+        if refused and out_dir.is_dir() and set(os.listdir(out_dir)) <= {".hydra", f"{hc.job.name}.log"}:
+            _remove_folder(out_dir)
+        if not multirun:
+            if refused:
+                error(str(e))
             raise
-        return _failed(e, multirun, hc, out_dir, prog)
-    _mark_done(out_dir, fingerprint)
+        message = str(e) if refused else f"{type(e).__name__}: {e}"
+        if out_dir.is_dir():
+            atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
+        sys.stderr.write(f"{prog}: job {hc.job.num}: {message}\n")
+        return
+    write_json({"config_sha256": fingerprint}, done)  # last, atomically: every output of this config is complete
     print(text)
     print(f"outputs: {out_dir}")
 
 
-def _failed(e: Exception, multirun: bool, hc, out_dir: Path, prog: str) -> None:
-    if not multirun:
-        error(str(e))
-    from .io import atomic_write
-
-    message = str(e) if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}"
-    if out_dir.is_dir():
-        atomic_write(out_dir / "error.txt", lambda tmp: Path(tmp).write_text(message + "\n"))
-    sys.stderr.write(f"{prog}: job {hc.job.num}: {message}\n")
-
-
-def _made_by_this_job(out_dir: Path, job_name: str) -> bool:
-    """Whether the folder holds only what hydra wrote for this job (.hydra/ and the job's log)."""
-    return out_dir.is_dir() and set(os.listdir(out_dir)) <= {".hydra", f"{job_name}.log"}
+def _multirun(hc) -> bool:
+    return hc.mode is not None and hc.mode.name == "MULTIRUN"
 
 
 def _remove_folder(out_dir: Path) -> None:
     """Remove the job's folder, and the parents hydra made for it that are now empty (inside cwd)."""
-    import logging
-
     for handler in logging.getLogger().handlers[:]:  # hydra's file handler holds the job's log open
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == out_dir.resolve():
             logging.getLogger().removeHandler(handler)
@@ -306,51 +301,16 @@ def _remove_folder(out_dir: Path) -> None:
         parent = parent.parent
 
 
-def _fingerprint(cfg: DictConfig) -> str:
-    """A hash of the job's own config (hydra's settings excluded), to recognise a finished job."""
-    import hashlib
-
-    text = OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"}, resolve=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _already_done(out_dir: Path, fingerprint: str) -> bool:
-    import json
-
-    marker = out_dir / "done.json"
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("config_sha256") == fingerprint
-    except ValueError:
-        return False
-
-
-def _mark_done(out_dir: Path, fingerprint: str) -> None:
-    """Written last, atomically: its presence means every output of this config is complete."""
-    from .io import write_json
-
-    write_json({"config_sha256": fingerprint}, out_dir / "done.json")
-
-
 def sweep_cache_dir() -> Optional[Path]:
     """Where a multirun's jobs share results: <sweep dir>/.lorasim-cache (None outside a multirun)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    hc = HydraConfig.get()
-    if hc.mode is None or hc.mode.name != "MULTIRUN":
-        return None
-    return Path(hc.sweep.dir) / ".lorasim-cache"
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    return Path(hc.sweep.dir) / ".lorasim-cache" if hc is not None and _multirun(hc) else None
 
 
 # -- threads and GPUs ------------------------------------------------------------------------------------
 def available_cores() -> int:
     """The CPU cores this process may use: its affinity mask (taskset, SLURM, containers that pin),
     capped by a cgroup v2 CPU quota (docker --cpus) where one is set; os.cpu_count() elsewhere."""
-    import math
-
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -437,8 +397,6 @@ def group_options(group: str, config_dir: Optional[str] = None, default: Optiona
 
 def wrap_help(rows: list[tuple[str, str, str]], width: int = 100) -> str:
     """``  name  description`` then the options, indented, wrapped at ``width``."""
-    import textwrap
-
     pad = max(len(name) for name, _, _ in rows) + 4
     out = []
     for name, what, options in rows:

@@ -24,6 +24,7 @@ times the launch configurations (``lorasim-bench --only kernel``); ``best_kernel
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -165,12 +166,10 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     dummy = M  # an unused pointer argument still needs a tensor
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
-    Rt = R if R is not None else dummy
-    Lt = L if L is not None else dummy
     common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, PRECISION=precision,
                   LEFT_AS_A=left_as_a, num_warps=num_warps, num_stages=num_stages)
-    r_strides = (Rt.stride(0), Rt.stride(1)) if R is not None else (0, 0)
-    l_strides = (Lt.stride(0), Lt.stride(1)) if L is not None else (0, 0)
+    Rt, r_strides = (R, (R.stride(0), R.stride(1))) if R is not None else (dummy, (0, 0))
+    Lt, l_strides = (L, (L.stride(0), L.stride(1))) if L is not None else (dummy, (0, 0))
     if tma is None:
         tma = (M.is_cuda and torch.cuda.get_device_capability(M.device)[0] >= 9 and M.stride(1) == 1
                and (M.stride(0) * 4) % 16 == 0 and M.data_ptr() % 16 == 0)
@@ -222,7 +221,7 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
 
     rows = []
 
-    def add(d, variant, fn, ref_r, ref_l, bytes_, config=None):
+    def add(variant, fn, config=None):  # d and the references: the size being measured
         try:
             a, b = fn()
             a2, b2 = fn()
@@ -233,7 +232,7 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
             return
         errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
         same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
-        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": bytes_ / t / 1e9,
+        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": d * d * 4 / t / 1e9,
                      "rel_err": max(errs), "deterministic": same,
                      "config": json.dumps({**CONFIG, **config}) if config is not None else None})
         report(rows[-1])
@@ -242,25 +241,20 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         M, R, L = (torch.randn(*shape, generator=streams.generator(d, f"bench/kernel_{what}", dev), device=dev)
                    for what, shape in (("M", (d, d)), ("R", (d, width)), ("L", (d, width))))
         ref_r, ref_l = (M.double() @ R.double()), (L.double().T @ M.double())
-        nbytes = d * d * 4
-        add(d, "cublas x2", lambda: (M @ R, L.T @ M), ref_r, ref_l, nbytes)
-        add(d, "cublas right only", lambda: (M @ R, None), ref_r, ref_l, nbytes)
-        for block, warps, stages in KERNEL_CONFIGS:
-            for tma in (False, True):
-                for cps in (1, 2):
-                    for prec in ("tf32x3", "tf32"):
-                        kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma,
-                                  ctas_per_sm=cps)
-                        add(d, f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
-                            lambda kw=kw: skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
-        for block, warps, stages in KERNEL_CONFIGS[:2]:
-            for tma in (False, True):
-                kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
-                add(d, f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
-                    lambda kw=kw: skinny_products(M, R, L, **kw), ref_r, ref_l, nbytes, kw)
-        add(d, "default ieee", lambda: skinny_products(M, R, L, precision="ieee"), ref_r, ref_l, nbytes)
-        add(d, "default right only", lambda: skinny_products(M, R, None), ref_r, ref_l, nbytes)
-        add(d, "default left only", lambda: skinny_products(M, None, L), ref_r, ref_l, nbytes)
+        add("cublas x2", lambda: (M @ R, L.T @ M))
+        add("cublas right only", lambda: (M @ R, None))
+        grid = itertools.product(KERNEL_CONFIGS, (False, True), (1, 2), ("tf32x3", "tf32"))
+        for (block, warps, stages), tma, cps, prec in grid:
+            kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps)
+            add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
+                lambda kw=kw: skinny_products(M, R, L, **kw), kw)
+        for (block, warps, stages), tma in itertools.product(KERNEL_CONFIGS[:2], (False, True)):
+            kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
+            add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
+                lambda kw=kw: skinny_products(M, R, L, **kw), kw)
+        add("default ieee", lambda: skinny_products(M, R, L, precision="ieee"))
+        add("default right only", lambda: skinny_products(M, R, None))
+        add("default left only", lambda: skinny_products(M, None, L))
     return rows
 
 

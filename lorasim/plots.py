@@ -30,7 +30,8 @@ LINESTYLES = ["-", "--", ":", "-."]
 NOT_REACHED_COLOR = "0.72"
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,17 +53,17 @@ def _quiet_mathtext():
         log.setLevel(level)
 
 
-def _save(fig, path) -> None:
-    plt = _pyplot()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+def save_png(fig, path, dpi: int = 110) -> None:
+    """Write the figure atomically as a PNG, then close it."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+    pyplot().close(fig)
 
 
 # --- one run -------------------------------------------------------------------------------------
 
 def draw_risk_and_alignment(df: pd.DataFrame, title: str = ""):
     """Two panels against step: ln risk, and align_A, one line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
     for method, g in df.groupby("method", sort=False):
         risk = g["risk"].to_numpy(dtype=float)
@@ -82,14 +83,14 @@ def draw_risk_and_alignment(df: pd.DataFrame, title: str = ""):
 def risk_and_alignment(df: pd.DataFrame, path, title: str = "") -> None:
     """figure.png of one run (see draw_risk_and_alignment)."""
     with _quiet_mathtext():
-        _save(draw_risk_and_alignment(df, title), path)
+        save_png(draw_risk_and_alignment(df, title), path)
 
 
 # --- a sweep: shared pieces ----------------------------------------------------------------------
 
 def method_colors(methods) -> dict:
     """One colour per method, the same in every sweep figure (order of first appearance)."""
-    plt = _pyplot()
+    plt = pyplot()
     methods = list(dict.fromkeys(methods))
     cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
@@ -124,8 +125,17 @@ def _tex_number(x: float) -> str:
     return power if mantissa == "1" else rf"{mantissa} \cdot {power}"
 
 
-def _legend_outside(fig, handles, title=None) -> None:
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, title=title, title_fontsize=8,
+def _legend_outside(fig, labels: tuple, colors: dict, style_col, style_values, extra: list) -> None:
+    """The figure's (x, y) ``labels``, and its legend outside the axes: each method's colour, the line
+    style of each value of ``style_col``, then the ``extra`` entries."""
+    from matplotlib.lines import Line2D
+
+    fig.supxlabel(labels[0], fontsize=9)
+    fig.supylabel(labels[1], fontsize=9)
+    styles = enumerate(style_values) if style_col else []
+    handles = ([Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()]
+               + [Line2D([], [], color="0.3", ls=LINESTYLES[k], label=f"{style_col}={v}") for k, v in styles])
+    fig.legend(handles=handles + extra, loc="outside right upper", fontsize=8, title="method", title_fontsize=8,
                frameon=False)
 
 
@@ -151,7 +161,7 @@ def draw_sweep_alignment(ok: pd.DataFrame, colors: dict):
     """align_A against step, one panel per (rank, d), one colour per method."""
     from matplotlib.lines import Line2D
 
-    plt = _pyplot()
+    plt = pyplot()
     ranks, dims = sorted(ok["run.rank"].unique()), _dims(ok)
     facets = ["run.rank"] + (["problem.d"] if dims != [None] else [])
     style_col, style_values = within_panel_axis(ok, facets)
@@ -172,17 +182,12 @@ def draw_sweep_alignment(ok: pd.DataFrame, colors: dict):
                         fontsize=8, color="0.45")
             ax.set_title(f"$r={r}$" + (f", $d={d}$" if d is not None else ""), fontsize=9)
             ax.tick_params(labelsize=8)
-    fig.supxlabel(STEP_LABEL, fontsize=9)
-    fig.supylabel(ALIGN_LABEL, fontsize=9)
-    handles = [Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()]
-    if style_col:
-        handles += [Line2D([], [], color="0.3", ls=LINESTYLES[k], label=f"{style_col}={v}")
-                    for k, v in enumerate(style_values)]
-    elif faint:
+    extra = []
+    if faint:  # (only without line styles)
         differ = f"\nthey differ in {', '.join(style_values)}" if style_values else ""
-        handles.append(Line2D([], [], color="none",
-                              label=f"faint lines: one per job\n(up to {jobs_per_panel} per panel){differ}"))
-    _legend_outside(fig, handles, title="method")
+        extra.append(Line2D([], [], color="none",
+                            label=f"faint lines: one per job\n(up to {jobs_per_panel} per panel){differ}"))
+    _legend_outside(fig, (STEP_LABEL, ALIGN_LABEL), colors, style_col, style_values, extra)
     return fig
 
 
@@ -193,7 +198,7 @@ def draw_sweep_final_risk(done: pd.DataFrame, colors: dict):
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
 
-    plt = _pyplot()
+    plt = pyplot()
     ranks, dims = sorted(done["run.rank"].unique()), _dims(done)
     style_col, style_values = within_panel_axis(done, ["run.rank", "problem.d"])
     cols = min(len(ranks), 4)
@@ -226,17 +231,12 @@ def draw_sweep_final_risk(done: pd.DataFrame, colors: dict):
         ax.tick_params(axis="y", labelsize=8)
     for ax in axes.ravel()[len(ranks):]:
         ax.set_visible(False)
-    fig.supxlabel(D_LABEL, fontsize=9)
-    fig.supylabel(FINAL_RISK_LABEL, fontsize=9)
-    handles = [Line2D([], [], color=c, lw=2, label=m) for m, c in colors.items()]
-    if style_col:
-        handles += [Line2D([], [], color="0.3", ls=LINESTYLES[k], label=f"{style_col}={v}")
-                    for k, v in enumerate(style_values)]
-    elif multi:
-        handles.append(Patch(color="0.3", alpha=0.2, label="line: median over jobs\nband: min–max"
+    extra = []
+    if multi and not style_col:
+        extra.append(Patch(color="0.3", alpha=0.2, label="line: median over jobs\nband: min–max"
                              + (f"\n(jobs differ in {', '.join(style_values)})" if style_values else "")))
-    handles.append(Line2D([], [], color="0.3", marker="x", ls="none", label="diverged (× at the top)"))
-    _legend_outside(fig, handles, title="method")
+    extra.append(Line2D([], [], color="0.3", marker="x", ls="none", label="diverged (× at the top)"))
+    _legend_outside(fig, (D_LABEL, FINAL_RISK_LABEL), colors, style_col, style_values, extra)
     return fig
 
 
@@ -270,7 +270,7 @@ def draw_sweep_steps_to_eps(summary: pd.DataFrame):
     from matplotlib.colors import Normalize
     from matplotlib.patches import Patch, Rectangle
 
-    plt = _pyplot()
+    plt = pyplot()
     grids = steps_to_eps_grids(summary)
     methods = list(grids)
     values = np.concatenate([g["steps"].to_numpy().ravel() for g in grids.values()])
@@ -337,5 +337,5 @@ def sweep_figures(results: pd.DataFrame, summary: pd.DataFrame, out_dir) -> list
         draw["sweep_steps_to_eps.png"] = lambda: draw_sweep_steps_to_eps(summary)
     with _quiet_mathtext():
         for name, figure in draw.items():
-            _save(figure(), out_dir / name)
+            save_png(figure(), out_dir / name)
     return list(draw)

@@ -23,6 +23,7 @@ were recorded is aggregated from every job folder in it, with a warning.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shlex
@@ -33,14 +34,15 @@ from typing import Optional
 
 import pandas as pd
 import yaml
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
 
 from .io import write_csv, write_json
 from .job import error
-
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a core dependency
-    Callback = object
+from .plots import sweep_figures
 
 RECORD = "sweep_jobs.json"
 PROGRESS = ".progress"  # one empty file per ended job while a sweep runs (jobs may end in other processes)
@@ -60,9 +62,6 @@ def list_jobs(overrides: list[str], params: dict, max_batch_size: Optional[int] 
     """Every job's override list, in hydra's job numbering: exactly what the basic sweeper does
     (its ``params`` first, then the command-line overrides, expanded by its own split_arguments),
     so ``jobs[n]`` equals job n's ``.hydra/overrides.yaml``. Raises where the sweeper would."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(overrides)
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(lines)
     batches = BasicSweeper.split_arguments(parsed, max_batch_size)
@@ -80,8 +79,6 @@ def record_sweep(config, config_name: Optional[str]) -> dict:
     """Write ``sweep_jobs.json`` for the multirun that ``config`` (its composed config) describes.
     Always written, so a job list left by an earlier sweep into the folder never outlives it; where
     the jobs cannot be listed (another sweeper, a sweep hydra expands later) ``jobs`` is null."""
-    from omegaconf import OmegaConf
-
     sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
     overrides = list(OmegaConf.to_container(config.hydra.overrides.task, resolve=False))
     hydra_overrides = list(OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False))
@@ -97,8 +94,6 @@ def record_sweep(config, config_name: Optional[str]) -> dict:
         record["unlisted_reason"] = f"hydra.sweeper is {target or 'unknown'}: only the basic sweeper's jobs are listed"
     else:
         try:
-            from hydra.core.global_hydra import GlobalHydra
-
             loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
             params = config.hydra.sweeper.params
             params = OmegaConf.to_container(params, resolve=True) if params else {}
@@ -261,30 +256,17 @@ def gather(sweep_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     return out["results"], out["summary"]
 
 
-def plot_sweep(results: pd.DataFrame, summary: pd.DataFrame, out_dir) -> list:
-    """The sweep figures (lorasim.plots.sweep_figures); returns the file names written."""
-    from .plots import sweep_figures
-
-    return sweep_figures(results, summary, out_dir)
-
-
 def aggregate(sweep_dir) -> Path:
     """Gather, write aggregate.csv and aggregate_summary.csv, draw the figures; returns the table's path."""
     sweep_dir = Path(sweep_dir)
     results, summary = gather(sweep_dir)
     write_csv(results, sweep_dir / "aggregate.csv")
     write_csv(summary, sweep_dir / "aggregate_summary.csv")
-    plot_sweep(results, summary, sweep_dir)
+    sweep_figures(results, summary, sweep_dir)
     return sweep_dir / "aggregate.csv"
 
 
 # --- callbacks -----------------------------------------------------------------------------------
-
-def _is_multirun(config) -> bool:
-    from omegaconf import OmegaConf
-
-    return str(OmegaConf.select(config, "hydra.mode", default="")) == "RunMode.MULTIRUN"
-
 
 class SweepRecordCallback(Callback):
     """Hydra callback for any lorasim program's multirun: records the job list and prints the resume
@@ -300,9 +282,8 @@ class SweepRecordCallback(Callback):
               f"  (or: lorasim-resume {shlex.quote(str(sweep_dir))})", flush=True)
 
     def on_job_end(self, config, job_return=None, **kwargs) -> None:
-        from omegaconf import OmegaConf
-
-        if not _is_multirun(config) or OmegaConf.select(config, "run.quiet", default=False) is True:
+        multirun = str(OmegaConf.select(config, "hydra.mode", default="")) == "RunMode.MULTIRUN"
+        if not multirun or OmegaConf.select(config, "run.quiet", default=False) is True:
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         num = OmegaConf.select(config, "hydra.job.num")
@@ -380,8 +361,6 @@ def resume_main() -> None:
     """``lorasim-resume SWEEP_DIR``: rerun a sweep into its folder with the overrides it recorded;
     jobs whose done.json matches their config are skipped, so only unfinished jobs compute. Runs from
     the folder the sweep was started in, so relative paths in its overrides mean the same files."""
-    import importlib
-
     target = _one_dir_arg("lorasim-resume SWEEP_DIR")
     try:
         program, argv, cwd = _resume_plan(target)

@@ -18,20 +18,27 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import os
 import pkgutil
 import re
+import shutil
 import sys
+import textwrap
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import hydra
+import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from . import job
-from .config import fail
+from .config import check_device, fail
+from .io import atomic_write, write_csv
 from .job import conf_dir
+from .plots import pyplot, save_png
 
 SCALES = ("ci", "paper", "large")
 
@@ -69,20 +76,13 @@ class Context:
     def figure(self, name: str, dpi: int = 110, **subplots):
         """``with ctx.figure("c09_x.png", figsize=(6, 4)) as (fig, ax):`` a claim's matplotlib figure
         (``plt.subplots(**subplots)``), laid out and written atomically to figures/<name> on exit, then closed."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .io import atomic_write
-
-        fig, axes = plt.subplots(**subplots)
+        fig, axes = pyplot().subplots(**subplots)
         try:
             yield fig, axes
             fig.tight_layout()
-            atomic_write(self.out_dir / "figures" / name, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
+            save_png(fig, self.out_dir / "figures" / name, dpi)
         finally:
-            plt.close(fig)
+            pyplot().close(fig)
 
 
 def claim_modules(kind: str = "c") -> dict:
@@ -115,8 +115,6 @@ def _theory_package():
 
 
 def normalize_ids(only, known) -> list:
-    if only is None:
-        return list(known)
     items = [only] if isinstance(only, (str, int)) else list(only)
     ids = []
     for item in items:
@@ -134,8 +132,6 @@ def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
     try:
         verdict = mod.run(settings, ctx)
     except Exception as err:  # one broken claim is a FAIL in the report, not the end of the run
-        import traceback
-
         traceback.print_exc()
         verdict = Verdict(prediction="(not reached)", measured=f"error: {type(err).__name__}: {err}".splitlines()[0],
                           passed=False)
@@ -158,13 +154,8 @@ def claim_settings(cfg: DictConfig, cid: str, scale: str) -> dict:
 
 def terminal_width() -> int:
     """$COLUMNS if set, else the terminal's width, else 100 (output to a file or a pipe)."""
-    import os
-    import shutil
-
     cols = os.environ.get("COLUMNS", "")
-    if cols.isdigit() and int(cols) > 0:
-        return int(cols)
-    if sys.stdout.isatty():
+    if (cols.isdigit() and int(cols) > 0) or sys.stdout.isatty():  # shutil reads $COLUMNS first
         return shutil.get_terminal_size((100, 24)).columns
     return 100
 
@@ -202,10 +193,6 @@ def summary_table(verdicts, width: Optional[int] = None) -> str:
 
 def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
     """report.md: the summary, then per claim its derivation, measurements, fits and figures."""
-    from .io import atomic_write, write_csv
-
-    import pandas as pd
-
     mods = all_modules()
     lines = [f"# lorasim-verify report — scale `{ctx.scale}`, device `{ctx.device}`", "",
              "| claim | result | prediction | measured | status | s |", "|---|---|---|---|---|---|"]
@@ -222,7 +209,7 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
         if v.notes:
             lines += ["", v.notes]
         if v.table is not None and len(v.table):
-            lines += ["", v.table.to_markdown(index=False, floatfmt=".4g") if _has_tabulate()
+            lines += ["", v.table.to_markdown(index=False, floatfmt=".4g") if job.installed("tabulate")
                       else "```\n" + v.table.to_string(index=False) + "\n```"]
         for fig in v.figures:
             lines += ["", f"![{v.claim}](figures/{fig})"]
@@ -234,14 +221,6 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
                           "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
     write_csv(flat, ctx.out_dir / "verdicts.csv")
     return path
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @dataclass
@@ -259,17 +238,10 @@ class VerifyPlan:
 def validate(cfg: DictConfig) -> VerifyPlan:
     if cfg.scale not in SCALES:
         fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
-    dev = str(cfg.device)
-    if dev != "cpu" and not dev.startswith("cuda"):
-        fail("", "device", dev, "cpu, cuda or cuda:N")
-    if dev.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            fail("", "device", dev, "cpu (CUDA is not available on this machine)")
+    dev = check_device("", cfg.device)
     only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
     known = all_modules()
-    ids = normalize_ids(only, list(claim_modules())) if only is None else normalize_ids(only, list(known))
+    ids = list(claim_modules()) if only is None else normalize_ids(only, list(known))
     for cid, node in (cfg.claims or {}).items():
         if not isinstance(node, DictConfig):
             fail("claims", cid, node, "a mapping <scale>: {<key>: <value>}")
@@ -315,15 +287,11 @@ def _work(plan: VerifyPlan, out_dir: Path) -> str:
 
 def help_text() -> str:
     """``lorasim-verify --help``."""
-    import textwrap
-
-    claims = Path(conf_dir()) / "claims"
-    ids = sorted(p.stem for p in claims.glob("*.yaml"))
     titles = []
-    for cid in ids:
-        first = (claims / f"{cid}.yaml").read_text().splitlines()[:1]
+    for path in sorted((Path(conf_dir()) / "claims").glob("*.yaml")):  # a claim's title: its first line
+        first = path.read_text().splitlines()[:1]
         title = first[0].lstrip("# ").split(":", 1)[-1].strip() if first and first[0].startswith("#") else ""
-        titles.append(clip(f"{cid}  {title}", 98))
+        titles.append(clip(f"{path.stem}  {title}", 98))
     rows = [("only=[C3,C10]", "claims to run; default every Cnn (the phase diagrams Pnn only when named)", ""),
             ("scale=ci", "ci (default, <= 5 min on 2 cores), paper (the paper's sizes), large (GPU)", ""),
             ("device=cpu", "cpu, cuda or cuda:N", ""),

@@ -30,9 +30,9 @@ def one_thread():
 
 
 def _full_ft_calls(monkeypatch):
-    """Count the full_ft trainings the app starts (execute imports lorasim.engine.train at call time)."""
+    """Count the full_ft trainings the app starts (execute calls lorasim.engine.train as lorasim.app.train)."""
     calls = []
-    module = sys.modules["lorasim.engine"]
+    module = sys.modules["lorasim.app"]
     real = module.train
 
     def counting(*args, **kwargs):

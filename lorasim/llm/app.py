@@ -14,10 +14,15 @@ import dataclasses
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from .. import job
 from ..config import ConfigError, fail
+from ..io import write_csv
+from . import data, models, train
+from .methods import MethodConfig
+from .train import LLMRunConfig, check_combination
 
 CONF = str(Path(job.conf_dir()) / "llm")
 TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
@@ -27,25 +32,22 @@ EXTRA = ("transformers", "peft")  # what the llm extra installs and every model 
 
 def require_extra() -> None:
     """One line naming the extra when transformers or peft cannot be imported (checked, not imported)."""
-    import importlib.util
-
-    missing = []
-    for name in EXTRA:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):
-            found = False
-        if not found:
-            missing.append(name)
+    missing = [name for name in EXTRA if not job.installed(name)]
     if missing:
         raise ConfigError(f"lorasim-llm needs the llm extra ({', '.join(missing)} not installed): "
                           'pip install "lorasim[llm]"')
 
 
-def _plain(node, where: str) -> dict:
+def _plain(node, where: str, fields) -> dict:
+    """The group as a dict; a key that is none of ``fields`` (names, or a dataclass's) is refused."""
     if not isinstance(node, DictConfig):
         fail("", where, node, "a config group")
-    return OmegaConf.to_container(node, resolve=True)
+    plain = OmegaConf.to_container(node, resolve=True)
+    names = [f.name for f in dataclasses.fields(fields)] if dataclasses.is_dataclass(fields) else list(fields)
+    unknown = sorted(set(plain) - set(names))
+    if unknown:
+        fail(where, unknown[0], plain[unknown[0]], "no such field; fields: " + ", ".join(names))
+    return plain
 
 
 @dataclasses.dataclass
@@ -62,41 +64,24 @@ class LLMPlan:
 
 def validate(cfg: DictConfig) -> LLMPlan:
     """Every field checked; loads nothing."""
-    from . import data, models
-    from .methods import MethodConfig
-    from .train import LLMRunConfig, check_combination
-
     require_extra()
-    model = _plain(cfg.model, "model")
-    unknown = sorted(set(model) - set(MODEL_KEYS))
-    if unknown:
-        fail("model", unknown[0], model[unknown[0]], "no such field; fields: " + ", ".join(MODEL_KEYS))
+    model = _plain(cfg.model, "model", MODEL_KEYS)
     models.check_available(model.get("name"), model.get("cache_dir"))
-    task = _plain(cfg.task, "task")
-    unknown = sorted(set(task) - set(TASK_KEYS))
-    if unknown:
-        fail("task", unknown[0], task[unknown[0]], "no such field; fields: " + ", ".join(TASK_KEYS))
+    task = _plain(cfg.task, "task", TASK_KEYS)
     data.check_available(task.get("name"))
     for key in ("eval_per_class", "train_per_class", "data_seed", "max_text_tokens"):
         value = task.get(key)
         low = 1 if key in ("eval_per_class", "max_text_tokens") else 0
         if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
             fail("task", key, value, f"an integer ≥ {low}")
-    method = _plain(cfg.method, "method")
+    method = _plain(cfg.method, "method", MethodConfig)
     lr_mult = cfg.get("lr_mult", 1.0)
     if not (isinstance(lr_mult, (int, float)) and not isinstance(lr_mult, bool) and lr_mult > 0):
         fail("", "lr_mult", lr_mult, "a number > 0 (the lr is method.lr × lr_mult)")
-    run = _plain(cfg.run, "run")
-    try:
-        method_cfg = MethodConfig(**method)
-        loop = LLMRunConfig(**run)
-        if lr_mult != 1:
-            method_cfg = dataclasses.replace(method_cfg, lr=method_cfg.lr * lr_mult)
-    except TypeError as e:  # an unknown field
-        bad = str(e).rsplit(" ", 1)[-1].strip("'")
-        group, fields = ("method", MethodConfig) if bad in method else ("run", LLMRunConfig)
-        fail(group, bad, (method if group == "method" else run).get(bad),
-             "no such field; fields: " + ", ".join(f.name for f in dataclasses.fields(fields)))
+    run = _plain(cfg.run, "run", LLMRunConfig)
+    method_cfg, loop = MethodConfig(**method), LLMRunConfig(**run)
+    if lr_mult != 1:
+        method_cfg = dataclasses.replace(method_cfg, lr=method_cfg.lr * lr_mult)
     check_combination(method_cfg, loop)
     seed = cfg.get("seed", 0)
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
@@ -105,17 +90,11 @@ def validate(cfg: DictConfig) -> LLMPlan:
 
 
 def execute(plan: LLMPlan, out_dir: Path) -> dict:
-    import pandas as pd
-
-    from ..io import write_csv
-    from .train import run
-
     def progress(row):
-        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
-        print(f"{plan.method.name} seed={plan.seed}: {shown}", flush=True)
+        print(f"{plan.method.name} seed={plan.seed}: {_rounded(row)}", flush=True)
 
-    result = run(plan.model, plan.task, plan.method, plan.loop, seed=plan.seed, cache_dir=plan.cache_dir,
-                 progress=progress)
+    result = train.run(plan.model, plan.task, plan.method, plan.loop, seed=plan.seed, cache_dir=plan.cache_dir,
+                       progress=progress)
     write_csv(pd.DataFrame(result["curve"]), out_dir / "curve.csv")
     if result["angles"]:
         write_csv(pd.DataFrame(result["angles"]), out_dir / "angles.csv")
@@ -123,9 +102,12 @@ def execute(plan: LLMPlan, out_dir: Path) -> dict:
     return result["summary"]
 
 
+def _rounded(row: dict) -> dict:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
 def _work(plan: LLMPlan, out_dir: Path) -> str:
-    summary = execute(plan, out_dir)
-    return str({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()})
+    return str(_rounded(execute(plan, out_dir)))
 
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="llm")
@@ -135,18 +117,13 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def help_text() -> str:
     """``lorasim-llm --help``: the groups, their options, examples."""
-    from ..job import group_options, wrap_help
-
-    rows = [("model", "the transformer (model.cache_dir=...: where SmolLM2's weights are cached)",
-             group_options("model", CONF, default="tiny_llama")),
-            ("task", "the classification data (task.train_per_class, eval_per_class, data_seed, ...)",
-             group_options("task", CONF, default="synthetic_topics")),
-            ("method", "the adapter and its optimizer (method.r, method.lr, ...)",
-             group_options("method", CONF, default="lora_one")),
-            ("run", "steps, batch_size, init_batches, angle_every, device, ... (run.<field>=...)",
-             group_options("run", CONF, default="default")),
-            ("experiment", "presets", group_options("experiment", CONF)),
-            ("seed, lr_mult", "the seed; the lr is method.lr x lr_mult (one grid across methods)", "")]
+    rows = [(group, what, job.group_options(group, CONF, default=default)) for group, what, default in (
+        ("model", "the transformer (model.cache_dir=...: where SmolLM2's weights are cached)", "tiny_llama"),
+        ("task", "the classification data (task.train_per_class, eval_per_class, data_seed, ...)", "synthetic_topics"),
+        ("method", "the adapter and its optimizer (method.r, method.lr, ...)", "lora_one"),
+        ("run", "steps, batch_size, init_batches, angle_every, device, ... (run.<field>=...)", "default"),
+        ("experiment", "presets", None))]
+    rows.append(("seed, lr_mult", "the seed; the lr is method.lr x lr_mult (one grid across methods)", ""))
     return "\n".join([
         "lorasim-llm: LoRA-One on real transformers through peft, offline. Per job curve.csv, summary.csv",
         "(and angles.csv); a multirun adds results.csv, report.md and the figures.",
@@ -156,7 +133,7 @@ def help_text() -> str:
         "        lorasim-llm -m key=v1,v2 [...]                     a sweep (multirun/llm/<date>/)",
         "",
         "Groups (group=option):",
-        wrap_help(rows),
+        job.wrap_help(rows),
         "",
         "Examples:",
         "  lorasim-llm                                              tiny random Llama, LoRA-One, 20 steps",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
 
 TASK_HEADS = ("classifier", "score", "lm_head")  # trained in full (peft modules_to_save), never adapted
 
@@ -79,25 +80,23 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
         for p, f in flags.items():
             p.requires_grad_(f)
         model.train(was_training)
-    count = _all_reduce_sum(acc, count)
+    total = torch.tensor([count], dtype=torch.int64)  # summed over the ranks with the accumulators
+    collective([*acc.values(), total], lambda buf: dist.all_reduce(buf))
+    count = int(total.item())
     if count == 0:
         raise ValueError("batches: allowed at least one batch")
     return {name: g / count for name, g in acc.items()}
 
 
-def _all_reduce_sum(acc: dict[str, torch.Tensor], count: int) -> int:
-    """Sum the accumulators and the batch count over the ranks of the default process group, if any.
-    NCCL reduces CUDA tensors only, so CPU accumulators travel through the rank's GPU one at a time."""
-    import torch.distributed as dist
-
+def collective(tensors: Iterable[torch.Tensor], op) -> None:
+    """``op(buf)``, a torch.distributed collective in place (all_reduce, broadcast), on each tensor in
+    turn, where a default process group of more than one rank runs. NCCL works on CUDA tensors only,
+    so CPU tensors travel through the rank's GPU one at a time."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return count
+        return
     comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    for g in acc.values():
-        buf = g if comm is None or g.device == comm else g.to(comm)
-        dist.all_reduce(buf)
-        if buf is not g:
-            g.copy_(buf)
-    total = torch.tensor([count], dtype=torch.int64, device=comm)
-    dist.all_reduce(total)
-    return int(total.item())
+    for t in tensors:
+        buf = t if comm is None or t.device == comm else t.to(comm)
+        op(buf)
+        if buf is not t:
+            t.copy_(buf)

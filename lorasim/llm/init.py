@@ -17,9 +17,11 @@ import math
 from typing import Optional, Sequence, Union
 
 import torch
+import torch.distributed as dist
 
 from .. import streams
 from ..peft_convention import lora_scale
+from .gradient import collective
 
 VARIANTS = ("official", "readme", "theory")
 
@@ -60,27 +62,14 @@ def lora_one_model(model: torch.nn.Module, gradients: dict[str, torch.Tensor], r
     if missing:
         raise ValueError(f"gradients: {missing[0]!r} is not both adapted and given a gradient; allowed the same "
                          "set of modules as target_modules selects")
+    weights = []
     for name, mod in adapted.items():
         A, B = lora_one_factors(gradients[name], r, lora_alpha, rslora, gamma, variant, zeta, q, niter, seed)
         with torch.no_grad():
-            mod.lora_A["default"].weight.copy_(A.to(mod.lora_A["default"].weight))
-            mod.lora_B["default"].weight.copy_(B.to(mod.lora_B["default"].weight))
-    _broadcast_adapters(adapted)
+            for factor, w in ((A, mod.lora_A["default"].weight), (B, mod.lora_B["default"].weight)):
+                w.copy_(factor.to(w))
+                weights.append(w.data)
+    # Under torch.distributed every rank takes rank 0's factors: the gradients are already equal
+    # (all-reduced), and this makes the adapters bitwise equal whatever each rank's SVD rounding.
+    collective(weights, lambda buf: dist.broadcast(buf, src=0))
     return peft_model
-
-
-def _broadcast_adapters(adapted: dict) -> None:
-    """Under torch.distributed every rank takes rank 0's factors: the gradients are already equal
-    (all-reduced), and this makes the adapters bitwise equal whatever each rank's SVD rounding."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    comm = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
-    with torch.no_grad():
-        for mod in adapted.values():
-            for w in (mod.lora_A["default"].weight, mod.lora_B["default"].weight):
-                buf = w.data if comm is None or w.device == comm else w.data.to(comm)
-                dist.broadcast(buf, src=0)
-                if buf is not w.data:
-                    w.data.copy_(buf)

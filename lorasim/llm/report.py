@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra.experimental.callback import Callback
 
 from ..io import atomic_write, write_csv
+from ..job import error
+from ..plots import pyplot, save_png
 from ..sweep import gather_tables
-
-try:
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a core dependency
-    Callback = object
 
 GROUPS = ("model", "task", "method", "run", "seed", "lr_mult")
 KEY = ["model.name", "task.name", "method.name", "method.r", "run.steps"]
@@ -58,20 +56,16 @@ def gather_many(dirs) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _late_train_loss(results: pd.DataFrame) -> pd.Series:
-    """Per job: mean logged train loss over the last 20 % of its steps."""
+def _per_job(results: pd.DataFrame) -> pd.DataFrame:
+    """Per job: the first logged train loss and the first eval accuracy after step 0 (where an init's
+    head start shows; by the end every method may have converged), and the mean logged train loss over
+    the last 20 % of its steps."""
     ok = results[(results["job_status"] == "ok") & (results["step"] > 0)]
     late = ok[ok["step"] > 0.8 * ok["run.steps"]]
-    return late.groupby("job")["train_loss"].mean()
-
-
-def _early(results: pd.DataFrame) -> pd.DataFrame:
-    """Per job: the first logged train loss and the first eval accuracy after step 0 (where an init's
-    head start shows; by the end every method may have converged)."""
-    ok = results[(results["job_status"] == "ok") & (results["step"] > 0)]
     first_loss = ok.dropna(subset=["train_loss"]).sort_values("step").groupby("job")["train_loss"].first()
     first_acc = ok.dropna(subset=["eval_acc"]).sort_values("step").groupby("job")["eval_acc"].first()
-    return pd.DataFrame({"first_train_loss": first_loss, "first_eval_acc": first_acc})
+    return pd.DataFrame({"first_train_loss": first_loss, "first_eval_acc": first_acc,
+                         "late_train_loss": late.groupby("job")["train_loss"].mean()})
 
 
 def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,8 +73,7 @@ def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame,
     done = summary[summary["job_status"] == "ok"].copy()
     if done.empty:
         return pd.DataFrame(), pd.DataFrame()
-    done = done.join(_early(results), on="job")
-    done["late_train_loss"] = done["job"].map(_late_train_loss(results))
+    done = done.join(_per_job(results), on="job")
     done["diverged"] = done["status"] != "ok"
     keys = [k for k in KEY if k in done] + ["lr"]  # the effective lr (method.lr × lr_mult)
     agg = done.groupby(keys, dropna=False).agg(
@@ -138,18 +131,13 @@ def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> 
 
 def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, angles: pd.DataFrame,
          out_dir) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     out_dir, written = Path(out_dir), []
     summary_lr = summary[["job", "lr"]] if "lr" in summary else pd.DataFrame(columns=["job", "lr"])
 
     def save(fig, name):
         fig.tight_layout()
-        atomic_write(out_dir / name, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        plt.close(fig)
+        save_png(fig, out_dir / name)
         written.append(name)
 
     ok = results[results["job_status"] == "ok"]
@@ -231,13 +219,11 @@ def main() -> None:
         sys.exit(2)
     for d in dirs:
         if not Path(d).is_dir():
-            sys.stderr.write(f"lorasim: error: dir={d!r}: allowed an existing lorasim-llm multirun folder\n")
-            sys.exit(2)
+            error(f"dir={d!r}: allowed an existing lorasim-llm multirun folder")
     try:
         print(report(dirs[0], outs[0] if outs else None, more=dirs[1:]))
     except FileNotFoundError as e:
-        sys.stderr.write(f"lorasim: error: dir={dirs[0]!r}: allowed a lorasim-llm multirun folder ({e})\n")
-        sys.exit(2)
+        error(f"dir={dirs[0]!r}: allowed a lorasim-llm multirun folder ({e})")
 
 
 if __name__ == "__main__":
