@@ -74,10 +74,18 @@ def test_full_ft_refuses_an_init(small_linear):
     (lambda **kw: lorasim.LinearTeacher(d=6, k=5, r_star=2, n=20, **kw), "scale", "delta_norm", 2.0),
     (lambda **kw: InitConfig(name="lora_one", **kw), "scale", "lora_scale", 1.0),
     (lambda **kw: build(RunConfig, kw), "eps", "risk_eps", 1e-6),
+    (lambda **kw: _llm_method(**kw), "reg", "damping", 1e-3),
 ])
 def test_renamed_keys_still_work_and_warn(make, old, new, value):
-    """0.2's names (problem.scale, init.scale, run.eps) set the 0.3 field, with a warning naming both."""
+    """0.2's names (problem.scale, init.scale, run.eps, lorasim-llm's method.reg) set the 0.3 field, with a
+    warning naming both."""
     with pytest.warns(FutureWarning, match=rf"{old} is renamed {new}"):
         got = make(**{old: value})
     cfg = getattr(got, "config", got)
     assert getattr(cfg, new) == value and getattr(cfg, old) is None
+
+
+def _llm_method(**kw):
+    from lorasim.llm.methods import MethodConfig
+
+    return MethodConfig(**kw)

@@ -17,11 +17,11 @@ full_ft        every parameter trained with AdamW
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 
-from ..config import fail
+from ..config import Config, checked
 from .gradient import one_step_gradients, target_linear_names
 from .init import VARIANTS, lora_one_model
 from .optim import scaled_optimizer
@@ -31,44 +31,27 @@ LORA_ONE = ("lora_one", "lora_one_prec")  # the methods whose init is ours from 
 
 
 @dataclass
-class MethodConfig:
-    name: str = "lora_one"
-    r: int = 8
-    lora_alpha: float = 16.0
-    rslora: bool = True
-    targets: object = "all-linear"
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    gamma: float = 128.0  # LoRA-One's stable_gamma
-    variant: str = "official"  # LoRA-One: official | readme | theory
-    zeta: float = 1.0  # theory variant's ζ
-    svd_q: int = 512
-    svd_niter: int = 16
-    damping: float = 1e-6  # scaled AdamW's λ (the official prec_reg)
-    reg: Optional[float] = None  # deprecated 0.2 name of damping; still accepted
-    order: str = "simultaneous"
-    bias_correction: bool = True
-    lora_plus_ratio: float = 16.0
-    loraga_gamma: int = 16
-    pissa_niter: int = 0  # 0: exact SVD
-
-    def __post_init__(self):
-        if self.reg is not None:
-            self.damping, self.reg = self.reg, None
-        checks = [("name", self.name in METHODS, "one of " + ", ".join(METHODS)),
-                  ("r", isinstance(self.r, int) and self.r >= 1, "an integer ≥ 1"),
-                  ("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a number > 0"),
-                  ("lora_alpha", isinstance(self.lora_alpha, (int, float)) and self.lora_alpha > 0, "a number > 0"),
-                  ("gamma", isinstance(self.gamma, (int, float)) and self.gamma > 0, "a number > 0"),
-                  ("variant", self.variant in VARIANTS, "one of " + ", ".join(VARIANTS)),
-                  ("order", self.order in ("simultaneous", "gauss_seidel"), "simultaneous or gauss_seidel"),
-                  ("damping", isinstance(self.damping, (int, float)) and self.damping >= 0, "a number ≥ 0"),
-                  ("lora_plus_ratio", isinstance(self.lora_plus_ratio, (int, float)) and self.lora_plus_ratio > 0,
-                   "a number > 0"),
-                  ("pissa_niter", isinstance(self.pissa_niter, int) and self.pissa_niter >= 0, "an integer ≥ 0")]
-        for name, ok, allowed in checks:
-            if not ok:
-                fail("method", name, getattr(self, name), allowed)
+class MethodConfig(Config):
+    name: str = checked("lora_one", "choice", METHODS)
+    r: int = checked(8, "int", 1)
+    lora_alpha: float = checked(16.0, "num", 0, lo_open=True)
+    rslora: bool = checked(True, "bool")
+    targets: object = "all-linear"  # "all-linear" or a list of name suffixes (checked against the model)
+    lr: float = checked(2e-4, "num", 0, lo_open=True)
+    weight_decay: float = checked(0.0, "num", 0)
+    gamma: float = checked(128.0, "num", 0, lo_open=True)  # LoRA-One's stable_gamma
+    variant: str = checked("official", "choice", VARIANTS)  # LoRA-One: official | readme | theory
+    zeta: float = checked(1.0, "num", 0, lo_open=True)  # theory variant's ζ
+    svd_q: int = checked(512, "int", 1)
+    svd_niter: int = checked(16, "int", 0)
+    damping: float = checked(1e-6, "num", 0)  # scaled AdamW's λ (the official prec_reg)
+    reg: Optional[float] = checked(None, "renamed", "damping")  # deprecated (0.2 name of damping)
+    order: str = checked("simultaneous", "choice", ("simultaneous", "gauss_seidel"))
+    bias_correction: bool = checked(True, "bool")
+    lora_plus_ratio: float = checked(16.0, "num", 0, lo_open=True)
+    loraga_gamma: int = checked(16, "int", 1)
+    pissa_niter: int = checked(0, "int", 0)  # 0: exact SVD
+    where: ClassVar[str] = "method"
 
 
 def _lora_config(method: MethodConfig, model, **kw):

@@ -12,12 +12,12 @@ import math
 import resource
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 
 from .. import streams
-from ..config import check_device, fail
+from ..config import Config, checked, fail
 from ..engine import diverged
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
@@ -29,30 +29,18 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class LLMRunConfig:
-    steps: int = 20
-    batch_size: int = 8
-    eval_batch_size: int = 32
-    init_batches: int = 8
-    warmup_steps: int = 0
-    log_every: int = 5
-    eval_every: int = 10
-    angle_every: int = 0  # 0: no angles
-    device: str = "cpu"
-    precision: str = "fp32"  # bf16: autocast on CUDA; weights and adapters stay fp32
-
-    def __post_init__(self):
-        for name in ("steps", "batch_size", "eval_batch_size", "init_batches", "log_every", "eval_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-                fail("run", name, value, "an integer ≥ 1")
-        for name in ("warmup_steps", "angle_every"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-                fail("run", name, value, "an integer ≥ 0")
-        if self.precision not in PRECISIONS:
-            fail("run", "precision", self.precision, "one of " + ", ".join(PRECISIONS))
-        check_device("run", self.device)
+class LLMRunConfig(Config):
+    steps: int = checked(20, "int", 1)
+    batch_size: int = checked(8, "int", 1)
+    eval_batch_size: int = checked(32, "int", 1)
+    init_batches: int = checked(8, "int", 1)
+    warmup_steps: int = checked(0, "int", 0)
+    log_every: int = checked(5, "int", 1)
+    eval_every: int = checked(10, "int", 1)
+    angle_every: int = checked(0, "int", 0)  # 0: no angles
+    device: str = checked("cpu", "device")
+    precision: str = checked("fp32", "choice", PRECISIONS)  # bf16: autocast on CUDA; weights and adapters stay fp32
+    where: ClassVar[str] = "run"
 
 
 def check_combination(method: MethodConfig, run_cfg: LLMRunConfig) -> None:
