@@ -155,8 +155,17 @@ class Start:
     n_sv: int  # singular values logged per factor
 
 
-def resolve_start(problem: Problem, start, where: str = "inits") -> Start:
-    """One run's start: an ``Init``, an (A0, B0) pair, or a dict ``{init, rank, seed, **init params}``."""
+def resolve_start(problem: Problem, start, where: str = "inits", full_weight: bool = False) -> Start:
+    """One run's start: an ``Init``, an (A0, B0) pair, or a dict ``{init, rank, seed, **init params}``.
+
+    ``full_weight`` (full fine-tuning): None or ``{"rank": r}`` (how many singular values are logged);
+    the run starts at A = W − W0 = 0 (d×k) with B = I_k, which the solver never moves."""
+    if full_weight:
+        if not (start is None or (isinstance(start, dict) and set(start) <= {"rank"})):
+            fail("", where, start, "None or {'rank': r} with solver full_ft (it starts at W = W0)")
+        n_sv = (start or {}).get("rank") or min(8, problem.d, problem.k)
+        A = torch.zeros(problem.d, problem.k, dtype=problem.dtype, device=problem.device)
+        return Start(A, torch.eye(problem.k, dtype=problem.dtype, device=problem.device), None, "full", n_sv)
     if isinstance(start, Init):
         return Start(start.A, start.B, start.offset, "custom", start.A.shape[-1])
     if isinstance(start, dict):
@@ -171,12 +180,6 @@ def resolve_start(problem: Problem, start, where: str = "inits") -> Start:
         A0, B0 = check_factors(problem, *start)
         return Start(A0, B0, None, "explicit", A0.shape[-1])
     fail("", where, type(start).__name__, "an Init, an (A0, B0) pair, or a dict with init and rank")
-
-
-def full_weight_start(problem: Problem, n_sv: int) -> Start:
-    """Full fine-tuning's start: A = W − W0 = 0 (d×k) with B = I_k, which the solver never moves."""
-    A = torch.zeros(problem.d, problem.k, dtype=problem.dtype, device=problem.device)
-    return Start(A, torch.eye(problem.k, dtype=problem.dtype, device=problem.device), None, "full", n_sv)
 
 
 def _same_offset(offsets) -> Optional[tuple]:
@@ -292,8 +295,6 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         keep_factors: bool = False, stop=None) -> list[Trajectory]:
     """Train ``starts`` on ``problem`` together; ``stacked=False`` (one start) keeps 2-D factors."""
     b = len(starts)
-    if not stacked and b != 1:
-        fail("", "starts", b, "exactly one start when stacked=False")
     offset = _same_offset([s.offset for s in starts])
     ranks = [s.A.shape[-1] for s in starts]
     rank_max = max(ranks)
@@ -421,8 +422,10 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     return trajs
 
 
-def _loop_settings(steps, log_every, diverge_factor, metrics, rank=1, seed=0) -> RunConfig:
-    # The loop's own settings get the same checks as the CLI's run group.
+def _loop_settings(steps, log_every, diverge_factor, metrics, graphs, rank=1, seed=0) -> RunConfig:
+    # The loop's own settings get the same checks as the CLI's run group, before any compute.
+    if graphs not in GRAPHS:
+        fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
     return build(RunConfig, {"rank": rank, "steps": steps, "log_every": log_every, "seed": seed,
                              "diverge_factor": diverge_factor, "metrics": metrics}, where="")
 
@@ -439,12 +442,11 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
     one per run. ``solver`` and its keywords are shared (gd, precgd, adam, scaled_adam, or full_ft,
     whose runs start at W = W0: each init None or ``{"rank": r}``). ``graphs``: "auto" captures
     CUDA graphs on CUDA unless the solver depends on the step count (Adam with bias correction);
-    "on" insists; "off" runs eagerly. ``stop``: see the module docstring. Each Trajectory's ``wall_s`` is the batch's.
+    "on" insists; "off" runs eagerly. ``stop``: see the module docstring. Each Trajectory's
+    ``wall_s`` is the batch's.
     """
     scfg = as_solver_config(solver, None, solver_kwargs)
-    loop = _loop_settings(steps, log_every, diverge_factor, metrics)
-    if graphs not in GRAPHS:
-        fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
+    loop = _loop_settings(steps, log_every, diverge_factor, metrics, graphs)
     if len(inits) < 1:
         fail("", "inits", "[]", "at least one run")
     b = len(inits)
@@ -453,13 +455,7 @@ def train_batch(problem: Problem, inits: Sequence[Union[Init, tuple, dict]], *,
         fail("", "lr", lr, f"a positive number or {b} positive numbers (one per run)")
     if methods is not None and len(methods) != b:
         fail("", "methods", methods, f"{b} names (one per run) or None")
-    if scfg.name == "full_ft":  # each run starts at W = W0; {"rank": r} sets how many singular values are logged
-        for i, s in enumerate(inits):
-            if not (s is None or (isinstance(s, dict) and set(s) <= {"rank"})):
-                fail("", f"inits[{i}]", s, "None or {'rank': r} with solver full_ft (it starts at W = W0)")
-        starts = [full_weight_start(problem, (s or {}).get("rank") or min(8, problem.d, problem.k)) for s in inits]
-    else:
-        starts = [resolve_start(problem, s, f"inits[{i}]") for i, s in enumerate(inits)]
+    starts = [resolve_start(problem, s, f"inits[{i}]", scfg.name == "full_ft") for i, s in enumerate(inits)]
     return run(problem, starts, scfg, lrs=lrs, steps=loop.steps, log_every=loop.log_every, methods=methods,
                diverge_factor=loop.diverge_factor, metrics=metrics, graphs=graphs, progress=progress,
                keep_factors=keep_factors, stop=stop)
@@ -483,10 +479,8 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, dict, tuple, I
     loss, risk and the error norms (no SVDs). ``stop``: see the module docstring.
     """
     scfg = as_solver_config(solver, lr, solver_kwargs)
-    loop = _loop_settings(steps, log_every, diverge_factor, metrics, 1 if rank is None else rank, init_seed)
+    loop = _loop_settings(steps, log_every, diverge_factor, metrics, graphs, 1 if rank is None else rank, init_seed)
     rank = None if rank is None else loop.rank
-    if graphs not in GRAPHS:
-        fail("", "graphs", graphs, "one of " + ", ".join(GRAPHS))
     explicit = A0 is not None or B0 is not None
     if explicit and init is not None:
         fail("", "init", init, "None when A0 and B0 are given")
@@ -494,7 +488,7 @@ def train(problem: Problem, A0=None, B0=None, *, init: Union[str, dict, tuple, I
         fail("", "init", "explicit A0/B0" if explicit else init, "None with solver full_ft (it starts at W = W0)")
 
     if scfg.name == "full_ft":
-        start = full_weight_start(problem, rank if rank is not None else min(8, problem.d, problem.k))
+        start = resolve_start(problem, None if rank is None else {"rank": rank}, full_weight=True)
     elif explicit:
         if A0 is None or B0 is None:
             fail("", "B0" if B0 is None else "A0", None, "an array (give both A0 and B0, or neither)")
