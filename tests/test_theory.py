@@ -172,3 +172,32 @@ def test_context_figure_writes_atomically_and_closes(tmp_path):
     assert not (tmp_path / "figures" / "y.png").exists()
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["x.png"]  # no temp file left behind
     assert plt.get_fignums() == []
+
+
+def test_first_crossing_and_bisect():
+    """theory/numerics.py: a threshold's crossing on a grid (P1, P3), refined by bisection."""
+    numerics = _theory_module("numerics")
+    x = [0.0, 1.0, 2.0]
+    at, bracket = numerics.first_crossing(x, [0.0, 0.2, 0.6], 0.4)
+    assert at == pytest.approx(1.5) and bracket == (1.0, 2.0)
+    assert numerics.first_crossing(x, [0.5, 0.6, 0.7], 0.4) == (-float("inf"), None)  # above at once
+    assert numerics.first_crossing(x, [0.0, 0.1, 0.2], 0.4, never=float("inf")) == (float("inf"), None)
+    assert numerics.bisect(lambda m: m > 0.3, 0.0, 1.0, 50) == pytest.approx(0.3)
+
+
+def test_settings_subclass_is_a_keyword_only_dataclass():
+    import dataclasses
+
+    kit = _theory_module("kit")
+
+    class Settings(kit.TeacherSettings):
+        n: int
+        lr: float = 0.5
+
+    assert dataclasses.is_dataclass(Settings)
+    assert [f.name for f in dataclasses.fields(Settings)] == ["device", "d", "k", "r_star", "seeds", "n", "lr"]
+    cfg = Settings(d=8, k=6, r_star=2, seeds=1, n=32)
+    assert cfg.lr == 0.5 and cfg.device == "cpu"
+    with pytest.raises(TypeError):
+        Settings(8, 6, 2, 1, 32)  # keyword-only
+    assert cfg.teacher(0, n=32, kappa=1.0).d == 8

@@ -26,7 +26,6 @@ loss and compared with lorasim's `LinearTeacher.from_arrays(X, Y, W0).G`. Large:
 each ≤ 10·τ (the factor 10 covers the constant of the √N random-rounding estimate), for every seed.
 """
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -34,14 +33,13 @@ import torch
 import lorasim
 from lorasim import streams
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS, spd_norm
 
 TITLE = "G♮ = Σ̂ΔW, rank r*"
 RESULT = "F1"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
 
@@ -83,5 +81,5 @@ def run(settings, ctx):
     return checks.verdict(
         prediction="e_G, σ_{r*+1}/σ_1 ≤ 10τ (round-off)",
         measured=(f"max e_G {max(df['e_G_autograd'].max(), df['e_G_lorasim'].max()):.2g}, σ ratio "
-                  f"{df['sv_ratio'].max():.2g}, τ {df['tau'].min():.2g}–{df['tau'].max():.2g}"),
+                  f"{df['sv_ratio'].max():.2g}, τ {span(df['tau'], '.2g')}"),
         table=df)

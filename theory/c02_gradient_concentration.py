@@ -85,21 +85,17 @@ slope over N/d ∈ {4, 16, 64} is −0.472 ± 0.007, as the exact law predicts (
 saturates at N/d = 4. Likewise ‖Σ̂−I‖_op is 0.90–0.94 of 2√γ+γ at d = 32, and λ_max(Σ̂) − 1 matches the
 Tracy–Widom-corrected edge.
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 
-import lorasim
 from lorasim import streams
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, text_table
 from .numerics import EPS, sin_theta, sym_extremes
 
 TITLE = "G♮ concentrates on ΔW; sampling tilt"
@@ -109,7 +105,6 @@ TW1_MEAN = -1.2065335745820  # mean of the GOE Tracy–Widom law
 FIGURE = "c02_concentration.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n_over_d: list
     n_kappa_over_d: int
@@ -175,7 +170,7 @@ def measure(prob) -> dict:
 
 def run(settings, ctx):
     cfg = parse(Settings, settings, ctx)
-    d, k, r, dev, seeds, mc = cfg.d, cfg.k, cfg.r_star, cfg.device, cfg.seeds, cfg.mc_samples
+    d, r, seeds, mc = cfg.d, cfg.r_star, cfg.seeds, cfg.mc_samples
     ns = [m * d for m in cfg.n_over_d]
     checks = Checks()
     # family-wise 3σ: m two-sided comparisons of seed means, each at level 0.0027/m, Student-t quantile
@@ -185,12 +180,8 @@ def run(settings, ctx):
         return float(stats.t.ppf(1 - 0.00135 / n_tests, n_samples - 1))
 
     # ---- N sweep (κ = 1) -------------------------------------------------------------------
-    rows = []
-    for n in ns:
-        for seed in range(seeds):
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r, n=n, kappa=1.0, seed=seed, device=dev)
-            rows.append({"part": "N sweep", "n": n, "seed": seed, "kappa": 1.0, "noise": 0.0, **measure(prob)})
-    sweep = pd.DataFrame(rows)
+    sweep = pd.DataFrame([{"part": "N sweep", "n": n, "seed": seed, "kappa": 1.0, "noise": 0.0,
+                           **measure(cfg.teacher(seed, n=n, kappa=1.0))} for n in ns for seed in range(seeds)])
 
     bad = sweep[sweep.r_op > sweep.sigma_dev + sweep.tau]
     checks.add("F4 inequality", not len(bad), f"violated in {len(bad)} runs")
@@ -227,8 +218,7 @@ def run(settings, ctx):
         sm, sse = mean_se(slopes)
         pred_fit = linear_fit(np.log(ns), [np.log(law[n][0 if q == "tan" else 1]).mean() for n in ns],
                               "ln N", f"E ln {q}Θ (exact law)")
-        mean_fit = loglog_fit(ns, per_n[f"{q}_mean"], "N", f"mean {q}Θ")
-        fits += [mean_fit]
+        fits.append(loglog_fit(ns, per_n[f"{q}_mean"], "N", f"mean {q}Θ"))
         slope_txt.append(f"{q}Θ slope {sm:.3f}±{sse:.3f} (law {pred_fit.slope:.3f})")
         checks.add(f"{q}Θ slope", abs(sm - pred_fit.slope) <= zcrit(seeds) * sse,
                    f"{sm:.3f}±{sse:.3f} vs exact-law {pred_fit.slope:.3f}")
@@ -236,12 +226,9 @@ def run(settings, ctx):
     # ---- κ exactness and label noise ---------------------------------------------------------
     n_k = cfg.n_kappa_over_d * d
     kappas = list(cfg.kappas)
-    krows = []
-    for seed in range(cfg.kappa_seeds):
-        for kap in kappas:
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r, n=n_k, kappa=kap, seed=seed, device=dev)
-            krows.append({"part": "kappa", "n": n_k, "seed": seed, "kappa": kap, "noise": 0.0, **measure(prob)})
-    kdf = pd.DataFrame(krows)
+    kdf = pd.DataFrame([{"part": "kappa", "n": n_k, "seed": seed, "kappa": kap, "noise": 0.0,
+                         **measure(cfg.teacher(seed, n=n_k, kappa=kap))}
+                        for seed in range(cfg.kappa_seeds) for kap in kappas])
     worst_k, worst_ratio = 0.0, 0.0
     for seed, g in kdf.groupby("seed"):
         base = float(g[g.kappa == kappas[0]]["sin"].iloc[0])
@@ -255,7 +242,7 @@ def run(settings, ctx):
     nrows = []
     for seed in range(cfg.noise_seeds):
         for kap in kappas:
-            prob = lorasim.LinearTeacher(d=d, k=k, r_star=r, n=n_k, kappa=kap, seed=seed, noise=sig, device=dev)
+            prob = cfg.teacher(seed, n=n_k, kappa=kap, noise=sig)
             rec = measure(prob)
             G0 = prob.sigma_hat @ prob.delta
             tilt = float(sin_theta(_top_left(prob.G, r), _top_left(G0, r)))
@@ -291,7 +278,7 @@ def run(settings, ctx):
         prediction=("r_op ≤ ‖Σ̂−I‖; λmax−1 = TW edge; E f5 = 1; sinΘ, tanΘ = exact double-Wishart law "
                     "(≤ SPEC (√(d−r*)+√r*)/√N), tan slope ≈ −½; κ-independent (noiseless); grows with κ (noise)"),
         measured=measured, fits=fits, table=table, figures=[FIGURE],
-        notes="Per-N summary:\n\n" + per_n.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        notes="Per-N summary:\n\n" + text_table(per_n))
 
 
 def _figure(ctx, d, r, ns, sweep, per_n, law, ndf):

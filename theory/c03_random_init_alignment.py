@@ -91,10 +91,7 @@ phase, and its depth follows α^{0.62} (not "ε(α) → 0" at an unspecified rat
 minimum a(t) follows one α-independent curve (tan a ≈ K e^{−ℓ_{r\*}t}), so "a(t) ≈ 1 early" lasts
 ≈ ln K/ℓ steps whatever α is; smaller α only postpones the exit from that curve.
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -102,7 +99,7 @@ import pandas as pd
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, text_table
 from .numerics import sampling_tilt
 
 TITLE = "small random init: A aligns with U_r*(G♮)"
@@ -110,7 +107,6 @@ RESULT = "R1"
 FIGURE = "c03_alignment.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     n: int
@@ -144,7 +140,7 @@ def run(settings, ctx):
     alphas = sorted(cfg.alphas, reverse=True)
     rows, curves = [], {}
     for seed in range(cfg.seeds):
-        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=cfg.n, kappa=cfg.kappa, seed=seed, device=cfg.device)
+        prob = cfg.teacher(seed, n=cfg.n, kappa=cfg.kappa)
         s = prob.svd_G()[1]
         s1, sr = float(s[0]), float(s[r_star - 1])
         l1, lr = math.log1p(eta * s1), math.log1p(eta * sr)
@@ -216,7 +212,7 @@ def run(settings, ctx):
         prediction=("a(0)≈1; min a ↓ as α ↓; argmin < t*; argmin slope in ln(1/α) = 2/(ℓ_r*+2ℓ_1) (≈⅔ of t*'s 1/ℓ_1); "
                     "min a ∝ α^{2ℓ_r*/(ℓ_r*+2ℓ_1)}"),
         measured=measured, fits=fits, table=df, figures=[FIGURE],
-        notes=f"Per seed (fits over α ≤ {amax:g}):\n\n" + ps.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        notes=f"Per seed (fits over α ≤ {amax:g}):\n\n" + text_table(ps))
 
 
 def _figure(ctx, df, ps, curves, amax):

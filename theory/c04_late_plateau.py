@@ -64,10 +64,7 @@ over the α³ part shrinks
 through the sampling tilt, as derived, and makes the finite-N slope fall below 3 at small α
 (2.95 ± 0.03 at ci). Either way a(T) equals s\* to within 1.2e−5 (ci, α ≤ 1e−2).
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -84,7 +81,6 @@ RESULT = "R1"
 FIGURE = "c04_plateau.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     n: int
@@ -125,8 +121,8 @@ def run(settings, ctx):
     rows, curves = [], {}
     for case, nn in (("finite N", n), ("population", "population")):
         for seed in range(seeds):
-            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=nn, kappa=1.0, seed=seed, device=cfg.device)
-            got = _batch(prob, alphas, seed, cfg, max(1, steps // 100) if seed == 0 else steps)
+            every = max(1, steps // 100) if seed == 0 else steps
+            got = _batch(cfg.teacher(seed, n=nn, kappa=1.0), alphas, seed, cfg, every)
             for a, (rec, curve) in zip(alphas, got):
                 if seed == 0:
                     curves[(case, a)] = curve
@@ -135,8 +131,7 @@ def run(settings, ctx):
         if m * d == n:
             continue
         for seed in range(seeds):
-            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=r_star, n=m * d, kappa=1.0, seed=seed, device=cfg.device)
-            (rec, _), = _batch(prob, [cfg.sweep_alpha], seed, cfg, steps)
+            (rec, _), = _batch(cfg.teacher(seed, n=m * d, kappa=1.0), [cfg.sweep_alpha], seed, cfg, steps)
             rows.append({"part": "N sweep", "case": "finite N", "n": m * d, "seed": seed, "alpha": cfg.sweep_alpha,
                          **rec})
     df = pd.DataFrame(rows)
@@ -147,8 +142,7 @@ def run(settings, ctx):
     viol = df[df.gap > df.d_T + df.tau]
     checks.add("|a(T) − s*| ≤ d_T", not len(viol), f"violated in {len(viol)} runs")
 
-    amax = max(alphas)
-    margin = 2 * amax * math.sqrt(d)
+    margin = 2 * max(alphas) * math.sqrt(d)
     fits, slope_info = [], {}
     for case in ("finite N", "population"):
         sl, falling = [], []
@@ -160,8 +154,7 @@ def run(settings, ctx):
             sl.append(f.slope)
         checks.add(f"{case}: d_T decreasing", all(falling),
                    f"not as α decreases in seeds {[i for i, ok in enumerate(falling) if not ok]}")
-        m, se = mean_se(sl)
-        slope_info[case] = (m, se)
+        m, se = slope_info[case] = mean_se(sl)
         lo, hi = (3.0, 3.0) if case == "population" else (2.0, 3.0)
         checks.add(f"{case}: d_T slope", math.isfinite(se) and lo - 3 * se - margin <= m <= hi + 3 * se + margin,
                    f"{m:.3f}±{se:.3f} outside [{lo}, {hi}] ± (3 SE + {margin:.3f})")

@@ -47,10 +47,7 @@ and PrecGD. Noisy: align_B(1) = sin(arctan t₁) ∝ σ_ε, align_B(t) > 0 and i
 align_B > 1e−10 (above the exact case's tolerance); and align_B(1) and align_B(T) are strictly
 increasing in σ_ε for every seed.
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -58,7 +55,7 @@ import torch
 
 import lorasim
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS, sin_theta
 
 TITLE = "B aligned exactly when B0 = 0 (noiseless)"
@@ -67,7 +64,6 @@ FIGURE = "c05_align_B.png"
 TOL = 1e-10
 
 
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     n: int
@@ -108,8 +104,7 @@ def run(settings, ctx):
         problems = {}
         for solver, noise, kw in runs:
             if noise not in problems:  # GD and PrecGD share the noiseless problem (and its SVD)
-                problems[noise] = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=r_star, n=cfg.n, kappa=1.0,
-                                                        seed=seed, noise=noise, device=cfg.device)
+                problems[noise] = cfg.teacher(seed, n=cfg.n, kappa=1.0, noise=noise)
             prob = problems[noise]
             tr = lorasim.train(prob, init="small_random", rank=cfg.rank, init_kwargs={"alpha": cfg.alpha},
                                init_seed=seed, solver=solver, steps=cfg.steps, log_every=1, keep_factors=True, **kw)
@@ -118,8 +113,7 @@ def run(settings, ctx):
             mine, conds = _recompute(prob, tr.factors, r_star)
             sG = prob.svd_G()[1]
             tau = EPS * math.sqrt(cfg.k) * (conds.max() + float(sG[0] / sG[r_star - 1]))
-            A0 = tr.factors[0][1]
-            pred1, rho = _first_order(prob, A0, r_star) if noise > 0 else (0.0, 0.0)
+            pred1, rho = _first_order(prob, tr.factors[0][1], r_star) if noise > 0 else (0.0, 0.0)
             if seed == 0:
                 curves[(solver, noise)] = ab
             rows.append({"seed": seed, "solver": solver, "noise": noise, "status": tr.status,
@@ -149,11 +143,11 @@ def run(settings, ctx):
 
     noise_txt = ", ".join(
         f"σ_ε={s:g}: align_B(1) {g.align_B_1.mean():.3g} (first order {g.first_order_1.mean():.3g}, max rel err "
-        f"{g.rel_err_first_order.max():.1g} vs ρ² {(g.rho**2).min():.1g}–{(g.rho**2).max():.1g}), align_B(T) {g.align_B_T.mean():.3g}"
+        f"{g.rel_err_first_order.max():.1g} vs ρ² {span(g.rho**2, '.1g')}), align_B(T) {g.align_B_T.mean():.3g}"
         for s, g in noisy.groupby("noise"))
     measured = (f"noiseless max_t≥1 align_B: GD {clean[clean.solver == 'gd'].max_align_B.max():.2g}, "
                 f"PrecGD {clean[clean.solver == 'precgd'].max_align_B.max():.2g} (recomputed "
-                f"{clean.max_recomputed.max():.2g}; τ {clean.tau.min():.1g}–{clean.tau.max():.1g}); align_B(0) NaN: "
+                f"{clean.max_recomputed.max():.2g}; τ {span(clean.tau, '.1g')}); align_B(0) NaN: "
                 f"{bool(clean.align_B_0_is_nan.all())}; {noise_txt}")
     _figure(ctx, curves)
     return checks.verdict(
@@ -165,8 +159,7 @@ def run(settings, ctx):
 def _figure(ctx, curves):
     with ctx.figure(FIGURE, figsize=(7, 4.2)) as (fig, ax):
         for i, ((solver, noise), ab) in enumerate(sorted(curves.items(), key=lambda kv: (kv[0][1], kv[0][0]))):
-            ax.semilogy(np.arange(len(ab)), np.maximum(ab, 1e-17), color=f"C{i}",
-                        label=f"{solver}, σ_ε={noise:g}")
+            ax.semilogy(np.arange(len(ab)), np.maximum(ab, 1e-17), color=f"C{i}", label=f"{solver}, σ_ε={noise:g}")
         ax.axhline(TOL, color="k", ls="--", lw=0.8, label="tolerance 1e-10")
         ax.set_xlabel("step t (t = 0 is NaN: B0 = 0)"), ax.set_ylabel("align_B(t)")
         ax.set_title("seed 0: B's top-r* row space vs V_r*(G♮)"), ax.legend(fontsize=8)

@@ -75,7 +75,6 @@ relative; (d) on the window {p_t ≥ 10‖A0‖²_op, t ≤ t\*/2} (≥ 5 points
 1 ± 0.1 (the derived bulk correction) for every run.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -84,7 +83,7 @@ import torch
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS, init_factors, op_norm_product, spd_norm
 
 TITLE = "linearised early dynamics"
@@ -92,7 +91,6 @@ RESULT = "R1"
 FIGURE = "c06_linearised.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     r: int
     n: int
@@ -114,7 +112,7 @@ def _closed_form(U, S, Vt, proj, perp, eta, t):
 
 def _one_run(cfg, kappa, seed):
     d, k, eta = cfg.d, cfg.k, cfg.eta
-    prob = lorasim.LinearTeacher(d=d, k=k, r_star=cfg.r_star, n=cfg.n, kappa=kappa, seed=seed, device=cfg.device)
+    prob = cfg.teacher(seed, n=cfg.n, kappa=kappa)
     G, Sh = prob.G, prob.sigma_hat
     U, S, V = prob.svd_G()
     s1 = float(S[0])
@@ -138,13 +136,11 @@ def _one_run(cfg, kappa, seed):
     cols = {name: [] for name in ("e", "e_A", "e_B", "phi", "p", "variant_diff")}
     acc = torch.zeros((), dtype=G.dtype, device=G.device)  # η Σ_{s<t} λ^{t−1−s} ‖N(z_s)‖_F
     nan = torch.tensor(math.nan, dtype=G.dtype, device=G.device)
-    ts = []
     for t, A, B in traj.factors:  # per-step values stay on the device: one copy to the host at the end
         Ab, Bbt = _closed_form(Ur, Sr, Vr, proj, perp, eta, t)
         Ab2, Bbt2 = _closed_form(U, S, V, proj_all, perp_all, eta, t)
         zb = torch.hypot(_fro(Ab), _fro(Bbt))
         dA, dB = _fro(A - Ab), _fro(B.T - Bbt)
-        ts.append(t)
         cols["e"].append(torch.hypot(dA, dB) / zb)
         cols["e_A"].append(dA / _fro(Ab))
         cols["e_B"].append(dB / _fro(Bbt) if t > 0 else nan)
@@ -155,7 +151,7 @@ def _one_run(cfg, kappa, seed):
         acc = lam * acc + eta * torch.hypot(_fro(SA @ (B @ B.T)), _fro((A.T @ SA) @ B))
     table = torch.stack([torch.stack(v) for v in cols.values()], dim=1).cpu().numpy()
     tr = pd.DataFrame(table, columns=list(cols))
-    tr.insert(0, "t", ts)
+    tr.insert(0, "t", [t for t, _, _ in traj.factors])
     info = {"kappa": kappa, "seed": seed, "sigma1": s1, "norm_sigma_hat": nS, "rho": rho, "t_star": t_star,
             "A0_op2": a02}
     return tr, info
@@ -173,17 +169,13 @@ def run(settings, ctx):
             ok_phi = bool((half.e <= half.phi + 100 * half.t * EPS).all())
             ratio = half.e.to_numpy() / (nS / 2 * pmax / s1)
             win = half[half.p >= 10 * info["A0_op2"]]
-            if len(win) >= 5:
-                f = loglog_fit(win.p / s1, win.e, "‖A_tB_t‖/σ1", "rel. error")
-                slope, slope_se = f.slope, f.slope_se
-            else:
-                f, slope, slope_se = None, math.nan, math.nan
+            f = loglog_fit(win.p / s1, win.e, "‖A_tB_t‖/σ1", "rel. error") if len(win) >= 5 else None
             last = half.iloc[-1]
             rows.append({**info, "t_half": int(last.t), "e_half": last.e, "e_A_half": last.e_A, "e_B_half": last.e_B,
                          "p_half_over_s1": last.p / s1, "max_e_minus_phi": float((half.e - half.phi).max()),
                          "phi_ok": ok_phi, "max_e_over_bound": float(ratio.max()),
                          "max_variant_diff": float(half.variant_diff.max()), "window_n": len(win),
-                         "slope": slope, "slope_se": slope_se})
+                         "slope": f.slope if f else math.nan, "slope_se": f.slope_se if f else math.nan})
             if f is not None and kappa == cfg.kappas[0] and seed == 0:
                 fits.append(f)
             curves.append((info, tr))
@@ -203,7 +195,7 @@ def run(settings, ctx):
     _figure(curves, ctx)
     return checks.verdict(
         prediction="e_t ≤ Φ_t (exact); e_t ≤ (‖Σ̂‖/2)·max p/σ1 (≈1e-4 at t*/2); slope of ln e vs ln p = 1 ± 0.1; ρ = r*",
-        measured=(f"e(t*/2) {df.e_half.min():.2g}–{df.e_half.max():.2g}; max e/bound {df.max_e_over_bound.max():.2f}; "
+        measured=(f"e(t*/2) {span(df.e_half, '.2g')}; max e/bound {df.max_e_over_bound.max():.2f}; "
                   f"max e−Φ {df.max_e_minus_phi.max():.2g}; slope {m_slope:.3f} ± {se_slope:.3f} "
                   f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}); ρ {sorted(set(df.rho))}"),
         fits=fits, table=df, figures=[FIGURE],
@@ -223,15 +215,13 @@ def _figure(curves, ctx):
         info0, tr0 = curves[0]
         xs = np.logspace(-9, 0, 50)
         ax1.loglog(xs, info0["norm_sigma_hat"] / 2 * xs, "k--", label="(‖Σ̂‖/2)·p/σ1 (bound)")
-        ax1.set_xlabel("p_t/σ1 = ‖A_tB_t‖_op/σ1(G♮)")
-        ax1.set_ylabel("relative error vs closed form")
-        ax1.set_title("C6: error of the linearised closed form")
+        ax1.set(xlabel="p_t/σ1 = ‖A_tB_t‖_op/σ1(G♮)", ylabel="relative error vs closed form",
+                title="C6: error of the linearised closed form")
         ax1.legend(fontsize=8)
         m = tr0.t >= 1
         ax2.semilogy(tr0.t[m], tr0.e[m], label="e_t (measured)")
         ax2.semilogy(tr0.t[m & (tr0.phi > 0)], tr0.phi[m & (tr0.phi > 0)], "--", label="Φ_t (Duhamel bound)")
         ax2.semilogy(tr0.t[m], tr0.p[m] / info0["sigma1"], ":", label="p_t/σ1")
         ax2.axvline(info0["t_star"] / 2, color="gray", lw=0.8, label="t*/2")
-        ax2.set_xlabel("step t")
-        ax2.set_title(f"one run (κ={info0['kappa']:g}, seed 0)")
+        ax2.set(xlabel="step t", title=f"one run (κ={info0['kappa']:g}, seed 0)")
         ax2.legend(fontsize=8)

@@ -55,7 +55,6 @@ alignment parameter ρ ∝ 1/(α⁴d^{3/2}). With α² scaled by 100/d the d = 3
 table) and `scale=paper`.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -72,7 +71,6 @@ RESULT = "R1"
 FIGURE = "c07_large_init.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     r: int
     n: int
@@ -101,7 +99,7 @@ def run(settings, ctx):
         grid += [(a2, a2, "literal") for a2 in cfg.alpha2_t1]
     rows, curves = [], {}
     for seed in range(cfg.seeds):
-        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=cfg.r_star, n=cfg.n, kappa=1.0, seed=seed, device=cfg.device)
+        prob = cfg.teacher(seed, n=cfg.n, kappa=1.0)
         sin_g = sampling_tilt(prob)
         lam = float(prob.S_star[-1])
         for a2_t1, a2, variant in grid:
@@ -165,22 +163,15 @@ def _figure(curves, tab, factor, ctx):
             axes[0].plot(df.step, df.align_A, label=lab)
             axes[1].semilogy(df.step, df.risk, label=lab)
         axes[0].axhline(sin_g, color="k", ls="--", lw=0.8, label="sinΘ(U_r*(G♮), U*)")
-        axes[0].set_xlabel("step t")
-        axes[0].set_ylabel("a(t)")
-        axes[0].set_title("alignment (seed 0)")
-        axes[0].legend(fontsize=7)
-        axes[1].set_xlabel("step t")
-        axes[1].set_ylabel("risk ½‖AB − ΔW‖_F²")
-        axes[1].set_title("risk (seed 0)")
-        axes[1].legend(fontsize=7)
+        axes[0].set(xlabel="step t", ylabel="a(t)", title="alignment (seed 0)")
+        axes[1].set(xlabel="step t", ylabel="risk ½‖AB − ΔW‖_F²", title="risk (seed 0)")
         for variant, mk in (("scaled", "o"), ("control", "s"), ("literal", "x")):
             sub = tab[tab.variant == variant]
             if len(sub):
                 axes[2].scatter(sub.rho.clip(lower=1e-6), sub.excess, marker=mk, label=variant, alpha=0.8)
         axes[2].axvspan(0.5, 2, color="gray", alpha=0.15, label="crossover band")
-        axes[2].set_xscale("log")
-        axes[2].set_xlabel("ρ = n²/spread(A0ᵀA0)")
-        axes[2].set_ylabel("a(T) − sinΘ(G♮, U*)")
-        axes[2].set_title("plateau excess vs ρ (all runs)")
-        axes[2].legend(fontsize=7)
+        axes[2].set(xscale="log", xlabel="ρ = n²/spread(A0ᵀA0)", ylabel="a(T) − sinΘ(G♮, U*)",
+                    title="plateau excess vs ρ (all runs)")
+        for ax in axes:
+            ax.legend(fontsize=7)
         fig.suptitle("C7: large init breaks alignment")

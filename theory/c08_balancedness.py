@@ -58,7 +58,6 @@ E s_{r−r\*} ≥ α(√(d−r\*)−√(r−r\*)).
 mean(s_1/edge₊) ≤ 1 + 3SE and mean(s_{r−r\*}/edge₋) ≥ 1 − 3SE (Gordon, tested at the seed spread).
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -67,7 +66,7 @@ import torch
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS, init_factors
 
 TITLE = "balancedness, spare singular values"
@@ -75,7 +74,6 @@ RESULT = "R1"
 FIGURE = "c08_balancedness.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     r: int
     n: int
@@ -88,11 +86,9 @@ class Settings(TeacherSettings):
 
 def _spare_prediction(prob, A0, rs):
     """s_j = σ_j(P_⊥A0Π), Π = ker of U_{r*}(G♮)ᵀA0 inside R^r."""
-    U, _, _ = torch.linalg.svd(prob.G, full_matrices=False)
-    Ur = U[:, :rs]
+    Ur = torch.linalg.svd(prob.G, full_matrices=False)[0][:, :rs]
     C = Ur.T @ A0
-    _, _, Wh = torch.linalg.svd(C, full_matrices=True)
-    Pi = Wh[rs:].T
+    Pi = torch.linalg.svd(C, full_matrices=True)[2][rs:].T
     return torch.linalg.svdvals((A0 - Ur @ C) @ Pi).cpu().numpy()
 
 
@@ -123,7 +119,7 @@ def run(settings, ctx):
     eta_max = max(etas)
     rows, fits, sv_curves = [], [], []
     for seed in range(cfg.seeds):
-        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=cfg.n, kappa=cfg.kappa, seed=seed, device=cfg.device)
+        prob = cfg.teacher(seed, n=cfg.n, kappa=cfg.kappa)
         s_G = torch.linalg.svdvals(prob.G)
         s1, s_rs = float(s_G[0]), float(s_G[rs - 1])
         A0, B0 = init_factors(prob, "small_random", r, seed=1000 + seed, alpha=alpha)
@@ -172,7 +168,7 @@ def run(settings, ctx):
     checks.add("identity", (df.identity_err_over_tol <= 1).all() and (df.frame_col_err_over_tol <= 1).all(),
                f"max err/tol {df.identity_err_over_tol.max():.2g} (identity), {df.frame_col_err_over_tol.max():.2g} (frame)")
     checks.add("slope", (np.abs(df.slope - 1) <= df.slope_tol).all(),
-               f"slopes {df.slope.min():.3f}–{df.slope.max():.3f}, tolerance ±{df.slope_tol.min():.3f}")
+               f"slopes {span(df.slope, '.3f')}, tolerance ±{df.slope_tol.min():.3f}")
     checks.add("spare_sandwich", df.spare_lo_ok.all() and df.spare_hi_ok.all(),
                f"lower bound held in {int(df.spare_lo_ok.sum())}, upper in {int(df.spare_hi_ok.sum())} of {len(df)} seeds")
     checks.add("gordon", mp <= 1 + 3 * sep and mm >= 1 - 3 * sem, f"s1/edge+ {mp:.3f} ± {sep:.3f}, s_last/edge− {mm:.3f} ± {sem:.3f}")
@@ -198,15 +194,12 @@ def _figure(df, etas, sv_curves, rs, r, ctx):
         e = np.array(etas)
         ref = df[f"drift_eta_1/{round(1 / etas[0])}"].mean() * e / etas[0]
         ax1.loglog(e, ref, "k--", label="∝ η")
-        ax1.set_xlabel("η (fixed ηt)")
-        ax1.set_ylabel("‖AᵀA − BBᵀ − A0ᵀA0‖_F at ηt = T")
-        ax1.set_title("C8: balance drift is O(η)")
+        ax1.set(xlabel="η (fixed ηt)", ylabel="‖AᵀA − BBᵀ − A0ᵀA0‖_F at ηt = T", title="C8: balance drift is O(η)")
         ax1.legend(fontsize=8)
         seed, sv_df, s_pred, _ = sv_curves[0]
         for i in range(1, r + 1):
             ax2.semilogy(sv_df.step, sv_df[f"sv_A_{i}"], label=rf"$\sigma_{{{i}}}(A_t)$" + (" (spare)" if i > rs else ""))
         for j, s in enumerate(s_pred):
             ax2.axhline(s, color="k", ls="--", lw=0.8, label="s_j = σ_j(P_⊥A0Π)" if j == 0 else None)
-        ax2.set_xlabel("step t")
-        ax2.set_title(f"singular values of A (seed {seed})")
+        ax2.set(xlabel="step t", title=f"singular values of A (seed {seed})")
         ax2.legend(fontsize=7)

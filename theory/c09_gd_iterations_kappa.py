@@ -74,7 +74,6 @@ and not asserted: there the count adds the growth phase ≈ κ ln(√λ\*_{r\*}/
 have no parameter-free prediction.
 """
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -84,7 +83,7 @@ import torch
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, seed_means
 from .numerics import crossing, first_below, initial_F, linear_map
 
 TITLE = "GD iterations ≈ linear in κ"
@@ -92,7 +91,6 @@ RESULT = "R2"
 FIGURE = "c09_gd_iterations_kappa.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     ranks: list
@@ -129,8 +127,7 @@ def run(settings, ctx):
     rows = []
     for seed in range(cfg.seeds):
         for kappa in (float(k) for k in cfg.kappas):
-            prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=cfg.r_star, n=cfg.n, kappa=kappa, seed=seed,
-                                         device=cfg.device)
+            prob = cfg.teacher(seed, n=cfg.n, kappa=kappa)
             eta = cfg.c_eta / float(prob.svd_G()[1][0])
             F0 = initial_F(prob)
             t_lin = crossing(balanced_gd_map(prob, eta), F0, eps, max_steps)
@@ -163,13 +160,11 @@ def run(settings, ctx):
         per = []
         for seed, gs in g.groupby("seed"):
             gs = gs.sort_values("kappa")
-            if not np.isfinite(gs["T"]).all():
-                per.append({"seed": seed, "s": math.nan, "s_lin": math.nan})
-                continue
-            f = loglog_fit(gs["kappa"], gs["T"], "κ", f"T ({init}, r={rank}, seed {seed})")
-            s_lin = (loglog_fit(gs["kappa"], gs["T_lin"]).slope if init == "spectral" else math.nan)
-            per.append({"seed": seed, "s": f.slope, "s_lin": s_lin})
-            if seed == 0:
+            finite = np.isfinite(gs["T"]).all()
+            f = loglog_fit(gs["kappa"], gs["T"], "κ", f"T ({init}, r={rank}, seed {seed})") if finite else None
+            s_lin = loglog_fit(gs["kappa"], gs["T_lin"]).slope if finite and init == "spectral" else math.nan
+            per.append({"seed": seed, "s": f.slope if f else math.nan, "s_lin": s_lin})
+            if f and seed == 0:
                 fits.append(f)
         per = pd.DataFrame(per)
         s_m, s_se = mean_se(per["s"])
@@ -195,19 +190,13 @@ def run(settings, ctx):
 def _figure(df, ctx):
     with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
         for (init, rank), g in df.groupby(["init", "rank"], sort=False):
-            lab = f"{init}, r={rank}"
-            m = g.groupby("kappa")["T"].mean()
-            line, = ax.plot(m.index, m.values, "o-", label=f"{lab}: measured (seed mean)")
-            ax.scatter(g["kappa"], g["T"], s=8, color=line.get_color(), alpha=0.4)
+            seed_means(ax, g["kappa"], g["T"], f"{init}, r={rank}: measured (seed mean)")
         spec = df[df["init"] == "spectral"]
         if len(spec):
             m = spec.groupby("kappa")["T_lin"].mean()
             ax.plot(m.index, m.values, "k--", label="linearised prediction T_lin")
             k = np.array(sorted(spec["kappa"].unique()))
             ax.plot(k, m.values[-1] * k / k[-1], ":", color="grey", label="∝ κ (slope 1)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("κ = λ*_1/λ*_r*")
-        ax.set_ylabel("GD iterations to risk < ε")
-        ax.set_title("C9: GD iterations vs κ (spectral init, η = ½/σ₁(G♮))")
+        ax.set(xscale="log", yscale="log", xlabel="κ = λ*_1/λ*_r*", ylabel="GD iterations to risk < ε",
+               title="C9: GD iterations vs κ (spectral init, η = ½/σ₁(G♮))")
         ax.legend(fontsize=7)

@@ -84,7 +84,6 @@ small-random A0 spanned U\* exactly (rank = r\* = 4, equal seeds), B_t stayed we
 the check passed. The rule needs the conditioning factor (issue 14's work); it is not changed here.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -93,15 +92,14 @@ import torch
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
-from .numerics import EPS, crossing, extreme_eigenvalues, initial_F, linear_map, sqrt_low_rank_shift, truth
+from .kit import Checks, TeacherSettings, parse, seed_means, span
+from .numerics import EPS, contraction, crossing, initial_F, linear_map, linearisation, truth
 
 TITLE = "PrecGD iterations flat in κ"
 RESULT = "R3"
 FIGURE = "c10_precgd_kappa.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     kappas: list
@@ -123,11 +121,10 @@ def run(settings, ctx):
     for seed in range(cfg.seeds):
         ref = {}
         for kappa in kappas:
-            prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=rs, n=cfg.n, kappa=kappa, seed=seed,
-                                         device=cfg.device)
+            prob = cfg.teacher(seed, n=cfg.n, kappa=kappa)
             S, D, V = prob.S_star.double(), truth(prob), prob.V_star.double()
-            Pmap = linear_map(prob, lr, torch.eye(rs, dtype=torch.float64, device=S.device),
-                              prob.U_star.double() @ prob.U_star.double().T)
+            M1, Y = linearisation(prob, "precgd")  # at the balanced solution: M2 = P_U*
+            Pmap = linear_map(prob, lr, M1, Y @ Y.T)
             for init, rank, lam_rel in groups:
                 tr = lorasim.train(prob, init=init, rank=rank, init_seed=seed,
                                    init_kwargs={"alpha": cfg.alpha} if init == "small_random" else {},
@@ -158,8 +155,7 @@ def run(settings, ctx):
                         dev_ln = max(dev_ln, abs(math.log(r / (0.5 * float((F * F).sum())))))
                         F = Pmap(F)
                     if "rho_P" not in ref:  # Σ̂ and U* are the same for every κ of a seed
-                        mu_min, mu_max = _prec_spectrum(prob)
-                        ref["rho_P"] = max(abs(1 - lr * mu_min), abs(1 - lr * mu_max))
+                        ref["rho_P"] = contraction(prob, lr, M1, Y)  # over the spectrum of (I + P_U*)Σ̂
                     rho = ref["rho_P"]
                     row.update(ln_dev=dev_ln, step_decrement=-2 * math.log(rho), rho_P=rho)
                 rows.append(row)
@@ -199,7 +195,7 @@ def run(settings, ctx):
         notes.append(f"- equivariance defect max {df['delta_eq'].max():.2g} (tolerance {df['tol_eq'].min():.2g})")
     spec = df[df["init"] == "spectral"]
     notes.append(f"- spectral: max |ln R − ln R_lin| {spec['ln_dev'].max():.3f} vs step decrement "
-                 f"{spec['step_decrement'].min():.3f}; ρ_P {spec['rho_P'].min():.3f}–{spec['rho_P'].max():.3f}")
+                 f"{spec['step_decrement'].min():.3f}; ρ_P {span(spec['rho_P'], '.3f')}")
     _figure(df, ctx)
     return checks.verdict(
         prediction="exact rank, λ=0: E_t(κ) = E_t(κ0)·diag(λ*(κ)/λ*(κ0)) (round-off), T(κ) ≤ T(κ0), "
@@ -207,28 +203,16 @@ def run(settings, ctx):
         measured="; ".join(parts), fits=fits, table=df, figures=[FIGURE], notes="\n".join(notes))
 
 
-def _prec_spectrum(prob):
-    """(μ_min, μ_max) of (I + P_U*)Σ̂, as the extremes of the symmetric (I + P_U*)^{1/2}Σ̂(I + P_U*)^{1/2}."""
-    Sh = prob.sigma_hat.double()
-    root = sqrt_low_rank_shift(prob.U_star.double(), 1.0)  # (I + U*U*ᵀ)^{1/2}
-    return extreme_eigenvalues(lambda v: root(Sh @ root(v)), Sh.shape[0], device=Sh.device)
-
-
 def _figure(df, ctx):
     with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
         for (init, rank, lam_rel), g in df.groupby(["init", "rank", "lambda_rel"], sort=False):
-            m = g.groupby("kappa")["T"].mean()
-            line, = ax.plot(m.index, m.values, "o-", label=f"{init}, r={rank}, λ={lam_rel:g}·λ*_r*")
-            ax.scatter(g["kappa"], g["T"], s=8, alpha=0.4, color=line.get_color())
+            seed_means(ax, g["kappa"], g["T"], f"{init}, r={rank}, λ={lam_rel:g}·λ*_r*")
         spec = df[df["init"] == "spectral"]
         m = spec.groupby("kappa")["T_lin"].mean()
         ax.plot(m.index, m.values, "k--", label="linearised prediction (spectral)")
         k = np.array(sorted(df["kappa"].unique()))
         ax.plot(k, m.values[0] * k, ":", color="grey", label="∝ κ (for contrast)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set(xscale="log", yscale="log", xlabel="κ = λ*_1/λ*_r*", ylabel="PrecGD iterations to risk < ε",
+               title="C10: ScaledGD(λ) iterations vs κ (η = ½)")
         ax.set_ylim(top=max(df["T"].max() * 8, 100))
-        ax.set_xlabel("κ = λ*_1/λ*_r*")
-        ax.set_ylabel("PrecGD iterations to risk < ε")
-        ax.set_title("C10: ScaledGD(λ) iterations vs κ (η = ½)")
         ax.legend(fontsize=7)

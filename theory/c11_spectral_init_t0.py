@@ -56,7 +56,6 @@ every N, |mean ratio − 1| ≤ 3 SE; |mean slope + 1| ≤ 3 SE (the Jensen bias
 With three N values the chance of a false alarm of the 3-SE tests is about 1 %.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -73,7 +72,6 @@ RESULT = "R4"
 FIGURE = "c11_spectral_init_t0.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     kappa: float
@@ -83,9 +81,7 @@ class Settings(TeacherSettings):
 
 def _independent_sin_theta(sigma_hat: torch.Tensor, U_star: torch.Tensor) -> float:
     """sinΘ(col(Σ̂U*), U*) from tanΘ = ‖QᵀΣ̂U*(U*ᵀΣ̂U*)⁻¹‖_op, Q ⊥ U* (no SVD of G♮)."""
-    rs = U_star.shape[1]
-    Qfull, _ = torch.linalg.qr(U_star, mode="complete")
-    Q = Qfull[:, rs:]
+    Q = torch.linalg.qr(U_star, mode="complete")[0][:, U_star.shape[1]:]
     SU = sigma_hat @ U_star
     K = torch.linalg.solve(U_star.T @ SU, (Q.T @ SU).T).T  # QᵀΣ̂U* (U*ᵀΣ̂U*)⁻¹ (U*ᵀΣ̂U* symmetric)
     t = float(torch.linalg.matrix_norm(K, ord=2))
@@ -99,16 +95,14 @@ def run(settings, ctx):
     rows = []
     for seed in range(seeds):
         for N in Ns:
-            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=N, kappa=cfg.kappa, spacing="linear",
-                                         delta_norm=cfg.scale, seed=seed, device=cfg.device)
+            prob = cfg.teacher(seed, n=N, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
             S, D = prob.sigma_hat, prob.delta
             eye = torch.eye(d, dtype=S.dtype, device=S.device)
             E = (S - eye) @ D
             closed = 0.5 * float((E * E).sum())
             dnorm2 = float((D * D).sum())
             sv = prob.svd_G()[1]  # the spectral init uses the same (cached) SVD
-            tau_R = 2 * math.sqrt(N) * EPS * spd_norm(S) * math.sqrt(dnorm2) \
-                / math.sqrt(2 * closed)
+            tau_R = 2 * math.sqrt(N) * EPS * spd_norm(S) * math.sqrt(dnorm2) / math.sqrt(2 * closed)
             tol_align = 10 * d * EPS * float(sv[0] / sv[rs - 1])
             sin_indep = _independent_sin_theta(S, prob.U_star)
             for rank in sorted({rs, r}):

@@ -93,7 +93,6 @@ Ways to avoid it: `init_kwargs={"tol": 1e-10}` (zeroes the block exactly, and 0 
 of both solvers: checked, it stays 0.0 at λ = 1e-6), λ ≳ ‖ΔW‖_F√((r − r\*)/N), or r = r\*.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -101,7 +100,7 @@ import torch
 
 import lorasim
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS
 
 TITLE = "over-rank spectral init degenerates"
@@ -111,7 +110,6 @@ KNOWN_FAILURE = ("PrecGD divides the √(ε·σ1) spare block's gradient by λ: 
 FIGURE = "c12_overrank_spare.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     n: int
@@ -170,8 +168,7 @@ def run(settings, ctx):
     configs = [("gd", None, cfg.gd_lr, cfg.gd_steps)] + [("precgd", lam, cfg.prec_lr, cfg.prec_steps) for lam in lambdas]
     rows, init_rows, curves, lam_c_first = [], [], {}, []
     for seed in range(seeds):
-        prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=rs, n=n, kappa=cfg.kappa, spacing="linear",
-                                     delta_norm=cfg.scale, seed=seed, device=cfg.device)
+        prob = cfg.teacher(seed, n=n, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
         # The SVD routine the init uses (torch.linalg.svd): at round-off level other routines
         # (svdvals) return different σ_{r*+j}, since these values are not determined beyond ε·σ1.
         sv = torch.linalg.svd(prob.G, full_matrices=False)[1]
@@ -195,10 +192,9 @@ def run(settings, ctx):
                                       "bound_sigma": 10 * (d + math.sqrt(n)) * EPS * s1, "sigma_j": float(sv[rs + j])})
             nA = np.array([_fro(A[:, rs:]) for _, A, _ in tr.factors])
             nB = np.array([_fro(B[rs:]) for _, _, B in tr.factors])
-            m = min(len(tr.factors), len(ts.factors))
-            gap_AB = max(_fro(A @ B - A2 @ B2) for (_, A, B), (_, A2, B2) in zip(tr.factors[:m], ts.factors[:m]))
-            gap_A = max(max(_fro(A[:, :rs] - A2), _fro(B[:rs] - B2))
-                        for (_, A, B), (_, A2, B2) in zip(tr.factors[:m], ts.factors[:m]))
+            pairs = list(zip(tr.factors, ts.factors))  # rank r and rank r*, step by step
+            gap_AB = max(_fro(A @ B - A2 @ B2) for (_, A, B), (_, A2, B2) in pairs)
+            gap_A = max(max(_fro(A[:, :rs] - A2), _fro(B[:rs] - B2)) for (_, A, B), (_, A2, B2) in pairs)
             tA, tB, gop = _tangent(prob, ts.factors, A0[:, rs:], B0[rs:], lr, lam)
             L = min(len(nA), len(tA))
             tang_err = float(max(np.max(np.abs(nA[:L] / tA[:L] - 1)), np.max(np.abs(nB[:L] / tB[:L] - 1))))
@@ -228,11 +224,8 @@ def run(settings, ctx):
         checks.add(f"{name} stays within a decade and √(εσ1)", g.holds.all(),
                    f"fails at λ {lams}" if lams else f"fails in {int((~g.holds).sum())} seeds")
 
-    lam_c, lam_ab = [], []
-    for seed in range(seeds):
-        sub = pg[pg.seed == seed]
-        lam_c.append(_crossing(sub["lambda"], sub.amp_B, 10.0))
-        lam_ab.append(_crossing(sub["lambda"], sub.gap_AB / sub.level, 1.0))
+    lam_c = [_crossing(sub["lambda"], sub.amp_B, 10.0) for _, sub in pg.groupby("seed")]
+    lam_ab = [_crossing(sub["lambda"], sub.gap_AB / sub.level, 1.0) for _, sub in pg.groupby("seed")]
     lin = pg[pg.tangent_max_spare <= 1e-3]
     tang_err = float(pd.concat([gd, lin]).tangent_rel_err.max())
 
@@ -258,13 +251,10 @@ def run(settings, ctx):
         ax[1].set(xscale="log", yscale="log", xlabel="PrecGD damping λ", title="PrecGD: amplification vs λ (all seeds)")
         ax[1].legend(fontsize=8)
 
-    def rng(col, sub):
-        return f"{sub[col].min():.3g}–{sub[col].max():.3g}"
-
-    per_lam = "; ".join(f"λ={lam:g}: amp_B {rng('amp_B', pg[pg['lambda'] == lam])}, gap_AB {pg[pg['lambda'] == lam].gap_AB.max():.1e}"
-                        for lam in lambdas)
+    per_lam = "; ".join(f"λ={lam:g}: amp_B {span(g.amp_B, '.3g')}, gap_AB {g.gap_AB.max():.1e}"
+                        for lam, g in pg.groupby("lambda", sort=False))
     lc, lab = np.array(lam_c), np.array(lam_ab)
-    measured = (f"init c_j {rng('c_j', dinit)}, spare {df.spare_A0.min():.2e}–{df.spare_A0.max():.2e}; "
+    measured = (f"init c_j {span(dinit.c_j, '.3g')}, spare {span(df.spare_A0, '.2e')}; "
                 f"GD amp ≤ {max(gd.amp_A.max(), gd.amp_B.max()):.3f} (stacked {gd.amp_stacked.max():.3f} ≤ bound ≥ {gd.gd_bound.min():.2f}), gap_AB ≤ {gd.gap_AB.max():.1e}; "
                 f"PrecGD {per_lam}; λ_c(amp 10) {np.nanmean(lc):.2g} [{np.nanmin(lc):.2g}, {np.nanmax(lc):.2g}], "
                 f"(first-order ‖U_sᵀ(Σ̂−I)G♮‖_F/9: {np.mean(lam_c_first):.2g}), "

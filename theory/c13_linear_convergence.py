@@ -57,7 +57,7 @@ R_t > 10³·floor. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100}, 5 seed
 (d = k = 100, r\* = 4, N = 1600, κ ∈ {1, 4, 10, 100}, κ = 4 being T2's (1, .75, .5, .25)), at exact
 rank r = 4 with λ = 0; large: d = 4096, k = 512, N = 16d, κ ∈ {1, 3, 10, 30} (GD at κ = 100 would
 need ≈ 15000 steps to the float64 floor). ρ needs only the extreme eigenvalues of the blocks
-Σ̂^{1/2}(Λ_jI + M_2)Σ̂^{1/2} (see `_rho`; Lanczos at large d, theory/numerics.py).
+Σ̂^{1/2}(Λ_jI + M_2)Σ̂^{1/2} (see `contraction` in theory/numerics.py; Lanczos at large d).
 
 **Measured.** Per run: the window fit slope s (linear_fit of ln R_t on t, with SE and residuals),
 s_lin (same window, linear recursion from the measured window-start state with (M_1, M_2) at the
@@ -83,7 +83,6 @@ median over κ and solvers (the floor of one run fluctuates by a factor ≈ 2),
 computation, so their ratio is within a decade (derivation).
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -92,15 +91,14 @@ import torch
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
-from .numerics import extreme_eigenvalues, first_below, init_factors, linear_map, sqrt_low_rank_shift, truth
+from .kit import Checks, TeacherSettings, parse, span
+from .numerics import contraction, first_below, init_factors, linear_map, linearisation, truth
 
 TITLE = "linear convergence after spectral init"
 RESULT = "R5"
 FIGURE = "c13_linear_convergence.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     kappas: list
@@ -109,37 +107,6 @@ class Settings(TeacherSettings):
     dtypes: list
     window_start: float
     window_end_factor: float
-
-
-def _rho(prob, eta, M1, Y):
-    """ρ = max|1 − ημ| over the spectrum of K = (I⊗Σ̂^{1/2})(M1⊗I + I⊗M2)(I⊗Σ̂^{1/2}), M2 = YYᵀ.
-
-    With M1 = WΛWᵀ, K is orthogonally similar (by W⊗I, which commutes with I⊗Σ̂^{1/2} and I⊗M2) to
-    blockdiag_j Σ̂^{1/2}(Λ_j I + M2)Σ̂^{1/2}, whose spectrum is that of the symmetric
-    T_jΣ̂T_j, T_j = (Λ_j I + M2)^{1/2} = √Λ_j(I + Q diag(c) Qᵀ) from the thin SVD of Y (no d×d root).
-    Each block's spectrum increases with Λ_j (Loewner order), so μ_min is that of the smallest Λ_j and
-    μ_max that of the largest: two extreme-eigenvalue problems (Lanczos at large d, theory/numerics.py)."""
-    Sh = prob.sigma_hat.double()
-    lam = torch.linalg.eigvalsh(M1)
-    ends = []
-    for l, which in ((float(lam[0]), 0), (float(lam[-1]), 1)):
-        T = sqrt_low_rank_shift(Y, l)
-        ends.append(extreme_eigenvalues(lambda v, T=T: T(Sh @ T(v)), Sh.shape[0], device=Sh.device)[which])
-    return max(abs(1 - eta * ends[0]), abs(1 - eta * ends[1]))
-
-
-def _maps(prob, solver, A=None, B=None):
-    """(M1, Y) with M2 = YYᵀ at a solution: balanced (A, B None) or at the given factors."""
-    V = prob.V_star.double()
-    if A is None:
-        U, S = prob.U_star.double(), prob.S_star.double()
-        if solver == "gd":
-            return torch.diag(S), U * S.sqrt()
-        return torch.eye(len(S), dtype=S.dtype, device=S.device), U
-    BV = B @ V
-    if solver == "gd":
-        return BV.T @ BV, A
-    return BV.T @ torch.linalg.solve(B @ B.T, BV), torch.linalg.qr(A)[0]  # V*ᵀP_BV*, P_A = QQᵀ
 
 
 def run(settings, ctx):
@@ -151,13 +118,12 @@ def run(settings, ctx):
         emach = float(torch.finfo(getattr(torch, dtype)).eps)
         for seed in range(cfg.seeds):
             for kappa in kappas:
-                prob = lorasim.LinearTeacher(d=cfg.d, k=cfg.k, r_star=rs, n=cfg.n, kappa=kappa, seed=seed, dtype=dtype,
-                                             device=cfg.device)
+                prob = cfg.teacher(seed, n=cfg.n, kappa=kappa, dtype=dtype)
                 D = truth(prob)
                 norm2 = float((D ** 2).sum())
                 s1 = float(prob.svd_G()[1][0])  # the spectral init uses the same (cached) SVD
                 for solver, eta, kw in (("gd", cfg.c_eta / s1, {}), ("precgd", cfg.lr_prec, {"damping": 0.0})):
-                    rho0 = _rho(prob, eta, *_maps(prob, solver))
+                    rho0 = contraction(prob, eta, *linearisation(prob, solver))
                     A, B = init_factors(prob, "spectral", rs)
                     R0 = 0.5 * float(((A.double() @ B.double() - D) ** 2).sum())
                     decay = -2 * math.log(rho0)
@@ -171,7 +137,7 @@ def run(settings, ctx):
                     i0 = first_below(risks, cfg.window_start * R0)
                     i1 = int(np.nonzero(risks > cfg.window_end_factor * floor)[0].max())
                     t = np.arange(i0, i1 + 1)
-                    M1, Y = _maps(prob, solver, *factors[-1])
+                    M1, Y = linearisation(prob, solver, *factors[-1])
                     step = linear_map(prob, eta, M1, Y @ Y.T)
                     F = (factors[i0][0] @ factors[i0][1] - D) @ prob.V_star.double()
                     rl = []
@@ -181,7 +147,7 @@ def run(settings, ctx):
                     rl = torch.stack(rl).cpu().numpy()
                     fit = linear_fit(t, np.log(risks[t]), "t", f"ln R ({solver}, κ={kappa:g}, {dtype}, seed {seed})")
                     s_lin = linear_fit(t, np.log(rl)).slope
-                    rho = _rho(prob, eta, M1, Y)
+                    rho = contraction(prob, eta, M1, Y)
                     rows.append({"dtype": dtype, "seed": seed, "kappa": kappa, "solver": solver, "eta": eta,
                                  "steps": len(risks) - 1, "risk_0": R0, "window": f"{i0}-{i1}", "slope": fit.slope,
                                  "slope_se": fit.slope_se, "max_abs_resid": float(np.max(np.abs(fit.residuals))),
@@ -240,13 +206,13 @@ def run(settings, ctx):
         lr = np.log10(med["float32"] / med["float64"])
         target_db = 2 * math.log10(float(torch.finfo(torch.float32).eps) / float(torch.finfo(torch.float64).eps))
         checks.add("(iv) floor ratio", ((lr - target_db).abs() <= 1).all(),
-                   f"log10 ratio {lr.min():.2f}–{lr.max():.2f} vs {target_db:.2f} ± 1")
+                   f"log10 ratio {span(lr, '.2f')} vs {target_db:.2f} ± 1")
         parts.append(f"floors f64 {med['float64'].median():.1e}, f32 {med['float32'].median():.1e}, log10 ratio "
-                     f"{lr.min():.2f}–{lr.max():.2f} per seed (pred {target_db:.2f}±1)")
+                     f"{span(lr, '.2f')} per seed (pred {target_db:.2f}±1)")
     notes.append("Per-seed log-log slopes of |slope| against κ (s measured, s_lin linearised) and the "
                  "κ-spread of the measured slope:\n\n" + per.to_string(index=False))
-    notes.append("c² = floor/(½ε²‖ΔW‖²): " + ", ".join(
-        f"{dt} {gg['floor_over_eps2'].min():.2g}–{gg['floor_over_eps2'].max():.2g}" for dt, gg in df.groupby("dtype")))
+    notes.append("c² = floor/(½ε²‖ΔW‖²): " + ", ".join(f"{dt} {span(gg['floor_over_eps2'], '.2g')}"
+                                                     for dt, gg in df.groupby("dtype")))
     fits = [fits_all[i] for i in df.index[(df["seed"] == 0) & (df["dtype"] == "float64")]] + fits
     _figure(curves, df, ctx)
     return checks.verdict(
@@ -267,10 +233,8 @@ def _figure(curves, df, ctx):
             t = np.arange(len(r))
             x = t if solver == "precgd" else t / kappa
             ax.plot(x, np.log10(r), styles[dtype], color=colors[kappa], lw=1.2, label=f"κ={kappa:g}, {dtype}")
-        axes[0].set_xlabel("t")
-        axes[0].set_title("PrecGD (η = ½, λ = 0): one slope for every κ")
-        axes[1].set_xlabel("t / κ")
-        axes[1].set_title("GD (η = ½/σ₁): slopes collapse in t/κ (∝ 1/κ)")
+        axes[0].set(xlabel="t", title="PrecGD (η = ½, λ = 0): one slope for every κ")
+        axes[1].set(xlabel="t / κ", title="GD (η = ½/σ₁): slopes collapse in t/κ (∝ 1/κ)")
         for ax in axes:
             ax.set_ylabel("log10 risk")
             ax.legend(fontsize=7, ncol=2)

@@ -72,7 +72,6 @@ N/d = 1024, slope
 −0.996 ± 0.009.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -94,8 +93,6 @@ METHODS = {
 }
 
 
-
-@dataclass
 class Settings(TeacherSettings):
     rank: int
     kappa: float
@@ -139,8 +136,7 @@ def run(settings, ctx):
     rows, curves = [], {}
     for seed in range(cfg.seeds):
         for n in ns:
-            prob = lorasim.LinearTeacher(d=d, k=cfg.k, r_star=cfg.r_star, n=n, kappa=cfg.kappa, spacing="linear",
-                                         delta_norm=cfg.scale, seed=seed, device=cfg.device)
+            prob = cfg.teacher(seed, n=n, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
             lo, hi = sym_extremes(prob.sigma_hat)
             cond = hi / lo  # cond(Σ̂) for the round-off floor (Lanczos at large d)
             for method, (init, kw) in METHODS.items():
@@ -148,8 +144,7 @@ def run(settings, ctx):
                                    damping=cfg.damping, steps=steps, log_every=cfg.log_every, keep_factors=True,
                                    metrics="risk")
                 df = tr.to_frame()
-                A0, B0 = tr.factors[0][1], tr.factors[0][2]
-                s_exact, s_b, s_d, s_a, normT = _predictions(prob, A0, B0, r, exact=method == "lora_ga")
+                s_exact, s_b, s_d, s_a, normT = _predictions(prob, *tr.factors[0][1:], r, exact=method == "lora_ga")
                 risk = df.risk.to_numpy()
                 half = df.risk[df.step >= steps // 2].iloc[0]
                 at100 = df.risk[df.step >= 100].iloc[0] if steps >= 100 else math.nan
@@ -158,8 +153,7 @@ def run(settings, ctx):
                     "N_over_d": math.inf if n == "population" else n / d, "method": method, "status": tr.status,
                     "risk0": risk[0], "risk_100": at100, "risk_final": risk[-1],
                     "plateau_drift": abs(risk[-1] - half) / max(risk[-1], 1e-300),
-                    "s_exact": s_exact, "s_b": s_b,  # NaN for the reachable inits (their stall is 0)
-                    "s_d": s_d if method == "lora_ga" else math.nan, "s_a": s_a if method == "lora_ga" else math.nan,
+                    "s_exact": s_exact, "s_b": s_b, "s_d": s_d, "s_a": s_a,  # NaN for the reachable inits (stall 0)
                     "floor": 0.5 * (10 * math.sqrt(d) * cond * EPS * normT) ** 2,
                 })
                 if seed == 0 and n == int(cfg.ratios[0] * d):
@@ -179,9 +173,8 @@ def run(settings, ctx):
     fits, s_mean, s_se = seedwise_loglog(ga, "N", "risk_final", "LoRA-GA stall")
     checks.add("stall slope −1", abs(s_mean + 1) <= 3 * s_se, f"slope {s_mean:.3f} ± {s_se:.3f}")
 
-    comp = []
-    for N, sub in ga.groupby("N"):
-        comp.append((int(N // d), *(mean_se(sub.risk_final / sub[c]) for c in ("s_b", "s_d", "s_a"))))
+    comp = [(int(N // d), *(mean_se(sub.risk_final / sub[c]) for c in ("s_b", "s_d", "s_a")))
+            for N, sub in ga.groupby("N")]
 
     with ctx.figure(FIGURE, ncols=2, figsize=(11, 4.2)) as (fig, ax):
         labels = {"lora_ga": "LoRA-GA (ArB2r, offset)", "lora_one_offset": "offset LoRA-One (top_r)",

@@ -78,13 +78,11 @@ paper +0.0006 ± 0.0005, −0.0001 ± 0.0008). (iii) tests the *order*: the deri
 slope by ≤ 0.05 (ci measured 0.96 ± 0.011), while a zeroth- or second-order remainder would give 0 or 2.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-import lorasim
 from lorasim.fitting import Fit, loglog_fit, mean_se
 
 from .kit import Checks, TeacherSettings, parse
@@ -94,7 +92,6 @@ RESULT = "R6"
 FIGURE = "c15_relu_half_gradient.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     scales: list
@@ -158,10 +155,9 @@ def run(settings, ctx):
     floor = math.sqrt((2 * d + 3) / n)
     rows, per_seed = [], []
     for seed in range(cfg.seeds):
-        errs, pops, rems, exact = [], [], [], []
+        errs, rems, exact = [], [], []
         for s in scales:
-            p = lorasim.ReLUTeacher(d=d, k=cfg.k, r_star=cfg.r_star, n=n, delta_norm=s, w0="orthonormal", seed=seed,
-                                    device=cfg.device)
+            p = cfg.teacher(seed, relu=True, n=n, delta_norm=s, w0="orthonormal")
             D, half = p.delta, (p.delta / 2).norm()
             err = float((p.G - D / 2).norm() / half)
             G_lin = p.X.T @ ((p.X @ D) * (p.X @ p.W0 > 0)) / n
@@ -171,7 +167,7 @@ def run(settings, ctx):
             err_full = float((p.G - D).norm() / D.norm())
             if s == scales[0]:
                 c1 = first_order_coefficient(p.W0, D / s)
-            errs.append(err), pops.append(beta), rems.append(rho), exact.append(expected_err2(p.W0, D, n))
+            errs.append(err), rems.append(rho), exact.append(expected_err2(p.W0, D, n))
             rows.append({"seed": seed, "scale": s, "err": err, "pop_bias": beta, "remainder": rho,
                          "linear_noise": nu, "floor": floor, "err_vs_full_dW": err_full})
         s2 = np.array(scales) ** 2
@@ -219,7 +215,6 @@ def _figure(ctx, df, scales, floor, a, b):
         ax.axhline(floor, color="gray", ls="--", label=f"floor √((2d+3)/N) = {floor:.4f}")
         ax.plot(m.index, m["pop_bias"], "s-", color="tab:red", ms=4, lw=1, label="population bias β(s) (closed form)")
         ax.plot(m.index, m["remainder"], "^", color="tab:orange", ms=5, label="sample remainder ρ(s)")
-        ax.set_xscale("log"), ax.set_yscale("log")
-        ax.set_xlabel("‖ΔW‖_op"), ax.set_ylabel("‖G♮ − ΔW/2‖_F / ‖ΔW/2‖_F")
-        ax.set_title("C15: ReLU G♮ ≈ ΔW/2 — first-order bias above the MC floor")
+        ax.set(xscale="log", yscale="log", xlabel="‖ΔW‖_op", ylabel="‖G♮ − ΔW/2‖_F / ‖ΔW/2‖_F",
+               title="C15: ReLU G♮ ≈ ΔW/2 — first-order bias above the MC floor")
         ax.legend(fontsize=7)

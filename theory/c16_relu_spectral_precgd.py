@@ -66,7 +66,6 @@ the floor estimate; measured ≤ 2·10⁻⁴); (vi) minimum risk ≤ 10× the fl
 order-of-magnitude estimate; measured 0.2–0.5× at ci, 0.45–0.58× at paper).
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -75,7 +74,7 @@ import torch
 import lorasim
 from lorasim.fitting import linear_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, parse, span
 from .numerics import EPS
 
 TITLE = "ReLU: spectral ζ=2 + PrecGD"
@@ -83,7 +82,6 @@ RESULT = "R6"
 FIGURE = "c16_relu_spectral_precgd.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     scale: float
@@ -102,8 +100,7 @@ def tangent_basis(U, V):
     """Orthonormal basis (columns, vec of d×k) of T = {U M + U_⊥ N Vᵀ}: dimension r(d + k − r)."""
     d, r = U.shape
     k = V.shape[0]
-    Uf, _, _ = torch.linalg.svd(U, full_matrices=True)
-    U_perp = Uf[:, r:]
+    U_perp = torch.linalg.svd(U, full_matrices=True)[0][:, r:]
     eye_k = torch.eye(k, dtype=U.dtype, device=U.device)
     first = torch.einsum("ai,jb->ijab", U, eye_k).reshape(r * k, d * k)  # U e_i e_jᵀ
     second = torch.einsum("aq,bs->qsab", U_perp, V).reshape((d - r) * r, d * k)  # U_⊥ e_q v_sᵀ
@@ -117,7 +114,7 @@ def run(settings, ctx):
     floor_est = 0.25 * EPS**2 * r_star * (d + k - r_star) * (d / n + 1 / d)
     rows, curves = [], []
     for seed in range(cfg.seeds):
-        p = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, delta_norm=cfg.scale, seed=seed, device=cfg.device)
+        p = cfg.teacher(seed, relu=True, n=n, delta_norm=cfg.scale)
         D = p.delta
         nD = float(D.norm())
         U, S, Vh = torch.linalg.svd(p.G, full_matrices=False)
@@ -158,8 +155,7 @@ def run(settings, ctx):
         lin = (risk < 1e-3 * risk[0]) & (risk > 1e4 * floor_est)
         fit = linear_fit(df["step"][lin], np.log(risk[lin]), "t", "ln risk")
         t0 = int(np.argmax(risk <= 1e-8 * risk[0]))
-        A, B = tr.factors[t0][1], tr.factors[t0][2]
-        Et = A @ B - D
+        Et = tr.factors[t0][1] @ tr.factors[t0][2] - D
         Et = PU @ Et + Et @ PV - PU @ Et @ PV
         pred = []
         for _ in range(t0, len(risk)):
@@ -190,7 +186,7 @@ def run(settings, ctx):
         measured=(f"e_G {m['e_G'][0]:.3f}, e2 {m['e2'][0]:.4f} vs ê2 {m['e2_pred'][0]:.4f}, e1 {m['e1'][0]:.3f}; "
                   f"slope {m['slope'][0]:.3f} ± {m['slope'][1]:.3f} (s_∞ {m['s_inf'][0]:.3f}, s_fast "
                   f"{tab['s_fast'].mean():.2f}); max |Δ ln risk| vs linearised {tab['lin_dev'].max():.1e}; "
-                  f"min risk {tab['risk_min'].min():.1e}–{tab['risk_min'].max():.1e} (floor est {floor_est:.1e})"),
+                  f"min risk {span(tab['risk_min'], '.1e')} (floor est {floor_est:.1e})"),
         fits=[c[4] for c in curves], table=tab, figures=[FIGURE])
 
 
@@ -203,6 +199,5 @@ def _figure(ctx, curves, floor_est):
             ax.semilogy(np.arange(t0, t0 + len(pred))[shown], pred[shown], "--", color="k", lw=0.7)
         ax.axhline(floor_est, color="gray", ls=":", label="round-off floor estimate")
         ax.plot([], [], "k--", lw=0.7, label="linearised map from t0 (own code)")
-        ax.set_xlabel("step t"), ax.set_ylabel("population risk")
-        ax.set_title("C16: ReLU, spectral init ζ=2, then PrecGD (η=½)")
+        ax.set(xlabel="step t", ylabel="population risk", title="C16: ReLU, spectral init ζ=2, then PrecGD (η=½)")
         ax.legend(fontsize=7)

@@ -54,7 +54,6 @@ matches to 10⁻¹². The factor 10 covers the modest constants of the backward-
 the product difference is 0.2–2.5× u·σ_1/gap at ci, 0.06–1.3× at paper, 768×768 with q = 512).
 """
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -73,7 +72,6 @@ RESULT = "§6.2"
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-@dataclass
 class Settings(ClaimSettings):
     out: int
     inn: int
@@ -122,7 +120,6 @@ def run(settings, ctx):
         for c in cfg.scales:
             G = c * Z
             G_nat = -G.T
-
             prob = lorasim.LinearTeacher.from_arrays(X=torch.eye(inn, dtype=torch.float64), Y=inn * G_nat,
                                                      W0=torch.zeros(inn, out, dtype=torch.float64), device=dev)
             g_err = float((prob.G - G_nat).norm() / G_nat.norm())
@@ -179,11 +176,10 @@ def run(settings, ctx):
         checks.add(name, not len(bad), "fails at (seed, scale, dtype) "
                    + ", ".join(f"({b.seed}, {b.scale:g}, {b.dtype})" for b in bad.itertuples()))
     tab["ratio_to_budget"] = tab["prod_off_vs_lorasim"] / tab["u_sigma1_over_gap"]
-    parts = []
-    for name, g in tab.groupby("dtype", sort=False):
-        parts.append(f"{name}: max ΔW_0 diff {g['prod_off_vs_lorasim'].max():.1e} "
-                     f"(≤ {g['ratio_to_budget'].max():.2f}·u·σ1/gap), factors {g['factors_off_vs_lorasim'].max():.1e}"
-                     + (f", svd_lowrank τ {g['tau_rand'].max():.1e}" if g['tau_rand'].max() > 0 else ""))
+    parts = [f"{name}: max ΔW_0 diff {g['prod_off_vs_lorasim'].max():.1e} "
+             f"(≤ {g['ratio_to_budget'].max():.2f}·u·σ1/gap), factors {g['factors_off_vs_lorasim'].max():.1e}"
+             + (f", svd_lowrank τ {g['tau_rand'].max():.1e}" if g['tau_rand'].max() > 0 else "")
+             for name, g in tab.groupby("dtype", sort=False)]
     ops = pd.concat([tab["op_official"], tab["op_lorasim"]])
     return checks.verdict(
         prediction=f"official = lorasim lora_one up to u·σ1/gap; ‖ΔW_0‖_op = α_L/(γ√r) = {target:.6f} at every scale; W0 unchanged",

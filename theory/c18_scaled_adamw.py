@@ -52,7 +52,6 @@ round-off. "Differ" means > 100·tol. Measured: equal cases ≤ 2.7·10⁻¹⁵ 
 ≤ 1.5·10⁻¹⁴ at paper (50 steps) against tol 7·10⁻¹¹–2·10⁻⁶; the differing cases are ≥ 10⁻² apart.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,7 +62,7 @@ from lorasim import streams
 from lorasim.peft_convention import from_peft, to_peft
 from lorasim.solvers import precondition
 
-from .kit import Checks, ClaimSettings, parse
+from .kit import Checks, ClaimSettings, parse, span
 
 TITLE = "Scaled AdamW = scaled_adam"
 RESULT = "§6.3"
@@ -73,7 +72,6 @@ SAME = ["default_vs_adamwr", "simultaneous_vs_own_simultaneous", "bias_corrected
 DIFFER = ["default_vs_own_simultaneous", "default_vs_own_bias_corrected"]  # O(lr) apart
 
 
-@dataclass
 class Settings(ClaimSettings):
     inn: int
     out: int
@@ -152,12 +150,14 @@ def own_run(X, Y, weight, lA0, lB0, s, steps, **kw):
     return traj, kappa, rho
 
 
+def step_diffs(tr, ref, s):
+    """Per step, the relative differences of lorasim's (lora_A, lora_B) (torch layout) from the reference's."""
+    return [(float((LA - la).norm() / la.norm()), float((LB - lb).norm() / lb.norm()))
+            for (LA, LB), (la, lb) in zip((to_peft(A, B, s) for _, A, B in tr.factors), ref)]
+
+
 def max_diff(tr, ref, s):
-    out = 0.0
-    for (_, A, B), (la, lb) in zip(tr.factors, ref):
-        LA, LB = to_peft(A, B, s)
-        out = max(out, float((LA - la).norm() / la.norm()), float((LB - lb).norm() / lb.norm()))
-    return out
+    return max(0.0, *(v for pair in step_diffs(tr, ref, s) for v in pair))
 
 
 def run(settings, ctx):
@@ -240,7 +240,7 @@ def run(settings, ctx):
     return checks.verdict(
         prediction="lorasim scaled_adam (defaults; simultaneous; s-mapped) = own AdamWr to round-off; "
                    "differs from simultaneous / bias-corrected AdamWr",
-        measured=(f"equal cases max {tab[SAME].max().max():.1e} (tol {tab['tol'].min():.1e}–{tab['tol'].max():.1e}); "
+        measured=(f"equal cases max {tab[SAME].max().max():.1e} (tol {span(tab['tol'], '.1e')}); "
                   f"default vs simultaneous {tab['default_vs_own_simultaneous'].min():.1e}, vs bias-corrected "
                   f"{tab['default_vs_own_bias_corrected'].min():.1e}; ε-placement gap with bias correction "
                   f"{tab['bias_corrected_eps_1e-8 (ε placement)'].max():.1e}"),
@@ -253,10 +253,7 @@ def run(settings, ctx):
 def _figure(ctx, curves):
     with ctx.figure(FIGURE, dpi=120, figsize=(6.4, 4.4)) as (fig, ax):
         for label, (tr, ref, s) in curves.items():
-            diffs = []
-            for (_, A, B), (la, lb) in zip(tr.factors[1:], ref[1:]):
-                LA, LB = to_peft(A, B, s)
-                diffs.append(max(float((LA - la).norm() / la.norm()), float((LB - lb).norm() / lb.norm()), 1e-17))
+            diffs = [max(a, b, 1e-17) for a, b in step_diffs(tr, ref, s)[1:]]
             ax.semilogy(np.arange(1, len(diffs) + 1), diffs, "o-", ms=3, label=label)
         ax.set_xlabel("step t"), ax.set_ylabel("relative factor difference (torch layout)")
         ax.set_title("C18: lorasim scaled_adam vs an independent AdamWr")

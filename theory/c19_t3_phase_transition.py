@@ -58,7 +58,6 @@ its b₀² = ‖Σ y² x‖/4 is large, so lr·b₀²·λ_max(Σ̂) exceeds 2. T
 init in general; the T3 picture relies on the instance.
 """
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -73,7 +72,6 @@ RESULT = "T3"
 FIGURE = "c19_t3_trajectories.png"
 
 
-@dataclass
 class Settings(ClaimSettings):
     seed: int
     beta: list
@@ -189,12 +187,10 @@ def _sweep(cfg, beta, lr, steps, tol):
     b = beta.numpy()
     gy = (Y[..., None] * X).mean(1)
     gy2 = ((Y**2)[..., None] * X).mean(1)
+    ry, ry2 = (np.sqrt(np.linalg.norm(g, axis=1)) for g in (gy, gy2))  # the spectral inits' b, per seed
     res = {}
-    for name, (a, bb) in {"LoRA init": (A0, np.zeros(S)),
-                          "spectral, g=(1/4)Σ y x": (gy / np.sqrt(np.linalg.norm(gy, axis=1))[:, None],
-                                                     np.sqrt(np.linalg.norm(gy, axis=1))),
-                          "spectral, g=(1/4)Σ y² x (notebook)": (gy2 / np.sqrt(np.linalg.norm(gy2, axis=1))[:, None],
-                                                                 np.sqrt(np.linalg.norm(gy2, axis=1)))}.items():
+    for name, (a, bb) in {"LoRA init": (A0, np.zeros(S)), "spectral, g=(1/4)Σ y x": (gy / ry[:, None], ry),
+                          "spectral, g=(1/4)Σ y² x (notebook)": (gy2 / ry2[:, None], ry2)}.items():
         th = own_gd(X, Y, a, bb, lr, steps)
         length, err, hits = path_stats(th, b, [tol])
         bad = ~np.isfinite(th).all(axis=(-1, -2))

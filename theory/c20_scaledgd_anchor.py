@@ -65,7 +65,6 @@ s̄_S ≤ 3·SE(s_S) + ln((T̄_S+1)/T̄_S)/ln(κ_max/κ_min) (seed spread plus o
 discretisation over the sweep); (iv) every run reached the tolerance.
 """
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -75,7 +74,7 @@ import torch
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, ClaimSettings, parse
+from .kit import Checks, ClaimSettings, parse, seed_means
 from .numerics import extreme_eigenvalues
 
 TITLE = "ScaledGD anchor: GD ∝ κ, ScaledGD flat"
@@ -83,7 +82,6 @@ RESULT = "R3"
 FIGURE = "c20_scaledgd_anchor.png"
 
 
-@dataclass
 class Settings(ClaimSettings):
     n1: int
     n2: int
@@ -174,18 +172,14 @@ def run(settings, ctx):
     per, fits = [], []
     for seed, g in df.groupby("seed"):
         g = g.sort_values("kappa")
-        row = {"seed": seed, "rho_s_spread": float(g["rho_s"].max() / g["rho_s"].min() - 1)}
         fr = loglog_fit(g["kappa"], g["inv_rate_gd"], "κ", f"1/(−ln ρ_GD) (seed {seed})")
-        row["s_rate"] = fr.slope
+        row = {"seed": seed, "rho_s_spread": float(g["rho_s"].max() / g["rho_s"].min() - 1), "s_rate": fr.slope}
         for solver in ("gd", "precgd"):
             T = g["T_" + solver]
-            if np.isfinite(T).all():
-                f = loglog_fit(g["kappa"], T, "κ", f"T_{solver} (seed {seed})")
-                row["s_" + solver] = f.slope
-                if seed == 0:
-                    fits.append(f)
-            else:
-                row["s_" + solver] = math.nan
+            f = loglog_fit(g["kappa"], T, "κ", f"T_{solver} (seed {seed})") if np.isfinite(T).all() else None
+            row["s_" + solver] = f.slope if f else math.nan
+            if f and seed == 0:
+                fits.append(f)
         if seed == 0:
             fits.append(fr)
         per.append(row)
@@ -216,17 +210,12 @@ def run(settings, ctx):
 def _figure(df, ctx):
     with ctx.figure(FIGURE, dpi=120, figsize=(6, 4.2)) as (fig, ax):
         for solver, label, c in (("gd", "GD (η = ½/σ₁)", "C3"), ("precgd", "ScaledGD (η = ½, λ = 0)", "C0")):
-            m = df.groupby("kappa")["T_" + solver].mean()
-            ax.plot(m.index, m.values, "o-", color=c, label=label + ": measured (seed mean)")
-            ax.scatter(df["kappa"], df["T_" + solver], s=8, alpha=0.4, color=c)
+            seed_means(ax, df["kappa"], df["T_" + solver], label + ": measured (seed mean)", color=c)
         g = df.groupby("kappa")
         pred = g["T_gd"].mean().iloc[0] * g["inv_rate_gd"].mean() / g["inv_rate_gd"].mean().iloc[0]
         ax.plot(pred.index, pred.values, "k--", label="T_GD(1)·(ln ρ_GD(1)/ln ρ_GD(κ)) (Hessian)")
         k = np.array(sorted(df["kappa"].unique()))
         ax.plot(k, g["T_gd"].mean().iloc[0] * k, ":", color="grey", label="∝ κ")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("κ")
-        ax.set_ylabel("iterations to ‖AB − M*‖_F/‖M*‖_F < tol")
-        ax.set_title("C20: ScaledGD anchor, Gaussian matrix sensing")
+        ax.set(xscale="log", yscale="log", xlabel="κ", ylabel="iterations to ‖AB − M*‖_F/‖M*‖_F < tol",
+               title="C20: ScaledGD anchor, Gaussian matrix sensing")
         ax.legend(fontsize=7)

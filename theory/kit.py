@@ -1,23 +1,28 @@
-"""The claim kit (not a claim): settings, pass rules and, with ``lorasim.verify.Context.figure``,
+"""The claim kit (not a claim): settings, pass rules, report text and, with ``lorasim.verify.Context.figure``,
 figures. How a claim uses it: theory/README.md, "Writing a claim"; shared numerics: theory/numerics.py.
 """
-from __future__ import annotations
-
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
+import lorasim
 from lorasim.config import fail
 from lorasim.verify import Verdict
 
 
 @dataclass(kw_only=True)
 class ClaimSettings:
-    """Base of a claim's ``Settings``, whose fields are the keys of its conf/claims/CNN.yaml blocks."""
+    """Base of a claim's ``Settings``, whose fields are the keys of its conf/claims/CNN.yaml blocks. A subclass
+    is made a (keyword-only) dataclass where it is defined: it needs no ``@dataclass`` of its own."""
 
     device: str = "cpu"  # lorasim-verify's device=, unless the yaml block pins one
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        dataclass(kw_only=True)(cls)
 
-@dataclass(kw_only=True)
+
 class TeacherSettings(ClaimSettings):
     """A claim on teachers of one shape (d, k, r*), repeated over ``seeds`` seeds."""
 
@@ -25,6 +30,11 @@ class TeacherSettings(ClaimSettings):
     k: int
     r_star: int
     seeds: int
+
+    def teacher(self, seed: int, relu: bool = False, **kw):
+        """The ``lorasim.LinearTeacher`` (``relu``: ``ReLUTeacher``) of this shape at ``seed``; ``kw``: n, kappa, …"""
+        cls = lorasim.ReLUTeacher if relu else lorasim.LinearTeacher
+        return cls(d=self.d, k=self.k, r_star=self.r_star, seed=seed, device=self.device, **kw)
 
 
 def parse(cls, raw: dict, ctx):
@@ -67,3 +77,31 @@ class Checks:
                             for name, (ok, text) in self.rules.items())
         return Verdict(prediction=prediction, measured=measured + ("; FAILED " + "; ".join(failed) if failed else ""),
                        passed=self.passed, notes="Checks:\n\n" + listing + ("\n\n" + notes if notes else ""), **kw)
+
+
+def span(values, fmt: str) -> str:
+    """``min–max`` of ``values``, each formatted with ``fmt`` (e.g. ``".2g"``), for a measured line."""
+    return f"{values.min():{fmt}}–{values.max():{fmt}}"
+
+
+def text_table(frame, fence: bool = False) -> str:
+    """A DataFrame as plain text for a verdict's notes (4 significant digits; ``fence``: a Markdown code block)."""
+    text = frame.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    return f"```\n{text}\n```" if fence else text
+
+
+def seed_means(ax, x, y, label: str, **kw):
+    """The seed means of ``y`` per ``x`` as a line with markers (``kw``: its style), each seed's point behind it."""
+    m = y.groupby(x).mean()
+    line, = ax.plot(m.index, m.values, "o-", label=label, **kw)
+    ax.scatter(x, y, s=8, alpha=0.4, color=line.get_color())
+
+
+def heatmap(fig, ax, x, M, label: str, yticklabels, **kw):
+    """``M`` (one row per y tick) as cells centred on the evenly spaced ``x`` and on rows 0, 1, …,
+    with a colour bar labelled ``label``; ``kw`` go to ``pcolormesh`` (cmap, vmin, vmax)."""
+    step = x[1] - x[0] if len(x) > 1 else 1.0
+    xe = np.concatenate([x - step / 2, [x[-1] + step / 2]])
+    im = ax.pcolormesh(xe, np.arange(len(M) + 1) - 0.5, M, shading="flat", **kw)
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_yticks(range(len(M)), yticklabels)

@@ -1,6 +1,7 @@
 """Shared numerics of the claims (not a claim: lorasim-verify only runs cNN_/pNN_ modules), written
 independently of lorasim's own metrics so that the claims can check them: subspace angles, the
-float64 truth ΔW, the product dynamics linearised at a solution (C9, C10, C13), and extreme eigenvalues.
+float64 truth ΔW, the product dynamics linearised at a solution and its contraction (C9, C10, C13), extreme
+eigenvalues, and a threshold's first crossing on a grid, refined by bisection (P1, P3).
 
 ``extreme_eigenvalues`` returns the smallest and largest eigenvalue of a symmetric operator given
 by its action on a block of vectors. Several claims need only these two numbers of a d×d matrix
@@ -143,6 +144,38 @@ def linear_map(prob, eta: float, M1: torch.Tensor, M2: torch.Tensor) -> Callable
     return step
 
 
+def contraction(prob, eta: float, M1: torch.Tensor, Y: torch.Tensor) -> float:
+    """ρ = max|1 − ημ| over the spectrum of K = (I⊗Σ̂^{1/2})(M1⊗I + I⊗M2)(I⊗Σ̂^{1/2}), M2 = YYᵀ.
+
+    With M1 = WΛWᵀ, K is orthogonally similar (by W⊗I, which commutes with I⊗Σ̂^{1/2} and I⊗M2) to
+    blockdiag_j Σ̂^{1/2}(Λ_j I + M2)Σ̂^{1/2}, whose spectrum is that of the symmetric
+    T_jΣ̂T_j, T_j = (Λ_j I + M2)^{1/2} = √Λ_j(I + Q diag(c) Qᵀ) from the thin SVD of Y (no d×d root).
+    Each block's spectrum increases with Λ_j (Loewner order), so μ_min is that of the smallest Λ_j and
+    μ_max that of the largest: two extreme-eigenvalue problems (Lanczos at large d)."""
+    Sh = prob.sigma_hat.double()
+    lam = torch.linalg.eigvalsh(M1)
+    ends = []
+    for l, which in ((float(lam[0]), 0), (float(lam[-1]), 1)):
+        T = sqrt_low_rank_shift(Y, l)
+        ends.append(extreme_eigenvalues(lambda v, T=T: T(Sh @ T(v)), Sh.shape[0], device=Sh.device)[which])
+    return max(abs(1 - eta * ends[0]), abs(1 - eta * ends[1]))
+
+
+def linearisation(prob, solver: str, A=None, B=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M1, Y), M2 = YYᵀ, of ``linear_map`` for GD or PrecGD (λ = 0) at a solution: balanced (A, B None)
+    or at the given factors."""
+    V = prob.V_star.double()
+    if A is None:
+        U, S = prob.U_star.double(), prob.S_star.double()
+        if solver == "gd":
+            return torch.diag(S), U * S.sqrt()
+        return torch.eye(len(S), dtype=S.dtype, device=S.device), U
+    BV = B @ V
+    if solver == "gd":
+        return BV.T @ BV, A
+    return BV.T @ torch.linalg.solve(B @ B.T, BV), torch.linalg.qr(A)[0]  # V*ᵀP_BV*, P_A = QQᵀ
+
+
 def initial_F(prob) -> torch.Tensor:
     """F_0 of the spectral init: A0B0 − ΔW = G♮ − ΔW = (Σ̂ − I)ΔW = (Σ̂ − I)U*S* V*ᵀ."""
     U, S = prob.U_star.double(), prob.S_star.double()
@@ -169,3 +202,26 @@ def first_below(values, eps: float) -> float:
     """The first index with value < eps; inf if none."""
     hit = np.nonzero(np.asarray(values) < eps)[0]
     return int(hit[0]) if len(hit) else math.inf
+
+
+def first_crossing(x, y, thr: float, never: float = math.nan):
+    """(where ``y`` first exceeds ``thr`` scanning up the grid ``x``, interpolated linearly between the
+    bracketing grid points; that bracket (x_{i−1}, x_i)). ``never`` if y never exceeds thr, −inf if y[0]
+    already does (the bracket is None in both cases)."""
+    y = np.asarray(y, dtype=float)
+    above = np.nonzero(y > thr)[0]
+    if len(above) == 0:
+        return never, None
+    i = above[0]
+    if i == 0:
+        return -math.inf, None
+    x0, x1 = x[i - 1], x[i]
+    return x0 + (thr - y[i - 1]) * (x1 - x0) / (y[i] - y[i - 1]), (x0, x1)
+
+
+def bisect(above: Callable[[float], bool], a: float, b: float, iters: int) -> float:
+    """The midpoint of [a, b] after ``iters`` halvings that keep ``above`` false at a and true at b."""
+    for _ in range(iters):
+        mid = 0.5 * (a + b)
+        a, b = (a, mid) if above(mid) else (mid, b)
+    return 0.5 * (a + b)

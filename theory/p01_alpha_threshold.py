@@ -88,10 +88,7 @@ At ci scale (d ∈ {16, 32}, r\* = 2, r = 4, 2 seeds; before 0.2's streams, not 
 
 **Command.** `lorasim-verify only=[P1] scale=paper`
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -100,15 +97,14 @@ import torch
 import lorasim
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, ClaimSettings, parse
-from .numerics import sampling_tilt
+from .kit import Checks, ClaimSettings, heatmap, parse, text_table
+from .numerics import bisect, first_crossing, sampling_tilt
 
 TITLE = "α threshold for alignment (phase diagram α × d)"
 RESULT = "R1"
 FIGURE = "p01_alpha_threshold.png"
 
 
-@dataclass
 class Settings(ClaimSettings):
     ds: list
     r_star: int
@@ -155,19 +151,6 @@ def _run_point(prob, rank, alpha, init_seed, lr, steps, log_every):
     }
 
 
-def _first_crossing(log_alpha, values, thr):
-    """log10 α where ``values`` first exceeds ``thr`` scanning upward in α (log-linear interpolation)."""
-    v = np.asarray(values, dtype=float)
-    above = np.nonzero(v > thr)[0]
-    if len(above) == 0:
-        return math.nan, None
-    i = above[0]
-    if i == 0:
-        return -math.inf, None
-    x0, x1, y0, y1 = log_alpha[i - 1], log_alpha[i], v[i - 1], v[i]
-    return x0 + (thr - y0) * (x1 - x0) / (y1 - y0), (x0, x1)
-
-
 def _final_or_one(rec):
     return rec["align_A_final"] if rec["status"] == "ok" else 1.0
 
@@ -175,17 +158,8 @@ def _final_or_one(rec):
 def _bisect(log_alpha, values, thr, iters, probe):
     """The grid crossing of ``values`` above ``thr``, refined by bisection in log10 α with ``probe``
     (the alignment quantities are monotone in α on the grid: the same Z draws, A0 = αZ)."""
-    la, bracket = _first_crossing(log_alpha, values, thr)
-    if bracket is None:
-        return la
-    a, b = bracket
-    for _ in range(iters):
-        mid = 0.5 * (a + b)
-        if probe(mid) > thr:
-            b = mid
-        else:
-            a = mid
-    return 0.5 * (a + b)
+    la, bracket = first_crossing(log_alpha, values, thr)
+    return la if bracket is None else bisect(lambda m: probe(m) > thr, *bracket, iters)
 
 
 def run(settings, ctx):
@@ -204,29 +178,26 @@ def run(settings, ctx):
             tilt = sampling_tilt(prob)
             lam = float(prob.S_star[-1])
             lr = cfg.lr_times_sigma1 / sigma1
-            init_seed = 1000 + seed
-            grid = []
-            for la in log_alpha:
-                rec = _run_point(prob, rank, 10.0**la, init_seed, lr, steps, log_every)
-                rec.update(d=d, n=n, seed=seed, log10_alpha=float(la), alpha=float(10.0**la), plateau=tilt,
-                           final_over_plateau=rec["align_A_final"] / tilt, sigma1_G=sigma1, sigma_rstar_G=sigma_rs)
-                rows.append(rec)
-                grid.append(rec)
-            mins = [g["align_A_min"] for g in grid]
-            finals = [g["align_A_final"] if g["status"] == "ok" else 1.0 for g in grid]
-            def probe(la, prob=prob, init_seed=init_seed, lr=lr):
+
+            def probe(la, prob=prob, init_seed=1000 + seed, lr=lr):
                 return _run_point(prob, rank, 10.0**la, init_seed, lr, steps, log_every)
 
+            grid = []
+            for la in log_alpha:
+                rec = probe(la)
+                rec.update(d=d, n=n, seed=seed, log10_alpha=float(la), alpha=float(10.0**la), plateau=tilt,
+                           final_over_plateau=rec["align_A_final"] / tilt, sigma1_G=sigma1, sigma_rstar_G=sigma_rs)
+                grid.append(rec)
+            rows += grid
+            mins, finals = [g["align_A_min"] for g in grid], [_final_or_one(g) for g in grid]
             la_c = _bisect(log_alpha, mins, thr, cfg.bisect_steps, lambda la: probe(la)["align_A_min"])
             la_f = _bisect(log_alpha, finals, thr, cfg.bisect_steps, lambda la: _final_or_one(probe(la)))
             thresholds.append({"d": d, "seed": seed, "alpha_c_min": 10.0**la_c, "alpha_c_final": 10.0**la_f,
                                "alpha_heuristic": alpha_heuristic(d, rank, lam),
                                "alpha_crossing": alpha_crossing(d, rank, lam), "plateau": tilt})
-    df = pd.DataFrame(rows)
-    cols = ["d", "n", "seed", "log10_alpha", "alpha", "status", "diverged_step", "risk_0", "risk_final",
-            "align_A_min", "align_A_argmin", "align_A_final", "plateau", "final_over_plateau", "align_B_final",
-            "sigma1_G", "sigma_rstar_G"]
-    df = df[cols]
+    df = pd.DataFrame(rows)[["d", "n", "seed", "log10_alpha", "alpha", "status", "diverged_step", "risk_0",
+                             "risk_final", "align_A_min", "align_A_argmin", "align_A_final", "plateau",
+                             "final_over_plateau", "align_B_final", "sigma1_G", "sigma_rstar_G"]]
     th = pd.DataFrame(thresholds)
     th["ratio_heuristic"] = th["alpha_c_min"] / th["alpha_heuristic"]
     th["ratio_crossing"] = th["alpha_c_min"] / th["alpha_crossing"]
@@ -244,8 +215,7 @@ def run(settings, ctx):
     slope_m, slope_se = mean_se(slopes) if slopes else (math.nan, math.nan)
     ok_rows = df[df["status"] == "ok"]
     small = ok_rows[(ok_rows["alpha"] <= 1e-2) & (ok_rows["align_A_min"] < thr)]
-    pw = None
-    tfit = None
+    pw = tfit = None
     if small["alpha"].nunique() >= 3:
         gm = small.groupby("alpha")["align_A_min"].mean()
         pw = loglog_fit(gm.index.to_numpy(), gm.to_numpy(), "α", "min_t align_A")
@@ -283,9 +253,8 @@ def run(settings, ctx):
                    f"(t* formula: {math.log(10) / math.log1p(cfg.lr_times_sigma1):.1f})" if pw is not None else "")
                 + f"; {n_div} diverged; max align_B {max_b:.1g}")
     notes = ("Thresholds per d (seed mean; α_c by bisection on min_t align_A, α_c_final likewise on the "
-             "final align_A; α_h = √λ*_{r*}/(√d+√r), α_× the level-crossing formula):\n\n```\n"
-             + per_d.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```\n\nPer seed:\n\n```\n"
-             + th.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
+             "final align_A; α_h = √λ*_{r*}/(√d+√r), α_× the level-crossing formula):\n\n"
+             + text_table(per_d, fence=True) + "\n\nPer seed:\n\n" + text_table(th, fence=True))
     _figure(ctx, df, per_d, log_alpha, thr, cfg)
     return checks.verdict(
         prediction="none beyond heuristics: α_c ≈ α_h = √λ*/(√d+√r) (R1 linear phase) or α_× (level crossing); "
@@ -298,22 +267,14 @@ def _figure(ctx, df, per_d, log_alpha, thr, cfg):
     mean = df.groupby(["d", "log10_alpha"]).agg(
         amin=("align_A_min", "mean"), ratio=("final_over_plateau", "mean"),
         div=("status", lambda s: float((s != "ok").mean()))).reset_index()
-    nd, na = len(ds), len(log_alpha)
-    A = np.full((nd, na), np.nan)
-    R = np.full((nd, na), np.nan)
-    D = np.zeros((nd, na))
-    for _, row in mean.iterrows():
-        i, j = ds.index(int(row["d"])), int(np.argmin(np.abs(log_alpha - row["log10_alpha"])))
-        A[i, j], R[i, j], D[i, j] = row["amin"], row["ratio"], row["div"]
-    step = log_alpha[1] - log_alpha[0]
-    xe = np.concatenate([log_alpha - step / 2, [log_alpha[-1] + step / 2]])
-    ye = np.arange(nd + 1) - 0.5
+    cells = mean.pivot(index="d", columns="log10_alpha").reindex(index=ds)  # one row per d, one column per α
+    A, R, D = (cells[q].reindex(columns=log_alpha).to_numpy() for q in ("amin", "ratio", "div"))
+    nd, na = A.shape
     with ctx.figure(FIGURE, ncols=3, figsize=(17, 4.6)) as (fig, axes):
         for ax, M, label, kw in ((axes[0], A, "min_t align_A (seed mean)", {"vmin": 0, "vmax": 1, "cmap": "viridis"}),
                                  (axes[1], R, r"final align$_A$ / plateau $\sin\Theta(U_{r^*}(G^\natural), U^*)$",
                                   {"vmin": 1, "vmax": 4, "cmap": "magma"})):
-            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-            fig.colorbar(im, ax=ax, label=label)
+            heatmap(fig, ax, log_alpha, M, label, [f"d={d}" for d in ds], **kw)
             for i in range(nd):
                 for j in range(na):
                     if D[i, j] > 0:
@@ -324,8 +285,6 @@ def _figure(ctx, df, per_d, log_alpha, thr, cfg):
                     ax.plot(math.log10(r.alpha_c), i, "wo", ms=7, mec="k", label="α_c (bisection)" if i == 0 else None)
                 ax.plot(math.log10(r.alpha_h), i, "c|", ms=16, mew=2.5, label="α_h = √λ/(√d+√r)" if i == 0 else None)
                 ax.plot(math.log10(r.alpha_x), i, "rx", ms=9, mew=2, label="α_× level crossing" if i == 0 else None)
-            ax.set_yticks(range(nd))
-            ax.set_yticklabels([f"d={d}" for d in ds])
             ax.set_xlabel("log10 α  (A0 ~ N(0, α²))")
             ax.legend(fontsize=7, loc="lower left")
         axes[0].set_title("(a) best alignment reached (D = GD diverged)")
@@ -337,9 +296,7 @@ def _figure(ctx, df, per_d, log_alpha, thr, cfg):
             if np.isfinite(a_c) and a_c > 0:
                 ax.axvline(math.log10(a_c), color=line.get_color(), ls=":", lw=1)
         ax.axhline(thr, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("log10 α")
-        ax.set_ylabel("min_t align_A")
-        ax.set_title("(c) min_t align_A vs α (dotted: α_c)")
+        ax.set(xlabel="log10 α", ylabel="min_t align_A", title="(c) min_t align_A vs α (dotted: α_c)")
         ax.legend(fontsize=8)
         fig.suptitle(f"P1: vanilla LoRA (A0 ~ N(0, α²), B0 = 0), GD with η = {cfg.lr_times_sigma1:g}/σ1(G); "
                      f"N = {cfg.n_over_d}d, k = d, r* = {cfg.r_star}, r = {cfg.rank}, κ = 1; {cfg.seeds} seeds")

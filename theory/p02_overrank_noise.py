@@ -102,10 +102,7 @@ since): λ = 0 diverges at r = 8 for σ_ε ∈ {0, 1e-8}; σ_ε ≥ 1e-4 is on t
 
 **Command.** `lorasim-verify only=[P2] scale=paper`
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -113,14 +110,13 @@ import pandas as pd
 import lorasim
 from lorasim import streams
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, heatmap, parse, span, text_table
 
 TITLE = "over-rank PrecGD with label noise (phase diagram σ_ε × r × λ)"
 RESULT = "R4"
 FIGURE = "p02_overrank_noise.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     n: int
     singular_values: list
@@ -201,20 +197,16 @@ def run(settings, ctx):
                     # the spectral init with ζ = 1 is [G♮]_r: its risk, computed here from our own SVD of G
                     U, S, Vt = np.linalg.svd(G, full_matrices=False)
                     risk0_ref = 0.5 * float(np.sum(((U[:, :r] * S[:r]) @ Vt[:r] - delta) ** 2))
-                    if ok:
-                        AB = (traj.A @ traj.B).cpu().numpy()
-                        sv = np.linalg.svd(AB, compute_uv=False)
-                        spare_final = float(sv[r_star]) if r > r_star else math.nan
-                    else:
-                        spare_final = math.nan
+                    spare_final = math.nan
+                    if ok and r > r_star:
+                        spare_final = float(np.linalg.svd((traj.A @ traj.B).cpu().numpy(), compute_uv=False)[r_star])
                     ref, orc = refs[r], refs[r_star]
                     risk_final = float(df["risk"].iloc[-1]) if ok else math.nan
                     loss_final = float(df["loss"].iloc[-1]) if ok else math.nan
-                    phase = _phase(ok, risk_final, ref["risk_rrr"], risk_null)
                     rows.append({
                         "seed": seed, "noise": noise, "rank": r, "damping": lam, "status": traj.status,
                         "diverged_step": traj.diverged_step if traj.diverged_step is not None else -1,
-                        "phase": phase,
+                        "phase": _phase(ok, risk_final, ref["risk_rrr"], risk_null),
                         "risk_null": risk_null, "risk_0": float(df["risk"].iloc[0]), "risk_0_ref": risk0_ref,
                         "risk_final": risk_final, "risk_rrr": ref["risk_rrr"], "risk_oracle": orc["risk_rrr"],
                         "ratio_rrr": risk_final / ref["risk_rrr"] if ref["risk_rrr"] > 0 else math.nan,
@@ -262,16 +254,14 @@ def run(settings, ctx):
             + (f" (σ_ε ≤ {div['noise'].max():g}, r ∈ {sorted(div['rank'].unique().tolist())})" if len(div) else "")
             + f", {int((g['phase'] == 'above floor').sum())} above floor (worst excess (risk − RRR)/½‖ΔW‖² "
               f"{worst['excess']:.2g} at σ_ε={worst['noise']:g}, r={int(worst['rank'])}); "
-              f"σ_ε ≥ {cfg.noise_report_min:g}: risk/RRR {noisy['ratio_rrr'].min():.3f}–"
-              f"{noisy['ratio_rrr'].max():.3f}, spare growth {noisy['spare_growth'].min():.3f}–"
-              f"{noisy['spare_growth'].max():.3f}")
+              f"σ_ε ≥ {cfg.noise_report_min:g}: risk/RRR {span(noisy['ratio_rrr'], '.3f')}, spare growth "
+              f"{span(noisy['spare_growth'], '.3f')}")
     top = ok[(ok["noise"] == max(noises)) & (ok["damping"] == min(dampings))]
     measured = ("; ".join(parts) + f"; risk/oracle rank-r* floor at σ_ε = {max(noises):g}: "
                 + ", ".join(f"r={int(r)} {v:.2f}" for r, v in top.groupby("rank")["ratio_oracle"].median().items())
                 + f"; checks: loss below global min ≤ {float((-ok['loss_gap'] / ok['loss_w0']).max()):.1g}·L(W0), "
                   f"risk_0 rel err {r0_err:.1g}")
-    notes = ("Seed medians per cell (n_div = diverged seeds):\n\n```\n"
-             + summary.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
+    notes = "Seed medians per cell (n_div = diverged seeds):\n\n" + text_table(summary, fence=True)
     _figure(ctx, df, cfg)
     return checks.verdict(
         prediction="none beyond: PrecGD from [G♮]_r converges to the reduced-rank-regression floor when stable; "
@@ -293,7 +283,6 @@ def _figure(ctx, df, cfg):
     noises, ranks, lams = cfg.noises, cfg.ranks, cfg.dampings
     size = (5.2 * len(lams) + 1, 8.4)
     with ctx.figure(FIGURE, nrows=2, ncols=len(lams), figsize=size, squeeze=False) as (fig, axes):
-        xe, ye = np.arange(len(noises) + 1) - 0.5, np.arange(len(ranks) + 1) - 0.5
         for c, lam in enumerate(lams):
             sub = df[df["damping"] == lam]
             M1 = np.full((len(ranks), len(noises)), np.nan)
@@ -317,17 +306,12 @@ def _figure(ctx, df, cfg):
             for row, M, txt, lab, kw in ((0, M1, txt1, "log10 risk_T / ½‖ΔW‖²", {"cmap": "viridis", "vmin": -32, "vmax": 0}),
                                          (1, M2, txt2, "log10 risk_T / risk_RRR(r)", {"cmap": "RdBu_r", "vmin": -2, "vmax": 2})):
                 ax = axes[row, c]
-                im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-                fig.colorbar(im, ax=ax, label=lab)
+                heatmap(fig, ax, np.arange(len(noises)), M, lab, [str(r) for r in ranks], **kw)
                 for (i, j), t in txt.items():
                     ax.text(j, i, t, ha="center", va="center", fontsize=7,
                             color="red" if t.startswith("D") else ("w" if row == 0 else "k"))
-                ax.set_xticks(range(len(noises)))
-                ax.set_xticklabels([f"{s:g}" for s in noises], rotation=45, fontsize=8)
-                ax.set_yticks(range(len(ranks)))
-                ax.set_yticklabels([str(r) for r in ranks])
-                ax.set_xlabel("label noise σ_ε")
-                ax.set_ylabel("LoRA rank r")
+                ax.set_xticks(range(len(noises)), [f"{s:g}" for s in noises], rotation=45, fontsize=8)
+                ax.set(xlabel="label noise σ_ε", ylabel="LoRA rank r")
             axes[0, c].set_title(f"λ = {lam:g}: final risk (text: risk / oracle rank-r* floor)", fontsize=9)
             axes[1, c].set_title(f"λ = {lam:g}: final risk / rank-r RRR floor (text where ≠ 1; D diverged)",
                                  fontsize=9)

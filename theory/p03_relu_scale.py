@@ -96,10 +96,7 @@ rerun since): rel_G crosses ½ at 20.9 and 24.1; the init error never does.
 
 **Command.** `lorasim-verify only=[P3] scale=paper`
 """
-from __future__ import annotations
-
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -107,14 +104,14 @@ import torch
 
 import lorasim
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, TeacherSettings, heatmap, parse, span, text_table
+from .numerics import bisect, first_crossing
 
 TITLE = "ReLU linearisation G♮ ≈ ΔW/2 vs ‖ΔW‖ (phase diagram ‖ΔW‖ × N)"
 RESULT = "R6"
 FIGURE = "p03_relu_scale.png"
 
 
-@dataclass
 class Settings(TeacherSettings):
     scales: list
     ns: list
@@ -153,15 +150,8 @@ def _rel(a, b):
 
 def _crossing(x, y, thr):
     """First x (log-interpolated) where y exceeds thr scanning upward; inf if never, −inf if at once."""
-    y = np.asarray(y, dtype=float)
-    above = np.nonzero(y > thr)[0]
-    if len(above) == 0:
-        return math.inf
-    i = above[0]
-    if i == 0:
-        return -math.inf
-    lx0, lx1 = math.log10(x[i - 1]), math.log10(x[i])
-    return 10 ** (lx0 + (thr - y[i - 1]) * (lx1 - lx0) / (y[i] - y[i - 1]))
+    lx = first_crossing([math.log10(v) for v in x], y, thr, never=math.inf)[0]
+    return 10 ** lx if math.isfinite(lx) else lx
 
 
 def _bias_crossing(W0, dir_delta, thr, lo=1e-3, hi=1e4, iters=60):
@@ -170,11 +160,7 @@ def _bias_crossing(W0, dir_delta, thr, lo=1e-3, hi=1e4, iters=60):
     f = lambda s: _rel(population_gradient(W0, W0 + s * dir_delta), s * dir_delta / 2)
     if f(hi) < thr:
         return math.inf
-    a, b = math.log(lo), math.log(hi)
-    for _ in range(iters):
-        m = 0.5 * (a + b)
-        a, b = (m, b) if f(math.exp(m)) < thr else (a, m)
-    return math.exp(0.5 * (a + b))
+    return math.exp(bisect(lambda m: not f(math.exp(m)) < thr, math.log(lo), math.log(hi), iters))
 
 
 def run(settings, ctx):
@@ -185,10 +171,8 @@ def run(settings, ctx):
     for seed in range(cfg.seeds):
         for n in ns:
             for scale in scales:
-                prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=n, delta_norm=scale, seed=seed, device=cfg.device)
-                X = prob.X.cpu().numpy()
-                W0 = prob.W0.cpu().numpy()
-                Wt = prob.W_true.cpu().numpy()
+                prob = cfg.teacher(seed, relu=True, n=n, delta_norm=scale)
+                X, W0, Wt = (t.cpu().numpy() for t in (prob.X, prob.W0, prob.W_true))
                 delta = Wt - W0
                 # G♮ recomputed here from the data (numpy), against lorasim's
                 Z0 = X @ W0
@@ -230,11 +214,10 @@ def run(settings, ctx):
     pop = []
     for seed in range(cfg.seeds):
         prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=1, delta_norm=1.0, seed=seed)
-        W0 = prob.W0.cpu().numpy()
-        pop.append(_bias_crossing(W0, prob.delta.cpu().numpy(), thr))
+        pop.append(_bias_crossing(prob.W0.cpu().numpy(), prob.delta.cpu().numpy(), thr))
     pop_m = float(np.median(pop))
-    s0 = df[df["scale"] == min(scales)]
-    bias_slope = float((s0["bias_pop"] / s0["scale"]).mean())
+    small = df[df["scale"] == min(scales)]
+    bias_slope = float((small["bias_pop"] / small["scale"]).mean())
     bias_lim = float(df.loc[df["scale"] == max(scales), "bias_pop"].mean())
 
     ok = df[df["status"] == "ok"]
@@ -252,16 +235,15 @@ def run(settings, ctx):
     per_n = df.groupby("n").agg(floor=("mc_floor", "mean")).reset_index()
     per_n = per_n.merge(th.groupby("n").agg(scale_relG=("scale_relG", "median"), scale_init=("scale_init", "median"))
                         .reset_index(), on="n")
-    small = df[df["scale"] == min(scales)]
     n_div = int((df["status"] != "ok").sum())
     worst_final = float(ok["risk_final_rel"].max())
     measured = (f"‖ΔW‖_op where the error exceeds {thr:g} (seed median): population ‖EG♮−ΔW/2‖/‖ΔW/2‖ {pop_m:.3g}; "
                 f"rel_G " + ", ".join(f"N={int(r.n)} {r.scale_relG:.3g}" for r in per_n.itertuples())
                 + f"; init error (ζ={zeta:g}) " + ", ".join(f"N={int(r.n)} {r.scale_init:.3g}" for r in per_n.itertuples())
                 + f"; small-‖ΔW‖ bias slope {bias_slope:.3f}/unit ‖ΔW‖_op; init error (ζ={zeta:g}) max {df['init_err'].max():.3f} (→ {float(df.loc[df['scale'] == max(scales), 'init_err_pop'].mean()):.3f} "
-                  f"pop. at ‖ΔW‖={max(scales):g}); ζ_opt {df['zeta_opt'].min():.2f}–{df['zeta_opt'].max():.2f}; "
-                  f"at ‖ΔW‖={min(scales):g} rel_G/floor {float((small['rel_G'] / small['mc_floor']).min()):.2f}–"
-                  f"{float((small['rel_G'] / small['mc_floor']).max()):.2f}; {n_div} diverged; "
+                  f"pop. at ‖ΔW‖={max(scales):g}); ζ_opt {span(df['zeta_opt'], '.2f')}; "
+                  f"at ‖ΔW‖={min(scales):g} rel_G/floor {span(small['rel_G'] / small['mc_floor'], '.2f')}; "
+                  f"{n_div} diverged; "
                   f"max final risk/R(0) {worst_final:.1g}; steps to 1e{int(math.log10(cfg.eps))} "
                   f"{int(ok['steps_to_eps'].min())}–{int(ok['steps_to_eps'].max())}; G check {g_err:.1g}")
     summ = df.groupby(["n", "scale"]).agg(rel_G=("rel_G", "mean"), bias_pop=("bias_pop", "mean"),
@@ -270,9 +252,8 @@ def run(settings, ctx):
                                           zeta_opt=("zeta_opt", "mean"), risk_final=("risk_final_rel", "max"),
                                           steps=("steps_to_eps", "max")).reset_index()
     notes = (f"Population crossing ‖ΔW‖_op per seed: {[round(p, 3) for p in pop]}; population error at ‖ΔW‖ = "
-             f"{max(scales):g}: {bias_lim:.3f}.\n\nSeed means per cell (risk_final: worst seed, relative to R(0)):\n\n```\n"
-             + summ.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```\n\nThresholds per seed and N:\n\n```\n"
-             + th.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n```")
+             f"{max(scales):g}: {bias_lim:.3f}.\n\nSeed means per cell (risk_final: worst seed, relative to R(0)):\n\n"
+             + text_table(summ, fence=True) + "\n\nThresholds per seed and N:\n\n" + text_table(th, fence=True))
     _figure(ctx, df, cfg, pop_m)
     return checks.verdict(
         prediction="none beyond C15/C16: rel. error first order in ‖ΔW‖ above the floor √((2d+3)/N); "
@@ -286,20 +267,14 @@ def _figure(ctx, df, cfg, pop_c):
                                           risk=("risk_final_rel", "max"), bias=("bias_pop", "mean"),
                                           floor=("mc_floor", "mean")).reset_index()
     ls = np.log10(scales)
-    step = ls[1] - ls[0] if len(ls) > 1 else 1.0
-    xe = np.concatenate([ls - step / 2, [ls[-1] + step / 2]])
-    ye = np.arange(len(ns) + 1) - 0.5
     with ctx.figure(FIGURE, ncols=4, figsize=(21, 4.6)) as (fig, axes):
         panels = (("rel_G", "‖G − ΔW/2‖_F / ‖ΔW/2‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
                   ("init", f"‖{cfg.zeta:g}[G]_r − ΔW‖_F / ‖ΔW‖_F", {"cmap": "viridis", "vmin": 0, "vmax": 1}),
                   ("risk", "log10 final risk / R(0)  (worst seed)", {"cmap": "magma", "vmin": -32, "vmax": 0}))
         for ax, (key, lab, kw) in zip(axes, panels):
-            M = np.full((len(ns), len(scales)), np.nan)
-            for r in mean.itertuples():
-                v = getattr(r, key)
-                M[ns.index(r.n), scales.index(r.scale)] = np.log10(max(v, 1e-32)) if key == "risk" else v
-            im = ax.pcolormesh(xe, ye, M, shading="flat", **kw)
-            fig.colorbar(im, ax=ax, label=lab)
+            M = mean.pivot(index="n", columns="scale", values=key).reindex(index=ns, columns=scales).to_numpy()
+            M = np.log10(np.maximum(M, 1e-32)) if key == "risk" else M
+            heatmap(fig, ax, ls, M, lab, [f"N={n}" for n in ns], **kw)
             for i in range(len(ns)):
                 for j in range(len(scales)):
                     if np.isfinite(M[i, j]):
@@ -307,8 +282,6 @@ def _figure(ctx, df, cfg, pop_c):
                                 va="center", fontsize=7, color="w" if (key == "risk" or M[i, j] < 0.6) else "k")
             if key != "risk":
                 ax.contour(ls, np.arange(len(ns)), M, levels=[thr], colors="r", linewidths=1.5)
-            ax.set_yticks(range(len(ns)))
-            ax.set_yticklabels([f"N={n}" for n in ns])
             ax.set_xlabel("log10 ‖ΔW‖_op  (W0 orthonormal columns)")
         axes[0].set_title(f"(a) linearisation error of G (red: {thr:g})")
         axes[1].set_title(f"(b) spectral-init error, ζ = {cfg.zeta:g} (red: {thr:g})")
@@ -323,9 +296,8 @@ def _figure(ctx, df, cfg, pop_c):
         ax.axhline(thr, color="r", lw=0.8)
         if math.isfinite(pop_c):
             ax.axvline(pop_c, color="r", ls="--", lw=0.8)
-        ax.set_xlabel("‖ΔW‖_op")
-        ax.set_ylabel("‖G − ΔW/2‖_F / ‖ΔW/2‖_F")
-        ax.set_title("(d) error vs ‖ΔW‖ (dotted: MC floor √((2d+3)/N))")
+        ax.set(xlabel="‖ΔW‖_op", ylabel="‖G − ΔW/2‖_F / ‖ΔW/2‖_F",
+               title="(d) error vs ‖ΔW‖ (dotted: MC floor √((2d+3)/N))")
         ax.legend(fontsize=7)
         fig.suptitle(f"P3: ReLU teacher d = {cfg.d}, k = {cfg.k}, r* = r = {cfg.r_star}, κ = 1; "
                      f"spectral init ζ = {cfg.zeta:g}, PrecGD η = {cfg.lr:g}, λ = "
