@@ -137,6 +137,10 @@ class Config:
             fail(self.where, name, v, f"finite number in {_interval(lo, hi, lo_open)}")
         setattr(self, name, float(v))
 
+    def _rows(self, name):
+        if not isinstance(getattr(self, name), (list, tuple)):
+            fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
+
     def _device(self, name):
         check_device(self.where, getattr(self, name), name)
 

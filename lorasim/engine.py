@@ -137,14 +137,6 @@ class plateau:
         return row["step"] - self._best_step >= self.steps
 
 
-def _stop_rules(stop) -> list:
-    rules = [] if stop is None else list(stop) if isinstance(stop, (list, tuple)) else [stop]
-    for rule in rules:
-        if not callable(rule):
-            fail("", "stop", rule, "risk_below(eps), plateau(steps), a callable row -> bool, or a list of these")
-    return rules
-
-
 # -- starts: the one init description ------------------------------------------------------------------
 @dataclass
 class Start:
@@ -300,7 +292,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     rank_max = max(ranks)
     run_problem = problem.shifted(*offset) if offset is not None else problem
     dev = problem.device
-    rules = _stop_rules(stop)
+    rules = [] if stop is None else list(stop) if isinstance(stop, (list, tuple)) else [stop]
+    if not all(callable(rule) for rule in rules):
+        fail("", "stop", stop, "risk_below(eps), plateau(steps), a callable row -> bool, or a list of these")
     names = list(methods) if methods is not None else [f"{s.init}+{solver.name}" for s in starts]
     trajs = [Trajectory(method=names[i], init=starts[i].init, solver=solver.name, steps=steps) for i in range(b)]
 

@@ -229,13 +229,8 @@ def pissa(problem: Problem, rank: int, generator: torch.Generator, cfg: PissaCon
 @dataclass
 class ArraysInitConfig(InitConfig):
     name: str = "arrays"
-    A0: Any = MISSING  # d×r, nested lists
-    B0: Any = MISSING  # r×k
-
-    def __post_init__(self):
-        for key in ("A0", "B0"):
-            if not isinstance(getattr(self, key), (list, tuple)):
-                fail(self.where, key, getattr(self, key), "a nested list (rows of numbers) for init arrays")
+    A0: Any = checked(MISSING, "rows")  # d×r, nested lists
+    B0: Any = checked(MISSING, "rows")  # r×k
 
 
 def arrays(problem: Problem, rank: int, generator: torch.Generator, cfg: ArraysInitConfig) -> Init:

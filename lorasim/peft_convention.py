@@ -27,20 +27,20 @@ def lora_scale(r: int, lora_alpha: float = 16.0, rslora: bool = True, scale: Opt
     return lora_alpha / (math.sqrt(r) if rslora else r)
 
 
-def to_peft(A, B, s: float):
-    """Paper-layout (A, B) → (lora_A, lora_B) for a peft layer with scaling s."""
+def _root(s: float) -> float:
     if s <= 0:
         fail("", "s", s, "a positive LoRA scale")
-    root = math.sqrt(s)
-    return A.T / root, B.T / root
+    return math.sqrt(s)
+
+
+def to_peft(A, B, s: float):
+    """Paper-layout (A, B) → (lora_A, lora_B) for a peft layer with scaling s."""
+    return A.T / _root(s), B.T / _root(s)
 
 
 def from_peft(lora_A, lora_B, s: float):
     """(lora_A, lora_B) with scaling s → paper-layout (A, B)."""
-    if s <= 0:
-        fail("", "s", s, "a positive LoRA scale")
-    root = math.sqrt(s)
-    return lora_A.T * root, lora_B.T * root
+    return lora_A.T * _root(s), lora_B.T * _root(s)
 
 
 def gradient_to_paper(grad_torch):

@@ -56,13 +56,13 @@ def load_npz(cfg: NpzConfig) -> LinearTeacher:
         raise ConfigError(f"problem.path={cfg.path!r}: array {e}") from None
 
 
-def make_problem(spec: dict) -> Problem:
+def make_problem(values: dict) -> Problem:
     """Build a problem from a plain dict with a ``kind`` key (the ``problem`` conf group)."""
-    kind = spec.get("kind", "linear")
+    kind = values.get("kind", "linear")
     if kind not in KINDS:
         fail("problem", "kind", kind, "one of " + ", ".join(KINDS))
     cfg_cls, cls = KINDS[kind]
-    cfg = build(cfg_cls, spec, where="problem")
+    cfg = build(cfg_cls, values, where="problem")
     if kind == "npz":
         return load_npz(cfg)
     if kind == "arrays":

@@ -24,7 +24,7 @@ import torch
 from omegaconf import MISSING
 
 from .. import streams
-from ..config import Config, checked, fail
+from ..config import Config, build, checked, fail
 from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
 
 # tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
@@ -72,14 +72,8 @@ def singular_values(cfg) -> list[float]:
     """λ*_1 = delta_norm ≥ … ≥ λ*_{r*} = delta_norm/κ, linearly or geometrically spaced, or explicit."""
     if cfg.singular_values is not None:
         return sorted(cfg.singular_values, reverse=True)
-    r = cfg.r_star
-    if r == 1:
-        return [cfg.delta_norm]
-    if cfg.spacing == "linear":
-        vals = np.linspace(1.0, 1.0 / cfg.kappa, r)
-    else:
-        vals = np.geomspace(1.0, 1.0 / cfg.kappa, r)
-    return [cfg.delta_norm * float(v) for v in vals]
+    spaced = np.linspace if cfg.spacing == "linear" else np.geomspace
+    return [cfg.delta_norm * float(v) for v in spaced(1.0, 1.0 / cfg.kappa, cfg.r_star)]
 
 
 def frozen_weight(kind, d, k, scale, gen, dtype, device) -> Tensor:
@@ -141,9 +135,11 @@ class Problem:
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
-    def _draw_truth(self, cfg, d: int, k: int):
-        """Set sizes and a Haar-random ΔW = U* S* V*ᵀ from ``cfg`` (U* d×r*, V* k×r*), kept as the factors
-        U* S* and V*ᵀ; return (dtype, device)."""
+    def _draw_truth(self, config, kwargs: dict, config_class):
+        """The config (``config``, or built from keywords), then sizes and a Haar-random ΔW = U* S* V*ᵀ
+        (U* d×r*, V* k×r*), kept as the factors U* S* and V*ᵀ; return (config, dtype, device)."""
+        cfg = config if config is not None else build(config_class, kwargs, where="")
+        d, k = (getattr(cfg, dim) for dim in cfg.dims)
         dtype, dev = torch_dtype(cfg.dtype), torch.device(cfg.device)
         self.config = cfg
         self.tf32 = cfg.dtype == "tf32"
@@ -153,7 +149,7 @@ class Problem:
         self.V_star = random_orthonormal(k, len(svals), gen, dtype, dev)
         self.S_star = torch.tensor(svals, dtype=dtype, device=dev)
         self.delta_L, self.delta_R = self.U_star * self.S_star, self.V_star.T
-        return dtype, dev
+        return cfg, dtype, dev
 
     def stream(self, key: str) -> torch.Generator:
         """This problem's generator for one consumer (lorasim.streams): truth, w0, design, noise, ..."""

@@ -52,17 +52,11 @@ class ArraysConfig(ProblemConfig):
     """A small problem written inline in the config (LinearTeacher.from_arrays)."""
 
     kind: str = "arrays"
-    X: Any = MISSING  # N×d, nested lists
-    Y: Any = MISSING  # N×k
-    W0: Any = MISSING  # d×k
+    X: Any = checked(MISSING, "rows")  # N×d, nested lists
+    Y: Any = checked(MISSING, "rows")  # N×k
+    W0: Any = checked(MISSING, "rows")  # d×k
     delta: Any = None  # ΔW (d×k), optional: without it the risk is NaN
     r_star: Optional[int] = checked(None, "int", 1)  # default: the numerical rank of delta
-
-    def __post_init__(self):
-        for name in ("X", "Y", "W0"):
-            if not isinstance(getattr(self, name), (list, tuple)):
-                fail(self.where, name, getattr(self, name), "a nested list (rows of numbers)")
-        super().__post_init__()
 
 
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
@@ -90,7 +84,7 @@ def _check_shapes(shapes: dict) -> None:
     is the one named (a transposed W0 disagrees on d and on k); a single disagreement names the
     less basic array of the two (X before W0 before Y); delta is checked against the sizes then agreed."""
     X, Y, W0 = shapes["X"], shapes["Y"], shapes["W0"]
-    (n, d), k = X, W0[1]
+    d, k = X[1], W0[1]
     given = f"X={X}, Y={Y}, W0={W0}"
     bad = {size for size, (a, b) in {"N": (X[0], Y[0]), "d": (X[1], W0[0]), "k": (Y[1], W0[1])}.items() if a != b}
     if bad == {"N", "d", "k"}:
@@ -116,8 +110,7 @@ class LinearTeacher(Problem):
     kind = "linear"
 
     def __init__(self, config: Optional[LinearConfig] = None, **kwargs):
-        cfg = config if config is not None else build(LinearConfig, kwargs, where="")
-        dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
+        cfg, dtype, dev = self._draw_truth(config, kwargs, LinearConfig)
         d, k = cfg.d, cfg.k
         self.noise = cfg.noise
         self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, self.stream("w0"), dtype, dev)

@@ -21,7 +21,7 @@ from typing import Optional
 
 import torch
 
-from ..config import build, checked, fail, register
+from ..config import checked, fail, register
 from ..linalg import Tensor, gaussian, mT
 from .base import Problem, TeacherConfig, frozen_weight
 
@@ -67,8 +67,7 @@ class ReLUTeacher(Problem):
     kind = "relu"
 
     def __init__(self, config: Optional[ReLUConfig] = None, **kwargs):
-        cfg = config if config is not None else build(ReLUConfig, kwargs, where="")
-        dtype, dev = self._draw_truth(cfg, cfg.d, cfg.k)
+        cfg, dtype, dev = self._draw_truth(config, kwargs, ReLUConfig)
         d, k, n = cfg.d, cfg.k, cfg.n
         self.n, self.noise = n, cfg.noise
         self.W0 = frozen_weight(cfg.w0, d, k, cfg.w0_scale, self.stream("w0"), dtype, dev)

@@ -12,7 +12,7 @@ from typing import ClassVar, Optional
 
 import torch
 
-from ..config import build, checked, fail, register
+from ..config import checked, fail, register
 from ..linalg import Tensor, gaussian, mT
 from .base import Problem, TeacherConfig
 
@@ -29,7 +29,7 @@ class SensingConfig(TeacherConfig):
     n1: int = checked(200, "int", 1)
     n2: int = checked(200, "int", 1)
     m: Optional[int] = checked(None, "int", 1)  # measurements; None means 5·max(n1, n2)·r*
-    max_operator_gb: float = checked(8.0, "num", 0, lo_open=True)  # refuse dense operators (m × n1·n2) larger than this
+    max_operator_gb: float = checked(8.0, "num", 0, lo_open=True)  # refuse larger dense operators (m × n1·n2)
     dims: ClassVar[tuple[str, str]] = ("n1", "n2")  # ΔW is M*
 
     def __post_init__(self):
@@ -38,15 +38,15 @@ class SensingConfig(TeacherConfig):
             self.m = 5 * max(self.n1, self.n2) * self.r_star
         gb = self.m * self.n1 * self.n2 * (8 if self.dtype == "float64" else 4) / 2**30
         if gb > self.max_operator_gb:
-            fail(self.where, "m", self.m, f"m·n1·n2 within max_operator_gb={self.max_operator_gb} (needs {gb:.1f} GB)")
+            fail(self.where, "m", self.m,
+                 f"m·n1·n2 within max_operator_gb={self.max_operator_gb} (needs {gb:.1f} GB)")
 
 
 class MatrixSensing(Problem):
     kind = "sensing"
 
     def __init__(self, config: Optional[SensingConfig] = None, **kwargs):
-        cfg = config if config is not None else build(SensingConfig, kwargs, where="")
-        dtype, dev = self._draw_truth(cfg, cfg.n1, cfg.n2)
+        cfg, dtype, dev = self._draw_truth(config, kwargs, SensingConfig)
         n1, n2, m = cfg.n1, cfg.n2, cfg.m
         self.m = m
         self.W0 = torch.zeros(n1, n2, dtype=dtype, device=dev)
