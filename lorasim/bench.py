@@ -54,8 +54,7 @@ def ceilings(dev) -> dict:
     n_copy = (2**29 if dev.type == "cuda" else 2**25)  # float32 elements: 2 GiB / 128 MiB
     src = torch.randn(n_copy, device=dev)
     dst = torch.empty_like(src)
-    t = timed(lambda: dst.copy_(src), dev, reps=20)
-    bw = 2 * src.numel() * 4 / t
+    bw = 2 * src.numel() * 4 / timed(lambda: dst.copy_(src), dev, reps=20)
     n = 8192 if dev.type == "cuda" else 1024
     a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
     old = torch.get_float32_matmul_precision()
@@ -107,10 +106,7 @@ def instance(d: int, r_star: int, dev, dtype=torch.float32, seed: int = 0, n_ove
     # The hand-rolled metric projects on the complement of G's top-r* left subspace. Its cost does
     # not depend on the values, so above d = 4096 a random orthonormal basis stands in for G's
     # (a full SVD of a 16384² matrix would take longer than the whole benchmark).
-    if d <= 4096:
-        U_G = torch.linalg.svd(prob.G)[0]
-    else:
-        U_G = torch.linalg.qr(draw("U_G", d, d))[0]
+    U_G = torch.linalg.svd(prob.G)[0] if d <= 4096 else torch.linalg.qr(draw("U_G", d, d))[0]
     return Instance(prob, X, Y, W0, delta, U_G)
 
 
@@ -148,9 +144,8 @@ def hand_rolled_step_time(inst: Instance, r: int, dev, steps: int) -> float:
     A = 1e-3 * torch.randn(inst.problem.d, r, generator=streams.generator(0, "bench/A", dev), device=dev,
                            dtype=inst.X.dtype)
     B = torch.zeros(r, inst.problem.k, device=dev, dtype=inst.X.dtype)
-    t = timed(lambda: hand_rolled_gd(inst.X, inst.Y, inst.W0, inst.delta, inst.U_G, A, B, 1e-3, steps, 4),
-              dev, reps=1, warmup=1)
-    return t / (steps + 1)
+    return timed(lambda: hand_rolled_gd(inst.X, inst.Y, inst.W0, inst.delta, inst.U_G, A, B, 1e-3, steps, 4),
+                 dev, reps=1, warmup=1) / (steps + 1)
 
 
 # -- the tables ------------------------------------------------------------------------------
@@ -257,8 +252,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     dev = torch.device(dev_name)
     sizes = args.sizes or (GPU_SIZES if dev.type == "cuda" else CPU_SIZES)
-    pd.set_option("display.width", 250)
-    pd.set_option("display.max_columns", 30)
+    pd.set_option("display.width", 250, "display.max_columns", 30)
 
     def show(table: pd.DataFrame, name: str) -> None:  # printed; with --out also <out><name>.csv
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

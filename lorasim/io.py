@@ -35,8 +35,4 @@ def write_csv(df, path) -> Path:
 
 
 def write_json(obj, path) -> Path:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-
-    return atomic_write(path, write)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=str)))

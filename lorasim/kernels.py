@@ -119,9 +119,7 @@ def plan_grid(row_tiles: int, col_tiles: int, slots: int) -> tuple[int, int]:
 
 
 def _slots(device) -> int:
-    if device.type != "cuda":
-        return 8
-    return torch.cuda.get_device_properties(device).multi_processor_count
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 8
 
 
 # Launch configurations, from `lorasim-bench --only kernel` on an H200 (benchmarks.md): the two-sided
@@ -151,25 +149,24 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     two_sided = R is not None and L is not None
     tuned = fused if isinstance(fused, dict) and two_sided else {}
     cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
-    block, num_warps, num_stages = tuple(cfg["block"]), cfg["num_warps"], cfg["num_stages"]
-    tma, ctas_per_sm, left_as_a = cfg["tma"], cfg["ctas_per_sm"], cfg["left_as_a"]
     width = (R if R is not None else L).shape[-1]
     if fused is False or not usable(M, width):
         return skinny_products_reference(M, R, L)
     m, n = M.shape
-    BM, BN = block
+    BM, BN = cfg["block"]
     BW = max(16, triton.next_power_of_2(width))
     row_tiles, col_tiles = -(-m // BM), -(-n // BN)
-    pm, pn = plan_grid(row_tiles, col_tiles, ctas_per_sm * _slots(M.device))
+    pm, pn = plan_grid(row_tiles, col_tiles, cfg["ctas_per_sm"] * _slots(M.device))
     cols_per_prog = -(-col_tiles // pn) * BN
     pn = -(-n // cols_per_prog)  # drop splits the rounding left empty
     dummy = M  # an unused pointer argument still needs a tensor
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
     common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, PRECISION=precision,
-                  LEFT_AS_A=left_as_a, num_warps=num_warps, num_stages=num_stages)
+                  LEFT_AS_A=cfg["left_as_a"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     Rt, r_strides = (R, (R.stride(0), R.stride(1))) if R is not None else (dummy, (0, 0))
     Lt, l_strides = (L, (L.stride(0), L.stride(1))) if L is not None else (dummy, (0, 0))
+    tma = cfg["tma"]
     if tma is None:
         tma = (M.is_cuda and torch.cuda.get_device_capability(M.device)[0] >= 9 and M.stride(1) == 1
                and (M.stride(0) * 4) % 16 == 0 and M.data_ptr() % 16 == 0)
@@ -221,20 +218,20 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
 
     rows = []
 
-    def add(variant, fn, config=None):  # d and the references: the size being measured
+    def add(variant, fn=None, config=None):  # d and the references: the size being measured
+        fn = fn or (lambda: skinny_products(M, R, L, **config))  # no fn: the fused pass with ``config``
         try:
             a, b = fn()
             a2, b2 = fn()
             t = timed(fn, dev, reps=reps)
         except Exception as e:  # a configuration the chip or compiler refuses: record, go on
             rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
-            report(rows[-1])
-            return
-        errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
-        same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
-        rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": d * d * 4 / t / 1e9,
-                     "rel_err": max(errs), "deterministic": same,
-                     "config": json.dumps({**CONFIG, **config}) if config is not None else None})
+        else:
+            errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
+            same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
+            rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": d * d * 4 / t / 1e9,
+                         "rel_err": max(errs), "deterministic": same,
+                         "config": json.dumps({**CONFIG, **config}) if config is not None else None})
         report(rows[-1])
 
     for d in sizes:
@@ -246,12 +243,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         grid = itertools.product(KERNEL_CONFIGS, (False, True), (1, 2), ("tf32x3", "tf32"))
         for (block, warps, stages), tma, cps, prec in grid:
             kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps)
-            add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}",
-                lambda kw=kw: skinny_products(M, R, L, **kw), kw)
+            add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
         for (block, warps, stages), tma in itertools.product(KERNEL_CONFIGS[:2], (False, True)):
             kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
-            add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3",
-                lambda kw=kw: skinny_products(M, R, L, **kw), kw)
+            add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3", config=kw)
         add("default ieee", lambda: skinny_products(M, R, L, precision="ieee"))
         add("default right only", lambda: skinny_products(M, R, None))
         add("default left only", lambda: skinny_products(M, None, L))
@@ -263,16 +258,12 @@ def best_kernel_config(rows: list[dict]) -> dict:
     back) among those with float32-level error (tf32x3) and bit-reproducible results; {} if none."""
     best = None
     for row in rows:
-        config = row.get("config")
-        if not isinstance(config, str):  # cuBLAS rows, failed launches (NaN in a CSV read back)
+        if not isinstance(row.get("config"), str):  # cuBLAS rows, failed launches (NaN in a CSV read back)
             continue
-        cfg = json.loads(config)
+        cfg = json.loads(row["config"])
         ok = (cfg.get("precision") == "tf32x3" and row["rel_err"] < 1e-6 and str(row["deterministic"]) == "True")
         if ok and (best is None or row["ms"] < best[0]):
             best = (row["ms"], cfg)
     if best is None:
         return {}
-    cfg = best[1]
-    cfg.pop("precision", None)
-    cfg["block"] = tuple(cfg["block"])
-    return cfg
+    return {**{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}

@@ -63,8 +63,7 @@ def save_png(fig, path, dpi: int = 110) -> None:
 
 def draw_risk_and_alignment(df: pd.DataFrame, title: str = ""):
     """Two panels against step: ln risk, and align_A, one line per method."""
-    plt = pyplot()
-    fig, (ax_r, ax_a) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_r, ax_a) = pyplot().subplots(1, 2, figsize=(11, 4))
     for method, g in df.groupby("method", sort=False):
         risk = g["risk"].to_numpy(dtype=float)
         with np.errstate(divide="ignore"):
@@ -90,9 +89,8 @@ def risk_and_alignment(df: pd.DataFrame, path, title: str = "") -> None:
 
 def method_colors(methods) -> dict:
     """One colour per method, the same in every sweep figure (order of first appearance)."""
-    plt = pyplot()
     methods = list(dict.fromkeys(methods))
-    cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
+    cmap = pyplot().get_cmap("tab10" if len(methods) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
 
 
@@ -104,12 +102,9 @@ def within_panel_axis(frame: pd.DataFrame, facets: list) -> tuple:
     facets = [f for f in facets if f in frame]
     if frame.empty:
         return None, []
-    grouped = frame.groupby(facets, dropna=False) if facets else None
-    varying = []
-    for col in config:
-        n = grouped[col].nunique(dropna=False).max() if grouped is not None else frame[col].nunique(dropna=False)
-        if n > 1:
-            varying.append(col)
+    counts = (frame.groupby(facets, dropna=False)[config].nunique(dropna=False).max() if facets
+              else frame[config].nunique(dropna=False))
+    varying = [col for col in config if counts[col] > 1]
     if len(varying) == 1 and frame[varying[0]].nunique(dropna=False) <= len(LINESTYLES):
         return varying[0], sorted(frame[varying[0]].unique(), key=lambda v: (str(type(v)), v))
     return None, varying
@@ -161,14 +156,13 @@ def draw_sweep_alignment(ok: pd.DataFrame, colors: dict):
     """align_A against step, one panel per (rank, d), one colour per method."""
     from matplotlib.lines import Line2D
 
-    plt = pyplot()
     ranks, dims = sorted(ok["run.rank"].unique()), _dims(ok)
     facets = ["run.rank"] + (["problem.d"] if dims != [None] else [])
     style_col, style_values = within_panel_axis(ok, facets)
     jobs_per_panel = int(ok.groupby(facets)["job"].nunique().max())
     faint = style_col is None and jobs_per_panel > 1
-    fig, axes = plt.subplots(len(ranks), len(dims), figsize=(2.9 * len(dims) + 2.6, 2.3 * len(ranks) + 0.8),
-                             squeeze=False, sharex=True, sharey=True, layout="constrained")
+    fig, axes = pyplot().subplots(len(ranks), len(dims), figsize=(2.9 * len(dims) + 2.6, 2.3 * len(ranks) + 0.8),
+                                  squeeze=False, sharex=True, sharey=True, layout="constrained")
     for i, r in enumerate(ranks):
         for j, d in enumerate(dims):
             ax = axes[i][j]
@@ -198,13 +192,12 @@ def draw_sweep_final_risk(done: pd.DataFrame, colors: dict):
     from matplotlib.patches import Patch
     from matplotlib.transforms import blended_transform_factory
 
-    plt = pyplot()
     ranks, dims = sorted(done["run.rank"].unique()), _dims(done)
     style_col, style_values = within_panel_axis(done, ["run.rank", "problem.d"])
     cols = min(len(ranks), 4)
     rows = -(-len(ranks) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols + 2.6, 2.8 * rows + 0.6), squeeze=False,
-                             sharey=True, layout="constrained")
+    fig, axes = pyplot().subplots(rows, cols, figsize=(3.0 * cols + 2.6, 2.8 * rows + 0.6), squeeze=False,
+                                  sharey=True, layout="constrained")
     multi = int(done.groupby(["run.rank", "problem.d", "method"])["job"].nunique().max()) > 1
     for ax, r in zip(axes.ravel(), ranks):
         panel = done[done["run.rank"] == r]
@@ -248,19 +241,16 @@ def steps_to_eps_grids(summary: pd.DataFrame) -> dict:
     done = summary[summary["job_status"] == "ok"]
     # The grid spans every job of the sweep, so a cell whose jobs failed or never ran shows as missing.
     every = summary.dropna(subset=["run.rank", "problem.d"])
-    ranks = sorted(every["run.rank"].unique())
-    dims = sorted(every["problem.d"].unique())
+    shape = dict(index=pd.Index(sorted(every["run.rank"].unique()), name="run.rank"),
+                 columns=pd.Index(sorted(every["problem.d"].unique()), name="problem.d"))
     grids = {}
     for method in dict.fromkeys(summary["method"].dropna()):
         g = done[done["method"] == method]
         steps = g["steps_to_eps"].astype(float).fillna(NOT_REACHED)
         cells = steps.groupby([g["run.rank"], g["problem.d"]])
-        shape = dict(index=pd.Index(ranks, name="run.rank"), columns=pd.Index(dims, name="problem.d"))
-        grids[method] = {
-            "steps": cells.median().unstack().reindex(**shape).astype(float),
-            "reached": cells.apply(lambda v: int(np.isfinite(v).sum())).unstack().reindex(**shape),
-            "jobs": cells.size().unstack().reindex(**shape),
-        }
+        grids[method] = {"steps": cells.median().unstack().reindex(**shape).astype(float),
+                         "reached": cells.apply(lambda v: int(np.isfinite(v).sum())).unstack().reindex(**shape),
+                         "jobs": cells.size().unstack().reindex(**shape)}
     return grids
 
 
@@ -302,8 +292,7 @@ def draw_sweep_steps_to_eps(summary: pd.DataFrame):
                 ax.text(x, y, "no data", ha="center", va="center", fontsize=6.5, color="0.45")
         ax.set_xticks(range(arr.shape[1]), [f"{c:g}" for c in grid.columns], fontsize=8)
         ax.set_yticks(range(arr.shape[0]), [f"{c:g}" for c in grid.index], fontsize=8)
-        ax.set_xlim(-0.5, arr.shape[1] - 0.5)
-        ax.set_ylim(-0.5, arr.shape[0] - 0.5)
+        ax.set(xlim=(-0.5, arr.shape[1] - 0.5), ylim=(-0.5, arr.shape[0] - 0.5))
         ax.set_title(method, fontsize=9)
         ax.set_xlabel(D_LABEL, fontsize=8)
         ax.set_ylabel(RANK_LABEL, fontsize=8)

@@ -27,8 +27,7 @@ KEYS = (
     # one per named init (lorasim.INITS), whether or not it draws today
     "init/small_random", "init/kaiming", "init/spectral", "init/lora_one", "init/lora_ga", "init/pissa",
     "init/offset_lora_one", "init/arrays",
-    "llm/corpus", "llm/split", "llm/batch_order", "llm/model", "llm/head", "llm/adapters",
-    "llm/svd_sketch",
+    "llm/corpus", "llm/split", "llm/batch_order", "llm/model", "llm/head", "llm/adapters", "llm/svd_sketch",
 )
 # Families of keys named by their users: a claim's own draws are "theory/<claim>/<what>", the
 # benchmark's "bench/<what>".

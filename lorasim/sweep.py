@@ -121,12 +121,10 @@ def read_record(sweep_dir) -> Optional[dict]:
 # --- gathering -----------------------------------------------------------------------------------
 
 def _flat(prefix: str, node) -> dict:
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flat(f"{prefix}.{key}" if prefix else str(key), value))
-        return out
-    return {prefix: node if not isinstance(node, list) else str(node)}
+    if not isinstance(node, dict):
+        return {prefix: node if not isinstance(node, list) else str(node)}
+    return {k: v for key, value in node.items()
+            for k, v in _flat(f"{prefix}.{key}" if prefix else str(key), value).items()}
 
 
 def _job_dirs(sweep_dir: Path) -> list:
@@ -276,8 +274,7 @@ class SweepRecordCallback(Callback):
         record = record_sweep(config, config_name)
         sweep_dir = Path(record["sweep_dir"])
         shutil.rmtree(sweep_dir / PROGRESS, ignore_errors=True)  # counts of an earlier sweep into this folder
-        jobs = record["jobs"]
-        size = f"{len(jobs)} jobs" if jobs is not None else "jobs not listed"
+        size = f"{len(record['jobs'])} jobs" if record["jobs"] is not None else "jobs not listed"
         print(f"sweep: {size} into {sweep_dir}; resume a stopped sweep with\n  {record['resume_command']}\n"
               f"  (or: lorasim-resume {shlex.quote(str(sweep_dir))})", flush=True)
 

@@ -27,10 +27,7 @@ SIDES = ("output", "input")
 def layer_class(name: str) -> str:
     """q, k, v, o, gate, up, down for Llama-style names; the last name part(s) otherwise."""
     parts = name.split(".")
-    last = parts[-1]
-    if last.endswith("_proj"):
-        return last[: -len("_proj")]
-    return ".".join(parts[-2:]) if last == "dense" else last
+    return ".".join(parts[-2:]) if parts[-1] == "dense" else parts[-1].removesuffix("_proj")
 
 
 class GradientSubspaces:

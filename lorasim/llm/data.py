@@ -83,14 +83,13 @@ def _synthetic(per_class: int = 120) -> tuple[list[str], dict[int, list[str]]]:
     by = {}
     for i, label in enumerate(labels):
         words = SYNTHETIC[label].split()
-        texts = []
+        by[i] = []
         for _ in range(per_class):
             picks = [FILLER[j] for j in torch.randint(len(FILLER), (10,), generator=g).tolist()]
             for slot, w in zip(torch.randperm(10, generator=g)[:3].tolist(),
                                torch.randint(len(words), (3,), generator=g).tolist()):
                 picks[slot] = words[w]
-            texts.append(" ".join(picks))
-        by[i] = texts
+            by[i].append(" ".join(picks))
     return labels, by
 
 

@@ -47,9 +47,7 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
     ``loss_fn(output, batch)`` is given. The model's ``requires_grad`` flags and training mode
     are restored afterwards.
     """
-    names = target_linear_names(model, targets)
-    modules = dict(model.named_modules())
-    weights = {name: modules[name].weight for name in names}
+    weights = {name: model.get_submodule(name).weight for name in target_linear_names(model, targets)}
     flags = {p: p.requires_grad for p in model.parameters()}
     was_training = model.training
     acc = {name: torch.zeros(w.shape, dtype=torch.float32, device=accumulate_on) for name, w in weights.items()}
@@ -69,11 +67,9 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
             w.requires_grad_(True)
             hooks.append(w.register_post_accumulate_grad_hook(take(name)))
         model.eval()  # no dropout in the gradient estimate
-        for batch in batches:
+        for count, batch in enumerate(batches, 1):
             out = model(**batch)
-            loss = loss_fn(out, batch) if loss_fn is not None else out.loss
-            loss.backward()
-            count += 1
+            (loss_fn(out, batch) if loss_fn is not None else out.loss).backward()
     finally:
         for h in hooks:
             h.remove()

@@ -59,10 +59,7 @@ def byte_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    for tok in ("<s>", "</s>", "<pad>"):
-        vocab[tok] = len(vocab)
+    vocab = {ch: i for i, ch in enumerate([*sorted(pre_tokenizers.ByteLevel.alphabet()), "<s>", "</s>", "<pad>"])}
     core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     core.decoder = decoders.ByteLevel()
@@ -85,7 +82,6 @@ def _smollm2(cache_dir: Optional[str]):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cached = _smollm2_cache(cache_dir)
-    cache = cached.parent
     if not (cached / "config.json").exists():
         pkg = _package_dir("smollm2")
         tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file=SMOLLM2_GGUF)
@@ -94,8 +90,8 @@ def _smollm2(cache_dir: Optional[str]):
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(dir=cache, prefix=".tmp-"))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(dir=cached.parent, prefix=".tmp-"))
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         try:
@@ -103,8 +99,7 @@ def _smollm2(cache_dir: Optional[str]):
         except OSError:  # another process won the race
             pass
     tok = AutoTokenizer.from_pretrained(str(cached))
-    model = AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32)
-    return model, tok
+    return AutoModelForCausalLM.from_pretrained(str(cached), dtype=torch.float32), tok
 
 
 def load_model(name: str, seed: int = 0, num_labels: int = 2, cache_dir: Optional[str] = None):

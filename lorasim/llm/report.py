@@ -62,10 +62,9 @@ def _per_job(results: pd.DataFrame) -> pd.DataFrame:
     the last 20 % of its steps."""
     ok = results[(results["job_status"] == "ok") & (results["step"] > 0)]
     late = ok[ok["step"] > 0.8 * ok["run.steps"]]
-    first_loss = ok.dropna(subset=["train_loss"]).sort_values("step").groupby("job")["train_loss"].first()
-    first_acc = ok.dropna(subset=["eval_acc"]).sort_values("step").groupby("job")["eval_acc"].first()
-    return pd.DataFrame({"first_train_loss": first_loss, "first_eval_acc": first_acc,
-                         "late_train_loss": late.groupby("job")["train_loss"].mean()})
+    first = {f"first_{c}": ok.dropna(subset=[c]).sort_values("step").groupby("job")[c].first()
+             for c in ("train_loss", "eval_acc")}
+    return pd.DataFrame({**first, "late_train_loss": late.groupby("job")["train_loss"].mean()})
 
 
 def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -76,15 +75,15 @@ def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame,
     done = done.join(_per_job(results), on="job")
     done["diverged"] = done["status"] != "ok"
     keys = [k for k in KEY if k in done] + ["lr"]  # the effective lr (method.lr × lr_mult)
+
+    def spread(name, col=None):  # <name> and <name>_std: mean and std over seeds of ``col`` (default: name)
+        return {name: (col or name, "mean"), f"{name}_std": (col or name, "std")}
     agg = done.groupby(keys, dropna=False).agg(
-        seeds=("seed", "nunique"), diverged=("diverged", "sum"),
-        late_train_loss=("late_train_loss", "mean"), late_train_loss_std=("late_train_loss", "std"),
-        eval_acc=("final_eval_acc", "mean"), eval_acc_std=("final_eval_acc", "std"),
-        eval_loss=("final_eval_loss", "mean"), eval_loss_std=("final_eval_loss", "std"),
-        initial_eval_acc=("initial_eval_acc", "mean"), first_train_loss=("first_train_loss", "mean"),
-        first_train_loss_std=("first_train_loss", "std"), first_eval_acc=("first_eval_acc", "mean"),
-        first_eval_acc_std=("first_eval_acc", "std"), init_seconds=("init_seconds", "mean"),
-        peak_memory_mb=("peak_memory_mb", "max"), trainable_params=("trainable_params", "first")).reset_index()
+        seeds=("seed", "nunique"), diverged=("diverged", "sum"), **spread("late_train_loss"),
+        **spread("eval_acc", "final_eval_acc"), **spread("eval_loss", "final_eval_loss"),
+        initial_eval_acc=("initial_eval_acc", "mean"), **spread("first_train_loss"), **spread("first_eval_acc"),
+        init_seconds=("init_seconds", "mean"), peak_memory_mb=("peak_memory_mb", "max"),
+        trainable_params=("trainable_params", "first")).reset_index()
     # A diverged seed disqualifies its lr: a method must be stable at the lr it is credited with.
     ranked = agg.assign(_bad=agg["diverged"] > 0, _loss=agg["late_train_loss"].fillna(np.inf))
     chosen = (ranked.sort_values(["_bad", "_loss"]).groupby(keys[:-1], dropna=False).head(1)
@@ -95,7 +94,9 @@ def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame,
     return agg, chosen
 
 
-def _pm(mean, std, digits=3) -> str:
+def _pm(row, col: str, digits=3) -> str:
+    """``row[col]`` ± its std over seeds (``row[col + "_std"]``)."""
+    mean, std = row[col], row[col + "_std"]
     if pd.isna(mean):
         return "–"
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}"
@@ -107,10 +108,8 @@ def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> 
              "|" + "---|" * 14]
     for _, c in chosen.iterrows():
         lines.append(f"| {c['method.name']} | {c['method.r']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "
-                     f"{_pm(c['eval_acc'], c['eval_acc_std'])} | {_pm(c['eval_loss'], c['eval_loss_std'])} | "
-                     f"{_pm(c['late_train_loss'], c['late_train_loss_std'])} | {c['initial_eval_acc']:.3f} | "
-                     f"{_pm(c['first_train_loss'], c['first_train_loss_std'])} | "
-                     f"{_pm(c['first_eval_acc'], c['first_eval_acc_std'])} | "
+                     f"{_pm(c, 'eval_acc')} | {_pm(c, 'eval_loss')} | {_pm(c, 'late_train_loss')} | "
+                     f"{c['initial_eval_acc']:.3f} | {_pm(c, 'first_train_loss')} | {_pm(c, 'first_eval_acc')} | "
                      f"{c['init_seconds']:.2f} | {c['peak_memory_mb']:.0f} | {int(c['trainable_params']):,} |")
     lines += ["", "\"first\": the first logged window of training loss and the first evaluation after step 0.",
               "", "Every learning rate:", "",
@@ -118,14 +117,12 @@ def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> 
               "|" + "---|" * 8]
     for _, a in agg.iterrows():
         lines.append(f"| {a['method.name']} | {a['method.r']} | {a['lr']:g} | {a['seeds']} | {a['diverged']} | "
-                     f"{_pm(a['eval_acc'], a['eval_acc_std'])} | {_pm(a['late_train_loss'], a['late_train_loss_std'])} | "
-                     f"{_pm(a['first_eval_acc'], a['first_eval_acc_std'])} |")
+                     f"{_pm(a, 'eval_acc')} | {_pm(a, 'late_train_loss')} | {_pm(a, 'first_eval_acc')} |")
     unfinished = summary[summary["job_status"] != "ok"]
     if not unfinished.empty:
         counts = unfinished.groupby(["method.name", "job_status"]).size()
         lines += ["", "Jobs without results in these sweeps (one re-run to completion in another sweep is also in "
-                  "the tables): " +
-                  ", ".join(f"{m} {n} × {st}" for (m, st), n in counts.items()) + "."]
+                  "the tables): " + ", ".join(f"{m} {n} × {st}" for (m, st), n in counts.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
