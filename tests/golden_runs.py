@@ -1,6 +1,6 @@
 """The golden runs: frames that a refactor must reproduce bit for bit (tests/test_golden.py).
 
-``python -m tests.golden_runs`` rewrites tests/golden/frames.json from the current code; do that
+``python tests/golden_runs.py`` rewrites tests/golden/frames.json from the current code; do that
 only when a change of numbers is intended and said in the commit message. Each value is stored
 exactly (floats as float.hex), so the test compares bits, not a tolerance.
 """

@@ -13,7 +13,7 @@ from lorasim.config import ConfigError
 from lorasim.engine import diverged
 
 torch.set_num_threads(1)
-PACKAGE = Path(lorasim.__file__).parent
+PACKAGE = Path(__file__).resolve().parent.parent / "lorasim"  # the source tree, whether installed or editable
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from tests import golden_runs
+import golden_runs  # tests/golden_runs.py (pytest puts tests/ on sys.path)
 
 
 @pytest.fixture(scope="module")
