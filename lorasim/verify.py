@@ -11,11 +11,19 @@ not listed: a new theory/cNN_*.py with its conf/claims/CNN.yaml is a new claim. 
 prints claim | prediction | measured | pass, writes report.md (derivations, measurements, fits,
 figures) and verdicts.csv into the hydra run dir, and exits 1 if any claim fails. A claim whose
 failure is a recorded, analysed disagreement with the paper sets KNOWN_FAILURE and is reported as
-``known failure`` without failing the run.
+``known failure`` without failing the run; an exception is a FAIL whatever KNOWN_FAILURE says.
+
+    lorasim-verify mutate=true             # every claim under each of its MUTATIONS: each must FAIL
+
+A claim declares ``MUTATIONS`` (theory/kit.py ``Mutation``): wrong theories or planted bugs that its
+pass rule must catch. ``mutate=true`` runs the claim once per mutation, prints ``killed`` (the claim
+FAILs on a rule) or ``survived`` (it passes, or it crashed: a crash is no rule catching anything), writes
+mutations.csv and exits 0 only if every mutation is killed.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import inspect
 import os
@@ -52,6 +60,8 @@ class Verdict:
     table: Optional[object] = None  # a pandas DataFrame of the per-point measurements
     figures: list = field(default_factory=list)  # file names inside the report folder
     notes: str = ""
+    failed: list = field(default_factory=list)  # names of the pass rules that did not hold
+    error: str = ""  # the exception that ended the claim, if one did
     # filled in by the runner
     claim: str = ""
     title: str = ""
@@ -63,7 +73,8 @@ class Verdict:
     def status(self) -> str:
         if self.passed:
             return "pass"
-        return "known failure" if self.known_failure else "FAIL"
+        # A crash is never the analysed disagreement that KNOWN_FAILURE records.
+        return "known failure" if self.known_failure and not self.error else "FAIL"
 
 
 @dataclass
@@ -71,6 +82,14 @@ class Context:
     scale: str
     device: str
     out_dir: Path
+    mutation: Optional[str] = None  # the mutation this run plants (lorasim-verify mutate=true), None: the real code
+    declared: frozenset = frozenset()  # the running claim's MUTATIONS (set by run_claim)
+
+    def mutant(self, name: str) -> bool:
+        """True when this run plants the mutation ``name`` (a flag the claim's measurement code reads)."""
+        if name not in self.declared:
+            raise ValueError(f"mutation {name!r} is not in the claim's MUTATIONS ({', '.join(sorted(self.declared))})")
+        return self.mutation == name
 
     @contextlib.contextmanager
     def figure(self, name: str, dpi: int = 110, **subplots):
@@ -126,15 +145,23 @@ def normalize_ids(only, known) -> list:
     return ids
 
 
-def run_claim(cid: str, settings: dict, ctx: Context) -> Verdict:
+def run_claim(cid: str, settings: dict, ctx: Context, mutation: Optional[str] = None) -> Verdict:
+    """Run claim ``cid`` (under its mutation ``mutation``: the mutation's patch applied and
+    ``ctx.mutant(mutation)`` true) and return its verdict; an exception is a FAIL verdict."""
     mod = all_modules()[cid]
+    mutations = getattr(mod, "MUTATIONS", {})
+    if mutation is not None and mutation not in mutations:
+        fail("", "mutation", mutation, f"one of {cid}'s MUTATIONS: " + ", ".join(mutations))
+    ctx = dataclasses.replace(ctx, mutation=mutation, declared=frozenset(mutations))
+    patch = mutations[mutation].patch if mutation is not None else None
     start = time.perf_counter()
     try:
-        verdict = mod.run(settings, ctx)
+        with (patch() if patch is not None else contextlib.nullcontext()):
+            verdict = mod.run(settings, ctx)
     except Exception as err:  # one broken claim is a FAIL in the report, not the end of the run
         traceback.print_exc()
-        verdict = Verdict(prediction="(not reached)", measured=f"error: {type(err).__name__}: {err}".splitlines()[0],
-                          passed=False)
+        error = f"{type(err).__name__}: {err}".splitlines()[0]
+        verdict = Verdict(prediction="(not reached)", measured=f"error: {error}", passed=False, error=error)
     verdict.wall_s = time.perf_counter() - start
     verdict.claim, verdict.title, verdict.result = cid, mod.TITLE, mod.RESULT
     verdict.known_failure = getattr(mod, "KNOWN_FAILURE", None)
@@ -232,12 +259,15 @@ class VerifyPlan:
     scale: str
     device: str
     quiet: bool
+    mutate: bool  # run each claim under each of its MUTATIONS instead
     config_text: str  # the run's config, each claim's settings included, for report.md
 
 
 def validate(cfg: DictConfig) -> VerifyPlan:
     if cfg.scale not in SCALES:
         fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
+    if not isinstance(cfg.mutate, bool):
+        fail("", "mutate", cfg.mutate, "true or false")
     dev = check_device("", cfg.device)
     only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
     known = all_modules()
@@ -259,7 +289,7 @@ def validate(cfg: DictConfig) -> VerifyPlan:
             kit = importlib.import_module(_theory_package().__name__ + ".kit")
             kit.parse(fields, settings[cid], Context(cfg.scale, dev, Path()))
     text = OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "claims": {c: {cfg.scale: settings[c]} for c in ids}})
-    return VerifyPlan(ids, settings, cfg.scale, dev, bool(cfg.quiet), text)
+    return VerifyPlan(ids, settings, cfg.scale, dev, bool(cfg.quiet), cfg.mutate, text)
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="verify")
@@ -269,6 +299,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def _work(plan: VerifyPlan, out_dir: Path) -> str:
     ctx = Context(scale=plan.scale, device=plan.device, out_dir=out_dir)
+    if plan.mutate:
+        return _mutate(plan, ctx)
     verdicts = []
     for cid in plan.ids:
         v = run_claim(cid, dict(plan.settings[cid]), ctx)
@@ -285,6 +317,37 @@ def _work(plan: VerifyPlan, out_dir: Path) -> str:
     return text
 
 
+def mutation_outcome(verdict: Verdict) -> str:
+    """``killed`` when a pass rule caught the mutation; ``survived`` when the claim passed or crashed."""
+    return "killed" if not verdict.passed and not verdict.error and verdict.failed else "survived"
+
+
+def _mutate(plan: VerifyPlan, ctx: Context) -> str:
+    """Every claim under each of its mutations: one line each, mutations.csv, exit 1 if one survives."""
+    rows, mods = [], all_modules()
+    for cid in plan.ids:
+        mutations = getattr(mods[cid], "MUTATIONS", {})
+        if len(mutations) < 2:
+            rows.append({"claim": cid, "mutation": "(none)", "what": f"{len(mutations)} declared, at least 2 needed",
+                         "outcome": "survived", "failed": "", "wall_s": 0.0})
+        for name, mutation in mutations.items():
+            v = run_claim(cid, dict(plan.settings[cid]), ctx, mutation=name)
+            rows.append({"claim": cid, "mutation": name, "what": mutation.what, "outcome": mutation_outcome(v),
+                         "failed": v.error or "; ".join(v.failed), "wall_s": round(v.wall_s, 2)})
+        for row in rows[-max(1, len(mutations)):]:
+            if not plan.quiet:
+                line = f"{row['claim']}  {row['mutation']:<22} {row['outcome']:>8}  {row['wall_s']:6.1f} s  "
+                print(line + clip(row["failed"] or row["what"], max(10, terminal_width() - len(line))), flush=True)
+        write_csv(pd.DataFrame(rows), ctx.out_dir / "mutations.csv")  # after every claim, like report.md
+    survived = [f"{r['claim']}:{r['mutation']}" for r in rows if r["outcome"] != "killed"]
+    text = (f"{len(rows) - len(survived)}/{len(rows)} mutations killed"
+            + (f"; survived: {', '.join(survived)}" if survived else "") + f"\nmutations: {ctx.out_dir / 'mutations.csv'}")
+    if survived:
+        print(text)
+        sys.exit(1)
+    return text
+
+
 def help_text() -> str:
     """``lorasim-verify --help``."""
     titles = []
@@ -296,6 +359,7 @@ def help_text() -> str:
             ("scale=ci", "ci (default, <= 5 min on 2 cores), paper (the paper's sizes), large (GPU)", ""),
             ("device=cpu", "cpu, cuda or cuda:N", ""),
             ("quiet=true", "no line per claim while running", ""),
+            ("mutate=true", "run each claim under each of its MUTATIONS; exit 0 only if every one FAILs", ""),
             ("+claims.C03.ci.<k>=v", "one claim's setting at one scale (conf/claims/CNN.yaml)", "")]
     return "\n".join([
         "lorasim-verify: run the theory's claims (theory/cNN_*.py) and report prediction vs measurement.",
@@ -311,10 +375,11 @@ def help_text() -> str:
         textwrap.indent("\n".join(titles), "  "),
         "",
         "Examples:",
-        "  lorasim-verify                           every claim C01-C20 at the ci scale (the set CI asserts)",
+        "  lorasim-verify                           every claim C01-C21 at the ci scale (the set CI asserts)",
         "  lorasim-verify only=[C3,C10]             a subset",
         "  lorasim-verify only=[P1] scale=paper     a phase diagram, where the theory is silent",
         "  lorasim-verify scale=large device=cuda   d >= 4096 on a GPU",
+        "  lorasim-verify mutate=true               prove each claim can fail (mutations.csv)",
     ])
 
 

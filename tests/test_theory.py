@@ -8,9 +8,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from lorasim.app import conf_dir
-from lorasim.verify import Context, claim_modules, claim_settings, run_claim
+from lorasim.verify import Context, claim_modules, claim_settings, mutation_outcome, run_claim
 
 CLAIMS = list(claim_modules())
+# Every (claim, mutation): CI proves each claim can fail (lorasim-verify mutate=true runs the same set).
+MUTANTS = [(cid, name) for cid, mod in {**claim_modules(), **claim_modules("p")}.items()
+           for name in getattr(mod, "MUTATIONS", {})]
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,104 @@ def test_claim_holds_at_ci_scale(cid, verify_cfg, tmp_path):
     if verdict.status == "known failure":
         pytest.xfail(f"{cid}: {verdict.known_failure} (measured {verdict.measured})")
     assert verdict.passed, f"{cid}: predicted {verdict.prediction}; measured {verdict.measured}"
+
+
+@pytest.mark.parametrize("cid, mutation", MUTANTS)
+def test_mutation_is_killed_at_ci_scale(cid, mutation, verify_cfg, tmp_path):
+    """The claim FAILs on a pass rule (not by crashing) when its mutation is planted."""
+    verdict = run_claim(cid, claim_settings(verify_cfg, cid, "ci"), Context("ci", "cpu", tmp_path), mutation=mutation)
+    assert mutation_outcome(verdict) == "killed", f"{cid} {mutation} survived: {verdict.error or verdict.measured}"
+
+
+def test_every_claim_declares_two_mutations_and_documents_them():
+    for cid, mod in {**claim_modules(), **claim_modules("p")}.items():
+        mutations = getattr(mod, "MUTATIONS", {})
+        assert len(mutations) >= 2, f"{cid} declares {len(mutations)} mutations"
+        assert "**Mutations.**" in (mod.__doc__ or ""), f"{cid} lacks a **Mutations.** section"
+        for name, m in mutations.items():
+            assert m.what and name.isidentifier(), (cid, name)
+            assert f"`{name}`" in mod.__doc__, f"{cid}'s docstring does not describe mutation {name}"
+
+
+def _fake_claim(monkeypatch, run, known_failure=None, mutations=None):
+    """C01's module with ``run`` (and KNOWN_FAILURE, MUTATIONS) swapped in."""
+    mod = claim_modules()["C01"]
+    monkeypatch.setattr(mod, "run", run)
+    monkeypatch.setattr(mod, "KNOWN_FAILURE", known_failure, raising=False)
+    if mutations is not None:
+        monkeypatch.setattr(mod, "MUTATIONS", mutations)
+    return mod
+
+
+def test_an_exception_is_a_fail_even_for_a_known_failure(monkeypatch, tmp_path):
+    def broken(settings, ctx):
+        raise KeyError("k")
+    _fake_claim(monkeypatch, broken, known_failure="a recorded disagreement")
+    verdict = run_claim("C01", {}, Context("ci", "cpu", tmp_path))
+    assert verdict.status == "FAIL" and verdict.error == "KeyError: 'k'"
+    assert mutation_outcome(verdict) == "survived"  # a crash is no rule catching a mutation
+
+
+def test_mutations_plant_patches_and_flags_and_are_judged_by_the_rules(monkeypatch, tmp_path):
+    kit = _theory_module("kit")
+    import lorasim
+
+    seen = {}
+
+    def run(settings, ctx):
+        checks = kit.Checks()
+        seen["flag"] = ctx.mutant("flag")
+        seen["risk_below"] = lorasim.risk_below
+        checks.add("rule", not (ctx.mutant("flag") or lorasim.risk_below == "patched"))
+        return checks.verdict(prediction="p", measured="m")
+
+    _fake_claim(monkeypatch, run, mutations={"flag": kit.Mutation("a flag"),
+                                             "patch": kit.Mutation("a patch", kit.patched(lorasim, "risk_below", "patched")),
+                                             "noop": kit.Mutation("changes nothing")})
+    ctx = Context("ci", "cpu", tmp_path)
+    assert run_claim("C01", {}, ctx).passed and seen["flag"] is False
+    v = run_claim("C01", {}, ctx, mutation="flag")
+    assert mutation_outcome(v) == "killed" and v.failed == ["rule"] and seen["flag"] is True
+    v = run_claim("C01", {}, ctx, mutation="patch")
+    assert mutation_outcome(v) == "killed" and seen["risk_below"] == "patched"
+    assert lorasim.risk_below != "patched"  # the patch is undone after the claim
+    assert mutation_outcome(run_claim("C01", {}, ctx, mutation="noop")) == "survived"
+
+    def typo(settings, ctx):
+        ctx.mutant("flgа")
+    _fake_claim(monkeypatch, typo, mutations={"flag": kit.Mutation("a flag")})
+    v = run_claim("C01", {}, ctx)
+    assert v.status == "FAIL" and "not in the claim's MUTATIONS" in v.error
+
+
+def test_verify_cli_mutate_writes_mutations_csv(tmp_path):
+    import pandas as pd
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-c", "from lorasim.verify import main; main()"]
+    res = subprocess.run(cmd + ["only=[C1]", "mutate=true", f"hydra.run.dir={tmp_path / 'm'}"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    table = pd.read_csv(tmp_path / "m" / "mutations.csv")
+    assert list(table.claim.unique()) == ["C01"] and len(table) >= 2 and (table.outcome == "killed").all()
+    assert f"{len(table)}/{len(table)} mutations killed" in res.stdout
+    bad = subprocess.run(cmd + ["mutate=maybe"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("lorasim: error: mutate='maybe': allowed true or false")
+
+
+def test_verify_mutate_exits_1_when_a_mutation_survives(monkeypatch, tmp_path, capsys):
+    from lorasim import verify
+
+    kit = _theory_module("kit")
+    mod = claim_modules()["C01"]
+    monkeypatch.setattr(mod, "MUTATIONS", {**mod.MUTATIONS, "noop": kit.Mutation("changes nothing")})
+    plan = verify.VerifyPlan(["C01"], {"C01": {"d": 16, "k": 8, "r_star": 2, "n": 64, "seeds": 1}}, "ci", "cpu",
+                             True, True, "")
+    with pytest.raises(SystemExit) as stop:
+        verify._work(plan, tmp_path)
+    assert stop.value.code == 1
+    out = capsys.readouterr().out
+    assert "survived: C01:noop" in out and f"{len(mod.MUTATIONS) - 1}/{len(mod.MUTATIONS)} mutations killed" in out
 
 
 @pytest.mark.slow

@@ -24,6 +24,11 @@ loss and compared with lorasim's `LinearTeacher.from_arrays(X, Y, W0).G`. Large:
 
 **Pass rule.** e_G (both versions), |G_lorasim − G_autograd|/‖G‖ and the singular-value ratio are
 each ≤ 10·τ (the factor 10 covers the constant of the √N random-rounding estimate), for every seed.
+
+**Mutations.** `population_G`: lorasim's G is the population formula ΔW = Σ̂⁻¹G♮ (drops Σ̂; e_G ≈
+‖(Σ̂ − I)ΔW‖/‖Σ̂ΔW‖ ≈ √(d/N)); `float32_G`: G♮ accumulated in float32 (relative error ≈ 1e-7 ≫ 10τ ≈ 1e-12);
+`rank_leak`: G♮ plus a rank-one term of relative size 1e-9 (a rounding bug far below any sampling effect,
+above round-off: σ_{r\*+1}/σ_1 ≈ 1e-9).
 """
 import math
 
@@ -33,11 +38,34 @@ import torch
 import lorasim
 from lorasim import streams
 
-from .kit import Checks, TeacherSettings, parse, span
+from .kit import Checks, Mutation, TeacherSettings, parse, patched, span
 from .numerics import EPS, spd_norm
 
 TITLE = "G♮ = Σ̂ΔW, rank r*"
 RESULT = "F1"
+
+
+def _statistics_with(change):
+    """A patch of ``LinearTeacher._set_statistics`` that hands on ``change(Σ̂, G)`` instead of G."""
+    original = lorasim.LinearTeacher._set_statistics
+
+    def set_statistics(self, sigma_hat, G, resid_sq):
+        return original(self, sigma_hat, change(sigma_hat, G), resid_sq)
+    return patched(lorasim.LinearTeacher, "_set_statistics", set_statistics)
+
+
+def _rank_one_leak(sigma_hat, G):
+    u = torch.ones(G.shape[0], 1, dtype=G.dtype, device=G.device) / math.sqrt(G.shape[0])
+    v = torch.ones(1, G.shape[1], dtype=G.dtype, device=G.device) / math.sqrt(G.shape[1])
+    return G + 1e-9 * torch.linalg.matrix_norm(G) * u @ v
+
+
+MUTATIONS = {
+    "population_G": Mutation("G computed as ΔW = Σ̂⁻¹G♮ (the population formula, Σ̂ dropped)",
+                             _statistics_with(lambda S, G: torch.linalg.solve(S, G))),
+    "float32_G": Mutation("G♮ accumulated in float32", _statistics_with(lambda S, G: G.float().double())),
+    "rank_leak": Mutation("G♮ plus a rank-one term of relative size 1e-9", _statistics_with(_rank_one_leak)),
+}
 
 
 class Settings(TeacherSettings):

@@ -3,6 +3,8 @@ figures. How a claim uses it: theory/README.md, "Writing a claim"; shared numeri
 """
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable, ContextManager, Optional
+from unittest import mock
 
 import numpy as np
 
@@ -35,6 +37,40 @@ class TeacherSettings(ClaimSettings):
         """The ``lorasim.LinearTeacher`` (``relu``: ``ReLUTeacher``) of this shape at ``seed``; ``kw``: n, kappa, …"""
         cls = lorasim.ReLUTeacher if relu else lorasim.LinearTeacher
         return cls(d=self.d, k=self.k, r_star=self.r_star, seed=seed, device=self.device, **kw)
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A wrong theory or a planted bug that a claim's pass rule must catch (``lorasim-verify mutate=true``).
+
+    It changes the code path under test, never the pass rule: either ``patch`` (a function returning a
+    context manager, e.g. ``patched(lorasim.inits, "lora_one", wrong)``) is applied around the claim's
+    ``run``, or the claim's measurement code reads the flag ``ctx.mutant(name)``."""
+
+    what: str  # one line: what is wrong
+    patch: Optional[Callable[[], ContextManager]] = None
+
+
+def patched(owner, attribute: str, replacement) -> Callable[[], ContextManager]:
+    """A ``Mutation.patch`` that replaces ``owner.attribute`` (a module's function, a class's method) while the claim runs."""
+    return lambda: mock.patch.object(owner, attribute, replacement)
+
+
+def _gauss_seidel_step(self):
+    """``lorasim.engine.Stepper.step`` with a planted bug: B's gradient taken at (A_{t+1}, B_t), not (A_t, B_t)."""
+    gA, _ = self.problem.grads(self.A, self.B)
+    self.state["t"] += 1
+    A_next = self.A - self.solver.direction("A", gA, self.state, self.B)
+    _, gB = self.problem.grads(A_next, self.B)
+    B_next = self.B - self.solver.direction("B", gB, self.state, A_next)
+    self.A.copy_(A_next)
+    self.B.copy_(B_next)
+
+
+def gauss_seidel_step(what: str = "lorasim's step takes B's gradient at A_{t+1} (planted solver bug)") -> Mutation:
+    """The mutation several claims plant in lorasim's training step (eager path: claims run on the CPU or
+    with graphs off where they keep factors): B_{t+1} = B_t − η·dir(∇_B(A_{t+1}, B_t))."""
+    return Mutation(what, patched(lorasim.engine.Stepper, "step", _gauss_seidel_step))
 
 
 def parse(cls, raw: dict, ctx):
@@ -76,7 +112,7 @@ class Checks:
         listing = "\n".join(f"- {name}: " + ("ok" if ok else "**FAIL**" + (f": {text}" if text else ""))
                             for name, (ok, text) in self.rules.items())
         return Verdict(prediction=prediction, measured=measured + ("; FAILED " + "; ".join(failed) if failed else ""),
-                       passed=self.passed, notes="Checks:\n\n" + listing + ("\n\n" + notes if notes else ""), **kw)
+                       passed=self.passed, failed=[name for name, (ok, _) in self.rules.items() if not ok], notes="Checks:\n\n" + listing + ("\n\n" + notes if notes else ""), **kw)
 
 
 def span(values, fmt: str) -> str:
