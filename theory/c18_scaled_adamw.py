@@ -50,6 +50,13 @@ of the damped Grams along the run, ρ = largest ‖g‖_∞/min_i|g_i| of the pr
 entrywise error amplification of Adam's m/√v normalisation): a worst-case accumulation of per-step
 round-off. "Differ" means > 100·tol. Measured: equal cases ≤ 2.7·10⁻¹⁵ at ci (10 steps) and
 ≤ 1.5·10⁻¹⁴ at paper (50 steps) against tol 7·10⁻¹¹–2·10⁻⁶; the differing cases are ≥ 10⁻² apart.
+
+**Mutations.** Planted bugs in lorasim's solver (the code under test): `bias_correction_on` (Adam's bias
+correction applied although the default is off: the first step is lr instead of ≈ 3.16·lr; rule "equal:
+default_vs_adamwr"); `simultaneous_order` (B preconditioned with the old A, the Gauss–Seidel order
+ignored: visible from t = 2, rule "equal: default_vs_adamwr"); `eps_inside_sqrt` (m/√(v + ε) instead of
+m/(√v + ε): relative change ≈ ε/(2v) ≫ tol; rule "equal: default_vs_adamwr" and the other ε = 10⁻⁸ cases;
+the ε = 0 case is untouched).
 """
 import math
 
@@ -58,11 +65,12 @@ import pandas as pd
 import torch
 
 import lorasim
+import lorasim.solvers
 from lorasim import streams
 from lorasim.peft_convention import from_peft, to_peft
 from lorasim.solvers import precondition
 
-from .kit import Checks, ClaimSettings, parse, span
+from .kit import Checks, ClaimSettings, Mutation, parse, patched, span
 
 TITLE = "Scaled AdamW = scaled_adam"
 RESULT = "§6.3"
@@ -70,6 +78,37 @@ FIGURE = "c18_scaled_adamw.png"
 SAME = ["default_vs_adamwr", "simultaneous_vs_own_simultaneous", "bias_corrected_eps0", "rslora_scale_mapped",
         "precond_grad_A", "precond_grad_B_new_A"]  # equal to round-off
 DIFFER = ["default_vs_own_simultaneous", "default_vs_own_bias_corrected"]  # O(lr) apart
+
+
+def _adam_always_bias_corrected(g, m, v, t, beta1, beta2, eps, bias_correction):
+    return _ADAM(g, m, v, t, beta1, beta2, eps, True)
+
+
+def _adam_eps_inside(g, m, v, t, beta1, beta2, eps, bias_correction):
+    """Adam with ε under the square root: m/√(v + ε)."""
+    m.mul_(beta1).add_(g, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    if bias_correction:
+        m, v = m / (1 - beta1**t), v / (1 - beta2**t)
+    return m / (v + eps).sqrt()
+
+
+def _always_simultaneous(self, A, B, gA, gB, state):
+    """Solver.step with B's preconditioner built from the old A whatever the order says."""
+    state["t"] += 1
+    A_next = A - self.direction("A", gA, state, B)
+    return A_next, B - self.direction("B", gB, state, A)
+
+
+_ADAM = lorasim.solvers.adam_direction
+MUTATIONS = {
+    "bias_correction_on": Mutation("lorasim's Adam applies bias correction even when it is off",
+                                   patched(lorasim.solvers, "adam_direction", _adam_always_bias_corrected)),
+    "simultaneous_order": Mutation("lorasim's pair step ignores Gauss–Seidel (B preconditioned with the old A)",
+                                   patched(lorasim.solvers.Solver, "step", _always_simultaneous)),
+    "eps_inside_sqrt": Mutation("lorasim's Adam puts ε under the square root, m/√(v + ε)",
+                                patched(lorasim.solvers, "adam_direction", _adam_eps_inside)),
+}
 
 
 class Settings(ClaimSettings):
