@@ -2,14 +2,23 @@ r"""
 ## C2 — G♮ concentrates on ΔW; its left subspace is tilted by sampling only (SPEC §4.2 F3–F5, §9 C2)
 
 **Hypothesis.** In the noiseless linear model with x ~ N(0, I_d):
-(F4) ‖G♮ − ΔW‖_op/λ\*_1 ≤ ‖Σ̂ − I‖_op ≈ 2√(d/N) + d/N;
+(F4) ‖G♮ − ΔW‖_op/λ\*_1 ≤ ‖Σ̂ − I‖_op ≈ 2√(d/N) + d/N, and at κ = 1 its exact law (below);
 (F3) sinΘ(U_{r\*}(G♮), U\*) ≈ (√(d−r\*) + √r\*)/√N, falling like N^{−1/2}, and it does **not**
 depend on κ (it depends on X and U\* only); with label noise it grows with κ;
 (F5) E‖G♮ − ΔW‖_F² = (d+1)‖ΔW‖_F²/N.
 
 **Derivation.** Noiseless labels give G♮ = Σ̂ΔW (C1), so G♮ − ΔW = (Σ̂ − I)ΔW.
 
-*F4.* ‖(Σ̂−I)ΔW‖_op ≤ ‖Σ̂−I‖_op‖ΔW‖_op is submultiplicativity: exact. ‖Σ̂−I‖_op = max(λ_max − 1,
+*F4.* ‖(Σ̂−I)ΔW‖_op ≤ ‖Σ̂−I‖_op‖ΔW‖_op is submultiplicativity: exact, so it is reported, not
+asserted (it cannot fail). What can be predicted is the value: at κ = 1, ΔW = λ\*_1U\*V\*ᵀ and
+r_op = ‖(Σ̂−I)U\*‖_op. In the basis (U\*, Q) its blocks are ZᵀZ/N − I and WᵀZ/N (Z = XU\*, W = XQ as in
+F3 below), and given Z, WᵀZ has the law of 𝒢Cᵀ for any C with CCᵀ = ZᵀZ, so exactly
+r_op² = λ_max((𝒲/N − I)² + C H Cᵀ/N²), 𝒲 = CCᵀ ~ Wishart_{r\*}(N, I), H = 𝒢ᵀ𝒢 ~ Wishart_{r\*}(d − r\*, I)
+independent: the same double-Wishart pair as F3 (checked against a direct simulation of
+‖(Σ̂−I)U\*‖_op, 3000 draws at d = 32, N = 128 and 2048: 0.5610 ± 0.0013 vs law 0.5618, 0.13982 ± 0.00026
+vs 0.13944). The bound is loose: max r_op/‖Σ̂−I‖_op = 0.642 at ci (0.667 at paper), and the mean
+r_op matches the law at every N (ci 0.5501 ± 0.0111 vs 0.5618 at N/d = 4, 0.1350 ± 0.0019 vs 0.1394 at
+N/d = 64; paper 0.5856 ± 0.0068 vs 0.5771 at N/d = 4, 0.0709 ± 0.0005 vs 0.0711 at N/d = 256). ‖Σ̂−I‖_op = max(λ_max − 1,
 1 − λ_min), and with γ = d/N the Marchenko–Pastur edges are (1 ± √γ)², so ‖Σ̂−I‖_op → 2√γ + γ
 (Bai–Yin). At finite d the top eigenvalue sits below its edge by a Tracy–Widom amount: with
 a = √(N−½) + √(d−½), λ_max(XᵀX) ≈ a² + a(1/√(N−½) + 1/√(d−½))^{1/3}·E[TW₁], E[TW₁] = −1.2065
@@ -38,7 +47,9 @@ this becomes comparable with the sampling tilt.
 
 *F5.* Column by column, (Σ̂−I)δ = (1/N)Σ_i (x_i x_iᵀδ − δ) is a mean of i.i.d. zero-mean
 vectors with E‖xxᵀδ − δ‖² = E[(xᵀδ)²‖x‖²] − ‖δ‖² = (d+2)‖δ‖² − ‖δ‖², so
-E‖G♮ − ΔW‖_F² = (d+1)‖ΔW‖_F²/N exactly (no approximation).
+E‖G♮ − ΔW‖_F² = (d+1)‖ΔW‖_F²/N exactly (no approximation). With δ = e_j for every j (ΔW = I, all
+directions at once) the same identity reads E‖Σ̂ − I‖_F² = d(d+1)/N; its seed spread is much smaller
+than that of the rank-r\* f5, so it separates d + 1 from d (3 % at d = 32), which f5 alone cannot.
 
 **Setup.** conf/claims/C02.yaml: `LinearTeacher(d, k, r_star, n = m·d, kappa, seed)` for
 m ∈ `n_over_d`, seeds 0..`seeds`−1 (κ = 1). κ check: the same seeds at N = `n_kappa_over_d`·d
@@ -50,21 +61,23 @@ r\* = 8; the extreme eigenvalues of Σ̂ come from Lanczos (theory/numerics.py),
 
 **Measured.** Per seed and N, from lorasim's `G`, `delta`, `sigma_hat` and `U_star`, with our own
 SVD: r_op = ‖G♮ − ΔW‖_op/λ\*_1, ‖Σ̂−I‖_op, λ_max(Σ̂) − 1, f5 = N‖G♮ − ΔW‖_F²/((d+1)‖ΔW‖_F²),
+f5_all = N‖Σ̂ − I‖_F²/(d(d+1)) (also on `f5_seeds` further seeds at N = 4d),
 sinΘ(U_{r\*}(G♮), U\*) and tanΘ; per-seed log-log fits of sinΘ and tanΘ against N (mean ± SE of
 the slopes). κ check: |sinΘ(κ) − sinΘ(1)|. Noise: sinΘ for each κ, and the noise tilt
 sinΘ(U_{r\*}(G♮), U_{r\*}(Σ̂ΔW)).
 
-**Prediction.** r_op ≤ ‖Σ̂−I‖_op always; mean λ_max(Σ̂) − 1 = the Tracy–Widom-corrected edge;
-mean f5 = 1; mean sinΘ and tanΘ = their exact-law means, and the fitted slopes equal the
+**Prediction.** mean r_op = its exact-law mean (≤ ‖Σ̂−I‖_op always); mean λ_max(Σ̂) − 1 = the
+Tracy–Widom-corrected edge; mean f5 = 1 and mean f5_all = 1; mean sinΘ and tanΘ = their exact-law means, and the fitted slopes equal the
 exact-law slopes (tanΘ: −½ up to O(r\*/N)); sinΘ identical across κ to round-off; with noise,
 sinΘ(κ_max) > sinΘ(1), with the noise tilt at κ_max equal to its first-order value up to O(tan²).
 
 **Pass rule.** Mean comparisons use a family-wise 3σ level: with m = 4·|N sweep| + 4 comparisons
-of seed means against predictions, each must satisfy |mean − prediction| ≤ z·SE with z the Student-t
+of seed means against predictions (m = 5·|N sweep| + 5 comparisons), each must satisfy |mean − prediction| ≤ z·SE with z the Student-t
 quantile at two-sided level 0.0027/m for the number of seeds (Bonferroni; ≈ 4.2 for 40 seeds and
-m = 16). A plain 3 SE rule, with SE estimated from ~10 seeds and ~20 comparisons, fails a correct
-claim about one time in six. (i) r_op ≤ ‖Σ̂−I‖_op + τ for every run, τ = 10√N·ε·‖Σ̂‖_op (the
-round-off of forming G♮ and Σ̂ from N rows; the factor 10 as in C1). (ii) For each N: λ_max − 1 vs
+m = 20). A plain 3 SE rule, with SE estimated from ~10 seeds and ~20 comparisons, fails a correct
+claim about one time in six. (i) For each N: mean r_op vs its exact-law mean (MC error added in
+quadrature); F5 in all directions: mean f5_all over the sweep and the `f5_seeds` extra problems vs 1.
+(The inequality r_op ≤ ‖Σ̂−I‖_op, which cannot fail, is only reported.) (ii) For each N: λ_max − 1 vs
 the TW edge, f5 vs 1 (exact), sinΘ and tanΘ vs the exact-law means (MC error added in quadrature).
 (iii) Mean per-seed slope of ln sinΘ and of ln tanΘ vs ln N against the exact-law slope (the slope of
 E ln(·) over the same N). (iv) κ check: |sinΘ(κ) − sinΘ(1)| ≤ 10√N·ε·‖Σ̂‖_op·σ_1(G♮)/σ_{r\*}(G♮)
@@ -75,6 +88,11 @@ first-order value (as a sine) is 1 within z·SE + tan²Θ_noise, the size of the
 term (it is ≈ 0.06 here and shows up as a +4% bias once the SE is 0.5%, as at the large scale). The
 SPEC's (√(d−r\*)+√r\*)/√N and 2√γ+γ are reported as ratios (leading order / upper bound), not asserted:
 at these sizes the finite-size corrections derived above exceed the seed-to-seed SE.
+
+**Mutations.** `spec_law`: sinΘ and tanΘ predicted by SPEC's (√(d−r\*)+√r\*)/√N — (ii) catches it at
+every N (the measured tanΘ is 0.86–0.91 of it at ci, many SE away); `f5_d`: F5 with d instead of d + 1
+— f5_all (i) catches it (at ci 0.9988 ± 0.0048 against 1, the mutant predicts d/(d+1) = 0.970;
+paper 1.0020 ± 0.0016 against 1 and 0.990).
 
 **Finding.** The SPEC's (√(d−r\*)+√r\*)/√N is Gordon's upper bound on E tanΘ, not its value: the
 measured mean tanΘ is 0.86–0.91 of it at d = 32, r\* = 2 (ci), 0.93–0.97 at d = 100, r\* = 4 (paper)
@@ -95,7 +113,7 @@ from scipy import stats
 from lorasim import streams
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse, text_table
+from .kit import Checks, Mutation, TeacherSettings, parse, text_table
 from .numerics import EPS, sin_theta, sym_extremes
 
 TITLE = "G♮ concentrates on ΔW; sampling tilt"
@@ -103,6 +121,12 @@ RESULT = "F3–F5"
 
 TW1_MEAN = -1.2065335745820  # mean of the GOE Tracy–Widom law
 FIGURE = "c02_concentration.png"
+
+MUTATIONS = {
+    "spec_law": Mutation("the sampling tilt predicted by SPEC's (√(d−r*)+√r*)/√N (for sinΘ and tanΘ) instead of "
+                         "the double-Wishart law"),
+    "f5_d": Mutation("F5 with d instead of d+1: E‖G♮ − ΔW‖²_F = d‖ΔW‖²_F/N"),
+}
 
 
 class Settings(TeacherSettings):
@@ -113,6 +137,7 @@ class Settings(TeacherSettings):
     noise: float
     noise_seeds: int
     mc_samples: int
+    f5_seeds: int = 0  # extra problems (seeds after the sweep's, N = 4d) for the all-directions F5 check
 
 
 def _bartlett_wishart(rng, dof: int, p: int, size: int) -> np.ndarray:
@@ -124,15 +149,19 @@ def _bartlett_wishart(rng, dof: int, p: int, size: int) -> np.ndarray:
     return L @ np.swapaxes(L, 1, 2)
 
 
-def exact_law_tan(d: int, r_star: int, n: int, samples: int, seed: int = 20250203) -> np.ndarray:
-    """Samples of tanΘ_max(U_{r*}(Σ̂ΔW), U*) = sqrt(λ_max(W⁻¹H)), H ~ W_{r*}(d−r*), W ~ W_{r*}(N)."""
+def exact_law(d: int, r_star: int, n: int, samples: int, seed: int = 20250203) -> tuple[np.ndarray, np.ndarray]:
+    """Samples of (tanΘ_max(U_{r*}(Σ̂ΔW), U*), ‖(Σ̂ − I)U*‖_op) from H ~ W_{r*}(d−r*), W = CCᵀ ~ W_{r*}(N):
+    tan² = λ_max(W⁻¹H) and ‖(Σ̂ − I)U*‖²_op = λ_max((W/N − I)² + CHCᵀ/N²) (Derivation, F4)."""
     rng = streams.numpy_rng(seed, f"theory/c02/exact_law/n={n}")
     H = _bartlett_wishart(rng, d - r_star, r_star, samples)
     W = _bartlett_wishart(rng, n, r_star, samples)
     C = np.linalg.cholesky(W)
     Ci = np.linalg.inv(C)
     M = Ci @ H @ np.swapaxes(Ci, 1, 2)
-    return np.sqrt(np.linalg.eigvalsh(M)[:, -1])
+    tan = np.sqrt(np.linalg.eigvalsh(M)[:, -1])
+    Dv = W / n - np.eye(r_star)
+    R = Dv @ Dv + C @ H @ np.swapaxes(C, 1, 2) / n**2
+    return tan, np.sqrt(np.linalg.eigvalsh(0.5 * (R + np.swapaxes(R, 1, 2)))[:, -1])
 
 
 def tw_edge(d: int, n: int) -> float:
@@ -159,6 +188,8 @@ def measure(prob) -> dict:
     s = float(sin_theta(_top_left(G, r), prob.U_star))
     return {
         "r_op": float(torch.linalg.matrix_norm(G - D, ord=2)) / lam1,
+        "f5_all": n * float(torch.linalg.matrix_norm(S - torch.eye(d, dtype=S.dtype, device=S.device))) ** 2
+        / (d * (d + 1)),
         "sigma_dev": max(lmax - 1.0, 1.0 - lmin),
         "lmax_m1": lmax - 1.0,
         "f5": n * float(torch.linalg.matrix_norm(G - D)) ** 2 / ((d + 1) * float(torch.linalg.matrix_norm(D)) ** 2),
@@ -174,7 +205,7 @@ def run(settings, ctx):
     ns = [m * d for m in cfg.n_over_d]
     checks = Checks()
     # family-wise 3σ: m two-sided comparisons of seed means, each at level 0.0027/m, Student-t quantile
-    n_tests = 4 * len(ns) + 4
+    n_tests = 5 * len(ns) + 5
 
     def zcrit(n_samples: int) -> float:
         return float(stats.t.ppf(1 - 0.00135 / n_tests, n_samples - 1))
@@ -183,19 +214,20 @@ def run(settings, ctx):
     sweep = pd.DataFrame([{"part": "N sweep", "n": n, "seed": seed, "kappa": 1.0, "noise": 0.0,
                            **measure(cfg.teacher(seed, n=n, kappa=1.0))} for n in ns for seed in range(seeds)])
 
-    bad = sweep[sweep.r_op > sweep.sigma_dev + sweep.tau]
-    checks.add("F4 inequality", not len(bad), f"violated in {len(bad)} runs")
-
+    f5_pred = d / (d + 1) if ctx.mutant("f5_d") else 1.0  # the prediction of N‖(Σ̂−I)δ‖²/((d+1)‖δ‖²)
     per_n, law = [], {}
     for n in ns:
         g = sweep[sweep.n == n]
-        tan_mc = exact_law_tan(d, r, n, mc)
+        tan_mc, rop_mc = exact_law(d, r, n, mc)
         sin_mc = tan_mc / np.sqrt(1 + tan_mc**2)
         law[n] = (tan_mc, sin_mc)
         rec = {"n": n, "n_over_d": n // d}
-        preds = {"lmax_m1": (tw_edge(d, n), 0.0), "f5": (1.0, 0.0),
+        preds = {"lmax_m1": (tw_edge(d, n), 0.0), "f5": (f5_pred, 0.0), "r_op": (rop_mc.mean(), rop_mc.std() / math.sqrt(mc)),
                  "sin": (sin_mc.mean(), sin_mc.std() / math.sqrt(mc)),
                  "tan": (tan_mc.mean(), tan_mc.std() / math.sqrt(mc))}
+        if ctx.mutant("spec_law"):
+            spec = (math.sqrt(d - r) + math.sqrt(r)) / math.sqrt(n)
+            preds["sin"], preds["tan"] = (spec, 0.0), (spec / math.sqrt(1 - spec * spec), 0.0)
         for q, (pred, pse) in preds.items():
             m, se = mean_se(g[q])
             se_tot = math.hypot(se, pse)
@@ -209,6 +241,12 @@ def run(settings, ctx):
         rec["sigma_dev_over_bai_yin"] = g["sigma_dev"].mean() / rec["bai_yin"]
         per_n.append(rec)
     per_n = pd.DataFrame(per_n)
+    # F5 in every direction at once (δ = e_j for all j): E‖Σ̂ − I‖²_F = d(d+1)/N, pooled over the N sweep
+    f5_extra = [measure(cfg.teacher(seed, n=4 * d, kappa=1.0))["f5_all"] for seed in range(seeds, seeds + cfg.f5_seeds)]
+    f5_all = np.r_[sweep["f5_all"].to_numpy(), f5_extra]
+    f5a, f5a_se = mean_se(f5_all)
+    checks.add("F5 all directions", abs(f5a - f5_pred) <= zcrit(len(f5_all)) * f5a_se,
+               f"mean N‖Σ̂−I‖²_F/(d(d+1)) {f5a:.4f}±{f5a_se:.4f} vs predicted {f5_pred:.4f}")
 
     # slopes: per-seed fits vs the exact law's slope of E ln(·)
     fits, slope_txt = [], []
@@ -268,14 +306,15 @@ def run(settings, ctx):
 
     row_txt = "; ".join(
         f"N/d={int(p.n_over_d)}: sinΘ {p.sin_mean:.4f}±{p.sin_se:.4f} (law {p.sin_pred:.4f}, SPEC {p.spec_sin_formula:.4f}), "
-        f"f5 {p.f5_mean:.3f}±{p.f5_se:.3f}, λmax−1 {p.lmax_m1_mean:.4f} (TW {p.lmax_m1_pred:.4f}, 2√γ+γ {p.bai_yin:.4f})"
+        f"r_op {p.r_op_mean:.4f}±{p.r_op_se:.4f} (law {p.r_op_pred:.4f}), f5 {p.f5_mean:.3f}±{p.f5_se:.3f}, λmax−1 {p.lmax_m1_mean:.4f} (TW {p.lmax_m1_pred:.4f}, 2√γ+γ {p.bai_yin:.4f})"
         for p in per_n.itertuples())
     measured = (f"{row_txt}; {'; '.join(slope_txt)}; max r_op/‖Σ̂−I‖ {float((sweep.r_op / sweep.sigma_dev).max()):.3f}; "
+                f"F5 all directions {f5a:.4f}±{f5a_se:.4f}; "
                 f"max |ΔsinΘ| over κ {worst_k:.2g} ({worst_ratio:.2g} of bound); noise σ_ε={sig}: "
                 f"sinΘ(κ={kappas[-1]})−sinΘ(κ={kappas[0]}) {dm:.3g}±{dse:.2g}, noise tilt/first-order {nt_ratio:.3f}±{nt_se:.3f} "
                 f"(allowed ±{tan2:.3f} second order); family-wise z_crit {zcrit(seeds):.2f}")
     return checks.verdict(
-        prediction=("r_op ≤ ‖Σ̂−I‖; λmax−1 = TW edge; E f5 = 1; sinΘ, tanΘ = exact double-Wishart law "
+        prediction=("r_op = exact double-Wishart law (≤ ‖Σ̂−I‖); λmax−1 = TW edge; E f5 = 1; sinΘ, tanΘ = exact double-Wishart law "
                     "(≤ SPEC (√(d−r*)+√r*)/√N), tan slope ≈ −½; κ-independent (noiseless); grows with κ (noise)"),
         measured=measured, fits=fits, table=table, figures=[FIGURE],
         notes="Per-N summary:\n\n" + text_table(per_n))

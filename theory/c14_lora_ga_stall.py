@@ -50,12 +50,25 @@ the computed gradient Σ̂AB − G has ‖Σ̂δM‖ ~ √d·ε‖Σ̂‖‖T‖
 the population, spectral and offset LoRA-One everywhere: risk ≤ f.
 
 **Pass rule.** Every seed and N: |s_meas − s_exact|/s_exact ≤ 1e-8 (exact identity; PrecGD contracts
-geometrically to the minimiser, so after `steps` steps the gap is round-off, ≤ 3.4e-15 measured) and
-plateau drift ≤ 1e-8; the orderings s_b ≤ s_exact and s_b ≤ s_d ≤ s_a (exact inequalities, 1e-12
-relative slack for round-off); |mean slope + 1| ≤ 3 SE over seeds (the fit uses N/d ≥ 16, where
+geometrically to the minimiser, so after `steps` steps the gap is round-off, ≤ 3.4e-15 measured; 1e-8
+is fixed in advance between the risk's round-off near the minimiser, √(2·f·s_exact)/s_exact ≲ 1e-12 with
+f the floor below, and the nearest alternative prediction s_b, 0.4 % away at N/d = 256) and
+plateau drift |risk(T) − risk(T/2)|/risk(T) ≤ 1e-8 (ci: `steps` = 150, drift ≤ 1.5e-13); |mean slope + 1| ≤ 3 SE over seeds (the fit uses N/d ≥ 16, where
 the O(√(d/N)) corrections are ≤ 25 %; at N/d ∈ {4, 16, 64} the slope is −0.94 ± 0.02, 40 seeds
 (before 0.2's streams), a visible finite-size bend); all reachable runs ≤ f. Which approximation
-matches better is reported, not asserted: s_exact/s_b − 1 shrinks like d/N, s_exact/s_a − 1 does not.
+matches better is reported, not asserted: s_exact/s_a − 1 does not shrink with N. The orderings
+s_b ≤ s_exact and s_b ≤ s_d ≤ s_a hold by construction (s_b is the optimum over rank r, s_d the residual
+of one rank-r candidate, s_a adds a non-negative term): they are reported, not asserted.
+
+**Mutations.** `no_offset`: LoRA-GA and the offset LoRA-One without subtracting A0B0 from W0: the target
+is ΔW, reachable, so the run does not stall at s_exact ("stall = exact"; the stall slope check fails
+too). `sigma_not_sigma_hat`: the stall predicted with Σ = I (s_exact := s_b): off by 5 % at N/d = 16,
+far above the 1e-8 of "stall = exact".
+
+**Finding (issue 14).** The Σ̂-weighting cost s_exact/s_b − 1 is O(d/N) by the derivation, but its
+per-seed log-log slope in N over N/d ∈ {16, 64, 256} is −0.936 ± 0.047 (ci, 8 seeds) and −0.926 ± 0.012
+(paper, 10 seeds): not −1 at these sizes (ci seed means 0.051, 0.014, 0.0038). The
+next-order term is not derived, so this is reported (measured line), not asserted.
 
 **Finding.** `lorasim-verify only=[C14] scale=ci` / `scale=paper`. Which prediction matches: the
 exact Σ̂-weighted residual, to ≤ 3.4e-15 relative at every seed and N (the plateau is reached within
@@ -80,7 +93,11 @@ import torch
 import lorasim
 from lorasim.fitting import mean_se, seedwise_loglog
 
-from .kit import Checks, TeacherSettings, parse
+from unittest import mock
+
+import lorasim.inits
+
+from .kit import Checks, Mutation, TeacherSettings, parse
 from .numerics import EPS, sym_extremes
 
 TITLE = "LoRA-GA-style init stalls under PrecGD"
@@ -90,6 +107,19 @@ METHODS = {
     "lora_ga": ("lora_ga", {"gamma": 4.0, "lora_scale": 1.0, "variant": "reference", "direction": "ArB2r"}),
     "lora_one_offset": ("offset_lora_one", {"gamma": 4.0, "lora_scale": 1.0, "variant": "reference"}),
     "spectral": ("spectral", {}),
+}
+
+
+def _without_offset(problem, rank, generator, cfg):
+    got = lorasim.inits.lora_ga(problem, rank, generator, cfg)
+    return lorasim.inits.Init(got.A, got.B, offset=None, lora_scale=got.lora_scale)
+
+
+MUTATIONS = {
+    "no_offset": Mutation("LoRA-GA (and the offset LoRA-One) without subtracting A0B0 from W0",
+                          lambda: mock.patch.dict(lorasim.inits.INITS, {"lora_ga": _without_offset,
+                                                                        "offset_lora_one": _without_offset})),
+    "sigma_not_sigma_hat": Mutation("the stall predicted with the population Σ = I instead of Σ̂ (s_exact := s_b)"),
 }
 
 
@@ -104,7 +134,7 @@ class Settings(TeacherSettings):
     log_every: int
 
 
-def _predictions(prob, A0, B0, r, exact=True):
+def _predictions(prob, A0, B0, r, exact=True, population=False):
     """(s_exact, s_b, s_d, s_a, ‖T‖_F) for the target T = ΔW + A0B0 (see Derivation); with
     ``exact=False`` (the reachable inits, whose stall is 0) only ‖T‖_F, the others NaN."""
     D = prob.delta
@@ -112,7 +142,7 @@ def _predictions(prob, A0, B0, r, exact=True):
     normT = float(torch.linalg.matrix_norm(T))
     if not exact:
         return math.nan, math.nan, math.nan, math.nan, normT
-    S = prob.sigma_hat
+    S = torch.eye(prob.d, dtype=D.dtype, device=D.device) if population else prob.sigma_hat
     C = torch.linalg.cholesky(S)
     U, sv, Vh = torch.linalg.svd(C.T @ T, full_matrices=False)
     M = torch.linalg.solve_triangular(C.T, (U[:, :r] * sv[:r]) @ Vh[:r], upper=True)
@@ -144,7 +174,8 @@ def run(settings, ctx):
                                    damping=cfg.damping, steps=steps, log_every=cfg.log_every, keep_factors=True,
                                    metrics="risk")
                 df = tr.to_frame()
-                s_exact, s_b, s_d, s_a, normT = _predictions(prob, *tr.factors[0][1:], r, exact=method == "lora_ga")
+                s_exact, s_b, s_d, s_a, normT = _predictions(prob, *tr.factors[0][1:], r, exact=method == "lora_ga",
+                                                              population=ctx.mutant("sigma_not_sigma_hat"))
                 risk = df.risk.to_numpy()
                 half = df.risk[df.step >= steps // 2].iloc[0]
                 at100 = df.risk[df.step >= 100].iloc[0] if steps >= 100 else math.nan
@@ -165,8 +196,11 @@ def run(settings, ctx):
     checks = Checks()
     checks.add("stall = exact", (ga.rel_err_exact <= 1e-8).all() and (ga.plateau_drift <= 1e-8).all(),
                f"max rel err {ga.rel_err_exact.max():.1e}, max drift {ga.plateau_drift.max():.1e} (> 1e-8)")
-    checks.add("s_b ≤ s_exact, s_d ≤ s_a", (ga.s_b <= ga.s_exact * slack).all() and (ga.s_b <= ga.s_d * slack).all()
-               and (ga.s_d <= ga.s_a * slack).all(), "the bounds are out of order in some run")
+    ordered = bool((ga.s_b <= ga.s_exact * slack).all() and (ga.s_b <= ga.s_d * slack).all()
+                   and (ga.s_d <= ga.s_a * slack).all())  # true by construction (optimality): reported only
+    ga["weighting_cost"] = ga.s_exact / ga.s_b - 1
+    _, w_mean, w_se = seedwise_loglog(ga, "N", "weighting_cost", "s_exact/s_b − 1")
+    # reported, not asserted: its slope is −0.93, not the leading-order −1 (Finding)
     reach = df[(df.method != "lora_ga") | ~np.isfinite(df.N)]
     checks.add("reachable inits reach round-off", (reach.risk_final <= reach.floor).all(),
                f"max final risk/floor {(reach.risk_final / reach.floor).max():.2g}")
@@ -202,6 +236,8 @@ def run(settings, ctx):
     pop = df[~np.isfinite(df.N)]
     fin = df[np.isfinite(df.N)]
     measured = (f"stall = exact to ≤ {ga.rel_err_exact.max():.1e} (drift ≤ {ga.plateau_drift.max():.1e}); "
+                f"s_exact/s_b − 1 slope {w_mean:.3f} ± {w_se:.3f}; orderings s_b ≤ s_exact, s_b ≤ s_d ≤ s_a "
+                f"{'hold' if ordered else 'VIOLATED'}; "
                 f"stall/prediction (seed means) {comp_txt}; slope {s_mean:.3f} ± {s_se:.3f}; "
                 f"population LoRA-GA ≤ {pop[pop.method == 'lora_ga'].risk_final.max():.1e}; "
                 f"spectral ≤ {fin[fin.method == 'spectral'].risk_final.max():.1e}, "

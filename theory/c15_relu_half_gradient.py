@@ -76,6 +76,12 @@ b̄ − floor = −0.0014 ± 0.0017, a − a_pred = −0.0014 ± 0.0020; paper: 
 under 0.2's streams, against b_pred and a_pred: ci +0.0002 ± 0.0011, +0.0013 ± 0.0023;
 paper +0.0006 ± 0.0005, −0.0001 ± 0.0008). (iii) tests the *order*: the derived corrections lower the
 slope by ≤ 0.05 (ci measured 0.96 ± 0.011), while a zeroth- or second-order remainder would give 0 or 2.
+
+**Mutations.** `factor_one`: lorasim's gradient doubled (a loss without its ½), so G♮ ≈ ΔW: err ≈ 1 at
+every s, far above b_pred — (i) catches it, and ρ ≈ ‖G_lin‖ no longer shrinks with s — (iii).
+`no_mask`: the gradient without 1{XW > 0}: E[x(relu(vᵀx) − relu(wᵀx))] = δ/2 exactly, so the first-order
+bias vanishes (a ≈ 0 ≠ a_pred: (ii)), and the remainder against the masked G_lin is zeroth order
+(iii).
 """
 import math
 
@@ -83,13 +89,34 @@ import numpy as np
 import pandas as pd
 import torch
 
+import lorasim
 from lorasim.fitting import Fit, loglog_fit, mean_se
 
-from .kit import Checks, TeacherSettings, parse
+from .kit import Checks, Mutation, TeacherSettings, parse, patched
 
 TITLE = "ReLU: G♮ ≈ ΔW/2"
 RESULT = "R6"
 FIGURE = "c15_relu_half_gradient.png"
+
+
+def _grad_doubled(self, W):
+    """∇_W L of the loss without its ½ (twice the gradient): G♮ ≈ ΔW instead of ΔW/2."""
+    resid, active = self._residual(W)
+    return 2 * self.X.T @ (resid * active) / self.n
+
+
+def _grad_unmasked(self, W):
+    """∇_W L without the ReLU derivative 1{XW > 0} (the linear model's gradient of the ReLU residual)."""
+    resid, _ = self._residual(W)
+    return self.X.T @ resid / self.n
+
+
+MUTATIONS = {
+    "factor_one": Mutation("lorasim's ReLU gradient is twice ∇L (the loss without ½): G♮ ≈ ΔW, not ΔW/2",
+                           patched(lorasim.ReLUTeacher, "_grad_w", _grad_doubled)),
+    "no_mask": Mutation("lorasim's ReLU gradient drops the derivative mask 1{XW > 0}",
+                        patched(lorasim.ReLUTeacher, "_grad_w", _grad_unmasked)),
+}
 
 
 class Settings(TeacherSettings):

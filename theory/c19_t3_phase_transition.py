@@ -31,7 +31,7 @@ float64, so the minimiser is β exactly.
 **Setup.** conf/claims/C19.yaml: `torch.Generator().manual_seed(7)` (bitwise the same draws as the
 global `torch.manual_seed(7)`), x = randn(4, 2), a₀ = randn(2) after the data (float32, as the
 notebook), `lorasim.LinearTeacher.from_arrays(X=x, Y=y[:, None], W0=zeros(2, 1), delta=β[:, None])`,
-`lorasim.train(A0=a, B0=b, solver="gd", lr=0.1, steps=1000, keep_factors=True)` for the three inits.
+`lorasim.train(A0=a, B0=b, solver="gd", lr=0.1, steps=1000, keep_factors=True, metrics="risk")` for the three inits.
 An own numpy GD on the notebook loss re-runs the three trajectories (cross-check of the model mapping)
 and a sweep over other seeds of the same draw order, to see how typical seed 7 is.
 
@@ -45,6 +45,12 @@ LoRA init's; all three runs converge to b·a = β.
 claim's qualitative prediction, no tolerance); all runs end with ‖b·a − β‖ < 10⁻⁶; the own GD matches
 lorasim's trajectory to 10⁻⁸ (10⁸·u: far above round-off accumulated over 1000 steps, measured
 ≈ 10⁻¹⁵, far below the path scale ≈ 1). The sweep is reported, not asserted.
+
+**Mutations.** `g_scale`: both spectral inits built from g summed over the four samples (4× the mean):
+b₀² = ‖g‖ grows 4×, and the notebook's y² start is then neither shorter nor faster than the LoRA init —
+the "shorter and faster" rule for that variant catches it. `summed_gradient`: lorasim's gradient is N
+times ∇L (summed, not averaged): lorasim's trajectory leaves the own GD ("lorasim = own GD"), and the
+y² path is no longer shorter and faster.
 
 **Finding.** Seed 7 (ci and paper): LoRA init length 3.88, 235 steps to 10⁻³; spectral with
 g = (1/4)Σ y x length 1.39, 96 steps; notebook's g = (1/4)Σ y² x length 2.12, 93 steps — the
@@ -65,11 +71,26 @@ import torch
 
 import lorasim
 
-from .kit import Checks, ClaimSettings, parse
+from .kit import Checks, ClaimSettings, Mutation, parse, patched
 
 TITLE = "T3: spectral path shorter & faster"
 RESULT = "T3"
 FIGURE = "c19_t3_trajectories.png"
+
+_grads = lorasim.LinearTeacher.grads
+
+
+def _summed_grads(self, A, B):
+    """The gradient summed over the N samples instead of averaged (N times ∇L)."""
+    gA, gB = _grads(self, A, B)
+    return self.n * gA, self.n * gB
+
+
+MUTATIONS = {
+    "g_scale": Mutation("the spectral inits from g summed over the 4 samples (Σ y x, Σ y² x) instead of their mean"),
+    "summed_gradient": Mutation("lorasim's gradient summed over the N samples instead of averaged",
+                                patched(lorasim.LinearTeacher, "grads", _summed_grads)),
+}
 
 
 class Settings(ClaimSettings):
@@ -132,14 +153,16 @@ def run(settings, ctx):
                                              delta=beta[:, None], device=cfg.device)
     g_y = (y[:, None] * x).mean(0)
     g_y2 = ((y**2)[:, None] * x).mean(0)
+    g_scale = len(y) if ctx.mutant("g_scale") else 1  # the init's g (g_check below reads the unscaled G♮)
     g_check = float((prob.G.ravel().cpu() - g_y).norm() / g_y.norm())
     inits = {"LoRA init": (a0, torch.tensor(0.0, dtype=torch.float64)),
-             "spectral, g=(1/4)Σ y x": spectral(g_y),
-             "spectral, g=(1/4)Σ y² x (notebook)": spectral(g_y2)}
+             "spectral, g=(1/4)Σ y x": spectral(g_scale * g_y),
+             "spectral, g=(1/4)Σ y² x (notebook)": spectral(g_scale * g_y2)}
     bn = float(beta.norm())
     rows, trajs = [], {}
     for name, (a, b) in inits.items():
-        tr = lorasim.train(prob, A0=a[:, None], B0=b.reshape(1, 1), solver="gd", lr=lr, steps=steps, keep_factors=True)
+        tr = lorasim.train(prob, A0=a[:, None], B0=b.reshape(1, 1), solver="gd", lr=lr, steps=steps, keep_factors=True,
+                           metrics="risk")
         th = np.array([np.r_[A.ravel().cpu().numpy(), B.ravel().cpu().numpy()] for _, A, B in tr.factors])
         own = own_gd(x.numpy(), y.numpy(), a.numpy(), np.array(float(b)), lr, steps)
         length, err, hits = path_stats(th, beta.numpy(), tols)
