@@ -27,7 +27,13 @@ reaches ΔW.
   - The linearisation degrades into a scale error that a fixed ζ cannot know. The best multiplier
     ζ_opt = ⟨[G♮]_r, ΔW⟩/‖[G♮]_r‖² drifts from 2 towards 4.
 - *Sampling* [D]. The relative Monte-Carlo floor √((2d+3)/N) (SPEC §3) adds in quadrature:
-  rel_G² ≈ bias² + floor².
+  rel_G² ≈ bias² + floor². As ΔW → 0 it is exact in mean square: G♮ − E G♮ is a mean of N i.i.d.
+  columns x(xᵀδ_j)1{xᵀw0_j > 0} − E[·], whose second moment is (½(d + 2) − ¼)‖δ_j‖², so
+  E‖G♮ − E G♮‖²_F/‖ΔW/2‖²_F = (2d + 3)/N. For large ΔW the gate decouples from xᵀδ_j and the same
+  computation gives (d + 2 − 4(1/16 + 1/(4π²)))/N = (d + 1.65)/N, i.e. 0.71 of the floor at d = 20.
+- *First order* [D]. Expanding the closed form to second order in δ_j (‖w0_j‖ = 1), column j's error is
+  −θ_jδ_{j⊥}/(2π) with θ_j = ∠(w0_j + δ_j, w0_j) ≈ ‖δ_{j⊥}‖, so the relative bias is
+  ‖[θ_jδ_{j⊥}]_j‖_F/(π‖ΔW‖_F), next order relative O(θ_max) ≤ ‖ΔW‖_op.
 - *After the init.* The labels are noiseless and AB = ΔW is an exact zero of the empirical loss. So
   PrecGD should reach round-off whenever the init lies in its basin; nothing in the theory bounds the
   basin.
@@ -53,15 +59,34 @@ ci: ‖ΔW‖_op ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, 150 steps.
 - The ‖ΔW‖_op where rel_G and init_err exceed ½ (per seed and N, log-interpolated on the grid; seed
   median reported), and where bias_pop does (exact, by bisection per seed).
 
-**Prediction.** None beyond C15/C16 and the derivation:
-- bias ≈ c‖ΔW‖ at small ‖ΔW‖, saturating near 0.59 (G♮) and ½ (init);
-- rel_G ≈ √(bias² + floor²);
-- PrecGD to round-off wherever the init lies in its basin.
+**Prediction.** From C15/C16 and the derivation:
+- (S0) at small ‖ΔW‖ the sampling part obeys E(sampling)² = (2d + 3)/N exactly;
+- (B1) the bias is first order: bias_pop = ‖[θ_jδ_{j⊥}]_j‖_F/(π‖ΔW‖_F)(1 + O(‖ΔW‖));
+- bias saturating near 0.59 (G♮) and ½ (init) at large ‖ΔW‖; rel_G ≈ √(bias² + floor²) (reported);
+- (P) PrecGD to round-off wherever the init lies in its basin.
 
 **Pass rule.** The sweep completes and the recorded quantities are finite. Exact sanity checks:
 - lorasim's G♮ equals (1/N)Xᵀ[(relu(XW♮) − relu(XW0)) ⊙ 1{XW0 > 0}], recomputed in numpy from the
   problem's X, W0 and W♮, to 1e-12 relative. Float64 round-off of length-N sums is ~√N·ε ≈ 1e-14.
 - lorasim's t = 0 error of the ζ-init equals ‖ζ[G♮]_r − ΔW‖_F/‖ΔW‖_F from our own SVD to 1e-9.
+
+The laws:
+- (S0) `sampling law`: for each N, the seed mean of (sampling/√((2d+3)/N))² at the smallest ‖ΔW‖
+  lies within 1 ± 3·SD/√seeds, SD the spread of the same quantity over `spread_seeds` = 20 other
+  instances (seeds 1000+, same ‖ΔW‖ and N), computed in the run. The sampling part is measured against
+  E G♮ from the closed form, so this is also the test of the closed form: a wrong E G♮ adds its error
+  to the sampling part.
+- (B1) `first-order bias`: at the smallest ‖ΔW‖, |bias_pop/expansion − 1| ≤ 3·min(scales) for every
+  seed (the next order is relative O(θ_max) ≤ ‖ΔW‖_op).
+- (P) `PrecGD converges`: every run reaches risk/R(0) < eps (1e-20) within the step budget (noiseless
+  labels: AB = ΔW is an exact zero of the empirical loss, and PrecGD converges linearly in its basin).
+
+**Mutations.** Both killed at ci (`lorasim-verify only=[P3] mutate=true`); both change the closed form
+E G♮ (the theory under test), not lorasim:
+- `relu_factor_one`: the gate factor (π − θ)/π instead of (π − θ)/(2π), i.e. E G♮ ≈ ΔW + W0/2 for small
+  ΔW: the sampling part is O(1/‖ΔW‖) ≫ the floor, and the expansion is off: (S0) and (B1) fail.
+- `no_stein_term`: Stein's boundary term v‖u‖ sin θ/(2π‖v‖) dropped: a bias of relative size ≈ 1/π at
+  every ‖ΔW‖, ≈ 3× the floor at N = 4000: (S0) and (B1) fail.
 
 **Analysis.** Paper scale, 120 runs, 361 s on a loaded shared machine (90–132 s on one thread
 before 0.2).
@@ -75,7 +100,8 @@ before 0.2).
 - *Quadrature.* Quadrature holds to 2 %: at N = 250, ‖ΔW‖ = 10, √(0.508² + 0.294²) = 0.59 against a
   measured 0.57.
 - *Sampling part.* The sampling part is 1.00–1.09 of √((2d+3)/N) at small ‖ΔW‖ (seed means) and
-  drops to 0.68–0.73 of it at large ‖ΔW‖, where the linearised variance formula overestimates.
+  drops to 0.68–0.73 of it at large ‖ΔW‖, where the linearised variance formula overestimates: the
+  derived large-‖ΔW‖ limit is √((d + 1.65)/(2d + 3)) = 0.71 (Derivation, *Sampling*).
 - *Init error.* The ζ = 2 init error crosses ½ later: median ‖ΔW‖_op = 7.7, 10.2, 8.8, 8.9, 9.4 for
   N = 250 … 64000, and never for seed 1 at N ≥ 4000. In the population it tends to 0.55 at 100; the
   worst run is 0.64. ζ_opt rises from 1.92–2.01 (seed means, N ≥ 1000, ‖ΔW‖ = 0.03; 1.74 at N = 250)
@@ -91,8 +117,20 @@ before 0.2).
   wrong end.
 - *Checks.* lorasim's G♮ matches the numpy recomputation to 9e-15.
 
-At ci scale (‖ΔW‖ ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, 1–8 s; before 0.2's streams, not
-rerun since): rel_G crosses ½ at 20.9 and 24.1; the init error never does.
+Rerun with this code (paper, the same seeds; 271 s wall, 183 s of CPU on the loaded 2-core machine):
+every law holds. (S0) (sampling/floor)² = 1.113, 1.193, 0.999, 1.085, 1.086 for N = 250 … 64000, within
+1 ± 0.43, 0.26, 0.30, 0.22, 0.31; (B1) bias/expansion 1.0000 (4 digits) ∈ 1 ± 0.09; (P) 120/120 runs
+reach 1e-20 (68–184 steps; worst final risk/R(0) 2e-22 at N = 250). Not asserted but derived above: at
+‖ΔW‖ = 100 the sampling part is 0.68–0.73 of the floor (seed means per N) against the large-‖ΔW‖ limit
+√((d + 1.65)/(2d + 3)) = 0.71. All other numbers as in the analysis above (population crossing 7.3,
+bias slope 0.173, ζ_opt 1.55–3.86).
+
+At ci scale (‖ΔW‖ ∈ {0.03, 0.3, 3, 30}, N ∈ {500, 4000}, 1 seed, this code): (S0) (sampling/floor)²
+1.156 ∈ 1 ± 0.667 (N = 500) and 0.885 ∈ 1 ± 0.526 (N = 4000); (B1) bias/expansion 1.0000 ∈ 1 ± 0.09;
+(P) 8/8 runs reach 1e-20 (85–120 steps); rel_G crosses ½ at ‖ΔW‖ = 6.64 and 10.2, the init error at
+9.36 and 13.4; at ‖ΔW‖ = 30 sampling/floor = 0.66, 0.63 (the large-‖ΔW‖ limit is 0.71). One thread:
+3.0 s of CPU (5.3–9.2 s wall on the loaded 2-core machine); mutants 3.1 s (`relu_factor_one`) and 3.2 s
+(`no_stein_term`) of CPU (6.0 s and 6.1 s wall).
 
 **Command.** `lorasim-verify only=[P3] scale=paper`
 """
@@ -104,12 +142,19 @@ import torch
 
 import lorasim
 
-from .kit import Checks, TeacherSettings, heatmap, parse, span, text_table
+from .kit import Checks, Mutation, TeacherSettings, heatmap, parse, span, text_table
 from .numerics import bisect, first_crossing
 
 TITLE = "ReLU linearisation G♮ ≈ ΔW/2 vs ‖ΔW‖ (phase diagram ‖ΔW‖ × N)"
 RESULT = "R6"
 FIGURE = "p03_relu_scale.png"
+
+
+MUTATIONS = {
+    "relu_factor_one": Mutation("the closed form's gate factor is (π − θ)/π (ReLU slope counted on both half-spaces) "
+                                "instead of (π − θ)/(2π)"),
+    "no_stein_term": Mutation("the closed form drops Stein's boundary term v‖u‖ sin θ/(2π‖v‖) (the gate's derivative)"),
+}
 
 
 class Settings(TeacherSettings):
@@ -122,21 +167,43 @@ class Settings(TeacherSettings):
     log_every: int
     eps: float
     threshold: float
+    spread_seeds: int  # other instances (seeds 1000+) for the seed spread of the sampling law (S0)
 
 
-def population_gradient(W0: np.ndarray, W_true: np.ndarray) -> np.ndarray:
+def population_gradient(W0: np.ndarray, W_true: np.ndarray, mutant=lambda name: False) -> np.ndarray:
     """E G♮ in closed form, x ~ N(0, I). By Stein's lemma, for u, v ∈ R^d at angle θ,
 
         m(u, v) := E[x relu(uᵀx) 1{vᵀx > 0}] = u (π − θ)/(2π) + v ‖u‖ sin θ / (2π ‖v‖),
 
     and column j of E G♮ is m(w♮_j, w0_j) − m(w0_j, w0_j) = m(w♮_j, w0_j) − w0_j/2.
+    ``mutant``: the claim's ``ctx.mutant`` (the two wrong closed forms of MUTATIONS).
     """
     nu = np.linalg.norm(W_true, axis=0)
     nv = np.linalg.norm(W0, axis=0)
     cos = np.clip((W_true * W0).sum(axis=0) / (nu * nv), -1.0, 1.0)
     th = np.arccos(cos)
-    m = W_true * (np.pi - th) / (2 * np.pi) + W0 * (nu * np.sin(th) / (2 * np.pi * nv))
+    gate = (np.pi - th) / (np.pi if mutant("relu_factor_one") else 2 * np.pi)
+    stein = 0.0 if mutant("no_stein_term") else W0 * (nu * np.sin(th) / (2 * np.pi * nv))
+    m = W_true * gate + stein
     return m - W0 / 2
+
+
+def first_order_bias(W0: np.ndarray, delta: np.ndarray) -> float:
+    """The leading term of ‖E G♮ − ΔW/2‖_F/‖ΔW/2‖_F for small ΔW (unit-norm columns w0_j): expanding the
+    closed form to second order, column j's error is −θ_j δ_{j⊥}/(2π), θ_j = ∠(w0_j + δ_j, w0_j) ≈ ‖δ_{j⊥}‖,
+    so the relative error is ‖[θ_j δ_{j⊥}]_j‖_F/(π‖ΔW‖_F), first order in ‖ΔW‖."""
+    w0 = W0 / np.linalg.norm(W0, axis=0)
+    perp = delta - w0 * (w0 * delta).sum(axis=0)
+    th = np.arctan2(np.linalg.norm(perp, axis=0), np.linalg.norm(W0, axis=0) + (w0 * delta).sum(axis=0))
+    return float(np.linalg.norm(perp * th) / (np.pi * np.linalg.norm(delta)))
+
+
+def _sampling_sq(prob, mutant) -> float:
+    """(‖G♮ − E G♮‖_F/‖ΔW/2‖_F)² of one problem, with E G♮ from the closed form."""
+    X, W0, Wt = (t.cpu().numpy() for t in (prob.X, prob.W0, prob.W_true))
+    delta = Wt - W0
+    EG = population_gradient(W0, Wt, mutant)
+    return float(np.sum((prob.G.cpu().numpy() - EG) ** 2) / np.sum((delta / 2) ** 2))
 
 
 def _trunc(M: np.ndarray, r: int) -> np.ndarray:
@@ -154,10 +221,10 @@ def _crossing(x, y, thr):
     return 10 ** lx if math.isfinite(lx) else lx
 
 
-def _bias_crossing(W0, dir_delta, thr, lo=1e-3, hi=1e4, iters=60):
+def _bias_crossing(W0, dir_delta, thr, mutant, lo=1e-3, hi=1e4, iters=60):
     """‖ΔW‖_op where the population relative error ‖E G♮ − ΔW/2‖/‖ΔW/2‖ first reaches thr (bisection in
     log scale; the error is increasing in the scale for these draws — checked on the grid)."""
-    f = lambda s: _rel(population_gradient(W0, W0 + s * dir_delta), s * dir_delta / 2)
+    f = lambda s: _rel(population_gradient(W0, W0 + s * dir_delta, mutant), s * dir_delta / 2)
     if f(hi) < thr:
         return math.inf
     return math.exp(bisect(lambda m: not f(math.exp(m)) < thr, math.log(lo), math.log(hi), iters))
@@ -179,7 +246,7 @@ def run(settings, ctx):
                 G_np = X.T @ ((np.maximum(X @ Wt, 0) - np.maximum(Z0, 0)) * (Z0 > 0)) / n
                 G = prob.G.cpu().numpy()
                 g_err = max(g_err, _rel(G, G_np))
-                EG = population_gradient(W0, Wt)
+                EG = population_gradient(W0, Wt, ctx.mutant)
                 Gr = _trunc(G, r_star)
                 traj = lorasim.train(prob, init="spectral", rank=r_star, init_kwargs={"zeta": zeta}, solver="precgd",
                                      lr=cfg.lr, damping=cfg.damping_rel * scale, steps=cfg.steps,
@@ -196,6 +263,7 @@ def run(settings, ctx):
                     "seed": seed, "n": n, "scale": scale, "status": traj.status,
                     "rel_G": _rel(G, delta / 2), "bias_pop": _rel(EG, delta / 2),
                     "sampling": float(np.linalg.norm(G - EG)) / (nD / 2), "mc_floor": math.sqrt((2 * d + 3) / n),
+                    "first_order": first_order_bias(W0, delta),
                     "init_err": float(df["err_fro"].iloc[0]) / nD, "init_err_ref": _rel(zeta * Gr, delta),
                     "init_err_pop": _rel(zeta * _trunc(EG, r_star), delta),
                     "zeta_opt": float((Gr * delta).sum() / (Gr * Gr).sum()),
@@ -214,7 +282,7 @@ def run(settings, ctx):
     pop = []
     for seed in range(cfg.seeds):
         prob = lorasim.ReLUTeacher(d=d, k=k, r_star=r_star, n=1, delta_norm=1.0, seed=seed)
-        pop.append(_bias_crossing(prob.W0.cpu().numpy(), prob.delta.cpu().numpy(), thr))
+        pop.append(_bias_crossing(prob.W0.cpu().numpy(), prob.delta.cpu().numpy(), thr, ctx.mutant))
     pop_m = float(np.median(pop))
     small = df[df["scale"] == min(scales)]
     bias_slope = float((small["bias_pop"] / small["scale"]).mean())
@@ -232,12 +300,41 @@ def run(settings, ctx):
     checks.add("G♮ exact", g_err <= 1e-12, f"rel err {g_err:.1g}")
     checks.add("ζ-init exact", init_consistent <= 1e-9, f"error differs from ζ[G♮]_r's by {init_consistent:.1g}")
 
+    # The laws. (S0) the sampling law at the smallest ‖ΔW‖: E‖G♮ − E G♮‖²_F/‖ΔW/2‖²_F = (2d + 3)/N exactly as
+    # ΔW → 0 (the variance of x(xᵀδ_j)1{xᵀw0_j > 0}), so the seed mean of (sampling/floor)² is 1 within
+    # 3 SD/√seeds, the SD over spread_seeds other instances (seeds 1000+) at that ‖ΔW‖ and N.
+    laws = []
+    s_min = min(scales)
+    bad = []
+    for n in ns:
+        q = float(((small[small["n"] == n]["sampling"] / small[small["n"] == n]["mc_floor"]) ** 2).mean())
+        sd = float(np.std([_sampling_sq(cfg.teacher(seed, relu=True, n=n, delta_norm=s_min), ctx.mutant)
+                           for seed in range(1000, 1000 + cfg.spread_seeds)], ddof=1)) / ((2 * d + 3) / n)
+        band = 3 * sd / math.sqrt(cfg.seeds)
+        laws.append(f"(S0) N={n}: (sampling/floor)² {q:.3f} ∈ 1 ± {band:.3f}")
+        if not abs(q - 1) <= band:
+            bad.append(laws[-1])
+    checks.add("sampling law (S0)", not bad, "; ".join(bad))
+    # (B1) the bias is first order: at the smallest ‖ΔW‖ the closed form's relative error equals its
+    # second-order expansion ‖[θ_j δ_{j⊥}]_j‖_F/(π‖ΔW‖_F) up to the next order, relative O(θ_max) ≤ ‖ΔW‖_op:
+    # tolerance 3·min(scales).
+    fo = (small["bias_pop"] / small["first_order"]).to_numpy()
+    laws.append(f"(B1) bias/first-order expansion at ‖ΔW‖={s_min:g}: {fo.min():.4f}–{fo.max():.4f} "
+                f"∈ 1 ± {3 * s_min:.2f}")
+    checks.add("first-order bias (B1)", np.all(np.abs(fo - 1) <= 3 * s_min), laws[-1])
+    # (P) noiseless labels: AB = ΔW is an exact zero of the empirical loss, PrecGD converges linearly, so
+    # every run reaches risk/R(0) < eps within the step budget.
+    reached = int((df["steps_to_eps"] >= 0).sum())
+    laws.append(f"(P) {reached}/{len(df)} runs reach risk/R(0) < {cfg.eps:g}")
+    checks.add("PrecGD converges (P)", reached == len(df), laws[-1])
+
     per_n = df.groupby("n").agg(floor=("mc_floor", "mean")).reset_index()
     per_n = per_n.merge(th.groupby("n").agg(scale_relG=("scale_relG", "median"), scale_init=("scale_init", "median"))
                         .reset_index(), on="n")
     n_div = int((df["status"] != "ok").sum())
     worst_final = float(ok["risk_final_rel"].max())
-    measured = (f"‖ΔW‖_op where the error exceeds {thr:g} (seed median): population ‖EG♮−ΔW/2‖/‖ΔW/2‖ {pop_m:.3g}; "
+    measured = ("; ".join(laws)
+                + f"; ‖ΔW‖_op where the error exceeds {thr:g} (seed median): population ‖EG♮−ΔW/2‖/‖ΔW/2‖ {pop_m:.3g}; "
                 f"rel_G " + ", ".join(f"N={int(r.n)} {r.scale_relG:.3g}" for r in per_n.itertuples())
                 + f"; init error (ζ={zeta:g}) " + ", ".join(f"N={int(r.n)} {r.scale_init:.3g}" for r in per_n.itertuples())
                 + f"; small-‖ΔW‖ bias slope {bias_slope:.3f}/unit ‖ΔW‖_op; init error (ζ={zeta:g}) max {df['init_err'].max():.3f} (→ {float(df.loc[df['scale'] == max(scales), 'init_err_pop'].mean()):.3f} "
@@ -251,13 +348,14 @@ def run(settings, ctx):
                                           init_err=("init_err", "mean"), init_err_pop=("init_err_pop", "mean"),
                                           zeta_opt=("zeta_opt", "mean"), risk_final=("risk_final_rel", "max"),
                                           steps=("steps_to_eps", "max")).reset_index()
-    notes = (f"Population crossing ‖ΔW‖_op per seed: {[round(p, 3) for p in pop]}; population error at ‖ΔW‖ = "
+    notes = ("Laws: " + "; ".join(laws) + "\n\n"
+             + f"Population crossing ‖ΔW‖_op per seed: {[round(p, 3) for p in pop]}; population error at ‖ΔW‖ = "
              f"{max(scales):g}: {bias_lim:.3f}.\n\nSeed means per cell (risk_final: worst seed, relative to R(0)):\n\n"
              + text_table(summ, fence=True) + "\n\nThresholds per seed and N:\n\n" + text_table(th, fence=True))
     _figure(ctx, df, cfg, pop_m)
     return checks.verdict(
-        prediction="none beyond C15/C16: rel. error first order in ‖ΔW‖ above the floor √((2d+3)/N); "
-                   "sweep completes, finite, G♮ and init exact to round-off",
+        prediction="(S0) E‖G♮ − EG♮‖²/‖ΔW/2‖² = (2d+3)/N at small ‖ΔW‖; (B1) bias = its first-order expansion; "
+                   "(P) PrecGD to risk/R(0) < eps; sweep completes, finite, G♮ and init exact to round-off",
         measured=measured, table=df.drop(columns=["init_err_ref"]), figures=[FIGURE], notes=notes)
 
 
