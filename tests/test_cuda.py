@@ -40,31 +40,37 @@ def test_problems_generate_on_cuda():
         assert traj.status == "ok" and prob.G.is_cuda and traj.A.is_cuda
 
 
-def _frames_close(ref, got, cols, rtol):
-    for col in cols:
-        a, b = ref[col].to_numpy(), got[col].to_numpy()
-        np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-9 * abs(a[0]), err_msg=col)
-
-
 @pytest.mark.parametrize("solver, kw", [("gd", {}), ("precgd", {"damping": 1e-3}), ("scaled_adam", {})])
 def test_cuda_float32_batch_with_graphs_matches_cpu_float64(solver, kw):
-    """Batched float32 runs on CUDA (fused G pass, CUDA graphs) follow the float64 CPU runs."""
+    """Batched float32 runs on CUDA (fused G pass, CUDA graphs) follow the float64 CPU runs as closely as
+    float32 runs on the CPU do.
+
+    The float32 arithmetic itself moves a trajectory by far more than ε32: a PrecGD step solves with a
+    damped Gram of condition up to ≈ 5e3 here (relative error κ·ε32 per step), and near the solution the
+    risk cancels. So the tolerance is the CPU float32 run's own deviation from float64 (an oracle that
+    does not read the CUDA run), ×4 for a different rounding order, plus the round-off of one float32
+    reduction over the d·k entries, √(dk)·ε32 of the column's largest reference value (random rounding;
+    GPU reductions sum in another order than the CPU's: at t = 0 the H200 was 2e-6 relative off)."""
     arrays = _arrays(d=200, k=150, n=3000)
-    # rank = r*: over-rank spare directions amplify round-off under PrecGD (C12), and then float32
-    # and float64 would part for a reason that is not the backend's.
+    # rank = r*: over-rank spare directions amplify round-off under PrecGD (C12/C21).
     inits = [{"init": "small_random", "rank": 3, "seed": s, "alpha": 1e-2} for s in range(3)] + [
         {"init": "spectral", "rank": 3}]
     cpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3)
+    cpu32 = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32")
     gpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32", device="cuda")
     sigma1 = cpu.describe()["sigma1_G"]
     lrs = [c / sigma1 for c in (0.05, 0.1, 0.1, 0.3)] if solver == "gd" else [0.05, 0.1, 0.1, 0.3]
     ref = lorasim.train_batch(cpu, inits, solver=solver, lr=lrs, steps=24, log_every=8, **kw)
+    f32 = lorasim.train_batch(cpu32, inits, solver=solver, lr=lrs, steps=24, log_every=8, **kw)
     got = lorasim.train_batch(gpu, inits, solver=solver, lr=lrs, steps=24, log_every=8, graphs="on", **kw)
-    for r, g in zip(ref, got):
+    for r, c, g in zip(ref, f32, got):
         assert g.status == r.status == "ok" and g.graph_error is None
-        # Adam divides by √v: float32 round-off in small gradients moves its steps more than GD's.
-        _frames_close(r.to_frame(), g.to_frame(), ["risk", "err_fro", "align_A_star"],
-                      rtol=2e-3 if solver == "scaled_adam" else 2e-4)
+        for col in ["risk", "err_fro", "align_A_star"]:
+            want, cpu_dev = r.to_frame()[col].to_numpy(), np.abs(c.to_frame()[col].to_numpy() - r.to_frame()[col].to_numpy())
+            have = g.to_frame()[col].to_numpy()
+            floor = np.sqrt(cpu.d * cpu.k) * np.finfo(np.float32).eps / 2 * np.abs(want).max()
+            np.testing.assert_array_less(np.abs(have - want), 4 * cpu_dev + floor,
+                                         err_msg=f"{solver} {r.init} {col}: cuda {have}, cpu64 {want}, cpu32 dev {cpu_dev}")
 
 
 def test_cuda_graphs_replay_exactly_what_eager_runs():
