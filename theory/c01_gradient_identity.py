@@ -38,20 +38,11 @@ import torch
 import lorasim
 from lorasim import streams
 
-from .kit import Checks, Mutation, TeacherSettings, parse, patched, span
+from .kit import Checks, Mutation, TeacherSettings, parse, span, statistics_with
 from .numerics import EPS, spd_norm
 
 TITLE = "G♮ = Σ̂ΔW, rank r*"
 RESULT = "F1"
-
-
-def _statistics_with(change):
-    """A patch of ``LinearTeacher._set_statistics`` that hands on ``change(Σ̂, G)`` instead of G."""
-    original = lorasim.LinearTeacher._set_statistics
-
-    def set_statistics(self, sigma_hat, G, resid_sq):
-        return original(self, sigma_hat, change(sigma_hat, G), resid_sq)
-    return patched(lorasim.LinearTeacher, "_set_statistics", set_statistics)
 
 
 def _rank_one_leak(sigma_hat, G):
@@ -62,9 +53,9 @@ def _rank_one_leak(sigma_hat, G):
 
 MUTATIONS = {
     "population_G": Mutation("G computed as ΔW = Σ̂⁻¹G♮ (the population formula, Σ̂ dropped)",
-                             _statistics_with(lambda S, G: torch.linalg.solve(S, G))),
-    "float32_G": Mutation("G♮ accumulated in float32", _statistics_with(lambda S, G: G.float().double())),
-    "rank_leak": Mutation("G♮ plus a rank-one term of relative size 1e-9", _statistics_with(_rank_one_leak)),
+                             statistics_with(lambda S, G: torch.linalg.solve(S, G))),
+    "float32_G": Mutation("G♮ accumulated in float32", statistics_with(lambda S, G: G.float().double())),
+    "rank_leak": Mutation("G♮ plus a rank-one term of relative size 1e-9", statistics_with(_rank_one_leak)),
 }
 
 

@@ -61,7 +61,6 @@ catches it, because align_B(1) is first order in σ_ε (≈ 1e−8 ≫ 1e−10).
 import math
 
 from dataclasses import replace
-from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -70,7 +69,7 @@ import scipy.linalg
 import lorasim
 import lorasim.inits
 
-from .kit import Checks, Mutation, TeacherSettings, parse, span
+from .kit import Checks, Mutation, TeacherSettings, inits_replaced, parse, span
 from .numerics import EPS
 
 TITLE = "B aligned exactly when B0 = 0 (noiseless)"
@@ -86,7 +85,7 @@ def _small_random_with_B0(problem, rank, generator, cfg):
 
 MUTATIONS = {
     "B0_nonzero": Mutation("the small random init also draws B0 ~ N(0, α²) (B0 ≠ 0: rows outside span V*)",
-                           lambda: mock.patch.dict(lorasim.inits.INITS, {"small_random": _small_random_with_B0})),
+                           inits_replaced(small_random=_small_random_with_B0)),
     "noise_leak": Mutation(f"the 'noiseless' labels carry noise σ_ε = {LEAK:g} (e.g. labels rounded to float32)"),
 }
 

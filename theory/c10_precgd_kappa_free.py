@@ -113,7 +113,7 @@ import lorasim
 import lorasim.solvers
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, Mutation, TeacherSettings, parse, patched, seed_means, span
+from .kit import Checks, Mutation, TeacherSettings, identity_preconditioner, parse, patched, seed_means, span
 from .numerics import EPS, contraction, crossing, init_factors, initial_F, linear_map, linearisation, truth
 
 TITLE = "PrecGD iterations flat in κ"
@@ -127,8 +127,7 @@ def _undamped(g, F, damping, inverse, shift=None, _solve=lorasim.solvers.damped_
 
 MUTATIONS = {
     "gd_not_precgd": Mutation("the solver's preconditioner is the identity: plain GD at η = ½ (no κ-free rate)",
-                              patched(lorasim.solvers.precondition, "update",
-                                      lambda self, side, g, state, partner, t: g)),
+                              identity_preconditioner()),
     "undamped": Mutation("PrecGD ignores its damping λ (over-rank: the Gram BBᵀ is singular up to round-off)",
                          patched(lorasim.solvers, "damped_gram_solve_right", _undamped)),
 }

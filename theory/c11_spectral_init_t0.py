@@ -80,9 +80,8 @@ import lorasim
 import lorasim.inits
 from lorasim.fitting import mean_se, seedwise_loglog
 
-from unittest import mock
 
-from .kit import Checks, Mutation, TeacherSettings, parse, patched
+from .kit import Checks, Mutation, TeacherSettings, inits_replaced, parse, statistics_with
 from .numerics import EPS, spd_norm
 
 TITLE = "spectral init at t = 0"
@@ -95,20 +94,13 @@ def _spectral_zeta2():
 
     def wrong(problem, rank, generator, cfg):
         return original(problem, rank, generator, dataclasses.replace(cfg, zeta=2.0))
-    return mock.patch.dict(lorasim.inits.INITS, {"spectral": wrong})
-
-
-def _population_G():
-    original = lorasim.LinearTeacher._set_statistics
-
-    def set_statistics(self, sigma_hat, G, resid_sq):
-        return original(self, sigma_hat, torch.linalg.solve(sigma_hat, G), resid_sq)
-    return patched(lorasim.LinearTeacher, "_set_statistics", set_statistics)()
+    return inits_replaced(spectral=wrong)()
 
 
 MUTATIONS = {
     "zeta_2": Mutation("lorasim's spectral init at ζ = 2 instead of 1", _spectral_zeta2),
-    "population_G": Mutation("lorasim's G♮ without Σ̂ (G = ΔW, the population formula)", _population_G),
+    "population_G": Mutation("lorasim's G♮ without Σ̂ (G = ΔW, the population formula)",
+                             statistics_with(lambda S, G: torch.linalg.solve(S, G))),
 }
 
 

@@ -93,11 +93,10 @@ import torch
 import lorasim
 from lorasim.fitting import mean_se, seedwise_loglog
 
-from unittest import mock
 
 import lorasim.inits
 
-from .kit import Checks, Mutation, TeacherSettings, parse
+from .kit import Checks, Mutation, TeacherSettings, inits_replaced, parse
 from .numerics import EPS, sym_extremes
 
 TITLE = "LoRA-GA-style init stalls under PrecGD"
@@ -117,8 +116,7 @@ def _without_offset(problem, rank, generator, cfg):
 
 MUTATIONS = {
     "no_offset": Mutation("LoRA-GA (and the offset LoRA-One) without subtracting A0B0 from W0",
-                          lambda: mock.patch.dict(lorasim.inits.INITS, {"lora_ga": _without_offset,
-                                                                        "offset_lora_one": _without_offset})),
+                          inits_replaced(lora_ga=_without_offset, offset_lora_one=_without_offset)),
     "sigma_not_sigma_hat": Mutation("the stall predicted with the population Σ = I instead of Σ̂ (s_exact := s_b)"),
 }
 

@@ -85,7 +85,7 @@ from lorasim.fitting import linear_fit, mean_se
 
 import lorasim.solvers
 
-from .kit import Checks, Mutation, TeacherSettings, parse, patched, span
+from .kit import Checks, Mutation, TeacherSettings, identity_preconditioner, parse, span
 from .numerics import EPS
 
 TITLE = "ReLU: spectral ζ=2 + PrecGD"
@@ -95,8 +95,7 @@ FIGURE = "c16_relu_spectral_precgd.png"
 MUTATIONS = {
     "zeta_one": Mutation("the spectral init with ζ = 1 (A0B0 = [G♮]_r*) where the theory needs ζ = 2"),
     "gd_not_precgd": Mutation("the solver's preconditioner is the identity: plain GD at η = ½",
-                              patched(lorasim.solvers.precondition, "update",
-                                      lambda self, side, g, state, partner, t: g)),
+                              identity_preconditioner()),
 }
 
 

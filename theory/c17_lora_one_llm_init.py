@@ -80,7 +80,6 @@ not round-off, as the error budget says (0.00029 of its tolerance) — and 2.9e-
 unnormalised reference SVD is an inference from the earlier cuSOLVER observation: not re-run on the GPU.
 """
 import math
-from unittest import mock
 
 import pandas as pd
 import torch
@@ -91,7 +90,7 @@ from lorasim import streams
 from lorasim.config import InitConfig, build
 from lorasim.peft_convention import to_peft
 
-from .kit import Checks, ClaimSettings, Mutation, parse
+from .kit import Checks, ClaimSettings, Mutation, inits_replaced, parse
 from .numerics import EPS, op_norm_product
 
 TITLE = "LLM LoRA-One init = lora_one"
@@ -108,7 +107,7 @@ def _lora_one_scaled(factor):
         init = original(problem, rank, generator, cfg)
         root = math.sqrt(factor(float(problem.svd_G()[1][0]), cfg.gamma))
         return lorasim.inits.Init(init.A * root, init.B * root, init.offset, init.lora_scale)
-    return lambda: mock.patch.dict(lorasim.inits.INITS, {"lora_one": wrong})
+    return inits_replaced(lora_one=wrong)
 
 
 MUTATIONS = {

@@ -56,6 +56,25 @@ def patched(owner, attribute: str, replacement) -> Callable[[], ContextManager]:
     return lambda: mock.patch.object(owner, attribute, replacement)
 
 
+def inits_replaced(**replacements) -> Callable[[], ContextManager]:
+    """A ``Mutation.patch`` that swaps named entries of lorasim's init table (``small_random=wrong``)."""
+    return lambda: mock.patch.dict(lorasim.inits.INITS, replacements)
+
+
+def statistics_with(change) -> Callable[[], ContextManager]:
+    """A ``Mutation.patch`` of ``LinearTeacher._set_statistics`` that hands on ``change(Σ̂, G)`` instead of G."""
+    original = lorasim.LinearTeacher._set_statistics
+
+    def set_statistics(self, sigma_hat, G, resid_sq):
+        return original(self, sigma_hat, change(sigma_hat, G), resid_sq)
+    return patched(lorasim.LinearTeacher, "_set_statistics", set_statistics)
+
+
+def identity_preconditioner() -> Callable[[], ContextManager]:
+    """A ``Mutation.patch`` that makes lorasim's ``precondition`` the identity: PrecGD becomes plain GD."""
+    return patched(lorasim.solvers.precondition, "update", lambda self, side, g, state, partner, t: g)
+
+
 def _gauss_seidel_step(self):
     """``lorasim.engine.Stepper.step`` with a planted bug: B's gradient taken at (A_{t+1}, B_t), not (A_t, B_t)."""
     gA, _ = self.problem.grads(self.A, self.B)

@@ -133,7 +133,6 @@ d ∈ {16, 32}, r\* = 2, r = 4, 2 seeds, the full α grid: α_c/α_× = 1.14, 1.
 **Command.** `lorasim-verify only=[P1] scale=paper`
 """
 import math
-from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -143,7 +142,7 @@ import lorasim
 from lorasim import inits as lorasim_inits
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, ClaimSettings, Mutation, heatmap, parse, text_table
+from .kit import Checks, ClaimSettings, Mutation, heatmap, inits_replaced, parse, text_table
 from .numerics import first_crossing, sampling_tilt
 
 TITLE = "α threshold for alignment (phase diagram α × d)"
@@ -172,7 +171,7 @@ _SMALL_RANDOM = lorasim_inits.INITS["small_random"]
 MUTATIONS = {
     "lambda_linear": Mutation("the level-crossing threshold scales as λ*_{r*} instead of √λ*_{r*} (α⁴ ∝ λ⁴)"),
     "init_fan_in": Mutation("lorasim's small_random draws A0 ~ N(0, α²/d) instead of N(0, α²)",
-                            lambda: mock.patch.dict(lorasim_inits.INITS, {"small_random": _fan_in_small_random})),
+                            inits_replaced(small_random=_fan_in_small_random)),
 }
 
 
