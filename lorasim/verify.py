@@ -326,7 +326,7 @@ def _mutate(plan: VerifyPlan, ctx: Context) -> str:
     """Every claim under each of its mutations: one line each, mutations.csv, exit 1 if one survives."""
     rows, mods = [], all_modules()
     for cid in plan.ids:
-        mutations = getattr(mods[cid], "MUTATIONS", {})
+        mutations, first = getattr(mods[cid], "MUTATIONS", {}), len(rows)
         if len(mutations) < 2:
             rows.append({"claim": cid, "mutation": "(none)", "what": f"{len(mutations)} declared, at least 2 needed",
                          "outcome": "survived", "failed": "", "wall_s": 0.0})
@@ -334,7 +334,7 @@ def _mutate(plan: VerifyPlan, ctx: Context) -> str:
             v = run_claim(cid, dict(plan.settings[cid]), ctx, mutation=name)
             rows.append({"claim": cid, "mutation": name, "what": mutation.what, "outcome": mutation_outcome(v),
                          "failed": v.error or "; ".join(v.failed), "wall_s": round(v.wall_s, 2)})
-        for row in rows[-max(1, len(mutations)):]:
+        for row in rows[first:]:
             if not plan.quiet:
                 line = f"{row['claim']}  {row['mutation']:<22} {row['outcome']:>8}  {row['wall_s']:6.1f} s  "
                 print(line + clip(row["failed"] or row["what"], max(10, terminal_width() - len(line))), flush=True)
