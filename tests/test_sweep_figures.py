@@ -17,6 +17,15 @@ from lorasim import plots  # noqa: E402
 
 torch.set_num_threads(1)
 
+
+@pytest.fixture(autouse=True)
+def _close_drawn_figures():
+    """The draw_* functions hand their figure to the caller, who closes it: here that is the test."""
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
 METHODS = ["vanilla_gd", "spectral_precgd", "lora_ga_precgd", "full_ft"]
 RANKS, DIMS, SEEDS = [1, 2, 4, 8], [64, 128, 256, 512], [0, 1]
 
