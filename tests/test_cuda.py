@@ -127,3 +127,54 @@ def test_llm_run_on_cuda_matches_cpu(method):
             assert (np.isnan(a[col]) and np.isnan(b[col])) or abs(a[col] - b[col]) <= 1e-4 * abs(a[col]), (col, a, b)
     for a, b in zip(out["cpu"]["angles"], out["cuda"]["angles"]):
         assert abs(a["full"] - b["full"]) < 1e-3
+
+
+# -- the LLM init on the device (issue 15) ---------------------------------------------------------
+def _llm_batches(device, n=3):
+    g = torch.Generator().manual_seed(3)
+    return [{"input_ids": (ids := torch.randint(0, 259, (2, 12), generator=g).to(device)), "labels": ids}
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_llm_device_and_offload_sums_are_the_cpu_sum_bit_for_bit(dtype):
+    """Each element's sum is the same fp32 adds in the same batch order wherever it runs; the
+    offload's side stream, pinned slots and worker thread must not change a bit."""
+    pytest.importorskip("transformers")
+    from lorasim.llm import one_step_gradients
+    from lorasim.llm.models import tiny_llama
+
+    model = tiny_llama(0).to(device="cuda", dtype=dtype)
+    ref = one_step_gradients(model, _llm_batches("cuda"), accumulate_on="cpu")
+    for mode in ("offload", "device"):
+        got = one_step_gradients(model, _llm_batches("cuda"), accumulate_on=mode)
+        assert all(torch.equal(got[k].cpu(), ref[k]) for k in ref), mode
+
+
+def test_llm_auto_accumulation_offloads_under_a_memory_cap():
+    from lorasim.llm.gradient import resolve_accumulation
+
+    big = [torch.empty(2**26, device="cuda")]  # fp32 sums of 256 MiB
+    assert resolve_accumulation(big, "auto") == "device"
+    total = torch.cuda.get_device_properties(0).total_memory
+    try:
+        torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_allocated() + 2**28) / total)
+        assert resolve_accumulation(big, "auto") == "offload"  # 256 MiB > half of the 256 MiB left
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+
+
+def test_llm_sketch_on_cuda_is_the_sketch_of_the_formed_gradient():
+    pytest.importorskip("transformers")
+    from lorasim.llm import one_step_gradients
+    from lorasim.llm.models import tiny_llama
+    from lorasim.llm.sketch import one_step_sketches
+
+    model = tiny_llama(0).to("cuda")
+    grads = one_step_gradients(model, _llm_batches("cuda"), accumulate_on="device")
+    sketches = one_step_sketches(model, _llm_batches("cuda"), q=8)
+    eps = torch.finfo(torch.float32).eps
+    for name, G in grads.items():
+        sk, n = sketches[name], 72 * max(G.shape)  # tokens × inner dimension
+        assert float(torch.linalg.matrix_norm(sk.Y - G @ sk.omega)) <= n * eps * float(
+            torch.linalg.matrix_norm(G.abs() @ sk.omega.abs()))

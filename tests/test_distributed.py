@@ -1,6 +1,6 @@
 """Distributed and multi-GPU pieces (issue 7): under torch.distributed, 2 CPU processes (gloo), each
-with half the init batches, produce the LoRA-One init that 1 process computes on the union of their
-batches; local sweep jobs take the GPUs in turn; every app launches with NVLink multicast off."""
+with half the init batches, produce the LoRA-One init (from the gradients, and from the sketches of
+issue 15) that 1 process computes on the union of their batches; local sweep jobs take the GPUs in turn; every app launches with NVLink multicast off."""
 import os
 import socket
 
@@ -14,6 +14,8 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from lorasim.llm import lora_one_model, one_step_gradients  # noqa: E402
+from lorasim.llm.init import lora_one_peft  # noqa: E402
+from lorasim.llm.sketch import one_step_sketches, sketch_top_r  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402
 
 torch.set_num_threads(1)
@@ -36,8 +38,11 @@ def _rank(rank, world, port, out_dir):
         base = tiny_llama(0)
         shard = _batches()[rank::world]  # rank 0: batches 0, 2; rank 1: batches 1, 3
         grads = one_step_gradients(base, shard)
+        sketches = one_step_sketches(base, shard, q=16)
+        sketched = _adapters(lora_one_peft(tiny_llama(0), sketch_top_r(sketches, 4), r=4, gamma=16.0))
         model = lora_one_model(base, grads, r=4, gamma=16.0)
-        torch.save({"grads": grads, "adapters": _adapters(model)}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save({"grads": grads, "adapters": _adapters(model), "sketches": {n: (s.Y, s.Z) for n, s in sketches.items()},
+                    "sketched": sketched}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -65,6 +70,13 @@ def test_two_gloo_ranks_give_the_one_process_init_on_the_union(tmp_path):
         want = single[other] @ single[name]
         got = ranks[0]["adapters"][other] @ ranks[0]["adapters"][name]
         torch.testing.assert_close(got, want, rtol=1e-4, atol=5e-5 * float(want.abs().max()))
+    # The sketches are linear in G and Ω, Ψ depend only on (seed, shape): the all-reduced sketches are
+    # the one-process sketches of the union, and every rank takes rank 0's factors.
+    for name, sk in one_step_sketches(tiny_llama(0), _batches(), q=16).items():
+        for have, want in zip(ranks[0]["sketches"][name], (sk.Y, sk.Z)):
+            torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
+    for name in ranks[0]["sketched"]:
+        assert torch.equal(ranks[0]["sketched"][name], ranks[1]["sketched"][name])
 
 
 def test_local_sweep_jobs_take_the_gpus_in_turn():

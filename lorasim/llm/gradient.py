@@ -2,11 +2,13 @@
 
 G_W = (1/m) Σ_batches ∇_W loss(batch) for every target weight W (torch layout, out × in), the
 quantity LoRA-One factorises (SPEC §4.3, §6.2 step 2). Only the target weights take gradients;
-every other parameter is frozen for the pass. Each weight's gradient is moved off the device
-and freed as soon as autograd has accumulated it (a post-accumulate hook), so the peak device
-memory is the model, one micro-batch's activations and one target layer's gradient — not a
-gradient for every parameter at once; the accumulators (fp32, one per target weight) live on
-``accumulate_on`` (the CPU by default).
+every other parameter is frozen for the pass. Each weight's gradient is added to its fp32 sum and
+freed as soon as autograd has formed it (a post-accumulate hook), so the device holds the model, one
+micro-batch's activations, one target layer's gradient and, when they are summed there, the sums.
+Where they are summed (``accumulate_on``) is decided from the free device memory by default: on
+the device when they fit, else on the host through pinned buffers and a side stream, so that the
+passes are not serialised on device→host copies. When even that is too much, lorasim/llm/sketch.py
+estimates the factors without forming any gradient.
 
 Under torch.distributed (torchrun, accelerate) each rank passes its own shard of the init batches;
 the sums and the batch count are all-reduced, so every rank gets the mean over all ranks' batches —
@@ -14,6 +16,8 @@ the gradient one process would compute on their union — before any SVD.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
@@ -38,50 +42,155 @@ def target_linear_names(model: torch.nn.Module, targets: Union[str, Sequence[str
     return names
 
 
+ACCUMULATE = ("auto", "device", "offload", "cpu")
+DEVICE_SHARE = 0.5  # auto: accumulate on the device when the fp32 sums take at most this share of the free memory
+OFFLOAD_SLOTS = 8   # pinned staging buffers in flight per offloading pass (bounded host memory)
+
+
+@contextmanager
+def frozen_for_init(model: torch.nn.Module, trainable: Sequence[torch.Tensor]):
+    """Only ``trainable`` takes gradients and the model is in eval mode (no dropout in the estimate);
+    the ``requires_grad`` flags and the training mode are restored afterwards."""
+    flags = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+    try:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for w in trainable:
+            w.requires_grad_(True)
+        model.eval()
+        yield
+    finally:
+        for p, f in flags.items():
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+def resolve_accumulation(weights: Sequence[torch.Tensor], accumulate_on: Union[str, torch.device]) -> str:
+    """"device", "offload" or "cpu" for ``accumulate_on`` ("auto" decides; a device name is taken
+    as "device" if it is the weights' device, "cpu" for the CPU)."""
+    if str(accumulate_on) not in ACCUMULATE:
+        where = torch.device(accumulate_on)
+        if where.type == "cpu":
+            return "cpu"
+        if any(w.device != where for w in weights):
+            raise ValueError(f"accumulate_on={str(accumulate_on)!r}: allowed one of {', '.join(ACCUMULATE)}, "
+                             "or the device the target weights are on")
+        return "device"
+    device = weights[0].device if weights else torch.device("cpu")
+    if device.type != "cuda":
+        return "cpu" if accumulate_on in ("offload", "cpu") else "device"
+    if accumulate_on != "auto":
+        return accumulate_on
+    need = sum(w.numel() for w in weights) * 4
+    return "device" if need <= DEVICE_SHARE * free_device_memory(device) else "offload"
+
+
+def free_device_memory(device: torch.device) -> int:
+    """Bytes this process can still allocate on ``device``: the driver's free memory, capped by
+    torch.cuda.set_per_process_memory_fraction's limit less what torch already reserved."""
+    free, total = torch.cuda.mem_get_info(device)
+    allocated, reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(device)
+    return int(max(0, min(free + reserved - allocated, fraction * total - allocated)))
+
+
+class _Offload:
+    """Device-to-host accumulation that does not serialise the backward pass: each layer's gradient
+    is copied on a side stream into a pinned staging slot, and a worker thread adds the slot to the
+    host fp32 sum once the copy's event has fired. The worker runs the adds in submission order, so
+    every sum is formed in the same order, with the same fp32 adds, as synchronous accumulation:
+    the result is bitwise the same. Slots are reused round-robin (a slot waits for its last add)."""
+
+    def __init__(self, acc: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]):
+        self.acc, self.cuda = acc, any(w.is_cuda for w in weights.values())
+        biggest = max(w.numel() for w in weights.values())
+        dtype = next(iter(weights.values())).dtype
+        self.slots = [torch.empty(biggest, dtype=dtype, pin_memory=self.cuda) for _ in range(OFFLOAD_SLOTS)]
+        self.pending: list = [None] * OFFLOAD_SLOTS
+        self.next = 0
+        self.stream = torch.cuda.Stream(device=next(iter(weights.values())).device) if self.cuda else None
+        self.pool = ThreadPoolExecutor(max_workers=1)
+
+    def add(self, name: str, grad: torch.Tensor) -> None:
+        i, self.next = self.next, (self.next + 1) % OFFLOAD_SLOTS
+        if self.pending[i] is not None:
+            self.pending[i].result()  # backpressure: the slot's previous add is done
+        staged = self.slots[i][: grad.numel()].view(grad.shape)
+        if grad.dtype != staged.dtype:
+            staged = torch.empty(grad.shape, dtype=grad.dtype, pin_memory=self.cuda)
+        event = None
+        if self.cuda:
+            self.stream.wait_stream(torch.cuda.current_stream(grad.device))
+            with torch.cuda.stream(self.stream):
+                staged.copy_(grad, non_blocking=True)
+                event = torch.cuda.Event()
+                event.record(self.stream)
+            grad.record_stream(self.stream)  # its memory is not reused before the copy is done
+        else:
+            staged.copy_(grad)
+        self.pending[i] = self.pool.submit(self._accumulate, name, staged, event)
+
+    def _accumulate(self, name, staged, event) -> None:
+        if event is not None:
+            event.synchronize()
+        self.acc[name] += staged.to(torch.float32)
+
+    def finish(self) -> None:
+        for f in self.pending:
+            if f is not None:
+                f.result()
+        self.pool.shutdown()
+
+
 def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets: Union[str, Sequence[str]] = "all-linear",
-                       accumulate_on: Union[str, torch.device] = "cpu",
+                       accumulate_on: Union[str, torch.device] = "auto",
                        loss_fn: Optional[callable] = None) -> dict[str, torch.Tensor]:
     """{module name: mean over ``batches`` of ∇_W loss} for the target linear layers (out × in, fp32).
 
     ``batches`` are keyword dicts for ``model(**batch)``; the loss is ``output.loss`` unless
-    ``loss_fn(output, batch)`` is given. The model's ``requires_grad`` flags and training mode
-    are restored afterwards.
+    ``loss_fn(output, batch)`` is given. ``accumulate_on``: "device" keeps the fp32 sums on the
+    weights' device (no copies); "offload" sums on the host without stalling the passes (``_Offload``);
+    "cpu" copies each gradient to the host synchronously (the reference for "offload"); "auto" takes
+    "device" when the sums need at most DEVICE_SHARE of the free device memory, else "offload". The
+    results live where they were summed. Flags and training mode are restored afterwards.
     """
     weights = {name: model.get_submodule(name).weight for name in target_linear_names(model, targets)}
-    flags = {p: p.requires_grad for p in model.parameters()}
-    was_training = model.training
-    acc = {name: torch.zeros(w.shape, dtype=torch.float32, device=accumulate_on) for name, w in weights.items()}
+    mode = resolve_accumulation(list(weights.values()), accumulate_on)
+    home = {name: (w.device if mode == "device" else torch.device("cpu")) for name, w in weights.items()}
+    acc = {name: torch.zeros(w.shape, dtype=torch.float32, device=home[name]) for name, w in weights.items()}
+    offload = _Offload(acc, weights) if mode == "offload" else None
     hooks = []
 
     def take(name):
         def hook(p):
-            acc[name] += p.grad.detach().to(device=accumulate_on, dtype=torch.float32)
+            if offload is not None:
+                offload.add(name, p.grad)
+            elif mode == "device":
+                acc[name] += p.grad
+            else:
+                acc[name] += p.grad.detach().to(device="cpu", dtype=torch.float32)
             p.grad = None  # freed at once: one target gradient on the device at a time
         return hook
 
     count = 0
-    try:
-        for p in model.parameters():
-            p.requires_grad_(False)
-        for name, w in weights.items():
-            w.requires_grad_(True)
-            hooks.append(w.register_post_accumulate_grad_hook(take(name)))
-        model.eval()  # no dropout in the gradient estimate
-        for count, batch in enumerate(batches, 1):
-            out = model(**batch)
-            (loss_fn(out, batch) if loss_fn is not None else out.loss).backward()
-    finally:
-        for h in hooks:
-            h.remove()
-        for p, f in flags.items():
-            p.requires_grad_(f)
-        model.train(was_training)
+    with frozen_for_init(model, list(weights.values())):
+        try:
+            hooks = [w.register_post_accumulate_grad_hook(take(name)) for name, w in weights.items()]
+            for count, batch in enumerate(batches, 1):
+                out = model(**batch)
+                (loss_fn(out, batch) if loss_fn is not None else out.loss).backward()
+        finally:
+            for h in hooks:
+                h.remove()
+            if offload is not None:
+                offload.finish()
     total = torch.tensor([count], dtype=torch.int64)  # summed over the ranks with the accumulators
     collective([*acc.values(), total], lambda buf: dist.all_reduce(buf))
     count = int(total.item())
     if count == 0:
         raise ValueError("batches: allowed at least one batch")
-    return {name: g / count for name, g in acc.items()}
+    return {name: g.div_(count) for name, g in acc.items()}
 
 
 def collective(tensors: Iterable[torch.Tensor], op) -> None:

@@ -22,8 +22,10 @@ from typing import ClassVar, Optional
 import torch
 
 from ..config import Config, checked
-from .gradient import one_step_gradients, target_linear_names
-from .init import VARIANTS, lora_one_model
+from .gradient import ACCUMULATE, one_step_gradients, target_linear_names
+from .init import VARIANTS, lora_one_peft
+from .sketch import one_step_sketches, sketch_top_r
+from .svd import DEFAULT_SVD, SVD_METHODS, top_r
 from .optim import scaled_optimizer
 
 METHODS = ("lora", "rslora", "lora_plus", "dora", "pissa", "lora_ga", "lora_one", "lora_one_prec", "full_ft")
@@ -42,8 +44,12 @@ class MethodConfig(Config):
     gamma: float = checked(128.0, "num", 0, lo_open=True)  # LoRA-One's stable_gamma
     variant: str = checked("official", "choice", VARIANTS)  # LoRA-One: official | readme | theory
     zeta: float = checked(1.0, "num", 0, lo_open=True)  # theory variant's ζ
-    svd_q: int = checked(512, "int", 1)
-    svd_niter: int = checked(16, "int", 0)
+    svd: str = checked(DEFAULT_SVD, "choice", (*SVD_METHODS, "sketch"))  # LoRA-One's factorisation (svd.py, sketch.py)
+    svd_q: int = checked(512, "int", 1)  # official's sketch size
+    svd_niter: int = checked(16, "int", 0)  # official's and randomized's power iterations
+    svd_oversample: int = checked(8, "int", 0)  # randomized: q = r + svd_oversample
+    sketch_q: int = checked(0, "int", 0)  # sketch: range columns (co-range rows 2q); 0: 4r
+    accumulate_on: str = checked("auto", "choice", ACCUMULATE)  # where the one-step gradient is summed
     damping: float = checked(1e-6, "num", 0)  # scaled AdamW's λ (the official prec_reg)
     reg: Optional[float] = checked(None, "renamed", "damping")  # deprecated (0.2 name of damping)
     order: str = checked("simultaneous", "choice", ("simultaneous", "gauss_seidel"))
@@ -79,11 +85,9 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
             p.requires_grad_(True)
         return model, _adamw(model.parameters(), method)
     if name in LORA_ONE:
-        if gradients is None:
-            gradients = one_step_gradients(model, init_batches, method.targets)
-        peft_model = lora_one_model(model, gradients, method.r, method.lora_alpha, method.rslora, method.gamma,
-                                    method.variant, method.zeta, method.svd_q, method.svd_niter,
-                                    task_type=_lora_config(method, model).task_type)
+        peft_model = lora_one_peft(model, lora_one_spectra(method, model, init_batches, gradients), method.r,
+                                   method.lora_alpha, method.rslora, method.gamma, method.variant, method.zeta,
+                                   task_type=_lora_config(method, model).task_type)
         if name == "lora_one_prec":
             return peft_model, scaled_optimizer(peft_model, method.lr, damping=method.damping, order=method.order,
                                                 bias_correction=method.bias_correction,
@@ -112,6 +116,18 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
                                                      loraplus_lr_ratio=method.lora_plus_ratio,
                                                      weight_decay=method.weight_decay)
     return peft_model, _adamw(_trainable(peft_model), method)
+
+
+def lora_one_spectra(method: MethodConfig, model: torch.nn.Module, init_batches: list[dict],
+                     gradients: Optional[dict] = None) -> dict[str, tuple]:
+    """Each target layer's top-r (U, S, V) of −G as ``method`` says: from the one-step gradients
+    (``gradients`` when given, else summed where ``method.accumulate_on`` says), or from the sketch."""
+    if method.svd == "sketch":
+        q = method.sketch_q or 4 * method.r
+        return sketch_top_r(one_step_sketches(model, init_batches, method.targets, q=q), method.r)
+    if gradients is None:
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+    return top_r(gradients, method.r, method.svd, method.svd_q, method.svd_niter, method.svd_oversample)
 
 
 def _trainable(model):

@@ -114,15 +114,15 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
         fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
     init_batches = [_to(batcher(task.train[i: i + run_cfg.batch_size]), run_cfg.device)
                     for i in range(0, n_init, run_cfg.batch_size)]
-    ours = method.name in LORA_ONE
+    formed = method.name in LORA_ONE and method.svd != "sketch"  # the init forms the one-step gradient
     gradients = None
-    if run_cfg.angle_every and not ours:  # the angles' reference; not part of this method's init cost
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=run_cfg.device)
+    if run_cfg.angle_every and not formed:  # the angles' reference; not part of this method's init cost
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
     _sync(run_cfg.device)
     start = time.perf_counter()
-    if ours:
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=run_cfg.device)
-    model, optimizer = prepare(method, model, init_batches, gradients)
+    if formed:
+        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+    model, optimizer = prepare(method, model, init_batches, gradients if formed else None)
     _sync(run_cfg.device)
     init_seconds = time.perf_counter() - start
     subspaces = GradientSubspaces(gradients, method.r, run_cfg.device) if run_cfg.angle_every else None

@@ -1,0 +1,95 @@
+"""The top-r singular triplets of −G for every target layer: how LoRA-One's init factorises.
+
+LoRA-One needs, per layer, [−G]_r = U_r S_r V_rᵀ (G = ∇_W L, out × in). Three ways, one setting:
+
+    official    torch.svd_lowrank(−G, q = 512, niter = 16), one layer at a time: the reference
+                recipe (SPEC §6.2) bit for bit, test matrix from the "llm/svd_sketch" stream.
+    exact       the truncated SVD of the full matrix (torch.linalg.svd), layers of one shape batched.
+    randomized  a randomized range finder with q = r + oversample columns and ``niter`` power
+                iterations (each re-orthonormalised), then an SVD of the q × in projection
+                (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1); layers of one shape batched.
+
+Batching stacks at most ``chunk_bytes`` of gradients at a time, so the extra memory is bounded
+whatever the model's size. Everything runs on the gradients' own device, in fp32 (float64 gradients
+stay float64). The result is {name: (U out × r, S (r,), V in × r)} of −G, largest first.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from .. import streams
+
+SVD_METHODS = ("official", "exact", "randomized")
+DEFAULT_SVD = "randomized"  # the measurements behind this choice: benchmarks.md, "LLM init"
+CHUNK_BYTES = 1 << 30  # stacked gradients per batched call: bounded extra memory, still large GEMMs
+
+
+def top_r(gradients: dict[str, torch.Tensor], r: int, method: str = DEFAULT_SVD, q: int = 512, niter: int = 16,
+          oversample: int = 8, seed: int = 0, chunk_bytes: int = CHUNK_BYTES) -> dict[str, tuple]:
+    """{name: (U_r, S_r, V_r)} of −gradients[name] for each layer, by ``method`` (module docstring).
+    ``q`` is official's sketch size; ``oversample`` randomized's (q = r + oversample); ``niter`` both's
+    power iterations."""
+    if method not in SVD_METHODS:
+        raise ValueError(f"svd={method!r}: allowed one of {', '.join(SVD_METHODS)}")
+    if not gradients:
+        return {}
+    smallest = min(min(g.shape) for g in gradients.values())
+    if not (isinstance(r, int) and 1 <= r <= smallest):
+        raise ValueError(f"r={r!r}: allowed an integer in [1, {smallest}]")
+    if method == "official":
+        return {name: official_top_r(g, r, q, niter, seed) for name, g in gradients.items()}
+    out = {}
+    for names, stack in _same_shape_chunks(gradients, chunk_bytes):
+        if method == "exact":
+            U, S, Vh = torch.linalg.svd(stack, full_matrices=False)
+            U, S, V = U[..., :r], S[..., :r], Vh[..., :r, :].mT
+        else:
+            U, S, V = randomized_top_r(stack, r, r + oversample, niter, seed)
+        del stack
+        for i, name in enumerate(names):  # −G = (−U) S Vᵀ: the sign goes on U, G is never negated in memory
+            out[name] = (-U[i], S[i].contiguous(), V[i].contiguous())
+    return out
+
+
+def official_top_r(grad: torch.Tensor, r: int, q: int = 512, niter: int = 16, seed: int = 0) -> tuple:
+    """The reference recipe on one layer: torch.svd_lowrank(−grad, q, niter) with the test matrix
+    drawn from the (seed, "llm/svd_sketch") stream (the global RNG is restored afterwards)."""
+    q = min(max(q, r), *grad.shape)
+    devices = [grad.device] if grad.is_cuda else []
+    with torch.random.fork_rng(devices=devices):  # svd_lowrank draws its test matrix from the global RNG
+        torch.manual_seed(streams.stream_seed(seed, "llm/svd_sketch"))
+        U, S, V = torch.svd_lowrank(-grad.float(), q=q, niter=niter)
+    return U[:, :r], S[:r], V[:, :r]
+
+
+def randomized_top_r(M: torch.Tensor, r: int, q: int, niter: int, seed: int = 0) -> tuple:
+    """Top-r (U, S, V) of each matrix of M (batch × m × n) from a q-column randomized range finder
+    with ``niter`` power iterations; q is capped at min(m, n), where the result is exact. The test
+    matrix is drawn on the CPU (the same numbers on every device) from the "llm/svd_randomized" stream."""
+    m, n = M.shape[-2:]
+    q = min(q, m, n)
+    omega = torch.randn(n, q, generator=streams.generator(seed, "llm/svd_randomized")).to(M)
+    Y = M @ omega
+    for _ in range(niter):  # (M Mᵀ)^niter M Ω, orthonormalised at each half step against round-off
+        Y = M @ torch.linalg.qr(M.mT @ torch.linalg.qr(Y).Q).Q
+    Q = torch.linalg.qr(Y).Q
+    Ub, S, Vh = torch.linalg.svd(Q.mT @ M, full_matrices=False)
+    return (Q @ Ub[..., :r]), S[..., :r], Vh[..., :r, :].mT
+
+
+def _same_shape_chunks(gradients: dict, chunk_bytes: int) -> Iterator[tuple[list, torch.Tensor]]:
+    """(names, stacked gradients, fp32 or wider) for runs of same-shape layers, each at most
+    ``chunk_bytes`` (and at least one layer). A single layer is a view of its own gradient (no copy)."""
+    groups: dict = {}
+    for name, g in gradients.items():
+        groups.setdefault((tuple(g.shape), g.device, torch.promote_types(g.dtype, torch.float32)), []).append(name)
+    for (shape, _, dtype), names in groups.items():
+        step = max(1, chunk_bytes // (gradients[names[0]].numel() * dtype.itemsize))
+        for i in range(0, len(names), step):
+            part = names[i:i + step]
+            if len(part) == 1:
+                yield part, gradients[part[0]].to(dtype).unsqueeze(0)
+            else:
+                yield part, torch.stack([gradients[n].to(dtype) for n in part])

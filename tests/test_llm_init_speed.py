@@ -1,0 +1,171 @@
+"""LoRA-One's init at the speed of the passes (issue 15), on the CPU: where the one-step gradient is
+summed (the async offload is bitwise the synchronous sum), each SVD method against a float64 exact
+SVD, and the single-pass sketch against the formed gradient. Speed itself is measured by
+``lorasim-llm-bench``, never here.
+
+Tolerances come from perturbation theory, not from the runs: an fp32 factorisation is the exact
+one of G + E with ‖E‖ ≤ c·√n·ε32·σ1 (backward stability), so by Wedin sinΘ ≤ ‖E‖/(σ_r − σ_{r+1})."""
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from lorasim import streams  # noqa: E402
+from lorasim.llm import gradient as gradient_mod  # noqa: E402
+from lorasim.llm import lora_one_factors, one_step_gradients  # noqa: E402
+from lorasim.llm.init import adapter_factors  # noqa: E402
+from lorasim.llm.models import tiny_llama  # noqa: E402
+from lorasim.llm.sketch import one_step_sketches, sketch_top_r  # noqa: E402
+from lorasim.llm.svd import SVD_METHODS, randomized_top_r, top_r  # noqa: E402
+from lorasim.metrics import sin_theta  # noqa: E402
+
+torch.set_num_threads(1)
+EPS32 = torch.finfo(torch.float32).eps
+R = 4
+
+
+def _batches(n=3, rows=2, seq=10, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [{"input_ids": (ids := torch.randint(0, 259, (rows, seq), generator=g)), "labels": ids} for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def grads():
+    return one_step_gradients(tiny_llama(0), _batches(), accumulate_on="cpu")
+
+
+def _exact64(G: torch.Tensor, r: int):
+    U, S, Vh = torch.linalg.svd(-G.double(), full_matrices=False)
+    return U, S, Vh.T
+
+
+def _roundoff_sin(G: torch.Tensor, r: int) -> float:
+    """Wedin's bound for an fp32 backward-stable factorisation: 10·√n·ε32·σ1 / (σ_r − σ_{r+1})."""
+    S = torch.linalg.svdvals(G.double())
+    return 10 * math.sqrt(max(G.shape)) * EPS32 * float(S[0]) / float(S[r - 1] - S[r])
+
+
+# -- where the gradient is summed ------------------------------------------------------------------
+def test_offload_is_the_synchronous_sum_bit_for_bit(grads):
+    """The worker thread's adds run in submission order (the staging slots are reused round-robin,
+    8 of them against 14 layers × 3 batches, so reuse and backpressure both happen)."""
+    model = tiny_llama(0)
+    for mode in ("offload", "device", "auto"):
+        got = one_step_gradients(model, _batches(), accumulate_on=mode)
+        assert all(torch.equal(got[k], grads[k]) for k in grads), mode
+
+
+def test_accumulation_is_resolved_from_the_setting():
+    w = [torch.zeros(2, 2)]
+    assert [gradient_mod.resolve_accumulation(w, m) for m in ("auto", "device", "offload", "cpu", "cpu")] == \
+        ["device", "device", "cpu", "cpu", "cpu"]
+    with pytest.raises(ValueError, match="^accumulate_on='cuda:7'"):
+        gradient_mod.resolve_accumulation([torch.zeros(2, 2)], "cuda:7")
+
+
+# -- each SVD method against float64 ---------------------------------------------------------------
+def test_official_is_svd_lowrank_of_the_reference_recipe_bit_for_bit(grads):
+    name, G = next(iter(grads.items()))
+    with torch.random.fork_rng():
+        torch.manual_seed(streams.stream_seed(0, "llm/svd_sketch"))
+        U, S, V = torch.svd_lowrank(-G, q=min(512, *G.shape), niter=16)
+    got = top_r({name: G}, R, "official")[name]
+    for have, want in zip(got, (U[:, :R], S[:R], V[:, :R])):
+        assert torch.equal(have, want)
+    A, B = lora_one_factors(G, R, svd="official")
+    A2, B2 = adapter_factors(U, S, V, R)
+    assert torch.equal(A, A2) and torch.equal(B, B2)
+
+
+@pytest.mark.parametrize("method", SVD_METHODS)
+def test_each_method_matches_float64_exact_within_wedins_bound(grads, method):
+    """official (q = 512 ≥ n) and randomized with q ≥ n are exact algorithms: only round-off is left."""
+    got = top_r(grads, R, method, oversample=64)  # randomized: q = r + 64 ≥ every dimension here
+    for name, G in grads.items():
+        U, S, V = _exact64(G, R)
+        tol = _roundoff_sin(G, R)
+        assert float(sin_theta(U[:, :R], got[name][0].double())) <= tol, (method, name)
+        assert float(sin_theta(V[:, :R], got[name][2].double())) <= tol, (method, name)
+        assert float((got[name][1].double() - S[:R]).abs().max()) <= 10 * math.sqrt(max(G.shape)) * EPS32 * float(S[0])
+
+
+def test_randomized_converges_at_the_power_iteration_rate():
+    """On M = U diag(ρ^i) Vᵀ the range finder's error after t power iterations is of order
+    (σ_{q+1}/σ_r)^{2t+1} (Halko et al. 2011, Cor. 10.10): with q = r + 8 and ρ = 0.9 that is
+    0.39^33 ≈ 3e-14 for t = 16, so only round-off is left; t = 0 (a mutation: power iterations
+    ignored) leaves an error of order 0.39, far above the t = 16 bound."""
+    g = torch.Generator().manual_seed(5)
+    m, n, r, q = 120, 90, 6, 14
+    U, _ = torch.linalg.qr(torch.randn(m, n, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    sigma = 0.9 ** torch.arange(n, dtype=torch.float64)
+    M = ((U * sigma) @ V.T).float()
+    bound = 10 * math.sqrt(n) * EPS32 / float(sigma[r - 1] - sigma[r]) + 10 * float(sigma[q] / sigma[r - 1]) ** 33
+    errors = {}
+    for t in (16, 0):
+        Uh, _, Vh = randomized_top_r(M.unsqueeze(0), r, q, t)
+        errors[t] = max(float(sin_theta(U[:, :r], Uh[0].double())), float(sin_theta(V[:, :r], Vh[0].double())))
+    assert errors[16] <= bound
+    assert errors[0] > 100 * bound  # the check above could fail: without power iterations it would
+
+
+def test_batched_layers_equal_one_at_a_time(grads):
+    """Stacking same-shape layers changes only the GEMM blocking: round-off, never the result."""
+    for method in ("exact", "randomized"):
+        batched, single = top_r(grads, R, method), top_r(grads, R, method, chunk_bytes=1)
+        for name, G in grads.items():
+            tol = _roundoff_sin(G, R)
+            for i in (0, 2):
+                assert float(sin_theta(single[name][i].double(), batched[name][i].double())) <= 2 * tol
+
+
+# -- the single-pass sketch ------------------------------------------------------------------------
+def test_sketches_are_the_sketches_of_the_formed_gradient(grads):
+    """Y = GΩ and Z = ΨG, up to fp32 summation: ‖error‖ ≤ n·ε32·‖|G||Ω|‖, n the number of terms summed
+    (tokens × inner dimension). |G| stands in for Σ_t|δ_t||x_t|ᵀ ≥ |G|; n·ε32 is the worst case (√n·ε32
+    the typical), which leaves room for the cancellation between tokens."""
+    model = tiny_llama(0)
+    sketches = one_step_sketches(model, _batches(), q=8)
+    assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
+    tokens = sum(b["input_ids"].numel() for b in _batches())
+    for name, G in grads.items():
+        sk = sketches[name]
+        n = tokens * max(G.shape)
+        scale_Y = torch.linalg.matrix_norm(G.abs() @ sk.omega.abs())
+        scale_Z = torch.linalg.matrix_norm(sk.psi.abs() @ G.abs())
+        assert float(torch.linalg.matrix_norm(sk.Y - G @ sk.omega)) <= n * EPS32 * float(scale_Y)
+        assert float(torch.linalg.matrix_norm(sk.Z - sk.psi @ G)) <= n * EPS32 * float(scale_Z)
+
+
+def test_the_sketch_is_exact_when_q_reaches_the_rank():
+    """One batch of 1 × 6 tokens: every layer's gradient has rank ≤ 6 ≤ q = 8, so the single-pass
+    reconstruction recovers G's top-r triplets to round-off; q = 2 < r is refused."""
+    model, batches = tiny_llama(0), _batches(n=1, rows=1, seq=6)
+    G = one_step_gradients(model, batches)
+    got = sketch_top_r(one_step_sketches(model, batches, q=8), 3)
+    for name, g in G.items():
+        U, S, V = _exact64(g, 3)
+        tol = _roundoff_sin(g, 3) * 10  # the reconstruction adds one more fp32 product of G's size
+        assert float(sin_theta(U[:, :3], got[name][0].double())) <= tol, name
+        assert float(sin_theta(V[:, :3], got[name][2].double())) <= tol, name
+    with pytest.raises(ValueError, match="^r=3"):
+        sketch_top_r(one_step_sketches(model, batches, q=2), 3)
+
+
+def test_every_lora_one_factorisation_builds_through_the_method_config():
+    from lorasim.config import ConfigError
+    from lorasim.llm.methods import MethodConfig, prepare
+
+    for svd in (*SVD_METHODS, "sketch"):
+        model, opt = prepare(MethodConfig(name="lora_one", r=2, svd=svd), tiny_llama(0), _batches(n=2))
+        model(**_batches(n=1)[0]).loss.backward()
+        opt.step()
+        lora_B = [p for n, p in model.named_parameters() if "lora_B" in n]
+        assert lora_B and all(float(p.detach().abs().sum()) > 0 for p in lora_B), svd
+    with pytest.raises(ConfigError, match=r"^method\.svd='qr'"):
+        MethodConfig(name="lora_one", svd="qr")
+    with pytest.raises(ConfigError, match=r"^method\.accumulate_on='gpu'"):
+        MethodConfig(name="lora_one", accumulate_on="gpu")
