@@ -137,18 +137,38 @@ def _llm_batches(device, n=3):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_llm_device_and_offload_sums_are_the_cpu_sum_bit_for_bit(dtype):
-    """Each element's sum is the same fp32 adds in the same batch order wherever it runs; the
-    offload's side stream, pinned slots and worker thread must not change a bit."""
+def test_llm_offload_is_the_synchronous_sum_bit_for_bit(dtype):
+    """The same device gradients, summed through the side stream, pinned slots and worker thread, and
+    synchronously: each element gets the same fp32 adds in the same order, so the bits agree. (Two
+    backward passes on the GPU need not agree bitwise, so the gradients are fed, not recomputed.)"""
+    from lorasim.llm.gradient import OFFLOAD_SLOTS, _Offload
+
+    g = torch.Generator(device="cuda").manual_seed(4)
+    shapes = {"a": (64, 48), "b": (48, 64), "c": (32, 32)}
+    stream = [(name, torch.randn(*shape, generator=g, device="cuda").to(dtype))
+              for _ in range(2 * OFFLOAD_SLOTS) for name, shape in shapes.items()]
+    sync = {n: torch.zeros(s) for n, s in shapes.items()}
+    for name, grad in stream:
+        sync[name] += grad.to(device="cpu", dtype=torch.float32)
+    acc = {n: torch.zeros(s) for n, s in shapes.items()}
+    offload = _Offload(acc, {n: torch.empty(s, device="cuda", dtype=dtype) for n, s in shapes.items()})
+    for name, grad in stream:
+        offload.add(name, grad.clone())  # the clone is freed at once, as autograd's gradient is
+    offload.finish()
+    assert all(torch.equal(acc[n], sync[n]) for n in shapes)
+
+
+def test_llm_device_and_offload_sums_match_the_cpu_sum():
     pytest.importorskip("transformers")
     from lorasim.llm import one_step_gradients
     from lorasim.llm.models import tiny_llama
 
-    model = tiny_llama(0).to(device="cuda", dtype=dtype)
+    model = tiny_llama(0).to(device="cuda")
     ref = one_step_gradients(model, _llm_batches("cuda"), accumulate_on="cpu")
     for mode in ("offload", "device"):
         got = one_step_gradients(model, _llm_batches("cuda"), accumulate_on=mode)
-        assert all(torch.equal(got[k].cpu(), ref[k]) for k in ref), mode
+        for k in ref:  # separate backward passes: equal up to the GPU's nondeterministic reductions
+            torch.testing.assert_close(got[k].cpu(), ref[k], rtol=1e-5, atol=1e-6 * float(ref[k].abs().max()))
 
 
 def test_llm_auto_accumulation_offloads_under_a_memory_cap():

@@ -15,7 +15,7 @@ import torch.multiprocessing as mp  # noqa: E402
 
 from lorasim.llm import lora_one_model, one_step_gradients  # noqa: E402
 from lorasim.llm.init import lora_one_peft  # noqa: E402
-from lorasim.llm.sketch import one_step_sketches, sketch_top_r  # noqa: E402
+from lorasim.llm.sketch import one_step_sketches, sketch_top_r, sketched_top_r  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402
 
 torch.set_num_threads(1)
@@ -40,9 +40,10 @@ def _rank(rank, world, port, out_dir):
         grads = one_step_gradients(base, shard)
         sketches = one_step_sketches(base, shard, q=16)
         sketched = _adapters(lora_one_peft(tiny_llama(0), sketch_top_r(sketches, 4), r=4, gamma=16.0))
+        two_pass = sketched_top_r(tiny_llama(0), shard, 4, q=16, passes=2)
         model = lora_one_model(base, grads, r=4, gamma=16.0)
         torch.save({"grads": grads, "adapters": _adapters(model), "sketches": {n: (s.Y, s.Z) for n, s in sketches.items()},
-                    "sketched": sketched}, os.path.join(out_dir, f"rank{rank}.pt"))
+                    "sketched": sketched, "two_pass": two_pass}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -77,6 +78,12 @@ def test_two_gloo_ranks_give_the_one_process_init_on_the_union(tmp_path):
             torch.testing.assert_close(have, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
     for name in ranks[0]["sketched"]:
         assert torch.equal(ranks[0]["sketched"][name], ranks[1]["sketched"][name])
+    # Two passes: the first pass's all-reduced range sketch gives every rank the same basis Q for the
+    # second, so the result is the one-process result on the union (up to summation order).
+    for name, (U, S, V) in sketched_top_r(tiny_llama(0), _batches(), 4, q=16, passes=2).items():
+        have_U, have_S, _ = ranks[0]["two_pass"][name]
+        torch.testing.assert_close(have_S, S, rtol=1e-4, atol=1e-6 * float(S[0]))
+        torch.testing.assert_close(have_U @ have_U.T, U @ U.T, rtol=0, atol=1e-3)
 
 
 def test_local_sweep_jobs_take_the_gpus_in_turn():

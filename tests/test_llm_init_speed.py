@@ -18,7 +18,7 @@ from lorasim.llm import gradient as gradient_mod  # noqa: E402
 from lorasim.llm import lora_one_factors, one_step_gradients  # noqa: E402
 from lorasim.llm.init import adapter_factors  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402
-from lorasim.llm.sketch import one_step_sketches, sketch_top_r  # noqa: E402
+from lorasim.llm.sketch import one_step_sketches, sketch_top_r, sketched_top_r, sketch_matrices  # noqa: E402
 from lorasim.llm.svd import SVD_METHODS, randomized_top_r, top_r  # noqa: E402
 from lorasim.metrics import sin_theta  # noqa: E402
 
@@ -140,19 +140,59 @@ def test_sketches_are_the_sketches_of_the_formed_gradient(grads):
         assert float(torch.linalg.matrix_norm(sk.Z - sk.psi @ G)) <= n * EPS32 * float(scale_Z)
 
 
-def test_the_sketch_is_exact_when_q_reaches_the_rank():
-    """One batch of 1 × 6 tokens: every layer's gradient has rank ≤ 6 ≤ q = 8, so the single-pass
-    reconstruction recovers G's top-r triplets to round-off; q = 2 < r is refused."""
+@pytest.mark.parametrize("passes", [1, 2, 4])
+def test_the_sketch_is_exact_when_q_reaches_the_rank(passes):
+    """One batch of 1 × 6 tokens: every layer's gradient has rank ≤ 6 ≤ q = 8, so the sketch (single
+    pass, or the range finder through the data) recovers G's top-r triplets to round-off."""
     model, batches = tiny_llama(0), _batches(n=1, rows=1, seq=6)
     G = one_step_gradients(model, batches)
-    got = sketch_top_r(one_step_sketches(model, batches, q=8), 3)
+    got = sketched_top_r(model, batches, 3, q=8, passes=passes)
     for name, g in G.items():
         U, S, V = _exact64(g, 3)
         tol = _roundoff_sin(g, 3) * 10  # the reconstruction adds one more fp32 product of G's size
         assert float(sin_theta(U[:, :3], got[name][0].double())) <= tol, name
         assert float(sin_theta(V[:, :3], got[name][2].double())) <= tol, name
+
+
+def test_refused_sketch_settings():
+    model, batches = tiny_llama(0), _batches(n=1)
     with pytest.raises(ValueError, match="^r=3"):
         sketch_top_r(one_step_sketches(model, batches, q=2), 3)
+    with pytest.raises(ValueError, match="^passes=3"):
+        sketched_top_r(model, batches, 2, q=4, passes=3)
+    with pytest.raises(ValueError, match="^q=0"):
+        sketched_top_r(model, batches, 2, q=0)
+
+
+def _range_finder64(G: torch.Tensor, omega: torch.Tensor, t: int, r: int) -> tuple:
+    """The same algorithm on the formed gradient, in float64: t power iterations from Ω, then Ĝ = QQᵀG."""
+    M, P = G.double(), omega.double()
+    for _ in range(t):
+        P = torch.linalg.qr(M.T @ torch.linalg.qr(M @ P).Q).Q
+    Q = torch.linalg.qr(M @ P).Q
+    Uc, S, Vh = torch.linalg.svd((M.T @ Q).T, full_matrices=False)
+    return -(Q @ Uc[:, :r]), S, Vh[:r].T
+
+
+def test_multi_pass_sketch_is_the_range_finder_run_through_the_data(grads):
+    """passes = 2(t+1) equals the float64 range finder with t power iterations on the formed G, from
+    the same Ω, up to the sums' round-off (10·√n·ε32, n = tokens × inner dimension) amplified by
+    σ1/(σ_r − σ_{r+1}) of Ĝ (Wedin). q = 8 < rank(G), so the result depends on t: the same check
+    against the other t fails (shown below), i.e. it could catch a pass skipped or run on the wrong side."""
+    model, q, r = tiny_llama(0), 8, 3
+    tokens = sum(b["input_ids"].numel() for b in _batches())
+    got = {p: sketched_top_r(model, _batches(), r, q=q, passes=p) for p in (2, 4)}
+    caught = 0
+    for name, G in grads.items():
+        omega = sketch_matrices(*G.shape, "cpu", q, 0)[0]
+        for passes, t in ((2, 0), (4, 1)):
+            U, S, V = _range_finder64(G, omega, t, r)
+            tol = 10 * math.sqrt(tokens * max(G.shape)) * EPS32 * float(S[0] / (S[r - 1] - S[r]))
+            assert float(sin_theta(U, got[passes][name][0].double())) <= tol, (name, passes)
+            assert float(sin_theta(V, got[passes][name][2].double())) <= tol, (name, passes)
+            wrong_t = got[6 - passes][name][0].double()
+            caught += float(sin_theta(U, wrong_t)) > tol
+    assert caught == 2 * len(grads)
 
 
 def test_every_lora_one_factorisation_builds_through_the_method_config():

@@ -12,10 +12,12 @@ Llama-2-7B; built on the device, weights from the "bench/model" stream) fed rand
 One table per model, a row per stage, columns
 
     stage         plain passes | gradient (where it is summed) | svd <method> (on the gradient) |
-                  sketch q=<q> (pass + reconstruction) | init <method> (everything, from a fresh model)
+                  sketch q=<q> passes=<p> (the passes + reconstruction) | init <method> (everything, from a
+                  fresh model; lora_one:<svd> names the factorisation)
     seconds       wall time, device synchronised; × plain: seconds over the plain passes'
     peak_gib      peak device memory during the stage (torch's allocator; on the CPU, peak RSS)
     sin_U, sin_V  the largest sinΘ over layers between the stage's top-r subspaces and exact's
+    sin_median    the median over layers of the larger of the two
     rel_err       the largest over layers of ‖F̂ − F‖_F/‖F‖_F, F = [−G]_r/σ1 (what official LoRA-One
                   sets, up to the constant s/γ)
     gap           the largest σ_{r+1}/σ_r over layers (near 1: the top-r subspace itself is fragile)
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import threading
 import time
@@ -41,7 +44,7 @@ from ..job import error
 from ..metrics import sin_theta
 from .gradient import one_step_gradients
 from .methods import MethodConfig, prepare
-from .sketch import one_step_sketches, sketch_top_r
+from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
 
 SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocab, tied embeddings
@@ -157,15 +160,17 @@ def accuracy(spectra: dict, reference: dict, r: int) -> dict:
     """sin_U, sin_V, rel_err (worst layer) of ``spectra`` against ``reference`` (module docstring),
     in float64; F is formed layer by layer (a product of thin factors would lose half the digits)."""
     sin_u = sin_v = rel = 0.0
+    worst = []
     for name, (U0, S0, V0) in reference.items():
         U0, S0, V0 = U0[:, :r].double(), S0[:r].double(), V0[:, :r].double()
         U, S, V = (t.to(device=U0.device, dtype=torch.float64) for t in spectra[name])
+        worst.append(max(float(sin_theta(U0, U[:, :r])), float(sin_theta(V0, V[:, :r]))))
         sin_u = max(sin_u, float(sin_theta(U0, U[:, :r])))
         sin_v = max(sin_v, float(sin_theta(V0, V[:, :r])))
         F0 = (U0 * (S0 / S0[0])) @ V0.T
         rel = max(rel, float(torch.linalg.matrix_norm(F0 - (U[:, :r] * (S[:r] / S[0])) @ V[:, :r].T)
                              / torch.linalg.matrix_norm(F0)))
-    return {"sin_U": sin_u, "sin_V": sin_v, "rel_err": rel}
+    return {"sin_U": sin_u, "sin_V": sin_v, "sin_median": float(torch.tensor(worst).median()), "rel_err": rel}
 
 
 def bench_model(name: str, args, report) -> list[dict]:
@@ -177,9 +182,11 @@ def bench_model(name: str, args, report) -> list[dict]:
 
     def add(stage, run, score=None, **extra):
         """Runs and measures one stage; its row gets ``score(result)``'s columns when it finished."""
+        nonlocal plain
         row, out = {**base, "stage": stage, **extra}, None
         with measured(dev, row):
             out = run()
+        plain = row["seconds"] if stage == "plain passes" else plain
         row["x_plain"] = row["seconds"] / plain
         if row["status"] == "ok" and score is not None:
             row.update(score(out))
@@ -189,8 +196,6 @@ def bench_model(name: str, args, report) -> list[dict]:
 
     plain_passes(model, batches[:1])  # warm-up: kernels, cuBLAS handles, allocator
     add("plain passes", lambda: plain_passes(model, batches))
-    plain = rows[-1]["seconds"]
-    rows[-1]["x_plain"] = 1.0
     cap = _cap(dev, args.memory_cap)
     grads = reference = None
     if "gradient" in args.only or ("svd" in args.only and not cap):
@@ -206,13 +211,14 @@ def bench_model(name: str, args, report) -> list[dict]:
             add(f"svd {method}", lambda: top_r(grads, r, method), lambda sp: accuracy(sp, reference, r))
     grads = None  # freed before the sketches: their peak is their own
     if "sketch" in args.only:
-        for q in args.sketch_q:
-            add(f"sketch q={q}", lambda: sketch_top_r(one_step_sketches(model, batches, q=q), r),
-                (lambda sp: accuracy(sp, reference, r)) if reference is not None else None)
+        for passes in args.sketch_passes:
+            for q in args.sketch_q:
+                add(f"sketch q={q} passes={passes}", lambda: sketched_top_r(model, batches, r, q, passes),
+                    (lambda sp: accuracy(sp, reference, r)) if reference is not None else None)
     _cap(dev, None)
     if "init" in args.only:
         del model
-        import peft  # noqa: F401  (its import is not any init's cost)
+        importlib.import_module("peft")  # its import is not any init's cost
         for init in args.inits:
             name_, _, svd = init.partition(":")
             method = MethodConfig(name=name_, r=r, **({"svd": svd} if svd else {}))
@@ -225,16 +231,16 @@ def bench_model(name: str, args, report) -> list[dict]:
 
 def _cap(device, gib):
     """Caps this process's device memory at ``gib`` GiB (None lifts the cap); returns the cap."""
-    if gib is None or torch.device(device).type != "cuda":
-        if torch.device(device).type == "cuda":
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
+    dev = torch.device(device)
+    if dev.type != "cuda":
         return None
-    total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total), device)
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(1.0 if gib is None else min(1.0, gib * 2**30 / total), index)
     return gib
 
 
-COLUMNS = ["model", "dtype", "stage", "status", "seconds", "x_plain", "peak_gib", "sin_U", "sin_V", "rel_err", "gap"]
+COLUMNS = ["model", "dtype", "stage", "status", "seconds", "x_plain", "peak_gib", "sin_U", "sin_V", "sin_median", "rel_err", "gap"]
 
 
 def _fmt(row: dict) -> str:
@@ -257,6 +263,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seq", type=int, default=256, help="tokens per sequence (smollm2: max text tokens)")
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--sketch-q", type=int, nargs="+", default=[16, 32, 64])
+    ap.add_argument("--sketch-passes", type=int, nargs="+", default=[1, 4], help="1 or even numbers")
     ap.add_argument("--accumulate", nargs="+", help="device offload cpu (default: all three on CUDA, cpu on CPU)")
     ap.add_argument("--inits", nargs="+", default=list(INITS), help=" ".join(INITS))
     ap.add_argument("--only", nargs="+", default=list(STAGES), help=" ".join(STAGES))
@@ -280,6 +287,8 @@ def main(argv=None) -> None:
             ("--batches/--batch-size/--seq/--r", (args.batches, args.batch_size, args.seq, args.r),
              min(args.batches, args.batch_size, args.seq, args.r) >= 1, "integers ≥ 1"),
             ("--sketch-q", args.sketch_q, all(q >= args.r for q in args.sketch_q), f"integers ≥ --r ({args.r})"),
+            ("--sketch-passes", args.sketch_passes, all(p == 1 or (p >= 2 and p % 2 == 0) for p in args.sketch_passes),
+             "1 or even integers ≥ 2"),
             ("--memory-cap", args.memory_cap, args.memory_cap is None or (cuda and args.memory_cap > 0),
              "a positive number of GiB, on CUDA")):
         if not ok:

@@ -45,6 +45,7 @@ def target_linear_names(model: torch.nn.Module, targets: Union[str, Sequence[str
 ACCUMULATE = ("auto", "device", "offload", "cpu")
 DEVICE_SHARE = 0.5  # auto: accumulate on the device when the fp32 sums take at most this share of the free memory
 OFFLOAD_SLOTS = 8   # pinned staging buffers in flight per offloading pass (bounded host memory)
+OFFLOAD_WORKERS = 4  # host threads adding staged gradients; a layer always goes to the same one
 
 
 @contextmanager
@@ -98,9 +99,10 @@ def free_device_memory(device: torch.device) -> int:
 class _Offload:
     """Device-to-host accumulation that does not serialise the backward pass: each layer's gradient
     is copied on a side stream into a pinned staging slot, and a worker thread adds the slot to the
-    host fp32 sum once the copy's event has fired. The worker runs the adds in submission order, so
-    every sum is formed in the same order, with the same fp32 adds, as synchronous accumulation:
-    the result is bitwise the same. Slots are reused round-robin (a slot waits for its last add)."""
+    host fp32 sum once the copy's event has fired. A layer always goes to the same worker, which runs
+    its adds in submission order, so every sum is formed in the same order, with the same fp32 adds,
+    as synchronous accumulation: the result is bitwise the same. Slots are reused round-robin (a slot
+    waits for its last add)."""
 
     def __init__(self, acc: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]):
         self.acc, self.cuda = acc, any(w.is_cuda for w in weights.values())
@@ -110,7 +112,8 @@ class _Offload:
         self.pending: list = [None] * OFFLOAD_SLOTS
         self.next = 0
         self.stream = torch.cuda.Stream(device=next(iter(weights.values())).device) if self.cuda else None
-        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pools = [ThreadPoolExecutor(max_workers=1) for _ in range(OFFLOAD_WORKERS)]
+        self.worker = {name: i % OFFLOAD_WORKERS for i, name in enumerate(weights)}
 
     def add(self, name: str, grad: torch.Tensor) -> None:
         i, self.next = self.next, (self.next + 1) % OFFLOAD_SLOTS
@@ -129,18 +132,31 @@ class _Offload:
             grad.record_stream(self.stream)  # its memory is not reused before the copy is done
         else:
             staged.copy_(grad)
-        self.pending[i] = self.pool.submit(self._accumulate, name, staged, event)
+        self.pending[i] = self.pools[self.worker[name]].submit(self._accumulate, name, staged, event)
 
     def _accumulate(self, name, staged, event) -> None:
         if event is not None:
             event.synchronize()
-        self.acc[name] += staged.to(torch.float32)
+        self.acc[name].add_(staged)  # bf16 → fp32 is exact: the same adds as the synchronous sum's
 
     def finish(self) -> None:
         for f in self.pending:
             if f is not None:
                 f.result()
-        self.pool.shutdown()
+        for pool in self.pools:
+            pool.shutdown()
+
+
+def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Optional[callable] = None) -> int:
+    """Forward and backward of each batch; the number of batches. The model's output is dropped
+    before its backward, so a batch's logits never sit beside the next batch's activations."""
+    count = 0
+    for count, batch in enumerate(batches, 1):
+        out = model(**batch)
+        loss = loss_fn(out, batch) if loss_fn is not None else out.loss
+        del out
+        loss.backward()
+    return count
 
 
 def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets: Union[str, Sequence[str]] = "all-linear",
@@ -169,17 +185,14 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
             elif mode == "device":
                 acc[name] += p.grad
             else:
-                acc[name] += p.grad.detach().to(device="cpu", dtype=torch.float32)
+                acc[name].add_(p.grad.detach().to("cpu"))
             p.grad = None  # freed at once: one target gradient on the device at a time
         return hook
 
-    count = 0
     with frozen_for_init(model, list(weights.values())):
         try:
             hooks = [w.register_post_accumulate_grad_hook(take(name)) for name, w in weights.items()]
-            for count, batch in enumerate(batches, 1):
-                out = model(**batch)
-                (loss_fn(out, batch) if loss_fn is not None else out.loss).backward()
+            count = backward_each(model, batches, loss_fn)
         finally:
             for h in hooks:
                 h.remove()

@@ -24,7 +24,7 @@ import torch
 from ..config import Config, checked
 from .gradient import ACCUMULATE, one_step_gradients, target_linear_names
 from .init import VARIANTS, lora_one_peft
-from .sketch import one_step_sketches, sketch_top_r
+from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
 from .optim import scaled_optimizer
 
@@ -48,7 +48,8 @@ class MethodConfig(Config):
     svd_q: int = checked(512, "int", 1)  # official's sketch size
     svd_niter: int = checked(16, "int", 0)  # official's and randomized's power iterations
     svd_oversample: int = checked(8, "int", 0)  # randomized: q = r + svd_oversample
-    sketch_q: int = checked(0, "int", 0)  # sketch: range columns (co-range rows 2q); 0: 4r
+    sketch_q: int = checked(0, "int", 0)  # sketch: columns of each sketch (single pass: co-range rows 2q); 0: 4r
+    sketch_passes: int = checked(4, "choice", (1, 2, 4, 6, 8))  # sketch: 1, or 2(t+1) with t power iterations
     accumulate_on: str = checked("auto", "choice", ACCUMULATE)  # where the one-step gradient is summed
     damping: float = checked(1e-6, "num", 0)  # scaled AdamW's λ (the official prec_reg)
     reg: Optional[float] = checked(None, "renamed", "damping")  # deprecated (0.2 name of damping)
@@ -123,8 +124,8 @@ def lora_one_spectra(method: MethodConfig, model: torch.nn.Module, init_batches:
     """Each target layer's top-r (U, S, V) of −G as ``method`` says: from the one-step gradients
     (``gradients`` when given, else summed where ``method.accumulate_on`` says), or from the sketch."""
     if method.svd == "sketch":
-        q = method.sketch_q or 4 * method.r
-        return sketch_top_r(one_step_sketches(model, init_batches, method.targets, q=q), method.r)
+        return sketched_top_r(model, init_batches, method.r, method.sketch_q or 4 * method.r, method.sketch_passes,
+                              method.targets)
     if gradients is None:
         gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
     return top_r(gradients, method.r, method.svd, method.svd_q, method.svd_niter, method.svd_oversample)

@@ -67,16 +67,38 @@ def official_top_r(grad: torch.Tensor, r: int, q: int = 512, niter: int = 16, se
 def randomized_top_r(M: torch.Tensor, r: int, q: int, niter: int, seed: int = 0) -> tuple:
     """Top-r (U, S, V) of each matrix of M (batch × m × n) from a q-column randomized range finder
     with ``niter`` power iterations; q is capped at min(m, n), where the result is exact. The test
-    matrix is drawn on the CPU (the same numbers on every device) from the "llm/svd_randomized" stream."""
+    matrix is drawn on the CPU (the same numbers on every device) from the "llm/svd_randomized" stream.
+
+    Every small factorisation is a batched one: a tall-skinny QR is CholeskyQR2 with its q × q Gram
+    in float64 (one batched Cholesky; torch.linalg.qr and svd loop over the batch on CUDA, one
+    solver call per matrix), and the SVD of the q × n projection B comes from the eigendecomposition
+    of its q × q Gram B Bᵀ in float64."""
     m, n = M.shape[-2:]
     q = min(q, m, n)
     omega = torch.randn(n, q, generator=streams.generator(seed, "llm/svd_randomized")).to(M)
     Y = M @ omega
     for _ in range(niter):  # (M Mᵀ)^niter M Ω, orthonormalised at each half step against round-off
-        Y = M @ torch.linalg.qr(M.mT @ torch.linalg.qr(Y).Q).Q
-    Q = torch.linalg.qr(Y).Q
-    Ub, S, Vh = torch.linalg.svd(Q.mT @ M, full_matrices=False)
-    return (Q @ Ub[..., :r]), S[..., :r], Vh[..., :r, :].mT
+        Y = M @ orthonormal(M.mT @ orthonormal(Y))
+    Q = orthonormal(Y)
+    B = Q.mT @ M
+    gram = B.double() @ B.mT.double()
+    evals, W = torch.linalg.eigh(gram)  # ascending
+    W, S = W.flip(-1)[..., :r], evals.flip(-1)[..., :r].clamp_min(0).sqrt()
+    V = (B.mT.double() @ W) / S.clamp_min(torch.finfo(torch.float64).tiny)[..., None, :]
+    return (Q.double() @ W).to(M.dtype), S.to(M.dtype), V.to(M.dtype)
+
+
+def orthonormal(Y: torch.Tensor) -> torch.Tensor:
+    """An orthonormal basis of each Y's columns (batch × m × q), by CholeskyQR2 with float64 Grams;
+    Householder QR where a Gram is not positive definite (Y of deficient rank)."""
+    X = Y
+    for _ in range(2):  # the second pass restores the orthogonality the first loses to round-off
+        Xd = X.double()
+        L, info = torch.linalg.cholesky_ex(Xd.mT @ Xd)
+        if bool((info != 0).any()):
+            return torch.linalg.qr(Y).Q
+        X = torch.linalg.solve_triangular(L, Xd.mT, upper=False).mT.to(Y.dtype)
+    return X
 
 
 def _same_shape_chunks(gradients: dict, chunk_bytes: int) -> Iterator[tuple[list, torch.Tensor]]:
