@@ -209,3 +209,21 @@ def test_every_lora_one_factorisation_builds_through_the_method_config():
         MethodConfig(name="lora_one", svd="qr")
     with pytest.raises(ConfigError, match=r"^method\.accumulate_on='gpu'"):
         MethodConfig(name="lora_one", accumulate_on="gpu")
+
+
+def test_randomized_falls_back_to_householder_on_a_rank_deficient_range():
+    """A batch of a rank-3 matrix and a zero one (a layer that got no gradient): the zero layer's
+    range Gram is singular, CholeskyQR2 fails, and the finder reruns with Householder QR. Both
+    results are then finite and the rank-3 triplets exact; without the fallback the zero layer's
+    factors are NaN (checked below on the Cholesky path alone)."""
+    g = torch.Generator().manual_seed(2)
+    M = (torch.randn(40, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 30, generator=g, dtype=torch.float64))
+    U, S, V = randomized_top_r(torch.stack([M.float(), torch.zeros(40, 30)]), 3, 8, 2)
+    assert torch.isfinite(U).all() and torch.isfinite(S).all() and torch.isfinite(V).all()
+    assert float(S[1].abs().max()) == 0.0
+    U0, S0, Vh0 = torch.linalg.svd(M)
+    tol = 10 * math.sqrt(40) * EPS32 * float(S0[0] / S0[2])
+    assert float(sin_theta(U0[:, :3], U[0].double())) <= tol and float(sin_theta(Vh0[:3].T, V[0].double())) <= tol
+    L, info = torch.linalg.cholesky_ex(torch.zeros(8, 8, dtype=torch.float64))
+    assert int(info) != 0 and not torch.isfinite(torch.linalg.solve_triangular(L, torch.ones(8, 40, dtype=torch.float64),
+                                                                                upper=False)).all()

@@ -88,8 +88,8 @@ def resolve_accumulation(weights: Sequence[torch.Tensor], accumulate_on: Union[s
 
 
 def free_device_memory(device: torch.device) -> int:
-    """Bytes this process can still allocate on ``device``: the driver's free memory, capped by
-    torch.cuda.set_per_process_memory_fraction's limit less what torch already reserved."""
+    """Bytes this process can still allocate on ``device``: the driver's free memory plus what torch's
+    cache holds unused, within torch.cuda.set_per_process_memory_fraction's cap less what is allocated."""
     free, total = torch.cuda.mem_get_info(device)
     allocated, reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
     fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _: 1.0)(device)

@@ -19,7 +19,7 @@ to bring the worst layer's sinΘ to exact's top-r near 0.05 (benchmarks.md).
 More passes buy accuracy at the same memory: ``sketched_top_r`` with passes = 2(t + 1) runs the
 randomized range finder through the data (each pass multiplies G or Gᵀ by a q-column basis, from
 the same hooks) with t power iterations and an exact final projection; 4 passes at q = 4r put the
-worst SmolLM2 layer at sinΘ ≈ 3e-3.
+worst SmolLM2 layer at sinΘ ≈ 4e-3.
 
 Under torch.distributed, Ω and Ψ are the same on every rank (they depend only on the seed and
 the shapes), so the all-reduced sketches are the sketches of the all-reduced gradient.

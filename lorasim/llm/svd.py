@@ -72,34 +72,39 @@ def randomized_top_r(M: torch.Tensor, r: int, q: int, niter: int, seed: int = 0)
     Every small factorisation is a batched one: a tall-skinny QR is CholeskyQR2 with its q × q Gram
     in float64 (one batched Cholesky; torch.linalg.qr and svd loop over the batch on CUDA, one
     solver call per matrix), and the SVD of the q × n projection B comes from the eigendecomposition
-    of its q × q Gram B Bᵀ in float64."""
+    of its q × q Gram B Bᵀ in float64. Where a Gram is not positive definite (Y of deficient rank,
+    e.g. q above G's rank) the whole finder runs again with Householder QR."""
     m, n = M.shape[-2:]
     q = min(q, m, n)
     omega = torch.randn(n, q, generator=streams.generator(seed, "llm/svd_randomized")).to(M)
-    Y = M @ omega
-    for _ in range(niter):  # (M Mᵀ)^niter M Ω, orthonormalised at each half step against round-off
-        Y = M @ orthonormal(M.mT @ orthonormal(Y))
-    Q = orthonormal(Y)
+    failed = torch.zeros((), dtype=torch.bool, device=M.device)  # read once at the end: no host sync per step
+
+    def orth(Y):
+        nonlocal failed
+        X = Y
+        for _ in range(2):  # CholeskyQR2: the second pass restores the orthogonality the first loses
+            Xd = X.double()
+            L, info = torch.linalg.cholesky_ex(Xd.mT @ Xd)
+            failed = failed | (info != 0).any()
+            X = torch.linalg.solve_triangular(L, Xd.mT, upper=False).mT.to(Y.dtype)
+        return X
+
+    for attempt in (orth, householder):
+        Y = M @ omega
+        for _ in range(niter):  # (M Mᵀ)^niter M Ω, orthonormalised at each half step against round-off
+            Y = M @ attempt(M.mT @ attempt(Y))
+        Q = attempt(Y)
+        if attempt is householder or not bool(failed):  # a Gram not positive definite: Y of deficient rank
+            break
     B = Q.mT @ M
-    gram = B.double() @ B.mT.double()
-    evals, W = torch.linalg.eigh(gram)  # ascending
+    evals, W = torch.linalg.eigh(B.double() @ B.mT.double())  # ascending
     W, S = W.flip(-1)[..., :r], evals.flip(-1)[..., :r].clamp_min(0).sqrt()
     V = (B.mT.double() @ W) / S.clamp_min(torch.finfo(torch.float64).tiny)[..., None, :]
     return (Q.double() @ W).to(M.dtype), S.to(M.dtype), V.to(M.dtype)
 
 
-def orthonormal(Y: torch.Tensor) -> torch.Tensor:
-    """An orthonormal basis of each Y's columns (batch × m × q), by CholeskyQR2 with float64 Grams;
-    Householder QR where a Gram is not positive definite (Y of deficient rank)."""
-    X = Y
-    for _ in range(2):  # the second pass restores the orthogonality the first loses to round-off
-        Xd = X.double()
-        L, info = torch.linalg.cholesky_ex(Xd.mT @ Xd)
-        if bool((info != 0).any()):
-            return torch.linalg.qr(Y).Q
-        X = torch.linalg.solve_triangular(L, Xd.mT, upper=False).mT.to(Y.dtype)
-    return X
-
+def householder(Y: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.qr(Y).Q
 
 def _same_shape_chunks(gradients: dict, chunk_bytes: int) -> Iterator[tuple[list, torch.Tensor]]:
     """(names, stacked gradients, fp32 or wider) for runs of same-shape layers, each at most
