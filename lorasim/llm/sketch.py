@@ -1,5 +1,5 @@
-"""LoRA-One's init beyond memory: the top-r factors of the one-step gradient from a single-pass
-sketch, without ever forming the gradient.
+"""LoRA-One's init beyond memory: the top-r factors of the one-step gradient from sketches taken
+in one pass over the init batches (or a few), without ever forming the gradient.
 
 A linear layer's gradient over the init batches is a sum of outer products, G = Σ_t δ_t x_tᵀ
 (out × in; δ_t the gradient at the layer's output, x_t its input, t over every token of every
@@ -58,12 +58,7 @@ def one_step_sketches(model: torch.nn.Module, batches: Iterable[dict], targets: 
     in one pass over the batches (``one_step_gradients``'s arguments; fp32 sketches on the model's device)."""
     _check_q(q)
     modules = target_modules(model, targets)
-    mats = {}
-    for mod in modules.values():
-        key = (*mod.weight.shape, mod.weight.device)
-        if key not in mats:
-            mats[key] = sketch_matrices(*key, q, seed)
-    tests = {name: mats[(*mod.weight.shape, mod.weight.device)] for name, mod in modules.items()}
+    tests = _matrices_per_layer(modules, q, seed)
     sums = sketch_pass(model, batches, modules, {name: {"right": omega, "psi": psi} for name, (omega, psi) in tests.items()},
                        loss_fn)
     return {name: Sketch(sums[name]["right"], sums[name]["psi"], *tests[name]) for name in modules}
@@ -80,15 +75,12 @@ def sketched_top_r(model: torch.nn.Module, batches: Sequence[dict], r: int, q: i
     _check_q(q)
     if not (isinstance(passes, int) and (passes == 1 or (passes >= 2 and passes % 2 == 0))):
         raise ValueError(f"passes={passes!r}: allowed 1 or an even integer ≥ 2")
+    modules = target_modules(model, targets)
+    for name, mod in modules.items():  # before any pass: the sketch size bounds the rank
+        _check_r(r, min(q, *mod.weight.shape), name)
     if passes == 1:
         return sketch_top_r(one_step_sketches(model, batches, targets, q, seed, loss_fn), r)
-    modules = target_modules(model, targets)
-    omegas = {}
-    for mod in modules.values():
-        key = (*mod.weight.shape, mod.weight.device)
-        if key not in omegas:
-            omegas[key] = sketch_matrices(*key, q, seed)[0]
-    bases = {name: omegas[(*mod.weight.shape, mod.weight.device)] for name, mod in modules.items()}
+    bases = {name: omega for name, (omega, _) in _matrices_per_layer(modules, q, seed).items()}
     for step in range(passes // 2):
         Y = sketch_pass(model, batches, modules, {n: {"right": P} for n, P in bases.items()}, loss_fn)
         Q = {n: _orth(Y[n]["right"]) for n in modules}
@@ -98,13 +90,22 @@ def sketched_top_r(model: torch.nn.Module, batches: Sequence[dict], r: int, q: i
     out = {}
     for name in modules:  # Ĝ = Q Wᵀ, W = GᵀQ (in × q): the SVD of the small Wᵀ
         Uc, S, Vh = torch.linalg.svd(W[name]["left"].double().T, full_matrices=False)
-        _check_r(r, Uc.shape[0], name)
         out[name] = ((-(Q[name].double() @ Uc[:, :r])).float(), S[:r].float(), Vh[:r].T.float().contiguous())
     return out
 
 
 def target_modules(model: torch.nn.Module, targets) -> dict[str, torch.nn.Module]:
     return {name: model.get_submodule(name) for name in target_linear_names(model, targets)}
+
+
+def _matrices_per_layer(modules: dict, q: int, seed: int) -> dict[str, tuple]:
+    """{name: (Ω, Ψ)}, drawn once per distinct (shape, device) and shared by the layers that have it."""
+    drawn = {}
+    for mod in modules.values():
+        key = (*mod.weight.shape, mod.weight.device)
+        if key not in drawn:
+            drawn[key] = sketch_matrices(*key, q, seed)
+    return {name: drawn[(*mod.weight.shape, mod.weight.device)] for name, mod in modules.items()}
 
 
 def sketch_pass(model: torch.nn.Module, batches: Iterable[dict], modules: dict, products: dict,
