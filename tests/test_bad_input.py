@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENTRY = {"lorasim": ("lorasim.app", "main"), "lorasim-verify": ("lorasim.verify", "main"),
          "lorasim-llm": ("lorasim.llm.app", "main"), "lorasim-plot": ("lorasim.sweep", "plot_main"),
          "lorasim-resume": ("lorasim.sweep", "resume_main"), "lorasim-bench": ("lorasim.bench", "main"),
-         "lorasim-sweep-bench": ("lorasim.sweep_bench", "main")}
+         "lorasim-sweep-bench": ("lorasim.sweep_bench", "main"), "lorasim-llm-bench": ("lorasim.llm.bench", "main")}
 ARRAYS = ["problem=arrays", "problem.X=[[1,2],[3,4],[5,7]]", "problem.Y=[[1],[2],[3]]", "problem.W0=[[0],[0]]"]
 ONE = ["methods=single", "run.rank=1", "run.steps=1", "run.figure=false", "run.quiet=true"]
 HAS_RAY = importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is not None
@@ -143,6 +143,9 @@ CLI = [
     ("lorasim-llm", ["task.eval_per_class=0"], ["task.eval_per_class=0"]),
     ("lorasim-llm", ["+foo=1"], ["+foo=1"]),
     ("lorasim-llm", ["+model.foo=1"], ["model.foo=1", "name, cache_dir"]),
+    ("lorasim-llm", ["method.svd=qr"], ["method.svd='qr'", "official, exact, randomized, sketch"]),
+    ("lorasim-llm", ["method.sketch_passes=3"], ["method.sketch_passes=3", "1, 2, 4"]),
+    ("lorasim-llm", ["method.accumulate_on=gpu"], ["method.accumulate_on='gpu'", "auto, device, offload, cpu"]),
     # the folder tools and the benchmark
     ("lorasim-plot", ["{data}/no_such_sweep"], ["dir=", "no_such_sweep"]),
     ("lorasim-resume", ["{data}"], ["dir=", "not a lorasim sweep folder"]),
@@ -150,6 +153,10 @@ CLI = [
     ("lorasim-bench", ["--only", "foo"], ["--only='foo'", "speed, t1, kernel"]),
     ("lorasim-bench", ["--device", "tpu"], ["--device='tpu'"]),
     ("lorasim-sweep-bench", ["--seeds", "0"], ["--seeds=0"]),
+    ("lorasim-llm-bench", ["--models", "70b"], ["--models=['70b']", "135m, 1b, 7b"]),
+    ("lorasim-llm-bench", ["--sketch-passes", "3"], ["--sketch-passes=[3]", "1 or even"]),
+    ("lorasim-llm-bench", ["--inits", "lora_one:qr"], ["--inits=['lora_one:qr']", "lora_one:sketch"]),
+    ("lorasim-llm-bench", ["--memory-cap", "8", "--device", "cpu"], ["--memory-cap=8.0", "on CUDA"]),
 ]
 
 
@@ -168,7 +175,7 @@ def _one_error_line(err: str) -> str:
 
 @pytest.mark.parametrize("prog, argv, wanted", CLI)
 def test_bad_cli_input_is_one_line_exit_2_and_no_folder(prog, argv, wanted, data, tmp_path, monkeypatch, capsys):
-    if prog == "lorasim-llm":
+    if prog.startswith("lorasim-llm"):
         pytest.importorskip("peft")
     module, name = ENTRY[prog]
     monkeypatch.chdir(tmp_path)

@@ -227,3 +227,24 @@ def test_randomized_falls_back_to_householder_on_a_rank_deficient_range():
     L, info = torch.linalg.cholesky_ex(torch.zeros(8, 8, dtype=torch.float64))
     assert int(info) != 0 and not torch.isfinite(torch.linalg.solve_triangular(L, torch.ones(8, 40, dtype=torch.float64),
                                                                                 upper=False)).all()
+
+
+def test_the_bench_measures_every_stage_and_writes_its_table(tmp_path, capsys):
+    """lorasim-llm-bench on a tiny random Llama (its numbers are not checked here, its rows are):
+    every stage finishes, the plain passes are the unit, and the factorisations carry accuracy columns."""
+    import pandas as pd
+
+    from lorasim.llm.bench import main
+
+    main(["--models", "tiny", "--device", "cpu", "--batches", "2", "--batch-size", "1", "--seq", "8", "--r", "2",
+          "--sketch-q", "4", "--sketch-passes", "1", "2", "--inits", "lora", "lora_one", "lora_one:sketch",
+          "--out", str(tmp_path / "t_")])
+    table = pd.read_csv(tmp_path / "t_llm_bench.csv")
+    assert (table["status"] == "ok").all()
+    assert list(table["stage"]) == ["plain passes", "gradient cpu", "svd exact (reference)", "svd official",
+                                    "svd randomized", "sketch q=4 passes=1", "sketch q=4 passes=2", "init lora",
+                                    "init lora_one (randomized)", "init lora_one:sketch"]
+    assert table["x_plain"].iloc[0] == 1.0 and (table["seconds"] > 0).all() and (table["peak_gib"] > 0).all()
+    scored = table[table["stage"].str.startswith(("svd o", "svd r", "sketch"))]
+    assert scored[["sin_U", "sin_V", "sin_median", "rel_err"]].notna().all().all()
+    assert "init lora_one:sketch" in capsys.readouterr().out
