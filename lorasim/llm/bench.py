@@ -1,7 +1,8 @@
 """``lorasim-llm-bench``: what each init costs against the plain passes, and how accurate each
 factorisation of the one-step gradient is against the exact SVD.
 
-    lorasim-llm-bench                                  # CUDA: 135m (fp32), 1b and 7b (bf16); CPU: 135m
+    lorasim-llm-bench                                  # CUDA: 135m (fp32), 1b and 7b (bf16), 8 batches of
+                                                       # 16 × 256 tokens; CPU: 135m, 8 batches of 4 × 128
     lorasim-llm-bench --models 1b --dtype bf16 --out b_
     lorasim-llm-bench --models 7b --batch-size 4 --memory-cap 40 --only gradient sketch
     lorasim-llm-bench --models smollm2 --device cpu    # SmolLM2's real weights on a real task's batches
@@ -259,8 +260,9 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--dtype", default=None, help="fp32 | bf16 (default: fp32 for 135m and smollm2, else bf16)")
     ap.add_argument("--batches", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seq", type=int, default=256, help="tokens per sequence (smollm2: max text tokens)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 16 on CUDA, 4 on the CPU")
+    ap.add_argument("--seq", type=int, default=None,
+                    help="tokens per sequence (smollm2: max text tokens); default: 256 on CUDA, 128 on the CPU")
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--sketch-q", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--sketch-passes", type=int, nargs="+", default=[1, 4], help="1 or even numbers")
@@ -275,6 +277,10 @@ def main(argv=None) -> None:
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     cuda = dev.startswith("cuda")
     args.models = args.models or (["135m", "1b", "7b"] if cuda else ["135m"])
+    if args.batch_size is None:  # the CPU's default: 1/8 of the tokens
+        args.batch_size = 16 if cuda else 4
+    if args.seq is None:
+        args.seq = 256 if cuda else 128
     for flag, value, ok, allowed in (
             ("--device", args.device, dev == "cpu" or (cuda and torch.cuda.is_available()),
              "auto, cpu" + (", cuda, cuda:N" if torch.cuda.is_available() else " (CUDA is not available)")),
