@@ -17,6 +17,7 @@ from lorasim.llm import lora_one_model, one_step_gradients  # noqa: E402
 from lorasim.llm.init import lora_one_peft  # noqa: E402
 from lorasim.llm.sketch import one_step_sketches, sketch_top_r, sketched_top_r  # noqa: E402
 from lorasim.llm.models import tiny_llama  # noqa: E402
+from lorasim.metrics import sin_theta  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -80,10 +81,14 @@ def test_two_gloo_ranks_give_the_one_process_init_on_the_union(tmp_path):
         assert torch.equal(ranks[0]["sketched"][name], ranks[1]["sketched"][name])
     # Two passes: the first pass's all-reduced range sketch gives every rank the same basis Q for the
     # second, so the result is the one-process result on the union (up to summation order).
-    for name, (U, S, V) in sketched_top_r(tiny_llama(0), _batches(), 4, q=16, passes=2).items():
+    # Tolerance: the sums differ by summation order, ≤ n·ε32·σ1 with n = tokens + out + in, which moves
+    # the top-4 subspace by at most that over the gap σ4 − σ5 (Wedin), and σ by that much.
+    eps, tokens = torch.finfo(torch.float32).eps, sum(b["input_ids"].numel() for b in _batches())
+    for name, (U, S, V) in sketched_top_r(tiny_llama(0), _batches(), 5, q=16, passes=2).items():
         have_U, have_S, _ = ranks[0]["two_pass"][name]
-        torch.testing.assert_close(have_S, S, rtol=1e-4, atol=1e-6 * float(S[0]))
-        torch.testing.assert_close(have_U @ have_U.T, U @ U.T, rtol=0, atol=1e-3)
+        err = (tokens + U.shape[0] + V.shape[0]) * eps * float(S[0])
+        torch.testing.assert_close(have_S, S[:4], rtol=0, atol=err)
+        assert float(sin_theta(U[:, :4].double(), have_U.double())) <= err / float(S[3] - S[4]), name
 
 
 def test_local_sweep_jobs_take_the_gpus_in_turn():

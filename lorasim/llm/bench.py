@@ -12,12 +12,14 @@ Llama-2-7B; built on the device, weights from the "bench/model" stream) fed rand
 ("bench/tokens"), or ``smollm2`` (the real model on the synthetic_topics task's init batches).
 One table per model, a row per stage, columns
 
-    stage         plain passes | gradient (where it is summed) | svd <method> (on the gradient) |
+    stage         plain passes | target passes (only the target weights take gradients: a LoRA
+                  backward's weight work) | gradient (where it is summed) | reference (the exact SVD
+                  in --reference precision, fp64 by default) | svd <method> (on the gradient) |
                   sketch q=<q> passes=<p> (the passes + reconstruction) | init <method> (everything, from a
                   fresh model; lora_one:<svd> names the factorisation)
     seconds       wall time, device synchronised; × plain: seconds over the plain passes'
     peak_gib      peak device memory during the stage (torch's allocator; on the CPU, peak RSS)
-    sin_U, sin_V  the largest sinΘ over layers between the stage's top-r subspaces and exact's
+    sin_U, sin_V  the largest sinΘ over layers between the stage's top-r subspaces and the reference's
     sin_median    the median over layers of the larger of the two
     rel_err       the largest over layers of ‖F̂ − F‖_F/‖F‖_F, F = [−G]_r/σ1 (what official LoRA-One
                   sets, up to the constant s/γ)
@@ -43,7 +45,7 @@ from .. import streams
 from ..io import write_csv
 from ..job import error
 from ..metrics import sin_theta
-from .gradient import one_step_gradients
+from .gradient import one_step_gradients, target_linear_names
 from .methods import MethodConfig, prepare
 from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
@@ -57,7 +59,7 @@ SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocab, tied embeddi
 MODELS = (*SHAPES, "smollm2")
 STAGES = ("gradient", "svd", "sketch", "init")  # the plain passes always run: they are the unit
 INITS = ("lora", "pissa", "lora_ga", "lora_one", "lora_one:official", "lora_one:sketch")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
 def random_llama(shape: str, dtype: torch.dtype, device, seed: int = 0):
@@ -142,12 +144,14 @@ def measured(device, row: dict):
         row["peak_gib"] = watch.peak / 2**30
 
 
-def plain_passes(model, batches) -> None:
+def plain_passes(model, batches, only=None) -> None:
     """Forward and backward of every batch, every parameter taking gradients (a training step's work
-    without the optimizer); the gradients are dropped afterwards."""
+    without the optimizer), or only the weights in ``only``; the gradients are dropped afterwards."""
     flags = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
-        p.requires_grad_(True)
+        p.requires_grad_(only is None)
+    for w in only or ():
+        w.requires_grad_(True)
     try:
         for batch in batches:
             model(**batch).loss.backward()
@@ -187,7 +191,8 @@ def bench_model(name: str, args, report) -> list[dict]:
         row, out = {**base, "stage": stage, **extra}, None
         with measured(dev, row):
             out = run()
-        plain = row["seconds"] if stage == "plain passes" else plain
+        if stage == "plain passes":
+            plain = row["seconds"] if row["status"] == "ok" else float("nan")
         row["x_plain"] = row["seconds"] / plain
         if row["status"] == "ok" and score is not None:
             row.update(score(out))
@@ -197,6 +202,8 @@ def bench_model(name: str, args, report) -> list[dict]:
 
     plain_passes(model, batches[:1])  # warm-up: kernels, cuBLAS handles, allocator
     add("plain passes", lambda: plain_passes(model, batches))
+    targets = [model.get_submodule(n).weight for n in target_linear_names(model)]
+    add("target passes", lambda: plain_passes(model, batches, only=targets))  # a LoRA backward's weight work
     cap = _cap(dev, args.memory_cap)
     grads = reference = None
     if "gradient" in args.only or ("svd" in args.only and not cap):
@@ -206,9 +213,11 @@ def bench_model(name: str, args, report) -> list[dict]:
             grads = add(f"gradient {mode}", lambda: one_step_gradients(model, batches, accumulate_on=mode))
     if grads is not None and not cap and "svd" in args.only:
         grads = {k: v.to(dev) for k, v in grads.items()}
-        reference = add("svd exact (reference)", lambda: top_r(grads, r + 1, "exact"),
+        reference = add(f"reference ({args.reference} exact)",
+                        lambda: top_r(grads, r + 1, "exact", dtype=DTYPES[args.reference]),
                         lambda ref: {"gap": max(float(S[r] / S[r - 1]) for _, S, _ in ref.values())})
-        for method in (m for m in SVD_METHODS if m != "exact"):
+        for method in SVD_METHODS:
+            top_r({"warm-up": torch.randn(64, 48, device=dev)}, 2, method)  # solver handles are not a stage's cost
             add(f"svd {method}", lambda: top_r(grads, r, method), lambda sp: accuracy(sp, reference, r))
     grads = None  # freed before the sketches: their peak is their own
     if "sketch" in args.only:
@@ -270,6 +279,7 @@ def main(argv=None) -> None:
     ap.add_argument("--inits", nargs="+", default=list(INITS), help=" ".join(INITS))
     ap.add_argument("--only", nargs="+", default=list(STAGES), help=" ".join(STAGES))
     ap.add_argument("--memory-cap", type=float, default=None, help="GiB this process may use on the device")
+    ap.add_argument("--reference", default="fp64", help="fp64 | fp32: the precision of the exact SVD the others are scored against")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     ap.add_argument("--out", default=None, help="write the table as <out>llm_bench.csv")
     args = ap.parse_args(argv)
@@ -285,7 +295,8 @@ def main(argv=None) -> None:
             ("--device", args.device, dev == "cpu" or (cuda and torch.cuda.is_available()),
              "auto, cpu" + (", cuda, cuda:N" if torch.cuda.is_available() else " (CUDA is not available)")),
             ("--models", args.models, all(m in MODELS for m in args.models), ", ".join(MODELS)),
-            ("--dtype", args.dtype, args.dtype in (None, *DTYPES), "fp32, bf16"),
+            ("--dtype", args.dtype, args.dtype in (None, "fp32", "bf16"), "fp32, bf16"),
+            ("--reference", args.reference, args.reference in ("fp64", "fp32"), "fp64, fp32"),
             ("--only", args.only, all(s in STAGES for s in args.only), ", ".join(STAGES)),
             ("--inits", args.inits, all(i in INITS for i in args.inits), ", ".join(INITS)),
             ("--accumulate", args.accumulate, all(a in ("device", "offload", "cpu") for a in args.accumulate or []),

@@ -17,7 +17,7 @@ the gradient one process would compute on their union — before any SVD.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Iterable, Optional, Sequence, Union
 
 import torch
@@ -45,46 +45,55 @@ def target_linear_names(model: torch.nn.Module, targets: Union[str, Sequence[str
 ACCUMULATE = ("auto", "device", "offload", "cpu")
 DEVICE_SHARE = 0.5  # auto: accumulate on the device when the fp32 sums take at most this share of the free memory
 OFFLOAD_SLOTS = 8   # pinned staging buffers in flight per offloading pass (bounded host memory)
-OFFLOAD_WORKERS = 4  # host threads adding staged gradients; a layer always goes to the same one
 
 
 @contextmanager
 def frozen_for_init(model: torch.nn.Module, trainable: Sequence[torch.Tensor]):
-    """Only ``trainable`` takes gradients and the model is in eval mode (no dropout in the estimate);
-    the ``requires_grad`` flags and the training mode are restored afterwards."""
+    """Only ``trainable`` takes gradients, starting from none (a ``.grad`` they held is set aside and
+    given back), and the model is in eval mode (no dropout in the estimate); the ``requires_grad``
+    flags, the gradients and the training mode are restored afterwards."""
     flags = {p: p.requires_grad for p in model.parameters()}
+    held = {w: w.grad for w in trainable}
     was_training = model.training
     try:
         for p in model.parameters():
             p.requires_grad_(False)
         for w in trainable:
+            w.grad = None
             w.requires_grad_(True)
         model.eval()
         yield
     finally:
         for p, f in flags.items():
             p.requires_grad_(f)
+        for w, g in held.items():
+            w.grad = g
         model.train(was_training)
 
 
 def resolve_accumulation(weights: Sequence[torch.Tensor], accumulate_on: Union[str, torch.device]) -> str:
-    """"device", "offload" or "cpu" for ``accumulate_on`` ("auto" decides; a device name is taken
-    as "device" if it is the weights' device, "cpu" for the CPU)."""
-    if str(accumulate_on) not in ACCUMULATE:
+    """"device", "offload" or "cpu" for ``accumulate_on``. "auto" takes "device" when, on every device
+    holding target weights, their fp32 sums need at most DEVICE_SHARE of its free memory, else
+    "offload"; a device name means "cpu" for the CPU and "device" for the weights' own device."""
+    devices = {w.device for w in weights} or {torch.device("cpu")}
+    accumulate_on = str(accumulate_on)  # torch.device("cpu") is the setting "cpu"
+    if accumulate_on not in ACCUMULATE:
         where = torch.device(accumulate_on)
         if where.type == "cpu":
             return "cpu"
-        if any(w.device != where for w in weights):
-            raise ValueError(f"accumulate_on={str(accumulate_on)!r}: allowed one of {', '.join(ACCUMULATE)}, "
+        if any(d.type != where.type or where.index not in (None, d.index) for d in devices):
+            raise ValueError(f"accumulate_on={accumulate_on!r}: allowed one of {', '.join(ACCUMULATE)}, "
                              "or the device the target weights are on")
         return "device"
-    device = weights[0].device if weights else torch.device("cpu")
-    if device.type != "cuda":
+    if all(d.type != "cuda" for d in devices):
         return "cpu" if accumulate_on in ("offload", "cpu") else "device"
     if accumulate_on != "auto":
         return accumulate_on
-    need = sum(w.numel() for w in weights) * 4
-    return "device" if need <= DEVICE_SHARE * free_device_memory(device) else "offload"
+    need = {d: 0 for d in devices}
+    for w in weights:
+        need[w.device] += w.numel() * 4
+    fits = all(d.type != "cuda" or n <= DEVICE_SHARE * free_device_memory(d) for d, n in need.items())
+    return "device" if fits else "offload"
 
 
 def free_device_memory(device: torch.device) -> int:
@@ -97,23 +106,24 @@ def free_device_memory(device: torch.device) -> int:
 
 
 class _Offload:
-    """Device-to-host accumulation that does not serialise the backward pass: each layer's gradient
-    is copied on a side stream into a pinned staging slot, and a worker thread adds the slot to the
-    host fp32 sum once the copy's event has fired. A layer always goes to the same worker, which runs
-    its adds in submission order, so every sum is formed in the same order, with the same fp32 adds,
-    as synchronous accumulation: the result is bitwise the same. Slots are reused round-robin (a slot
-    waits for its last add)."""
+    """Device-to-host accumulation that does not serialise the backward pass on copies: each layer's
+    gradient is copied, on a side stream of its own device, into a pinned staging slot, and a worker
+    thread adds the slot to the host fp32 sum once the copy's event has fired. The worker runs the
+    adds in submission order, so every sum is formed in the same order, with the same fp32 adds, as
+    synchronous accumulation: the result is bitwise the same. Slots are reused round-robin; a slot
+    waits for its last add, so the passes run no faster than the host can add (one worker: the adds
+    are memory-bound, and torch already spreads each one over the cores)."""
 
     def __init__(self, acc: dict[str, torch.Tensor], weights: dict[str, torch.Tensor]):
-        self.acc, self.cuda = acc, any(w.is_cuda for w in weights.values())
+        self.acc = acc
+        self.cuda = any(w.is_cuda for w in weights.values())
         biggest = max(w.numel() for w in weights.values())
         dtype = next(iter(weights.values())).dtype
         self.slots = [torch.empty(biggest, dtype=dtype, pin_memory=self.cuda) for _ in range(OFFLOAD_SLOTS)]
         self.pending: list = [None] * OFFLOAD_SLOTS
         self.next = 0
-        self.stream = torch.cuda.Stream(device=next(iter(weights.values())).device) if self.cuda else None
-        self.pools = [ThreadPoolExecutor(max_workers=1) for _ in range(OFFLOAD_WORKERS)]
-        self.worker = {name: i % OFFLOAD_WORKERS for i, name in enumerate(weights)}
+        self.streams = {w.device: torch.cuda.Stream(device=w.device) for w in weights.values() if w.is_cuda}
+        self.pool = ThreadPoolExecutor(max_workers=1)
 
     def add(self, name: str, grad: torch.Tensor) -> None:
         i, self.next = self.next, (self.next + 1) % OFFLOAD_SLOTS
@@ -123,16 +133,18 @@ class _Offload:
         if grad.dtype != staged.dtype:
             staged = torch.empty(grad.shape, dtype=grad.dtype, pin_memory=self.cuda)
         event = None
-        if self.cuda:
-            self.stream.wait_stream(torch.cuda.current_stream(grad.device))
-            with torch.cuda.stream(self.stream):
-                staged.copy_(grad, non_blocking=True)
-                event = torch.cuda.Event()
-                event.record(self.stream)
-            grad.record_stream(self.stream)  # its memory is not reused before the copy is done
+        if grad.is_cuda:
+            stream = self.streams[grad.device]
+            with torch.cuda.device(grad.device):  # a device-to-host copy runs on its source device's stream
+                stream.wait_stream(torch.cuda.current_stream(grad.device))
+                with torch.cuda.stream(stream):
+                    staged.copy_(grad, non_blocking=True)
+                    event = torch.cuda.Event()
+                    event.record(stream)
+            grad.record_stream(stream)  # its memory is not reused before the copy is done
         else:
             staged.copy_(grad)
-        self.pending[i] = self.pools[self.worker[name]].submit(self._accumulate, name, staged, event)
+        self.pending[i] = self.pool.submit(self._accumulate, name, staged, event)
 
     def _accumulate(self, name, staged, event) -> None:
         if event is not None:
@@ -140,11 +152,13 @@ class _Offload:
         self.acc[name].add_(staged)  # bf16 → fp32 is exact: the same adds as the synchronous sum's
 
     def finish(self) -> None:
-        for f in self.pending:
-            if f is not None:
-                f.result()
-        for pool in self.pools:
-            pool.shutdown()
+        """Waits for every add; the worker is shut down even when one failed (its error is raised)."""
+        try:
+            for f in self.pending:
+                if f is not None:
+                    f.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Optional[callable] = None) -> int:
@@ -166,10 +180,11 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
 
     ``batches`` are keyword dicts for ``model(**batch)``; the loss is ``output.loss`` unless
     ``loss_fn(output, batch)`` is given. ``accumulate_on``: "device" keeps the fp32 sums on the
-    weights' device (no copies); "offload" sums on the host without stalling the passes (``_Offload``);
-    "cpu" copies each gradient to the host synchronously (the reference for "offload"); "auto" takes
-    "device" when the sums need at most DEVICE_SHARE of the free device memory, else "offload". The
-    results live where they were summed. Flags and training mode are restored afterwards.
+    weights' device (no copies); "offload" sums on the host, copies overlapping the passes
+    (``_Offload``; the passes then run at the host's add bandwidth, 10 bytes per target weight and
+    batch); "cpu" copies each gradient to the host synchronously (the reference for "offload");
+    "auto" as ``resolve_accumulation`` says. The results live where they were summed. Flags,
+    gradients and training mode are restored afterwards.
     """
     weights = {name: model.get_submodule(name).weight for name in target_linear_names(model, targets)}
     mode = resolve_accumulation(list(weights.values()), accumulate_on)
@@ -193,11 +208,16 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
         try:
             hooks = [w.register_post_accumulate_grad_hook(take(name)) for name, w in weights.items()]
             count = backward_each(model, batches, loss_fn)
+        except BaseException:
+            if offload is not None:  # the pass's own error is the one raised, not a worker's
+                with suppress(Exception):
+                    offload.finish()
+            raise
         finally:
             for h in hooks:
                 h.remove()
-            if offload is not None:
-                offload.finish()
+        if offload is not None:
+            offload.finish()
     total = torch.tensor([count], dtype=torch.int64)  # summed over the ranks with the accumulators
     collective([*acc.values(), total], lambda buf: dist.all_reduce(buf))
     count = int(total.item())

@@ -62,8 +62,9 @@ def lora_one_model(model: torch.nn.Module, gradients: dict[str, torch.Tensor], r
     (lorasim.llm.svd.top_r). Adapters are fp32."""
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r}: allowed one of {', '.join(VARIANTS)}")
-    return lora_one_peft(model, top_r(gradients, r, svd, q, niter, oversample, seed), r, lora_alpha, rslora, gamma,
-                         variant, zeta, lora_dropout, target_modules, task_type)
+    spectra = top_r(gradients, r, svd, q, niter, oversample, seed, device=next(model.parameters()).device)
+    return lora_one_peft(model, spectra, r, lora_alpha, rslora, gamma, variant, zeta, lora_dropout, target_modules,
+                         task_type)
 
 
 def lora_one_peft(model: torch.nn.Module, spectra: dict[str, tuple], r: int, lora_alpha: float = 16.0,

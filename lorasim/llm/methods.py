@@ -128,7 +128,8 @@ def lora_one_spectra(method: MethodConfig, model: torch.nn.Module, init_batches:
                               method.targets)
     if gradients is None:
         gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
-    return top_r(gradients, method.r, method.svd, method.svd_q, method.svd_niter, method.svd_oversample)
+    device = next(model.parameters()).device  # offloaded sums are factorised on the model's device, not the host
+    return top_r(gradients, method.r, method.svd, method.svd_q, method.svd_niter, method.svd_oversample, device=device)
 
 
 def _trainable(model):

@@ -125,6 +125,8 @@ def sketch_pass(model: torch.nn.Module, batches: Iterable[dict], modules: dict, 
     def on_output(name):
         def forward_hook(mod, args, output):
             held = [args[0]]  # the input lives until its hook has run, not until the whole graph is freed
+            if output.grad_fn is None:  # fed by nothing that needs a gradient (not the embeddings' path)
+                output = output.requires_grad_(True)
 
             def add(delta):
                 x = held.pop()
@@ -137,8 +139,8 @@ def sketch_pass(model: torch.nn.Module, batches: Iterable[dict], modules: dict, 
                         sums[name][kind].addmm_(X.T, D @ M)
                     else:
                         sums[name][kind].addmm_(M @ D.T, X)
-            if output.requires_grad:
-                output.register_hook(add)
+            output.register_hook(add)
+            return output
         return forward_hook
 
     def needs_grad(mod, args, output):  # the weights are frozen: the graph starts at the embeddings

@@ -10,12 +10,12 @@ LoRA-One needs, per layer, [−G]_r = U_r S_r V_rᵀ (G = ∇_W L, out × in). T
                 (Halko, Martinsson & Tropp 2011, Alg. 4.4 + 5.1); layers of one shape batched.
 
 Batching stacks at most ``chunk_bytes`` of gradients at a time, so the extra memory is bounded
-whatever the model's size. Everything runs on the gradients' own device, in fp32 (float64 gradients
-stay float64). The result is {name: (U out × r, S (r,), V in × r)} of −G, largest first.
+whatever the model's size. Everything runs on ``device`` (default: the gradients' own; gradients
+summed on the host travel to the GPU a chunk at a time), in fp32 unless ``dtype`` says otherwise. The result is {name: (U out × r, S (r,), V in × r)} of −G, largest first.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -27,10 +27,13 @@ CHUNK_BYTES = 1 << 30  # stacked gradients per batched call: bounded extra memor
 
 
 def top_r(gradients: dict[str, torch.Tensor], r: int, method: str = DEFAULT_SVD, q: int = 512, niter: int = 16,
-          oversample: int = 8, seed: int = 0, chunk_bytes: int = CHUNK_BYTES) -> dict[str, tuple]:
+          oversample: int = 8, seed: int = 0, chunk_bytes: int = CHUNK_BYTES, device=None,
+          dtype: Optional[torch.dtype] = None) -> dict[str, tuple]:
     """{name: (U_r, S_r, V_r)} of −gradients[name] for each layer, by ``method`` (module docstring).
     ``q`` is official's sketch size; ``oversample`` randomized's (q = r + oversample); ``niter`` both's
-    power iterations."""
+    power iterations. ``device``: where to factorise (default: where each gradient is; gradients summed
+    on the host travel there one chunk at a time). ``dtype``: the working precision (default: the
+    gradients' own, at least fp32; official always works in fp32)."""
     if method not in SVD_METHODS:
         raise ValueError(f"svd={method!r}: allowed one of {', '.join(SVD_METHODS)}")
     if not gradients:
@@ -39,9 +42,9 @@ def top_r(gradients: dict[str, torch.Tensor], r: int, method: str = DEFAULT_SVD,
     if not (isinstance(r, int) and 1 <= r <= smallest):
         raise ValueError(f"r={r!r}: allowed an integer in [1, {smallest}]")
     if method == "official":
-        return {name: official_top_r(g, r, q, niter, seed) for name, g in gradients.items()}
+        return {name: official_top_r(g.to(device or g.device), r, q, niter, seed) for name, g in gradients.items()}
     out = {}
-    for names, stack in _same_shape_chunks(gradients, chunk_bytes):
+    for names, stack in _same_shape_chunks(gradients, chunk_bytes, device, dtype):
         if method == "exact":
             U, S, Vh = torch.linalg.svd(stack, full_matrices=False)
             U, S, V = U[..., :r], S[..., :r], Vh[..., :r, :].mT
@@ -106,17 +109,20 @@ def randomized_top_r(M: torch.Tensor, r: int, q: int, niter: int, seed: int = 0)
 def householder(Y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(Y).Q
 
-def _same_shape_chunks(gradients: dict, chunk_bytes: int) -> Iterator[tuple[list, torch.Tensor]]:
-    """(names, stacked gradients, fp32 or wider) for runs of same-shape layers, each at most
-    ``chunk_bytes`` (and at least one layer). A single layer is a view of its own gradient (no copy)."""
+def _same_shape_chunks(gradients: dict, chunk_bytes: int, device=None,
+                       dtype: Optional[torch.dtype] = None) -> Iterator[tuple[list, torch.Tensor]]:
+    """(names, stacked gradients on ``device`` in ``dtype``) for runs of same-shape layers, each at most
+    ``chunk_bytes`` (and at least one layer). A single layer already there is a view (no copy)."""
     groups: dict = {}
     for name, g in gradients.items():
-        groups.setdefault((tuple(g.shape), g.device, torch.promote_types(g.dtype, torch.float32)), []).append(name)
-    for (shape, _, dtype), names in groups.items():
-        step = max(1, chunk_bytes // (gradients[names[0]].numel() * dtype.itemsize))
+        key = (tuple(g.shape), torch.device(device) if device is not None else g.device,
+               dtype or torch.promote_types(g.dtype, torch.float32))
+        groups.setdefault(key, []).append(name)
+    for (shape, where, work), names in groups.items():
+        step = max(1, chunk_bytes // (gradients[names[0]].numel() * work.itemsize))
         for i in range(0, len(names), step):
             part = names[i:i + step]
             if len(part) == 1:
-                yield part, gradients[part[0]].to(dtype).unsqueeze(0)
+                yield part, gradients[part[0]].to(device=where, dtype=work).unsqueeze(0)
             else:
-                yield part, torch.stack([gradients[n].to(dtype) for n in part])
+                yield part, torch.stack([gradients[n].to(device=where, dtype=work) for n in part])
