@@ -171,9 +171,9 @@ def accuracy(spectra: dict, reference: dict, r: int) -> dict:
     for name, (U0, S0, V0) in reference.items():
         U0, S0, V0 = U0[:, :r].double(), S0[:r].double(), V0[:, :r].double()
         U, S, V = (t.to(device=U0.device, dtype=torch.float64) for t in spectra[name])
-        worst.append(max(float(sin_theta(U0, U[:, :r])), float(sin_theta(V0, V[:, :r]))))
-        sin_u = max(sin_u, float(sin_theta(U0, U[:, :r])))
-        sin_v = max(sin_v, float(sin_theta(V0, V[:, :r])))
+        su, sv = float(sin_theta(U0, U[:, :r])), float(sin_theta(V0, V[:, :r]))
+        worst.append(max(su, sv))
+        sin_u, sin_v = max(sin_u, su), max(sin_v, sv)
         F0 = (U0 * (S0 / S0[0])) @ V0.T
         rel = max(rel, float(torch.linalg.matrix_norm(F0 - (U[:, :r] * (S[:r] / S[0])) @ V[:, :r].T)
                              / torch.linalg.matrix_norm(F0)))
