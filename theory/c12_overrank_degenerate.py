@@ -80,7 +80,7 @@ import torch
 import lorasim
 
 from .kit import Checks, Mutation, TeacherSettings, gauss_seidel_step, parse, span
-from .numerics import EPS, spd_norm
+from .numerics import EPS, fro, spd_norm
 
 TITLE = "over-rank spectral init: spare block kept by GD"
 RESULT = "R4"
@@ -102,20 +102,16 @@ class Settings(TeacherSettings):
     gd_steps: int
 
 
-def _fro(x: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(x))
-
-
 def _tangent(prob, factors_star, As, Bs, eta):
     """First-order GD spare dynamics around the rank-r* trajectory (see Derivation); norms per step."""
     S, G = prob.sigma_hat, prob.G
-    nA, nB, gamma_op = [_fro(As)], [_fro(Bs)], []
+    nA, nB, gamma_op = [fro(As)], [fro(Bs)], []
     for _, Am, Bm in factors_star[:-1]:
         Gam = S @ Am @ Bm - G
         gamma_op.append(float(torch.linalg.matrix_norm(Gam, ord=2)))
         As, Bs = As - eta * Gam @ Bs.T, Bs - eta * As.T @ Gam
-        nA.append(_fro(As))
-        nB.append(_fro(Bs))
+        nA.append(fro(As))
+        nB.append(fro(Bs))
     return np.array(nA), np.array(nB), np.array(gamma_op)
 
 
@@ -130,8 +126,8 @@ def run(settings, ctx):
         s1 = float(sv[0])
         S, D = prob.sigma_hat, prob.delta
         s_op = spd_norm(S)
-        delta_G = math.sqrt(n) * EPS * s_op * _fro(D) + p * EPS * s1
-        delta_Gam = p * EPS * (_fro(S.abs() @ D.abs()) + s_op * s1)
+        delta_G = math.sqrt(n) * EPS * s_op * fro(D) + p * EPS * s1
+        delta_Gam = p * EPS * (fro(S.abs() @ D.abs()) + s_op * s1)
         kw = {"steps": T, "keep_factors": True, "solver": "gd", "lr": eta, "metrics": "risk"}
         tr = lorasim.train(prob, init="spectral", rank=r, **kw)
         ts = lorasim.train(prob, init="spectral", rank=rs, **kw)
@@ -140,15 +136,15 @@ def run(settings, ctx):
             sj = float(sv[rs + j])
             level = sj if ctx.mutant("level_eps") else math.sqrt(sj)
             init_rows.append({"seed": seed, "j": rs + j + 1, "c_j": sj / (EPS * s1), "sigma_j": sj,
-                              "bound_sigma": 10 * delta_G, "col_norm_A0": _fro(A0[:, rs + j]),
-                              "row_norm_B0": _fro(B0[rs + j]), "predicted": level,
-                              "rel_err": max(abs(_fro(A0[:, rs + j]) / level - 1), abs(_fro(B0[rs + j]) / level - 1)),
+                              "bound_sigma": 10 * delta_G, "col_norm_A0": fro(A0[:, rs + j]),
+                              "row_norm_B0": fro(B0[rs + j]), "predicted": level,
+                              "rel_err": max(abs(fro(A0[:, rs + j]) / level - 1), abs(fro(B0[rs + j]) / level - 1)),
                               "tol_rel": p * EPS})
-        nA = np.array([_fro(A[:, rs:]) for _, A, _ in tr.factors])
-        nB = np.array([_fro(B[rs:]) for _, _, B in tr.factors])
+        nA = np.array([fro(A[:, rs:]) for _, A, _ in tr.factors])
+        nB = np.array([fro(B[rs:]) for _, _, B in tr.factors])
         pairs = list(zip(tr.factors, ts.factors))  # rank r and rank r*, step by step
-        gap_AB = max(_fro(A @ B - A2 @ B2) for (_, A, B), (_, A2, B2) in pairs)
-        gap_F = max(max(_fro(A[:, :rs] - A2), _fro(B[:rs] - B2)) for (_, A, B), (_, A2, B2) in pairs)
+        gap_AB = max(fro(A @ B - A2 @ B2) for (_, A, B), (_, A2, B2) in pairs)
+        gap_F = max(max(fro(A[:, :rs] - A2), fro(B[:rs] - B2)) for (_, A, B), (_, A2, B2) in pairs)
         tA, tB, gop = _tangent(prob, ts.factors, A0[:, rs:], B0[rs:], eta)
         L = min(len(nA), len(tA))
         tang_err = float(max(np.max(np.abs(nA[:L] / tA[:L] - 1)), np.max(np.abs(nB[:L] / tB[:L] - 1))))

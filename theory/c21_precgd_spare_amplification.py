@@ -104,7 +104,7 @@ import lorasim
 from lorasim.fitting import mean_se
 
 from .kit import Checks, Mutation, TeacherSettings, parse, patched, span
-from .numerics import EPS, spd_norm
+from .numerics import EPS, fro, spd_norm
 
 TITLE = "PrecGD amplifies the over-rank spare block"
 RESULT = "R4"
@@ -142,10 +142,6 @@ class Settings(TeacherSettings):
     toy_lambda: float
 
 
-def _fro(x: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(x))
-
-
 def _tangent(prob, factors_star, As, Bs, eta, lam, block_diagonal=False):
     """The PrecGD spare dynamics linearised around the rank-r* trajectory (Derivation), from that run's
     factors only: spare norms per step (full recursion), the one-pass (first order in 1/λ) norms of B_s,
@@ -158,7 +154,7 @@ def _tangent(prob, factors_star, As, Bs, eta, lam, block_diagonal=False):
     r = rs + As.shape[1]
     Ir = torch.eye(rs, dtype=S.dtype, device=S.device)
     As0, Bs0, K = As, Bs, torch.zeros_like(G)
-    nA, nB, n1, leak = [_fro(As)], [_fro(Bs)], [_fro(Bs)], 0.0
+    nA, nB, n1, leak = [fro(As)], [fro(Bs)], [fro(Bs)], 0.0
     for _, Am, Bm in factors_star[:-1]:
         Gam = S @ Am @ Bm - G
         if block_diagonal:
@@ -166,13 +162,13 @@ def _tangent(prob, factors_star, As, Bs, eta, lam, block_diagonal=False):
         PA = Am @ torch.linalg.solve(Am.T @ Am + lam * Ir, Am.T)
         PB = Bm.T @ torch.linalg.solve(Bm @ Bm.T + lam * Ir, Bm)
         sB = torch.linalg.svdvals(Bm)
-        leak += eta * r * EPS * (float(sB[0]) ** 2 + lam) / lam * _fro(Gam) * float(sB[0]) / (float(sB[-1]) ** 2 + lam)
+        leak += eta * r * EPS * (float(sB[0]) ** 2 + lam) / lam * fro(Gam) * float(sB[0]) / (float(sB[-1]) ** 2 + lam)
         drive_B = (Id - PA) @ Gam
         As, Bs = As - (eta / lam) * Gam @ (Ik - PB) @ Bs.T, Bs - (eta / lam) * As.T @ drive_B
         K = K + eta * drive_B
-        nA.append(_fro(As))
-        nB.append(_fro(Bs))
-        n1.append(_fro(Bs0 - As0.T @ K / lam))
+        nA.append(fro(As))
+        nB.append(fro(Bs))
+        n1.append(fro(Bs0 - As0.T @ K / lam))
     return np.array(nA), np.array(nB), np.array(n1), leak
 
 
@@ -202,10 +198,10 @@ def run(settings, ctx):
         S, D = prob.sigma_hat, prob.delta
         s1, s_rs = float(sv[0]), float(sv[rs - 1])
         s_op = spd_norm(S)
-        delta_Gam = max(d, k) * EPS * (_fro(S.abs() @ D.abs()) + s_op * s1)
+        delta_Gam = max(d, k) * EPS * (fro(S.abs() @ D.abs()) + s_op * s1)
         w = sv[rs:r].sqrt()
         eye = torch.eye(d, dtype=S.dtype, device=S.device)
-        x = 0.0 if spec else _fro(w[:, None] * (U[:, rs:r].T @ (S - eye) @ prob.G)) / _fro(w)
+        x = 0.0 if spec else fro(w[:, None] * (U[:, rs:r].T @ (S - eye) @ prob.G)) / fro(w)
         seeds_rows.append({"seed": seed, "x": x, "sigma_rstar": s_rs, "lam_c_closed": x / math.sqrt(99),
                            "x2_N_over_dW2": x * x * n / float((D * D).sum())})
         for lam in lambdas:
@@ -213,8 +209,8 @@ def run(settings, ctx):
             tr = lorasim.train(prob, init="spectral", rank=r, steps=T, **kw)
             ts = lorasim.train(prob, init="spectral", rank=rs, steps=T, **kw)
             A0, B0 = tr.factors[0][1], tr.factors[0][2]
-            nA = np.array([_fro(A[:, rs:]) for _, A, _ in tr.factors])
-            nB = np.array([_fro(B[rs:]) for _, _, B in tr.factors])
+            nA = np.array([fro(A[:, rs:]) for _, A, _ in tr.factors])
+            nB = np.array([fro(B[rs:]) for _, _, B in tr.factors])
             tA, tB, t1, leak = _tangent(prob, ts.factors, A0[:, rs:], B0[rs:], eta, lam, block_diagonal=spec)
             L = min(len(nA), len(tA))
             tang_err = float(max(np.max(np.abs(nA[:L] / tA[:L] - 1)), np.max(np.abs(nB[:L] / tB[:L] - 1))))

@@ -106,6 +106,11 @@ def sqrt_low_rank_shift(Y: torch.Tensor, shift: float) -> Callable[[torch.Tensor
     return lambda v: root * (v + Q @ (c[:, None] * (Q.T @ v)))
 
 
+def fro(x: torch.Tensor) -> float:
+    """‖x‖_F (the 2-norm of all entries) as a float."""
+    return float(torch.linalg.vector_norm(x))
+
+
 def sin_theta(U1: torch.Tensor, U2: torch.Tensor) -> torch.Tensor:
     """‖(I − U1U1ᵀ)U2‖_op for orthonormal bases (batched over leading dimensions of U2), from an SVD."""
     return torch.linalg.matrix_norm(U2 - U1 @ (U1.T @ U2), ord=2)
