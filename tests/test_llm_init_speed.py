@@ -194,6 +194,89 @@ def test_a_bf16_model_is_sketched_and_summed_in_fp32():
         assert float(torch.linalg.matrix_norm(sk.Y - g @ sk.omega)) <= bound, name
 
 
+# -- the causal LM's loss backpropagated through its head in chunks ---------------------------------
+def _masked_batches(n=3, rows=2, seq=10, seed=1):
+    """Batches whose labels drop a prompt and a padding tail (−100), so that the shift, the kept-token
+    count and the mask all shape the gradient."""
+    out = []
+    for b in _batches(n, rows, seq, seed):
+        labels = b["labels"].clone()
+        labels[0, :3] = labels[1, 7:] = -100
+        out.append({**b, "labels": labels, "attention_mask": torch.ones_like(labels)})
+    return out
+
+
+def _cross_entropy(shift: bool):
+    """A loss_fn independent of transformers' ForCausalLMLoss: mean next-token (or, unshifted, same-token)
+    cross-entropy over the kept labels, in the model's precision."""
+    def loss(out, batch):
+        logits, labels = (out.logits[:, :-1], batch["labels"][:, 1:]) if shift else (out.logits, batch["labels"])
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    return loss
+
+
+def _rel(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max() / b[k].abs().max()) for k in b)
+
+
+def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch):
+    """float64 tiny Llama, 3-token chunks (the 20 tokens of a batch end in a ragged chunk): the chunked
+    head's gradient against the same model's output run through an independent cross-entropy. Both
+    are exact formulas in float64 over ≤ 259 logits, so they may differ by round-off amplified through
+    a 2-layer backbone: bound 1e-12 relative (259·ε64 = 2.9e-14, × 30 for the backbone). The
+    unshifted loss, a different function, lies ≫ 1e3 × the bound away: the check can fail."""
+    from lorasim.llm import head
+
+    monkeypatch.setattr(head, "CHUNK_BYTES", 8 * 259 * 3)
+    ran = []
+    monkeypatch.setattr(gradient_mod, "backward_chunked", lambda m, b: (ran.append(1), head.backward_chunked(m, b)))
+    model, batches = tiny_llama(0).double(), _masked_batches()
+    chunked = one_step_gradients(model, batches, accumulate_on="cpu")
+    assert len(ran) == len(batches)
+    reference = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=_cross_entropy(shift=True))
+    assert _rel(chunked, reference) <= 1e-12
+    assert _rel(one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=_cross_entropy(shift=False)),
+                reference) > 1e3 * 1e-12
+    # transformers' own loss rounds an fp64 model's logits to fp32 (.float()): agreement to fp32's
+    # softmax round-off, (V + 2)·ε32 of the largest entry
+    transformers_loss = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=lambda out, b: out.loss)
+    assert _rel(transformers_loss, reference) <= (259 + 2) * EPS32
+
+
+def test_the_chunked_head_on_a_bf16_model_is_as_accurate_as_transformers_loss(monkeypatch):
+    """bf16 tiny Llama, 3-token chunks: both paths against the float64 gradient of the same weights.
+    Both run the backbone in bf16; the chunked head keeps its softmax in fp32 and rounds ∂L/∂logits
+    to bf16 as transformers' backward does, so its error may not exceed twice transformers' own."""
+    from lorasim.llm import head
+
+    monkeypatch.setattr(head, "CHUNK_BYTES", 4 * 259 * 3)
+    model, batches = tiny_llama(0).to(torch.bfloat16), _masked_batches()
+    exact = one_step_gradients(tiny_llama(0).to(torch.bfloat16).double(), batches, accumulate_on="cpu",
+                               loss_fn=_cross_entropy(shift=True))
+    chunked = one_step_gradients(model, batches, accumulate_on="cpu")
+    theirs = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=lambda out, b: out.loss)
+    assert all(g.dtype == torch.float32 for g in chunked.values())
+    assert _rel(chunked, exact) <= 2 * _rel(theirs, exact)
+
+
+def test_the_chunked_head_is_taken_only_where_it_is_the_models_loss():
+    """Only a listed causal LM with labels and a frozen linear head; any other model runs model(**batch)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from lorasim.llm.head import chunked_head_applies
+
+    model, batch = tiny_llama(0), _batches(1)[0]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert chunked_head_applies(model, batch)
+    assert not chunked_head_applies(model, {"input_ids": batch["input_ids"]})
+    model.lm_head.weight.requires_grad_(True)
+    assert not chunked_head_applies(model, batch)
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=259, n_embd=32, n_layer=1, n_head=4, n_positions=64))
+    for p in gpt2.parameters():
+        p.requires_grad_(False)
+    assert not chunked_head_applies(gpt2, batch)
+
 @pytest.mark.parametrize("passes", [1, 2, 4])
 def test_the_sketch_is_exact_when_q_reaches_the_rank(passes):
     """One batch of 1 × 6 tokens: every layer's gradient has rank ≤ 6 ≤ q = 8, so the sketch (single
@@ -341,8 +424,12 @@ def test_the_bench_measures_every_stage_and_writes_its_table(tmp_path, capsys):
     assert list(table["stage"]) == ["plain passes", "target passes", "gradient cpu", "reference (fp64 exact)",
                                     "svd official", "svd exact", "svd randomized", "sketch q=4 passes=1",
                                     "sketch q=4 passes=2", "init lora", "init lora_one (randomized)",
-                                    "init lora_one:sketch"]
-    assert table["x_plain"].iloc[0] == 1.0 and (table["seconds"] > 0).all() and (table["peak_gib"] > 0).all()
+                                    "init lora_one (randomized): gradient + svd", "init lora_one:sketch",
+                                    "init lora_one:sketch: gradient + svd"]
+    part = table["stage"].str.endswith(": gradient + svd")  # timed inside the init above it; no CPU peak
+    assert table["x_plain"].iloc[0] == 1.0 and (table["seconds"] > 0).all() and (table["peak_gib"][~part] > 0).all()
+    whole = table["seconds"].shift(1)[part]
+    assert (table["seconds"][part] < whole).all()
     scored = table[table["stage"].str.startswith(("svd o", "svd r", "sketch"))]
     assert scored[["sin_U", "sin_V", "sin_median", "rel_err"]].notna().all().all()
     assert "init lora_one:sketch" in capsys.readouterr().out

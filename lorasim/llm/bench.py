@@ -18,7 +18,8 @@ One table per model, a row per stage, columns
                   backward's weight work) | gradient (where it is summed) | reference (the exact SVD
                   in --reference precision, fp64 by default) | svd <method> (on the gradient) |
                   sketch q=<q> passes=<p> (the passes + reconstruction) | init <method> (everything, from a
-                  fresh model; lora_one:<svd> names the factorisation)
+                  fresh model; lora_one:<svd> names the factorisation) | init lora_one…: gradient + svd
+                  (the part of that init before peft wraps the model, timed inside it)
     seconds       wall time, device synchronised; × plain: seconds over the plain passes'
     peak_gib      peak device memory during the stage (torch's allocator; on the CPU, peak RSS)
     sin_U, sin_V  the largest sinΘ over layers between the stage's top-r subspaces and the reference's
@@ -182,7 +183,9 @@ def accuracy(spectra: dict, reference: dict, r: int) -> dict:
 
 def bench_model(name: str, args, report) -> list[dict]:
     dtype, dev, r = DTYPES[args.dtype or ("fp32" if name in ("135m", "tiny", "smollm2") else "bf16")], args.device, args.r
+    start = time.perf_counter()
     model, batches = build(name, dtype, dev, args.batches, args.batch_size, args.seq)
+    print(f"{name}: built in {time.perf_counter() - start:.1f} s (not a stage; every init rebuilds it)", flush=True)
     base = {"model": name, "dtype": str(dtype).removeprefix("torch."), "device": dev, "r": r,
             "tokens": sum(int(b["input_ids"].numel()) for b in batches)}
     rows, plain = [], float("nan")
@@ -206,6 +209,7 @@ def bench_model(name: str, args, report) -> list[dict]:
     add("plain passes", lambda: plain_passes(model, batches))
     targets = [model.get_submodule(n).weight for n in target_linear_names(model)]
     add("target passes", lambda: plain_passes(model, batches, only=targets))  # a LoRA backward's weight work
+    del targets  # they would outlive ``model`` and sit in every later stage's peak
     cap = _cap(dev, args.memory_cap)
     grads = reference = None
     if "gradient" in args.only or ("svd" in args.only and not cap):
@@ -235,10 +239,40 @@ def bench_model(name: str, args, report) -> list[dict]:
             name_, _, svd = init.partition(":")
             method = MethodConfig(name=name_, r=r, **({"svd": svd} if svd else {}))
             fresh, batches = build(name, dtype, dev, args.batches, args.batch_size, args.seq)
-            add(f"init {init}" + ("" if svd or name_ != "lora_one" else f" ({DEFAULT_SVD})"),
-                lambda: prepare(method, fresh, batches))
+            stage, spectra = f"init {init}" + ("" if svd or name_ != "lora_one" else f" ({DEFAULT_SVD})"), {}
+            with _timed_spectra(dev, spectra):
+                add(stage, lambda: prepare(method, fresh, batches))
+            if spectra:  # the issue's "full init": LoRA-One's gradient and factorisation, without peft's wrapping
+                row = {**base, "stage": f"{stage}: gradient + svd", "status": "ok", **spectra}
+                row["x_plain"] = row["seconds"] / plain
+                rows.append(row)
+                report(row)
             del fresh
     return rows
+
+
+@contextmanager
+def _timed_spectra(device, into: dict):
+    """Fills ``into`` with the seconds (device synchronised) and, on CUDA, the peak so far of every
+    lorasim.llm.methods.lora_one_spectra call that a LoRA-One init makes inside the block."""
+    from . import methods
+
+    inner, dev = methods.lora_one_spectra, torch.device(device)
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = inner(*args, **kwargs)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+            into["peak_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        into["seconds"] = time.perf_counter() - start
+        return out
+
+    methods.lora_one_spectra = timed
+    try:
+        yield
+    finally:
+        methods.lora_one_spectra = inner
 
 
 def _cap(device, gib):

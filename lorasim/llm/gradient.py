@@ -23,6 +23,8 @@ from typing import Iterable, Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
+from .head import backward_chunked, chunked_head_applies
+
 TASK_HEADS = ("classifier", "score", "lm_head")  # trained in full (peft modules_to_save), never adapted
 
 
@@ -162,10 +164,14 @@ class _Offload:
 
 
 def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Optional[callable] = None) -> int:
-    """Forward and backward of each batch; the number of batches. The model's output is dropped
-    before its backward, so a batch's logits never sit beside the next batch's activations."""
+    """Forward and backward of each batch; the number of batches. A causal LM's own loss goes back
+    through its head a chunk of tokens at a time (lorasim/llm/head.py); otherwise the model's output
+    is dropped before its backward, so a batch's logits never sit beside the next batch's activations."""
     count = 0
     for count, batch in enumerate(batches, 1):
+        if loss_fn is None and chunked_head_applies(model, batch):
+            backward_chunked(model, batch)
+            continue
         out = model(**batch)
         loss = loss_fn(out, batch) if loss_fn is not None else out.loss
         del out
