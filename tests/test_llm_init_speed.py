@@ -433,3 +433,21 @@ def test_the_bench_measures_every_stage_and_writes_its_table(tmp_path, capsys):
     scored = table[table["stage"].str.startswith(("svd o", "svd r", "sketch"))]
     assert scored[["sin_U", "sin_V", "sin_median", "rel_err"]].notna().all().all()
     assert "init lora_one:sketch" in capsys.readouterr().out
+
+
+def test_the_bench_skips_a_shapes_slow_stages_unless_named(tmp_path, monkeypatch):
+    """SLOW_AT's stages are skipped by default for their shape, and run when the flags name them."""
+    import pandas as pd
+
+    from lorasim.llm import bench
+
+    monkeypatch.setattr(bench, "SLOW_AT", {"tiny": {"svd", "pissa", "cpu"}})
+    small = ["--models", "tiny", "--device", "cpu", "--batches", "1", "--batch-size", "1", "--seq", "8", "--r", "2",
+             "--sketch-q", "4", "--sketch-passes", "1"]
+    bench.main(small + ["--out", str(tmp_path / "a_")])
+    stages = list(pd.read_csv(tmp_path / "a_llm_bench.csv")["stage"])
+    assert not any(s.startswith(("svd", "reference", "gradient cpu", "init pissa")) for s in stages)
+    assert "init lora_ga" in stages and "sketch q=4 passes=1" in stages
+    bench.main(small + ["--only", "svd", "init", "--inits", "pissa", "--accumulate", "cpu", "--out", str(tmp_path / "b_")])
+    stages = list(pd.read_csv(tmp_path / "b_llm_bench.csv")["stage"])
+    assert {"svd exact", "gradient cpu", "init pissa"} <= set(stages)

@@ -5,6 +5,8 @@ factorisation of the one-step gradient is against the exact SVD.
 
     lorasim-llm-bench                                  # CUDA: 135m (fp32), 1b and 7b (bf16), 8 batches of
                                                        # 16 × 256 tokens; CPU: 135m, 8 batches of 4 × 128
+    lorasim-llm-bench --models 7b --only gradient svd sketch init --accumulate device offload cpu \
+        --inits lora pissa lora_ga lora_one lora_one:official lora_one:sketch     # 7b without its skips
     lorasim-llm-bench --models 1b --dtype bf16 --out b_
     lorasim-llm-bench --models 7b --batch-size 4 --memory-cap 40 --only gradient sketch
     lorasim-llm-bench --models smollm2 --device cpu    # SmolLM2's real weights on a real task's batches
@@ -28,7 +30,9 @@ One table per model, a row per stage, columns
                   sets, up to the constant s/γ)
     gap           the largest σ_{r+1}/σ_r over layers (near 1: the top-r subspace itself is fragile)
 
-A stage that runs out of memory is a row with status "oom", not a crash. ``--memory-cap`` caps the
+Unless named, 7b skips what costs minutes there and says nothing the other shapes do not (SLOW_AT):
+the svd stages (their float64 reference SVD of 224 layers), synchronous "cpu" accumulation and
+pissa's exact SVD of every weight. A stage that runs out of memory is a row with status "oom", not a crash. ``--memory-cap`` caps the
 process (torch.cuda.set_per_process_memory_fraction) for the gradient and sketch stages.
 """
 from __future__ import annotations
@@ -62,6 +66,7 @@ SHAPES = {  # hidden, intermediate, layers, heads, kv heads, vocab, tied embeddi
 MODELS = (*SHAPES, "smollm2")
 STAGES = ("gradient", "svd", "sketch", "init")  # the plain passes always run: they are the unit
 INITS = ("lora", "pissa", "lora_ga", "lora_one", "lora_one:official", "lora_one:sketch")
+SLOW_AT = {"7b": {"svd", "cpu", "pissa"}}  # skipped there unless --only / --accumulate / --inits name them
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp64": torch.float64}
 
 
@@ -212,12 +217,18 @@ def bench_model(name: str, args, report) -> list[dict]:
     del targets  # they would outlive ``model`` and sit in every later stage's peak
     cap = _cap(dev, args.memory_cap)
     grads = reference = None
-    if "gradient" in args.only or ("svd" in args.only and not cap):
-        modes = args.accumulate or (["offload", "cpu", "device"] if torch.device(dev).type == "cuda" else ["cpu"])
+    slow = SLOW_AT.get(name, set())
+    only = args.only or [s for s in STAGES if s not in slow]
+    inits = args.inits or [i for i in INITS if i not in slow]
+    if slow:
+        print(f"{name}: skipping {', '.join(sorted(slow))} unless named (SLOW_AT)", flush=True)
+    if "gradient" in only or ("svd" in only and not cap):
+        modes = args.accumulate or [m for m in (["offload", "cpu", "device"] if torch.device(dev).type == "cuda"
+                                                else ["cpu"]) if m not in slow]
         for mode in (["auto"] if cap else []) + sorted(modes, key=lambda m: m == "device"):  # device last: kept
             grads = None  # a stage's peak never includes an earlier stage's gradients
             grads = add(f"gradient {mode}", lambda: one_step_gradients(model, batches, accumulate_on=mode))
-    if grads is not None and not cap and "svd" in args.only:
+    if grads is not None and not cap and "svd" in only:
         grads = {k: v.to(dev) for k, v in grads.items()}
         reference = add(f"reference ({args.reference} exact)",
                         lambda: top_r(grads, r + 1, "exact", dtype=DTYPES[args.reference]),
@@ -226,16 +237,16 @@ def bench_model(name: str, args, report) -> list[dict]:
             top_r({"warm-up": torch.randn(64, 48, device=dev)}, 2, method)  # solver handles are not a stage's cost
             add(f"svd {method}", lambda: top_r(grads, r, method), lambda sp: accuracy(sp, reference, r))
     grads = None  # freed before the sketches: their peak is their own
-    if "sketch" in args.only:
+    if "sketch" in only:
         for passes in args.sketch_passes:
             for q in args.sketch_q:
                 add(f"sketch q={q} passes={passes}", lambda: sketched_top_r(model, batches, r, q, passes),
                     (lambda sp: accuracy(sp, reference, r)) if reference is not None else None)
     _cap(dev, None)
-    if "init" in args.only:
+    if "init" in only:
         del model
         importlib.import_module("peft")  # its import is not any init's cost
-        for init in args.inits:
+        for init in inits:
             name_, _, svd = init.partition(":")
             method = MethodConfig(name=name_, r=r, **({"svd": svd} if svd else {}))
             fresh, batches = build(name, dtype, dev, args.batches, args.batch_size, args.seq)
@@ -311,9 +322,9 @@ def main(argv=None) -> None:
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--sketch-q", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--sketch-passes", type=int, nargs="+", default=[1, 4], help="1 or even numbers")
-    ap.add_argument("--accumulate", nargs="+", help="device offload cpu (default: all three on CUDA, cpu on CPU)")
-    ap.add_argument("--inits", nargs="+", default=list(INITS), help=" ".join(INITS))
-    ap.add_argument("--only", nargs="+", default=list(STAGES), help=" ".join(STAGES))
+    ap.add_argument("--accumulate", nargs="+", help="device offload cpu (default: all three on CUDA, 7b: no cpu; cpu on CPU)")
+    ap.add_argument("--inits", nargs="+", help=" ".join(INITS) + " (default: all; 7b: all but pissa)")
+    ap.add_argument("--only", nargs="+", help=" ".join(STAGES) + " (default: all; 7b: all but svd)")
     ap.add_argument("--memory-cap", type=float, default=None, help="GiB this process may use on the device")
     ap.add_argument("--reference", default="fp64", help="fp64 | fp32: the precision of the exact SVD the others are scored against")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
@@ -333,8 +344,8 @@ def main(argv=None) -> None:
             ("--models", args.models, all(m in MODELS for m in args.models), ", ".join(MODELS)),
             ("--dtype", args.dtype, args.dtype in (None, "fp32", "bf16"), "fp32, bf16"),
             ("--reference", args.reference, args.reference in ("fp64", "fp32"), "fp64, fp32"),
-            ("--only", args.only, all(s in STAGES for s in args.only), ", ".join(STAGES)),
-            ("--inits", args.inits, all(i in INITS for i in args.inits), ", ".join(INITS)),
+            ("--only", args.only, all(s in STAGES for s in args.only or []), ", ".join(STAGES)),
+            ("--inits", args.inits, all(i in INITS for i in args.inits or []), ", ".join(INITS)),
             ("--accumulate", args.accumulate, all(a in ("device", "offload", "cpu") for a in args.accumulate or []),
              "device, offload, cpu"),
             ("--batches/--batch-size/--seq/--r", (args.batches, args.batch_size, args.seq, args.r),
