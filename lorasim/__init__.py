@@ -10,7 +10,7 @@ from .solvers import Solver, make_solver
 from .engine import Trajectory, plateau, risk_below, train, train_batch
 from . import kernels  # noqa: E402
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = ["ConfigError", "INITS", "Init", "make_init", "principal_angles", "sin_theta", "LinearTeacher",
            "MatrixSensing", "ReLUTeacher", "make_problem", "Solver", "make_solver", "Trajectory", "train", "train_batch", "risk_below", "plateau", "kernels", "__version__"]
