@@ -219,8 +219,24 @@ def _rel(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max() / b[k].abs().max()) for k in b)
 
 
-def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch):
-    """float64 tiny Llama, 3-token chunks (the 20 tokens of a batch end in a ragged chunk): the chunked
+def _tiny_causal_lm(model_type: str):
+    """A random 2-layer causal LM of a listed type (CHUNKED_MODEL_TYPES), float64."""
+    if model_type == "llama":
+        return tiny_llama(0).double()
+    import transformers
+
+    prefix = {"mistral": "Mistral", "qwen2": "Qwen2", "qwen3": "Qwen3"}[model_type]
+    cfg = getattr(transformers, prefix + "Config")(vocab_size=259, hidden_size=32, intermediate_size=48,
+                                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                                   max_position_embeddings=512, tie_word_embeddings=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(streams.stream_seed(0, "llm/model"))
+        return getattr(transformers, prefix + "ForCausalLM")(cfg).double().eval()
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch, model_type):
+    """float64 tiny model of each listed type, 3-token chunks (the 20 tokens of a batch end in a ragged chunk): the chunked
     head's gradient against the same model's output run through an independent cross-entropy. Both
     are exact formulas in float64 over ≤ 259 logits, so they may differ by round-off amplified through
     a 2-layer backbone: bound 1e-12 relative (259·ε64 = 2.9e-14, × 30 for the backbone). The
@@ -230,7 +246,8 @@ def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch):
     monkeypatch.setattr(head, "CHUNK_BYTES", 8 * 259 * 3)
     ran = []
     monkeypatch.setattr(gradient_mod, "backward_chunked", lambda m, b: (ran.append(1), head.backward_chunked(m, b)))
-    model, batches = tiny_llama(0).double(), _masked_batches()
+    model, batches = _tiny_causal_lm(model_type), _masked_batches()
+    assert model.config.model_type in head.CHUNKED_MODEL_TYPES
     chunked = one_step_gradients(model, batches, accumulate_on="cpu")
     assert len(ran) == len(batches)
     reference = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=_cross_entropy(shift=True))
