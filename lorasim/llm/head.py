@@ -3,8 +3,9 @@
 The init's passes only need the gradient reaching the backbone. A transformers ``…ForCausalLM``
 forms the logits of every token at once, upcasts them to fp32 and keeps log-softmax for the
 backward: at Llama-3.2-1B's vocabulary (128 256) and 16 × 256 tokens that is 1 GiB of bf16 logits
-and then three 2 GiB fp32 buffers at the top of the backward, beside every layer's activations, and
-it is what puts the init's peak over a plain training step's. Here the backbone runs as usual and
+and then 2 GiB fp32 buffers at the top of the backward, beside every layer's activations. On the
+H200 it put device accumulation 0.8 GiB over a plain step; without it the init's peak fell by 5.3
+GiB (benchmarks.md, "LLM init"). Here the backbone runs as usual and
 the head's part of the backward is formed in closed form, chunk by chunk, then handed to autograd:
 
     ∂L/∂logits_t = (softmax(logits_t) − e_{y_t}) / n     for the n tokens t whose label is kept,
@@ -12,8 +13,8 @@ the head's part of the backward is formed in closed form, chunk by chunk, then h
 
 the gradient of transformers' ForCausalLMLoss (labels shifted by one, ignore_index −100, the mean
 over kept tokens, logits upcast to fp32; an fp64 model's stay fp64, where transformers rounds them
-to fp32), with the head frozen as it is in every init. The extra
-memory is one chunk's logits (CHUNK_BYTES). Only model types whose logits are exactly
+to fp32), with the head frozen as it is in every init. The extra memory is one chunk's logits
+(CHUNK_BYTES). Only model types whose logits are exactly
 ``lm_head(last hidden state)`` take this path (no soft-capping or logit scaling); every other model,
 and every custom ``loss_fn``, runs ``model(**batch)`` unchanged.
 """
