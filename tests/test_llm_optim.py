@@ -164,7 +164,7 @@ def test_layers_of_different_ranks_are_batched_separately_and_exactly():
     model(**_batches(1)[0]).loss.backward()
     before = [(lay.lora_A["default"].weight.detach().clone(), lay.lora_B["default"].weight.detach().clone(),
                lay.lora_A["default"].weight.grad.clone(), lay.lora_B["default"].weight.grad.clone()) for lay in layers]
-    scaled_optimizer(model, 0.1, base="sgd", damping=0.05).step()
+    scaled_optimizer(model, 0.1, base="sgd", damping=0.05, order="simultaneous").step()  # the formula below
     for lay, (A0, B0, gA, gB) in zip(layers, before):
         eye = torch.eye(A0.shape[0])
         torch.testing.assert_close(lay.lora_A["default"].weight.detach(),

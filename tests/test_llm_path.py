@@ -246,3 +246,108 @@ def test_synthetic_task_is_fixed_balanced_and_missing_asset_wheels_are_named(mon
         data.check_available("bbc_news")
     with pytest.raises(ConfigError, match=r"^model.name='smollm2': allowed a model whose weights are installed"):
         models.check_available("smollm2", cache_dir="/nonexistent")
+
+
+# -- the official defaults and the named variants (issue 16) ------------------------------------------
+def _prepared(method: MethodConfig, dtype=torch.float32):
+    base = tiny_llama(0).to(dtype)
+    batcher = _batcher()
+    return prepare(method, base, [batcher(TOY.train[:4]), batcher(TOY.train[4:8])]), batcher
+
+
+def _scalings(model) -> set:
+    return {round(float(m.scaling["default"]), 12) for m in model.modules() if isinstance(getattr(m, "scaling", None), dict)}
+
+
+def test_lora_is_vanilla_rslora_is_root_r_and_the_other_scaling_is_refused():
+    """s = α_L/r for lora, α_L/√r for rslora and (the official recipe's) every other LoRA method. A
+    mutation back to "rslora everywhere" makes lora's scaling 16/√4 = 8 instead of 16/4 = 4."""
+    for name, s in [("lora", 16 / 4), ("rslora", 16 / math.sqrt(4)), ("lora_one", 16 / math.sqrt(4)),
+                    ("lora_plus", 16 / math.sqrt(4)), ("dora", 16 / math.sqrt(4))]:
+        (model, _), _ = _prepared(MethodConfig(name=name, r=4, lora_alpha=16.0))
+        assert _scalings(model) == {s}, name
+    (model, _), _ = _prepared(MethodConfig(name="lora_one", r=4, rslora=False))
+    assert _scalings(model) == {4.0}
+    for name, value in [("lora", True), ("rslora", False)]:
+        with pytest.raises(ConfigError, match="^method.rslora="):
+            MethodConfig(name=name, rslora=value)
+
+
+def test_lora_plus_keeps_the_weight_decay():
+    """peft's create_loraplus_optimizer takes loraplus_weight_decay; weight_decay alone is dropped (0)."""
+    (model, opt), _ = _prepared(MethodConfig(name="lora_plus", r=4, weight_decay=0.1))
+    groups = [g for g in opt.param_groups if g["params"]]
+    assert groups and all(g["weight_decay"] == 0.1 for g in groups if g.get("lr") != 1e-6)
+
+
+def test_lora_ga_moves_the_base_and_starts_with_nonzero_lora_b():
+    """peft's LoRA-GA without preprocess_loraga silently falls back to lora_B = 0 and an untouched W0:
+    both are checked here, layer by layer."""
+    base = tiny_llama(0)
+    w0 = {n: p.detach().clone() for n, p in base.named_parameters() if n.endswith("proj.weight")}
+    batcher = _batcher()
+    model, _ = prepare(MethodConfig(name="lora_ga", r=4), base, [batcher(TOY.train[:4])])
+    layers = [m for m in model.modules() if hasattr(m, "lora_B") and "default" in m.lora_B]
+    assert layers and all(float(m.lora_B["default"].weight.abs().max()) > 0 for m in layers)
+    moved = {n: float((p.detach() - w0[n.replace("base_model.model.", "").replace(".base_layer", "")]).abs().max())
+             for n, p in model.named_parameters() if n.endswith("base_layer.weight")}
+    assert moved and min(moved.values()) > 0
+
+
+def _adamwr_reference(lA, lB, gA, gB, state, lr, reg, betas=(0.9, 0.999), eps=1e-8):
+    """SPEC §6.3 (b), written from the text in float64: g_A ← (lora_Bᵀlora_B + reg·I)⁻¹ ∇lora_A; Adam
+    moments, no bias correction, lora_A −= lr·m/(√v + eps); then g_B ← ∇lora_B (lora_A lora_Aᵀ + reg·I)⁻¹
+    with the updated lora_A; its moments; lora_B −= lr·m/(√v + eps)."""
+    eye = torch.eye(lA.shape[0], dtype=torch.float64)
+    out = []
+    for key, g in (("A", torch.linalg.inv(lB.T @ lB + reg * eye) @ gA), ("B", None)):
+        if key == "B":
+            g = gB @ torch.linalg.inv(lA @ lA.T + reg * eye)
+        m, v = state.get(key, (torch.zeros_like(g), torch.zeros_like(g)))
+        m, v = betas[0] * m + (1 - betas[0]) * g, betas[1] * v + (1 - betas[1]) * g * g
+        state[key] = (m, v)
+        new = (lA if key == "A" else lB) - lr * m / (v.sqrt() + eps)
+        if key == "A":
+            lA = new
+        out.append(new)
+    return out
+
+
+def test_lora_one_prec_defaults_to_the_official_adamwr():
+    """Three steps of lora_one_prec with its defaults, every LoRA pair of a float64 tiny Llama,
+    against the float64 AdamWr of SPEC §6.3 (b) (Gauss–Seidel, no bias correction, λ = 1e-6), to
+    1e-10 relative. The former defaults (simultaneous, bias-corrected) are asserted to miss it by
+    far more: after the first step, bias correction alone scales it by 1/(1 − β1) = 10."""
+    method = MethodConfig(name="lora_one_prec", r=4, lr=1e-2)
+    assert (method.order, method.inverse, method.bias_correction, method.damping) == ("gauss_seidel", "inv", False, 1e-6)
+    results = {}
+    for label, cfg in (("default", method), ("former", MethodConfig(name="lora_one_prec", r=4, lr=1e-2,
+                                                                        order="simultaneous", bias_correction=True))):
+        (model, opt), batcher = _prepared(cfg, torch.float64)
+        layers = [m for m in model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+        states = [{} for _ in layers]
+        worst = 0.0
+        for step in range(3):
+            opt.zero_grad()
+            model(**batcher(TOY.train[step * 4:step * 4 + 4])).loss.backward()
+            expected = []
+            for layer, state in zip(layers, states):
+                A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+                expected.append(_adamwr_reference(A.detach().clone(), B.detach().clone(), A.grad.clone(),
+                                                  B.grad.clone(), state, 1e-2, 1e-6))
+            opt.step()
+            for layer, (A1, B1) in zip(layers, expected):
+                for got, want in ((layer.lora_A["default"].weight, A1), (layer.lora_B["default"].weight, B1)):
+                    worst = max(worst, float((got.detach() - want).abs().max() / want.abs().max()))
+        results[label] = worst
+    assert results["default"] <= 1e-10
+    assert results["former"] > 1e-3
+
+
+def test_the_riemannian_preset_is_peft_s_form():
+    official, riemannian = _compose(["method=lora_one_prec"]).method, _compose(["method=lora_one_prec_riemannian"]).method
+    assert (official.order, official.inverse, official.bias_correction, official.damping) == \
+        ("gauss_seidel", "inv", False, 1e-6)
+    assert (riemannian.name, riemannian.order, riemannian.inverse, riemannian.bias_correction, riemannian.damping) == \
+        ("lora_one_prec", "simultaneous", "pinv", True, 1e-2)
+    assert MethodConfig(**dict(riemannian)).inverse == "pinv"

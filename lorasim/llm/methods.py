@@ -1,18 +1,22 @@
 """The fine-tuning methods compared in the LLM stage: each is a named way to wrap the base model and
 build its optimizer, side by side (peft's tuners/lora style). Baselines go through peft itself.
 
-lora           peft default init (lora_A Kaiming-uniform, lora_B = 0), AdamW
+lora           peft default init (lora_A Kaiming-uniform, lora_B = 0), AdamW, s = α_L/r (vanilla)
 rslora         the same with s = α_L/√r (peft use_rslora)
-lora_plus      lora with peft's create_loraplus_optimizer (lora_B's lr × ``lora_plus_ratio``)
+lora_plus      lora with peft's create_loraplus_optimizer (lora_B's lr × ``lora_plus_ratio``, weight decay kept)
 dora           peft use_dora
 pissa          peft init_lora_weights="pissa" (or "pissa_niter_K"): top-r SVD of W0, residual in the base
 lora_ga        peft preprocess_loraga + init_lora_weights="lora_ga" (ArB2r, stable, γ = 16; peft's scaling)
 lora_one       LoRA-One (lorasim.llm.init, official variant by default), AdamW
-lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim
+lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim: by default the official AdamWr
+               (Gauss–Seidel, no bias correction, λ = 1e-6, SPEC §6.3 b); the preset
+               lora_one_prec_riemannian is peft's create_riemannian_optimizer (simultaneous, pinv,
+               λ = 1e-2, bias-corrected AdamW, §6.3 c)
 full_ft        every parameter trained with AdamW
 
-``rslora`` in the method applies to every LoRA method (the official recipe uses it throughout);
-``lora`` and ``rslora`` differ only in that flag.
+``rslora`` (s = α_L/√r, the official recipe's throughout) is on for every LoRA method but ``lora``,
+which is vanilla α_L/r; ``lora`` and ``rslora`` are the two scalings, and asking either for the
+other's is refused. Another method takes ``rslora=false`` when asked.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ from typing import ClassVar, Optional
 
 import torch
 
-from ..config import Config, checked
+from ..config import Config, checked, fail
 from .gradient import ACCUMULATE, one_step_gradients, target_linear_names
 from .init import VARIANTS, lora_one_peft
 from .sketch import sketched_top_r
@@ -37,7 +41,7 @@ class MethodConfig(Config):
     name: str = checked("lora_one", "choice", METHODS)
     r: int = checked(8, "int", 1)
     lora_alpha: float = checked(16.0, "num", 0, lo_open=True)
-    rslora: bool = checked(True, "bool")
+    rslora: Optional[bool] = checked(None, "bool")  # None: the method's own (lora: α/r; every other: α/√r)
     targets: object = "all-linear"  # "all-linear" or a list of name suffixes (checked against the model)
     lr: float = checked(2e-4, "num", 0, lo_open=True)
     weight_decay: float = checked(0.0, "num", 0)
@@ -53,12 +57,25 @@ class MethodConfig(Config):
     accumulate_on: str = checked("auto", "choice", ACCUMULATE)  # where the one-step gradient is summed
     damping: float = checked(1e-6, "num", 0)  # scaled AdamW's λ (the official prec_reg)
     reg: Optional[float] = checked(None, "renamed", "damping")  # deprecated (0.2 name of damping)
-    order: str = checked("simultaneous", "choice", ("simultaneous", "gauss_seidel"))
-    bias_correction: bool = checked(True, "bool")
+    order: str = checked("gauss_seidel", "choice", ("simultaneous", "gauss_seidel"))  # official AdamWr
+    inverse: str = checked("inv", "choice", ("inv", "pinv"))  # (Gram + λI)⁻¹ by inv (official) or pinv (peft)
+    bias_correction: bool = checked(False, "bool")  # the official AdamWr's correct_bias=False
     lora_plus_ratio: float = checked(16.0, "num", 0, lo_open=True)
     loraga_gamma: int = checked(16, "int", 1)
     pissa_niter: int = checked(0, "int", 0)  # 0: exact SVD
     where: ClassVar[str] = "method"
+
+    def __post_init__(self):
+        super().__post_init__()
+        own = {"lora": False, "rslora": True}.get(self.name)
+        if own is not None and self.rslora not in (None, own):
+            fail(self.where, "rslora", self.rslora, f"{str(own).lower()} or null for method {self.name} "
+                 f"(the other scaling is method {'rslora' if own is False else 'lora'})")
+
+    @property
+    def use_rslora(self) -> bool:
+        """s = α_L/√r (True) or α_L/r: ``rslora`` when set, else the method's own."""
+        return self.name != "lora" if self.rslora is None else self.rslora
 
 
 def _lora_config(method: MethodConfig, model, **kw):
@@ -66,7 +83,7 @@ def _lora_config(method: MethodConfig, model, **kw):
 
     names = target_linear_names(model, method.targets)
     task = "SEQ_CLS" if getattr(model.config, "num_labels", None) and not hasattr(model, "lm_head") else None
-    return LoraConfig(r=method.r, lora_alpha=method.lora_alpha, use_rslora=method.rslora or method.name == "rslora",
+    return LoraConfig(r=method.r, lora_alpha=method.lora_alpha, use_rslora=method.use_rslora,
                       lora_dropout=0.0, target_modules=names, task_type=task, **kw)
 
 
@@ -87,11 +104,11 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
         return model, _adamw(model.parameters(), method)
     if name in LORA_ONE:
         peft_model = lora_one_peft(model, lora_one_spectra(method, model, init_batches, gradients), method.r,
-                                   method.lora_alpha, method.rslora, method.gamma, method.variant, method.zeta,
+                                   method.lora_alpha, method.use_rslora, method.gamma, method.variant, method.zeta,
                                    task_type=_lora_config(method, model).task_type)
         if name == "lora_one_prec":
             return peft_model, scaled_optimizer(peft_model, method.lr, damping=method.damping, order=method.order,
-                                                bias_correction=method.bias_correction,
+                                                inverse=method.inverse, bias_correction=method.bias_correction,
                                                 weight_decay=method.weight_decay)
         return peft_model, _adamw(_trainable(peft_model), method)
     if name == "lora_ga":
@@ -115,7 +132,7 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
 
         return peft_model, create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=method.lr,
                                                      loraplus_lr_ratio=method.lora_plus_ratio,
-                                                     weight_decay=method.weight_decay)
+                                                     loraplus_weight_decay=method.weight_decay)
     return peft_model, _adamw(_trainable(peft_model), method)
 
 

@@ -13,9 +13,10 @@ MAGMA, a host round trip) apiece. The base rule (AdamW or SGD) then runs on the 
 (``precondition="before"``: LoRA-One's AdamWr and peft's create_riemannian_optimizer), or on the raw
 gradient with its step transformed (``"after"``).
 
-``order="simultaneous"`` (the default; theory, peft, pilancilab SGDr) builds both Grams from the
-pre-step pair; ``"gauss_seidel"`` (the official AdamWr) updates every lora_A first and builds
-lora_B's Gram from the updated lora_A. Parameters that are not in a LoRA pair (a classifier head,
+``order="gauss_seidel"`` (the default: the official AdamWr, SPEC §6.3 b) updates every lora_A first
+and builds lora_B's Gram from the updated lora_A; ``"simultaneous"`` (theory, peft's
+create_riemannian_optimizer, pilancilab SGDr) builds both Grams from the pre-step pair. The
+defaults are the official AdamWr's throughout: inv, λ = 1e-6, no Adam bias correction. Parameters that are not in a LoRA pair (a classifier head,
 DoRA's magnitude) take the base rule unchanged.
 
 It is a plain ``torch.optim.Optimizer``: use it in a loop, or hand it to the HF Trainer through
@@ -54,9 +55,9 @@ class ScaledLoRAOptimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, named_parameters, lr: float, base: str = "adamw", damping: float = 1e-6,
-                 order: str = "simultaneous", inverse: str = "inv", precondition: str = "before",
+                 order: str = "gauss_seidel", inverse: str = "inv", precondition: str = "before",
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True, momentum: float = 0.0):
+                 bias_correction: bool = False, momentum: float = 0.0):
         named = [(n, p) for n, p in named_parameters if p.requires_grad]
         checks = {"base": (base, BASES), "order": (order, ("simultaneous", "gauss_seidel")),
                   "inverse": (inverse, ("inv", "pinv")), "precondition": (precondition, ("before", "after"))}
