@@ -351,3 +351,62 @@ def test_the_riemannian_preset_is_peft_s_form():
     assert (riemannian.name, riemannian.order, riemannian.inverse, riemannian.bias_correction, riemannian.damping) == \
         ("lora_one_prec", "simultaneous", "pinv", True, 1e-2)
     assert MethodConfig(**dict(riemannian)).inverse == "pinv"
+
+
+def test_lora_ga_reference_factors_are_the_reference_formulas():
+    """A gradient of rank 3r ≤ q = 4r with well-separated singular values (10, 9, …): svd_lowrank is
+    exact there, so the reference factors are, to fp32 round-off (bound 1e-4: 10·√n·ε32·σ1/gap = 6e-5):
+    lora_A = (out^{1/4}/√γ)·V_rᵀ, lora_B = (out^{1/4}/√γ)·U_{r+1..2r}, both of orthonormal rows/columns
+    times the stable factor (peft's keeps lora_B's singular values: it would fail the last check)."""
+    from lorasim.llm.init import lora_ga_reference_factors
+
+    out_dim, in_dim, r, gamma = 20, 16, 2, 16.0
+    g = torch.Generator().manual_seed(3)
+    U, _ = torch.linalg.qr(torch.randn(out_dim, 3 * r, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(in_dim, 3 * r, generator=g, dtype=torch.float64))
+    S = torch.arange(10.0, 10.0 - 3 * r, -1, dtype=torch.float64)
+    G = (U * S) @ V.T
+    lora_A, lora_B = lora_ga_reference_factors(G, r, gamma)
+    scale = out_dim ** 0.25 / math.sqrt(gamma)
+    proj = lambda X: X @ X.T  # noqa: E731
+    assert float((proj(lora_A.double().T / scale) - proj(V[:, :r])).abs().max()) <= 1e-4
+    assert float((proj(lora_B.double() / scale) - proj(U[:, r:2 * r])).abs().max()) <= 1e-4
+    torch.testing.assert_close(lora_B.double().T @ lora_B.double(), scale**2 * torch.eye(r, dtype=torch.float64),
+                               rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="^r="):
+        lora_ga_reference_factors(G[:3], 2)
+
+
+def test_lora_ga_reference_moves_its_offset_into_the_base():
+    """The reference variant: lora_B ≠ 0, every base weight moved by exactly s·lora_B·lora_A (fp32
+    round-off), so the output at t = 0 is unchanged; it reports under its label."""
+    base = tiny_llama(0)
+    w0 = {n: p.detach().clone() for n, p in base.named_parameters() if n.endswith("proj.weight")}
+    batcher = _batcher()
+    batch = batcher(TOY.train[8:12])
+    with torch.no_grad():
+        before = base(**batch).logits.clone()
+    method = MethodConfig(name="lora_ga", loraga_variant="reference", r=2, label="lora_ga_reference")
+    model, _ = prepare(method, base, [batcher(TOY.train[:4])])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch).logits, before, rtol=1e-4, atol=1e-4)
+    for name, mod in model.base_model.model.named_modules():
+        if not hasattr(mod, "lora_A"):
+            continue
+        A, B = mod.lora_A["default"].weight.detach(), mod.lora_B["default"].weight.detach()
+        assert float(B.abs().max()) > 0
+        offset = w0[name + ".weight"] - mod.get_base_layer().weight.detach()
+        assert float(offset.abs().max()) > 0
+        torch.testing.assert_close(offset, mod.scaling["default"] * B @ A, rtol=0, atol=1e-6)
+
+
+def test_a_label_names_the_configuration_in_the_report():
+    from lorasim.llm.report import _labelled
+
+    frame = pd.DataFrame({"method.name": ["lora_ga", "lora_ga", "lora"],
+                          "method.label": ["lora_ga_reference", None, None]})
+    out = _labelled(frame)
+    assert list(out["method.name"]) == ["lora_ga_reference", "lora_ga", "lora"]
+    assert list(out["method.base_name"]) == ["lora_ga", "lora_ga", "lora"]
+    with pytest.raises(ConfigError, match="^method.label="):
+        MethodConfig(label="")

@@ -6,7 +6,9 @@ rslora         the same with s = α_L/√r (peft use_rslora)
 lora_plus      lora with peft's create_loraplus_optimizer (lora_B's lr × ``lora_plus_ratio``, weight decay kept)
 dora           peft use_dora
 pissa          peft init_lora_weights="pissa" (or "pissa_niter_K"): top-r SVD of W0, residual in the base
-lora_ga        peft preprocess_loraga + init_lora_weights="lora_ga" (ArB2r, stable, γ = 16; peft's scaling)
+lora_ga        peft preprocess_loraga + init_lora_weights="lora_ga" (ArB2r, stable, γ = 16; peft's scaling);
+               ``loraga_variant=reference`` is the reference code's (lorasim.llm.init.lora_ga_reference_peft:
+               unit vectors, the stable factor on both; preset lora_ga_reference)
 lora_one       LoRA-One (lorasim.llm.init, official variant by default), AdamW
 lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim: by default the official AdamWr
                (Gauss–Seidel, no bias correction, λ = 1e-6, SPEC §6.3 b); the preset
@@ -27,7 +29,7 @@ import torch
 
 from ..config import Config, checked, fail
 from .gradient import ACCUMULATE, one_step_gradients, target_linear_names
-from .init import VARIANTS, lora_one_peft
+from .init import VARIANTS, lora_ga_reference_peft, lora_one_peft
 from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
 from .optim import scaled_optimizer
@@ -62,11 +64,15 @@ class MethodConfig(Config):
     bias_correction: bool = checked(False, "bool")  # the official AdamWr's correct_bias=False
     lora_plus_ratio: float = checked(16.0, "num", 0, lo_open=True)
     loraga_gamma: int = checked(16, "int", 1)
+    loraga_variant: str = checked("peft", "choice", ("peft", "reference"))  # SPEC §6.4's two LoRA-GAs
+    label: Optional[str] = None  # the name reports and plots give this configuration (default: name)
     pissa_niter: int = checked(0, "int", 0)  # 0: exact SVD
     where: ClassVar[str] = "method"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.label is not None and not (isinstance(self.label, str) and self.label):
+            fail(self.where, "label", self.label, "null or a non-empty string")
         own = {"lora": False, "rslora": True}.get(self.name)
         if own is not None and self.rslora not in (None, own):
             fail(self.where, "rslora", self.rslora, f"{str(own).lower()} or null for method {self.name} "
@@ -111,6 +117,12 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
                                                 inverse=method.inverse, bias_correction=method.bias_correction,
                                                 weight_decay=method.weight_decay)
         return peft_model, _adamw(_trainable(peft_model), method)
+    if name == "lora_ga" and method.loraga_variant == "reference":
+        if gradients is None:
+            gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+        peft_model = lora_ga_reference_peft(model, gradients, method.r, method.lora_alpha, method.use_rslora,
+                                            method.loraga_gamma, task_type=_lora_config(method, model).task_type)
+        return peft_model, _adamw(_trainable(peft_model), method)
     if name == "lora_ga":
         from peft import LoraGAConfig
         from peft.tuners.lora.loraga import preprocess_loraga
@@ -134,6 +146,13 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
                                                      loraplus_lr_ratio=method.lora_plus_ratio,
                                                      loraplus_weight_decay=method.weight_decay)
     return peft_model, _adamw(_trainable(peft_model), method)
+
+
+def forms_gradient(method: MethodConfig) -> bool:
+    """Whether ``method``'s init starts from lorasim's one-step gradient (so a caller that needs it
+    anyway, for the angles, can pass it to ``prepare`` instead of having it formed twice)."""
+    return ((method.name in LORA_ONE and method.svd != "sketch")
+            or (method.name == "lora_ga" and method.loraga_variant == "reference"))
 
 
 def lora_one_spectra(method: MethodConfig, model: torch.nn.Module, init_batches: list[dict],

@@ -33,14 +33,23 @@ KEY = ["model.name", "task.name", "method.name", "method.r", "run.steps"]
 
 def gather(sweep_dir) -> dict[str, pd.DataFrame]:
     """The job folders' tables; for a folder that holds only a report's tables (results.csv and
-    summary.csv copied off another machine), those."""
+    summary.csv copied off another machine), those. A job whose method has a ``label`` is reported
+    under it (method.name becomes the label; method.base_name keeps the method's own name)."""
     sweep_dir = Path(sweep_dir)
     if not any((p / ".hydra").is_dir() for p in sweep_dir.iterdir()) and (sweep_dir / "summary.csv").is_file():
         angles = sweep_dir / "angles.csv"
         return {"results": pd.read_csv(sweep_dir / "results.csv"), "summary": pd.read_csv(sweep_dir / "summary.csv"),
                 "angles": pd.read_csv(angles) if angles.is_file() and angles.stat().st_size > 1 else pd.DataFrame()}
     tables = gather_tables(sweep_dir, ("curve", "summary", "angles"), GROUPS)
-    return {"results": tables["curve"], "summary": tables["summary"], "angles": tables["angles"]}
+    return {name: _labelled(tables[table]) for name, table in (("results", "curve"), ("summary", "summary"),
+                                                               ("angles", "angles"))}
+
+
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    if "method.label" not in frame or "method.name" not in frame:
+        return frame
+    return frame.assign(**{"method.base_name": frame["method.name"],
+                           "method.name": frame["method.label"].where(frame["method.label"].notna(), frame["method.name"])})
 
 
 def gather_many(dirs) -> dict[str, pd.DataFrame]:

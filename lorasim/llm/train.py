@@ -22,7 +22,7 @@ from ..engine import diverged
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
-from .methods import LORA_ONE, MethodConfig, prepare
+from .methods import MethodConfig, forms_gradient, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
@@ -45,8 +45,9 @@ class LLMRunConfig(Config):
 
 def check_combination(method: MethodConfig, run_cfg: LLMRunConfig) -> None:
     """Settings that are valid alone but not together; checked before anything is loaded."""
-    if run_cfg.angle_every and method.name == "lora_ga":
-        fail("run", "angle_every", run_cfg.angle_every, "0 for method lora_ga (peft keeps its gradient internal)")
+    if run_cfg.angle_every and method.name == "lora_ga" and method.loraga_variant == "peft":
+        fail("run", "angle_every", run_cfg.angle_every,
+             "0 for method lora_ga with loraga_variant=peft (peft keeps its gradient internal)")
 
 
 def _to(batch: dict, device) -> dict:
@@ -114,7 +115,7 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
         fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
     init_batches = [_to(batcher(task.train[i: i + run_cfg.batch_size]), run_cfg.device)
                     for i in range(0, n_init, run_cfg.batch_size)]
-    formed = method.name in LORA_ONE and method.svd != "sketch"  # the init forms the one-step gradient
+    formed = forms_gradient(method)  # the init forms the one-step gradient
     gradients = None
     if run_cfg.angle_every and not formed:  # the angles' reference; not part of this method's init cost
         gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
