@@ -28,7 +28,7 @@ KEYS = (
     "init/small_random", "init/kaiming", "init/spectral", "init/lora_one", "init/lora_ga", "init/pissa",
     "init/offset_lora_one", "init/arrays",
     "llm/corpus", "llm/split", "llm/batch_order", "llm/model", "llm/head", "llm/adapters", "llm/svd_sketch",
-    "llm/svd_randomized", "llm/sketch_range", "llm/sketch_corange", "llm/loraga_sketch",
+    "llm/svd_randomized", "llm/sketch_range", "llm/sketch_corange", "llm/loraga_sketch", "llm/init_dropout",
 )
 # Families of keys named by their users: a claim's own draws are "theory/<claim>/<what>", the
 # benchmark's "bench/<what>".

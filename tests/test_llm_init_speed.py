@@ -238,9 +238,10 @@ def _tiny_causal_lm(model_type: str):
 def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch, model_type):
     """float64 tiny model of each listed type, 3-token chunks (the 20 tokens of a batch end in a ragged chunk): the chunked
     head's gradient against the same model's output run through an independent cross-entropy. Both
-    are exact formulas in float64 over ≤ 259 logits, so they may differ by round-off amplified through
-    a 2-layer backbone: bound 1e-12 relative (259·ε64 = 2.9e-14, × 30 for the backbone). The
-    unshifted loss, a different function, lies ≫ 1e3 × the bound away: the check can fail."""
+    are exact formulas in float64 over ≤ 259 logits (259·ε64 = 2.9e-14), but one_step_gradients
+    returns fp32 sums: each of the 3 batches' gradients is rounded to fp32 and added in fp32, so two
+    float64 values a hair apart may land an ulp apart. Bound 6·ε32 of the largest entry. The unshifted
+    loss, a different function, lies ≫ 1e3 × the bound away: the check can fail."""
     from lorasim.llm import head
 
     monkeypatch.setattr(head, "CHUNK_BYTES", 8 * 259 * 3)
@@ -251,9 +252,9 @@ def test_the_chunked_head_is_the_gradient_of_the_causal_lm_loss(monkeypatch, mod
     chunked = one_step_gradients(model, batches, accumulate_on="cpu")
     assert len(ran) == len(batches)
     reference = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=_cross_entropy(shift=True))
-    assert _rel(chunked, reference) <= 1e-12
+    assert _rel(chunked, reference) <= 6 * EPS32
     assert _rel(one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=_cross_entropy(shift=False)),
-                reference) > 1e3 * 1e-12
+                reference) > 1e3 * 6 * EPS32
     # transformers' own loss rounds an fp64 model's logits to fp32 (.float()): agreement to fp32's
     # softmax round-off, (V + 2)·ε32 of the largest entry
     transformers_loss = one_step_gradients(model, batches, accumulate_on="cpu", loss_fn=lambda out, b: out.loss)

@@ -410,3 +410,57 @@ def test_a_label_names_the_configuration_in_the_report():
     assert list(out["method.base_name"]) == ["lora_ga", "lora_ga", "lora"]
     with pytest.raises(ConfigError, match="^method.label="):
         MethodConfig(label="")
+
+
+# -- how the one-step gradient is estimated (issue 16) ----------------------------------------------------
+def test_per_example_averaging_is_the_mean_of_single_example_gradients():
+    """float64, 4 unpadded rows keeping 2, 4, 7 and 11 label tokens: per_example on the batch of 4 = the
+    mean of its rows as one-example batches (the model's own loss on each), to the round-off of the fp32
+    sums one_step_gradients returns: 4 roundings and 3 adds, bound 8·ε32 of the largest entry. per_token
+    on the batch weighs rows by their kept tokens and differs by > 1e-3, so the check can fail."""
+    from lorasim.llm.gradient import per_example_loss
+
+    model = tiny_llama(0).double()
+    ids = torch.randint(0, 259, (4, 12), generator=torch.Generator().manual_seed(7))
+    labels = ids.clone()
+    for row, keep in enumerate((2, 4, 7, 11)):
+        labels[row, :12 - keep] = -100
+    batch = {"input_ids": ids, "labels": labels}
+    singles = one_step_gradients(model, [{k: v[i:i + 1] for k, v in batch.items()} for i in range(4)],
+                                 accumulate_on="cpu")
+    grouped = one_step_gradients(model, [batch], accumulate_on="cpu", loss_fn=per_example_loss)
+    per_token = one_step_gradients(model, [batch], accumulate_on="cpu")
+    rel = lambda a, b: max(float((a[k] - b[k]).abs().max() / b[k].abs().max()) for k in b)  # noqa: E731
+    assert rel(grouped, singles) <= 8 * torch.finfo(torch.float32).eps
+    assert rel(per_token, singles) > 1e-3
+
+
+def test_train_mode_draws_its_dropout_from_its_own_stream():
+    """A Llama with attention dropout: train mode changes the gradient (dropout on), two runs agree
+    bit for bit (the "llm/init_dropout" stream), the global RNG is untouched, and the mode is restored."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=259, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, attention_dropout=0.5, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).double().eval()
+    batches = [_batcher()(TOY.train[:4])]
+    state = torch.get_rng_state()
+    a = one_step_gradients(model, batches, accumulate_on="cpu", mode="train")
+    assert torch.equal(torch.get_rng_state(), state) and not model.training
+    b = one_step_gradients(model, batches, accumulate_on="cpu", mode="train")
+    e = one_step_gradients(model, batches, accumulate_on="cpu")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.allclose(a[k], e[k]) for k in a)
+    with pytest.raises(ValueError, match="^mode="):
+        one_step_gradients(model, batches, mode="training")
+
+
+def test_the_init_estimate_defaults_are_the_official_recipes():
+    from lorasim.llm.train import LLMRunConfig
+
+    run, method = _compose([]).run, MethodConfig()
+    assert (run.init_batches, run.init_batch_size) == (8, 1) == (LLMRunConfig().init_batches, LLMRunConfig().init_batch_size)
+    assert (method.init_mode, method.init_averaging) == ("eval", "per_token")
+    with pytest.raises(ConfigError, match="^method.init_averaging="):
+        MethodConfig(init_averaging="per_batch")

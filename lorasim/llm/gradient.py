@@ -23,6 +23,7 @@ from typing import Iterable, Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
+from .. import streams
 from .head import backward_chunked, chunked_head_applies
 
 TASK_HEADS = ("classifier", "score", "lm_head")  # trained in full (peft modules_to_save), never adapted
@@ -49,11 +50,17 @@ DEVICE_SHARE = 0.5  # auto: accumulate on the device when the fp32 sums take at 
 OFFLOAD_SLOTS = 8   # pinned staging buffers in flight per offloading pass (bounded host memory)
 
 
+INIT_MODES = ("eval", "train")
+
+
 @contextmanager
-def frozen_for_init(model: torch.nn.Module, trainable: Sequence[torch.Tensor]):
+def frozen_for_init(model: torch.nn.Module, trainable: Sequence[torch.Tensor], mode: str = "eval"):
     """Only ``trainable`` takes gradients, starting from none (a ``.grad`` they held is set aside and
-    given back), and the model is in eval mode (no dropout in the estimate); the ``requires_grad``
+    given back), and the model is in ``mode`` ("eval": no dropout in the estimate; "train": dropout
+    on, its masks from the "llm/init_dropout" stream, see ``backward_each``); the ``requires_grad``
     flags, the gradients and the training mode are restored afterwards."""
+    if mode not in INIT_MODES:
+        raise ValueError(f"mode={mode!r}: allowed one of {', '.join(INIT_MODES)}")
     flags = {p: p.requires_grad for p in model.parameters()}
     held = {w: w.grad for w in trainable}
     was_training = model.training
@@ -63,7 +70,7 @@ def frozen_for_init(model: torch.nn.Module, trainable: Sequence[torch.Tensor]):
         for w in trainable:
             w.grad = None
             w.requires_grad_(True)
-        model.eval()
+        model.train(mode == "train")
         yield
     finally:
         for p, f in flags.items():
@@ -163,10 +170,37 @@ class _Offload:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Optional[callable] = None) -> int:
+def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Optional[callable] = None,
+                  seed: int = 0) -> int:
     """Forward and backward of each batch; the number of batches. A causal LM's own loss goes back
     through its head a chunk of tokens at a time (lorasim/llm/head.py); otherwise the model's output
-    is dropped before its backward, so a batch's logits never sit beside the next batch's activations."""
+    is dropped before its backward, so a batch's logits never sit beside the next batch's activations.
+    A model in train mode draws its dropout masks from the (seed, "llm/init_dropout") stream, the
+    same in every pass (a multi-pass sketch sees one G), and the global RNG is left as it was."""
+    if not model.training:
+        return _backward_each(model, batches, loss_fn)
+    devices = [d for d in {p.device for p in model.parameters()} if d.type == "cuda"]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(streams.stream_seed(seed, "llm/init_dropout"))
+        return _backward_each(model, batches, loss_fn)
+
+
+def per_example_loss(out, batch: dict) -> torch.Tensor:
+    """The init loss averaged per example: each example's mean next-token loss over its kept labels
+    (−100 dropped), then the mean over the batch's examples that keep any. With one example per
+    micro-batch (the official recipe) it equals transformers' per-token mean; a classifier's loss is
+    per example already."""
+    if out.logits.dim() == 2:
+        return out.loss
+    logits = out.logits[:, :-1].to(torch.promote_types(out.logits.dtype, torch.float32))  # as head.py
+    labels = batch["labels"][:, 1:].to(out.logits.device)
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+    kept = labels != -100
+    per_example = per_token.sum(1) / kept.sum(1).clamp_min(1)
+    return per_example[kept.any(1)].mean()
+
+
+def _backward_each(model, batches, loss_fn) -> int:
     count = 0
     for count, batch in enumerate(batches, 1):
         if loss_fn is None and chunked_head_applies(model, batch):
@@ -181,7 +215,8 @@ def backward_each(model: torch.nn.Module, batches: Iterable[dict], loss_fn: Opti
 
 def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets: Union[str, Sequence[str]] = "all-linear",
                        accumulate_on: Union[str, torch.device] = "auto",
-                       loss_fn: Optional[callable] = None) -> dict[str, torch.Tensor]:
+                       loss_fn: Optional[callable] = None, mode: str = "eval",
+                       seed: int = 0) -> dict[str, torch.Tensor]:
     """{module name: mean over ``batches`` of ∇_W loss} for the target linear layers (out × in, fp32).
 
     ``batches`` are keyword dicts for ``model(**batch)``; the loss is ``output.loss`` unless
@@ -189,31 +224,32 @@ def one_step_gradients(model: torch.nn.Module, batches: Iterable[dict], targets:
     weights' device (no copies); "offload" sums on the host, copies overlapping the passes
     (``_Offload``; the passes then run at the host's add bandwidth, 10 bytes per target weight and
     batch); "cpu" copies each gradient to the host synchronously (the reference for "offload");
-    "auto" as ``resolve_accumulation`` says. The results live where they were summed. Flags,
+    "auto" as ``resolve_accumulation`` says. ``mode`` and ``seed``: the model's mode for the passes
+    and its dropout stream (``frozen_for_init``). The results live where they were summed. Flags,
     gradients and training mode are restored afterwards.
     """
     weights = {name: model.get_submodule(name).weight for name in target_linear_names(model, targets)}
-    mode = resolve_accumulation(list(weights.values()), accumulate_on)
-    home = {name: (w.device if mode == "device" else torch.device("cpu")) for name, w in weights.items()}
+    summed = resolve_accumulation(list(weights.values()), accumulate_on)
+    home = {name: (w.device if summed == "device" else torch.device("cpu")) for name, w in weights.items()}
     acc = {name: torch.zeros(w.shape, dtype=torch.float32, device=home[name]) for name, w in weights.items()}
-    offload = _Offload(acc, weights) if mode == "offload" else None
+    offload = _Offload(acc, weights) if summed == "offload" else None
     hooks = []
 
     def take(name):
         def hook(p):
             if offload is not None:
                 offload.add(name, p.grad)
-            elif mode == "device":
+            elif summed == "device":
                 acc[name] += p.grad
             else:
                 acc[name].add_(p.grad.detach().to("cpu"))
             p.grad = None  # freed at once: one target gradient on the device at a time
         return hook
 
-    with frozen_for_init(model, list(weights.values())):
+    with frozen_for_init(model, list(weights.values()), mode):
         try:
             hooks = [w.register_post_accumulate_grad_hook(take(name)) for name, w in weights.items()]
-            count = backward_each(model, batches, loss_fn)
+            count = backward_each(model, batches, loss_fn, seed)
         except BaseException:
             if offload is not None:  # the pass's own error is the one raised, not a worker's
                 with suppress(Exception):

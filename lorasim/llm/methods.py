@@ -28,7 +28,7 @@ from typing import ClassVar, Optional
 import torch
 
 from ..config import Config, checked, fail
-from .gradient import ACCUMULATE, one_step_gradients, target_linear_names
+from .gradient import ACCUMULATE, INIT_MODES, one_step_gradients, per_example_loss, target_linear_names
 from .init import VARIANTS, lora_ga_reference_peft, lora_one_peft
 from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
@@ -57,6 +57,8 @@ class MethodConfig(Config):
     sketch_q: int = checked(0, "int", 0)  # sketch: columns of each sketch (single pass: co-range rows 2q); 0: 4r
     sketch_passes: int = checked(4, "choice", (1, 2, 4, 6, 8))  # sketch: 1, or 2(t+1) with t power iterations
     accumulate_on: str = checked("auto", "choice", ACCUMULATE)  # where the one-step gradient is summed
+    init_mode: str = checked("eval", "choice", INIT_MODES)  # the model's mode in the gradient's passes
+    init_averaging: str = checked("per_token", "choice", ("per_token", "per_example"))  # each init batch's loss
     damping: float = checked(1e-6, "num", 0)  # scaled AdamW's λ (the official prec_reg)
     reg: Optional[float] = checked(None, "renamed", "damping")  # deprecated (0.2 name of damping)
     order: str = checked("gauss_seidel", "choice", ("simultaneous", "gauss_seidel"))  # official AdamWr
@@ -119,7 +121,7 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
         return peft_model, _adamw(_trainable(peft_model), method)
     if name == "lora_ga" and method.loraga_variant == "reference":
         if gradients is None:
-            gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+            gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
         peft_model = lora_ga_reference_peft(model, gradients, method.r, method.lora_alpha, method.use_rslora,
                                             method.loraga_gamma, task_type=_lora_config(method, model).task_type)
         return peft_model, _adamw(_trainable(peft_model), method)
@@ -130,9 +132,16 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
         config = _lora_config(method, model, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
             direction="ArB2r", scale="stable", stable_gamma=method.loraga_gamma))
 
+        loss_fn = init_estimate(method)["loss_fn"] or (lambda out, batch: out.loss)
+
         def train_step():
-            for batch in init_batches:
-                model(**batch).loss.backward()
+            was_training = model.training
+            model.train(method.init_mode == "train")
+            try:
+                for batch in init_batches:
+                    loss_fn(model(**batch), batch).backward()
+            finally:
+                model.train(was_training)
 
         preprocess_loraga(model, config, train_step)
         peft_model = get_peft_model(model, config)
@@ -148,6 +157,14 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
     return peft_model, _adamw(_trainable(peft_model), method)
 
 
+def init_estimate(method: MethodConfig) -> dict:
+    """one_step_gradients' keyword arguments for how ``method`` estimates the one-step gradient:
+    where it is summed, the model's mode, and each init batch's loss (None: the model's own,
+    transformers' per-token mean; per_example: lorasim.llm.gradient.per_example_loss)."""
+    return {"accumulate_on": method.accumulate_on, "mode": method.init_mode,
+            "loss_fn": per_example_loss if method.init_averaging == "per_example" else None}
+
+
 def forms_gradient(method: MethodConfig) -> bool:
     """Whether ``method``'s init starts from lorasim's one-step gradient (so a caller that needs it
     anyway, for the angles, can pass it to ``prepare`` instead of having it formed twice)."""
@@ -160,10 +177,11 @@ def lora_one_spectra(method: MethodConfig, model: torch.nn.Module, init_batches:
     """Each target layer's top-r (U, S, V) of −G as ``method`` says: from the one-step gradients
     (``gradients`` when given, else summed where ``method.accumulate_on`` says), or from the sketch."""
     if method.svd == "sketch":
+        estimate = init_estimate(method)
         return sketched_top_r(model, init_batches, method.r, method.sketch_q or 4 * method.r, method.sketch_passes,
-                              method.targets)
+                              method.targets, loss_fn=estimate["loss_fn"], mode=estimate["mode"])
     if gradients is None:
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+        gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     device = next(model.parameters()).device  # offloaded sums are factorised on the model's device, not the host
     return top_r(gradients, method.r, method.svd, method.svd_q, method.svd_niter, method.svd_oversample, device=device)
 

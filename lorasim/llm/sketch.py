@@ -53,20 +53,21 @@ def sketch_matrices(out_dim: int, in_dim: int, device, q: int, seed: int) -> tup
 
 
 def one_step_sketches(model: torch.nn.Module, batches: Iterable[dict], targets: Union[str, Sequence[str]] = "all-linear",
-                      q: int = 32, seed: int = 0, loss_fn: Optional[callable] = None) -> dict[str, Sketch]:
+                      q: int = 32, seed: int = 0, loss_fn: Optional[callable] = None,
+                      mode: str = "eval") -> dict[str, Sketch]:
     """{module name: Sketch of the mean over ``batches`` of ∇_W loss} for the target linear layers,
     in one pass over the batches (``one_step_gradients``'s arguments; fp32 sketches on the model's device)."""
     _check_q(q)
     modules = target_modules(model, targets)
     tests = _matrices_per_layer(modules, q, seed)
     sums = sketch_pass(model, batches, modules, {name: {"right": omega, "psi": psi} for name, (omega, psi) in tests.items()},
-                       loss_fn)
+                       loss_fn, mode, seed)
     return {name: Sketch(sums[name]["right"], sums[name]["psi"], *tests[name]) for name in modules}
 
 
 def sketched_top_r(model: torch.nn.Module, batches: Sequence[dict], r: int, q: int = 32, passes: int = 1,
                    targets: Union[str, Sequence[str]] = "all-linear", seed: int = 0,
-                   loss_fn: Optional[callable] = None) -> dict[str, tuple]:
+                   loss_fn: Optional[callable] = None, mode: str = "eval") -> dict[str, tuple]:
     """{name: (U_r, S_r, V_r)} of −G for the target layers, G never formed, in ``passes`` passes over
     ``batches``: 1 is the single-pass sketch (``one_step_sketches`` + ``sketch_top_r``); an even
     number 2(t + 1) is the randomized range finder run through the data, with t power iterations
@@ -79,12 +80,12 @@ def sketched_top_r(model: torch.nn.Module, batches: Sequence[dict], r: int, q: i
     for name, mod in modules.items():  # before any pass: the sketch size bounds the rank
         _check_r(r, min(q, *mod.weight.shape), name)
     if passes == 1:
-        return sketch_top_r(one_step_sketches(model, batches, targets, q, seed, loss_fn), r)
+        return sketch_top_r(one_step_sketches(model, batches, targets, q, seed, loss_fn, mode), r)
     bases = {name: omega for name, (omega, _) in _matrices_per_layer(modules, q, seed).items()}
     for step in range(passes // 2):
-        Y = sketch_pass(model, batches, modules, {n: {"right": P} for n, P in bases.items()}, loss_fn)
+        Y = sketch_pass(model, batches, modules, {n: {"right": P} for n, P in bases.items()}, loss_fn, mode, seed)
         Q = {n: _orth(Y[n]["right"]) for n in modules}
-        W = sketch_pass(model, batches, modules, {n: {"left": Qn} for n, Qn in Q.items()}, loss_fn)
+        W = sketch_pass(model, batches, modules, {n: {"left": Qn} for n, Qn in Q.items()}, loss_fn, mode, seed)
         if step + 1 < passes // 2:
             bases = {n: _orth(W[n]["left"]) for n in modules}
     out = {}
@@ -109,7 +110,8 @@ def _matrices_per_layer(modules: dict, q: int, seed: int) -> dict[str, tuple]:
 
 
 def sketch_pass(model: torch.nn.Module, batches: Iterable[dict], modules: dict, products: dict,
-                loss_fn: Optional[callable] = None) -> dict[str, dict[str, torch.Tensor]]:
+                loss_fn: Optional[callable] = None, mode: str = "eval",
+                seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
     """One pass over ``batches`` with the weights frozen, summing for each layer the products that
     ``products[name]`` asks for, from each batch's layer input X (tokens × in) and output gradient
     Δ (tokens × out), so that the sums are (with G the batches' mean gradient, Δᵀ X summed):
@@ -146,11 +148,11 @@ def sketch_pass(model: torch.nn.Module, batches: Iterable[dict], modules: dict, 
     def needs_grad(mod, args, output):  # the weights are frozen: the graph starts at the embeddings
         return output.requires_grad_(True)
 
-    with frozen_for_init(model, []):
+    with frozen_for_init(model, [], mode):
         hooks = [model.get_input_embeddings().register_forward_hook(needs_grad)]
         try:
             hooks += [modules[name].register_forward_hook(on_output(name)) for name in products]
-            count = backward_each(model, batches, loss_fn)
+            count = backward_each(model, batches, loss_fn, seed)
         finally:
             for h in hooks:
                 h.remove()

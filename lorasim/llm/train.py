@@ -3,8 +3,9 @@ logging a tidy curve (train loss, eval loss and accuracy) and, optionally, Figur
 
 The training loop is a plain loop (the optimizers are plain torch optimizers, so the HF Trainer
 works too; see tests). Batches are the training pool in a seed-dependent order, cycled. The one-step
-gradient uses the pool's first ``init_batches × batch_size`` examples, as the official code takes
-the first bsz·iters training examples (SPEC §6.2).
+gradient uses the pool's first ``init_batches × init_batch_size`` examples in micro-batches of
+``init_batch_size``, as the official code takes the first bsz·iters training examples (SPEC §6.2;
+defaults bsz = 1, iters = 8), whatever the training batch size.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..engine import diverged
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
-from .methods import MethodConfig, forms_gradient, prepare
+from .methods import MethodConfig, forms_gradient, init_estimate, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
@@ -33,7 +34,8 @@ class LLMRunConfig(Config):
     steps: int = checked(20, "int", 1)
     batch_size: int = checked(8, "int", 1)
     eval_batch_size: int = checked(32, "int", 1)
-    init_batches: int = checked(8, "int", 1)
+    init_batches: int = checked(8, "int", 1)  # the one-step gradient's micro-batches (official: iters = 8)
+    init_batch_size: int = checked(1, "int", 1)  # examples per init micro-batch (official: bsz = 1)
     warmup_steps: int = checked(0, "int", 0)
     log_every: int = checked(5, "int", 1)
     eval_every: int = checked(10, "int", 1)
@@ -110,19 +112,19 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
     model.to(run_cfg.device)
     if run_cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(run_cfg.device)
-    n_init = run_cfg.init_batches * run_cfg.batch_size
+    n_init = run_cfg.init_batches * run_cfg.init_batch_size
     if len(task.train) < max(n_init, run_cfg.batch_size):
         fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
-    init_batches = [_to(batcher(task.train[i: i + run_cfg.batch_size]), run_cfg.device)
-                    for i in range(0, n_init, run_cfg.batch_size)]
+    init_batches = [_to(batcher(task.train[i: i + run_cfg.init_batch_size]), run_cfg.device)
+                    for i in range(0, n_init, run_cfg.init_batch_size)]
     formed = forms_gradient(method)  # the init forms the one-step gradient
     gradients = None
     if run_cfg.angle_every and not formed:  # the angles' reference; not part of this method's init cost
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+        gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     _sync(run_cfg.device)
     start = time.perf_counter()
     if formed:
-        gradients = one_step_gradients(model, init_batches, method.targets, accumulate_on=method.accumulate_on)
+        gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     model, optimizer = prepare(method, model, init_batches, gradients if formed else None)
     _sync(run_cfg.device)
     init_seconds = time.perf_counter() - start
