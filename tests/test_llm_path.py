@@ -469,3 +469,43 @@ def test_the_init_estimate_defaults_are_the_official_recipes():
     assert (method.init_mode, method.init_averaging) == ("eval", "per_token")
     with pytest.raises(ConfigError, match="^method.init_averaging="):
         MethodConfig(init_averaging="per_batch")
+
+
+# -- the theory's regime: small init, plain SGD, per-layer rates (issue 16, part 1's settings) ----------
+def test_a_small_init_scales_kaimings_std_and_keeps_b_zero():
+    """lora_A ~ N(0, (init_scale/√(3·in))²): each layer's sample std within 4 standard errors
+    (1/√(2n) relative, n = r·in entries) of it; lora_B = 0; refused for a non-Kaiming init."""
+    (model, _), _ = _prepared(MethodConfig(name="lora", r=4, init_scale=1e-3))
+    layers = [m for m in model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A]
+    assert layers
+    for m in layers:
+        A = m.lora_A["default"].weight.detach().double()
+        want = 1e-3 / math.sqrt(3 * A.shape[1])
+        assert abs(float(A.std()) / want - 1) <= 4 / math.sqrt(2 * A.numel())
+        assert float(m.lora_B["default"].weight.abs().max()) == 0
+    with pytest.raises(ConfigError, match="^method.init_scale="):
+        MethodConfig(name="lora_one", init_scale=1e-3)
+
+
+def test_sigma1_rates_are_each_layers_lr_over_s_sigma1_and_sgd_takes_them():
+    """lr_scale=sigma1 with SGD: layer l's pair at lr/(s·σ1(G_l)), σ1 from numpy's 2-norm of the same
+    one-step gradient (an independent oracle); one step from B = 0 moves lora_B by −lr_l·∇lora_B exactly."""
+    base, batcher = tiny_llama(0), _batcher()
+    init = [batcher(TOY.train[:4])]
+    grads = one_step_gradients(base, init, accumulate_on="cpu")
+    method = MethodConfig(name="lora", r=4, lr=0.25, lr_scale="sigma1", optimizer="sgd", init_scale=1e-3)
+    model, opt = prepare(method, base, init)
+    assert isinstance(opt, torch.optim.SGD)
+    layers = {n: m for n, m in model.base_model.model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    for name, m in layers.items():
+        want = 0.25 / (m.scaling["default"] * np.linalg.norm(grads[name].double().numpy(), 2))
+        assert lr_of[id(m.lora_A["default"].weight)] == pytest.approx(want, rel=1e-6)
+        assert lr_of[id(m.lora_B["default"].weight)] == pytest.approx(want, rel=1e-6)
+    model(**batcher(TOY.train[4:8])).loss.backward()
+    name, m = next(iter(layers.items()))
+    gB = m.lora_B["default"].weight.grad.clone()
+    opt.step()
+    torch.testing.assert_close(m.lora_B["default"].weight.detach(), -lr_of[id(m.lora_B["default"].weight)] * gB)
+    with pytest.raises(ConfigError, match="^method.lr_scale="):
+        MethodConfig(name="lora_plus", lr_scale="sigma1")

@@ -16,12 +16,17 @@ lora_one_prec  LoRA-One with the scaled AdamW of lorasim.llm.optim: by default t
                λ = 1e-2, bias-corrected AdamW, §6.3 c)
 full_ft        every parameter trained with AdamW
 
+The theory's regime (SPEC R1: small init, plain GD) is three settings on top: ``init_scale`` (lora_A
+~ N(0, (init_scale × Kaiming std)²), lora_B = 0, for the Kaiming-init methods), ``optimizer=sgd``,
+and ``lr_scale=sigma1`` (layer l's pair at lr/(s·σ1(G_l)): one normalised step size for all layers).
+
 ``rslora`` (s = α_L/√r, the official recipe's throughout) is on for every LoRA method but ``lora``,
 which is vanilla α_L/r; ``lora`` and ``rslora`` are the two scalings, and asking either for the
 other's is refused. Another method takes ``rslora=false`` when asked.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -36,6 +41,8 @@ from .optim import scaled_optimizer
 
 METHODS = ("lora", "rslora", "lora_plus", "dora", "pissa", "lora_ga", "lora_one", "lora_one_prec", "full_ft")
 LORA_ONE = ("lora_one", "lora_one_prec")  # the methods whose init is ours from one_step_gradients
+KAIMING_INITS = ("lora", "rslora", "lora_plus", "dora")  # lora_A Kaiming-uniform, lora_B = 0
+PLAIN_OPTIMIZER = ("lora", "rslora", "dora", "pissa", "lora_ga", "lora_one")  # one base rule over param groups
 
 
 @dataclass
@@ -68,11 +75,20 @@ class MethodConfig(Config):
     loraga_gamma: int = checked(16, "int", 1)
     loraga_variant: str = checked("peft", "choice", ("peft", "reference"))  # SPEC §6.4's two LoRA-GAs
     label: Optional[str] = None  # the name reports and plots give this configuration (default: name)
+    init_scale: Optional[float] = checked(None, "num", 0, lo_open=True)  # KAIMING_INITS: lora_A ~ N(0, (this·Kaiming std)²)
+    optimizer: str = checked("adamw", "choice", ("adamw", "sgd"))  # the base rule (lora_one_prec: under the preconditioner)
+    lr_scale: str = checked("none", "choice", ("none", "sigma1"))  # sigma1: layer l's pair takes lr/(s·σ1(G_l))
     pissa_niter: int = checked(0, "int", 0)  # 0: exact SVD
     where: ClassVar[str] = "method"
 
     def __post_init__(self):
         super().__post_init__()
+        if self.init_scale is not None and self.name not in KAIMING_INITS:
+            fail(self.where, "init_scale", self.init_scale, f"null for method {self.name} (a scale of the Kaiming "
+                 f"init of {', '.join(KAIMING_INITS)})")
+        if self.lr_scale != "none" and self.name not in PLAIN_OPTIMIZER:
+            fail(self.where, "lr_scale", self.lr_scale, f"none for method {self.name} (per-layer rates for "
+                 f"{', '.join(PLAIN_OPTIMIZER)})")
         if self.label is not None and not (isinstance(self.label, str) and self.label):
             fail(self.where, "label", self.label, "null or a non-empty string")
         own = {"lora": False, "rslora": True}.get(self.name)
@@ -96,7 +112,38 @@ def _lora_config(method: MethodConfig, model, **kw):
 
 
 def _adamw(params, method: MethodConfig):
-    return torch.optim.AdamW(params, lr=method.lr, weight_decay=method.weight_decay)
+    """The base rule (AdamW or SGD) over ``params``, a list of tensors or of param groups."""
+    cls = torch.optim.AdamW if method.optimizer == "adamw" else torch.optim.SGD
+    return cls(params, lr=method.lr, weight_decay=method.weight_decay)
+
+
+def _optimizer(peft_model, method: MethodConfig, gradients: Optional[dict]):
+    """``_adamw`` over the trainable parameters; with ``lr_scale=sigma1``, each adapted layer's pair in
+    a group of its own at lr / (s·σ1(G_l)) (σ1 in float64), so that every layer takes the same step
+    relative to its gradient's scale (the theory's η·s·σ1 per layer); other parameters keep lr."""
+    params = _trainable(peft_model)
+    if method.lr_scale == "none":
+        return _adamw(params, method)
+    groups, paired = [], set()
+    for name, mod in peft_model.base_model.model.named_modules():
+        if not (hasattr(mod, "lora_A") and "default" in mod.lora_A):
+            continue
+        sigma1 = float(torch.linalg.matrix_norm(gradients[name].double(), ord=2))
+        pair = [mod.lora_A["default"].weight, mod.lora_B["default"].weight]
+        groups.append({"params": pair, "lr": method.lr / (mod.scaling["default"] * sigma1)})
+        paired.update(pair)
+    rest = [p for p in params if p not in paired]
+    return _adamw(groups + ([{"params": rest}] if rest else []), method)
+
+
+def _small_init(peft_model, scale: float) -> None:
+    """lora_A ~ N(0, (scale·σ_K)²) from the global RNG (seeded per run), σ_K = 1/√(3·in) the std of
+    peft's Kaiming-uniform(a = √5) lora_A; lora_B stays 0: the theory's small random init."""
+    with torch.no_grad():
+        for mod in peft_model.modules():
+            if hasattr(mod, "lora_A") and "default" in mod.lora_A:
+                w = mod.lora_A["default"].weight
+                w.normal_(0.0, scale / math.sqrt(3 * w.shape[1]))
 
 
 def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dict],
@@ -110,21 +157,24 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
         for p in model.parameters():
             p.requires_grad_(True)
         return model, _adamw(model.parameters(), method)
+    if gradients is None and method.lr_scale == "sigma1":  # the per-layer rates need every layer's σ1(G)
+        gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     if name in LORA_ONE:
         peft_model = lora_one_peft(model, lora_one_spectra(method, model, init_batches, gradients), method.r,
                                    method.lora_alpha, method.use_rslora, method.gamma, method.variant, method.zeta,
                                    task_type=_lora_config(method, model).task_type)
         if name == "lora_one_prec":
-            return peft_model, scaled_optimizer(peft_model, method.lr, damping=method.damping, order=method.order,
-                                                inverse=method.inverse, bias_correction=method.bias_correction,
+            return peft_model, scaled_optimizer(peft_model, method.lr, base=method.optimizer, damping=method.damping,
+                                                order=method.order, inverse=method.inverse,
+                                                bias_correction=method.bias_correction,
                                                 weight_decay=method.weight_decay)
-        return peft_model, _adamw(_trainable(peft_model), method)
+        return peft_model, _optimizer(peft_model, method, gradients)
     if name == "lora_ga" and method.loraga_variant == "reference":
         if gradients is None:
             gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
         peft_model = lora_ga_reference_peft(model, gradients, method.r, method.lora_alpha, method.use_rslora,
                                             method.loraga_gamma, task_type=_lora_config(method, model).task_type)
-        return peft_model, _adamw(_trainable(peft_model), method)
+        return peft_model, _optimizer(peft_model, method, gradients)
     if name == "lora_ga":
         from peft import LoraGAConfig
         from peft.tuners.lora.loraga import preprocess_loraga
@@ -145,16 +195,19 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
 
         preprocess_loraga(model, config, train_step)
         peft_model = get_peft_model(model, config)
-        return peft_model, _adamw(_trainable(peft_model), method)
+        return peft_model, _optimizer(peft_model, method, gradients)
     init = {"pissa": "pissa" if method.pissa_niter == 0 else f"pissa_niter_{method.pissa_niter}"}.get(name, True)
     peft_model = get_peft_model(model, _lora_config(method, model, init_lora_weights=init, use_dora=name == "dora"))
+    if method.init_scale is not None:
+        _small_init(peft_model, method.init_scale)
     if name == "lora_plus":
         from peft.optimizers import create_loraplus_optimizer
 
-        return peft_model, create_loraplus_optimizer(peft_model, torch.optim.AdamW, lr=method.lr,
+        base = torch.optim.AdamW if method.optimizer == "adamw" else torch.optim.SGD
+        return peft_model, create_loraplus_optimizer(peft_model, base, lr=method.lr,
                                                      loraplus_lr_ratio=method.lora_plus_ratio,
                                                      loraplus_weight_decay=method.weight_decay)
-    return peft_model, _adamw(_trainable(peft_model), method)
+    return peft_model, _optimizer(peft_model, method, gradients)
 
 
 def init_estimate(method: MethodConfig) -> dict:
@@ -168,7 +221,7 @@ def init_estimate(method: MethodConfig) -> dict:
 def forms_gradient(method: MethodConfig) -> bool:
     """Whether ``method``'s init starts from lorasim's one-step gradient (so a caller that needs it
     anyway, for the angles, can pass it to ``prepare`` instead of having it formed twice)."""
-    return ((method.name in LORA_ONE and method.svd != "sketch")
+    return ((method.name in LORA_ONE and method.svd != "sketch") or method.lr_scale == "sigma1"
             or (method.name == "lora_ga" and method.loraga_variant == "reference"))
 
 
