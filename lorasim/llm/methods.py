@@ -111,19 +111,22 @@ def _lora_config(method: MethodConfig, model, **kw):
                       lora_dropout=0.0, target_modules=names, task_type=task, **kw)
 
 
-def _adamw(params, method: MethodConfig):
+def _base_class(method: MethodConfig):
+    return torch.optim.AdamW if method.optimizer == "adamw" else torch.optim.SGD
+
+
+def _base_rule(params, method: MethodConfig):
     """The base rule (AdamW or SGD) over ``params``, a list of tensors or of param groups."""
-    cls = torch.optim.AdamW if method.optimizer == "adamw" else torch.optim.SGD
-    return cls(params, lr=method.lr, weight_decay=method.weight_decay)
+    return _base_class(method)(params, lr=method.lr, weight_decay=method.weight_decay)
 
 
 def _optimizer(peft_model, method: MethodConfig, gradients: Optional[dict]):
-    """``_adamw`` over the trainable parameters; with ``lr_scale=sigma1``, each adapted layer's pair in
+    """``_base_rule`` over the trainable parameters; with ``lr_scale=sigma1``, each adapted layer's pair in
     a group of its own at lr / (s·σ1(G_l)) (σ1 in float64), so that every layer takes the same step
     relative to its gradient's scale (the theory's η·s·σ1 per layer); other parameters keep lr."""
     params = _trainable(peft_model)
     if method.lr_scale == "none":
-        return _adamw(params, method)
+        return _base_rule(params, method)
     groups, paired = [], set()
     for name, mod in peft_model.base_model.model.named_modules():
         if not (hasattr(mod, "lora_A") and "default" in mod.lora_A):
@@ -133,7 +136,7 @@ def _optimizer(peft_model, method: MethodConfig, gradients: Optional[dict]):
         groups.append({"params": pair, "lr": method.lr / (mod.scaling["default"] * sigma1)})
         paired.update(pair)
     rest = [p for p in params if p not in paired]
-    return _adamw(groups + ([{"params": rest}] if rest else []), method)
+    return _base_rule(groups + ([{"params": rest}] if rest else []), method)
 
 
 def _small_init(peft_model, scale: float) -> None:
@@ -156,7 +159,7 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
     if name == "full_ft":
         for p in model.parameters():
             p.requires_grad_(True)
-        return model, _adamw(model.parameters(), method)
+        return model, _base_rule(model.parameters(), method)
     if gradients is None and method.lr_scale == "sigma1":  # the per-layer rates need every layer's σ1(G)
         gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     if name in LORA_ONE:
@@ -203,8 +206,7 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
     if name == "lora_plus":
         from peft.optimizers import create_loraplus_optimizer
 
-        base = torch.optim.AdamW if method.optimizer == "adamw" else torch.optim.SGD
-        return peft_model, create_loraplus_optimizer(peft_model, base, lr=method.lr,
+        return peft_model, create_loraplus_optimizer(peft_model, _base_class(method), lr=method.lr,
                                                      loraplus_lr_ratio=method.lora_plus_ratio,
                                                      loraplus_weight_decay=method.weight_decay)
     return peft_model, _optimizer(peft_model, method, gradients)
