@@ -212,9 +212,9 @@ def bench_model(name: str, args, report) -> list[dict]:
 
     plain_passes(model, batches[:1])  # warm-up: kernels, cuBLAS handles, allocator
     add("plain passes", lambda: plain_passes(model, batches))
-    targets = [model.get_submodule(n).weight for n in target_linear_names(model)]
-    add("target passes", lambda: plain_passes(model, batches, only=targets))  # a LoRA backward's weight work
-    del targets  # they would outlive ``model`` and sit in every later stage's peak
+    names = target_linear_names(model)  # names, not weights: weights held here would outlive ``model``
+    add("target passes",  # a LoRA backward's weight work
+        lambda: plain_passes(model, batches, only=[model.get_submodule(n).weight for n in names]))
     cap = _cap(dev, args.memory_cap)
     grads = reference = None
     slow = SLOW_AT.get(name, set())
