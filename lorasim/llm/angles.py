@@ -10,8 +10,9 @@ those of ΔW_t. Logged per layer and side:
                                                         worst direction, this one is the typical direction)
     truncated  ‖U[:, r:4r]ᵀ P_r‖_op                    (the official code's value: U from svd_lowrank(G, q=4r),
                                                         complement cut at 4r, so a lower bound of ``full``;
-                                                        for a random r-space it reads ≈ (√(3r) + √r)/√n,
-                                                        0.32 at r = 8, n = 576: its "unaligned" level)
+                                                        a random r-space reads near the Gaussian edge
+                                                        (√(3r) + √r)/√n: mean 0.29 at r = 8, n = 576, edge
+                                                        0.32; its "unaligned" level, README)
 
 and likewise with V_r, Q_r on the input side. Sides are named by where they act ("output" is lora_B's,
 paper B's; "input" is lora_A's, paper A's) — the official code's "A"/"B" labels are swapped (§8.1).
