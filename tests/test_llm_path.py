@@ -509,3 +509,13 @@ def test_sigma1_rates_are_each_layers_lr_over_s_sigma1_and_sgd_takes_them():
     torch.testing.assert_close(m.lora_B["default"].weight.detach(), -lr_of[id(m.lora_B["default"].weight)] * gB)
     with pytest.raises(ConfigError, match="^method.lr_scale="):
         MethodConfig(name="lora_plus", lr_scale="sigma1")
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (__import__("pathlib").Path(__file__).resolve().parent.parent
+                                                            / "conf" / "llm" / "method").glob("*.yaml")))
+def test_every_method_preset_builds_its_config(preset):
+    """Each conf/llm/method preset composes into a valid MethodConfig (its keys are the settable ones)."""
+    from omegaconf import OmegaConf
+
+    cfg = MethodConfig(**OmegaConf.to_container(_compose([f"method={preset}"]).method))
+    assert cfg.name in METHODS
