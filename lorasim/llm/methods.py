@@ -33,7 +33,7 @@ from typing import ClassVar, Optional
 import torch
 
 from ..config import Config, checked, fail
-from .gradient import ACCUMULATE, INIT_MODES, one_step_gradients, per_example_loss, target_linear_names
+from .gradient import ACCUMULATE, INIT_MODES, backward_each, one_step_gradients, per_example_loss, target_linear_names
 from .init import VARIANTS, lora_ga_reference_peft, lora_one_peft
 from .sketch import sketched_top_r
 from .svd import DEFAULT_SVD, SVD_METHODS, top_r
@@ -185,14 +185,11 @@ def prepare(method: MethodConfig, model: torch.nn.Module, init_batches: list[dic
         config = _lora_config(method, model, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
             direction="ArB2r", scale="stable", stable_gamma=method.loraga_gamma))
 
-        loss_fn = init_estimate(method)["loss_fn"] or (lambda out, batch: out.loss)
-
-        def train_step():
+        def train_step():  # peft reads the weights' .grad; the passes are the other inits' (backward_each)
             was_training = model.training
             model.train(method.init_mode == "train")
             try:
-                for batch in init_batches:
-                    loss_fn(model(**batch), batch).backward()
+                backward_each(model, init_batches, init_estimate(method)["loss_fn"])
             finally:
                 model.train(was_training)
 
