@@ -24,10 +24,9 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.distributed as dist
 
-from .. import streams
 from ..peft_convention import lora_scale
 from .gradient import collective
-from .svd import top_r
+from .svd import seeded_svd_lowrank, top_r
 
 VARIANTS = ("official", "readme", "theory")
 
@@ -93,10 +92,7 @@ def lora_ga_reference_factors(grad: torch.Tensor, r: int, gamma: float = 16.0, s
     if not (isinstance(r, int) and 1 <= r and 2 * r <= min(out_dim, in_dim)):
         raise ValueError(f"r={r!r}: allowed an integer in [1, {min(out_dim, in_dim) // 2}] (ArB2r takes 2r "
                          "singular vectors)")
-    devices = [grad.device] if grad.is_cuda else []
-    with torch.random.fork_rng(devices=devices):  # svd_lowrank draws its test matrix from the global RNG
-        torch.manual_seed(streams.stream_seed(seed, "llm/loraga_sketch"))
-        U, _, V = torch.svd_lowrank(grad.float(), q=min(4 * r, out_dim, in_dim), niter=4)
+    U, _, V = seeded_svd_lowrank(grad.float(), min(4 * r, out_dim, in_dim), 4, seed, "llm/loraga_sketch")
     scale = out_dim ** 0.25 / math.sqrt(gamma)
     return (V[:, :r].T * scale).contiguous(), (U[:, r:2 * r] * scale).contiguous()
 

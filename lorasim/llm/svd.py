@@ -59,12 +59,17 @@ def top_r(gradients: dict[str, torch.Tensor], r: int, method: str = DEFAULT_SVD,
 def official_top_r(grad: torch.Tensor, r: int, q: int = 512, niter: int = 16, seed: int = 0) -> tuple:
     """The reference recipe on one layer: torch.svd_lowrank(−grad, q, niter) with the test matrix
     drawn from the (seed, "llm/svd_sketch") stream (the global RNG is restored afterwards)."""
-    q = min(max(q, r), *grad.shape)
-    devices = [grad.device] if grad.is_cuda else []
-    with torch.random.fork_rng(devices=devices):  # svd_lowrank draws its test matrix from the global RNG
-        torch.manual_seed(streams.stream_seed(seed, "llm/svd_sketch"))
-        U, S, V = torch.svd_lowrank(-grad.float(), q=q, niter=niter)
+    U, S, V = seeded_svd_lowrank(-grad.float(), min(max(q, r), *grad.shape), niter, seed, "llm/svd_sketch")
     return U[:, :r], S[:r], V[:, :r]
+
+
+def seeded_svd_lowrank(M: torch.Tensor, q: int, niter: int, seed: int, stream: str) -> tuple:
+    """torch.svd_lowrank(M, q, niter) with its test matrix from the (seed, ``stream``) stream; the
+    global RNG it draws from is restored afterwards."""
+    devices = [M.device] if M.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(streams.stream_seed(seed, stream))
+        return torch.svd_lowrank(M, q=q, niter=niter)
 
 
 def randomized_top_r(M: torch.Tensor, r: int, q: int, niter: int, seed: int = 0) -> tuple:
