@@ -190,7 +190,65 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
                        "dashed: rms of the r sines\ndotted: official, truncated", title_fontsize=7,
                        loc="center left", bbox_to_anchor=(1.02, 0.5))
         save(fig, "llm_angles.png")
+    if "factor_top1" in a:
+        plot_alignment(a, save)
     return written
+
+
+ALIGNMENT = (("top1", "top-1"), ("top2", "top-2"), ("top_rstar", "top-r* (largest gap of G)"))
+
+
+def alignment_curves(angles: pd.DataFrame) -> pd.DataFrame:
+    """Per method, side and step, each angle column's mean over layers and then over seeds (jobs): the
+    curves of Figure 1(b) in the theory's regime (experiment alignment_theory)."""
+    cols = [c for c in angles if c.startswith(("factor_", "delta_")) or c in ("full", "truncated", "truncated_random")]
+    per_job = angles.groupby(["method.name", "job", "side", "step"])[cols].mean()
+    return per_job.groupby(["method.name", "side", "step"]).mean().reset_index()
+
+
+def alignment_markdown(angles: pd.DataFrame) -> str:
+    """The input-side top-1 sinΘ of lora_A's own SVD (the toy's a(t)) per arm and step, and each arm's minimum."""
+    curves = alignment_curves(angles)
+    inp = curves[curves["side"] == "input"].pivot(index="method.name", columns="step", values="factor_top1")
+    lines = ["", "Input side, sinΘ between lora_A's top singular direction and G's (mean over layers and seeds):", "",
+             "| method | " + " | ".join(f"t={t}" for t in inp.columns) + " | min |",
+             "|" + "---|" * (len(inp.columns) + 2)]
+    for name, row in inp.iterrows():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {row.min():.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_alignment(angles: pd.DataFrame, save) -> None:
+    """Rows: input and output side; columns: top-1, top-2, top-r*, the full r, the official truncated value.
+    Solid: the factor's own SVD (lora_A input, lora_B output); dashed: ΔW's. One colour per method."""
+    plt = pyplot()
+    curves = alignment_curves(angles)
+    methods = list(dict.fromkeys(curves["method.name"]))
+    fig, axes = plt.subplots(2, 5, figsize=(17, 6.4), sharex=True, sharey=True)
+    for i, side in enumerate(("input", "output")):
+        for name in methods:
+            c = curves[(curves["method.name"] == name) & (curves["side"] == side)].sort_values("step")
+            color = None
+            for j, (suffix, _) in enumerate(ALIGNMENT):
+                line, = axes[i, j].plot(c["step"], c[f"factor_{suffix}"], "o-", ms=2.5, lw=1.3, color=color,
+                                        label=name)
+                color = line.get_color()
+                axes[i, j].plot(c["step"], c[f"delta_{suffix}"], "--", lw=1, color=color)
+            axes[i, 3].plot(c["step"], c["factor_full"], "o-", ms=2.5, lw=1.3, color=color)
+            axes[i, 3].plot(c["step"], c["full"], "--", lw=1, color=color)
+            axes[i, 4].plot(c["step"], c["truncated"], "--", lw=1, color=color)
+        level = curves[curves["side"] == side]["truncated_random"].mean()
+        axes[i, 4].axhline(level, color="0.5", lw=1, ls=":", label=f"random r-space {level:.2f}")
+        axes[i, 4].legend(fontsize=7, loc="lower right")
+        axes[i, 0].set_ylabel(f"{side} side ({'lora_A, paper A' if side == 'input' else 'lora_B, paper B'})\nsinΘ to G")
+    for j, title in enumerate([t for _, t in ALIGNMENT] + ["full r", "official truncated (ΔW)"]):
+        axes[0, j].set_title(title, fontsize=9)
+        axes[1, j].set_xlabel("step")
+    axes[0, 0].set_ylim(0, 1.02)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("sinΘ between the adapter's top-k singular subspace and the one-step gradient's (mean over layers "
+                 "and seeds); solid: the factor's own SVD, dashed: ΔW's", fontsize=9)
+    save(fig, "llm_alignment.png")
 
 
 def report(sweep_dir, out_dir=None, more=()) -> Path:
@@ -203,6 +261,9 @@ def report(sweep_dir, out_dir=None, more=()) -> Path:
         write_csv(frame, target / f"{name}.csv")
     agg, chosen = compare(tables["results"], tables["summary"])
     text = markdown(chosen, agg, tables["summary"]) if not chosen.empty else "no job finished\n"
+    angles = tables["angles"]
+    if "factor_top1" in angles:
+        text += alignment_markdown(angles[angles["job_status"] == "ok"])
     atomic_write(target / "report.md", lambda tmp: Path(tmp).write_text(text))
     plot(tables["results"], tables["summary"], chosen, tables["angles"], target)
     return target / "report.md"

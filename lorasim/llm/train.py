@@ -2,7 +2,9 @@
 logging a tidy curve (train loss, eval loss and accuracy) and, optionally, Figure 1(b)'s angles.
 
 The training loop is a plain loop (the optimizers are plain torch optimizers, so the HF Trainer
-works too; see tests). Batches are the training pool in a seed-dependent order, cycled. The one-step
+works too; see tests). Batches are the training pool in a seed-dependent order, cycled; with
+``train_on=init`` every step is full-batch GD on the init examples, the loss whose gradient at W0 is
+G (the theory's regime, experiment alignment_theory). The one-step
 gradient uses the pool's first ``init_batches × init_batch_size`` examples in micro-batches of
 ``init_batch_size``, as the official code takes the first bsz·iters training examples (SPEC §6.2;
 defaults bsz = 1, iters = 8), whatever the training batch size.
@@ -27,6 +29,8 @@ from .methods import MethodConfig, forms_gradient, init_estimate, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
+TRAIN_ON = ("pool", "init")  # each step's batch: the next batch of the pool, or all the init examples
+LR_SCHEDULES = ("linear", "constant")
 
 
 @dataclass
@@ -39,16 +43,36 @@ class LLMRunConfig(Config):
     warmup_steps: int = checked(0, "int", 0)
     log_every: int = checked(5, "int", 1)
     eval_every: int = checked(10, "int", 1)
-    angle_every: int = checked(0, "int", 0)  # 0: no angles
+    angle_every: int = checked(0, "int", 0)  # 0: no angles (unless angle_steps)
+    angle_steps: Optional[list] = None  # and/or angles at exactly these steps (Figure 1(b)'s early phase)
+    train_on: str = checked("pool", "choice", TRAIN_ON)  # init: full-batch steps on the init examples (R1's GD)
+    lr_schedule: str = checked("linear", "choice", LR_SCHEDULES)  # constant: the theory's fixed step size
     device: str = checked("cpu", "device")
     precision: str = checked("fp32", "choice", PRECISIONS)  # bf16: autocast on CUDA; weights and adapters stay fp32
     where: ClassVar[str] = "run"
 
+    def __post_init__(self):
+        super().__post_init__()
+        steps = self.angle_steps
+        if steps is not None:
+            if not (isinstance(steps, (list, tuple)) and all(isinstance(t, int) and not isinstance(t, bool)
+                                                             and 0 <= t <= self.steps for t in steps)):
+                fail(self.where, "angle_steps", steps, f"null or a list of integers in [0, steps={self.steps}]")
+            self.angle_steps = sorted(set(steps))
+
+    def logs_angles(self) -> bool:
+        return bool(self.angle_every or self.angle_steps)
+
+    def angles_at(self, step: int) -> bool:
+        return (bool(self.angle_every) and (step % self.angle_every == 0 or step == self.steps)) or (
+            step in (self.angle_steps or ()))
+
 
 def check_combination(method: MethodConfig, run_cfg: LLMRunConfig) -> None:
     """Settings that are valid alone but not together; checked before anything is loaded."""
-    if run_cfg.angle_every and method.name == "lora_ga" and method.loraga_variant == "peft":
-        fail("run", "angle_every", run_cfg.angle_every,
+    if run_cfg.logs_angles() and method.name == "lora_ga" and method.loraga_variant == "peft":
+        name = "angle_every" if run_cfg.angle_every else "angle_steps"
+        fail("run", name, getattr(run_cfg, name),
              "0 for method lora_ga with loraga_variant=peft (peft keeps its gradient internal)")
 
 
@@ -57,10 +81,13 @@ def _to(batch: dict, device) -> dict:
 
 
 def _schedule(optimizer, run_cfg: LLMRunConfig):
-    """Linear warm-up, then linear decay to zero (the HF default the official recipe uses)."""
+    """Linear warm-up, then linear decay to zero (the HF default the official recipe uses) or, with
+    ``lr_schedule=constant``, the lr itself."""
     def factor(step):
         if step < run_cfg.warmup_steps:
             return (step + 1) / (run_cfg.warmup_steps + 1)
+        if run_cfg.lr_schedule == "constant":
+            return 1.0
         return max(0.0, (run_cfg.steps - step) / max(1, run_cfg.steps - run_cfg.warmup_steps))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -119,7 +146,7 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
                     for i in range(0, n_init, run_cfg.init_batch_size)]
     formed = forms_gradient(method)  # the init forms the one-step gradient
     gradients = None
-    if run_cfg.angle_every and not formed:  # the angles' reference; not part of this method's init cost
+    if run_cfg.logs_angles() and not formed:  # the angles' reference; not part of this method's init cost
         gradients = one_step_gradients(model, init_batches, method.targets, **init_estimate(method))
     _sync(run_cfg.device)
     start = time.perf_counter()
@@ -128,7 +155,7 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
     model, optimizer = prepare(method, model, init_batches, gradients if formed else None)
     _sync(run_cfg.device)
     init_seconds = time.perf_counter() - start
-    subspaces = GradientSubspaces(gradients, method.r, run_cfg.device) if run_cfg.angle_every else None
+    subspaces = GradientSubspaces(gradients, method.r, run_cfg.device) if run_cfg.logs_angles() else None
     del gradients
     scheduler = _schedule(optimizer, run_cfg)
     order = torch.randperm(len(task.train), generator=streams.generator(seed, "llm/batch_order")).tolist()
@@ -152,26 +179,33 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
     if subspaces is not None:
         log_angles(0)
     for step in range(1, run_cfg.steps + 1):
-        pos = ((step - 1) * run_cfg.batch_size) % len(order)
-        idx = (order + order)[pos: pos + run_cfg.batch_size]
-        batch = _to(batcher([task.train[i] for i in idx]), run_cfg.device)
-        with _autocast(run_cfg):
-            loss = model(**batch).loss
-        loss_value = float(loss.detach())
+        if run_cfg.train_on == "init":  # full batch: the mean over the init micro-batches, G's own loss
+            micro, loss_fn = init_batches, init_estimate(method)["loss_fn"]
+        else:
+            pos = ((step - 1) * run_cfg.batch_size) % len(order)
+            idx = (order + order)[pos: pos + run_cfg.batch_size]
+            micro, loss_fn = [_to(batcher([task.train[i] for i in idx]), run_cfg.device)], None
+        loss_value = 0.0
+        for batch in micro:  # each micro-batch's graph is freed by its backward
+            with _autocast(run_cfg):
+                out = model(**batch)
+                loss = (loss_fn(out, batch) if loss_fn is not None else out.loss) / len(micro)
+            del out
+            loss.backward()
+            loss_value += float(loss.detach())
         loss0 = loss_value if loss0 is None else loss0
-        if diverged(loss_value, loss0):
+        if diverged(loss_value, loss0):  # before the step: a diverged run's parameters stay finite
             status = "diverged"
             curve.append({"step": step, "train_loss": loss_value, "scheduled_lr": scheduler.get_last_lr()[0],
                           "eval_loss": math.nan, "eval_acc": math.nan})
             break
-        loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         window.append(loss_value)
         if step % run_cfg.log_every == 0 or step % run_cfg.eval_every == 0 or step == run_cfg.steps:
             log(step)
-        if subspaces is not None and (step % run_cfg.angle_every == 0 or step == run_cfg.steps):
+        if subspaces is not None and run_cfg.angles_at(step):
             log_angles(step)
     peak, peak_kind = _peak_memory_mb(run_cfg.device)
     final = curve[-1]
