@@ -29,6 +29,7 @@ KEYS = (
     "init/offset_lora_one", "init/arrays",
     "llm/corpus", "llm/split", "llm/batch_order", "llm/model", "llm/head", "llm/adapters", "llm/svd_sketch",
     "llm/svd_randomized", "llm/sketch_range", "llm/sketch_corange", "llm/loraga_sketch", "llm/init_dropout",
+    "llm/arith_problems", "llm/arith_wording",  # task=arith: the arithmetic, and the words it is told in
 )
 # Families of keys named by their users: a claim's own draws are "theory/<claim>/<what>", the
 # benchmark's "bench/<what>".

@@ -123,7 +123,7 @@ def test_llm_run_on_cuda_matches_cpu(method):
         spec = LLMRunConfig(steps=6, batch_size=4, init_batches=2, log_every=2, eval_every=3, angle_every=3, device=device)
         out[device] = run("tiny_llama", task, MethodConfig(name=method, r=2, lr=1e-2), spec, seed=0)
     for a, b in zip(out["cpu"]["curve"], out["cuda"]["curve"]):
-        for col in ("train_loss", "eval_loss"):
+        for col in ("train_loss", "val_loss", "test_loss"):
             assert (np.isnan(a[col]) and np.isnan(b[col])) or abs(a[col] - b[col]) <= 1e-4 * abs(a[col]), (col, a, b)
     for a, b in zip(out["cpu"]["angles"], out["cuda"]["angles"]):
         assert abs(a["full"] - b["full"]) < 1e-3

@@ -1,6 +1,7 @@
 """The LLM validation stage: LoRA-One on real transformers through peft.
 
-Data flow: models.py + data.py (offline model, task, batches) → gradient.py (one-step gradient of
+Data flow: models.py + data.py (offline model, task, batches; arith.py generates task=arith's
+word problems and scores their answers) → gradient.py (one-step gradient of
 the target linear layers) → svd.py (its top-r triplets; or sketch.py, from hooks, without forming
 the gradient) → init.py (LoRA-One factors into a standard peft model) or methods.py (the baselines
 through peft) with optim.py (the scaled AdamW/SGD) → train.py (the loop; angles.py for Figure 1(b))

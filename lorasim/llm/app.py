@@ -25,7 +25,6 @@ from .methods import MethodConfig
 from .train import LLMRunConfig, check_combination
 
 CONF = str(Path(job.conf_dir()) / "llm")
-TASK_KEYS = ("name", "eval_per_class", "train_per_class", "data_seed", "max_text_tokens")
 MODEL_KEYS = ("name", "cache_dir")
 EXTRA = ("transformers", "peft")  # what the llm extra installs and every model needs
 
@@ -67,19 +66,19 @@ def validate(cfg: DictConfig) -> LLMPlan:
     require_extra()
     model = _plain(cfg.model, "model", MODEL_KEYS)
     models.check_available(model.get("name"), model.get("cache_dir"))
-    task = _plain(cfg.task, "task", TASK_KEYS)
-    data.check_available(task.get("name"))
-    for key in ("eval_per_class", "train_per_class", "data_seed", "max_text_tokens"):
-        value = task.get(key)
-        low = 1 if key in ("eval_per_class", "max_text_tokens") else 0
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-            fail("task", key, value, f"an integer ≥ {low}")
+    name = cfg.task.get("name") if isinstance(cfg.task, DictConfig) else None
+    data.check_available(name)
+    task = _plain(cfg.task, "task", data.fields_of(name))
+    if name in data.GENERATIVE and model["name"] not in models.CAUSAL:
+        fail("task", "name", name, f"a classification task for model={model['name']} ({name} is answered by "
+             f"generation: a causal LM, {' or '.join(models.CAUSAL)})")
     method = _plain(cfg.method, "method", MethodConfig)
     lr_mult = cfg.get("lr_mult", 1.0)
     if not (isinstance(lr_mult, (int, float)) and not isinstance(lr_mult, bool) and lr_mult > 0):
         fail("", "lr_mult", lr_mult, "a number > 0 (the lr is method.lr × lr_mult)")
     run = _plain(cfg.run, "run", LLMRunConfig)
     method_cfg, loop = MethodConfig(**method), LLMRunConfig(**run)
+    data.check_task(task, min_train=max(loop.init_batches * loop.init_batch_size, loop.batch_size))
     if lr_mult != 1:
         method_cfg = dataclasses.replace(method_cfg, lr=method_cfg.lr * lr_mult)
     check_combination(method_cfg, loop)
@@ -119,7 +118,8 @@ def help_text() -> str:
     """``lorasim-llm --help``: the groups, their options, examples."""
     rows = [(group, what, job.group_options(group, CONF, default=default)) for group, what, default in (
         ("model", "the transformer (model.cache_dir=...: where SmolLM2's weights are cached)", "tiny_llama"),
-        ("task", "the classification data (task.train_per_class, eval_per_class, data_seed, ...)", "synthetic_topics"),
+        ("task", "the data (task.eval_per_class, validation_per_class, ...; arith: task.steps, max_operand, n_train, "
+         "...)", "synthetic_topics"),
         ("method", "the adapter and its optimizer (method.r, method.lr, ...)", "lora_one"),
         ("run", "steps, batch_size, init_batches, angle_every, device, ... (run.<field>=...)", "default"),
         ("experiment", "presets", None))]

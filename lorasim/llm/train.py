@@ -22,6 +22,7 @@ import torch
 from .. import streams
 from ..config import Config, checked, fail
 from ..engine import diverged
+from . import arith
 from .angles import GradientSubspaces
 from .data import Batcher, load_task
 from .gradient import one_step_gradients
@@ -29,13 +30,17 @@ from .methods import MethodConfig, forms_gradient, init_estimate, prepare
 from .models import load_model
 
 PRECISIONS = ("fp32", "bf16")
+# A curve row's evaluation columns (NaN where the step was not evaluated): validation (where
+# learning rates are chosen) and test (reported). Before validation existed they were eval_loss and
+# eval_acc, measured on what is now the test split.
+UNEVALUATED = {"val_loss": math.nan, "val_acc": math.nan, "test_loss": math.nan, "test_acc": math.nan}
 TRAIN_ON = ("pool", "init")  # each step's batch: the next batch of the pool, or all the init examples
 LR_SCHEDULES = ("linear", "constant")
 
 
 @dataclass
 class LLMRunConfig(Config):
-    steps: int = checked(20, "int", 1)
+    steps: int = checked(20, "int", 0)  # 0: evaluate the model as prepared, no step (method=lora: zero-shot)
     batch_size: int = checked(8, "int", 1)
     eval_batch_size: int = checked(32, "int", 1)
     init_batches: int = checked(8, "int", 1)  # the one-step gradient's micro-batches (official: iters = 8)
@@ -94,22 +99,44 @@ def _schedule(optimizer, run_cfg: LLMRunConfig):
 
 @torch.no_grad()
 def evaluate(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> tuple[float, float]:
-    """(mean loss over response tokens or examples, accuracy) on ``examples``."""
+    """(mean loss over response tokens or examples, accuracy) on ``examples``. On a generative task
+    the loss is on the reference responses and the accuracy is the exact match of greedy answers."""
     was = model.training
     model.eval()
     loss_sum, weight, correct = 0.0, 0, 0
     for i in range(0, len(examples), run_cfg.eval_batch_size):
-        batch = _to(batcher(examples[i: i + run_cfg.eval_batch_size]), run_cfg.device)
+        chunk = examples[i: i + run_cfg.eval_batch_size]
+        batch = _to(batcher(chunk), run_cfg.device)
         with _autocast(run_cfg):
             out = model(**batch)
         n = int((batch["labels"] != -100).sum()) if batcher.kind == "causal" else len(batch["labels"])
         loss_sum += float(out.loss) * n
         weight += n
+        if batcher.generative:
+            correct += sum(arith.exact_match(text, e.label) for text, e in zip(generate(model, batcher, chunk, run_cfg),
+                                                                                chunk))
+            continue
         truth = batch["labels"] if batcher.kind == "classify" else torch.tensor(
-            [e.label for e in examples[i: i + run_cfg.eval_batch_size]], device=run_cfg.device)
+            [e.label for e in chunk], device=run_cfg.device)
         correct += int((batcher.predict(batch, out.logits.float()) == truth).sum())
     model.train(was)
     return loss_sum / weight, correct / len(examples)
+
+
+@torch.no_grad()
+def generate(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> list[str]:
+    """Greedy answers to ``examples``' prompts (one left-padded batch; each row stops at eos, all at
+    ``batcher.max_new_tokens``), as text."""
+    from transformers import GenerationConfig
+
+    prompts = _to(batcher.prompts(examples), run_cfg.device)
+    tok = batcher.tok
+    # Every setting given, so the model's own generation defaults (sampling, lengths) play no part.
+    config = GenerationConfig(do_sample=False, max_new_tokens=batcher.max_new_tokens, eos_token_id=tok.eos_token_id,
+                              pad_token_id=tok.pad_token_id, num_beams=1)
+    with _autocast(run_cfg):
+        ids = model.generate(**prompts, generation_config=config)
+    return batcher.decode(ids[:, prompts["input_ids"].shape[1]:])
 
 
 def _autocast(run_cfg: LLMRunConfig):
@@ -132,16 +159,17 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
     # model, the data split and the batch order have streams of their own (lorasim.streams).
     torch.manual_seed(streams.stream_seed(seed, "llm/adapters"))
     task_cfg = dict(task_cfg)
-    max_text_tokens = task_cfg.pop("max_text_tokens", 128)
+    shaping = {k: task_cfg.pop(k) for k in ("max_text_tokens", "new_tokens_margin") if k in task_cfg}
     task = load_task(**task_cfg)
     model, tok, kind = load_model(model_name, seed=seed, num_labels=len(task.labels), cache_dir=cache_dir)
-    batcher = Batcher(task, tok, kind, max_text_tokens)
+    batcher = Batcher(task, tok, kind, **shaping)
     model.to(run_cfg.device)
     if run_cfg.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats(run_cfg.device)
     n_init = run_cfg.init_batches * run_cfg.init_batch_size
     if len(task.train) < max(n_init, run_cfg.batch_size):
-        fail("task", "train_per_class", task_cfg.get("train_per_class"), f"a pool of at least {n_init} examples")
+        pool = "n_train" if task.generative else "train_per_class"
+        fail("task", pool, task_cfg.get(pool), f"a pool of at least {max(n_init, run_cfg.batch_size)} examples")
     init_batches = [_to(batcher(task.train[i: i + run_cfg.init_batch_size]), run_cfg.device)
                     for i in range(0, n_init, run_cfg.init_batch_size)]
     formed = forms_gradient(method)  # the init forms the one-step gradient
@@ -163,9 +191,10 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
 
     def log(step):
         row = {"step": step, "train_loss": sum(window) / len(window) if window else math.nan,
-               "scheduled_lr": scheduler.get_last_lr()[0], "eval_loss": math.nan, "eval_acc": math.nan}
+               "scheduled_lr": scheduler.get_last_lr()[0], **UNEVALUATED}
         if step % run_cfg.eval_every == 0 or step == run_cfg.steps:
-            row["eval_loss"], row["eval_acc"] = evaluate(model, batcher, task.eval, run_cfg)
+            row["val_loss"], row["val_acc"] = evaluate(model, batcher, task.validation, run_cfg)
+            row["test_loss"], row["test_acc"] = evaluate(model, batcher, task.test, run_cfg)
         curve.append(row)
         window.clear()
         if progress:
@@ -197,7 +226,7 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
         if diverged(loss_value, loss0):  # before the step: a diverged run's parameters stay finite
             status = "diverged"
             curve.append({"step": step, "train_loss": loss_value, "scheduled_lr": scheduler.get_last_lr()[0],
-                          "eval_loss": math.nan, "eval_acc": math.nan})
+                          **UNEVALUATED})
             break
         optimizer.step()
         scheduler.step()
@@ -212,9 +241,10 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
     summary = {"status": status, "lr": method.lr, "init_seconds": init_seconds, "peak_memory_mb": peak,
                "peak_memory_kind": peak_kind,
                "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-               "final_train_loss": final["train_loss"], "final_eval_loss": final["eval_loss"],
-               "final_eval_acc": final["eval_acc"], "initial_eval_acc": curve[0]["eval_acc"],
-               "steps_done": final["step"]}
+               "final_train_loss": final["train_loss"],
+               **{f"final_{k}": final[k] for k in UNEVALUATED},
+               "initial_val_acc": curve[0]["val_acc"], "initial_test_acc": curve[0]["test_acc"],
+               "steps_done": final["step"], "val_examples": len(task.validation), "test_examples": len(task.test)}
     return {"curve": curve, "angles": angles, "summary": summary, "model": model}
 
 
