@@ -4,13 +4,13 @@ table and the figures.
     lorasim-llm -m ...                       # the callback writes the report into the sweep folder
     lorasim-llm-report SWEEP_DIR [MORE ...] [out=DIR]   # again from saved jobs (or saved tables), into DIR
 
-Tables: ``results.csv`` (job × logged step: train loss, eval loss and accuracy), ``summary.csv``
+Tables: ``results.csv`` (job × logged step: train loss, validation and test loss and accuracy), ``summary.csv``
 (one row per job), ``angles.csv`` (job × step × layer × side). The comparison (``report.md``):
 per method and rank, the learning rate is chosen from that method's grid by the lowest mean
 training loss over the last 20 % of steps (mean over seeds) — the training objective, so the held
 -out set plays no part in the choice, and every method gets the same number of candidates. At the
-chosen lr, eval accuracy and losses are mean ± std over seeds. Figures: ``llm_curves.png`` (train
-loss and eval accuracy against step, mean ± std over seeds, chosen lr) and, when angles were
+chosen lr, test accuracy and losses are mean ± std over seeds. Figures: ``llm_curves.png`` (train
+loss and test accuracy against step, mean ± std over seeds, chosen lr) and, when angles were
 logged, ``llm_angles.png`` (Figure 1(b)'s analogue: sinΘ per layer class and side against step).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from ..io import atomic_write, write_csv
+from .compare import markdown as compare_markdown
 from ..job import error
 from ..plots import pyplot, save_png
 from ..sweep import gather_tables
@@ -38,11 +39,21 @@ def gather(sweep_dir) -> dict[str, pd.DataFrame]:
     sweep_dir = Path(sweep_dir)
     if not any((p / ".hydra").is_dir() for p in sweep_dir.iterdir()) and (sweep_dir / "summary.csv").is_file():
         angles = sweep_dir / "angles.csv"
-        return {"results": pd.read_csv(sweep_dir / "results.csv"), "summary": pd.read_csv(sweep_dir / "summary.csv"),
+        return {"results": _renamed(pd.read_csv(sweep_dir / "results.csv")),
+                "summary": _renamed(pd.read_csv(sweep_dir / "summary.csv")),
                 "angles": pd.read_csv(angles) if angles.is_file() and angles.stat().st_size > 1 else pd.DataFrame()}
     tables = gather_tables(sweep_dir, ("curve", "summary", "angles"), GROUPS)
-    return {name: _labelled(tables[table]) for name, table in (("results", "curve"), ("summary", "summary"),
-                                                               ("angles", "angles"))}
+    return {name: _labelled(_renamed(tables[table])) for name, table in (("results", "curve"), ("summary", "summary"),
+                                                                         ("angles", "angles"))}
+
+
+# Columns of tables written before the validation split existed: their held-out set is today's test split.
+LEGACY = {"eval_loss": "test_loss", "eval_acc": "test_acc", "final_eval_loss": "final_test_loss",
+          "final_eval_acc": "final_test_acc", "initial_eval_acc": "initial_test_acc"}
+
+
+def _renamed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns={k: v for k, v in LEGACY.items() if k in frame and v not in frame})
 
 
 def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
@@ -66,13 +77,13 @@ def gather_many(dirs) -> dict[str, pd.DataFrame]:
 
 
 def _per_job(results: pd.DataFrame) -> pd.DataFrame:
-    """Per job: the first logged train loss and the first eval accuracy after step 0 (where an init's
+    """Per job: the first logged train loss and the first test accuracy after step 0 (where an init's
     head start shows; by the end every method may have converged), and the mean logged train loss over
     the last 20 % of its steps."""
     ok = results[(results["job_status"] == "ok") & (results["step"] > 0)]
     late = ok[ok["step"] > 0.8 * ok["run.steps"]]
     first = {f"first_{c}": ok.dropna(subset=[c]).sort_values("step").groupby("job")[c].first()
-             for c in ("train_loss", "eval_acc")}
+             for c in ("train_loss", "test_acc")}
     return pd.DataFrame({**first, "late_train_loss": late.groupby("job")["train_loss"].mean()})
 
 
@@ -89,8 +100,8 @@ def compare(results: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.DataFrame,
         return {name: (col or name, "mean"), f"{name}_std": (col or name, "std")}
     agg = done.groupby(keys, dropna=False).agg(
         seeds=("seed", "nunique"), diverged=("diverged", "sum"), **spread("late_train_loss"),
-        **spread("eval_acc", "final_eval_acc"), **spread("eval_loss", "final_eval_loss"),
-        initial_eval_acc=("initial_eval_acc", "mean"), **spread("first_train_loss"), **spread("first_eval_acc"),
+        **spread("test_acc", "final_test_acc"), **spread("test_loss", "final_test_loss"),
+        initial_test_acc=("initial_test_acc", "mean"), **spread("first_train_loss"), **spread("first_test_acc"),
         init_seconds=("init_seconds", "mean"), peak_memory_mb=("peak_memory_mb", "max"),
         trainable_params=("trainable_params", "first")).reset_index()
     # A diverged seed disqualifies its lr: a method must be stable at the lr it is credited with.
@@ -112,21 +123,22 @@ def _pm(row, col: str, digits=3) -> str:
 
 
 def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> str:
-    lines = ["| method | r | lr grid | chosen lr | seeds | eval acc (end) | eval loss (end) | train loss (last 20 %) | "
-             "acc at step 0 | first train loss | first eval acc | init s | peak MiB | trainable |",
+    lines = ["| method | r | lr grid | chosen lr | seeds | test acc (end) | test loss (end) | train loss (last 20 %) | "
+             "acc at step 0 | first train loss | first test acc | init s | peak MiB | trainable |",
              "|" + "---|" * 14]
     for _, c in chosen.iterrows():
         lines.append(f"| {c['method.name']} | {c['method.r']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "
-                     f"{_pm(c, 'eval_acc')} | {_pm(c, 'eval_loss')} | {_pm(c, 'late_train_loss')} | "
-                     f"{c['initial_eval_acc']:.3f} | {_pm(c, 'first_train_loss')} | {_pm(c, 'first_eval_acc')} | "
+                     f"{_pm(c, 'test_acc')} | {_pm(c, 'test_loss')} | {_pm(c, 'late_train_loss')} | "
+                     f"{c['initial_test_acc']:.3f} | {_pm(c, 'first_train_loss')} | {_pm(c, 'first_test_acc')} | "
                      f"{c['init_seconds']:.2f} | {c['peak_memory_mb']:.0f} | {int(c['trainable_params']):,} |")
-    lines += ["", "\"first\": the first logged window of training loss and the first evaluation after step 0.",
+    lines += ["", "\"first\": the first logged window of training loss and the first evaluation after step 0. "
+              "Accuracies and eval losses are on the test split.",
               "", "Every learning rate:", "",
-              "| method | r | lr | seeds | diverged | eval acc (end) | train loss (last 20 %) | first eval acc |",
+              "| method | r | lr | seeds | diverged | test acc (end) | train loss (last 20 %) | first test acc |",
               "|" + "---|" * 8]
     for _, a in agg.iterrows():
         lines.append(f"| {a['method.name']} | {a['method.r']} | {a['lr']:g} | {a['seeds']} | {a['diverged']} | "
-                     f"{_pm(a, 'eval_acc')} | {_pm(a, 'late_train_loss')} | {_pm(a, 'first_eval_acc')} |")
+                     f"{_pm(a, 'test_acc')} | {_pm(a, 'late_train_loss')} | {_pm(a, 'first_test_acc')} |")
     unfinished = summary[summary["job_status"] != "ok"]
     if not unfinished.empty:
         counts = unfinished.groupby(["method.name", "job_status"]).size()
@@ -154,7 +166,7 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
             runs = ok[(ok["method.name"] == c["method.name"]) & (ok["lr"] == c["lr"])
                       & (ok["method.r"] == c["method.r"])]
             label = f"{c['method.name']} (lr {c['lr']:g})"
-            for ax, col in zip(axes, ("train_loss", "eval_acc")):
+            for ax, col in zip(axes, ("train_loss", "test_acc")):
                 vals = runs.dropna(subset=[col])
                 if col == "train_loss":  # log scale: geometric mean × exp(± std of the log)
                     vals = vals[vals["step"] > 0].assign(train_loss=np.log(vals["train_loss"]))
@@ -165,7 +177,7 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
                 line, = ax.plot(stats.index, mid, label=label, lw=1.3)
                 ax.fill_between(stats.index, lo, hi, color=line.get_color(), alpha=0.2)
         axes[0].set(xlabel="step", ylabel="train loss (response tokens)", yscale="log")
-        axes[1].set(xlabel="step", ylabel="eval accuracy")
+        axes[1].set(xlabel="step", ylabel="test accuracy")
         axes[1].legend(fontsize=7)
         fig.suptitle("each method at its chosen lr, over seeds: loss geometric mean × exp(±std of log), "
                      "accuracy mean ± std", fontsize=9)
@@ -211,7 +223,7 @@ def alignment_markdown(angles: pd.DataFrame) -> str:
     curves = alignment_curves(angles)
     inp = curves[curves["side"] == "input"].pivot(index="method.name", columns="step", values="factor_top1")
     lines = ["", "Input side, sinΘ between lora_A's top singular direction and G's (mean over layers and seeds):", "",
-             "| method | " + " | ".join(f"t={t}" for t in inp.columns) + " | min |",
+             "| method | " + " | ".join(f"t={int(t)}" for t in inp.columns) + " | min |",
              "|" + "---|" * (len(inp.columns) + 2)]
     for name, row in inp.iterrows():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in row) + f" | {row.min():.3f} |")
@@ -264,6 +276,11 @@ def report(sweep_dir, out_dir=None, more=()) -> Path:
     angles = tables["angles"]
     if "factor_top1" in angles:
         text += alignment_markdown(angles[angles["job_status"] == "ok"])
+    summary = tables["summary"]
+    if "final_val_acc" in summary and "test_acc" in tables["results"]:  # the pre-stated comparison (compare.py)
+        done = summary[summary["job_status"] == "ok"]
+        sizes = done.groupby("task.name")["test_examples"].max().to_dict() if "test_examples" in done else {}
+        text += compare_markdown(tables["results"], done, sizes)
     atomic_write(target / "report.md", lambda tmp: Path(tmp).write_text(text))
     plot(tables["results"], tables["summary"], chosen, tables["angles"], target)
     return target / "report.md"
