@@ -65,13 +65,16 @@ def _ordered_basis(M: torch.Tensor, side: str, k: int):
 
 
 class GradientSubspaces:
-    """Top singular subspaces of each layer's one-step gradient, computed once (float64, exact SVD)."""
+    """Top singular subspaces of each layer's one-step gradient, computed once (float64, exact SVD).
+    All the angles' linear algebra runs on the host in float64, whatever ``device`` the model is on:
+    hundreds of small float64 SVDs and QRs a log are latency-bound on a GPU (the H200 run of
+    alignment_theory spent minutes in them)."""
 
     def __init__(self, gradients: dict[str, torch.Tensor], r: int, device=None):
         self.r = r
         self.bases, self.r_star = {}, {}
         for name, G in gradients.items():
-            U, S, Vh = torch.linalg.svd(G.to(device=device, dtype=torch.float64), full_matrices=False)
+            U, S, Vh = torch.linalg.svd(G.detach().to(device="cpu", dtype=torch.float64), full_matrices=False)
             self.bases[name] = (U[:, : 4 * r], Vh[: 4 * r].T)
             self.r_star[name] = gap_rank(S, r) if len(S) > r else r
 
@@ -84,8 +87,8 @@ class GradientSubspaces:
             key = name.removeprefix("base_model.model.")
             if key not in self.bases or not hasattr(mod, "lora_A"):
                 continue
-            lora_A = mod.lora_A[adapter].weight.detach().to(torch.float64)
-            lora_B = mod.lora_B[adapter].weight.detach().to(torch.float64)
+            lora_A = mod.lora_A[adapter].weight.detach().to("cpu", torch.float64)
+            lora_B = mod.lora_B[adapter].weight.detach().to("cpu", torch.float64)
             Q_out, R_out = torch.linalg.qr(lora_B * mod.scaling[adapter])
             Q_in, R_in = torch.linalg.qr(lora_A.T)
             X, sv, Yh = torch.linalg.svd(R_out @ R_in.T)

@@ -131,7 +131,7 @@ def _optimizer(peft_model, method: MethodConfig, gradients: Optional[dict]):
     for name, mod in peft_model.base_model.model.named_modules():
         if not (hasattr(mod, "lora_A") and "default" in mod.lora_A):
             continue
-        sigma1 = float(torch.linalg.matrix_norm(gradients[name].double(), ord=2))
+        sigma1 = float(torch.linalg.matrix_norm(gradients[name].detach().cpu().double(), ord=2))  # LAPACK: see angles.py
         pair = [mod.lora_A["default"].weight, mod.lora_B["default"].weight]
         groups.append({"params": pair, "lr": method.lr / (mod.scaling["default"] * sigma1)})
         paired.update(pair)

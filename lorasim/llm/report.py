@@ -23,7 +23,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from ..io import atomic_write, write_csv
-from .compare import markdown as compare_markdown
+from .compare import PAIRS, markdown as compare_markdown
 from ..job import error
 from ..plots import pyplot, save_png
 from ..sweep import gather_tables
@@ -276,8 +276,11 @@ def report(sweep_dir, out_dir=None, more=()) -> Path:
     angles = tables["angles"]
     if "factor_top1" in angles:
         text += alignment_markdown(angles[angles["job_status"] == "ok"])
+        write_csv(alignment_curves(angles[angles["job_status"] == "ok"]), target / "alignment_curves.csv")
     summary = tables["summary"]
-    if "final_val_acc" in summary and "test_acc" in tables["results"]:  # the pre-stated comparison (compare.py)
+    compared = {m for pair in PAIRS for m in pair[:2]}
+    if ("final_val_acc" in summary and "test_acc" in tables["results"]
+            and summary["method.name"].isin(compared).any()):  # the pre-stated comparison (compare.py)
         done = summary[summary["job_status"] == "ok"]
         sizes = done.groupby("task.name")["test_examples"].max().to_dict() if "test_examples" in done else {}
         text += compare_markdown(tables["results"], done, sizes)
