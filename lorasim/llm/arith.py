@@ -46,7 +46,7 @@ from .. import streams
 # difficulty is chosen so that SmolLM2-135M-Instruct starts low and a 200-step run of batch 16 stays
 # below the ceiling (README, "task=arith"); n_train covers such a run without repeating a problem;
 # the eval splits are sized for a CPU (presets for the GPU take larger ones).
-DEFAULTS = {"steps": 3, "max_operand": 20, "max_multiplier": 5, "n_train": 4000, "n_validation": 100, "n_test": 100}
+DEFAULTS = {"steps": 4, "max_operand": 20, "max_multiplier": 9, "n_train": 4000, "n_validation": 100, "n_test": 100}
 MARKER = "####"
 OPS = ("+", "-", "*")
 NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hiro", "Isla", "Jamal", "Kai", "Lena", "Mia",
@@ -122,7 +122,8 @@ def _wording(rng, start: int, ops) -> str:
 
 
 def generate(n: int, steps: int = DEFAULTS["steps"], max_operand: int = DEFAULTS["max_operand"],
-             max_multiplier: int = DEFAULTS["max_multiplier"], data_seed: int = 0, max_tries: Optional[int] = None) -> list[Problem]:
+             max_multiplier: int = DEFAULTS["max_multiplier"], data_seed: int = 0,
+             max_tries: Optional[int] = None) -> list[Problem]:
     """The first ``n`` problems of seed ``data_seed`` with distinct arithmetic, in order; fewer when
     the difficulty has too few: the search stops after ``max_tries`` draws (default 50·n + 1000) or
     after 1000 duplicates in a row (by then nearly every problem of that difficulty has been seen)."""

@@ -276,7 +276,8 @@ class Batcher:
             return self.responses[e.label]
         if e.target not in self._response_ids:
             # After the plain prompt's "Answer:" the response starts with a space, as the label words do.
-            self._response_ids[e.target] = self._ids(e.target if self.chat else " " + e.target) + [self.tok.eos_token_id]
+            text = e.target if self.chat else " " + e.target
+            self._response_ids[e.target] = self._ids(text) + [self.tok.eos_token_id]
         return self._response_ids[e.target]
 
     def __call__(self, examples: list[Example]) -> dict:
