@@ -2,8 +2,10 @@
 validation split, then the paper's claims as paired differences of test accuracy over seeds.
 
     choose_lr     per (task, method): the lr of the grid with the highest mean validation accuracy at
-                  the last step over seeds (ties: lower mean validation loss); an lr with a diverged or
-                  unfinished seed is out. The test split plays no part.
+                  the last step over the selection seeds (ties: lower mean validation loss); an lr with a
+                  diverged or unfinished seed is out. The test split plays no part.
+    second_stage  the commands that run the further seeds at each chosen lr (``python -m
+                  lorasim.llm.compare``): the grid is tried on seed 0 alone, the README's amendment 2.
     differences   for each pre-stated pair (a, b) and point (the first evaluation after step 0, "early",
                   and the last step, "end"): the per-seed differences of test accuracy a − b at the
                   chosen lrs (paired: a seed fixes the batch order and each method's random draws), their
@@ -28,6 +30,8 @@ PAIRS = (("lora_one", "lora", "LoRA-One vs vanilla LoRA (α/r)"),
          ("lora_one", "rslora", "LoRA-One vs rsLoRA (LoRA-One's own scaling)"),
          ("lora_one_prec", "lora_one", "the preconditioner (official AdamWr) on LoRA-One"))
 GROUP = ["task.name", "method.name"]
+SELECTION_SEEDS = (0,)  # the seeds an lr is chosen on (README, amendment 2); the others run at the choice only
+FURTHER_SEEDS = (1, 2)
 
 
 def interval(values) -> tuple[float, float, int]:
@@ -41,10 +45,14 @@ def interval(values) -> tuple[float, float, int]:
     return float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / math.sqrt(n)), n
 
 
-def choose_lr(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, method): the chosen lr, its grid, how many seeds it has, and whether the
-    choice sits at an edge of the grid (then the grid may not bracket the best lr)."""
+def choose_lr(summary: pd.DataFrame, seeds=SELECTION_SEEDS) -> pd.DataFrame:
+    """One row per (task, method): the chosen lr (and its lr_mult where recorded), its grid, how many
+    seeds it was chosen on, and whether the choice sits at an edge of the grid (then the grid may not
+    bracket the best lr). Only ``seeds`` take part (None: all), so the further seeds run at the
+    chosen lr alone cannot tilt the choice towards it."""
     rows = []
+    if seeds is not None:
+        summary = summary[summary["seed"].isin(seeds)]
     for key, jobs in summary.groupby(GROUP):
         grid = sorted(jobs["lr"].unique())
         cands = []
@@ -56,9 +64,27 @@ def choose_lr(summary: pd.DataFrame) -> pd.DataFrame:
         if not cands:
             continue
         _, _, lr, seeds = min(cands, key=lambda c: (c[0], c[1] if not pd.isna(c[1]) else math.inf))
-        rows.append({**dict(zip(GROUP, key)), "lr": lr, "lr_grid": ", ".join(f"{g:g}" for g in grid),
-                     "seeds": seeds, "at_edge": len(grid) > 1 and lr in (grid[0], grid[-1])})
+        mults = jobs.loc[jobs["lr"] == lr, "lr_mult"].unique() if "lr_mult" in jobs else []
+        rows.append({**dict(zip(GROUP, key)), "lr": lr, "lr_mult": float(mults[0]) if len(mults) == 1 else math.nan,
+                     "lr_grid": ", ".join(f"{g:g}" for g in grid), "seeds": seeds,
+                     "at_edge": len(grid) > 1 and lr in (grid[0], grid[-1])})
     return pd.DataFrame(rows)
+
+
+def second_stage(summary: pd.DataFrame, experiment: str, sweep_root: str, seeds=FURTHER_SEEDS,
+                 extra: tuple = ()) -> list[str]:
+    """One ``lorasim-llm`` multirun per method of a first-stage sweep (``experiment``): ``seeds`` at its
+    chosen lr_mult, into ``sweep_root``/<method>. A method's reported name is its preset's (labels are
+    the preset names), so it is also the ``method=`` override."""
+    seed_list = ",".join(str(s) for s in seeds)
+    lines = []
+    for _, c in choose_lr(summary).iterrows():
+        if pd.isna(c["lr_mult"]):
+            raise ValueError(f"{c['method.name']}: no single lr_mult recorded for its chosen lr {c['lr']:g}")
+        lines.append(" ".join(["lorasim-llm", "-m", f"experiment={experiment}", f"method={c['method.name']}",
+                               f"lr_mult={c['lr_mult']:g}", f"seed={seed_list}", *extra,
+                               f"hydra.sweep.dir={sweep_root}/{c['method.name']}"]))
+    return lines
 
 
 def _points(results: pd.DataFrame) -> dict[str, int]:
@@ -156,3 +182,22 @@ def markdown(results: pd.DataFrame, summary: pd.DataFrame, test_sizes: dict[str,
                      f"{_pm(t.get('test_loss_end'), t.get('test_loss_end_ci'))} | "
                      f"{t['init_seconds']:.1f} | {t['peak_memory_mb']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    """``python -m lorasim.llm.compare SWEEP_DIR EXPERIMENT SWEEP_ROOT [override ...]``: print the
+    second stage's commands (one per line) for a finished first-stage sweep."""
+    import sys
+
+    from .report import gather
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3:
+        print("usage: python -m lorasim.llm.compare SWEEP_DIR EXPERIMENT SWEEP_ROOT [override ...]", file=sys.stderr)
+        raise SystemExit(2)
+    summary = gather(args[0])["summary"]
+    print("\n".join(second_stage(summary, args[1], args[2], extra=tuple(args[3:]))))
+
+
+if __name__ == "__main__":
+    main()
