@@ -396,3 +396,86 @@ def test_smollm2_sees_its_chat_template_and_answers_by_generation():
     assert tok.decode(labels[labels != -100].tolist()) == task.test[0].target + "<|im_end|>"
     loss, acc = evaluate(model, b, task.test, LLMRunConfig(device="cpu"))
     assert math.isfinite(loss) and acc in (0.0, 0.5, 1.0)
+
+
+# -- evaluation at the comparison's cost (README, amendment 2) ---------------------------------------------
+def _adapted(method_name="dora", seed=3):
+    """A tiny float64 Llama under ``method_name``'s adapters, with every lora_B non-zero (as after
+    training), and its batcher and task."""
+    from lorasim.llm.methods import MethodConfig, prepare
+
+    task = _task(steps=2, n_test=5)
+    b = Batcher(task, byte_tokenizer(), "causal", new_tokens_margin=4)
+    model = tiny_llama(seed).double()
+    model, _ = prepare(MethodConfig(name=method_name, r=2), model, [b(task.train[:2])])
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model, b, task
+
+
+@pytest.mark.parametrize("method_name", ["lora", "dora", "lora_one"])
+def test_generation_runs_on_a_merged_copy_equal_to_the_adapted_model(method_name):
+    """The merged copy computes the adapted model's function (float64: to round-off), has no adapter
+    left, and leaves the trained model as it was. Returning the base model unmerged, or merging in
+    place, fails one of the checks."""
+    from peft import PeftModel
+
+    from lorasim.llm.train import for_generation
+
+    model, b, task = _adapted(method_name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = b(task.test)
+    with torch.no_grad():
+        want = model(**batch).logits
+        merged = for_generation(model)
+        got = merged(**batch).logits
+        base = model.get_base_model()
+        with model.disable_adapter():
+            plain = base(**batch).logits
+    assert not isinstance(merged, PeftModel) and not any("lora" in n for n, _ in merged.named_parameters())
+    assert (got - want).abs().max() <= 1e-10 * want.abs().max()
+    assert (plain - want).abs().max() > 1e-3 * want.abs().max()  # the adapters matter: the check can fail
+    assert isinstance(model, PeftModel)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    cfg = LLMRunConfig(device="cpu")
+    assert generate(merged, b, task.test, cfg) == generate(model, b, task.test, cfg)
+
+
+def test_generate_batch_size_splits_generation_without_changing_the_accuracy(monkeypatch):
+    model, b, task = _adapted("lora")
+    cls, calls = type(model.get_base_model()), []
+    real = cls.generate
+
+    def counted(self, **kw):  # on the class: the merged copy is a new object
+        calls.append(kw["input_ids"].shape[0])
+        return real(self, **kw)
+    monkeypatch.setattr(cls, "generate", counted)
+    whole = evaluate(model, b, task.test, LLMRunConfig(device="cpu"))
+    split = evaluate(model, b, task.test, LLMRunConfig(device="cpu", generate_batch_size=2))
+    apart = evaluate(model, b, task.test, LLMRunConfig(device="cpu", eval_batch_size=2))
+    assert calls == [5, 2, 2, 1, 5]  # 0 (the default): the split at once, whatever eval_batch_size is
+    assert whole[1] == split[1] == apart[1] and whole[0] == split[0]
+    assert apart[0] == pytest.approx(whole[0], rel=1e-5)  # the loss's own batches: fp32 adapters, other padding
+
+
+def test_accuracy_steps_skip_generation_elsewhere_and_name_the_field():
+    from lorasim.llm.app import execute, validate
+
+    base = ["task=arith", "task.steps=1", "task.n_train=24", "task.n_validation=4", "task.n_test=6",
+            "task.new_tokens_margin=4", "method=lora_one", "method.r=2", "run.steps=6", "run.batch_size=4",
+            "run.eval_every=2", "run.log_every=2"]
+    for bad in ("[3]", "[8]", "[-2]", "2"):
+        with pytest.raises(ConfigError, match=r"^run\.accuracy_steps=.*allowed null or a list of evaluated steps"):
+            validate(_compose(base + [f"run.accuracy_steps={bad}"]))
+    import tempfile
+    with tempfile.TemporaryDirectory() as out:
+        summary = execute(validate(_compose(base + ["run.accuracy_steps=[2,6]"])), Path(out))
+        curve = pd.read_csv(Path(out) / "curve.csv")
+    assert list(curve["step"]) == [0, 2, 4, 6]
+    measured = curve.set_index("step")[["val_acc", "test_acc"]].notna().all(axis=1)
+    assert measured.to_dict() == {0: False, 2: True, 4: False, 6: True}
+    assert curve[["val_loss", "test_loss"]].notna().all().all()  # the losses are measured at every evaluation
+    assert math.isfinite(summary["final_val_acc"]) and math.isnan(summary["initial_test_acc"])

@@ -66,3 +66,86 @@ def test_paired_differences_and_verdicts():
     assert "lora_one_prec" not in set(d["a"])
     text = markdown(results, summary, {"arith": 400})
     assert "| arith | lora_one − lora | early (25) | 3 |" in text and "supported" in text
+
+
+def test_later_seeds_cannot_tilt_the_choice():
+    """The grid is tried on seed 0 (README, amendment 2); seeds 1 and 2 exist at the chosen lr alone. Were
+    they counted, an lr that seed 0 ranked lower would win here."""
+    results, summary = _tables({
+        ("lora", 1e-3): [(0, 0.50, 1.0, 0, 0, "ok")],
+        ("lora", 4e-3): [(0, 0.40, 1.0, 0, 0, "ok"), (1, 0.90, 1.0, 0, 0, "ok"), (2, 0.90, 1.0, 0, 0, "ok")],
+    })
+    assert choose_lr(summary)["lr"].tolist() == [1e-3]
+    assert choose_lr(summary, seeds=None)["lr"].tolist() == [4e-3]  # the mutation the default rules out
+    assert choose_lr(summary)["seeds"].tolist() == [1]
+
+
+def _compose(overrides, hydra_too=False):
+    from hydra import compose, initialize_config_dir
+
+    from lorasim.llm.app import CONF
+
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose(config_name="llm", overrides=overrides, return_hydra_config=hydra_too)
+
+
+def test_second_stage_runs_the_further_seeds_at_each_chosen_lr():
+    """Each printed command, composed as hydra would, is the chosen method at the chosen lr for seeds 1
+    and 2, into its own folder; every method of the comparison's presets is addressable by its
+    reported name (labels are the preset names)."""
+    pytest.importorskip("peft")
+    from omegaconf import OmegaConf
+
+    from lorasim.llm.app import validate
+    from lorasim.llm.compare import second_stage
+
+    base_lr = {"lora_one": 2e-4, "lora_ga_reference": 2e-4}
+    rows = []
+    for method, mults in (("lora_one", (1, 4, 16)), ("lora_ga_reference", (1, 4, 16))):
+        for m in mults:
+            best = {"lora_one": 4, "lora_ga_reference": 16}[method]
+            rows.append({"job": f"{method}{m}", "job_status": "ok", "status": "ok", "task.name": "arith",
+                         "method.name": method, "lr": base_lr[method] * m, "lr_mult": m, "seed": 0,
+                         "final_val_acc": 0.5 if m == best else 0.1, "final_val_loss": 1.0})
+    lines = second_stage(pd.DataFrame(rows), "compare_arith", "/runs/arith2", extra=("run.device=cpu",))
+    assert len(lines) == 2
+    for line in lines:
+        words = line.split()
+        assert words[:3] == ["lorasim-llm", "-m", "experiment=compare_arith"]
+        args = dict(w.split("=", 1) for w in words[3:])
+        assert args["seed"] == "1,2" and args["run.device"] == "cpu"
+        assert args["hydra.sweep.dir"] == f"/runs/arith2/{args['method']}"
+        cfg = _compose([f"{k}={v}" for k, v in args.items() if k not in ("seed", "hydra.sweep.dir")] + ["seed=1"])
+        plan = validate(cfg)
+        name = plan.method.label or plan.method.name
+        assert name == args["method"]
+        chosen = [r for r in rows if r["method.name"] == name and r["final_val_acc"] == 0.5][0]
+        assert plan.method.lr == pytest.approx(chosen["lr"])
+    # every method the presets sweep reports under its preset's name
+    for preset in ("compare_arith", "compare_bbc"):
+        params = OmegaConf.to_container(_compose([f"experiment={preset}"], hydra_too=True).hydra.sweeper.params)
+        assert str(params["seed"]) == "0"
+        for method in params["method"].split(","):
+            m = _compose([f"experiment={preset}", f"method={method}"]).method
+            assert (m.label or m.name) == method
+
+
+def test_curves_are_each_method_at_its_validation_choice_with_t_intervals(tmp_path):
+    """compare.curves takes the lr chosen on validation (not the report's train-loss choice) and gives
+    the t-interval at every evaluated step; the figure is written from it."""
+    from lorasim.llm.compare import curves
+    from lorasim.llm.report import plot_comparison
+
+    results, summary = _tables({
+        ("lora_one", 1e-3): [(0, .6, 1, 0.60, 0.80, "ok"), (1, .5, 1, 0.62, 0.82, "ok"), (2, .5, 1, 0.64, 0.84, "ok")],
+        ("lora_one", 4e-3): [(0, .4, 1, 0.90, 0.99, "ok")],  # better test accuracy, worse validation: not chosen
+        ("lora", 1e-3): [(0, .5, 1, 0.50, 0.70, "ok"), (1, .5, 1, 0.50, 0.70, "ok")],
+    })
+    c = curves(results, summary, choose_lr(summary)).set_index(["method.name", "step"])
+    one = c.loc[("lora_one", 25)]
+    assert one["test_acc"] == pytest.approx(0.62) and one["test_acc_seeds"] == 3
+    assert one["test_acc_ci"] == pytest.approx(4.302652729911275 * 0.02 / math.sqrt(3))
+    assert c.loc[("lora_one", 200), "test_acc"] == pytest.approx(0.82)
+    assert c.loc[("lora", 200), "test_acc_seeds"] == 2 and c.loc[("lora", 200), "test_acc_ci"] == pytest.approx(0)
+    assert plot_comparison(c.reset_index(), tmp_path) == "llm_compare.png"
+    assert (tmp_path / "llm_compare.png").stat().st_size > 0

@@ -13,6 +13,7 @@ validation split, then the paper's claims as paired differences of test accuracy
                   "contradicted" (below 0) or "not separated".
     method_table  every method at its chosen lr: test accuracy and loss early and at the end, mean ± 95 %
                   t-interval over seeds, init seconds, peak memory.
+    curves        every method's evaluation curves at its chosen lr, mean ± 95 % t-interval over seeds.
 
 The intervals are over seeds only: a test split of n examples adds a binomial spread of up to 0.5/√n
 to each method's accuracy, reported beside the differences (``binomial_sd``).
@@ -145,6 +146,20 @@ def method_table(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFr
     return pd.DataFrame(rows)
 
 
+def curves(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
+    """Every method's evaluation curves at its chosen lr: per (task, method, step), the mean and 95 %
+    t half-width over seeds of each evaluated column (steps where a column was not evaluated are NaN)."""
+    at = _at_chosen(results, summary, chosen)
+    cols = [c for c in ("test_acc", "test_loss", "val_acc", "val_loss") if c in at]
+    rows = []
+    for (task, method, step), g in at.groupby([*GROUP, "step"]):
+        row = {"task.name": task, "method.name": method, "step": step}
+        for c in cols:
+            row[c], row[f"{c}_ci"], row[f"{c}_seeds"] = interval(g[c])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _pm(mean, half, digits=3) -> str:
     if pd.isna(mean):
         return "–"
@@ -159,7 +174,7 @@ def markdown(results: pd.DataFrame, summary: pd.DataFrame, test_sizes: dict[str,
     diffs = differences(results, summary, chosen, test_sizes)
     table = method_table(results, summary, chosen)
     lines = ["", "## The pre-stated comparison (README: \"The comparison, stated before its runs\")", "",
-             "Learning rates chosen on validation accuracy at the last step (mean over seeds); test never used:", "",
+             "Learning rates chosen on validation accuracy at the last step of the selection seed(s) (README, amendment 2: seed 0); test never used:", "",
              "| task | method | lr grid | chosen lr | seeds | at grid edge |", "|---|---|---|---|---|---|"]
     for _, c in chosen.iterrows():
         lines.append(f"| {c['task.name']} | {c['method.name']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "

@@ -23,7 +23,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 
 from ..io import atomic_write, write_csv
-from .compare import PAIRS, markdown as compare_markdown
+from .compare import PAIRS, choose_lr, curves as compare_curves, markdown as compare_markdown
 from ..job import error
 from ..plots import pyplot, save_png
 from ..sweep import gather_tables
@@ -123,27 +123,29 @@ def _pm(row, col: str, digits=3) -> str:
 
 
 def markdown(chosen: pd.DataFrame, agg: pd.DataFrame, summary: pd.DataFrame) -> str:
-    lines = ["| method | r | lr grid | chosen lr | seeds | test acc (end) | test loss (end) | train loss (last 20 %) | "
-             "acc at step 0 | first train loss | first test acc | init s | peak MiB | trainable |",
-             "|" + "---|" * 14]
+    lines = ["| task | method | r | lr grid | chosen lr | seeds | test acc (end) | test loss (end) | "
+             "train loss (last 20 %) | acc at step 0 | first train loss | first test acc | init s | peak MiB | trainable |",
+             "|" + "---|" * 15]
     for _, c in chosen.iterrows():
-        lines.append(f"| {c['method.name']} | {c['method.r']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "
+        lines.append(f"| {c.get('task.name', '–')} | {c['method.name']} | {c['method.r']} | {c['lr_grid']} | {c['lr']:g} | {c['seeds']} | "
                      f"{_pm(c, 'test_acc')} | {_pm(c, 'test_loss')} | {_pm(c, 'late_train_loss')} | "
                      f"{c['initial_test_acc']:.3f} | {_pm(c, 'first_train_loss')} | {_pm(c, 'first_test_acc')} | "
                      f"{c['init_seconds']:.2f} | {c['peak_memory_mb']:.0f} | {int(c['trainable_params']):,} |")
     lines += ["", "\"first\": the first logged window of training loss and the first evaluation after step 0. "
               "Accuracies and eval losses are on the test split.",
               "", "Every learning rate:", "",
-              "| method | r | lr | seeds | diverged | test acc (end) | train loss (last 20 %) | first test acc |",
-              "|" + "---|" * 8]
+              "| task | method | r | lr | seeds | diverged | test acc (end) | train loss (last 20 %) | first test acc |",
+              "|" + "---|" * 9]
     for _, a in agg.iterrows():
-        lines.append(f"| {a['method.name']} | {a['method.r']} | {a['lr']:g} | {a['seeds']} | {a['diverged']} | "
+        lines.append(f"| {a.get('task.name', '–')} | {a['method.name']} | {a['method.r']} | {a['lr']:g} | {a['seeds']} | {a['diverged']} | "
                      f"{_pm(a, 'test_acc')} | {_pm(a, 'late_train_loss')} | {_pm(a, 'first_test_acc')} |")
     unfinished = summary[summary["job_status"] != "ok"]
     if not unfinished.empty:
-        counts = unfinished.groupby(["method.name", "job_status"]).size()
+        keys = [k for k in ("task.name", "method.name") if k in unfinished] + ["job_status"]
+        counts = unfinished.groupby(keys).size()
         lines += ["", "Jobs without results in these sweeps (one re-run to completion in another sweep is also in "
-                  "the tables): " + ", ".join(f"{m} {n} × {st}" for (m, st), n in counts.items()) + "."]
+                  "the tables): " + ", ".join(f"{' '.join(map(str, k[:-1]))} {n} × {k[-1]}" for k, n in counts.items())
+                  + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -165,7 +167,10 @@ def plot(results: pd.DataFrame, summary: pd.DataFrame, chosen: pd.DataFrame, ang
         for _, c in chosen.iterrows():
             runs = ok[(ok["method.name"] == c["method.name"]) & (ok["lr"] == c["lr"])
                       & (ok["method.r"] == c["method.r"])]
-            label = f"{c['method.name']} (lr {c['lr']:g})"
+            if "task.name" in chosen:
+                runs = runs[runs["task.name"] == c["task.name"]]
+            several = "task.name" in chosen and chosen["task.name"].nunique() > 1
+            label = f"{c['task.name'] + ': ' if several else ''}{c['method.name']} (lr {c['lr']:g})"
             for ax, col in zip(axes, ("train_loss", "test_acc")):
                 vals = runs.dropna(subset=[col])
                 if col == "train_loss":  # log scale: geometric mean × exp(± std of the log)
@@ -270,7 +275,8 @@ def report(sweep_dir, out_dir=None, more=()) -> Path:
     tables = gather_many([sweep_dir, *more])
     target = Path(out_dir) if out_dir is not None else sweep_dir
     for name, frame in tables.items():
-        write_csv(frame, target / f"{name}.csv")
+        if name != "angles" or "side" in frame:  # no angle was logged: no angles.csv of job columns alone
+            write_csv(frame, target / f"{name}.csv")
     agg, chosen = compare(tables["results"], tables["summary"])
     text = markdown(chosen, agg, tables["summary"]) if not chosen.empty else "no job finished\n"
     angles = tables["angles"]
@@ -284,9 +290,46 @@ def report(sweep_dir, out_dir=None, more=()) -> Path:
         done = summary[summary["job_status"] == "ok"]
         sizes = done.groupby("task.name")["test_examples"].max().to_dict() if "test_examples" in done else {}
         text += compare_markdown(tables["results"], done, sizes)
+        chosen_on_val = choose_lr(done)
+        if not chosen_on_val.empty:
+            lines = compare_curves(tables["results"], done, chosen_on_val)
+            write_csv(lines, target / "compare_curves.csv")
+            plot_comparison(lines, target)
     atomic_write(target / "report.md", lambda tmp: Path(tmp).write_text(text))
     plot(tables["results"], tables["summary"], chosen, tables["angles"], target)
     return target / "report.md"
+
+
+def plot_comparison(curves: pd.DataFrame, out_dir) -> str:
+    """llm_compare.png: per task (rows), test accuracy and test loss against step for every method at
+    its lr chosen on validation, mean ± 95 % t-interval over seeds (compare.curves)."""
+    plt = pyplot()
+    tasks = list(dict.fromkeys(curves["task.name"]))
+    methods = list(dict.fromkeys(curves["method.name"]))
+    colour = {m: f"C{i % 10}" for i, m in enumerate(methods)}  # one colour per method across tasks
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
+    for i, task in enumerate(tasks):
+        tc = curves[curves["task.name"] == task]
+        for j, col in enumerate(("test_acc", "test_loss")):
+            ax = axes[i, j]
+            for method in dict.fromkeys(tc["method.name"]):
+                c = tc[tc["method.name"] == method].dropna(subset=[col]).sort_values("step")
+                if c.empty:
+                    continue
+                seeds = int(c[f"{col}_seeds"].min())
+                ax.plot(c["step"], c[col], marker="o", ms=3, lw=1.3, label=f"{method} ({seeds} seeds)",
+                        color=colour[method], ls="-" if method.startswith("lora_one") else "--")
+                half = c[f"{col}_ci"].fillna(0)
+                ax.fill_between(c["step"], c[col] - half, c[col] + half, color=colour[method], alpha=0.15)
+            ax.set(xlabel="step", ylabel=f"{task}: test {'accuracy' if col == 'test_acc' else 'loss'}",
+                   yscale="linear" if col == "test_acc" else "log")
+        axes[i, 0].legend(fontsize=7, ncol=2)
+    fig.suptitle("each method at its lr chosen on validation (seed 0): mean ± 95 % t-interval over seeds",
+                 fontsize=9)
+    fig.tight_layout()
+    save_png(fig, Path(out_dir) / "llm_compare.png")
+    plt.close(fig)
+    return "llm_compare.png"
 
 
 class ReportCallback(Callback):
