@@ -479,3 +479,29 @@ def test_accuracy_steps_skip_generation_elsewhere_and_name_the_field():
     assert measured.to_dict() == {0: False, 2: True, 4: False, 6: True}
     assert curve[["val_loss", "test_loss"]].notna().all().all()  # the losses are measured at every evaluation
     assert math.isfinite(summary["final_val_acc"]) and math.isnan(summary["initial_test_acc"])
+
+
+def test_an_evaluation_generates_both_splits_in_one_batch(monkeypatch):
+    """evaluate_splits: one generate call for validation and test together, with each split's own
+    accuracy and loss as evaluate gives them alone (float64: no near-ties)."""
+    from lorasim.llm.train import evaluate_splits
+
+    model, b, task = _adapted("lora_one")
+    splits = [task.validation, task.test]
+    alone = [evaluate(model, b, split, LLMRunConfig(device="cpu")) for split in splits]
+    cls, calls = type(model.get_base_model()), []
+    real = cls.generate
+
+    def counted(self, **kw):
+        calls.append(kw["input_ids"].shape[0])
+        return real(self, **kw)
+    monkeypatch.setattr(cls, "generate", counted)
+    together = evaluate_splits(model, b, splits, LLMRunConfig(device="cpu"))
+    assert calls == [len(task.validation) + len(task.test)]
+    assert [acc for _, acc in together] == [acc for _, acc in alone]
+    assert [loss for loss, _ in together] == [loss for loss, _ in alone]
+    # a model that answers some problems right, so the split of the hits is checked too
+    oracle = _Oracle(b, task.validation + task.test,
+                     lambda e: " #### -1" if e in task.test[:2] or e in task.validation[:1] else None)
+    got = evaluate_splits(oracle, b, splits, LLMRunConfig(device="cpu"))
+    assert [acc for _, acc in got] == [1 - 1 / len(task.validation), 1 - 2 / len(task.test)]

@@ -44,7 +44,7 @@ class LLMRunConfig(Config):
     steps: int = checked(20, "int", 0)  # 0: evaluate the model as prepared, no step (method=lora: zero-shot)
     batch_size: int = checked(8, "int", 1)
     eval_batch_size: int = checked(32, "int", 1)  # the evaluation loss's forward passes
-    generate_batch_size: int = checked(0, "int", 0)  # a generative task's greedy answers; 0: a split at once
+    generate_batch_size: int = checked(0, "int", 0)  # a generative task's greedy answers; 0: all splits at once
     accuracy_steps: Optional[list] = None  # generative tasks: accuracy only at these evaluations (null: all)
     init_batches: int = checked(8, "int", 1)  # the one-step gradient's micro-batches (official: iters = 8)
     init_batch_size: int = checked(1, "int", 1)  # examples per init micro-batch (official: bsz = 1)
@@ -118,8 +118,33 @@ def evaluate(model, batcher: Batcher, examples, run_cfg: LLMRunConfig, accuracy:
     """(mean loss over response tokens or examples, accuracy) on ``examples``. On a generative task
     the loss is on the reference responses and the accuracy is the exact match of greedy answers,
     generated from a merged copy of the model (``accuracy=False``: not generated, NaN)."""
+    return evaluate_splits(model, batcher, [examples], run_cfg, accuracy)[0]
+
+
+@torch.no_grad()
+def evaluate_splits(model, batcher: Batcher, splits, run_cfg: LLMRunConfig, accuracy: bool = True) -> list:
+    """``evaluate`` for each split, with a generative task's answers for all splits in one generation
+    (split by ``generate_batch_size`` only): decoding is launch-bound, so one batch of every split
+    costs what one split's does."""
     was = model.training
     model.eval()
+    out = []
+    for examples in splits:
+        loss, correct = _loss_and_correct(model, batcher, examples, run_cfg)
+        out.append([loss, correct])
+    if batcher.generative:
+        hits = _generated_hits(model, batcher, [e for examples in splits for e in examples], run_cfg) if accuracy \
+            else None
+        start = 0
+        for row, examples in zip(out, splits):
+            row[1] = sum(hits[start: start + len(examples)]) if accuracy else math.nan
+            start += len(examples)
+    model.train(was)
+    return [(loss, correct / len(examples)) for (loss, correct), examples in zip(out, splits)]
+
+
+def _loss_and_correct(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> tuple[float, int]:
+    """(mean loss, correct predictions: 0 on a generative task) over ``examples``, in eval batches."""
     loss_sum, weight, correct = 0.0, 0, 0
     for i in range(0, len(examples), run_cfg.eval_batch_size):
         chunk = examples[i: i + run_cfg.eval_batch_size]
@@ -134,21 +159,17 @@ def evaluate(model, batcher: Batcher, examples, run_cfg: LLMRunConfig, accuracy:
         truth = batch["labels"] if batcher.kind == "classify" else torch.tensor(
             [e.label for e in chunk], device=run_cfg.device)
         correct += int((batcher.predict(batch, out.logits.float()) == truth).sum())
-    if batcher.generative:
-        correct = _generated_correct(model, batcher, examples, run_cfg) if accuracy else math.nan
-    model.train(was)
-    return loss_sum / weight, correct / len(examples)
+    return loss_sum / weight, correct
 
 
-def _generated_correct(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> int:
+def _generated_hits(model, batcher: Batcher, examples, run_cfg: LLMRunConfig) -> list[bool]:
     merged = for_generation(model)
     size = run_cfg.generate_batch_size or len(examples)
-    correct = 0
+    hits = []
     for i in range(0, len(examples), size):
         chunk = examples[i: i + size]
-        correct += sum(arith.exact_match(text, e.label) for text, e in zip(generate(merged, batcher, chunk, run_cfg),
-                                                                            chunk))
-    return correct
+        hits += [arith.exact_match(text, e.label) for text, e in zip(generate(merged, batcher, chunk, run_cfg), chunk)]
+    return hits
 
 
 def for_generation(model):
@@ -235,9 +256,8 @@ def run(model_name: str, task_cfg: dict, method: MethodConfig, run_cfg: LLMRunCo
         row = {"step": step, "train_loss": sum(window) / len(window) if window else math.nan,
                "scheduled_lr": scheduler.get_last_lr()[0], **UNEVALUATED}
         if step % run_cfg.eval_every == 0 or step == run_cfg.steps:
-            acc = run_cfg.accuracy_at(step)
-            row["val_loss"], row["val_acc"] = evaluate(model, batcher, task.validation, run_cfg, acc)
-            row["test_loss"], row["test_acc"] = evaluate(model, batcher, task.test, run_cfg, acc)
+            (row["val_loss"], row["val_acc"]), (row["test_loss"], row["test_acc"]) = evaluate_splits(
+                model, batcher, [task.validation, task.test], run_cfg, run_cfg.accuracy_at(step))
         curve.append(row)
         window.clear()
         if progress:
