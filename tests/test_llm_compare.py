@@ -149,3 +149,52 @@ def test_curves_are_each_method_at_its_validation_choice_with_t_intervals(tmp_pa
     assert c.loc[("lora", 200), "test_acc_seeds"] == 2 and c.loc[("lora", 200), "test_acc_ci"] == pytest.approx(0)
     assert plot_comparison(c.reset_index(), tmp_path) == "llm_compare.png"
     assert (tmp_path / "llm_compare.png").stat().st_size > 0
+
+
+def test_two_stages_end_to_end_on_the_tiny_model(tmp_path):
+    """The comparison's flow through its commands (figures/llm/compare/run.sh): stage 1 sweeps the lr
+    grid on seed 0, `python -m lorasim.llm.compare` prints stage 2, whose runs add seeds 1 and 2 at the
+    chosen lr, and the merged report pairs seeds 0-2 of the chosen jobs."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    pytest.importorskip("peft")
+    from lorasim.llm.report import gather_many
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    small = ["model=tiny_llama", "task.steps=1", "task.n_train=24", "task.n_validation=4", "task.n_test=6",
+             "task.new_tokens_margin=3", "method.r=2", "run.steps=4", "run.batch_size=4", "run.eval_every=2",
+             "run.log_every=2", "run.accuracy_steps=[2,4]", "run.warmup_steps=0"]
+
+    def lorasim_llm(*args):
+        res = subprocess.run([sys.executable, "-m", "lorasim.llm.app", *args], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+
+    stage1 = tmp_path / "arith1"
+    lorasim_llm("experiment=compare_arith", "method=lora_one,lora", "lr_mult=1,4", *small,
+                f"hydra.sweep.dir={stage1}")
+    res = subprocess.run([sys.executable, "-m", "lorasim.llm.compare", str(stage1), "compare_arith",
+                          str(tmp_path / "arith2"), *small], capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        words = shlex.split(line)
+        assert words[:2] == ["lorasim-llm", "-m"]
+        lorasim_llm(*words[1:])
+    dirs = [stage1, *sorted((tmp_path / "arith2").iterdir())]
+    tables = gather_many(dirs)
+    summary = tables["summary"][tables["summary"]["job_status"] == "ok"]
+    assert len(summary) == 4 + 2 * 2
+    chosen = choose_lr(summary)
+    for _, c in chosen.iterrows():
+        at = summary[(summary["method.name"] == c["method.name"]) & (summary["lr"] == c["lr"])]
+        assert sorted(at["seed"]) == [0, 1, 2]  # the further seeds ran at the chosen lr, and only there
+        seed0 = summary[(summary["method.name"] == c["method.name"]) & (summary["seed"] == 0)]
+        assert c["lr"] == seed0.sort_values(["final_val_acc", "final_val_loss"], ascending=[False, True])["lr"].iloc[0]
+    d = differences(tables["results"], summary, chosen)
+    assert set(d["point"]) == {"early", "end"} and set(d["seeds"]) == {3}
+    assert set(d["step"]) == {2, 4}
