@@ -109,6 +109,11 @@ def test_second_stage_runs_the_further_seeds_at_each_chosen_lr():
                          "final_val_acc": 0.5 if m == best else 0.1, "final_val_loss": 1.0})
     lines = second_stage(pd.DataFrame(rows), "compare_arith", "/runs/arith2", extra=("run.device=cpu",))
     assert len(lines) == 2
+    # a grid with an unfinished job gets no command yet: its choice could still change
+    waiting = rows + [{**rows[0], "job": "x", "job_status": "incomplete", "lr": 9e-9, "lr_mult": 99}]
+    assert [line for line in second_stage(pd.DataFrame(waiting), "compare_arith", "/r")
+            if "method=lora_one " in line] == []
+    assert len(second_stage(pd.DataFrame(waiting), "compare_arith", "/r")) == 1
     for line in lines:
         words = line.split()
         assert words[:3] == ["lorasim-llm", "-m", "experiment=compare_arith"]

@@ -72,14 +72,25 @@ def choose_lr(summary: pd.DataFrame, seeds=SELECTION_SEEDS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _unfinished_grid(summary: pd.DataFrame) -> pd.Series:
+    """Rows of the (task, method)s with a job of the sweep that has not finished (error, incomplete):
+    their lr cannot be chosen yet."""
+    if "job_status" not in summary:
+        return pd.Series(False, index=summary.index)
+    open_ = summary.loc[summary["job_status"] != "ok", GROUP].drop_duplicates()
+    keys = pd.MultiIndex.from_frame(summary[GROUP])
+    return pd.Series(keys.isin(pd.MultiIndex.from_frame(open_)) if len(open_) else False, index=summary.index)
+
+
 def second_stage(summary: pd.DataFrame, experiment: str, sweep_root: str, seeds=FURTHER_SEEDS,
                  extra: tuple = ()) -> list[str]:
     """One ``lorasim-llm`` multirun per method of a first-stage sweep (``experiment``): ``seeds`` at its
     chosen lr_mult, into ``sweep_root``/<method>. A method's reported name is its preset's (labels are
-    the preset names), so it is also the ``method=`` override."""
+    the preset names), so it is also the ``method=`` override. A method whose grid has an unfinished
+    job gets no command yet (its choice could still change); rerun once stage 1 has finished it."""
     seed_list = ",".join(str(s) for s in seeds)
     lines = []
-    for _, c in choose_lr(summary).iterrows():
+    for _, c in choose_lr(summary[~_unfinished_grid(summary)]).iterrows():
         if pd.isna(c["lr_mult"]):
             raise ValueError(f"{c['method.name']}: no single lr_mult recorded for its chosen lr {c['lr']:g}")
         lines.append(" ".join(["lorasim-llm", "-m", f"experiment={experiment}", f"method={c['method.name']}",
@@ -211,7 +222,13 @@ def main(argv=None) -> None:
         print("usage: python -m lorasim.llm.compare SWEEP_DIR EXPERIMENT SWEEP_ROOT [override ...]", file=sys.stderr)
         raise SystemExit(2)
     summary = gather(args[0])["summary"]
-    print("\n".join(second_stage(summary, args[1], args[2], extra=tuple(args[3:]))))
+    waiting = summary[_unfinished_grid(summary)][GROUP].drop_duplicates()
+    for _, w in waiting.iterrows():
+        print(f"{w['task.name']} {w['method.name']}: its lr grid has unfinished jobs; no stage-2 command yet",
+              file=sys.stderr)
+    lines = second_stage(summary, args[1], args[2], extra=tuple(args[3:]))
+    if lines:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
