@@ -29,7 +29,7 @@ case $stage in
     mps
     { python -m lorasim.llm.compare "$root/arith1" compare_arith "$root/arith2" run.device=cuda
       python -m lorasim.llm.compare "$root/bbc1" compare_bbc "$root/bbc2" run.device=cuda; } > "$root/stage2.txt"
-    timeout "$budget" xargs -P 10 -I{} sh -c '{} >> "$0/stage2.log" 2>&1' "$root" < "$root/stage2.txt"
+    timeout "$budget" xargs -P "${JOBS:-10}" -I{} sh -c '{} >> "$0/stage2.log" 2>&1' "$root" < "$root/stage2.txt"
     cleanup ;;
   pack)
     tar -czf "$here/runs.tgz.tmp" -C "$root" --exclude='*.log' --exclude='*.png' --exclude='stage2.txt' arith1 bbc1 \
