@@ -19,8 +19,10 @@ after the final update. Rows are logged every ``log_every`` steps and at the las
 An ended run of a batch is frozen (its factors and its slice of the solver state are zeroed) while
 the others go on; the batch ends when all have ended. Between log steps nothing is copied to the
 host; on CUDA those steps are captured once as a CUDA graph and replayed (at small d the launch
-overhead dominates otherwise). At a log step the metrics of all runs are computed on the device
-and copied in one transfer (metrics.record_batch).
+overhead dominates otherwise). A log step keeps a copy of the runs' factors; the rows of many log
+steps are computed later in one batched pass over steps × runs on the device (metrics.record_batch,
+record_lean_batch, record_risk_batch: the column sets of ``metrics=``), and the rules above are then
+applied to them in step order, so every row, stop and divergence is what a row-by-row loop gives.
 """
 from __future__ import annotations
 
@@ -36,11 +38,19 @@ import torch
 
 from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
-from .metrics import AlignmentTargets, record_batch, record_risk_batch
+from .metrics import METRIC_SETS, AlignmentTargets, record_batch, record_lean_batch, record_risk_batch
 from .problems.base import Problem, check_factors
 from .solvers import Solver, SolverConfig, make_solver
 
 GRAPHS = ("auto", "on", "off")
+# Logged states are kept and their rows computed together, one batched pass over steps × runs: at every-step
+# logging the per-row cost is then the linear algebra, not the launch of ~40 small ops per row. A flush comes
+# at least every LOG_CHUNK_STEPS steps (an ended run steps on until then, its extra steps discarded: runs of a
+# batch share no state) or when the kept factors reach LOG_BUFFER_BYTES; a batched pass takes at most
+# METRIC_BLOCK_ELEMS scratch elements (Problem.metric_elems per run).
+LOG_CHUNK_STEPS = 256
+LOG_BUFFER_BYTES = 64 * 2**20
+METRIC_BLOCK_ELEMS = 2**25
 
 
 @register("run", "default")
@@ -53,7 +63,7 @@ class RunConfig(Config):
     risk_eps: float = checked(1e-10, "num", 0, lo_open=True)  # risk threshold for "iterations to ε" (steps_to_eps)
     diverge_factor: float = checked(1e8, "num", 1, lo_open=True)  # a loss above this × max(loss₀, 1) diverged
     quiet: bool = checked(False, "bool")
-    metrics: str = checked("full", "choice", ("full", "risk"))  # risk: loss, risk and error norms only (no SVDs)
+    metrics: str = checked("full", "choice", METRIC_SETS)  # lean: + align_A, align_B from r×r Grams; risk: no alignment
     figure: bool = checked(True, "bool")  # draw figure.png per run (a sweep's aggregate draws its own figures)
     threads: Any = checked("auto", "int", 1, allow=("auto",))  # torch CPU threads: "auto" (the job's share) or N ≥ 1
     eps: Optional[float] = checked(None, "renamed", "risk_eps")  # deprecated (0.2 name of risk_eps)
@@ -322,7 +332,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     # Alignment is measured in the top-r_align subspace, r_align = min(r*, rank): runs group by it.
     n_sv = [s.n_sv for s in starts]
     refs, group_of = {}, []
-    if metrics == "full":
+    if metrics != "risk":
         for r in n_sv:
             ref = AlignmentTargets.from_problem(problem, r)
             refs.setdefault(ref.r_align, ref)
@@ -332,57 +342,113 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     run_stops = [[copy.deepcopy(rule) for rule in rules] for _ in range(b)]
     stepper = Stepper(run_problem, slv, A, B, use_graphs)
 
-    def finite_runs() -> list:
-        fa, fb = as_batch(A), as_batch(B)
-        return (torch.isfinite(fa).flatten(1).all(1) & torch.isfinite(fb).flatten(1).all(1)).tolist()
+    # Logged states wait in a preallocated buffer (slot n: the whole batch at the n-th pending log step), so
+    # keeping a state is one copy and a flush reads it in place.
+    bA, bB = as_batch(A), as_batch(B)
+    bytes_per_log = (bA.numel() + bB.numel()) * bA.element_size()
+    capacity = max(1, min(LOG_CHUNK_STEPS // log_every + 2, LOG_BUFFER_BYTES // bytes_per_log))
+    kept_A, kept_B = bA.new_empty((capacity, *bA.shape)), bB.new_empty((capacity, *bB.shape))
+    pending: list = []  # (step, runs logged) per slot
+    block = max(1, METRIC_BLOCK_ELEMS // max(1, run_problem.metric_elems(rank_max)))
 
-    def end(i: int, t: int, diverged: bool) -> None:
+    def end(i: int, t: int, diverged: bool, A_t, B_t) -> None:
+        """End run i at step t; its result is its state at t (A_t, B_t), not the live factors, which may
+        have gone on to the flush."""
         if diverged:
             trajs[i].status, trajs[i].diverged_step = "diverged", t
         else:
             trajs[i].stopped_step = t
         alive.remove(i)
+        trajs[i].A, trajs[i].B = A_t[..., :ranks[i]].clone(), B_t[..., :ranks[i], :].clone()
         if stacked:
-            trajs[i].A, trajs[i].B = A[i, :, :ranks[i]].clone(), B[i, :ranks[i]].clone()
             stepper.freeze(i)
 
-    def log(t: int, finite: Optional[list] = None, only: Optional[list] = None) -> None:
-        finite = finite_runs() if finite is None else finite
-        logged = list(alive) if only is None else only
-        fa, fb, fa0, fb0 = as_batch(A), as_batch(B), as_batch(A0), as_batch(B0)
-        rows: dict[int, dict] = {}
-        ok = [i for i in logged if finite[i]]
-        if metrics == "risk" and ok:
-            rows.update(zip(ok, record_risk_batch(run_problem, fa[ok] if stacked else fa, fb[ok] if stacked else fb)))
-        elif ok:
-            for r_align in sorted({group_of[i] for i in ok}):
-                idx = [i for i in ok if group_of[i] == r_align]
-                pick = (lambda X: X[idx]) if stacked else (lambda X: X)
-                got = record_batch(run_problem, refs[r_align], pick(fa), pick(fb), pick(fa0), pick(fb0),
-                                   max(n_sv[i] for i in idx), frozen_B=not slv.trains_B)
-                rows.update(zip(idx, got))
-            for i in ok:  # a padded run reports its own singular values only
-                for j in range(n_sv[i] + 1, max(n_sv) + 1):
-                    rows[i].pop(f"sv_A_{j}", None), rows[i].pop(f"sv_B_{j}", None)
-        for i in logged:
-            row = {"step": t, **rows[i]} if finite[i] else {"step": t, "loss": math.inf, "risk": math.inf}
+    def log(t: int, only: Optional[list] = None) -> None:
+        """Keep the state of the runs at step t (all alive ones, or ``only``) for the next flush."""
+        if len(pending) == capacity:
+            flush()
+        kept_A[len(pending)].copy_(bA)
+        kept_B[len(pending)].copy_(bB)
+        pending.append((t, list(alive) if only is None else only))
+
+    def take(X, idx: Optional[list]):
+        return X if idx is None else X.index_select(0, torch.tensor(idx, device=dev))
+
+    def rows_of(As, Bs, runs: list) -> list:
+        """The metric rows of the states (As[j], Bs[j]) of runs[j], batched by alignment group and block."""
+        out: list = [None] * len(runs)
+        groups: dict = {}
+        for j, i in enumerate(runs):
+            groups.setdefault(0 if metrics == "risk" else group_of[i], []).append(j)
+        for g, members in sorted(groups.items()):
+            for at in range(0, len(members), block):
+                js = members[at:at + block]
+                whole = len(js) == len(runs)  # one pass over everything: no gathering copy
+                fa, fb = take(As, None if whole else js), take(Bs, None if whole else js)
+                if metrics == "risk":
+                    got = record_risk_batch(run_problem, fa, fb)
+                elif metrics == "lean":
+                    got = record_lean_batch(run_problem, refs[g], fa, fb, frozen_B=not slv.trains_B)
+                else:
+                    who = [runs[j] for j in js]
+                    got = record_batch(run_problem, refs[g], fa, fb, take(as_batch(A0), who), take(as_batch(B0), who),
+                                       max(n_sv[i] for i in who), frozen_B=not slv.trains_B)
+                for j, row in zip(js, got):
+                    for m in range(n_sv[runs[j]] + 1, max(n_sv) + 1):  # a padded run reports its own values only
+                        row.pop(f"sv_A_{m}", None), row.pop(f"sv_B_{m}", None)
+                    out[j] = row
+        return out
+
+    def flush() -> None:
+        """Compute every pending row in one batched pass, then apply the divergence and stop rules to
+        them in step order, as if each row had been checked when it was logged."""
+        if not pending:
+            return
+        nb = bA.shape[0]
+        pairs = [(t, i, n * nb + i) for n, (t, runs) in enumerate(pending) for i in runs]  # (step, run, flat index)
+        flat = [p for _, _, p in pairs]
+        everything = flat == list(range(len(pending) * nb))
+        As = take(kept_A[:len(pending)].flatten(0, 1), None if everything else flat)
+        Bs = take(kept_B[:len(pending)].flatten(0, 1), None if everything else flat)
+        pending.clear()
+        finite = (torch.isfinite(As).flatten(1).all(1) & torch.isfinite(Bs).flatten(1).all(1)).tolist()
+        ok = [j for j, f in enumerate(finite) if f]
+        clean = len(ok) == len(finite)
+        rows = dict(zip(ok, rows_of(take(As, None if clean else ok), take(Bs, None if clean else ok),
+                                    [pairs[j][1] for j in ok]))) if ok else {}
+        for j, (t, i, _) in enumerate(pairs):
+            if i not in alive:  # ended at an earlier row of this flush
+                continue
+            row = {"step": t, **rows[j]} if finite[j] else {"step": t, "loss": math.inf, "risk": math.inf}
             trajs[i].rows.append(row)
             if keep_factors:
-                trajs[i].factors.append((t, (A[i] if stacked else A).clone(), (B[i] if stacked else B).clone()))
+                trajs[i].factors.append((t, As[j].clone(), Bs[j].clone()))
             loss = row["loss"]
             if loss0[i] is None:
                 loss0[i] = loss
-            if not finite[i] or diverged(loss, loss0[i], diverge_factor):
-                end(i, t, diverged=True)
+            if not finite[j] or diverged(loss, loss0[i], diverge_factor):
+                end(i, t, True, As[j], Bs[j])
             elif any([rule(row) for rule in run_stops[i]]):
-                end(i, t, diverged=False)
+                end(i, t, False, As[j], Bs[j])
+
+    def log_and_maybe_flush(t: int) -> None:
+        log(t)
+        if t >= steps or t - pending[0][0] >= LOG_CHUNK_STEPS or len(pending) == capacity:
+            flush()
 
     def factors_finite(t: int) -> bool:
-        """Eager path, after each step: a run whose factors went non-finite is logged and ended now."""
-        finite = finite_runs()
-        gone = [i for i in alive if not finite[i]]
+        """After each eager step (each log step under CUDA graphs): a run whose factors went non-finite
+        is logged and ended now, so no solver ever steps from non-finite factors. One reduction per factor finds whether any run did (a sum is non-finite when any
+        term is; a finite overflow only costs the exact check)."""
+        if bool(torch.isfinite(A.sum() + B.sum())):
+            return True
+        flush()
+        fa, fb = as_batch(A), as_batch(B)
+        bad = (~(torch.isfinite(fa).flatten(1).all(1) & torch.isfinite(fb).flatten(1).all(1))).tolist()
+        gone = [i for i in alive if bad[i]]
         if gone:
-            log(t, finite, only=gone)
+            log(t, only=gone)
+            flush()
         return not gone
 
     bar = None
@@ -393,16 +459,19 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         bar = tqdm(total=steps, desc=desc if len(desc) <= 40 else desc[:39] + "…", unit="step", leave=False)
     start = time.perf_counter()
     with problem.matmul_mode(), capturable_linalg(dev):
-        log(0)
+        log_and_maybe_flush(0)
         t = 0
         while t < steps and alive:
             target = min((t // log_every + 1) * log_every, steps)  # the next log step
             first = t
             t += stepper.advance(target - t, lambda taken: factors_finite(first + taken))
+            if stepper.use_graphs and alive:  # a graph's steps were not checked one by one
+                factors_finite(t)
             if t == target and alive:
-                log(t)
+                log_and_maybe_flush(t)
             if bar is not None:
                 bar.update(t - first)
+        flush()
     if bar is not None:
         bar.close()
     if dev.type == "cuda":

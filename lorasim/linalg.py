@@ -56,8 +56,8 @@ def product_norms(L: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     difference of large terms (a risk near convergence), which an expanded
     ‖A B‖² − 2⟨·,·⟩ + ‖Δ‖² formula does not.
     """
-    _, T1 = torch.linalg.qr(L)
-    _, T2 = torch.linalg.qr(mT(R))
+    _, T1 = torch.linalg.qr(L, mode="r")  # R alone: forming Q would double the cost
+    _, T2 = torch.linalg.qr(mT(R), mode="r")
     core = T1 @ mT(T2)
     # Finite but huge factors (a diverging run) overflow the core: LAPACK must never see inf or NaN
     # (oneMKL prints DLASCL errors, other builds raise). Such a product's norms are inf (NaN from NaN).

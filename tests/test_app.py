@@ -132,10 +132,12 @@ def test_methods_sharing_solver_settings_run_as_one_batch_with_the_one_run_resul
     results, _ = execute(plan, tmp_path)
     for name, (init, solver) in plan.methods.items():
         ref = lorasim.train(problem, init=init, rank=plan.run.rank, init_seed=plan.run.seed, solver=solver,
-                            steps=plan.run.steps, log_every=plan.run.log_every, method=name).to_frame()
+                            steps=plan.run.steps, log_every=plan.run.log_every, method=name,
+                            metrics=plan.run.metrics).to_frame()
         got = results[results["method"] == name].reset_index(drop=True)
         assert list(got["init"]) == list(ref["init"]) and list(got["step"]) == list(ref["step"])
-        for col in ("risk", "loss", "align_A", "sv_A_1"):
+        assert plan.run.metrics == "lean" and "align_B" in got and "sv_A_1" not in got  # the preset's column set
+        for col in ("risk", "loss", "align_A", "align_B"):
             np.testing.assert_allclose(got[col], ref[col], rtol=1e-9, atol=1e-13, err_msg=f"{name} {col}")
 
 

@@ -119,3 +119,81 @@ def test_full_fine_tuning_batches_with_per_run_step_sizes(linear):
                                        rtol=1e-12, atol=1e-15)
     with pytest.raises(ConfigError, match=r"^inits\[0\]="):
         train_batch(linear, [{"init": "spectral", "rank": 2}], solver="full_ft")
+
+
+# -- deferred rows: kept states, one batched pass, the rules applied afterwards in step order ---------------
+@pytest.fixture
+def tiny_flushes(monkeypatch):
+    """Flushes every 7 steps, in batched passes of 3 runs' rows: row order, grouping and blocks all cross."""
+    import lorasim.engine as engine
+
+    monkeypatch.setattr(engine, "LOG_CHUNK_STEPS", 7)
+    monkeypatch.setattr(engine, "METRIC_BLOCK_ELEMS", 3 * linear_elems())
+    return engine
+
+
+def linear_elems():
+    return lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3).metric_elems(4)
+
+
+@pytest.mark.parametrize("metrics", ["full", "lean", "risk"])
+def test_deferred_rows_equal_rows_taken_one_step_at_a_time(linear, tiny_flushes, metrics):
+    """Each run's rows, computed in deferred batched passes, equal the row function applied to that run's
+    kept state at that step alone (1e-12: a batched product may sum in another order). Mutation: rows
+    assigned to the wrong run or step, or a padded run's extra singular values kept, fail here."""
+    from lorasim.metrics import AlignmentTargets, record_batch, record_lean_batch, record_risk_batch
+
+    inits = [{"init": "small_random", "rank": 4, "seed": 1}, {"init": "spectral", "rank": 2},
+             {"init": "small_random", "rank": 3, "seed": 2, "alpha": 0.3}]
+    trajs = train_batch(linear, inits, solver="gd", lr=[0.05, 0.2, 0.1], steps=30, log_every=2, metrics=metrics,
+                        keep_factors=True)
+    for tr, spec in zip(trajs, inits):
+        r = spec["rank"]
+        assert [row["step"] for row in tr.rows] == list(range(0, 31, 2))
+        A0, B0 = tr.factors[0][1][:, :r], tr.factors[0][2][:r]
+        ref = AlignmentTargets.from_problem(linear, r)
+        for row, (t, A_t, B_t) in zip(tr.rows, tr.factors):
+            A_t, B_t = A_t[None, :, :r], B_t[None, :r]
+            if metrics == "full":
+                want = record_batch(linear, ref, A_t, B_t, A0[None], B0[None], r)[0]
+            elif metrics == "lean":
+                want = record_lean_batch(linear, ref, A_t, B_t)[0]
+            else:
+                want = record_risk_batch(linear, A_t, B_t)[0]
+            assert set(row) == {"step", *want}
+            for name, value in want.items():
+                assert row[name] == pytest.approx(value, rel=1e-12, abs=_round_off_scale(want, name), nan_ok=True), (t, name)
+
+
+def _round_off_scale(row: dict, name: str) -> float:
+    """1e-12 of the scale a column's round-off is relative to: sines and angles are bounded by 1 and π/2 and
+    known to absolute accuracy; a singular value to σ1's; the balance drift to the Grams' (‖A‖² + ‖B‖²,
+    bounded by σ1² of each factor times r); the rest relative to themselves."""
+    if name.startswith(("align_", "theta_")):
+        return 1e-12
+    for side in ("A", "B"):
+        if name.startswith(f"sv_{side}_"):
+            return 1e-12 * row[f"sv_{side}_1"]
+    if name == "balance_drift":
+        return 1e-12 * 4 * (row["sv_A_1"] ** 2 + row["sv_B_1"] ** 2)
+    return 0.0
+
+
+def test_a_run_ended_inside_a_chunk_keeps_its_state_at_that_step(linear, tiny_flushes):
+    """Stops and divergences found at a flush act at their own step: the ended run's factors are its state
+    there (an independent run cut at that step, bitwise), and no row after it is kept, though the live
+    factors stepped on to the flush. Mutation: taking the live factors fails (they moved on)."""
+    inits = [{"init": "spectral", "rank": 2}, {"init": "small_random", "rank": 2, "seed": 1}]
+    alone = train(linear, init="spectral", rank=2, solver="gd", lr=0.2, steps=40, metrics="risk")
+    eps = 0.5 * (alone.rows[9]["risk"] + alone.rows[10]["risk"])  # crossed at step 10, inside the second chunk
+    got = train_batch(linear, inits, solver="gd", lr=[0.2, 0.01], steps=40, metrics="risk", stop=risk_below(eps))
+    cut = train_batch(linear, inits, solver="gd", lr=[0.2, 0.01], steps=10, metrics="risk")[0]  # the same batch path
+    assert got[0].stopped_step == 10 and got[0].rows[-1]["step"] == 10
+    assert torch.equal(got[0].A, cut.A) and torch.equal(got[0].B, cut.B)
+    # a step size that diverges: ended at the first row over the rule, with that row's factors
+    blow = train_batch(linear, inits, solver="gd", lr=[60.0, 0.01], steps=40, metrics="risk")
+    t = blow[0].diverged_step
+    assert blow[0].status == "diverged" and t is not None and blow[0].rows[-1]["step"] == t
+    before = train_batch(linear, inits, solver="gd", lr=[60.0, 0.01], steps=t, metrics="risk", diverge_factor=1e300)[0]
+    assert torch.equal(blow[0].A, before.A)
+    assert blow[1].status == "ok" and blow[1].rows[-1]["step"] == 40

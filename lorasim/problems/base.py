@@ -125,6 +125,11 @@ class Problem:
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def metric_elems(self, r: int) -> int:
+        """Scratch elements one run's logged row at rank r may take (the engine sizes batched metric
+        computations by it): by default W = W0 + AB and a residual over the n samples."""
+        return self.d * self.k + (getattr(self, "n", None) or 0) * self.k
+
     def full_grad(self, D: Tensor) -> Tensor:
         """∇_W L at W = W0 + D (full fine-tuning); the A-gradient with B = I."""
         eye = torch.eye(self.k, dtype=D.dtype, device=D.device)

@@ -66,15 +66,27 @@ def _batch_size(A: Tensor) -> int:
     return math.prod(A.shape[:-2])
 
 
+_RESIDUAL_BLOCK = 2**16  # entries of one residual block: in cache on a CPU, one launch's worth on a GPU
+
+
 def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
-    """‖P B − T‖_F² per run, formed row block by row block: exact (no cancellation near the
-    floor, unlike the expanded form) with a bounded d×k temporary however large the batch."""
-    rows = max(1, _CHUNK_ELEMENTS // max(1, _batch_size(P) * T.shape[-1]))
-    total = torch.zeros(P.shape[:-2], dtype=P.dtype, device=P.device)
-    for start in range(0, T.shape[-2], rows):
-        resid = P[..., start:start + rows, :] @ B - T[start:start + rows]
-        total = total + (resid * resid).sum(dim=(-2, -1))
-    return total
+    """‖P B − T‖_F² per run, formed block by block (runs × rows of T): exact (no cancellation near the
+    floor, unlike the expanded form), each block P B − T in one fused product (baddbmm) small enough to
+    stay in cache — a batch of logged rows is memory-bound otherwise."""
+    lead, (d, r), k = P.shape[:-2], P.shape[-2:], T.shape[-1]
+    Pf = P.reshape(-1, d, r)
+    Bf = B.expand(*lead, r, k).reshape(-1, r, k)
+    rows = min(d, max(1, _RESIDUAL_BLOCK // k))
+    runs = max(1, _RESIDUAL_BLOCK // (rows * k))
+    total = torch.zeros(Pf.shape[0], dtype=P.dtype, device=P.device)
+    for first in range(0, Pf.shape[0], runs):
+        part = slice(first, first + runs)
+        n = Pf[part].shape[0]
+        for start in range(0, d, rows):
+            block = T[start:start + rows].expand(n, -1, -1)
+            resid = torch.baddbmm(block, Pf[part, start:start + rows], Bf[part], beta=-1)
+            total[part] += (resid * resid).sum(dim=(-2, -1))
+    return total.reshape(lead)
 
 
 def _check_shapes(shapes: dict) -> None:
@@ -266,6 +278,11 @@ class LinearTeacher(Problem):
 
     def full_grad(self, D: Tensor) -> Tensor:
         return self._sigma_times(D) - self.G
+
+    def metric_elems(self, r: int) -> int:
+        # Loss from the sufficient statistics, error norms from thin QRs of d × (r + r*) and k × (r + r*)
+        # factors; the Cholesky path's residual is chunked to its own bound.
+        return 4 * (self.d + self.k) * (r + (self.r_star or r))
 
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         """Empirical loss (1/2N)‖X(W0 + AB) − Y‖_F²; the population loss when N = population."""
