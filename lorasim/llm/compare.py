@@ -184,7 +184,7 @@ def markdown(results: pd.DataFrame, summary: pd.DataFrame, test_sizes: dict[str,
         return ""
     diffs = differences(results, summary, chosen, test_sizes)
     table = method_table(results, summary, chosen)
-    lines = ["", "## The pre-stated comparison (README: \"The comparison, stated before its runs\")", "",
+    lines = ["", "## The pre-stated comparison's rule applied to these runs (README: \"The comparison, stated before its runs\")", "",
              "Learning rates chosen on validation accuracy at the last step of the selection seed(s) (README, amendment 2: seed 0); test never used:", "",
              "| task | method | lr grid | chosen lr | seeds | at grid edge |", "|---|---|---|---|---|---|"]
     for _, c in chosen.iterrows():
