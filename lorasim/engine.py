@@ -63,7 +63,7 @@ class RunConfig(Config):
     risk_eps: float = checked(1e-10, "num", 0, lo_open=True)  # risk threshold for "iterations to ε" (steps_to_eps)
     diverge_factor: float = checked(1e8, "num", 1, lo_open=True)  # a loss above this × max(loss₀, 1) diverged
     quiet: bool = checked(False, "bool")
-    metrics: str = checked("full", "choice", METRIC_SETS)  # lean: + align_A, align_B from r×r Grams; risk: no alignment
+    metrics: str = checked("full", "choice", METRIC_SETS)  # the logged columns (metrics.METRIC_SETS)
     figure: bool = checked(True, "bool")  # draw figure.png per run (a sweep's aggregate draws its own figures)
     threads: Any = checked("auto", "int", 1, allow=("auto",))  # torch CPU threads: "auto" (the job's share) or N ≥ 1
     eps: Optional[float] = checked(None, "renamed", "risk_eps")  # deprecated (0.2 name of risk_eps)
@@ -438,8 +438,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
 
     def factors_finite(t: int) -> bool:
         """After each eager step (each log step under CUDA graphs): a run whose factors went non-finite
-        is logged and ended now, so no solver ever steps from non-finite factors. One reduction per factor finds whether any run did (a sum is non-finite when any
-        term is; a finite overflow only costs the exact check)."""
+        is logged and ended now, so no solver ever steps from non-finite factors. One reduction per
+        factor finds whether any run did (a sum is non-finite when any term is; a finite overflow only
+        costs the exact check)."""
         if bool(torch.isfinite(A.sum() + B.sum())):
             return True
         flush()

@@ -162,7 +162,8 @@ def test_deferred_rows_equal_rows_taken_one_step_at_a_time(linear, tiny_flushes,
                 want = record_risk_batch(linear, A_t, B_t)[0]
             assert set(row) == {"step", *want}
             for name, value in want.items():
-                assert row[name] == pytest.approx(value, rel=1e-12, abs=_round_off_scale(want, name), nan_ok=True), (t, name)
+                tol = _round_off_scale(want, name)
+                assert row[name] == pytest.approx(value, rel=1e-12, abs=tol, nan_ok=True), (t, name)
 
 
 def _round_off_scale(row: dict, name: str) -> float:

@@ -100,7 +100,7 @@ def test_gram_subspace_within_its_stated_bound(svals, r):
         assert torch.allclose(U.T @ U, torch.eye(r, dtype=F.dtype), atol=1e-12)
         assert float(sin_theta(U_svd, U)) <= _gram_bound(F, r)
         s_ref = torch.linalg.svdvals(F)
-        # σ_i² is accurate to e = (m + 10p)·eps·‖F‖_F², so σ_i to e / (σ_i + s_i) (scaled by σ1: no overflow)
+        # σ_i² is accurate to e = (m + 10p)·eps·‖F‖_F², so σ_i to e / (σ_i + s_i) (scaled by σ1)
         s, s_ref = s / s_ref[0], s_ref / s_ref[0]
         err = (s - s_ref).abs() * (s + s_ref)
         assert float(err.max()) <= (100 + 80) * torch.finfo(F.dtype).eps * float((s_ref**2).sum())
