@@ -4,6 +4,7 @@
     lorasim-verify only=[C3,C10]           # a subset
     lorasim-verify scale=paper             # the paper's dimensions
     lorasim-verify scale=large device=cuda # d ≥ 4096, for a GPU
+    lorasim-verify device=cuda dtype=tf32  # the teachers in tf32: which claims still pass
 
 Each claim module holds its hypothesis and derivation (the module docstring, Markdown), and a
 ``run(settings, ctx) -> Verdict``; its settings per scale are conf/claims/CNN.yaml. Both are found,
@@ -49,6 +50,7 @@ from .job import conf_dir
 from .plots import pyplot, save_png
 
 SCALES = ("ci", "paper", "large")
+DTYPES = ("float64", "float32", "tf32")
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Verdict:
     result: str = ""
     known_failure: Optional[str] = None
     wall_s: float = 0.0
+    teacher_dtypes: str = ""  # the dtypes of the teachers it built with kit's teacher(), e.g. "tf32"
 
     @property
     def status(self) -> str:
@@ -154,6 +157,8 @@ def run_claim(cid: str, settings: dict, ctx: Context, mutation: Optional[str] = 
         fail("", "mutation", mutation, f"one of {cid}'s MUTATIONS: " + ", ".join(mutations))
     ctx = dataclasses.replace(ctx, mutation=mutation, declared=frozenset(mutations))
     patch = mutations[mutation].patch if mutation is not None else None
+    built = importlib.import_module(_theory_package().__name__ + ".kit").TEACHER_DTYPES
+    built.clear()
     start = time.perf_counter()
     try:
         with (patch() if patch is not None else contextlib.nullcontext()):
@@ -165,6 +170,7 @@ def run_claim(cid: str, settings: dict, ctx: Context, mutation: Optional[str] = 
     verdict.wall_s = time.perf_counter() - start
     verdict.claim, verdict.title, verdict.result = cid, mod.TITLE, mod.RESULT
     verdict.known_failure = getattr(mod, "KNOWN_FAILURE", None)
+    verdict.teacher_dtypes = ", ".join(sorted(built))
     return verdict
 
 
@@ -231,6 +237,8 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
                   f"- measured: {v.measured}", f"- status: **{v.status}**"]
         if v.known_failure:
             lines.append(f"- known failure: {v.known_failure}")
+        if v.teacher_dtypes:
+            lines.append(f"- teachers built in: {v.teacher_dtypes}")
         for fit in v.fits:
             lines.append(f"- fit: {fit.describe()}; residuals {[f'{r:.3g}' for r in fit.residuals]}")
         if v.notes:
@@ -245,7 +253,7 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines)))
     flat = pd.DataFrame([{"claim": v.claim, "title": v.title, "result": v.result, "prediction": v.prediction,
                           "measured": v.measured, "status": v.status, "wall_s": v.wall_s,
-                          "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
+                          "teacher_dtypes": v.teacher_dtypes, "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
     write_csv(flat, ctx.out_dir / "verdicts.csv")
     return path
 
@@ -269,6 +277,8 @@ def validate(cfg: DictConfig) -> VerifyPlan:
     if not isinstance(cfg.mutate, bool):
         fail("", "mutate", cfg.mutate, "true or false")
     dev = check_device("", cfg.device)
+    if cfg.dtype is not None and cfg.dtype not in DTYPES:
+        fail("", "dtype", cfg.dtype, "null (each claim's own), " + ", ".join(DTYPES))
     only = OmegaConf.to_container(cfg.only) if isinstance(cfg.only, ListConfig) else cfg.only
     known = all_modules()
     ids = list(claim_modules()) if only is None else normalize_ids(only, list(known))
@@ -284,6 +294,8 @@ def validate(cfg: DictConfig) -> VerifyPlan:
     for cid in ids:
         settings[cid] = claim_settings(cfg, cid, cfg.scale)
         settings[cid].setdefault("device", dev)
+        if cfg.dtype is not None:
+            settings[cid].setdefault("dtype", cfg.dtype)
         fields = getattr(known[cid], "Settings", None)  # a claim's settings dataclass names its keys
         if fields is not None:
             kit = importlib.import_module(_theory_package().__name__ + ".kit")
@@ -358,6 +370,8 @@ def help_text() -> str:
     rows = [("only=[C3,C10]", "claims to run; default every Cnn (the phase diagrams Pnn only when named)", ""),
             ("scale=ci", "ci (default, <= 5 min on 2 cores), paper (the paper's sizes), large (GPU)", ""),
             ("device=cpu", "cpu, cuda or cuda:N", ""),
+            ("dtype=tf32", "float64, float32 or tf32: the teachers' dtype in every claim that builds them with "
+                           "teacher() (verdicts.csv: teacher_dtypes); default each claim's own", ""),
             ("quiet=true", "no line per claim while running", ""),
             ("mutate=true", "run each claim under each of its MUTATIONS; exit 0 only if every one FAILs", ""),
             ("+claims.C03.ci.<k>=v", "one claim's setting at one scale (conf/claims/CNN.yaml)", "")]

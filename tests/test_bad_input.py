@@ -132,6 +132,7 @@ CLI = [
     ("lorasim-verify", ["scale=huge"], ["scale='huge'", "ci, paper, large"]),
     ("lorasim-verify", ["only=[C99]"], ["only=", "C99", "C01"]),
     ("lorasim-verify", ["device=tpu"], ["device='tpu'"]),
+    ("lorasim-verify", ["dtype=fp16"], ["dtype='fp16'", "float64, float32, tf32"]),
     ("lorasim-verify", ["+foo=1", "only=[C01]"], ["+foo=1", "only", "scale", "device"]),
     ("lorasim-verify", ["only=[C01]", "+claims.C01.ci.foo=1"], ["claims.C01.ci.foo=1", "a known key"]),
     ("lorasim-verify", ["only=[C01]", "+claims.C99.ci.n=1"], ["claims.C99=", "a claim id"]),

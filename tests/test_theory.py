@@ -239,7 +239,7 @@ def test_every_claim_settings_dataclass_reads_its_yaml_and_refuses_unknown_keys(
             used |= set(block)
             with pytest.raises(ConfigError, match=rf"^claims\.{cid}\.{scale}\.bogus=1: allowed a known key: "):
                 parse(mod.Settings, {**block, "bogus": 1}, ctx)
-        assert used | {"device"} == {f.name for f in dataclasses.fields(mod.Settings)}, cid
+        assert used | {"device", "dtype"} == {f.name for f in dataclasses.fields(mod.Settings)}, cid
         required = next(f.name for f in dataclasses.fields(mod.Settings) if f.default is dataclasses.MISSING)
         with pytest.raises(ConfigError, match=rf"^claims\.{cid}\.ci\.{required}=None: allowed a value"):
             parse(mod.Settings, {k: v for k, v in blocks["ci"].items() if k != required}, Context("ci", "cpu", tmp_path))
@@ -298,9 +298,23 @@ def test_settings_subclass_is_a_keyword_only_dataclass():
         lr: float = 0.5
 
     assert dataclasses.is_dataclass(Settings)
-    assert [f.name for f in dataclasses.fields(Settings)] == ["device", "d", "k", "r_star", "seeds", "n", "lr"]
+    assert [f.name for f in dataclasses.fields(Settings)] == ["device", "dtype", "d", "k", "r_star", "seeds", "n", "lr"]
     cfg = Settings(d=8, k=6, r_star=2, seeds=1, n=32)
     assert cfg.lr == 0.5 and cfg.device == "cpu"
     with pytest.raises(TypeError):
         Settings(8, 6, 2, 1, 32)  # keyword-only
     assert cfg.teacher(0, n=32, kappa=1.0).d == 8
+
+
+def test_verify_dtype_sets_the_teachers_dtype_and_the_verdict_says_so(verify_cfg, tmp_path):
+    """dtype= reaches every teacher a claim builds with teacher() unless the claim names its own, and the
+    verdict records the dtypes built (verdicts.csv teacher_dtypes): the tf32 table can say which
+    claims ran in it. Mutation: an override that never reaches teacher() leaves "float64" here."""
+    own = run_claim("C11", claim_settings(verify_cfg, "C11", "ci"), Context("ci", "cpu", tmp_path))
+    assert own.teacher_dtypes == "float64"
+    settings = {**claim_settings(verify_cfg, "C11", "ci"), "dtype": "float32"}
+    got = run_claim("C11", settings, Context("ci", "cpu", tmp_path))
+    assert got.teacher_dtypes == "float32" and got.error == ""
+    # C13 names its dtypes itself: the override does not replace them
+    c13 = run_claim("C13", {**claim_settings(verify_cfg, "C13", "ci"), "dtype": "tf32"}, Context("ci", "cpu", tmp_path))
+    assert c13.teacher_dtypes == "float32, float64"

@@ -19,6 +19,7 @@ class ClaimSettings:
     is made a (keyword-only) dataclass where it is defined: it needs no ``@dataclass`` of its own."""
 
     device: str = "cpu"  # lorasim-verify's device=, unless the yaml block pins one
+    dtype: Optional[str] = None  # lorasim-verify's dtype=: the teachers' dtype (None: the claim's own)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -34,9 +35,18 @@ class TeacherSettings(ClaimSettings):
     seeds: int
 
     def teacher(self, seed: int, relu: bool = False, **kw):
-        """The ``lorasim.LinearTeacher`` (``relu``: ``ReLUTeacher``) of this shape at ``seed``; ``kw``: n, kappa, …"""
+        """The ``lorasim.LinearTeacher`` (``relu``: ``ReLUTeacher``) of this shape at ``seed``; ``kw``: n, kappa, …
+        In the run's ``dtype`` where one is set and ``kw`` names none; the dtype built is recorded in
+        ``TEACHER_DTYPES`` (the runner reports it per claim)."""
         cls = lorasim.ReLUTeacher if relu else lorasim.LinearTeacher
-        return cls(d=self.d, k=self.k, r_star=self.r_star, seed=seed, device=self.device, **kw)
+        if self.dtype is not None:
+            kw.setdefault("dtype", self.dtype)
+        prob = cls(d=self.d, k=self.k, r_star=self.r_star, seed=seed, device=self.device, **kw)
+        TEACHER_DTYPES.add(prob.config.dtype)
+        return prob
+
+
+TEACHER_DTYPES: set = set()  # the dtypes of the teachers built by the running claim (lorasim.verify.run_claim)
 
 
 @dataclass(frozen=True)
