@@ -50,7 +50,7 @@ GRAPHS = ("auto", "on", "off")
 # METRIC_BLOCK_ELEMS scratch elements (Problem.metric_elems per run).
 LOG_CHUNK_STEPS = 256
 LOG_BUFFER_BYTES = 64 * 2**20
-METRIC_BLOCK_ELEMS = 2**25
+METRIC_BLOCK_ELEMS = 2**22
 
 
 @register("run", "default")
@@ -450,7 +450,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         if gone:
             log(t, only=gone)
             flush()
-        return not gone
+        return bool(alive) and not gone  # a flush may have ended every run (a single run is never frozen)
 
     bar = None
     if progress:

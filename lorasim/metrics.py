@@ -129,15 +129,16 @@ def record_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, A0: Tenso
     return _rows(cols)
 
 
-def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor]:
-    """(U, s): an orthonormal basis of the top-r left singular subspace of each F (..., m, p) and all p
-    singular values (descending), from the eigendecomposition of the p×p Gram FᵀF — p×p work instead
-    of an m×p SVD. A factor whose Gram overflows is scaled to max |F| = 1 first.
+def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(U, s, resolved): a basis of the top-r left singular subspace of each F (..., m, p), all p singular
+    values (descending), and whether the subspace is resolved, from the eigendecomposition of the p×p
+    Gram FᵀF — p×p work instead of an m×p SVD. A factor whose Gram overflows is scaled to max |F| = 1 first.
 
     Squaring halves the relative accuracy of the small singular values: the subspace is off by at most
     about e / (σ_r² − σ_{r+1}² − e), e = (m + 10p)·eps·‖F‖_F² (Davis–Kahan on the Gram's backward
-    error), against about eps·σ1 / (σ_r − σ_{r+1}) from an SVD. Where σ_r = 0 the basis is zero (the
-    caller masks it, as ``subspace_defined_mask`` says)."""
+    error), against about eps·σ1 / (σ_r − σ_{r+1}) from an SVD. Where σ_r² − σ_{r+1}² ≤ e that bound
+    says nothing (σ_r is at the Gram's round-off: U's columns are then neither unit nor in the
+    subspace), and ``resolved`` is False: the caller reports no alignment there."""
     gram = mT(F) @ F
     scale = torch.ones(F.shape[:-2] + (1, 1), dtype=F.dtype, device=F.device)
     if not bool(torch.isfinite(gram).all()):  # rescale only what overflowed (a pass over F costs as much as the Gram)
@@ -145,12 +146,16 @@ def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor]:
         scale = torch.where(torch.isfinite(gram).flatten(-2).all(-1)[..., None, None] | (big == 0), scale, big)
         gram = mT(F / scale) @ (F / scale)
     lam, V = torch.linalg.eigh(gram)  # ascending
+    m, p = F.shape[-2:]
+    e = (m + 10 * p) * torch.finfo(F.dtype).eps * lam.clamp(min=0.0).sum(dim=-1)
+    below = lam[..., p - r - 1] if p > r else torch.zeros_like(e)
+    resolved = lam[..., p - r] - below > e
     s = torch.flip(lam, dims=(-1,)).clamp(min=0.0).sqrt()
     top = s[..., :r]
     V_top = torch.flip(V[..., -r:], dims=(-1,))
     # U = F V / σ, with a zero column where σ = 0 (no direction to report)
     U = F @ (V_top / torch.where(top > 0, top * scale[..., 0], torch.ones_like(top))[..., None, :])
-    return U, s * scale[..., 0]
+    return U, s * scale[..., 0], resolved
 
 
 def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
@@ -159,13 +164,13 @@ def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, froz
     r = ref.r_align
     nan = torch.tensor(math.nan, dtype=A.dtype, device=A.device)
     cols = _risk_columns(problem, A, B)
-    UA, sA = top_left_subspace(A, r)
-    cols["align_A"] = torch.where(subspace_defined_mask(sA, r), sin_theta(ref.U_G, UA), nan)
+    UA, sA, resolved = top_left_subspace(A, r)
+    cols["align_A"] = torch.where(subspace_defined_mask(sA, r) & resolved, sin_theta(ref.U_G, UA), nan)
     if frozen_B:
         cols["align_B"] = nan.expand(A.shape[0])
     else:
-        VB, sB = top_left_subspace(mT(B), r)
-        cols["align_B"] = torch.where(subspace_defined_mask(sB, r), sin_theta(ref.V_G, VB), nan)
+        VB, sB, resolved = top_left_subspace(mT(B), r)
+        cols["align_B"] = torch.where(subspace_defined_mask(sB, r) & resolved, sin_theta(ref.V_G, VB), nan)
     return _rows(cols)
 
 

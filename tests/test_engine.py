@@ -198,3 +198,26 @@ def test_a_run_ended_inside_a_chunk_keeps_its_state_at_that_step(linear, tiny_fl
     before = train_batch(linear, inits, solver="gd", lr=[60.0, 0.01], steps=t, metrics="risk", diverge_factor=1e300)[0]
     assert torch.equal(blow[0].A, before.A)
     assert blow[1].status == "ok" and blow[1].rows[-1]["step"] == 40
+
+
+def test_no_step_is_taken_from_non_finite_factors(linear, monkeypatch):
+    """A run that the loss rule ends at a log step, found by the flush that a later non-finite state
+    triggers, is not stepped further: every solver step starts from finite factors, in train() (one run,
+    never frozen) and in a batch. Mutation: returning ``not gone`` after that flush lets train() step on
+    from NaN to the next log step."""
+    import lorasim.engine as engine
+
+    starts = []
+    step = engine.Stepper.step
+
+    def watched(self):
+        starts.append(bool(torch.isfinite(self.A).all() and torch.isfinite(self.B).all()))
+        step(self)
+
+    monkeypatch.setattr(engine.Stepper, "step", watched)
+    tr = train(linear, init="spectral", rank=2, solver="precgd", lr=60.0, steps=200, log_every=25, diverge_factor=1e4)
+    assert tr.status == "diverged" and all(starts) and len(starts) > tr.diverged_step
+    starts.clear()
+    trajs = train_batch(linear, [{"init": "spectral", "rank": 2}] * 2, solver="precgd", lr=[60.0, 0.5], steps=200,
+                        log_every=25, diverge_factor=1e4)
+    assert trajs[0].status == "diverged" and trajs[1].status == "ok" and all(starts)

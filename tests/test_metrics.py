@@ -94,8 +94,9 @@ def test_gram_subspace_within_its_stated_bound(svals, r):
 
     for seed in range(3):
         F, _ = _factor(100, 8, svals, seed)
-        U, s = top_left_subspace(F[None], r)
+        U, s, resolved = top_left_subspace(F[None], r)
         U, s = U[0], s[0]
+        assert bool(resolved[0])
         U_svd = torch.linalg.svd(F, full_matrices=False)[0][:, :r]
         assert torch.allclose(U.T @ U, torch.eye(r, dtype=F.dtype), atol=1e-12)
         assert float(sin_theta(U_svd, U)) <= _gram_bound(F, r)
@@ -126,3 +127,16 @@ def test_lean_alignment_equals_the_full_rows_within_the_bound():
     assert abs(lean["align_A"] - full["align_A"]) <= _gram_bound(A[0], r) + 1e-15
     assert abs(lean["align_B"] - full["align_B"]) <= _gram_bound(B[0].T, r) + 1e-15
     assert 0.05 < full["align_A"] < 1 and 0.05 < full["align_B"] < 1  # not the trivial extremes
+
+
+def test_gram_subspace_at_round_off_is_unresolved():
+    """σ_r at the Gram's round-off: the stated bound is vacuous, the subspace is reported unresolved and
+    the lean row gives no alignment (NaN), where the basis would otherwise be noise. σ_2 = 1e-6 is
+    resolved (σ_2² = 1e-12 above e ≈ 1.5e-14); σ_2 = 5e-8, 1e-8 and 1e-9 are not (at 5e-8 the Gram's
+    λ_2 ≈ 2.5e-15 is still positive). Mutation: a ``resolved`` that only asks λ_r > 0 fails at 5e-8."""
+    from lorasim.metrics import top_left_subspace
+
+    for sigma2, want in ((1e-6, True), (5e-8, False), (1e-8, False), (1e-9, False)):
+        F, _ = _factor(50, 2, [1.0, sigma2], 3)
+        _, _, resolved = top_left_subspace(F[None], 2)
+        assert bool(resolved[0]) is want, sigma2

@@ -73,8 +73,8 @@ def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
     """‖P B − T‖_F² per run, formed block by block (runs × rows of T): exact (no cancellation near the
     floor, unlike the expanded form), each block P B − T in one fused product (baddbmm) small enough to
     stay in cache — a batch of logged rows is memory-bound otherwise."""
-    lead, (d, r), k = P.shape[:-2], P.shape[-2:], T.shape[-1]
-    Pf = P.reshape(-1, d, r)
+    lead, (d, r), k = torch.broadcast_shapes(P.shape[:-2], B.shape[:-2]), P.shape[-2:], T.shape[-1]
+    Pf = P.expand(*lead, d, r).reshape(-1, d, r)
     Bf = B.expand(*lead, r, k).reshape(-1, r, k)
     rows = min(d, max(1, _RESIDUAL_BLOCK // k))
     runs = max(1, _RESIDUAL_BLOCK // (rows * k))

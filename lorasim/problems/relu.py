@@ -78,6 +78,10 @@ class ReLUTeacher(Problem):
             self.Y = self.Y + cfg.noise * gaussian(n, k, generator=self.stream("noise"), dtype=dtype, device=dev)
         self._regradient(None, None)
 
+    def metric_elems(self, r: int) -> int:
+        # W, then XW, relu(XW) − Y, the active mask and the squared residual over the n samples
+        return self.d * self.k + 4 * self.n * self.k
+
     def _residual(self, W: Tensor) -> tuple[Tensor, Tensor]:
         Z = self.X @ W
         return torch.relu(Z) - self.Y, Z > 0
