@@ -3,6 +3,7 @@
     lorasim-bench                       # on CUDA if present: d ∈ {1024, 4096, 16384}; then T1 on CPU
     lorasim-bench --device cpu          # CPU sizes (d ∈ {256, 1024}) and T1
     lorasim-bench --only t1             # just the T1 comparison
+    lorasim-bench --only profile --sizes 16384 --ranks 16 --batches 1   # where one step's time goes
 
 The step is one GD update of the linear model from its sufficient statistics,
 
@@ -185,6 +186,54 @@ def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps
     return pd.DataFrame(rows)
 
 
+def profile_table(dev, sizes, ranks, batches, dtypes, steps: int = 20, top: int = 12) -> pd.DataFrame:
+    """Where a step's time goes: the ``top`` kernels (CPU: operators) of ``steps`` eager steps under
+    torch.profiler, per step, with their share of the profiled total, for each d × dtype × rank × batch.
+    Eager, so every kernel is seen; a CUDA graph replays the same kernels without the launch gaps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = dev.type == "cuda"
+    rows = []
+    for d in sizes:
+        prob = instance(d, 4, dev).problem
+        for dtype in dtypes:
+            prob.tf32 = dtype == "tf32"
+            for r in ranks:
+                for b in batches:
+                    engine_step_time(prob, r, b, dev, graphs=False, fused=True, reps=1)  # warm-up, Triton compile
+                    A = 1e-3 * torch.randn(b, d, r, generator=streams.generator(0, "bench/A", dev), device=dev)
+                    B = 1e-3 * torch.randn(b, r, d, generator=streams.generator(0, "bench/B", dev), device=dev)
+                    slv = make_solver(as_solver_config("gd", 1e-3), lr=torch.full((b, 1, 1), 1e-3, device=dev))
+                    prob.fused = True
+                    with prob.matmul_mode(), capturable_linalg(dev):
+                        st = Stepper(prob, slv, A, B, use_graphs=False)
+                        st.advance(2)
+                        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+                        with profile(activities=activities) as prof:
+                            st.advance(steps)
+                            if cuda:
+                                torch.cuda.synchronize(dev)
+                    events = []
+                    for e in prof.key_averages():
+                        if cuda:  # kernels only: an operator's device time is its kernels', counted already
+                            us = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
+                            is_kernel = str(getattr(e, "device_type", "")).endswith("CUDA")
+                        else:
+                            us, is_kernel = e.self_cpu_time_total, True
+                        if is_kernel and us > 0:
+                            events.append((e.key, e.count, us))
+                    total = sum(us for _, _, us in events)
+                    for name, count, us in sorted(events, key=lambda x: -x[2])[:top]:
+                        rows.append({"d": d, "r": r, "b": b, "dtype": dtype, "kernel": name[:70],
+                                     "calls_per_step": count / steps, "us_per_step": us / steps,
+                                     "pct": 100 * us / total, "step_us": total / steps})
+                    print(f"d={d} r={r} b={b} dtype={dtype}: {total / steps:.1f} us of kernels per step", flush=True)
+        del prob
+        if cuda:
+            torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+
 def _fmt_row(row: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
@@ -232,7 +281,8 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="lorasim-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--only", default="all", help="all | speed | t1 | kernel (block shapes of the fused pass, CUDA)")
+    ap.add_argument("--only", default="all",
+                    help="all | speed | t1 | kernel (block shapes of the fused pass, CUDA) | profile (kernels of a step)")
     ap.add_argument("--sizes", type=int, nargs="+", help="d values (default: 1024 4096 16384 on CUDA, 256 1024 on CPU)")
     ap.add_argument("--ranks", type=int, nargs="+", default=RANKS)
     ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
@@ -249,7 +299,7 @@ def main(argv=None) -> None:
     cuda = dev_name.startswith("cuda")
     counts = (("--sizes", args.sizes or [1]), ("--ranks", args.ranks), ("--batches", args.batches))
     for flag, value, ok, allowed in (  # the first flag that is not ok is refused
-            ("--only", args.only, args.only in ("all", "speed", "t1", "kernel"), "all, speed, t1, kernel"),
+            ("--only", args.only, args.only in ("all", "speed", "t1", "kernel", "profile"), "all, speed, t1, kernel, profile"),
             ("--device", args.device, dev_name == "cpu" or cuda, "auto, cpu, cuda, cuda:N"),
             ("--device", args.device, not cuda or torch.cuda.is_available(), "auto or cpu (CUDA is not available)"),
             *((flag, values, all(v >= 1 for v in values), "integers ≥ 1") for flag, values in counts),
@@ -285,6 +335,8 @@ def main(argv=None) -> None:
             error("--only='kernel': allowed all, speed, t1 (the kernel table needs CUDA and Triton)")
         show(pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
                                                report=lambda row: print(_fmt_row(row), flush=True))), "kernel")
+    if args.only == "profile":
+        show(profile_table(dev, sizes, args.ranks, args.batches, args.dtypes), "profile")
     if args.only in ("all", "t1"):
         t1 = t1_table()  # (its rows print as they are measured, before the heading)
         print("T1 on CPU (float64, 5 runs, 1500 steps):")

@@ -152,7 +152,7 @@ CLI = [
     ("lorasim-plot", ["{data}/no_such_sweep"], ["dir=", "no_such_sweep"]),
     ("lorasim-resume", ["{data}"], ["dir=", "not a lorasim sweep folder"]),
     ("lorasim-resume", [], ["(no arguments)", "lorasim-resume SWEEP_DIR"]),
-    ("lorasim-bench", ["--only", "foo"], ["--only='foo'", "speed, t1, kernel"]),
+    ("lorasim-bench", ["--only", "foo"], ["--only='foo'", "speed, t1, kernel, profile"]),
     ("lorasim-bench", ["--device", "tpu"], ["--device='tpu'"]),
     ("lorasim-sweep-bench", ["--seeds", "0"], ["--seeds=0"]),
     ("lorasim-llm-bench", ["--models", "70b"], ["--models=['70b']", "135m, 1b, 7b"]),

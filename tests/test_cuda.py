@@ -98,6 +98,29 @@ def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, 
     assert torch.equal(MR, MR2) and torch.equal(LM, LM2)
 
 
+def test_wide_batch_gradients_through_kept_transposed_G_match_float64():
+    """A tf32 batch wider than the fused pass (b·r > kernels.MAX_WIDTH) forms Aᵀ G as (Gᵀ A)ᵀ from a kept copy
+    of Gᵀ: its gradients equal float64 products to tf32 round-off (4√d·2⁻¹⁰ relative: inputs rounded to
+    tf32, a dot product of length d), on a non-square G (a transposition bug is a wrong value or shape), also after G changes (shifted:
+    a stale Gᵀ would give the old G's gradient, off by far more)."""
+    prob = lorasim.LinearTeacher(d=384, k=256, r_star=4, n=4096, dtype="tf32", device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(3)
+    A = torch.randn(8, 384, 16, generator=g, device="cuda")  # w = 128 > MAX_WIDTH
+    B = torch.randn(8, 16, 256, generator=g, device="cuda")
+    assert A.shape[0] * A.shape[-1] > lorasim.kernels.MAX_WIDTH
+    tol = 4 * 384**0.5 * 2.0**-10
+    assert prob.matmul_precision == "tf32"
+    for problem in (prob, prob.shifted(A[0, :, :2].contiguous(), B[0, :2].contiguous())):
+        S, G = problem.sigma_hat.double(), problem.G.double()
+        with problem.matmul_mode():
+            gA, gB = problem.grads(A, B)
+        Ad, Bd = A.double(), B.double()
+        want_A = S @ Ad @ (Bd @ Bd.mT) - G @ Bd.mT
+        want_B = (Ad.mT @ S @ Ad) @ Bd - Ad.mT @ G
+        for have, want in ((gA, want_A), (gB, want_B)):
+            assert float((have.double() - want).norm() / want.norm()) < tol
+
+
 def test_tf32_dtype_runs_and_stays_close():
     arrays = _arrays(d=200, k=150, n=3000)
     f32 = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32", device="cuda")
