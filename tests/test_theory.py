@@ -318,3 +318,19 @@ def test_verify_dtype_sets_the_teachers_dtype_and_the_verdict_says_so(verify_cfg
     # C13 names its dtypes itself: the override does not replace them
     c13 = run_claim("C13", {**claim_settings(verify_cfg, "C13", "ci"), "dtype": "tf32"}, Context("ci", "cpu", tmp_path))
     assert c13.teacher_dtypes == "float32, float64"
+
+
+def test_claim_eps_is_the_unit_of_the_teachers_products():
+    """cfg.eps, the epsilon a claim's round-off bounds are written with, follows dtype= and the device:
+    float64's by default, float32's, and tf32's 2^-10 only where tf32 products run (CUDA). Mutation: a
+    kit that ignores dtype= gives 2.2e-16 under float32 and fails here."""
+    import numpy as np
+
+    from theory.kit import TeacherSettings, eps_of
+
+    shape = dict(d=8, k=6, r_star=2, seeds=1)
+    assert TeacherSettings(**shape).eps == np.finfo(np.float64).eps
+    assert TeacherSettings(**shape, dtype="float32").eps == np.finfo(np.float32).eps
+    assert TeacherSettings(**shape, dtype="tf32").eps == np.finfo(np.float32).eps  # the CPU has no tf32 products
+    assert TeacherSettings(**shape, dtype="tf32", device="cuda").eps == 2.0**-10
+    assert eps_of("tf32", "cuda:1") == 2.0**-10

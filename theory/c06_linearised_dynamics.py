@@ -19,7 +19,9 @@ this gives the two formulas above. The sum runs over **all ρ nonzero** singular
 noiseless model with N ≥ d, ρ = r\* (F1), which is SPEC's "i ≤ r\*"; with label noise ρ = min(d, k),
 and P_⊥ keeps only directions outside col G♮. A direction with σ_i = 0 contributes u_iu_iᵀA0 to A
 and 0 to B, i.e. it is part of P_⊥A0, so summing over every singular value of a thin SVD is the same
-formula. We sum over σ_i > max(d,k)·ε·σ_1 (the numerical rank, checked = r\*) and record that the
+formula. We sum over σ_i > max(d,k)·ε·σ_1 (the numerical rank, checked = r\*; ε is the machine
+epsilon of the teachers' dtype, `cfg.eps`, in which G♮ and its SVD are computed: float64's 2.2e−16
+without `dtype=`) and record that the
 all-singular-values variant agrees to round-off.
 
 *The error, exactly.* e_t := z_t − z̄_t obeys e_{t+1} = Me_t − ηN(z_t), e_0 = 0, so (Duhamel)
@@ -81,11 +83,21 @@ the window.
 
 **Prediction.** e_t ≤ Φ_t; e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t ≈ 1e-4 at t\*/2 (≪ 1); slope 1.
 
-**Pass rule.** For every run and every 1 ≤ t ≤ t\*/2: (a) e_t ≤ Φ_t + 100·t·ε_mach (the exact Duhamel
-bound; the allowance is accumulated round-off); (b) e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t (the derived
+**Pass rule.** For every run and every 1 ≤ t ≤ t\*/2: (a) e_t ≤ Φ_t + 100·t·ε (the exact Duhamel
+bound; the allowance is accumulated round-off, ε the teachers' dtype's machine epsilon `cfg.eps`: the run
+and the closed form are both computed in that dtype); (b) e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t (the derived
 c and the bulk term, no fitted constant); (c) ρ = r\* and the all-singular-values closed form agrees with the ρ-term one to 1e-12
 relative; (d) on the window {p_t ≥ 10‖A0‖²_op, t ≤ t\*/2} (≥ 5 points) the log-log slope is within
 1 ± 0.1 (the derived bulk correction) for every run.
+
+*Reduced precision.* e_t is a relative error, so where 100·t·ε ≥ 1 at the last checked t (tf32's
+ε = 2^−10 on CUDA: from t = 11, while t\*/2 is 68–81 at ci) (a) cannot fail and FAILs as vacuous; where
+max(d,k)·ε ≥ 1 (tf32 at d ≥ 1024, e.g. the large scale) the numerical-rank threshold resolves no rank and
+(c) FAILs as vacuous. (b) and (d) bound the linearisation error in exact arithmetic and carry no round-off
+term (at float64 it is negligible): under `dtype=float32` (ci) the order bound's smallest value per run is
+1.5e−9–8.1e−9 (at the first steps), below float32's ε = 1.2e−7, so e_t there is float32's round-off and
+(b) and (d) fail; their failure texts count the steps where the bound is below (a)'s allowance. (c)'s
+1e−12 is a float64 number, not derived in ε (kept).
 
 **Mutations.** `t_plus_1`: the closed form with (1 ± ησ_i)^{t+1} (e ≈ ησ_1 ≈ 0.06 at ci, ≫ the bound
 ≈ 1e-4; caught by (a), (b), (d)); `u_star_closed_form`: the closed form on the population SVD U\*, S\*, V\*
@@ -111,7 +123,7 @@ import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
 from .kit import Checks, Mutation, TeacherSettings, gauss_seidel_step, parse, span
-from .numerics import EPS, init_factors, op_norm_product, spd_norm
+from .numerics import init_factors, op_norm_product, spd_norm
 
 TITLE = "linearised early dynamics"
 RESULT = "R1"
@@ -152,7 +164,7 @@ def _one_run(cfg, kappa, seed, ctx):
     s1 = float(S[0])
     lam = 1 + eta * s1
     nS = spd_norm(Sh)
-    rho = int((S > max(d, k) * EPS * S[0]).sum())
+    rho = int((S > max(d, k) * cfg.eps * S[0]).sum())  # numerical rank: G♮ and its SVD are in the teacher's dtype
     A0, B0 = init_factors(prob, "small_random", cfg.r, seed=1000 + seed, alpha=cfg.alpha)
     # t* from this A0's own projection on u_1 (an input of the run, known before it starts): the
     # typical α√r overstates it when ‖u_1ᵀA0‖ is small, and the window then shrinks (see Setup).
@@ -208,9 +220,11 @@ def run(settings, ctx):
             s1, nS = info["sigma1"], info["norm_sigma_hat"]
             half = tr[(tr.t >= 1) & (tr.t <= info["t_star"] / 2)]
             pmax = np.maximum.accumulate(tr["p"].to_numpy())[half.index]
-            ok_phi = bool((half.e <= half.phi + 100 * half.t * EPS).all())
+            # accumulated round-off of the run and of the closed form, both computed in the teacher's dtype
+            ok_phi = bool((half.e <= half.phi + 100 * half.t * cfg.eps).all())
             ratio_old = half.e.to_numpy() / (nS / 2 * pmax / s1)
-            ratio = half.e.to_numpy() / (nS / 2 * pmax / s1 + half.beta.to_numpy())
+            bound_b = nS / 2 * pmax / s1 + half.beta.to_numpy()
+            ratio = half.e.to_numpy() / bound_b
             win = half[half.p >= 10 * info["A0_op2"]]
             f = loglog_fit(win.p / s1, win.e, "‖A_tB_t‖/σ1", "rel. error") if len(win) >= 5 else None
             last = half.iloc[-1]
@@ -219,7 +233,13 @@ def run(settings, ctx):
                          "phi_ok": ok_phi, "max_e_over_bound": float(ratio.max()),
                          "max_e_over_old_bound": float(ratio_old.max()), "beta_half": last.beta,
                          "max_variant_diff": float(half.variant_diff.max()), "window_n": len(win),
-                         "slope": f.slope if f else math.nan, "slope_se": f.slope_se if f else math.nan})
+                         "slope": f.slope if f else math.nan, "slope_se": f.slope_se if f else math.nan,
+                         # for (b)'s failure text only (not in the table): violations, and those where the bound
+                         # is below (a)'s round-off allowance 100·t·ε
+                         "_n_viol": int((ratio > 1).sum()),
+                         "_n_viol_roundoff": int(((ratio > 1) & (bound_b < 100 * half.t.to_numpy() * cfg.eps)).sum()),
+                         "_win_roundoff": bool(((half.p >= 10 * info["A0_op2"]).to_numpy()
+                                                & (bound_b < 100 * half.t.to_numpy() * cfg.eps)).any())})
             if f is not None and kappa == cfg.kappas[0] and seed == 0:
                 fits.append(f)
             curves.append((info, tr))
@@ -227,12 +247,34 @@ def run(settings, ctx):
     slopes = df.slope.to_numpy()
     m_slope, se_slope = mean_se(slopes)
     checks = Checks()
-    checks.add("(a) e ≤ Φ", df.phi_ok.all(), f"max e − Φ {df.max_e_minus_phi.max():.2g}")
-    checks.add("(b) order bound", (df.max_e_over_bound <= 1).all(), f"max e/bound {df.max_e_over_bound.max():.2f} > 1")
-    checks.add("(c) rank", (df.rho == cfg.r_star).all() and (df.max_variant_diff <= 1e-12).all(),
-               f"ρ {sorted(set(df.rho))}, variant diff {df.max_variant_diff.max():.2g}")
+    eps = cfg.eps
+    # e_t is a relative error (natural scale 1): a round-off allowance 100·t·ε ≥ 1 at the last checked step makes
+    # (a) unable to fail (tf32: from t ≈ 10); the numerical-rank threshold max(d,k)·ε·σ1 ≥ σ1 resolves no rank
+    allow = 100 * df.t_half.max() * eps
+    if allow >= 1:
+        checks.add("(a) e ≤ Φ", False, f"round-off allowance 100·t·ε reaches {allow:.2g} ≥ 1 at t = {df.t_half.max()} "
+                   f"(ε = {eps:.2g}): vacuous at this dtype, the check is not made")
+    else:
+        checks.add("(a) e ≤ Φ", df.phi_ok.all(), f"max e − Φ {df.max_e_minus_phi.max():.2g}")
+    n_viol, n_ro = int(df["_n_viol"].sum()), int(df["_n_viol_roundoff"].sum())
+    checks.add("(b) order bound", (df.max_e_over_bound <= 1).all(), f"max e/bound {df.max_e_over_bound.max():.2f} > 1"
+               + (f"; {n_ro} of the {n_viol} violating steps lie where the bound (the linearisation error in exact "
+                  f"arithmetic) is below (a)'s round-off allowance 100·t·ε (ε = {eps:.2g}): there this dtype's "
+                  f"round-off, not the cubic terms, sets e_t" if n_ro else ""))
+    if max(cfg.d, cfg.k) * eps >= 1:
+        checks.add("(c) rank", False, f"numerical-rank threshold max(d,k)·ε·σ1 = {max(cfg.d, cfg.k) * eps:.2g}·σ1 ≥ σ1 "
+                   f"(ε = {eps:.2g}): vacuous at this dtype, the check is not made")
+    else:
+        checks.add("(c) rank", (df.rho == cfg.r_star).all() and (df.max_variant_diff <= 1e-12).all(),
+                   f"ρ {sorted(set(df.rho))}, variant diff {df.max_variant_diff.max():.2g}"
+                   + (f"; the 1e-12 is float64's round-off (a literal, not derived in ε), below this dtype's "
+                      f"ε = {eps:.2g}" if eps > 1e-12 else ""))
+    n_win_ro = int(df["_win_roundoff"].sum())
     checks.add("(d) slope", (df.window_n >= 5).all() and (np.abs(slopes - 1) <= 0.1).all(),
-               f"window ≥ {df.window_n.min()} points, slopes {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}")
+               f"window ≥ {df.window_n.min()} points, slopes {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}"
+               + (f"; in {n_win_ro} of {len(df)} runs the window contains steps whose order bound is below (a)'s "
+                  f"round-off allowance 100·t·ε (ε = {eps:.2g}): round-off, not p_t, sets e_t there"
+                  if n_win_ro else ""))
     pooled = pd.concat([tr[(tr.t >= 1) & (tr.t <= i["t_star"] / 2) & (tr.p >= 10 * i["A0_op2"])]
                         .assign(x=lambda x, s=i["sigma1"]: x.p / s) for i, tr in curves])
     fits.append(loglog_fit(pooled.x, pooled.e, "‖A_tB_t‖/σ1 (pooled)", "rel. error"))
@@ -244,7 +286,7 @@ def run(settings, ctx):
                   f"{df.max_e_over_old_bound.max():.2f}); "
                   f"max e−Φ {df.max_e_minus_phi.max():.2g}; slope {m_slope:.3f} ± {se_slope:.3f} "
                   f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}); ρ {sorted(set(df.rho))}"),
-        fits=fits, table=df, figures=[FIGURE],
+        fits=fits, table=df.drop(columns=["_n_viol", "_n_viol_roundoff", "_win_roundoff"]), figures=[FIGURE],
         notes=("e is the stacked relative error ‖(δA; δBᵀ)‖_F/‖(Ā; B̄ᵀ)‖_F; e_A, e_B at t*/2 are in the table. "
                "max_e_over_bound = max_t e_t / ((‖Σ̂‖/2)·max_{s≤t}p_s/σ1 + β_t) on 1 ≤ t ≤ t*/2; "
                "max_e_over_old_bound the same without β_t (the bound before the bulk term)."))

@@ -36,7 +36,9 @@ anything, stronger). The literal α² at d = 32 is also run and reported (see Fi
 rank r, small_random(α), GD η = 1/64, 1500 steps, metrics every `log_every` steps; α²_T1 ∈
 {1, 0.1, 1e-2} and a small-α control 1e-4, all times `d_ref/d` ("scaled"; at d = d_ref = 100 this is
 T1 exactly), plus the unscaled values when d ≠ d_ref ("literal"). sinΘ(U_{r\*}(G♮), U\*) is computed from
-G♮ and U\* directly; ρ from A0 and λ\*_{r\*}; R_lazy and F from A0, Σ̂ and ΔW. The runs of one seed (one
+G♮ and U\* directly; ρ from A0 and λ\*_{r\*}; R_lazy and F from A0, Σ̂ and ΔW, in float64 whatever the
+teachers' dtype (under `dtype=` A0 and Σ̂ are cast to float64; ΔW is the float64 truth). No rule is a
+round-off tolerance, so none depends on the dtype's ε (`cfg.eps`). The runs of one seed (one
 problem) are one batch (`lorasim.train_batch` with the explicit (A0, 0) starts, the same trajectories as `train`).
 
 **Measured.** Per run: R(T)/R(0), R_lazy/R(0), R(T)/F, min_t a(t), a(T), excess = a(T) − sinΘ(G♮, U\*), ρ.
@@ -107,6 +109,7 @@ class Settings(TeacherSettings):
 
 
 def _rho(A0, lam):
+    A0 = A0.double()  # the claim's own reference, in float64 whatever the teacher's dtype
     ev = torch.linalg.eigvalsh(A0.T @ A0).cpu().numpy()
     ad = float(ev.mean())
     n2 = (math.sqrt(ad**2 + 4 * lam**2) - ad) / 2
@@ -116,7 +119,8 @@ def _rho(A0, lam):
 def _lazy_risk(prob, A0, dW):
     """R_lazy = ½‖(I − A0(A0ᵀΣ̂A0)⁻¹A0ᵀΣ̂)ΔW‖²_F: the risk of the lazy (A frozen at A0, NTK) fixed point, the
     Σ̂-weighted least-squares fit of ΔW inside col(A0), the tangent space {A0δB} of AB at (A0, 0)."""
-    SA = prob.sigma_hat @ A0
+    A0 = A0.double()  # float64 whatever the teacher's dtype (dW is the float64 truth)
+    SA = prob.sigma_hat.double() @ A0
     Bstar = torch.linalg.solve(A0.T @ SA, SA.T @ dW)
     return 0.5 * float(torch.linalg.matrix_norm(A0 @ Bstar - dW)) ** 2
 
@@ -137,7 +141,7 @@ def run(settings, ctx):
         prob = cfg.teacher(seed, n=cfg.n, kappa=1.0)
         sin_g = sampling_tilt(prob)
         lam, lam1 = float(prob.S_star[-1]), float(prob.S_star[0])
-        norm_sh = spd_norm(prob.sigma_hat)
+        norm_sh = spd_norm(prob.sigma_hat.double())
         dW = truth(prob)
         starts = [init_factors(prob, "small_random", r, seed=1000 + seed, alpha=math.sqrt(a2)) for _, a2, _ in grid]
         # every α of this seed on one problem: one batch (lorasim.train_batch, the same trajectories as train)

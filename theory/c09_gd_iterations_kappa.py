@@ -155,7 +155,7 @@ class Settings(TeacherSettings):
     pad: float
     kappas: list
     c_eta: float
-    eps: float
+    risk_eps: float
     max_steps: int
     random_init: bool
     alpha: float
@@ -211,7 +211,7 @@ def first_below_logged(steps, risks, eps):
 
 def run(settings, ctx):
     cfg = parse(Settings, settings, ctx)
-    eps, max_steps = cfg.eps, cfg.max_steps
+    eps, max_steps = cfg.risk_eps, cfg.max_steps
     n_nl = cfg.nonlinear_nats
     rest = math.exp(-n_nl / 2) / (1 - math.exp(-n_nl / 2))
     rows = []

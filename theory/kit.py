@@ -25,6 +25,15 @@ class ClaimSettings:
         super().__init_subclass__(**kw)
         dataclass(kw_only=True)(cls)
 
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of the products the teachers' computations run in: float64's without ``dtype=``,
+        float32's under ``dtype=float32``, and tf32's 2^-10 (10 stored mantissa bits) under ``dtype=tf32``
+        on CUDA, where lorasim's training products use the tensor cores (on the CPU tf32 is float32). A
+        round-off bound on a computation in the teachers' dtype is written with this, not with float64's
+        ``numerics.EPS``, so that it is the same derivation at every dtype."""
+        return eps_of(self.dtype or "float64", self.device)
+
 
 class TeacherSettings(ClaimSettings):
     """A claim on teachers of one shape (d, k, r*), repeated over ``seeds`` seeds."""
@@ -44,6 +53,13 @@ class TeacherSettings(ClaimSettings):
         prob = cls(d=self.d, k=self.k, r_star=self.r_star, seed=seed, device=self.device, **kw)
         TEACHER_DTYPES.add(prob.config.dtype)
         return prob
+
+
+def eps_of(dtype: str, device: str = "cpu") -> float:
+    """Machine epsilon of ``dtype`` (float64 | float32 | tf32) as lorasim runs it on ``device``."""
+    if dtype == "tf32" and str(device).startswith("cuda"):
+        return 2.0**-10
+    return float(np.finfo({"float64": np.float64, "float32": np.float32, "tf32": np.float32}[dtype]).eps)
 
 
 TEACHER_DTYPES: set = set()  # the dtypes of the teachers built by the running claim (lorasim.verify.run_claim)

@@ -165,7 +165,7 @@ class Settings(TeacherSettings):
     damping_rel: float
     steps: int
     log_every: int
-    eps: float
+    risk_eps: float
     threshold: float
     spread_seeds: int  # other instances (seeds 1000+) for the seed spread of the sampling law (S0)
 
@@ -257,7 +257,7 @@ def run(settings, ctx):
                          torch.zeros(r_star, k, dtype=prob.dtype, device=prob.device))
                 risk_null = float(prob.risk(*zeros))
                 rel_risk = df["risk"].to_numpy() / risk_null
-                hit = np.nonzero(rel_risk < cfg.eps)[0]
+                hit = np.nonzero(rel_risk < cfg.risk_eps)[0]
                 nD = float(np.linalg.norm(delta))
                 rows.append({
                     "seed": seed, "n": n, "scale": scale, "status": traj.status,
@@ -325,7 +325,7 @@ def run(settings, ctx):
     # (P) noiseless labels: AB = ΔW is an exact zero of the empirical loss, PrecGD converges linearly, so
     # every run reaches risk/R(0) < eps within the step budget.
     reached = int((df["steps_to_eps"] >= 0).sum())
-    laws.append(f"(P) {reached}/{len(df)} runs reach risk/R(0) < {cfg.eps:g}")
+    laws.append(f"(P) {reached}/{len(df)} runs reach risk/R(0) < {cfg.risk_eps:g}")
     checks.add("PrecGD converges (P)", reached == len(df), laws[-1])
 
     per_n = df.groupby("n").agg(floor=("mc_floor", "mean")).reset_index()
@@ -341,7 +341,7 @@ def run(settings, ctx):
                   f"pop. at ‖ΔW‖={max(scales):g}); ζ_opt {span(df['zeta_opt'], '.2f')}; "
                   f"at ‖ΔW‖={min(scales):g} rel_G/floor {span(small['rel_G'] / small['mc_floor'], '.2f')}; "
                   f"{n_div} diverged; "
-                  f"max final risk/R(0) {worst_final:.1g}; steps to 1e{int(math.log10(cfg.eps))} "
+                  f"max final risk/R(0) {worst_final:.1g}; steps to 1e{int(math.log10(cfg.risk_eps))} "
                   f"{int(ok['steps_to_eps'].min())}–{int(ok['steps_to_eps'].max())}; G check {g_err:.1g}")
     summ = df.groupby(["n", "scale"]).agg(rel_G=("rel_G", "mean"), bias_pop=("bias_pop", "mean"),
                                           sampling=("sampling", "mean"), floor=("mc_floor", "mean"),
