@@ -326,7 +326,8 @@ def test_claim_eps_is_the_unit_of_the_teachers_products():
     kit that ignores dtype= gives 2.2e-16 under float32 and fails here."""
     import numpy as np
 
-    from theory.kit import TeacherSettings, eps_of
+    kit = _theory_module("kit")
+    TeacherSettings, eps_of = kit.TeacherSettings, kit.eps_of
 
     shape = dict(d=8, k=6, r_star=2, seeds=1)
     assert TeacherSettings(**shape).eps == np.finfo(np.float64).eps
