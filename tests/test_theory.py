@@ -335,6 +335,9 @@ def test_claim_eps_is_the_unit_of_the_teachers_products():
     assert TeacherSettings(**shape, dtype="tf32").eps == np.finfo(np.float32).eps  # the CPU has no tf32 products
     assert TeacherSettings(**shape, dtype="tf32", device="cuda").eps == 2.0**-10
     assert eps_of("tf32", "cuda:1") == 2.0**-10
+    # what the teachers are built and stored in: float32 under tf32, on any device
+    assert TeacherSettings(**shape, dtype="tf32", device="cuda").storage_eps == np.finfo(np.float32).eps
+    assert TeacherSettings(**shape).storage_eps == np.finfo(np.float64).eps
 
 
 @pytest.mark.parametrize("cid, rule", [("C08", "identity"), ("C11", "identity"), ("C21", "(a) tangent model")])

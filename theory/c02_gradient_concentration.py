@@ -82,11 +82,11 @@ the TW edge, f5 vs 1 (exact), sinΘ and tanΘ vs the exact-law means (MC error a
 (iii) Mean per-seed slope of ln sinΘ and of ln tanΘ vs ln N against the exact-law slope (the slope of
 E ln(·) over the same N). (iv) κ check: |sinΘ(κ) − sinΘ(1)| ≤ 10√N·ε·‖Σ̂‖_op·σ_1(G♮)/σ_{r\*}(G♮)
 (Davis–Kahan: round-off in G♮ over the gap σ_{r\*}) for every seed and κ, with ε the machine epsilon
-of the teachers' dtype (`cfg.eps`: float64's 2.2e−16 without `dtype=`), in which G♮ = Σ̂ΔW and its SVD
-are computed. A difference of two sines is at most 1, so where this bound reaches 1 for some κ the
-rule cannot fail: it then FAILs as vacuous at that dtype, and the check is not made (tf32's ε = 2^−10
-on CUDA: already at ci, up to 42 at κ = 100 with float32's conditioning numbers; float32's ε: the
-largest ratio |ΔsinΘ|/bound at ci is 0.0003). (v) Noise: the paired
+of the teacher's storage dtype (float64's 2.2e−16 without `dtype=`, float32's under `dtype=float32` and
+`dtype=tf32`), in which G♮ = Σ̂ΔW and its SVD are computed; C2 trains nothing, so tf32 products never
+enter. A difference of two sines is at most 1, so where this bound reaches 1 for some κ the rule cannot
+fail: it then FAILs as vacuous at that dtype, and the check is not made (float32's ε: the largest ratio
+|ΔsinΘ|/bound at ci is 0.0003, far from vacuous). (v) Noise: the paired
 difference sinΘ(κ_max) − sinΘ(1) is positive at the one-sided 3σ-equivalent Student-t level (a
 detection test, so no multiplicity correction), and the mean ratio of the noise tilt at κ_max to its
 first-order value (as a sine) is 1 within z·SE + tan²Θ_noise, the size of the neglected second-order
@@ -180,12 +180,14 @@ def _top_left(M: torch.Tensor, r: int) -> torch.Tensor:
     return torch.linalg.svd(M, full_matrices=False)[0][:, :r]
 
 
-def measure(prob, eps: float) -> dict:
+def measure(prob) -> dict:
     """Everything C2 reads from one problem, computed here from G, ΔW, Σ̂ and U*.
 
     Σ̂ enters only through its extreme eigenvalues (Lanczos at large d, theory/numerics.py):
-    ‖Σ̂ − I‖_op = max(λ_max − 1, 1 − λ_min). ``eps``: the machine epsilon of the teacher's dtype
-    (``cfg.eps``), the unit of the round-off in G♮ = Σ̂ΔW and in its SVD, both computed in that dtype."""
+    ‖Σ̂ − I‖_op = max(λ_max − 1, 1 − λ_min). The round-off unit is the teacher's storage dtype's epsilon:
+    G♮ = Σ̂ΔW is built and its SVD taken here in that dtype, and C2 trains nothing, so tf32 (which lorasim
+    uses only in training) never enters: under ``dtype=tf32`` this is float32's, not ``cfg.eps``."""
+    eps = torch.finfo(prob.dtype).eps
     G, D, S = prob.G, prob.delta, prob.sigma_hat
     d, r, n = prob.d, prob.r_star, prob.n
     lam1 = float(prob.S_star[0])
@@ -218,7 +220,7 @@ def run(settings, ctx):
 
     # ---- N sweep (κ = 1) -------------------------------------------------------------------
     sweep = pd.DataFrame([{"part": "N sweep", "n": n, "seed": seed, "kappa": 1.0, "noise": 0.0,
-                           **measure(cfg.teacher(seed, n=n, kappa=1.0), cfg.eps)} for n in ns for seed in range(seeds)])
+                           **measure(cfg.teacher(seed, n=n, kappa=1.0))} for n in ns for seed in range(seeds)])
 
     f5_pred = d / (d + 1) if ctx.mutant("f5_d") else 1.0  # the prediction of N‖(Σ̂−I)δ‖²/((d+1)‖δ‖²)
     per_n, law = [], {}
@@ -248,7 +250,7 @@ def run(settings, ctx):
         per_n.append(rec)
     per_n = pd.DataFrame(per_n)
     # F5 in every direction at once (δ = e_j for all j): E‖Σ̂ − I‖²_F = d(d+1)/N, pooled over the N sweep
-    f5_extra = [measure(cfg.teacher(seed, n=4 * d, kappa=1.0), cfg.eps)["f5_all"] for seed in range(seeds, seeds + cfg.f5_seeds)]
+    f5_extra = [measure(cfg.teacher(seed, n=4 * d, kappa=1.0))["f5_all"] for seed in range(seeds, seeds + cfg.f5_seeds)]
     f5_all = np.r_[sweep["f5_all"].to_numpy(), f5_extra]
     f5a, f5a_se = mean_se(f5_all)
     checks.add("F5 all directions", abs(f5a - f5_pred) <= zcrit(len(f5_all)) * f5a_se,
@@ -271,7 +273,7 @@ def run(settings, ctx):
     n_k = cfg.n_kappa_over_d * d
     kappas = list(cfg.kappas)
     kdf = pd.DataFrame([{"part": "kappa", "n": n_k, "seed": seed, "kappa": kap, "noise": 0.0,
-                         **measure(cfg.teacher(seed, n=n_k, kappa=kap), cfg.eps)}
+                         **measure(cfg.teacher(seed, n=n_k, kappa=kap))}
                         for seed in range(cfg.kappa_seeds) for kap in kappas])
     worst_k, worst_ratio, worst_tol = 0.0, 0.0, 0.0
     for seed, g in kdf.groupby("seed"):
@@ -281,10 +283,11 @@ def run(settings, ctx):
         worst_k = max(worst_k, float(dev_k.max()))
         worst_ratio = max(worst_ratio, float((dev_k / tol).max()))
         worst_tol = max(worst_tol, float(tol[g.kappa != kappas[0]].max()))
-    # a difference of two sines is at most 1: a round-off bound ≥ 1 (ε·cond(G♮) large, e.g. tf32) cannot fail
+    # a difference of two sines is at most 1: a round-off bound ≥ 1 (ε·cond(G♮) large) cannot fail
+    unit = cfg.storage_eps  # measure()'s unit
     if worst_tol >= 1:
         checks.add("noiseless sinΘ κ-free", False,
-                   f"round-off bound 10√N·ε·‖Σ̂‖·cond(G♮) reaches {worst_tol:.2g} ≥ 1 (ε = {cfg.eps:.2g}): vacuous at "
+                   f"round-off bound 10√N·ε·‖Σ̂‖·cond(G♮) reaches {worst_tol:.2g} ≥ 1 (ε = {unit:.2g}): vacuous at "
                    f"this dtype, the check is not made")
     else:
         checks.add("noiseless sinΘ κ-free", worst_ratio <= 1,
@@ -295,7 +298,7 @@ def run(settings, ctx):
     for seed in range(cfg.noise_seeds):
         for kap in kappas:
             prob = cfg.teacher(seed, n=n_k, kappa=kap, noise=sig)
-            rec = measure(prob, cfg.eps)
+            rec = measure(prob)
             G0 = prob.sigma_hat @ prob.delta
             tilt = float(sin_theta(_top_left(prob.G, r), _top_left(G0, r)))
             lam_r = float(torch.linalg.svdvals(G0)[r - 1])

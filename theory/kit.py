@@ -34,6 +34,13 @@ class ClaimSettings:
         ``numerics.EPS``, so that it is the same derivation at every dtype."""
         return eps_of(self.dtype or "float64", self.device)
 
+    @property
+    def storage_eps(self) -> float:
+        """Machine epsilon of the dtype the teachers are built and stored in: ``eps`` except under tf32, whose
+        teachers are float32 (lorasim uses tf32 only in training's products). The unit of a bound on G♮, Σ̂
+        or anything a claim computes itself outside training."""
+        return eps_of(self.dtype or "float64", "cpu")
+
 
 class TeacherSettings(ClaimSettings):
     """A claim on teachers of one shape (d, k, r*), repeated over ``seeds`` seeds."""
