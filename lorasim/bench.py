@@ -30,6 +30,7 @@ common steps.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -130,16 +131,22 @@ def hand_rolled_gd(X, Y, W0, delta, U_G, A, B, lr: float, steps: int, r_star: in
     return np.array(risk[:steps + 1]), np.array(align[:steps + 1])
 
 
-def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused, reps: int) -> float:
-    """Seconds per step of b batched GD runs at rank r (no metrics: the step alone); ``fused`` as
-    ``LinearTeacher.fused`` (False: plain matmuls; a dict: a tuned launch configuration)."""
+@contextlib.contextmanager
+def engine_stepper(prob, r: int, b: int, dev, graphs: bool, fused):
+    """A ``Stepper`` of b batched GD runs at rank r (no metrics: the step alone), inside the problem's
+    matmul mode; ``fused`` as ``LinearTeacher.fused`` (False: plain matmuls; a dict: a tuned launch)."""
     A = 1e-3 * torch.randn(b, prob.d, r, generator=streams.generator(0, "bench/A", dev), device=dev, dtype=prob.dtype)
     B = 1e-3 * torch.randn(b, r, prob.k, generator=streams.generator(0, "bench/B", dev), device=dev, dtype=prob.dtype)
     slv = make_solver(as_solver_config("gd", 1e-3), lr=torch.full((b, 1, 1), 1e-3, device=dev, dtype=prob.dtype))
-    per_call = 20 if dev.type == "cuda" else 5
     prob.fused = fused
     with prob.matmul_mode(), capturable_linalg(dev):
-        st = Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
+        yield Stepper(prob, slv, A, B, use_graphs=graphs and dev.type == "cuda")
+
+
+def engine_step_time(prob, r: int, b: int, dev, graphs: bool, fused, reps: int) -> float:
+    """Seconds per step of ``engine_stepper``'s runs."""
+    per_call = 20 if dev.type == "cuda" else 5
+    with engine_stepper(prob, r, b, dev, graphs, fused) as st:
         return timed(lambda: st.advance(per_call), dev, reps=reps) / per_call
 
 
@@ -201,14 +208,8 @@ def profile_table(dev, sizes, ranks, batches, dtypes, steps: int = 20, top: int 
             prob.tf32 = dtype == "tf32"
             for r in ranks:
                 for b in batches:
-                    engine_step_time(prob, r, b, dev, graphs=False, fused=True, reps=1)  # warm-up, Triton compile
-                    A = 1e-3 * torch.randn(b, d, r, generator=streams.generator(0, "bench/A", dev), device=dev)
-                    B = 1e-3 * torch.randn(b, r, d, generator=streams.generator(0, "bench/B", dev), device=dev)
-                    slv = make_solver(as_solver_config("gd", 1e-3), lr=torch.full((b, 1, 1), 1e-3, device=dev))
-                    prob.fused = True
-                    with prob.matmul_mode(), capturable_linalg(dev):
-                        st = Stepper(prob, slv, A, B, use_graphs=False)
-                        st.advance(2)
+                    with engine_stepper(prob, r, b, dev, graphs=False, fused=True) as st:
+                        st.advance(2)  # warm-up: Triton compilation, cuBLAS handles
                         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
                         with profile(activities=activities) as prof:
                             st.advance(steps)

@@ -180,14 +180,13 @@ def _top_left(M: torch.Tensor, r: int) -> torch.Tensor:
     return torch.linalg.svd(M, full_matrices=False)[0][:, :r]
 
 
-def measure(prob) -> dict:
+def measure(prob, eps: float) -> dict:
     """Everything C2 reads from one problem, computed here from G, ΔW, Σ̂ and U*.
 
     Σ̂ enters only through its extreme eigenvalues (Lanczos at large d, theory/numerics.py):
-    ‖Σ̂ − I‖_op = max(λ_max − 1, 1 − λ_min). The round-off unit is the teacher's storage dtype's epsilon:
+    ‖Σ̂ − I‖_op = max(λ_max − 1, 1 − λ_min). ``eps``: the teacher's storage epsilon (``cfg.storage_eps``):
     G♮ = Σ̂ΔW is built and its SVD taken here in that dtype, and C2 trains nothing, so tf32 (which lorasim
     uses only in training) never enters: under ``dtype=tf32`` this is float32's, not ``cfg.eps``."""
-    eps = torch.finfo(prob.dtype).eps
     G, D, S = prob.G, prob.delta, prob.sigma_hat
     d, r, n = prob.d, prob.r_star, prob.n
     lam1 = float(prob.S_star[0])
@@ -220,7 +219,7 @@ def run(settings, ctx):
 
     # ---- N sweep (κ = 1) -------------------------------------------------------------------
     sweep = pd.DataFrame([{"part": "N sweep", "n": n, "seed": seed, "kappa": 1.0, "noise": 0.0,
-                           **measure(cfg.teacher(seed, n=n, kappa=1.0))} for n in ns for seed in range(seeds)])
+                           **measure(cfg.teacher(seed, n=n, kappa=1.0), cfg.storage_eps)} for n in ns for seed in range(seeds)])
 
     f5_pred = d / (d + 1) if ctx.mutant("f5_d") else 1.0  # the prediction of N‖(Σ̂−I)δ‖²/((d+1)‖δ‖²)
     per_n, law = [], {}
@@ -250,7 +249,8 @@ def run(settings, ctx):
         per_n.append(rec)
     per_n = pd.DataFrame(per_n)
     # F5 in every direction at once (δ = e_j for all j): E‖Σ̂ − I‖²_F = d(d+1)/N, pooled over the N sweep
-    f5_extra = [measure(cfg.teacher(seed, n=4 * d, kappa=1.0))["f5_all"] for seed in range(seeds, seeds + cfg.f5_seeds)]
+    f5_extra = [measure(cfg.teacher(seed, n=4 * d, kappa=1.0), cfg.storage_eps)["f5_all"]
+                for seed in range(seeds, seeds + cfg.f5_seeds)]
     f5_all = np.r_[sweep["f5_all"].to_numpy(), f5_extra]
     f5a, f5a_se = mean_se(f5_all)
     checks.add("F5 all directions", abs(f5a - f5_pred) <= zcrit(len(f5_all)) * f5a_se,
@@ -273,7 +273,7 @@ def run(settings, ctx):
     n_k = cfg.n_kappa_over_d * d
     kappas = list(cfg.kappas)
     kdf = pd.DataFrame([{"part": "kappa", "n": n_k, "seed": seed, "kappa": kap, "noise": 0.0,
-                         **measure(cfg.teacher(seed, n=n_k, kappa=kap))}
+                         **measure(cfg.teacher(seed, n=n_k, kappa=kap), cfg.storage_eps)}
                         for seed in range(cfg.kappa_seeds) for kap in kappas])
     worst_k, worst_ratio, worst_tol = 0.0, 0.0, 0.0
     for seed, g in kdf.groupby("seed"):
@@ -284,10 +284,9 @@ def run(settings, ctx):
         worst_ratio = max(worst_ratio, float((dev_k / tol).max()))
         worst_tol = max(worst_tol, float(tol[g.kappa != kappas[0]].max()))
     # a difference of two sines is at most 1: a round-off bound ≥ 1 (ε·cond(G♮) large) cannot fail
-    unit = cfg.storage_eps  # measure()'s unit
     if worst_tol >= 1:
         checks.add("noiseless sinΘ κ-free", False,
-                   f"round-off bound 10√N·ε·‖Σ̂‖·cond(G♮) reaches {worst_tol:.2g} ≥ 1 (ε = {unit:.2g}): vacuous at "
+                   f"round-off bound 10√N·ε·‖Σ̂‖·cond(G♮) reaches {worst_tol:.2g} ≥ 1 (ε = {cfg.storage_eps:.2g}): vacuous at "
                    f"this dtype, the check is not made")
     else:
         checks.add("noiseless sinΘ κ-free", worst_ratio <= 1,
@@ -298,7 +297,7 @@ def run(settings, ctx):
     for seed in range(cfg.noise_seeds):
         for kap in kappas:
             prob = cfg.teacher(seed, n=n_k, kappa=kap, noise=sig)
-            rec = measure(prob)
+            rec = measure(prob, cfg.storage_eps)
             G0 = prob.sigma_hat @ prob.delta
             tilt = float(sin_theta(_top_left(prob.G, r), _top_left(G0, r)))
             lam_r = float(torch.linalg.svdvals(G0)[r - 1])

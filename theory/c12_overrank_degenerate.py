@@ -146,7 +146,7 @@ def run(settings, ctx):
         # Units (Derivation): u_G of G♮'s accumulation and of the init's elementwise work (the teacher's storage
         # dtype: construction never runs in tf32), EPS of svd_G (float64 whatever the dtype), cfg.eps of the
         # training products and of the tangent recursion. All three are float64's without dtype=.
-        u_G = float(torch.finfo(prob.dtype).eps)
+        u_G = cfg.storage_eps
         delta_G = math.sqrt(n) * u_G * s_op * fro(D) + p * EPS * s1
         delta_Gam = p * cfg.eps * (fro(S.abs() @ D.abs()) + s_op * s1)
         kw = {"steps": T, "keep_factors": True, "solver": "gd", "lr": eta, "metrics": "risk"}
