@@ -10,9 +10,10 @@ stays exactly zero under every solver (no gradient reaches it, and the precondit
 Step t records the state (A_t, B_t) *before* update t: row 0 is the init, the last row the state
 after the final update. Rows are logged every ``log_every`` steps and at the last step. Then:
 
-- **divergence** (the one rule): non-finite factors, or a logged loss that is non-finite or above
-  ``diverge_factor``·max(loss₀, 1), ends a run with status ``diverged`` at that step; it never
-  raises. Factors are checked every step on the eager path, at log steps under CUDA graphs.
+- **divergence** (the one rule): non-finite factors, or a logged loss (the risk under ``metrics=align``,
+  which logs no loss) that is non-finite or above ``diverge_factor``·max(loss₀, 1), ends a run with
+  status ``diverged`` at that step; it never raises. Factors are checked every step on the eager path,
+  at log steps under CUDA graphs.
 - **stop** (``stop=``): a rule on each logged row (``risk_below(ε)``, ``plateau(n)``, or any
   callable row → bool) ends a run at that row, with ``stopped_step`` set.
 
@@ -38,7 +39,9 @@ import torch
 
 from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
-from .metrics import METRIC_SETS, AlignmentTargets, record_batch, record_lean_batch, record_risk_batch
+from .linalg import finite_sum
+from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_lean_batch,
+                      record_risk_batch)
 from .problems.base import Problem, check_factors
 from .solvers import Solver, SolverConfig, make_solver
 
@@ -105,7 +108,7 @@ class Trajectory:
         return {
             "method": self.method, "init": self.init, "solver": self.solver, "status": self.status,
             "diverged_step": self.diverged_step, "steps": self.steps,
-            "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]), "loss_final": float(last["loss"]),
+            "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]), "loss_final": float(last.get("loss", math.nan)),
             "align_A_final": float(last.get("align_A", math.nan)),
             "align_A_min": math.nan if amin is None else float(df.loc[amin, "align_A"]),
             "align_A_argmin": math.nan if amin is None else int(df.loc[amin, "step"]),
@@ -113,6 +116,16 @@ class Trajectory:
             "steps_to_eps": int(df.loc[hit[0], "step"]) if len(hit) else math.nan,
             "wall_s": self.wall_s,
         }
+
+
+def all_finite(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """Whether each run's factors (A: b×d×r, B: b×r×k) are all finite, as a (b,) bool tensor. A run's sum
+    is non-finite when one of its entries is, so the exact check runs only where a sum is not finite (a
+    finite overflow only costs that check): one reduction instead of an elementwise test."""
+    ok = torch.isfinite(A.flatten(1).sum(1) + B.flatten(1).sum(1))
+    if not bool(ok.all()):
+        ok = torch.isfinite(A).flatten(1).all(1) & torch.isfinite(B).flatten(1).all(1)
+    return ok
 
 
 def diverged(loss: float, loss0: float, factor: float = 1e8) -> bool:
@@ -231,9 +244,7 @@ class Stepper:
             gA, gB = self.problem.grads(self.A, self.B)
         else:  # full fine-tuning: only ∇_W is needed
             gA, gB = self.problem.full_grad(self.A), None
-        A_next, B_next = self.solver.step(self.A, self.B, gA, gB, self.state)
-        self.A.copy_(A_next)
-        self.B.copy_(B_next)
+        self.solver.step_(self.A, self.B, gA, gB, self.state)
 
     def _capture(self, n: int) -> torch.cuda.CUDAGraph:
         # Warm up on scratch copies (cuBLAS handles, Triton compilation), never on the run itself.
@@ -339,6 +350,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
             group_of.append(ref.r_align)
     alive = list(range(b))
     loss0: list[Optional[float]] = [None] * b
+    signals = ("risk",) if metrics == "align" else ("loss", "risk")  # the divergence rule reads the first
     run_stops = [[copy.deepcopy(rule) for rule in rules] for _ in range(b)]
     stepper = Stepper(run_problem, slv, A, B, use_graphs)
 
@@ -372,7 +384,11 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         pending.append((t, list(alive) if only is None else only))
 
     def take(X, idx: Optional[list]):
-        return X if idx is None else X.index_select(0, torch.tensor(idx, device=dev))
+        if idx is None:
+            return X
+        if idx == list(range(idx[0], idx[0] + len(idx))):  # a block of consecutive rows: a view, no copy
+            return X[idx[0]:idx[0] + len(idx)]
+        return X.index_select(0, torch.tensor(idx, device=dev))
 
     def rows_of(As, Bs, runs: list) -> list:
         """The metric rows of the states (As[j], Bs[j]) of runs[j], batched by alignment group and block."""
@@ -387,8 +403,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
                 fa, fb = take(As, None if whole else js), take(Bs, None if whole else js)
                 if metrics == "risk":
                     got = record_risk_batch(run_problem, fa, fb)
-                elif metrics == "lean":
-                    got = record_lean_batch(run_problem, refs[g], fa, fb, frozen_B=not slv.trains_B)
+                elif metrics in ("lean", "align"):
+                    record = record_lean_batch if metrics == "lean" else record_align_batch
+                    got = record(run_problem, refs[g], fa, fb, frozen_B=not slv.trains_B)
                 else:
                     who = [runs[j] for j in js]
                     got = record_batch(run_problem, refs[g], fa, fb, take(as_batch(A0), who), take(as_batch(B0), who),
@@ -411,7 +428,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         As = take(kept_A[:len(pending)].flatten(0, 1), None if everything else flat)
         Bs = take(kept_B[:len(pending)].flatten(0, 1), None if everything else flat)
         pending.clear()
-        finite = (torch.isfinite(As).flatten(1).all(1) & torch.isfinite(Bs).flatten(1).all(1)).tolist()
+        finite = all_finite(As, Bs).tolist()
         ok = [j for j, f in enumerate(finite) if f]
         clean = len(ok) == len(finite)
         rows = dict(zip(ok, rows_of(take(As, None if clean else ok), take(Bs, None if clean else ok),
@@ -419,11 +436,11 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         for j, (t, i, _) in enumerate(pairs):
             if i not in alive:  # ended at an earlier row of this flush
                 continue
-            row = {"step": t, **rows[j]} if finite[j] else {"step": t, "loss": math.inf, "risk": math.inf}
+            row = {"step": t, **rows[j]} if finite[j] else {"step": t, **{c: math.inf for c in signals}}
             trajs[i].rows.append(row)
             if keep_factors:
                 trajs[i].factors.append((t, As[j].clone(), Bs[j].clone()))
-            loss = row["loss"]
+            loss = row[signals[0]]
             if loss0[i] is None:
                 loss0[i] = loss
             if not finite[j] or diverged(loss, loss0[i], diverge_factor):
@@ -441,11 +458,11 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         is logged and ended now, so no solver ever steps from non-finite factors. One reduction per
         factor finds whether any run did (a sum is non-finite when any term is; a finite overflow only
         costs the exact check)."""
-        if bool(torch.isfinite(A.sum() + B.sum())):
+        if finite_sum(A, B):
             return True
         flush()
         fa, fb = as_batch(A), as_batch(B)
-        bad = (~(torch.isfinite(fa).flatten(1).all(1) & torch.isfinite(fb).flatten(1).all(1))).tolist()
+        bad = (~all_finite(fa, fb)).tolist()
         gone = [i for i in alive if bad[i]]
         if gone:
             log(t, only=gone)

@@ -353,16 +353,18 @@ def launcher_workers(hc, cores: int) -> tuple[int, str]:
 
 
 def share_cores(hc, setting="auto") -> str:
-    """Set torch's thread count for this job (``pick_threads``) and return the log line saying it.
+    """Set torch's and numpy's BLAS thread counts for this job (``pick_threads``) and return the log line saying it.
     Parallel local workers split the machine: the cores (instead of each taking them all, which
     oversubscribes), and, where several GPUs are visible, the GPUs — job n runs on GPU n mod count,
     so a joblib sweep with n_jobs = #GPUs keeps every GPU busy with one job."""
     import torch
 
+    from .linalg import set_threads
+
     cores = available_cores()
     workers, how = launcher_workers(hc, cores)
     threads = pick_threads(setting, cores, workers)
-    torch.set_num_threads(threads)
+    set_threads(threads)
     if "joblib" in how:
         gpu = assigned_gpu(hc.job.num, torch.cuda.device_count())
         if gpu is not None:

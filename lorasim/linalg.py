@@ -8,9 +8,54 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 
 Tensor = torch.Tensor
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+def on_numpy_blas(*xs: Tensor) -> bool:
+    """Whether ``matmul`` takes these tensors through numpy: floats of one dtype on the CPU, untracked by
+    autograd."""
+    dtype, grad = xs[0].dtype, torch.is_grad_enabled()
+    if dtype not in _NUMPY_DTYPES:
+        return False
+    for x in xs:
+        if not x.is_cpu or x.dtype != dtype or (grad and x.requires_grad):
+            return False
+    return True
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a @ b, with CPU products through numpy's BLAS (OpenBLAS in numpy's wheels).
+
+    torch's CPU wheels use oneMKL, whose small and skinny products ran 2–4× slower than OpenBLAS's on
+    the AMD CPUs lorasim is benchmarked on (100×100·100×8: 14.8 µs against 3.9; benchmarks.md): the
+    step and the metric rows are made of such products. Anything autograd tracks, or not a float on
+    the CPU, takes torch.matmul. numpy's BLAS threads follow ``set_threads``."""
+    if not on_numpy_blas(a, b):
+        return a @ b
+    with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
+        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
+
+
+def finite_sum(*xs: Tensor) -> bool:
+    """Whether the sum of all entries of xs is finite: it is not when an entry is not (or when a finite sum
+    overflows, which only costs a caller its exact check). On the CPU through numpy, whose reductions cost a
+    fraction of torch's sum and host copy."""
+    if all(x.is_cpu and x.dtype in _NUMPY_DTYPES and not x.requires_grad for x in xs):
+        with np.errstate(all="ignore"):
+            return math.isfinite(sum(float(x.numpy().sum()) for x in xs))
+    return bool(torch.isfinite(sum(x.sum() for x in xs)))
+
+
+def set_threads(n: int) -> None:
+    """Use n CPU threads: torch's, and numpy's BLAS (``matmul``), which would otherwise take every core."""
+    torch.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
 
 
 def mT(x: Tensor) -> Tensor:
@@ -38,7 +83,7 @@ def left_apply(M: Tensor, X: Tensor) -> Tensor:
         return M @ X
     lead, (n, p) = X.shape[:-2], X.shape[-2:]
     flat = X.reshape(-1, n, p).permute(1, 0, 2).reshape(n, -1)
-    return (M @ flat).reshape(M.shape[0], -1, p).permute(1, 0, 2).reshape(*lead, M.shape[0], p)
+    return matmul(M, flat).reshape(M.shape[0], -1, p).permute(1, 0, 2).reshape(*lead, M.shape[0], p)
 
 
 def top_left(M: Tensor, p: int) -> Tensor:
@@ -66,6 +111,22 @@ def product_norms(L: Tensor, R: Tensor) -> tuple[Tensor, Tensor]:
     s = torch.linalg.svdvals(torch.where(finite[..., None, None], core, torch.zeros_like(core)))
     bad = torch.where(torch.isnan(core).flatten(-2).any(-1), math.nan, math.inf).to(core.dtype)
     return torch.where(finite, s[..., 0], bad), torch.where(finite, torch.linalg.vector_norm(s, dim=-1), bad)
+
+
+def product_fro(L: Tensor, R: Tensor) -> Tensor:
+    """‖L @ R‖_F without the d×k product, from one thin QR: with L = Q T, ‖L R‖_F = ‖T R‖_F (m×k).
+
+    As accurate as ``product_norms`` (QR is backward stable), at one QR and no SVD: the Frobenius norm
+    is all a risk needs. Non-finite L or R gives inf (NaN from NaN), and LAPACK never sees them."""
+    # A sum is non-finite when a term is (a finite overflow only costs the exact check): one pass, not two.
+    if not bool(torch.isfinite(L.sum(dim=(-2, -1)) + R.sum(dim=(-2, -1))).all()):
+        finite = torch.isfinite(L).flatten(-2).all(-1) & torch.isfinite(R).flatten(-2).all(-1)
+        nan = torch.isnan(L).flatten(-2).any(-1) | torch.isnan(R).flatten(-2).any(-1)
+        keep = finite[..., None, None]
+        norm = product_fro(torch.where(keep, L, torch.zeros_like(L)), torch.where(keep, R, torch.zeros_like(R)))
+        return torch.where(finite, norm, torch.where(nan, math.nan, math.inf).to(norm.dtype))
+    _, T = torch.linalg.qr(L, mode="r")
+    return torch.linalg.vector_norm(matmul(T, R), dim=(-2, -1))
 
 
 def damped_gram_solve_right(g: Tensor, F: Tensor, damping: float, inverse: str,

@@ -16,12 +16,17 @@ from typing import Optional
 
 import torch
 
-from .linalg import Tensor, mT
+from .linalg import Tensor, matmul, mT
 from .problems.base import Problem
 
-# Column sets a run may log (``run.metrics``): full, every column below; lean, loss, risk, ‖AB − ΔW‖ and the two
-# alignments with G♮ from r×r Grams; risk, no alignment at all.
-METRIC_SETS = ("full", "lean", "risk")
+# Column sets a run may log (``run.metrics``), each a column set of the one below it:
+#   full   every column below;
+#   lean   loss, risk and the two alignments with G♮ (the factors' subspaces from r×r Grams);
+#   align  risk and the two alignments: what the alignment figures draw. No loss, whose exact value needs a
+#          d×k residual per row (the most expensive column after the alignments); divergence is then
+#          judged on the risk;
+#   risk   loss, risk and ‖AB − ΔW‖ (op and F): no alignment at all.
+METRIC_SETS = ("full", "lean", "align", "risk")
 
 
 def sin_theta(U1: Tensor, U2: Tensor) -> Tensor:
@@ -30,8 +35,8 @@ def sin_theta(U1: Tensor, U2: Tensor) -> Tensor:
     ‖R‖_op² is the largest eigenvalue of the small Gram RᵀR, which rounding perturbs only by
     eps·‖R‖²: the same relative accuracy as an SVD of the d×p residual, at a p×p cost.
     """
-    resid = U2 - U1 @ (mT(U1) @ U2)
-    top = torch.linalg.eigvalsh(mT(resid) @ resid)[..., -1]
+    resid = U2 - matmul(U1, matmul(mT(U1), U2))
+    top = torch.linalg.eigvalsh(matmul(mT(resid), resid))[..., -1]
     return top.clamp(min=0.0).sqrt().clamp(max=1.0)
 
 
@@ -139,7 +144,7 @@ def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
     error), against about eps·σ1 / (σ_r − σ_{r+1}) from an SVD. Where σ_r² − σ_{r+1}² ≤ e that bound
     says nothing (σ_r is at the Gram's round-off: U's columns are then neither unit nor in the
     subspace), and ``resolved`` is False: the caller reports no alignment there."""
-    gram = mT(F) @ F
+    gram = matmul(mT(F), F)
     scale = torch.ones(F.shape[:-2] + (1, 1), dtype=F.dtype, device=F.device)
     if not bool(torch.isfinite(gram).all()):  # rescale only what overflowed (a pass over F costs as much as the Gram)
         big = F.abs().amax(dim=(-2, -1), keepdim=True)
@@ -154,16 +159,16 @@ def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
     top = s[..., :r]
     V_top = torch.flip(V[..., -r:], dims=(-1,))
     # U = F V / σ, with a zero column where σ = 0 (no direction to report)
-    U = F @ (V_top / torch.where(top > 0, top * scale[..., 0], torch.ones_like(top))[..., None, :])
+    U = matmul(F, V_top / torch.where(top > 0, top * scale[..., 0], torch.ones_like(top))[..., None, :])
     return U, s * scale[..., 0], resolved
 
 
-def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
-    """The lean row (``metrics=lean``) for each run of a batch: loss, risk, ‖AB − ΔW‖ and the two alignments
-    with G♮ (align_A, align_B), the factors' subspaces from r×r Grams (``top_left_subspace``)."""
+def _align_columns(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool) -> dict:
+    """The align set's columns as (b,) tensors: the risk, and align_A and align_B with the factors' top-r
+    subspaces from r×r Grams (``top_left_subspace``), NaN where a subspace is undefined or unresolved."""
     r = ref.r_align
     nan = torch.tensor(math.nan, dtype=A.dtype, device=A.device)
-    cols = _risk_columns(problem, A, B)
+    cols = {"risk": problem.risk(A, B).expand(A.shape[0])}
     UA, sA, resolved = top_left_subspace(A, r)
     cols["align_A"] = torch.where(subspace_defined_mask(sA, r) & resolved, sin_theta(ref.U_G, UA), nan)
     if frozen_B:
@@ -171,7 +176,17 @@ def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, froz
     else:
         VB, sB, resolved = top_left_subspace(mT(B), r)
         cols["align_B"] = torch.where(subspace_defined_mask(sB, r) & resolved, sin_theta(ref.V_G, VB), nan)
-    return _rows(cols)
+    return cols
+
+
+def record_align_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
+    """The align row (``metrics=align``) for each run of a batch: risk, align_A and align_B."""
+    return _rows(_align_columns(problem, ref, A, B, frozen_B))
+
+
+def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
+    """The lean row (``metrics=lean``) for each run of a batch: the align row and the loss."""
+    return _rows({"loss": problem.loss(A, B).expand(A.shape[0]), **_align_columns(problem, ref, A, B, frozen_B)})
 
 
 def subspace_defined_mask(s: Tensor, r: int, rel_gap: float = 1e-10) -> Tensor:

@@ -225,12 +225,25 @@ class Solver:
         return g
 
     def step(self, A: Tensor, B: Tensor, gA: Tensor, gB: Optional[Tensor], state: dict):
-        """The pair rule: A moves first; B's transforms see the old A or, Gauss–Seidel, the new one."""
+        """One update, returning the new (A, B) and leaving A and B as they were."""
+        A, B = A.clone(), B.clone()
+        self.step_(A, B, gA, gB, state)
+        return A, B
+
+    def step_(self, A: Tensor, B: Tensor, gA: Tensor, gB: Optional[Tensor], state: dict) -> None:
+        """One update of A and B in place. The pair rule: A moves first; B's transforms see the old A or,
+        Gauss–Seidel, the new one."""
         state["t"] += 1
-        A_next = A - self.direction("A", gA, state, B)
+        dA = self.direction("A", gA, state, B)
         if not self.trains_B:
-            return A_next, B
-        return A_next, B - self.direction("B", gB, state, A_next if self.order == "gauss_seidel" else A)
+            A.sub_(dA)
+        elif self.order == "gauss_seidel":
+            A.sub_(dA)
+            B.sub_(self.direction("B", gB, state, A))
+        else:
+            dB = self.direction("B", gB, state, A)
+            A.sub_(dA)
+            B.sub_(dB)
 
     def freeze(self, state: dict, i: int) -> None:
         """Stop run i of a batch: zero its slice of every state tensor (moments, step sizes)."""

@@ -59,7 +59,7 @@ CLI = [
     ("lorasim", ["run.rank=0"], ["run.rank=0", "allowed integer in [1"]),
     ("lorasim", ["run.steps=-1"], ["run.steps=-1"]),
     ("lorasim", ["run.risk_eps=0"], ["run.risk_eps=0.0", "(0, inf]"]),
-    ("lorasim", ["run.metrics=some"], ["run.metrics='some'", "full, lean, risk"]),
+    ("lorasim", ["run.metrics=some"], ["run.metrics='some'", "full, lean, align, risk"]),
     ("lorasim", ["run.quiet=maybe"], ["run.quiet=maybe", "true or false"]),
     ("lorasim", ["run.threads=0"], ["run.threads=0", "'auto'"]),
     ("lorasim", ["run.rank=101"], ["run.rank=101", "min(d, k) = 100"]),

@@ -120,9 +120,9 @@ def test_lean_alignment_equals_the_full_rows_within_the_bound():
     A, B = A[None], Bt.T[None]
     full = record_batch(prob, ref, A, B, A, B, 4)[0]
     lean = record_lean_batch(prob, ref, A, B)[0]
-    assert set(lean) == {"loss", "risk", "err_op", "err_fro", "align_A", "align_B"}
-    for name in ("loss", "risk", "err_op", "err_fro"):
-        assert lean[name] == full[name]
+    assert set(lean) == {"loss", "risk", "align_A", "align_B"}
+    assert lean["loss"] == full["loss"]
+    assert lean["risk"] == pytest.approx(full["risk"], rel=1e-13)  # one QR against product_norms' two and an SVD
     r = ref.r_align
     assert abs(lean["align_A"] - full["align_A"]) <= _gram_bound(A[0], r) + 1e-15
     assert abs(lean["align_B"] - full["align_B"]) <= _gram_bound(B[0].T, r) + 1e-15

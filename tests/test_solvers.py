@@ -130,3 +130,16 @@ def test_full_ft_is_gd_on_w(small_linear):
         D = D + eta * (small_linear.G - small_linear.sigma_hat @ D)  # W ← W − η∇L(W)
     torch.testing.assert_close(traj.A @ traj.B, D, rtol=1e-12, atol=1e-12)
     assert torch.equal(traj.B, torch.eye(small_linear.k, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("order", ["simultaneous", "gauss_seidel"])
+def test_step_leaves_its_inputs_and_step_in_place_gives_the_same_bits(pair, order):
+    """``step`` returns the update without touching A and B; ``step_`` (the engine's) writes the same bits
+    in place. Mutation: step_ updating B from the new A under the simultaneous order fails here."""
+    A, B, gA, gB = pair
+    slv = make_solver(SolverConfig(name="precgd", lr=0.3, damping=0.1, order=order))
+    A_copy, B_copy = A.clone(), B.clone()
+    A1, B1 = slv.step(A, B, gA, gB, slv.init(A, B))
+    assert torch.equal(A, A_copy) and torch.equal(B, B_copy)
+    slv.step_(A, B, gA, gB, slv.init(A, B))
+    assert torch.equal(A, A1) and torch.equal(B, B1)

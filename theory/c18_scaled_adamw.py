@@ -94,10 +94,13 @@ def _adam_eps_inside(g, m, v, t, beta1, beta2, eps, bias_correction):
 
 
 def _always_simultaneous(self, A, B, gA, gB, state):
-    """Solver.step with B's preconditioner built from the old A whatever the order says."""
+    """Solver.step_ (the in-place update the engine takes, and ``step``'s) with B's preconditioner built from
+    the old A whatever the order says."""
     state["t"] += 1
-    A_next = A - self.direction("A", gA, state, B)
-    return A_next, B - self.direction("B", gB, state, A)
+    dA = self.direction("A", gA, state, B)
+    dB = self.direction("B", gB, state, A)
+    A.sub_(dA)
+    B.sub_(dB)
 
 
 _ADAM = lorasim.solvers.adam_direction
@@ -105,7 +108,7 @@ MUTATIONS = {
     "bias_correction_on": Mutation("lorasim's Adam applies bias correction even when it is off",
                                    patched(lorasim.solvers, "adam_direction", _adam_always_bias_corrected)),
     "simultaneous_order": Mutation("lorasim's pair step ignores Gauss–Seidel (B preconditioned with the old A)",
-                                   patched(lorasim.solvers.Solver, "step", _always_simultaneous)),
+                                   patched(lorasim.solvers.Solver, "step_", _always_simultaneous)),
     "eps_inside_sqrt": Mutation("lorasim's Adam puts ε under the square root, m/√(v + ε)",
                                 patched(lorasim.solvers, "adam_direction", _adam_eps_inside)),
 }

@@ -25,7 +25,7 @@ from omegaconf import MISSING
 
 from .. import streams
 from ..config import Config, build, checked, fail
-from ..linalg import Tensor, gaussian, product_norms, random_orthonormal
+from ..linalg import Tensor, gaussian, product_fro, product_norms, random_orthonormal
 
 # tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
 # tf32 (CUDA only; on the CPU it is float32). Construction stays in plain float32.
@@ -199,7 +199,7 @@ class Problem:
 
     def _error_factors(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """AB − ΔW = [A, −ΔL] [B; ΔR], a product of thin factors."""
-        L = torch.cat([A, -self.delta_L.expand(*A.shape[:-2], *self.delta_L.shape)], dim=-1)
+        L = torch.cat([A, (-self.delta_L).expand(*A.shape[:-2], *self.delta_L.shape)], dim=-1)
         R = torch.cat([B, self.delta_R.expand(*B.shape[:-2], *self.delta_R.shape)], dim=-2)
         return L, R
 
@@ -217,7 +217,7 @@ class Problem:
         L, R = self._error_factors(A, B)
         if self.risk_weight is not None:
             L = self.risk_weight @ L
-        return 0.5 * product_norms(L, R)[1] ** 2
+        return 0.5 * product_fro(L, R) ** 2
 
     def shifted(self, L: Tensor, R: Tensor) -> "Problem":
         """This problem with the frozen weight moved to W0 − L R (the offset inits)."""

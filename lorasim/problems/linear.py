@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+import numpy as np
 import torch
 from omegaconf import MISSING
 
 from .. import kernels
 from ..config import ConfigError, build, checked, fail, register
-from ..linalg import Tensor, gaussian, left_apply, mT, random_orthonormal
+from ..linalg import Tensor, gaussian, left_apply, mT, on_numpy_blas, random_orthonormal
 from .base import Problem, ProblemConfig, TeacherConfig, frozen_weight, real_matrix, torch_dtype
 
 
@@ -72,10 +73,13 @@ _RESIDUAL_BLOCK = 2**16  # entries of one residual block: in cache on a CPU, one
 def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
     """‖P B − T‖_F² per run, formed block by block (runs × rows of T): exact (no cancellation near the
     floor, unlike the expanded form), each block P B − T in one fused product (baddbmm) small enough to
-    stay in cache — a batch of logged rows is memory-bound otherwise."""
+    stay in cache — a batch of logged rows is memory-bound otherwise. On the CPU through numpy's BLAS
+    (``linalg.matmul`` says why), whole runs per block."""
     lead, (d, r), k = torch.broadcast_shapes(P.shape[:-2], B.shape[:-2]), P.shape[-2:], T.shape[-1]
     Pf = P.expand(*lead, d, r).reshape(-1, d, r)
     Bf = B.expand(*lead, r, k).reshape(-1, r, k)
+    if on_numpy_blas(Pf, Bf, T):
+        return torch.from_numpy(_sq_residual_numpy(Pf.numpy(), Bf.numpy(), T.numpy())).reshape(lead)
     rows = min(d, max(1, _RESIDUAL_BLOCK // k))
     runs = max(1, _RESIDUAL_BLOCK // (rows * k))
     total = torch.zeros(Pf.shape[0], dtype=P.dtype, device=P.device)
@@ -87,6 +91,20 @@ def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
             resid = torch.baddbmm(block, Pf[part, start:start + rows], Bf[part], beta=-1)
             total[part] += (resid * resid).sum(dim=(-2, -1))
     return total.reshape(lead)
+
+
+def _sq_residual_numpy(P: np.ndarray, B: np.ndarray, T: np.ndarray) -> np.ndarray:
+    runs = max(1, 4 * _RESIDUAL_BLOCK // T.size)
+    out = np.empty(P.shape[0], dtype=P.dtype)
+    scratch = np.empty((min(runs, P.shape[0]),) + T.shape, dtype=P.dtype)
+    with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
+        for first in range(0, P.shape[0], runs):
+            resid = scratch[:min(runs, P.shape[0] - first)]
+            np.matmul(P[first:first + runs], B[first:first + runs], out=resid)
+            resid -= T
+            flat = resid.reshape(resid.shape[0], -1)
+            out[first:first + runs] = (flat[:, None, :] @ flat[:, :, None])[:, 0, 0]  # each run's sum of squares
+    return out
 
 
 def _check_shapes(shapes: dict) -> None:
@@ -251,6 +269,8 @@ class LinearTeacher(Problem):
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
 
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        if self.fused is not False and on_numpy_blas(A, B, self.G):
+            return self._blas_grads(A, B)
         if A.dim() > 2 or (self.fused is not False and kernels.usable(self.G, A.shape[-1])):
             return self._fused_grads(A, B)
         SA = self._sigma_times(A)
@@ -283,6 +303,25 @@ class LinearTeacher(Problem):
 
         SA, GBt, AtG = unstack(SA_cat), unstack(GBt_cat), AtG_cat.reshape(*lead, r, k)
         return SA @ (B @ mT(B)) - GBt, (mT(A) @ SA) @ B - AtG
+
+    def _blas_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+        """``_fused_grads`` on the CPU, through numpy's BLAS (``linalg.matmul`` says why): the runs side by
+        side as d × (b·r), so Σ̂, G and Gᵀ are each read once per step for the whole batch, and every
+        product is one BLAS call on views (the batch's small r×r products included)."""
+        lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
+        An, Bn = A.reshape(-1, d, r).numpy(), B.reshape(-1, r, k).numpy()
+        b = An.shape[0]
+        with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
+            A_cat = An.transpose(1, 0, 2).reshape(d, b * r)
+            SA = A_cat if self._sigma is None else self._sigma.numpy() @ A_cat
+            SA = SA.reshape(d, b, r).transpose(1, 0, 2)  # (b, d, r) views of the side-by-side products
+            GBt = (Bn.reshape(b * r, k) @ self._G_transposed().numpy()).reshape(b, r, d).transpose(0, 2, 1)
+            AtG = (A_cat.T @ self.G.numpy()).reshape(b, r, k)
+            gA = SA @ (Bn @ Bn.transpose(0, 2, 1))
+            gA -= GBt
+            gB = (An.transpose(0, 2, 1) @ SA) @ Bn
+            gB -= AtG
+        return torch.from_numpy(gA).reshape(*lead, d, r), torch.from_numpy(gB).reshape(*lead, r, k)
 
     def _G_transposed(self) -> Tensor:
         """Gᵀ, contiguous, kept until G changes (d·k more memory; made by a batch's first, uncaptured step)."""

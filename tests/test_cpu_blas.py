@@ -1,0 +1,143 @@
+"""The CPU products through numpy's BLAS (linalg.matmul, LinearTeacher._blas_grads, the residual of the exact
+loss), the one-QR risk, and the align column set: each against an independent torch or autograd oracle."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lorasim
+from lorasim.linalg import finite_sum, matmul, product_fro, product_norms
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def _rand(shape, seed, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def _product_bound(a, b):
+    """The round-off bound of a computed product: n·eps·(|a||b|) entrywise, n the inner dimension."""
+    return a.shape[-1] * torch.finfo(a.dtype).eps * (a.abs() @ b.abs())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((4, 7, 5), (4, 5, 3)), ((7, 5), (4, 5, 3)),
+                                    ((4, 7, 5), (5, 3))])
+def test_matmul_through_numpy_is_torchs_product_within_round_off(dtype, shapes, monkeypatch):
+    """Batched, broadcast and transposed operands give torch.matmul's product within n·eps·|a||b|, and do go
+    through numpy. Mutation: a transposed or unbatched numpy product fails the bound or the shape."""
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(np, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a, b = _rand(shapes[0], 1, dtype), _rand(shapes[1], 2, dtype)
+    for x, y in ((a, b), (a.mT.contiguous().mT, b.mT.contiguous().mT)):  # contiguous and column-major views
+        got, want = matmul(x, y), x @ y
+        assert got.shape == want.shape and got.dtype == dtype
+        assert bool(((got - want).abs() <= 2 * _product_bound(x, y)).all())
+    assert len(calls) == 2
+
+
+def test_matmul_keeps_autograd_and_other_devices_on_torch():
+    """What autograd tracks takes torch.matmul (a gradient reaches the input); integers too."""
+    a = _rand((4, 3), 3).requires_grad_(True)
+    matmul(a, _rand((3, 2), 4)).sum().backward()
+    assert a.grad is not None and a.grad.shape == (4, 3)
+    assert torch.equal(matmul(torch.ones(2, 2, dtype=torch.int64), torch.ones(2, 2, dtype=torch.int64)),
+                       torch.full((2, 2), 2))
+
+
+def test_batched_blas_grads_equal_autograd_of_the_empirical_loss():
+    """A batch of runs through numpy's BLAS (side by side, one product per matrix) against autograd of
+    (1/2N)‖X(W0 + A_i B_i) − Y‖² for each run. Mutation: the side-by-side product G Bᵀ unstacked in the
+    wrong layout (read as b × d × r) fails here and in test_linear."""
+    rng = np.random.default_rng(0)
+    n, d, k, r, b = 300, 12, 9, 3, 4
+    X, W0 = rng.standard_normal((n, d)), rng.standard_normal((d, k))
+    Y = X @ (W0 + rng.standard_normal((d, r)) @ rng.standard_normal((r, k)) / 3) + 0.1 * rng.standard_normal((n, k))
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0)
+    A, B = _rand((b, d, r), 5), _rand((b, r, k), 6)
+    gA, gB = prob.grads(A, B)
+    assert prob.fused is True and gA.shape == (b, d, r) and gB.shape == (b, r, k)
+    Xt, Yt, W0t = (torch.as_tensor(v) for v in (X, Y, W0))
+    for i in range(b):
+        Ai, Bi = A[i].clone().requires_grad_(True), B[i].clone().requires_grad_(True)
+        R = Xt @ (W0t + Ai @ Bi) - Yt
+        (0.5 * (R * R).sum() / n).backward()
+        torch.testing.assert_close(gA[i], Ai.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gB[i], Bi.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_numpy_and_torch_steps_agree_to_round_off():
+    """The default step (numpy's BLAS) and the plain torch step (fused=False) give the same trajectory of a
+    batch within round-off (the products differ in summation order only)."""
+    prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=3.0, seed=2)
+    inits = [{"init": "small_random", "rank": 3, "seed": s} for s in range(3)]
+    fast = lorasim.train_batch(prob, inits, solver="precgd", lr=0.3, steps=40, metrics="risk")
+    prob.fused = False
+    plain = lorasim.train_batch(prob, inits, solver="precgd", lr=0.3, steps=40, metrics="risk")
+    for x, y in zip(fast, plain):
+        torch.testing.assert_close(x.A, y.A, rtol=1e-10, atol=1e-13)
+        assert x.to_frame().risk.to_numpy() == pytest.approx(y.to_frame().risk.to_numpy(), rel=1e-9)
+
+
+def test_product_fro_is_the_frobenius_norm_of_product_norms_and_guards_non_finite():
+    """‖LR‖_F from one QR equals product_norms' (two QRs and an SVD) within round-off; inf where a factor
+    has an inf, NaN where it has a NaN, the other runs of the batch unaffected."""
+    L, R = _rand((3, 30, 5), 7), _rand((3, 5, 20), 8)
+    torch.testing.assert_close(product_fro(L, R), product_norms(L, R)[1], rtol=1e-13, atol=0)
+    torch.testing.assert_close(product_fro(L, R), torch.linalg.matrix_norm(L @ R), rtol=1e-13, atol=0)
+    L[1, 0, 0], R[2, 0, 0] = math.inf, math.nan
+    got = product_fro(L, R)
+    assert got[1] == math.inf and math.isnan(got[2])
+    torch.testing.assert_close(got[0], torch.linalg.matrix_norm(L[0] @ R[0]), rtol=1e-13, atol=0)
+
+
+def test_finite_sum_finds_a_non_finite_entry_in_any_operand():
+    a, b = torch.zeros(3, 4, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float32)
+    assert finite_sum(a, b)
+    b[1, 1] = math.nan
+    assert not finite_sum(a, b)
+    b[1, 1], a[0, 0] = 0.0, -math.inf
+    assert not finite_sum(a, b)
+
+
+def test_align_set_is_the_lean_row_without_the_loss():
+    """metrics=align logs risk, align_A and align_B with the lean row's values (the same functions), and
+    no loss."""
+    prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3)
+    inits = [{"init": "small_random", "rank": 4, "seed": 1}, {"init": "spectral", "rank": 4}]
+    lean = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=20, metrics="lean")
+    align = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=20, metrics="align")
+    for x, y in zip(lean, align):
+        fx, fy = x.to_frame(), y.to_frame()
+        assert "loss" not in fy and {"risk", "align_A", "align_B"} <= set(fy)
+        for col in ("risk", "align_A", "align_B"):
+            assert fy[col].to_numpy() == pytest.approx(fx[col].to_numpy(), rel=1e-13, abs=1e-15, nan_ok=True)
+
+
+def test_align_set_judges_divergence_on_the_risk():
+    """Without a loss column, a run whose risk passes the divergence rule ends diverged at that row, and
+    the others go on. Mutation: the rule reading a missing loss raises KeyError."""
+    prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3)
+    inits = [{"init": "spectral", "rank": 2}, {"init": "spectral", "rank": 2}]
+    trajs = lorasim.train_batch(prob, inits, solver="gd", lr=[60.0, 0.01], steps=40, metrics="align")
+    assert trajs[0].status == "diverged" and trajs[1].status == "ok"
+    last = trajs[0].rows[-1]
+    assert last["step"] == trajs[0].diverged_step and "loss" not in last
+    assert not math.isfinite(last["risk"]) or last["risk"] > 1e8 * max(trajs[0].rows[0]["risk"], 1.0)
+    assert math.isnan(trajs[0].summary()["loss_final"])
+
+
+def test_set_threads_sets_numpys_blas_threads_too():
+    from threadpoolctl import threadpool_info
+
+    from lorasim.linalg import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        blas = [p for p in threadpool_info() if p["user_api"] == "blas"]
+        assert torch.get_num_threads() == 1 and blas and all(p["num_threads"] == 1 for p in blas)
+    finally:
+        set_threads(before)
