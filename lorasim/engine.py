@@ -431,8 +431,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         finite = all_finite(As, Bs).tolist()
         ok = [j for j, f in enumerate(finite) if f]
         clean = len(ok) == len(finite)
-        rows = dict(zip(ok, rows_of(take(As, None if clean else ok), take(Bs, None if clean else ok),
-                                    [pairs[j][1] for j in ok]))) if ok else {}
+        with run_problem.matmul_mode(training=False):
+            rows = dict(zip(ok, rows_of(take(As, None if clean else ok), take(Bs, None if clean else ok),
+                                        [pairs[j][1] for j in ok]))) if ok else {}
         for j, (t, i, _) in enumerate(pairs):
             if i not in alive:  # ended at an earlier row of this flush
                 continue

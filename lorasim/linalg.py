@@ -44,9 +44,12 @@ def finite_sum(*xs: Tensor) -> bool:
     """Whether the sum of all entries of xs is finite: it is not when an entry is not (or when a finite sum
     overflows, which only costs a caller its exact check). On the CPU through numpy, whose reductions cost a
     fraction of torch's sum and host copy."""
-    if all(x.is_cpu and x.dtype in _NUMPY_DTYPES and not x.requires_grad for x in xs):
+    if on_numpy_blas(*xs):
+        total = 0.0
         with np.errstate(all="ignore"):
-            return math.isfinite(sum(float(x.numpy().sum()) for x in xs))
+            for x in xs:
+                total += float(x.detach().numpy().sum())
+        return math.isfinite(total)
     return bool(torch.isfinite(sum(x.sum() for x in xs)))
 
 

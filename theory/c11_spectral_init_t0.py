@@ -53,9 +53,9 @@ stable SVD returns the exact singular vectors of a matrix within ‖E‖_2 ≤ p
 Guide §4.9, "Further details: error bounds for the singular value decomposition": the computed singular
 subspaces are off by ≤ p(m, n)·ε‖G‖_2/gap, Wedin; LAPACK calls p(m, n) "a modestly growing function of m
 and n" — we take it linear, p = max(m, n), the growth of the Householder bidiagonalisation's backward
-error bound per column), ε the machine epsilon of the teachers' dtype (`cfg.eps`, twice the unit round-off:
-2.2e-16 in float64, 1.2e-7 under `dtype=float32`; Σ̂, G♮, both SVDs, the closed form and lorasim's step-0
-metrics are computed in it; so is τ_R's ε above). Two SVDs enter:
+error bound per column), ε the machine epsilon of the teachers' storage dtype (`cfg.storage_eps`, twice the
+unit round-off: 2.2e-16 in float64, 1.2e-7 under `dtype=float32` and under tf32, which is training's precision
+only; Σ̂, G♮, both SVDs, the closed form and lorasim's step-0 metrics are computed in it; so is τ_R's ε above). Two SVDs enter:
 `svd_G` of G♮ (d×k, gap σ_{r\*} − σ_{r\*+1} ≈ σ_{r\*}) and the metric's SVD of A0 (d×r, singular values √σ_i,
 relative gap √σ_1/(√σ_{r\*} − √σ_{r\*+1}) ≤ σ_1/σ_{r\*}), each ≤ p·ε·σ_1/gap: hence the factor 2. The
 sinΘ_indep side (a complete QR of U\* and an r\*×r\* solve) is backward stable with the same p. This bound
@@ -67,8 +67,9 @@ run's σ_1/σ_{r\*} ≈ 4.0 (from 5.6e-13 = 10·64·ε·σ_1/σ_{r\*}) is 2·409
 false alarm of the 3-SE tests is about 1 %. Vacuity (from ε and the scales, not the measurement): a rule
 whose tolerance reaches the size of what it bounds can no longer fail and FAILs as not checked instead:
 "identity" where 10·τ_R ≥ 1 (e_id is relative: risk0 = 0 gives e_id = 1), "alignment" where τ_A ≥
-sinΘ_indep (or ≥ 1; align_A\* = 0 would pass). Never in float64 or float32 at ci; at tf32's ε = 2^-10
-both are vacuous at ci (10·τ_R grows like N·ε).
+sinΘ_indep (or ≥ 1; align_A\* = 0 would pass). Never in float64 or float32 at ci. (With tf32's 2^-10 as
+the unit, both were vacuous at ci; nothing this claim computes runs in tf32, so the unit is the storage
+dtype's.)
 
 **Mutations.** `zeta_2`: lorasim's spectral init at ζ = 2 (A0B0 = 2G♮; risk0 = ½‖(2Σ̂ − I)ΔW‖² ≠ the
 identity: rule "identity", and the E-ratio); `population_G`: lorasim's G♮ computed without Σ̂ (G = ΔW, the
@@ -140,9 +141,10 @@ def run(settings, ctx):
             closed = 0.5 * float((E * E).sum())
             dnorm2 = float((D * D).sum())
             sv = prob.svd_G()[1]  # the spectral init uses the same (cached) SVD
-            # ε: the teachers' dtype's (cfg.eps): Σ̂, G♮, its SVD, the closed form and lorasim's step-0 metrics run in it
-            tau_R = 2 * math.sqrt(N) * cfg.eps * spd_norm(S) * math.sqrt(dnorm2) / math.sqrt(2 * closed)
-            tol_align = 2 * max(d, cfg.k) * cfg.eps * float(sv[0] / (sv[rs - 1] - sv[rs]))
+            # ε: the teachers' storage dtype's (cfg.storage_eps): Σ̂, G♮, its SVD, the closed form and lorasim's
+            # step-0 metrics run in it (nothing here is a training product, the only ones tf32 takes)
+            tau_R = 2 * math.sqrt(N) * cfg.storage_eps * spd_norm(S) * math.sqrt(dnorm2) / math.sqrt(2 * closed)
+            tol_align = 2 * max(d, cfg.k) * cfg.storage_eps * float(sv[0] / (sv[rs - 1] - sv[rs]))
             sin_indep = _independent_sin_theta(S, prob.U_star)
             for rank in sorted({rs, r}):
                 row0 = lorasim.train(prob, init="spectral", rank=rank, steps=0, solver="gd").rows[0]
@@ -165,14 +167,14 @@ def run(settings, ctx):
     vac_al = df.tol_align >= np.minimum(1.0, df.sin_theta_indep)
     if vac_id.any():
         checks.add("identity", False,
-                   f"bound vacuous at this dtype (ε = {cfg.eps:.2g}): relative tolerance 10·τ_R up to "
+                   f"bound vacuous at this dtype (ε = {cfg.storage_eps:.2g}): relative tolerance 10·τ_R up to "
                    f"{df.tol_id.max():.3g} ≥ 1 in {int(vac_id.sum())} of {len(df)} rows; the identity is not checked")
     else:
         checks.add("identity", (df.e_id <= df.tol_id).all(), f"max e_id/tol {(df.e_id / df.tol_id).max():.2g}")
     if vac_al.any():
         w = (df.tol_align / df.sin_theta_indep).idxmax()
         checks.add("alignment", False,
-                   f"bound vacuous at this dtype (ε = {cfg.eps:.2g}): τ_A ≥ sinΘ_indep (or ≥ 1) in {int(vac_al.sum())} "
+                   f"bound vacuous at this dtype (ε = {cfg.storage_eps:.2g}): τ_A ≥ sinΘ_indep (or ≥ 1) in {int(vac_al.sum())} "
                    f"of {len(df)} rows (τ_A {df.tol_align[w]:.3g} vs sinΘ_indep {df.sin_theta_indep[w]:.3g} at "
                    f"N/d = {df.N_over_d[w]:g}); the alignment is not checked")
     else:

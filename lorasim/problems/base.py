@@ -174,13 +174,15 @@ class Problem:
         return "tf32" if self.tf32 else "ieee"
 
     @contextlib.contextmanager
-    def matmul_mode(self):
-        """Within a training loop: let torch's float32 CUDA products use tf32 when dtype is tf32."""
+    def matmul_mode(self, training: bool = True):
+        """Within a training loop: let torch's float32 CUDA products use tf32 when dtype is tf32. The metric
+        rows (``training=False``) measure the trained state in float32's full precision whatever dtype says:
+        tf32 is the training's precision, not the measurement's."""
         if self.device.type != "cuda":
             yield
             return
         old = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high" if self.tf32 else "highest")
+        torch.set_float32_matmul_precision("high" if self.tf32 and training else "highest")
         try:
             yield
         finally:
