@@ -100,8 +100,12 @@ def check_ranks(plan: Plan, d: int, k: int) -> None:
 
 
 def check_problem(plan: Plan, problem) -> None:
-    """What a problem read from data decides: the rank fits its sizes, an arrays init its shapes."""
+    """What a problem read from data decides: the rank fits its sizes, an arrays init its shapes, and
+    metrics=align a known ΔW."""
     check_ranks(plan, problem.d, problem.k)
+    if plan.run.metrics == "align" and problem.delta_L is None:
+        fail("run", "metrics", "align", "full, lean or risk: align logs no loss, and its risk needs a known ΔW "
+             "(the data has no delta)")
     for name, (init, _) in plan.methods.items():
         if init is not None and init.name == "arrays":
             try:

@@ -309,6 +309,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         keep_factors: bool = False, stop=None) -> list[Trajectory]:
     """Train ``starts`` on ``problem`` together; ``stacked=False`` (one start) keeps 2-D factors."""
     b = len(starts)
+    if metrics == "align" and problem.delta_L is None:  # its only loss-like column would be NaN
+        fail("", "metrics", metrics, "full, lean or risk: align logs no loss, and its risk needs a known ΔW, "
+             "which this problem has not")
     offset = _same_offset([s.offset for s in starts])
     ranks = [s.A.shape[-1] for s in starts]
     rank_max = max(ranks)

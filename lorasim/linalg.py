@@ -37,7 +37,7 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     if not on_numpy_blas(a, b):
         return a @ b
     with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
-        return torch.from_numpy(np.matmul(a.detach().numpy(), b.detach().numpy()))
+        return torch.from_numpy(np.asarray(np.matmul(a.detach().numpy(), b.detach().numpy())))
 
 
 def finite_sum(*xs: Tensor) -> bool:
@@ -124,10 +124,15 @@ def product_fro(L: Tensor, R: Tensor) -> Tensor:
     # A sum is non-finite when a term is (a finite overflow only costs the exact check): one pass, not two.
     if not bool(torch.isfinite(L.sum(dim=(-2, -1)) + R.sum(dim=(-2, -1))).all()):
         finite = torch.isfinite(L).flatten(-2).all(-1) & torch.isfinite(R).flatten(-2).all(-1)
-        nan = torch.isnan(L).flatten(-2).any(-1) | torch.isnan(R).flatten(-2).any(-1)
-        keep = finite[..., None, None]
-        norm = product_fro(torch.where(keep, L, torch.zeros_like(L)), torch.where(keep, R, torch.zeros_like(R)))
-        return torch.where(finite, norm, torch.where(nan, math.nan, math.inf).to(norm.dtype))
+        if not bool(finite.all()):  # (all finite: the sum overflowed, and huge factors are LAPACK-safe)
+            nan = torch.isnan(L).flatten(-2).any(-1) | torch.isnan(R).flatten(-2).any(-1)
+            keep = finite[..., None, None]
+            norm = _qr_fro(torch.where(keep, L, torch.zeros_like(L)), torch.where(keep, R, torch.zeros_like(R)))
+            return torch.where(finite, norm, torch.where(nan, math.nan, math.inf).to(norm.dtype))
+    return _qr_fro(L, R)
+
+
+def _qr_fro(L: Tensor, R: Tensor) -> Tensor:
     _, T = torch.linalg.qr(L, mode="r")
     return torch.linalg.vector_norm(matmul(T, R), dim=(-2, -1))
 

@@ -19,7 +19,7 @@ import torch
 from .linalg import Tensor, matmul, mT
 from .problems.base import Problem
 
-# Column sets a run may log (``run.metrics``), each a column set of the one below it:
+# Column sets a run may log (``run.metrics``):
 #   full   every column below;
 #   lean   loss, risk and the two alignments with G♮ (the factors' subspaces from r×r Grams);
 #   align  risk and the two alignments: what the alignment figures draw. No loss, whose exact value needs a

@@ -107,6 +107,8 @@ CLI = [
     ("lorasim", ["problem=npz", "problem.path={data}/transposed.npz"], ["W0=(3, 5)", "transposed?"]),
     ("lorasim", ["problem=npz", "problem.path={data}/missing.npz"], ["problem.path=", "missing W0"]),
     ("lorasim", ["problem=npz", "problem.path={data}/good.npz", "run.rank=4"], ["run.rank=4", "min(d, k) = 3"]),
+    ("lorasim", ["problem=npz", "problem.path={data}/good.npz", "methods=single", "run.metrics=align", "run.rank=2"],
+     ["run.metrics='align'", "full, lean or risk", "known ΔW"]),  # good.npz has no delta
     ("lorasim", ["-m", "problem=npz", "problem.path={data}/good.npz,{data}/nan.npz", "methods=single", "run.rank=2"],
      ["job problem=npz problem.path=", "nan.npz", "NaN/inf"]),
     # inline arrays: ragged rows, NaN, shapes that disagree, an arrays init that does not fit
@@ -211,6 +213,8 @@ API = [
     (lambda d: lorasim.train(_small(), init="small_random", rank=2, solver="newton"), "solver.name='newton'"),
     (lambda d: lorasim.train(_small(), init="small_random", rank=2, metrics="some"), "metrics='some'"),
     (lambda d: lorasim.train(_small(), init="small_random", rank=2, graphs="sometimes"), "graphs='sometimes'"),
+    (lambda d: lorasim.train(make_problem({"kind": "npz", "path": str(d / "good.npz")}), init="small_random", rank=2,
+                             metrics="align"), "metrics='align'"),  # no ΔW: the align set's risk would be NaN
     (lambda d: lorasim.train(_small(), torch.zeros(3, 2), torch.zeros(2, 6)), "A0=(3, 2)"),
     (lambda d: lorasim.train_batch(_small(), [{"init": "small_random", "rank": 2}] * 2, lr=[0.1, 0.2, 0.3]), "lr="),
     (lambda d: lorasim.make_init(_small(), 100, lorasim.config.InitConfig(name="spectral")), "run.rank=100"),

@@ -93,6 +93,27 @@ def test_product_fro_is_the_frobenius_norm_of_product_norms_and_guards_non_finit
     torch.testing.assert_close(got[0], torch.linalg.matrix_norm(L[0] @ R[0]), rtol=1e-13, atol=0)
 
 
+def test_product_fro_of_huge_finite_factors_whose_sums_overflow():
+    """float32 factors near 1e37 are finite, but their entry sums overflow: the norm comes from the QR (inf
+    where the product overflows), without a second pass of the non-finite branch. Mutation: re-entering
+    product_fro whenever a sum overflows recurses without end (RecursionError)."""
+    L, R = _rand((2, 30, 5), 9, torch.float32).abs() * 1e37, _rand((2, 5, 20), 10, torch.float32)
+    assert not math.isfinite(float(L.sum()))
+    got = product_fro(L, R)
+    want = torch.linalg.matrix_norm(L.double() @ R.double())
+    assert bool(((got.double() - want).abs() <= 1e-5 * want).all() | torch.isinf(got).all())
+
+
+def test_huge_finite_factors_end_a_run_diverged_in_every_set():
+    """A run started at finite float32 factors near 1e37 ends diverged under lean and align (the risk and
+    loss overflow), as under full and risk, and never raises."""
+    prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, seed=3, dtype="float32")
+    A0, B0 = _rand((20, 2), 11, torch.float32).abs() * 1e37, _rand((2, 16), 12, torch.float32)
+    for metrics in ("full", "lean", "align", "risk"):
+        tr = lorasim.train(prob, A0, B0, solver="gd", lr=0.1, steps=5, metrics=metrics)
+        assert tr.status == "diverged" and tr.diverged_step <= 1, metrics
+
+
 def test_finite_sum_finds_a_non_finite_entry_in_any_operand():
     a, b = torch.zeros(3, 4, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float32)
     assert finite_sum(a, b)

@@ -57,9 +57,9 @@ def test_cuda_float32_batch_with_graphs_matches_cpu_float64(solver, kw):
         {"init": "spectral", "rank": 3}]
     cpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3)
     cpu32 = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32")
-    # The oracle is torch's float32 CPU step, as when this tolerance was set: numpy's BLAS (the default CPU
-    # step since) landed 10× closer to float64 at step 8 of the precgd small_random run (0.0069 against the
-    # H200's 0.071), one draw of the rounding walk, not a measure of its spread.
+    # The oracle's step takes torch's float32 CPU products, as when this tolerance was set: numpy's BLAS (the
+    # default CPU step since) landed 10× closer to float64 at step 8 of the precgd small_random run (0.0069
+    # against the H200's 0.071), one draw of the rounding walk, not a measure of its spread.
     cpu32.fused = False
     gpu = lorasim.LinearTeacher.from_arrays(*arrays, r_star=3, dtype="float32", device="cuda")
     sigma1 = cpu.describe()["sigma1_G"]

@@ -133,13 +133,19 @@ def test_full_ft_is_gd_on_w(small_linear):
 
 
 @pytest.mark.parametrize("order", ["simultaneous", "gauss_seidel"])
-def test_step_leaves_its_inputs_and_step_in_place_gives_the_same_bits(pair, order):
-    """``step`` returns the update without touching A and B; ``step_`` (the engine's) writes the same bits
-    in place. Mutation: step_ updating B from the new A under the simultaneous order fails here."""
+def test_step_leaves_its_inputs_and_step_in_place_is_the_formula(pair, order):
+    """``step`` returns the update without touching A and B; ``step_`` (the engine's) writes the same bits in
+    place, and they are ScaledGD(λ)'s formula in that order. Mutation: step_ updating B from the new A under
+    the simultaneous order fails the formula here (step, which calls step_, would agree with it)."""
     A, B, gA, gB = pair
-    slv = make_solver(SolverConfig(name="precgd", lr=0.3, damping=0.1, order=order))
+    lam, eta = 0.1, 0.3
+    slv = make_solver(SolverConfig(name="precgd", lr=eta, damping=lam, order=order))
     A_copy, B_copy = A.clone(), B.clone()
     A1, B1 = slv.step(A, B, gA, gB, slv.init(A, B))
     assert torch.equal(A, A_copy) and torch.equal(B, B_copy)
     slv.step_(A, B, gA, gB, slv.init(A, B))
     assert torch.equal(A, A1) and torch.equal(B, B1)
+    A_ref = A_copy - eta * gA @ _inv(B_copy @ B_copy.T, lam)
+    A_pre = A_ref if order == "gauss_seidel" else A_copy
+    torch.testing.assert_close(A, A_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(B, B_copy - eta * _inv(A_pre.T @ A_pre, lam) @ gB, rtol=1e-12, atol=1e-12)

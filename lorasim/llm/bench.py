@@ -51,6 +51,7 @@ import torch
 from .. import streams
 from ..io import write_csv
 from ..job import error
+from ..linalg import set_threads
 from ..metrics import sin_theta
 from .gradient import one_step_gradients, target_linear_names
 from .methods import MethodConfig, prepare
@@ -366,7 +367,7 @@ def main(argv=None) -> None:
         except ConfigError as e:
             error(f"--models=smollm2: {e}")
     if args.threads:
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     args.device = dev
     print(f"device: {torch.cuda.get_device_name(dev) if cuda else 'cpu'}, torch {torch.__version__}, "
           f"{args.batches} batches of {args.batch_size} × {args.seq} tokens, r = {args.r}", flush=True)

@@ -94,16 +94,24 @@ def _chunked_sq_residual(P: Tensor, B: Tensor, T: Tensor) -> Tensor:
 
 
 def _sq_residual_numpy(P: np.ndarray, B: np.ndarray, T: np.ndarray) -> np.ndarray:
-    runs = max(1, 4 * _RESIDUAL_BLOCK // T.size)
-    out = np.empty(P.shape[0], dtype=P.dtype)
-    scratch = np.empty((min(runs, P.shape[0]),) + T.shape, dtype=P.dtype)
+    """``_chunked_sq_residual`` on numpy arrays: blocks of whole runs while a run's residual fits the
+    block, of rows of T otherwise, so the scratch stays at 4·_RESIDUAL_BLOCK entries whatever d and k."""
+    budget = 4 * _RESIDUAL_BLOCK
+    d, k = T.shape
+    rows = min(d, max(1, budget // k))
+    runs = max(1, budget // (rows * k))
+    out = np.zeros(P.shape[0], dtype=P.dtype)
+    scratch = np.empty((min(runs, P.shape[0]), rows, k), dtype=P.dtype)
     with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
         for first in range(0, P.shape[0], runs):
-            resid = scratch[:min(runs, P.shape[0] - first)]
-            np.matmul(P[first:first + runs], B[first:first + runs], out=resid)
-            resid -= T
-            flat = resid.reshape(resid.shape[0], -1)
-            out[first:first + runs] = (flat[:, None, :] @ flat[:, :, None])[:, 0, 0]  # each run's sum of squares
+            n = min(runs, P.shape[0] - first)
+            for start in range(0, d, rows):
+                m = min(rows, d - start)
+                resid = scratch[:n, :m]
+                np.matmul(P[first:first + n, start:start + m], B[first:first + n], out=resid)
+                resid -= T[start:start + m]
+                flat = resid.reshape(n, -1)
+                out[first:first + n] += (flat[:, None, :] @ flat[:, :, None])[:, 0, 0]  # each run's sum of squares
     return out
 
 
@@ -269,7 +277,7 @@ class LinearTeacher(Problem):
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
 
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
-        if self.fused is not False and on_numpy_blas(A, B, self.G):
+        if self.fused is not False and A.shape[:-2] == B.shape[:-2] and on_numpy_blas(A, B, self.G):
             return self._blas_grads(A, B)
         if A.dim() > 2 or (self.fused is not False and kernels.usable(self.G, A.shape[-1])):
             return self._fused_grads(A, B)
