@@ -109,7 +109,8 @@ class Trajectory:
         return {
             "method": self.method, "init": self.init, "solver": self.solver, "status": self.status,
             "diverged_step": self.diverged_step, "steps": self.steps,
-            "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]), "loss_final": float(last.get("loss", math.nan)),
+            "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]),
+            "loss_final": float(last.get("loss", math.nan)),  # metrics=align logs no loss
             "align_A_final": float(last.get("align_A", math.nan)),
             "align_A_min": math.nan if amin is None else float(df.loc[amin, "align_A"]),
             "align_A_argmin": math.nan if amin is None else int(df.loc[amin, "step"]),
