@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from . import __version__, job, plots
 from .config import ConfigError, InitConfig, build, defaults, fail
-from .engine import RunConfig, Trajectory, train, train_batch
+from .engine import RunConfig, Trajectory, check_metrics, train, train_batch
 from .inits import make_init
 from .io import write_csv, write_json
 from .job import conf_dir, group_options, wrap_help
@@ -103,9 +103,7 @@ def check_problem(plan: Plan, problem) -> None:
     """What a problem read from data decides: the rank fits its sizes, an arrays init its shapes, and
     metrics=align a known ΔW."""
     check_ranks(plan, problem.d, problem.k)
-    if plan.run.metrics == "align" and problem.delta_L is None:
-        fail("run", "metrics", "align", "full, lean or risk: align logs no loss, and its risk needs a known ΔW "
-             "(the data has no delta)")
+    check_metrics(problem, plan.run.metrics, "run")
     for name, (init, _) in plan.methods.items():
         if init is not None and init.name == "arrays":
             try:

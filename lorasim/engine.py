@@ -130,6 +130,13 @@ def all_finite(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return ok
 
 
+def check_metrics(problem: Problem, metrics: str, where: str = "") -> None:
+    """metrics=align logs no loss, so its risk is the divergence signal: refused where ΔW is unknown (NaN)."""
+    if metrics == "align" and problem.delta_L is None:
+        fail(where, "metrics", metrics, "full, lean or risk: align logs no loss, and its risk needs a known ΔW, "
+             "which this problem has not")
+
+
 def diverged(loss: float, loss0: float, factor: float = 1e8) -> bool:
     """The divergence rule (the theory loop's and the LLM loop's): a loss that is not finite, or
     above ``factor``·max(loss₀, 1)."""
@@ -310,9 +317,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         keep_factors: bool = False, stop=None) -> list[Trajectory]:
     """Train ``starts`` on ``problem`` together; ``stacked=False`` (one start) keeps 2-D factors."""
     b = len(starts)
-    if metrics == "align" and problem.delta_L is None:  # its only loss-like column would be NaN
-        fail("", "metrics", metrics, "full, lean or risk: align logs no loss, and its risk needs a known ΔW, "
-             "which this problem has not")
+    check_metrics(problem, metrics)
     offset = _same_offset([s.offset for s in starts])
     ranks = [s.A.shape[-1] for s in starts]
     rank_max = max(ranks)
