@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import lorasim
-from lorasim.linalg import finite_sum, matmul, product_fro, product_norms
+from lorasim.linalg import finite_sum, frobenius_sq, matmul, product_fro, product_norms
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -162,3 +162,16 @@ def test_set_threads_sets_numpys_blas_threads_too():
         assert torch.get_num_threads() == 1 and blas and all(p["num_threads"] == 1 for p in blas)
     finally:
         set_threads(before)
+
+
+def test_frobenius_sq_on_both_paths():
+    """‖x‖_F² over the trailing two dimensions through numpy (untracked CPU floats) and through torch (tracked by
+    autograd, with its gradient 2x), equal to torch's norm squared."""
+    x = _rand((3, 7, 5), 18)
+    want = torch.linalg.matrix_norm(x) ** 2
+    torch.testing.assert_close(frobenius_sq(x), want, rtol=1e-14, atol=0)
+    tracked = x.clone().requires_grad_(True)
+    got = frobenius_sq(tracked)
+    torch.testing.assert_close(got.detach(), want, rtol=1e-14, atol=0)
+    got.sum().backward()
+    torch.testing.assert_close(tracked.grad, 2 * x, rtol=1e-14, atol=0)

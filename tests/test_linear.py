@@ -5,6 +5,7 @@ import torch
 
 import lorasim
 from lorasim.config import ConfigError
+from lorasim.linalg import product_fro
 
 
 def _rand(shape, seed):
@@ -173,3 +174,19 @@ def test_a_seed_is_the_same_instance_in_float32():
     assert p32.G.dtype == torch.float32
     torch.testing.assert_close(p32.G.double(), p64.G, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(p32.delta.double(), p64.delta, rtol=1e-6, atol=1e-6)
+
+
+def test_risk_basis_of_delta_follows_a_shift_and_matches_the_concatenated_qr():
+    """The risk's kept QR of ΔL (Problem._delta_basis) is rebuilt for a shifted problem, whose ΔW has more
+    columns: after the original problem's risk has filled it, the shifted risk still equals the dense
+    ½‖AB − ΔW'‖². Mutation: a basis kept whatever ΔL is gives the original problem's risk. A batch agrees
+    with the one-QR form of [A, −ΔL] (linalg.product_fro) within round-off."""
+    prob = lorasim.LinearTeacher(d=30, k=20, r_star=3, n=200, seed=5)
+    A, B = _rand((4, 30, 5), 14), _rand((4, 5, 20), 15)
+    L, R = _rand((30, 2), 16), _rand((2, 20), 17)
+    prob.risk(A, B)
+    shifted = prob.shifted(L, R)
+    E = A @ B - (prob.delta + L @ R)
+    torch.testing.assert_close(shifted.risk(A, B), 0.5 * (E * E).sum(dim=(-2, -1)), rtol=1e-12, atol=0)
+    Lf, Rf = prob._error_factors(A, B)
+    torch.testing.assert_close(prob.risk(A, B), 0.5 * product_fro(Lf, Rf) ** 2, rtol=1e-13, atol=0)

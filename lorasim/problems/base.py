@@ -25,7 +25,8 @@ from omegaconf import MISSING
 
 from .. import streams
 from ..config import Config, build, checked, fail
-from ..linalg import Tensor, gaussian, product_fro, product_norms, random_orthonormal
+from ..linalg import (Tensor, finite_sum, frobenius_sq, gaussian, matmul, mT, product_fro, product_norms,
+                      random_orthonormal)
 
 # tf32 stores float32 and runs the training loop's float32 products on the tensor cores in
 # tf32 (CUDA only; on the CPU it is float32). Construction stays in plain float32.
@@ -216,10 +217,39 @@ class Problem:
         """Population risk ½ tr((AB−ΔW)ᵀ Σ (AB−ΔW)); ½‖AB − ΔW‖_F² for Σ = I."""
         if self.delta_L is None:
             return torch.full(A.shape[:-2], math.nan, dtype=self.dtype, device=self.device)
-        L, R = self._error_factors(A, B)
-        if self.risk_weight is not None:
-            L = self.risk_weight @ L
-        return 0.5 * product_fro(L, R) ** 2
+        if not finite_sum(A, B):  # inf or NaN from the guarded QR, which keeps LAPACK off non-finite factors
+            L, R = self._error_factors(A, B)
+            if self.risk_weight is not None:
+                L = self.risk_weight @ L
+            return 0.5 * product_fro(L, R) ** 2
+        return 0.5 * self._error_fro_sq(A, B)
+
+    def _error_fro_sq(self, A: Tensor, B: Tensor) -> Tensor:
+        """‖W(AB − ΔW)‖_F² (W = risk_weight or I) from a thin QR of a d×r factor, without the d×k product.
+
+        With WΔL = Q T (Q orthonormal, kept) and WA = Q C + A⊥, A⊥ ⟂ Q:
+        W(AB − ΔW) = Q (C B − T ΔR) + A⊥ B, two mutually orthogonal terms, so the squared norm is
+        ‖C B − T ΔR‖² + ‖T⊥ B‖² with A⊥ = Q⊥ T⊥. The same backward error as one QR of [WA, −WΔL]
+        (eps·‖A‖‖B‖), at a smaller QR and without concatenating the two factors for every row. Rounding
+        leaves Qᵀ A⊥ ~ eps·‖A‖, so the dropped cross term 2⟨Q(CB − TΔR), A⊥B⟩ is first order in eps·‖A‖‖B‖,
+        as that backward error is: a second Gram–Schmidt pass would not change the order."""
+        Q, TdR = self._delta_basis()
+        WA = A if self.risk_weight is None else matmul(self.risk_weight, A)
+        C = matmul(mT(Q), WA)
+        _, T_perp = torch.linalg.qr(WA - matmul(Q, C), mode="r")
+        return frobenius_sq(matmul(C, B) - TdR) + frobenius_sq(matmul(T_perp, B))
+
+    def _delta_basis(self) -> tuple[Tensor, Tensor]:
+        """(Q, T ΔR) with W ΔL = Q T, Q orthonormal, kept until ΔL, ΔR or W change (a shifted problem has
+        its own)."""
+        key = (self.delta_L, self.delta_R, self.risk_weight)
+        cached = self.__dict__.get("_delta_qr")
+        if cached is None or any(x is not y for x, y in zip(cached[0], key)):
+            L = self.delta_L if self.risk_weight is None else self.risk_weight @ self.delta_L
+            Q, T = torch.linalg.qr(L)
+            cached = (key, Q, T @ self.delta_R)
+            self._delta_qr = cached
+        return cached[1], cached[2]
 
     def shifted(self, L: Tensor, R: Tensor) -> "Problem":
         """This problem with the frozen weight moved to W0 − L R (the offset inits)."""
