@@ -28,6 +28,15 @@ d(AB) ∋ −ηΣ̂RBᵀB, whose size is ≤ η‖Σ̂‖_op‖B‖²_op‖R‖:
 run's own **lazy floor F := R_lazy·e^{−2η‖Σ̂‖_op T n²}**: what the lazy regime plus the slowest escape can
 reach in T steps. For α² ≥ 0.1 in T1 (α²d ≥ 10, n² ≤ 0.1) F ≥ 5e-4·R0, while for α²d ≈ 1 (n² ≈ 0.6) it is
 ≈ e^{−44}·R0: there nothing stops convergence.
+*Edge of stability.* Both pictures above linearise GD, and GD is linearly stable at the init only if
+η·λ_0 < 2, λ_0 := λ_max(A0ᵀΣ̂A0): at (A0, B0 = 0) the loss's Hessian in B is A0ᵀΣ̂A0 ⊗ I (its A block is 0
+there, and the cross block is of the size of G♮, ≪ λ_0 at large init), so B's first steps oscillate with
+growing amplitude along the top eigenvector once ηλ_0 > 2. With λ_0 ≈ α²(√d + √r)²‖Σ̂‖, the lazy rows of T1
+sit there: at d = 100, α² = 1, η = 1/64, ηλ_0 = 2.1–2.8 over seeds 0–19, and at d = 32 with α² scaled by
+100/d, 2.4–4.0. Beyond the edge of stability the two-layer linear model catapults (Lewkowycz et al. 2020:
+for 2 < ηλ_0 < 4 the loss first grows, ‖B‖ overshoots and the curvature falls below 2/η; above ≈ 4 it
+diverges): the escape rate bound 2η‖Σ̂‖n², taken at the balanced n², does not hold during the overshoot.
+So the lazy floor is asserted only where ηλ_0 < 2; the runs beyond are reported with their ηλ_0 and status.
 *Scaling T1 to d = 32.* The risk control parameter is α²d/(ηTλ\*²), so "T1 scaled to d = 32" keeps
 α²d: we run α² = α²_T1·(100/d) (then ρ is smaller by √(32/100), i.e. the misalignment is, if
 anything, stronger). The literal α² at d = 32 is also run and reported (see Finding).
@@ -41,23 +50,27 @@ teachers' dtype (under `dtype=` A0 and Σ̂ are cast to float64; ΔW is the floa
 round-off tolerance, so none depends on the dtype's ε (`cfg.eps`). The runs of one seed (one
 problem) are one batch (`lorasim.train_batch` with the explicit (A0, 0) starts, the same trajectories as `train`).
 
-**Measured.** Per run: R(T)/R(0), R_lazy/R(0), R(T)/F, min_t a(t), a(T), excess = a(T) − sinΘ(G♮, U\*), ρ.
+**Measured.** Per run: R(T)/R(0), R_lazy/R(0), R(T)/F, min_t a(t), a(T), excess = a(T) − sinΘ(G♮, U\*), ρ,
+ηλ_0 and the status.
 
 **Prediction.** Scaled α²_T1 ∈ {1, 0.1}: a ≈ 1 throughout, R(T) ≥ F (the run stays above its own lazy
 floor); α²_T1 = 1e-2: R(T) far below those floors (converges), excess of order 1 (ρ ≲ 1); ρ ≫ 1:
 excess ≈ 0.
 
 **Pass rule.** On the scaled runs: (a) α²_T1 ≥ 0.1: every seed min_t a(t) ≥ 0.9 (a random subspace
-gives a ≈ 1, the aligned plateau is ≈ 0.3) and R(T) ≥ F, the run's own lazy floor (derived above, from
-A0, Σ̂ and ΔW only; before issue 14 this was a fixed R(T)/R(0) ≥ 1e-3, which accepted a 30× drop as
-"barely decreases"); (b) α²_T1 = 1e-2: every seed R(T) ≤ 1e-3·min F over the same seed's α²_T1 ≥ 0.1 runs
+gives a ≈ 1, the aligned plateau is ≈ 0.3), and, where GD is stable at the init (ηλ_0 < 2), the run ends
+ok with R(T) ≥ F, its own lazy floor (derived above, from A0, Σ̂ and ΔW only; before issue 14 this was a
+fixed R(T)/R(0) ≥ 1e-3, which accepted a 30× drop as "barely decreases"; until issue 17 it was asserted
+beyond the edge of stability too, where one run of 20 seeds at d = 32 ended 0.97 of F and one diverged); (b) α²_T1 = 1e-2: every seed R(T) ≤ 1e-3·min F over the same seed's α²_T1 ≥ 0.1 runs
 (converges: three decades below any lazy floor of that problem) and mean excess ≥ 0.1 (≥ 5× the
 |excess| ≤ 0.02 of aligned runs). On all runs (scaled, literal, control): (c) ρ ≤ ½ ⇒ excess ≥ 0.1 and
-ρ ≥ 2 ⇒ |excess| ≤ 0.05; the crossover band ½ < ρ < 2 is not constrained.
+ρ ≥ 2 ⇒ |excess| ≤ 0.05, on the runs that ended ok (a diverged run has no plateau); the crossover band
+½ < ρ < 2 is not constrained.
 
 **Mutations.** `alpha_not_alpha2d`: T1 carried to d ≠ 100 with α·d fixed (α² scaled by (100/d)²)
 instead of α²d (at d = 32 α²_T1 = 1e-2 becomes α² ≈ 0.1, α²d ≈ 3: the risk ends near 6e-5·R0, only
-≈ 2e-3 of the lazy floors: rule (b) converges; α²_T1 = 1 becomes α² ≈ 9.8 and diverges: rule (a)); `pure_ntk_floor`: the lazy floor of pure NTK theory, F = R_lazy (A frozen, no escape by
+≈ 2e-3 of the lazy floors: rule (b) converges; α²_T1 = 1 becomes α² ≈ 9.8 and diverges, far beyond the edge
+of stability, which rule (a) no longer constrains); `pure_ntk_floor`: the lazy floor of pure NTK theory, F = R_lazy (A frozen, no escape by
 rotation; the α²_T1 = 0.1 runs end 7–60× below R_lazy: rule (a)).
 
 **Finding.** With the *literal* α² at d = 32 (N = 512, r = 8, r\* = 4) the T1 picture is shifted by about
@@ -72,6 +85,16 @@ R_lazy (R(T)/R0 0.012–0.053 at ci, 0.065–0.14 at paper, against R_lazy/R0 0.
 not lazy: col A rotates. It stays above its floor F = R_lazy·e^{−2η‖Σ̂‖Tn²}: R(T)/F is 17–90 at
 α²_T1 = 0.1 and 1.08–1.71 at α²_T1 = 1 at ci (min 110 and 1.9 at paper); even at α²_T1 = 1 the risk
 ends at 0.54–0.82 of R_lazy (ci).
+**Finding (issue 17): T1's α² = 1 is beyond the edge of stability.** At the init ηλ_0 = 2.10–2.80 for
+α² = 1 at d = 100 (paper scale, seeds 0–19) and 2.39–4.03 for the scaled α²_T1 = 1 at d = 32 (ci, seeds
+0–19); the α²_T1 = 0.1 runs are at 0.21–0.32. So the paper's "large init" curve is a catapult run, not a lazy
+one. With the floor asserted beyond the edge too, ci failed at 20 seeds (CPU): the seed-17 run (ηλ_0 4.03,
+above the catapult's upper limit ≈ 4) diverged at step 2, another ended at 0.97 of F, and the diverged
+run's NaN plateau failed ρ collapse; ci's five seeds and the CUDA generator's five draws (0.89 of F)
+differ only in which draws land there. Now, at ci with 20 seeds: pass, 20 of 40 α²_T1 ≥ 0.1 runs beyond the
+edge, R(T)/F ≥ 0.97 there, one diverged; paper with 20 seeds: pass, 20 of 40 beyond (none diverged,
+R(T)/F ≥ 1.9). Reproduce: `lorasim-verify 'only=[C7]' +claims.C07.ci.seeds=20` and
+`lorasim-verify 'only=[C7]' scale=paper +claims.C07.paper.seeds=20`.
 Reproduce: `lorasim-verify only=[C7] scale=ci` (literal rows in the
 table) and `scale=paper`.
 """
@@ -116,6 +139,12 @@ def _rho(A0, lam):
     return n2 / float(ev.max() - ev.min()), n2
 
 
+def _sharpness_at_init(prob, A0) -> float:
+    """λ_max(A0ᵀΣ̂A0): the top eigenvalue of the loss's Hessian in B at (A0, B0 = 0), in float64."""
+    A0 = A0.double()
+    return float(torch.linalg.eigvalsh(A0.T @ (prob.sigma_hat.double() @ A0))[-1])
+
+
 def _lazy_risk(prob, A0, dW):
     """R_lazy = ½‖(I − A0(A0ᵀΣ̂A0)⁻¹A0ᵀΣ̂)ΔW‖²_F: the risk of the lazy (A frozen at A0, NTK) fixed point, the
     Σ̂-weighted least-squares fit of ΔW inside col(A0), the tangent space {A0δB} of AB at (A0, 0)."""
@@ -152,6 +181,7 @@ def run(settings, ctx):
             risk = df.risk.to_numpy()
             a = df.align_A.to_numpy()
             r_lazy = _lazy_risk(prob, A0, dW)
+            eta_lam0 = eta * _sharpness_at_init(prob, A0)
             # escape from the lazy fixed point by rotating col(A): rate ≤ 2η‖Σ̂‖n² per step (n² with λ*_1, the fastest)
             n2_fast = _rho(A0, lam1)[1]
             escape = 1.0 if ctx.mutant("pure_ntk_floor") else math.exp(-2 * eta * norm_sh * steps * n2_fast)
@@ -160,20 +190,23 @@ def run(settings, ctx):
                          "lazy_risk_ratio": r_lazy / risk[0], "escape": escape,
                          "lazy_floor": r_lazy * escape, "riskT_over_floor": risk[-1] / (r_lazy * escape),
                          "a0": a[0], "a_min": float(np.nanmin(a)), "aT": a[-1], "sin_theta_G_Ustar": sin_g,
-                         "excess": a[-1] - sin_g, "rho": rho, "n2": n2})
+                         "excess": a[-1] - sin_g, "rho": rho, "n2": n2, "eta_lam0": eta_lam0})
             if seed == 0:
                 curves[(variant, a2_t1)] = (a2, df, sin_g)
     tab = pd.DataFrame(rows)
     sc = tab[tab.variant == "scaled"]
     lazy = sc[sc.alpha2_T1 >= 0.1]
+    stable = lazy[lazy.eta_lam0 < 2]  # the lazy floor's linearisation needs GD stable at the init
+    beyond = lazy[lazy.eta_lam0 >= 2]
     mid = sc[np.isclose(sc.alpha2_T1, 1e-2)]
     m_exc, se_exc = mean_se(mid.excess)
-    lo, hi = tab[tab.rho <= 0.5], tab[tab.rho >= 2]
+    ended = tab[tab.status == "ok"]  # a diverged run (beyond the edge of stability) has no plateau a(T)
+    lo, hi = ended[ended.rho <= 0.5], ended[ended.rho >= 2]
     checks = Checks()
     checks.add("lazy_align_1", (lazy.a_min >= 0.9).all(), f"min a {lazy.a_min.min():.2f} < 0.9 at α²_T1 ≥ 0.1")
-    checks.add("lazy_floor", (lazy.riskT_over_floor >= 1).all() and (lazy.status == "ok").all(),
-               f"min R(T)/floor {lazy.riskT_over_floor.min():.2g} at α²_T1 ≥ 0.1 (floor = R_lazy·e^(−2η‖Σ̂‖Tn²)), "
-               f"statuses {sorted(set(lazy.status))}")
+    checks.add("lazy_floor", len(stable) > 0 and (stable.riskT_over_floor >= 1).all() and (stable.status == "ok").all(),
+               f"min R(T)/floor {stable.riskT_over_floor.min():.2g} at α²_T1 ≥ 0.1, ηλ_0 < 2 "
+               f"(floor = R_lazy·e^(−2η‖Σ̂‖Tn²); {len(stable)} runs), statuses {sorted(set(stable.status))}")
     # converged: three decades below the smallest lazy floor of the same seed's α²_T1 ≥ 0.1 runs
     floor_min = lazy.groupby("seed").lazy_floor.min()
     mid_sep = mid.riskT.to_numpy() / floor_min.loc[mid.seed].to_numpy()
@@ -201,11 +234,17 @@ def run(settings, ctx):
         prediction=("α²_T1 ≥ 0.1: a ≥ 0.9 and R(T) ≥ F = R_lazy·e^(−2η‖Σ̂‖Tn²) (own lazy floor); α²_T1 = 1e-2: "
                     "R(T) ≤ 1e-3·min F and mean a(T) − sinΘ ≥ 0.1; "
                     "ρ ≤ ½ ⇒ excess ≥ 0.1, ρ ≥ 2 ⇒ |excess| ≤ 0.05 (α² = α²_T1·100/d)"),
-        measured=f"scaled (×{factor:.3g}): {meas}; mid excess {m_exc:.2f} ± {se_exc:.2f}{lit_txt}",
+        measured=f"scaled (×{factor:.3g}): {meas}; mid excess {m_exc:.2f} ± {se_exc:.2f}; beyond the edge of stability "
+                 f"(α²_T1 ≥ 0.1, ηλ_0 ≥ 2): {len(beyond)} of {len(lazy)} runs"
+                 + (f", ηλ_0 {beyond.eta_lam0.min():.2f}–{beyond.eta_lam0.max():.2f}, R(T)/F ≥ "
+                    f"{beyond[beyond.status == 'ok'].riskT_over_floor.min():.2g}, diverged "
+                    f"{(beyond.status == 'diverged').sum()} (ηλ_0 {beyond[beyond.status == 'diverged'].eta_lam0.tolist()})"
+                    if len(beyond) else "") + lit_txt,
         table=tab, figures=[FIGURE],
         notes=("excess = a(T) − sinΘ(U_{r*}(G♮), U*); ρ = n²/(λmax − λmin)(A0ᵀA0) with "
                "n² = (√((α²d)² + 4λ*²) − α²d)/2, α²d := mean eigenvalue of A0ᵀA0 (λ* = λ*_{r*} for ρ, λ*_1 for the "
-               "floor); lazy_floor F = R_lazy·escape, R_lazy = ½‖(I − A0(A0ᵀΣ̂A0)⁻¹A0ᵀΣ̂)ΔW‖², escape = e^{−2η‖Σ̂‖Tn²}."))
+               "floor); lazy_floor F = R_lazy·escape, R_lazy = ½‖(I − A0(A0ᵀΣ̂A0)⁻¹A0ᵀΣ̂)ΔW‖², escape = e^{−2η‖Σ̂‖Tn²}; "
+               "eta_lam0 = η·λ_max(A0ᵀΣ̂A0), the Hessian's B block at the init (the lazy floor is asserted where < 2)."))
 
 
 def _figure(curves, tab, factor, ctx):
