@@ -14,9 +14,15 @@ add about 2w/BM = 25 % to M's bytes at most. No atomics: the result is determini
 
 Precision (measured on an H200 at 16384², w = 16, against float64 products; benchmarks.md):
 ``"tf32x3"`` (the default) splits each operand into two tf32 parts on the tensor cores and keeps
-float32-level accuracy (3.5e-7 relative, cuBLAS fp32: 4e-7 to 1.6e-6); ``"ieee"`` is exact
-float32 on the FMA units, about 12× slower here because the pass then runs out of FMA
-throughput (32 FMAs per element of M); ``"tf32"`` is one tf32 pass (7.7e-4 relative).
+float32-level accuracy in norm (3.5e-7 relative, cuBLAS fp32: 4e-7 to 1.6e-6), but not float32's
+unbiased rounding: its products come out about 2.6e-7 too small (the mean signed relative error of
+products of positive matrices, at any length of the sum; cuBLAS fp32 and ``"ieee"``: below 1e-8). The
+tensor cores' accumulation truncates inside each tile's product; a 32- or 16-column tile halves or
+quarters that bias at 1.5–2.7× the time, and a round-to-nearest split of the operands leaves it as it is.
+Over many steps the bias adds up where rounding would average out (C08 fails under float32 on CUDA,
+theory/README.md). ``"ieee"`` is exact float32 on the FMA units, about 12× slower here because the pass
+then runs out of FMA throughput (32 FMAs per element of M); ``"tf32"`` is one tf32 pass (7.7e-4
+relative, 6.5e-4 low on average).
 
 Only float32 on CUDA with Triton installed; everything else goes through torch.matmul, which
 is also the reference the tests compare against (``skinny_products_reference``). ``kernel_table``
