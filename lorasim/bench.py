@@ -296,7 +296,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="lorasim-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--only", default="all",
-                    help="all | speed | t1 | kernel (block shapes of the fused pass, CUDA) | profile (kernels of a step)")
+                    help="all | speed | t1 | kernel (block shapes of the fused pass, CUDA) | profile (kernels of a step) "
+                         "| bias (the fused pass's signed error per precision, CUDA)")
     ap.add_argument("--sizes", type=int, nargs="+", help="d values (default: 1024 4096 16384 on CUDA, 256 1024 on CPU)")
     ap.add_argument("--ranks", type=int, nargs="+", default=RANKS)
     ap.add_argument("--batches", type=int, nargs="+", default=BATCHES)
@@ -313,7 +314,8 @@ def main(argv=None) -> None:
     cuda = dev_name.startswith("cuda")
     counts = (("--sizes", args.sizes or [1]), ("--ranks", args.ranks), ("--batches", args.batches))
     for flag, value, ok, allowed in (  # the first flag that is not ok is refused
-            ("--only", args.only, args.only in ("all", "speed", "t1", "kernel", "profile"), "all, speed, t1, kernel, profile"),
+            ("--only", args.only, args.only in ("all", "speed", "t1", "kernel", "profile", "bias"),
+             "all, speed, t1, kernel, profile, bias"),
             ("--device", args.device, dev_name == "cpu" or cuda, "auto, cpu, cuda, cuda:N"),
             ("--device", args.device, not cuda or torch.cuda.is_available(), "auto or cpu (CUDA is not available)"),
             *((flag, values, all(v >= 1 for v in values), "integers ≥ 1") for flag, values in counts),
@@ -349,6 +351,10 @@ def main(argv=None) -> None:
             error("--only='kernel': allowed all, speed, t1 (the kernel table needs CUDA and Triton)")
         show(pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
                                                report=lambda row: print(_fmt_row(row), flush=True))), "kernel")
+    if args.only == "bias":
+        if dev.type != "cuda" or kernels.triton is None:
+            error("--only='bias': allowed all, speed, t1 (the bias table needs CUDA and Triton)")
+        show(pd.DataFrame(kernels.bias_table(dev)), "bias")
     if args.only == "profile":
         show(profile_table(dev, sizes, args.ranks, args.batches, args.dtypes), "profile")
     if args.only in ("all", "t1"):

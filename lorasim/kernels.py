@@ -213,6 +213,37 @@ def timed(fn, dev, reps: int, warmup: int = 2) -> float:
 KERNEL_CONFIGS = [((128, 64), 8, 4), ((64, 64), 4, 4), ((128, 32), 4, 4), ((64, 128), 4, 3)]
 
 
+BIAS_SHAPES = ((32, 32, 8), (100, 100, 8), (4096, 4096, 16))
+
+
+def bias_table(dev, shapes=BIAS_SHAPES) -> list[dict]:
+    """The signed error of the pass in each precision, and of torch.matmul (cuBLAS's float32), one row per
+    (shape, precision): for M (m×n), R (n×w) and L (m×w) with entries U(0, 1), whose products have no
+    cancellation, the mean over every entry of M R and Lᵀ M of (computed − exact)/exact (exact: float64),
+    its sd, z = mean/(sd/√N) and the largest |error|. Rounding to nearest gives |z| of order 1; an
+    accumulation that truncates gives a mean of one sign (benchmarks.md)."""
+    from . import streams
+
+    g = streams.generator(0, "bench/bias", dev)
+    old = torch.get_float32_matmul_precision()
+    rows = []
+    try:
+        torch.set_float32_matmul_precision("highest")  # cuBLAS in true float32
+        for m, n, w in shapes:
+            M, R, L = (torch.rand(*shape, generator=g, device=dev) for shape in ((m, n), (n, w), (m, w)))
+            ref_r, ref_l = M.double() @ R.double(), L.double().T @ M.double()
+            outs = {p: skinny_products(M, R, L, precision=p) for p in PRECISIONS}
+            outs["cublas"] = skinny_products_reference(M, R, L)
+            for name, (mr, lm) in outs.items():
+                err = torch.cat([(mr.double() / ref_r - 1).flatten(), (lm.double() / ref_l - 1).flatten()])
+                mean, sd = float(err.mean()), float(err.std())
+                rows.append({"m": m, "n": n, "w": w, "precision": name, "mean": mean, "sd": sd,
+                             "z": mean / (sd / math.sqrt(err.numel())), "max_abs": float(err.abs().max())})
+    finally:
+        torch.set_float32_matmul_precision(old)
+    return rows
+
+
 def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=print) -> list[dict]:
     """The fused G pass alone, one row per variant: block shapes × loads (pointers / TMA) × CTAs per SM ×
     precisions, against two cuBLAS products, plus the one-sided passes of the default configuration.

@@ -156,6 +156,7 @@ CLI = [
     ("lorasim-resume", [], ["(no arguments)", "lorasim-resume SWEEP_DIR"]),
     ("lorasim-bench", ["--only", "foo"], ["--only='foo'", "speed, t1, kernel, profile"]),
     ("lorasim-bench", ["--device", "tpu"], ["--device='tpu'"]),
+    ("lorasim-bench", ["--only", "bias", "--device", "cpu"], ["--only='bias'", "needs CUDA and Triton"]),
     ("lorasim-sweep-bench", ["--seeds", "0"], ["--seeds=0"]),
     ("lorasim-llm-bench", ["--models", "70b"], ["--models=['70b']", "135m, 1b, 7b"]),
     ("lorasim-llm-bench", ["--sketch-passes", "3"], ["--sketch-passes=[3]", "1 or even"]),
