@@ -67,12 +67,17 @@ the per-seed difference is the slope of the log factor ℓ(κ) = T·(−2 ln ρ)
 says depends little on κ); (iii) ScaledGD does not grow with κ: s̄_S ≤ 3·SE(s_S) + ln((T̄_S+1)/T̄_S)/ln(κ_max/κ_min)
 (seed spread plus one iteration of discretisation over the sweep); (iv) every run reached the tolerance;
 (v) per run, the least-squares slope of ln R over its last 4 decades divided by 2 ln ρ (ρ_GD or ρ_S
-from the Hessian, a priori) lies in [1 − 1e−3, 1 + 3 ln 2/ln 10⁴ = 1.226]: the slowest mode bounds the
-decay (below 1 only through the nonlinear terms, relative size ≤ 10²·rel_tol = 1e−6 there), and the
-faster modes, while the slow mode holds at least half of the risk at the tail's start, perturb ln R by
-≤ ln 2 and a least-squares slope over ℓ_w = ln 10⁴ nats by ≤ 3 ln 2/ℓ_w (uniform grid). (v) makes the
-counts' *rates* absolute, which the slope rules (ii)–(iii) cannot: a step size off by a constant factor
-leaves every log-log slope unchanged.
+from the Hessian, a priori) lies in [1 − 1e−3 − 3 ln 2/ln 10⁴, 1 + 3 ln 2/ln 10⁴] = [0.773, 1.226]. The
+error is E_t = J(δ_t) with δ_t = Σ_i c_iρ_i^t v_i over the Hessian's eigenvectors, which are orthogonal in
+𝒜's metric (⟨𝒜Jv_i, 𝒜Jv_j⟩ = μ_iδ_ij), not in the Frobenius metric of R = ½‖E‖²: R is the slow mode's
+c_1²ρ_1^{2t}‖Jv_1‖² times (1 + ε_t), where ε_t holds the faster modes' squares (positive) and the cross terms
+2c_1c_jρ_1^tρ_j^t⟨Jv_1, Jv_j⟩ (either sign, and alternating where ρ_j < 0). While |ε_t| ≤ ½ from the
+tail's start on, ln R moves by at most ln 2 either way and a least-squares slope over ℓ_w = ln 10⁴ nats by
+at most 3 ln 2/ℓ_w (uniform grid), in either direction; the nonlinear terms add ≤ 10²·rel_tol = 1e−6 there
+(the 1e−3 kept). (v) makes the counts' *rates* absolute, which the slope rules (ii)–(iii) cannot: a step
+size off by a constant factor leaves every log-log slope unchanged, and one off by 2 in either direction
+is outside (v). Until issue 17 the lower end was 1 − 1e−3, from the faster modes' squares alone (they
+only steepen the tail); the seed audit found 0.998 in one run of 20 seeds (theory/README.md).
 
 **Weakness found (issue 14).** Rules (ii)–(iii) compare log-log slopes, so they are blind to anything
 that rescales T by the same factor at every κ (a wrong η in lorasim, a wrong operator scale); (ii)'s
@@ -255,14 +260,16 @@ def run(settings, ctx):
     checks.add("(iii) ScaledGD no growth", np.isfinite(ss) and ss <= bound, f"s_S {ss:.3f} > {bound:.3f}")
     checks.add("(iv) all reached", np.isfinite(df[["T_gd", "T_precgd"]].to_numpy()).all(),
                f"{int((~np.isfinite(df[['T_gd', 'T_precgd']].to_numpy())).sum())} runs did not reach the tolerance")
-    # (v) the tail's decay is set by the slowest mode: its slope is at least 2 ln ρ (up to the nonlinear terms
-    # at relative error ≤ 10^{TAIL_DECADES/2}·rel_tol, ≤ 1e−3 here), and the faster modes steepen it by at most
-    # 3·ln 2/ln(10^TAIL_DECADES) while the slow mode holds at least half of the risk at the tail's start.
+    # (v) the tail's decay is the slowest mode's, 2 ln ρ, up to the other modes: their squares and their cross
+    # terms with it (R's Frobenius metric is not the Hessian's), which move ln R by ≤ ln 2 either way while they
+    # are within half of the slow term, so a least-squares slope over ln(10^TAIL_DECADES) nats by ≤ 3 ln 2 of
+    # that; plus the nonlinear terms (relative error ≤ 10^{TAIL_DECADES/2}·rel_tol, ≤ 1e−3 here).
     tails = df[["tail_slope_over_2lnrho_gd", "tail_slope_over_2lnrho_precgd"]].to_numpy()
-    hi_tail = 1 + 3 * math.log(2) / (TAIL_DECADES * math.log(10))
-    checks.add("(v) tail slope / 2 ln ρ ∈ [1 − 1e−3, 1 + 3 ln2/ln10⁴]",
-               np.isfinite(tails).all() and ((tails >= 1 - 1e-3) & (tails <= hi_tail)).all(),
-               f"tail slope / 2 ln ρ {np.nanmin(tails):.3f}–{np.nanmax(tails):.3f} outside [0.999, {hi_tail:.3f}]")
+    modes = 3 * math.log(2) / (TAIL_DECADES * math.log(10))
+    lo_tail, hi_tail = 1 - 1e-3 - modes, 1 + modes
+    checks.add("(v) tail slope / 2 ln ρ ∈ [1 − 1e−3 − 3 ln2/ln10⁴, 1 + 3 ln2/ln10⁴]",
+               np.isfinite(tails).all() and ((tails >= lo_tail) & (tails <= hi_tail)).all(),
+               f"tail slope / 2 ln ρ {np.nanmin(tails):.3f}–{np.nanmax(tails):.3f} outside [{lo_tail:.3f}, {hi_tail:.3f}]")
     Tg = df.groupby("kappa")["T_gd"].mean()
     Ts = df.groupby("kappa")["T_precgd"].mean()
     measured = (f"T_GD {'/'.join(f'{v:.0f}' for v in Tg.values)}, T_S {'/'.join(f'{v:.0f}' for v in Ts.values)} "
