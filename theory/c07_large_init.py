@@ -65,7 +65,10 @@ beyond the edge of stability too, where one run of 20 seeds at d = 32 ended 0.97
 (converges: three decades below any lazy floor of that problem) and mean excess ≥ 0.1 (≥ 5× the
 |excess| ≤ 0.02 of aligned runs). On all runs (scaled, literal, control): (c) ρ ≤ ½ ⇒ excess ≥ 0.1 and
 ρ ≥ 2 ⇒ |excess| ≤ 0.05, on the runs that ended ok (a diverged run has no plateau); the crossover band
-½ < ρ < 2 is not constrained.
+½ < ρ < 2 is not constrained. (d) Every run with ηλ_0 < 2 (scaled, literal, control) ends ok: as B grows,
+AᵀA = A0ᵀA0 + BBᵀ up to GD's O(η) drift, so the sharpness rises by about 2η‖Σ̂‖σ\*_1 (≈ 0.05 here) over its
+init value, and the runs below the edge (ηλ_0 ≤ 1.3 at ci, 20 seeds) stay there; so (c) leaving diverged
+runs out hides no divergence below the edge.
 
 **Mutations.** `alpha_not_alpha2d`: T1 carried to d ≠ 100 with α·d fixed (α² scaled by (100/d)²)
 instead of α²d (at d = 32 α²_T1 = 1e-2 becomes α² ≈ 0.1, α²d ≈ 3: the risk ends near 6e-5·R0, only
@@ -203,6 +206,9 @@ def run(settings, ctx):
     ended = tab[tab.status == "ok"]  # a diverged run (beyond the edge of stability) has no plateau a(T)
     lo, hi = ended[ended.rho <= 0.5], ended[ended.rho >= 2]
     checks = Checks()
+    stable_all = tab[tab.eta_lam0 < 2]  # every variant: below the edge of stability no run may diverge
+    checks.add("stable_runs_end_ok", (stable_all.status == "ok").all(),
+               f"{int((stable_all.status != 'ok').sum())} of {len(stable_all)} runs with ηλ_0 < 2 did not end ok")
     checks.add("lazy_align_1", (lazy.a_min >= 0.9).all(), f"min a {lazy.a_min.min():.2f} < 0.9 at α²_T1 ≥ 0.1")
     checks.add("lazy_floor", len(stable) > 0 and (stable.riskT_over_floor >= 1).all() and (stable.status == "ok").all(),
                f"min R(T)/floor {stable.riskT_over_floor.min():.2g} at α²_T1 ≥ 0.1, ηλ_0 < 2 "
