@@ -142,12 +142,6 @@ def _rho(A0, lam):
     return n2 / float(ev.max() - ev.min()), n2
 
 
-def _sharpness_at_init(prob, A0) -> float:
-    """λ_max(A0ᵀΣ̂A0): the top eigenvalue of the loss's Hessian in B at (A0, B0 = 0), in float64."""
-    A0 = A0.double()
-    return float(torch.linalg.eigvalsh(A0.T @ (prob.sigma_hat.double() @ A0))[-1])
-
-
 def _lazy_risk(prob, A0, dW):
     """R_lazy = ½‖(I − A0(A0ᵀΣ̂A0)⁻¹A0ᵀΣ̂)ΔW‖²_F: the risk of the lazy (A frozen at A0, NTK) fixed point, the
     Σ̂-weighted least-squares fit of ΔW inside col(A0), the tangent space {A0δB} of AB at (A0, 0)."""
@@ -184,7 +178,8 @@ def run(settings, ctx):
             risk = df.risk.to_numpy()
             a = df.align_A.to_numpy()
             r_lazy = _lazy_risk(prob, A0, dW)
-            eta_lam0 = eta * _sharpness_at_init(prob, A0)
+            A64 = A0.double()  # the Hessian's B block at (A0, B0 = 0) is A0ᵀΣ̂A0 ⊗ I
+            eta_lam0 = eta * spd_norm(A64.T @ (prob.sigma_hat.double() @ A64))
             # escape from the lazy fixed point by rotating col(A): rate ≤ 2η‖Σ̂‖n² per step (n² with λ*_1, the fastest)
             n2_fast = _rho(A0, lam1)[1]
             escape = 1.0 if ctx.mutant("pure_ntk_floor") else math.exp(-2 * eta * norm_sh * steps * n2_fast)
