@@ -35,12 +35,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 import torch
 
 from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
-from .linalg import finite_sum
+from .linalg import finite_sum_check, on_numpy_blas, slot_copier
 from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_lean_batch,
                       record_risk_batch)
 from .problems.base import Problem, check_factors
@@ -124,7 +125,12 @@ def all_finite(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Whether each run's factors (A: b×d×r, B: b×r×k) are all finite, as a (b,) bool tensor. A run's sum
     is non-finite when one of its entries is, so the exact check runs only where a sum is not finite (a
     finite overflow only costs that check): one reduction instead of an elementwise test."""
-    ok = torch.isfinite(A.flatten(1).sum(1) + B.flatten(1).sum(1))
+    if on_numpy_blas(A, B):  # numpy's row sums cost a third of torch's on a flush's stacked states
+        with np.errstate(all="ignore"):
+            sums = A.detach().numpy().reshape(len(A), -1).sum(1) + B.detach().numpy().reshape(len(B), -1).sum(1)
+        ok = torch.from_numpy(np.isfinite(sums))
+    else:
+        ok = torch.isfinite(A.flatten(1).sum(1) + B.flatten(1).sum(1))
     if not bool(ok.all()):
         ok = torch.isfinite(A).flatten(1).all(1) & torch.isfinite(B).flatten(1).all(1)
     return ok
@@ -363,6 +369,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     signals = ("risk",) if metrics == "align" else ("loss", "risk")  # the divergence rule reads the first
     run_stops = [[copy.deepcopy(rule) for rule in rules] for _ in range(b)]
     stepper = Stepper(run_problem, slv, A, B, use_graphs)
+    factors_sum_finite = finite_sum_check(A, B)
 
     # Logged states wait in a preallocated buffer (slot n: the whole batch at the n-th pending log step), so
     # keeping a state is one copy and a flush reads it in place.
@@ -370,6 +377,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
     bytes_per_log = (bA.numel() + bB.numel()) * bA.element_size()
     capacity = max(1, min(LOG_CHUNK_STEPS // log_every + 2, LOG_BUFFER_BYTES // bytes_per_log))
     kept_A, kept_B = bA.new_empty((capacity, *bA.shape)), bB.new_empty((capacity, *bB.shape))
+    keep = slot_copier((kept_A, bA), (kept_B, bB))
     pending: list = []  # (step, runs logged) per slot
     block = max(1, METRIC_BLOCK_ELEMS // max(1, run_problem.metric_elems(rank_max)))
 
@@ -389,8 +397,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         """Keep the state of the runs at step t (all alive ones, or ``only``) for the next flush."""
         if len(pending) == capacity:
             flush()
-        kept_A[len(pending)].copy_(bA)
-        kept_B[len(pending)].copy_(bB)
+        keep(len(pending))
         pending.append((t, list(alive) if only is None else only))
 
     def take(X, idx: Optional[list]):
@@ -469,7 +476,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         is logged and ended now, so no solver ever steps from non-finite factors. One reduction per
         factor finds whether any run did (a sum is non-finite when any term is; a finite overflow only
         costs the exact check)."""
-        if finite_sum(A, B):
+        if factors_sum_finite():
             return True
         flush()
         fa, fb = as_batch(A), as_batch(B)

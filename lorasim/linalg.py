@@ -53,6 +53,41 @@ def finite_sum(*xs: Tensor) -> bool:
     return bool(torch.isfinite(sum(x.sum() for x in xs)))
 
 
+def finite_sum_check(*xs: Tensor):
+    """``finite_sum`` bound to tensors that are updated in place (a training loop's factors): a callable
+    () -> bool, which on the CPU sums numpy views made once (a loop checks after every step, and the views'
+    making cost as much as the sums)."""
+    if not on_numpy_blas(*xs):
+        return lambda: finite_sum(*xs)
+    views = [x.detach().numpy() for x in xs]
+
+    def check() -> bool:
+        total = 0.0
+        with np.errstate(all="ignore"):
+            for v in views:
+                total += float(v.sum())
+        return math.isfinite(total)
+
+    return check
+
+
+def slot_copier(*pairs: tuple[Tensor, Tensor]):
+    """For (buffer, x) pairs, with x updated in place: a callable n -> None that copies each x into slot n
+    of its buffer. On the CPU through numpy views made once: a loop that keeps its state at every step
+    copied T1's 32 KB factors in 1.4–2.4 µs against torch's 3.5–3.9 (``copy_``'s dispatch)."""
+    if not all(on_numpy_blas(buffer, x) for buffer, x in pairs):
+        def copy(n: int) -> None:
+            for buffer, x in pairs:
+                buffer[n].copy_(x)
+        return copy
+    views = [(buffer.detach().numpy(), x.detach().numpy()) for buffer, x in pairs]
+
+    def copy(n: int) -> None:
+        for buffer, x in views:
+            np.copyto(buffer[n], x)
+    return copy
+
+
 def frobenius_sq(x: Tensor) -> Tensor:
     """‖x‖_F² over the trailing two dimensions; on the CPU through numpy (torch's reduction over two dimensions
     of a small stacked matrix cost 2× more), whose sum is pairwise: einsum's running sum was 16× less accurate

@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .linalg import Tensor, matmul, mT
+from .linalg import Tensor, finite_sum, matmul, mT
 from .problems.base import Problem
 
 # Column sets a run may log (``run.metrics``):
@@ -146,7 +146,7 @@ def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
     subspace), and ``resolved`` is False: the caller reports no alignment there."""
     gram = matmul(mT(F), F)
     scale = torch.ones(F.shape[:-2] + (1, 1), dtype=F.dtype, device=F.device)
-    if not bool(torch.isfinite(gram).all()):  # rescale only what overflowed (a pass over F costs as much as the Gram)
+    if not finite_sum(gram):  # rescale only what overflowed (a pass over F costs as much as the Gram)
         big = F.abs().amax(dim=(-2, -1), keepdim=True)
         scale = torch.where(torch.isfinite(gram).flatten(-2).all(-1)[..., None, None] | (big == 0), scale, big)
         gram = mT(F / scale) @ (F / scale)

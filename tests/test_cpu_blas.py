@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import lorasim
-from lorasim.linalg import finite_sum, frobenius_sq, matmul, product_fro, product_norms
+from lorasim.engine import all_finite
+from lorasim.linalg import finite_sum, finite_sum_check, frobenius_sq, matmul, product_fro, product_norms, slot_copier
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -121,6 +122,63 @@ def test_finite_sum_finds_a_non_finite_entry_in_any_operand():
     assert not finite_sum(a, b)
     b[1, 1], a[0, 0] = 0.0, -math.inf
     assert not finite_sum(a, b)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_finite_sum_check_reads_tensors_updated_in_place(grad):
+    """The bound check sees in-place updates of its tensors (the loop's factors), on numpy views and, for a
+    tensor autograd tracks, on torch. Mutation: views of a copy made at binding never see the NaN."""
+    a, b = torch.zeros(3, 4, dtype=torch.float64, requires_grad=grad), torch.ones(2, 2, dtype=torch.float64)
+    check = finite_sum_check(a, b)
+    assert check()
+    with torch.no_grad():
+        b[1, 1] = math.nan
+    assert not check()
+    with torch.no_grad():
+        b[1, 1], a[0, 0] = 0.0, math.inf
+    assert not check()
+    with torch.no_grad():
+        a[0, 0] = 2.0
+    assert check()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_slot_copier_keeps_each_state_in_its_own_slot(dtype):
+    """Slot n holds the tensors as they were at the n-th call, on numpy (float64) and on torch (bfloat16, which
+    numpy has not). Mutations: copying into slot 0 always, or from a copy made at binding, fail."""
+    x, y = torch.zeros(2, 3, dtype=dtype), torch.zeros(4, dtype=dtype)
+    bx, by = torch.full((3, 2, 3), -1.0, dtype=dtype), torch.full((3, 4), -1.0, dtype=dtype)
+    keep = slot_copier((bx, x), (by, y))
+    for n in range(3):
+        x.fill_(n + 1)
+        y.fill_(10 * (n + 1))
+        keep(n)
+    for n in range(3):
+        assert bool((bx[n] == n + 1).all()) and bool((by[n] == 10 * (n + 1)).all())
+
+
+def test_all_finite_per_run_on_numpy_and_torch():
+    """One flag per run: False where a run has an inf or NaN, True for huge finite factors whose sums overflow
+    (the exact check), the same on the numpy path and on torch's (a tensor autograd tracks)."""
+    A, B = _rand((4, 6, 2), 13), _rand((4, 2, 5), 14)
+    A[1, 2, 0], B[2, 1, 3] = math.inf, math.nan
+    A[3] = 1e308
+    want = [True, False, False, True]
+    assert all_finite(A, B).tolist() == want
+    assert all_finite(A.requires_grad_(True), B).tolist() == want
+
+
+def test_blas_grads_follow_a_new_g():
+    """The kept numpy views of Σ̂, G and Gᵀ are rebuilt when G is replaced (a shifted problem, or a user's new
+    G): the step then equals the plain torch gradient of the new G. Mutation: views kept forever fail."""
+    prob = lorasim.LinearTeacher(d=12, k=9, r_star=2, n=100, seed=4)
+    A, B = _rand((3, 12, 3), 15), _rand((3, 3, 9), 16)
+    prob.grads(A, B)
+    prob.G = prob.G + _rand((12, 9), 17)
+    gA, gB = prob.grads(A, B)
+    SA = prob.sigma_hat @ A
+    torch.testing.assert_close(gA, SA @ (B @ B.mT) - prob.G @ B.mT, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gB, (A.mT @ SA) @ B - A.mT @ prob.G, rtol=1e-12, atol=1e-12)
 
 
 def test_align_set_is_the_lean_row_without_the_loss():

@@ -317,19 +317,28 @@ class LinearTeacher(Problem):
         side as d × (b·r), so Σ̂, G and Gᵀ are each read once per step for the whole batch, and every
         product is one BLAS call on views (the batch's small r×r products included)."""
         lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
-        An, Bn = A.reshape(-1, d, r).numpy(), B.reshape(-1, r, k).numpy()
+        An, Bn = A.detach().numpy().reshape(-1, d, r), B.detach().numpy().reshape(-1, r, k)
         b = An.shape[0]
+        sigma, G, G_T = self._numpy_statistics()
         with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
             A_cat = An.transpose(1, 0, 2).reshape(d, b * r)
-            SA = A_cat if self._sigma is None else self._sigma.numpy() @ A_cat
+            SA = A_cat if sigma is None else sigma @ A_cat
             SA = SA.reshape(d, b, r).transpose(1, 0, 2)  # (b, d, r) views of the side-by-side products
-            GBt = (Bn.reshape(b * r, k) @ self._G_transposed().numpy()).reshape(b, r, d).transpose(0, 2, 1)
-            AtG = (A_cat.T @ self.G.numpy()).reshape(b, r, k)
             gA = SA @ (Bn @ Bn.transpose(0, 2, 1))
-            gA -= GBt
+            gA -= (Bn.reshape(b * r, k) @ G_T).reshape(b, r, d).transpose(0, 2, 1)
             gB = (An.transpose(0, 2, 1) @ SA) @ Bn
-            gB -= AtG
+            gB -= (A_cat.T @ G).reshape(b, r, k)
         return torch.from_numpy(gA).reshape(*lead, d, r), torch.from_numpy(gB).reshape(*lead, r, k)
+
+    def _numpy_statistics(self) -> tuple:
+        """(Σ̂ or None, G, Gᵀ) as numpy views, kept until G or Σ̂ change: a step's conversions cost as much as
+        one of its small products."""
+        cached = self.__dict__.get("_np_stats")
+        if cached is None or cached[0] is not self.G or cached[1] is not self._sigma:
+            sigma = None if self._sigma is None else self._sigma.numpy()
+            cached = (self.G, self._sigma, (sigma, self.G.numpy(), self._G_transposed().numpy()))
+            self._np_stats = cached
+        return cached[2]
 
     def _G_transposed(self) -> Tensor:
         """Gᵀ, contiguous, kept until G changes (d·k more memory; made by a batch's first, uncaptured step)."""
