@@ -35,13 +35,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional, Sequence, Union
 
-import numpy as np
 import pandas as pd
 import torch
 
 from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
-from .linalg import finite_sum_check, on_numpy_blas, slot_copier
+from .linalg import finite_sum_check, slot_copier
 from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_lean_batch,
                       record_risk_batch)
 from .problems.base import Problem, check_factors
@@ -125,12 +124,7 @@ def all_finite(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     """Whether each run's factors (A: b×d×r, B: b×r×k) are all finite, as a (b,) bool tensor. A run's sum
     is non-finite when one of its entries is, so the exact check runs only where a sum is not finite (a
     finite overflow only costs that check): one reduction instead of an elementwise test."""
-    if on_numpy_blas(A, B):  # numpy's row sums cost a third of torch's on a flush's stacked states
-        with np.errstate(all="ignore"):
-            sums = A.detach().numpy().reshape(len(A), -1).sum(1) + B.detach().numpy().reshape(len(B), -1).sum(1)
-        ok = torch.from_numpy(np.isfinite(sums))
-    else:
-        ok = torch.isfinite(A.flatten(1).sum(1) + B.flatten(1).sum(1))
+    ok = torch.isfinite(A.flatten(1).sum(1) + B.flatten(1).sum(1))
     if not bool(ok.all()):
         ok = torch.isfinite(A).flatten(1).all(1) & torch.isfinite(B).flatten(1).all(1)
     return ok

@@ -157,9 +157,9 @@ def test_slot_copier_keeps_each_state_in_its_own_slot(dtype):
         assert bool((bx[n] == n + 1).all()) and bool((by[n] == 10 * (n + 1)).all())
 
 
-def test_all_finite_per_run_on_numpy_and_torch():
+def test_all_finite_per_run():
     """One flag per run: False where a run has an inf or NaN, True for huge finite factors whose sums overflow
-    (the exact check), the same on the numpy path and on torch's (a tensor autograd tracks)."""
+    (the exact check), also for a tensor autograd tracks."""
     A, B = _rand((4, 6, 2), 13), _rand((4, 2, 5), 14)
     A[1, 2, 0], B[2, 1, 3] = math.inf, math.nan
     A[3] = 1e308
