@@ -15,6 +15,34 @@ from pathlib import Path
 import torch
 
 GOLDEN = Path(__file__).parent / "golden" / "frames.json"
+ENVIRONMENT = GOLDEN.parent / "environment.json"  # where frames.json was written
+
+
+def environment() -> dict:
+    """What sets the frames' last bits besides lorasim: torch's and numpy's versions, the instruction set of
+    torch's CPU kernels, and numpy's BLAS build with the core type it chose."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    blas = sorted(f"{i['internal_api']} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+                  if i["user_api"] == "blas")
+    return {"torch": torch.__version__, "numpy": np.__version__, "torch_cpu": torch.backends.cpu.get_cpu_capability(),
+            "blas": blas}
+
+
+def verdict(frames: dict, stored: dict, here: dict, recorded: dict) -> tuple[str, str]:
+    """("pass" | "fail" | "skip", why). Frames that differ fail where they were written, and are skipped, said,
+    in another environment: bit-for-bit frames compare within one (on the H200 host's CPU, torch 2.11 and
+    numpy 2.5.2, a dozen frames differ in their last bits)."""
+    if sorted(frames) != sorted(stored):
+        return "fail", f"frame names differ: {sorted(set(frames) ^ set(stored))}"
+    bad = [name for name in stored if frames[name] != stored[name]]
+    if not bad:
+        return "pass", ""
+    if here != recorded:
+        return "skip", (f"{len(bad)} of {len(stored)} frames differ in an environment other than the one that wrote "
+                        f"them ({here} against {recorded}); bit-for-bit frames compare within one")
+    return "fail", f"frames differ from the golden ones: {bad}"
 
 
 def _problems():
@@ -141,7 +169,11 @@ def main() -> None:
     with os.fdopen(fd, "w") as fh:
         json.dump(frames, fh, indent=0, sort_keys=True)
     os.replace(tmp, GOLDEN)
-    print(f"wrote {len(frames)} frames to {GOLDEN}")
+    fd, tmp = tempfile.mkstemp(dir=GOLDEN.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(environment(), fh, indent=1, sort_keys=True)
+    os.replace(tmp, ENVIRONMENT)
+    print(f"wrote {len(frames)} frames to {GOLDEN}, and where they were written to {ENVIRONMENT}")
 
 
 if __name__ == "__main__":
