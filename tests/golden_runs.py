@@ -33,7 +33,7 @@ def environment() -> dict:
 def verdict(frames: dict, stored: dict, here: dict, recorded: dict) -> tuple[str, str]:
     """("pass" | "fail" | "skip", why). Frames that differ fail where they were written, and are skipped, said,
     in another environment: bit-for-bit frames compare within one (on the H200 host's CPU, torch 2.11 and
-    numpy 2.5.2, a dozen frames differ in their last bits)."""
+    numpy 2.5.2, at least twelve frames differ in their last bits)."""
     if sorted(frames) != sorted(stored):
         return "fail", f"frame names differ: {sorted(set(frames) ^ set(stored))}"
     bad = [name for name in stored if frames[name] != stored[name]]
