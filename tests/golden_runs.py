@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from pathlib import Path
 
@@ -163,16 +162,12 @@ def compute() -> dict:
 
 
 def main() -> None:
+    from lorasim.io import atomic_write
+
     frames = compute()
-    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=GOLDEN.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(frames, fh, indent=0, sort_keys=True)
-    os.replace(tmp, GOLDEN)
-    fd, tmp = tempfile.mkstemp(dir=GOLDEN.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(environment(), fh, indent=1, sort_keys=True)
-    os.replace(tmp, ENVIRONMENT)
+    for path, obj, indent in ((GOLDEN, frames, 0), (ENVIRONMENT, environment(), 1)):
+        atomic_write(path, lambda tmp, obj=obj, indent=indent: Path(tmp).write_text(
+            json.dumps(obj, indent=indent, sort_keys=True)))
     print(f"wrote {len(frames)} frames to {GOLDEN}, and where they were written to {ENVIRONMENT}")
 
 
