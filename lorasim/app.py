@@ -101,7 +101,7 @@ def check_ranks(plan: Plan, d: int, k: int) -> None:
 
 def check_problem(plan: Plan, problem) -> None:
     """What a problem read from data decides: the rank fits its sizes, an arrays init its shapes, and
-    metrics=align a known ΔW."""
+    metrics=align or figure a known ΔW."""
     check_ranks(plan, problem.d, problem.k)
     check_metrics(problem, plan.run.metrics, "run")
     for name, (init, _) in plan.methods.items():

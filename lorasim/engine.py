@@ -10,8 +10,8 @@ stays exactly zero under every solver (no gradient reaches it, and the precondit
 Step t records the state (A_t, B_t) *before* update t: row 0 is the init, the last row the state
 after the final update. Rows are logged every ``log_every`` steps and at the last step. Then:
 
-- **divergence** (the one rule): non-finite factors, or a logged loss (the risk under ``metrics=align``,
-  which logs no loss) that is non-finite or above ``diverge_factor``·max(loss₀, 1), ends a run with
+- **divergence** (the one rule): non-finite factors, or a logged loss (the risk under ``metrics=align`` and
+  ``figure``, which log no loss) that is non-finite or above ``diverge_factor``·max(loss₀, 1), ends a run with
   status ``diverged`` at that step; it never raises. Factors are checked every step on the eager path,
   at log steps under CUDA graphs.
 - **stop** (``stop=``): a rule on each logged row (``risk_below(ε)``, ``plateau(n)``, or any
@@ -22,7 +22,7 @@ the others go on; the batch ends when all have ended. Between log steps nothing 
 host; on CUDA those steps are captured once as a CUDA graph and replayed (at small d the launch
 overhead dominates otherwise). A log step keeps a copy of the runs' factors; the rows of many log
 steps are computed later in one batched pass over steps × runs on the device (metrics.record_batch,
-record_lean_batch, record_align_batch, record_risk_batch: the column sets of ``metrics=``), in the storage
+record_lean_batch, record_align_batch, record_figure_batch, record_risk_batch: the column sets of ``metrics=``), in the storage
 dtype's full precision (under dtype tf32 only training's products take tf32), and the rules above are then
 applied to them in step order, so every row, stop and divergence is what a row-by-row loop gives.
 """
@@ -41,8 +41,12 @@ import torch
 from .config import Config, InitConfig, build, checked, fail, register
 from .inits import Init, make_init
 from .linalg import finite_sum_check, slot_copier
-from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_lean_batch,
-                      record_risk_batch)
+from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_figure_batch,
+                      record_lean_batch, record_risk_batch)
+
+# The column sets whose rows come from the r×r Grams of the factors (metrics.METRIC_SETS), and no loss in two of them.
+GRAM_ROWS = {"lean": record_lean_batch, "align": record_align_batch, "figure": record_figure_batch}
+NO_LOSS = ("align", "figure")
 from .problems.base import Problem, check_factors
 from .solvers import Solver, SolverConfig, make_solver
 
@@ -110,7 +114,7 @@ class Trajectory:
             "method": self.method, "init": self.init, "solver": self.solver, "status": self.status,
             "diverged_step": self.diverged_step, "steps": self.steps,
             "risk_0": float(df["risk"].iloc[0]), "risk_final": float(last["risk"]),
-            "loss_final": float(last.get("loss", math.nan)),  # metrics=align logs no loss
+            "loss_final": float(last.get("loss", math.nan)),  # metrics=align and figure log no loss
             "align_A_final": float(last.get("align_A", math.nan)),
             "align_A_min": math.nan if amin is None else float(df.loc[amin, "align_A"]),
             "align_A_argmin": math.nan if amin is None else int(df.loc[amin, "step"]),
@@ -131,9 +135,10 @@ def all_finite(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 
 def check_metrics(problem: Problem, metrics: str, where: str = "") -> None:
-    """metrics=align logs no loss, so its risk is the divergence signal: refused where ΔW is unknown (NaN)."""
-    if metrics == "align" and problem.delta_L is None:
-        fail(where, "metrics", metrics, "full, lean or risk: align logs no loss, and its risk needs a known ΔW, "
+    """metrics=align and figure log no loss, so their risk is the divergence signal: refused where ΔW is unknown
+    (NaN)."""
+    if metrics in NO_LOSS and problem.delta_L is None:
+        fail(where, "metrics", metrics, f"full, lean or risk: {metrics} logs no loss, and its risk needs a known ΔW, "
              "which this problem has not")
 
 
@@ -360,7 +365,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
             group_of.append(ref.r_align)
     alive = list(range(b))
     loss0: list[Optional[float]] = [None] * b
-    signals = ("risk",) if metrics == "align" else ("loss", "risk")  # the divergence rule reads the first
+    signals = ("risk",) if metrics in NO_LOSS else ("loss", "risk")  # the divergence rule reads the first
     run_stops = [[copy.deepcopy(rule) for rule in rules] for _ in range(b)]
     stepper = Stepper(run_problem, slv, A, B, use_graphs)
     factors_sum_finite = finite_sum_check(A, B)
@@ -414,9 +419,8 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
                 fa, fb = take(As, None if whole else js), take(Bs, None if whole else js)
                 if metrics == "risk":
                     got = record_risk_batch(run_problem, fa, fb)
-                elif metrics in ("lean", "align"):
-                    record = record_lean_batch if metrics == "lean" else record_align_batch
-                    got = record(run_problem, refs[g], fa, fb, frozen_B=not slv.trains_B)
+                elif metrics in GRAM_ROWS:
+                    got = GRAM_ROWS[metrics](run_problem, refs[g], fa, fb, frozen_B=not slv.trains_B)
                 else:
                     who = [runs[j] for j in js]
                     got = record_batch(run_problem, refs[g], fa, fb, take(as_batch(A0), who), take(as_batch(B0), who),
@@ -445,6 +449,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
         with run_problem.matmul_mode(training=False):
             rows = dict(zip(ok, rows_of(take(As, None if clean else ok), take(Bs, None if clean else ok),
                                         [pairs[j][1] for j in ok]))) if ok else {}
+        signal = signals[0]
         for j, (t, i, _) in enumerate(pairs):
             if i not in alive:  # ended at an earlier row of this flush
                 continue
@@ -452,12 +457,12 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
             trajs[i].rows.append(row)
             if keep_factors:
                 trajs[i].factors.append((t, As[j].clone(), Bs[j].clone()))
-            loss = row[signals[0]]
+            loss = row[signal]
             if loss0[i] is None:
                 loss0[i] = loss
             if not finite[j] or diverged(loss, loss0[i], diverge_factor):
                 end(i, t, True, As[j], Bs[j])
-            elif any([rule(row) for rule in run_stops[i]]):
+            elif run_stops[i] and any([rule(row) for rule in run_stops[i]]):  # every rule sees every row
                 end(i, t, False, As[j], Bs[j])
 
     def log_and_maybe_flush(t: int) -> None:

@@ -25,8 +25,10 @@ from .problems.base import Problem
 #   align  risk and the two alignments: what the alignment figures draw. No loss, whose exact value needs a
 #          d×k residual per row (the most expensive column after the alignments); divergence is then
 #          judged on the risk;
+#   figure risk and align_A: what figure.png and the sweep's figures draw (the paper's T1 figure), and all a
+#          hand-rolled T1 loop logs; the align set without B's side, whose subspace costs as much as A's;
 #   risk   loss, risk and ‖AB − ΔW‖ (op and F): no alignment at all.
-METRIC_SETS = ("full", "lean", "align", "risk")
+METRIC_SETS = ("full", "lean", "align", "figure", "risk")
 
 
 def sin_theta(U1: Tensor, U2: Tensor) -> Tensor:
@@ -163,14 +165,16 @@ def top_left_subspace(F: Tensor, r: int) -> tuple[Tensor, Tensor, Tensor]:
     return U, s * scale[..., 0], resolved
 
 
-def _align_columns(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool) -> dict:
-    """The align set's columns as (b,) tensors: the risk, and align_A and align_B with the factors' top-r
-    subspaces from r×r Grams (``top_left_subspace``), NaN where a subspace is undefined or unresolved."""
+def _align_columns(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool, with_B: bool = True) -> dict:
+    """The align set's columns as (b,) tensors: the risk, and align_A and (``with_B``) align_B with the factors'
+    top-r subspaces from r×r Grams (``top_left_subspace``), NaN where a subspace is undefined or unresolved."""
     r = ref.r_align
     nan = torch.tensor(math.nan, dtype=A.dtype, device=A.device)
     cols = {"risk": problem.risk(A, B).expand(A.shape[0])}
     UA, sA, resolved = top_left_subspace(A, r)
     cols["align_A"] = torch.where(subspace_defined_mask(sA, r) & resolved, sin_theta(ref.U_G, UA), nan)
+    if not with_B:
+        return cols
     if frozen_B:
         cols["align_B"] = nan.expand(A.shape[0])
     else:
@@ -182,6 +186,11 @@ def _align_columns(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_
 def record_align_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
     """The align row (``metrics=align``) for each run of a batch: risk, align_A and align_B."""
     return _rows(_align_columns(problem, ref, A, B, frozen_B))
+
+
+def record_figure_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:
+    """The figure row (``metrics=figure``) for each run of a batch: risk and align_A, the align row's values."""
+    return _rows(_align_columns(problem, ref, A, B, frozen_B, with_B=False))
 
 
 def record_lean_batch(problem, ref: AlignmentTargets, A: Tensor, B: Tensor, frozen_B: bool = False) -> list[dict]:

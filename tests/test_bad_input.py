@@ -59,7 +59,7 @@ CLI = [
     ("lorasim", ["run.rank=0"], ["run.rank=0", "allowed integer in [1"]),
     ("lorasim", ["run.steps=-1"], ["run.steps=-1"]),
     ("lorasim", ["run.risk_eps=0"], ["run.risk_eps=0.0", "(0, inf]"]),
-    ("lorasim", ["run.metrics=some"], ["run.metrics='some'", "full, lean, align, risk"]),
+    ("lorasim", ["run.metrics=some"], ["run.metrics='some'", "full, lean, align, figure, risk"]),
     ("lorasim", ["run.quiet=maybe"], ["run.quiet=maybe", "true or false"]),
     ("lorasim", ["run.threads=0"], ["run.threads=0", "'auto'"]),
     ("lorasim", ["run.rank=101"], ["run.rank=101", "min(d, k) = 100"]),
@@ -216,6 +216,8 @@ API = [
     (lambda d: lorasim.train(_small(), init="small_random", rank=2, graphs="sometimes"), "graphs='sometimes'"),
     (lambda d: lorasim.train(make_problem({"kind": "npz", "path": str(d / "good.npz")}), init="small_random", rank=2,
                              metrics="align"), "metrics='align'"),  # no ΔW: the align set's risk would be NaN
+    (lambda d: lorasim.train(make_problem({"kind": "npz", "path": str(d / "good.npz")}), init="small_random", rank=2,
+                             metrics="figure"), "metrics='figure'"),  # no ΔW: nor would the figure set's
     (lambda d: lorasim.train(_small(), torch.zeros(3, 2), torch.zeros(2, 6)), "A0=(3, 2)"),
     (lambda d: lorasim.train_batch(_small(), [{"init": "small_random", "rank": 2}] * 2, lr=[0.1, 0.2, 0.3]), "lr="),
     (lambda d: lorasim.make_init(_small(), 100, lorasim.config.InitConfig(name="spectral")), "run.rank=100"),

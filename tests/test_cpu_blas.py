@@ -9,6 +9,7 @@ import torch
 import lorasim
 from lorasim.engine import all_finite
 from lorasim.linalg import finite_sum, finite_sum_check, frobenius_sq, matmul, product_fro, product_norms, slot_copier
+from lorasim.metrics import METRIC_SETS
 
 EPS64 = torch.finfo(torch.float64).eps
 
@@ -106,11 +107,11 @@ def test_product_fro_of_huge_finite_factors_whose_sums_overflow():
 
 
 def test_huge_finite_factors_end_a_run_diverged_in_every_set():
-    """A run started at finite float32 factors near 1e37 ends diverged under lean and align (the risk and
+    """A run started at finite float32 factors near 1e37 ends diverged under lean, align and figure (the risk and
     loss overflow), as under full and risk, and never raises."""
     prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, seed=3, dtype="float32")
     A0, B0 = _rand((20, 2), 11, torch.float32).abs() * 1e37, _rand((2, 16), 12, torch.float32)
-    for metrics in ("full", "lean", "align", "risk"):
+    for metrics in METRIC_SETS:
         tr = lorasim.train(prob, A0, B0, solver="gd", lr=0.1, steps=5, metrics=metrics)
         assert tr.status == "diverged" and tr.diverged_step <= 1, metrics
 
@@ -124,11 +125,14 @@ def test_finite_sum_finds_a_non_finite_entry_in_any_operand():
     assert not finite_sum(a, b)
 
 
-@pytest.mark.parametrize("grad", [False, True])
-def test_finite_sum_check_reads_tensors_updated_in_place(grad):
-    """The bound check sees in-place updates of its tensors (the loop's factors), on numpy views and, for a
-    tensor autograd tracks, on torch. Mutation: views of a copy made at binding never see the NaN."""
+@pytest.mark.parametrize("grad, transposed", [(False, False), (False, True), (True, False)])
+def test_finite_sum_check_reads_tensors_updated_in_place(grad, transposed):
+    """The bound check sees in-place updates of its tensors (the loop's factors): on flat numpy views (a dot product
+    with ones), on numpy views of a non-contiguous tensor, and, for a tensor autograd tracks, on torch. Mutations:
+    views of a copy made at binding, or a flat "view" of a non-contiguous tensor (a copy), never see the NaN."""
     a, b = torch.zeros(3, 4, dtype=torch.float64, requires_grad=grad), torch.ones(2, 2, dtype=torch.float64)
+    if transposed:
+        a = torch.zeros(4, 3, dtype=torch.float64).T
     check = finite_sum_check(a, b)
     assert check()
     with torch.no_grad():
@@ -195,12 +199,31 @@ def test_align_set_is_the_lean_row_without_the_loss():
             assert fy[col].to_numpy() == pytest.approx(fx[col].to_numpy(), rel=1e-13, abs=1e-15, nan_ok=True)
 
 
-def test_align_set_judges_divergence_on_the_risk():
+def test_figure_set_logs_the_align_rows_risk_and_align_A_only():
+    """metrics=figure logs risk and align_A, the align row's values (the same functions on the same states), and
+    neither align_B nor the loss; a run with B frozen (full_ft) logs its risk too. Mutation: the figure row
+    computing B's side, or taking align_A from another subspace, fails here."""
+    prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3)
+    inits = [{"init": "small_random", "rank": 4, "seed": 1}, {"init": "spectral", "rank": 4},
+             {"init": "small_random", "rank": 3, "seed": 2, "alpha": 0.3}]
+    align = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=20, metrics="align")
+    figure = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=20, metrics="figure")
+    for x, y in zip(align, figure):
+        fx, fy = x.to_frame(), y.to_frame()
+        assert list(fy.columns) == ["method", "init", "solver", "step", "status", "risk", "align_A"]
+        for col in ("step", "risk", "align_A"):
+            np.testing.assert_array_equal(fy[col].to_numpy(), fx[col].to_numpy(), err_msg=col)
+    full_ft = lorasim.train(prob, solver="full_ft", rank=2, steps=5, metrics="figure").to_frame()
+    assert full_ft["risk"].iloc[-1] < full_ft["risk"].iloc[0] and "align_B" not in full_ft
+
+
+@pytest.mark.parametrize("metrics", ["align", "figure"])
+def test_sets_without_a_loss_judge_divergence_on_the_risk(metrics):
     """Without a loss column, a run whose risk passes the divergence rule ends diverged at that row, and
     the others go on. Mutation: the rule reading a missing loss raises KeyError."""
     prob = lorasim.LinearTeacher(d=20, k=16, r_star=2, n=200, kappa=2.0, seed=3)
     inits = [{"init": "spectral", "rank": 2}, {"init": "spectral", "rank": 2}]
-    trajs = lorasim.train_batch(prob, inits, solver="gd", lr=[60.0, 0.01], steps=40, metrics="align")
+    trajs = lorasim.train_batch(prob, inits, solver="gd", lr=[60.0, 0.01], steps=40, metrics=metrics)
     assert trajs[0].status == "diverged" and trajs[1].status == "ok"
     last = trajs[0].rows[-1]
     assert last["step"] == trajs[0].diverged_step and "loss" not in last
