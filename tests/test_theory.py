@@ -353,3 +353,11 @@ def test_a_bound_that_reaches_what_it_bounds_fails_as_vacuous(cid, rule, verify_
     verdict = run_claim(cid, settings, Context("ci", "cpu", tmp_path))
     assert verdict.error == "" and not verdict.passed
     assert rule in verdict.failed and "vacuous" in verdict.measured
+
+
+def test_c10_undamped_is_killed_where_no_rounding_decides(verify_cfg, tmp_path):
+    """C10's `undamped` mutant fails group (d)'s rule (0): from a B0 ≠ 0 whose spare directions are not round-off, a
+    PrecGD without λ diverges at step 1 in exact arithmetic. Group (c)'s kill (B0 = 0) rests on how one machine's LAPACK
+    rounds a Gram that is singular up to round-off: on the H200 host's CPU (torch 2.11.0) that mutant passed (c)."""
+    verdict = run_claim("C10", claim_settings(verify_cfg, "C10", "ci"), Context("ci", "cpu", tmp_path), mutation="undamped")
+    assert any(name.startswith("small_random+B0") and name.endswith("reaches ε") for name in verdict.failed), verdict.failed

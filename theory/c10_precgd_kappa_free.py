@@ -45,10 +45,29 @@ GB1ᵀ(B1B1ᵀ)⁻¹ = U_G(U_GᵀA0)⁻ᵀ(·) lands in col G♮ with a κ-free 
 square) and λ > 0 break the exact equivariance only through terms of relative size λ/λ\*_{r\*} and
 the O(α) spare directions, so the count should stay flat: no detectable growth with κ.
 
+*Random init, over-rank, λ > 0, B0 ≠ 0 (group (d)).* From B0 = 0, B_t's rows stay in row G♮ = span V\* in exact
+arithmetic, so B_tB_tᵀ is singular at every step and its r − r\* spare directions hold only round-off: what
+λ does there, and what a solver without λ does, is decided by rounding (Mutations). Group (d) takes group
+(c)'s A0 and a B0 = β·N(0, 1) whose spare directions are genuine. The first damped A-step then carries the
+extra pull ηG♮B0ᵀ(B0B0ᵀ + λI)⁻¹, of norm ≤ ησ1(G♮)‖B0‖_op/λ ≈ ησ1(G♮)β(√k + √r)/λ. And the init's own
+product A0B0 lies mostly in directions that the damped steps move at a rate of about ησ²/λ (σ the spare
+singular values, λ ≫ σ²), so where λ is large it stays: it must start below ε. β is set, per run from λ,
+σ1(G♮), ‖A0‖_F and the shape, before the run, so that the pull is at most `b0_rel` = 1e−2 and ½‖A0B0‖_F² at
+most b0_rel²·ε (‖B0‖_F ≈ β√(rk)); B0's largest entries are then 5e−8 to 3e−6 at ci, against B's round-off of order
+1e−16·‖B‖. To first order in b0_rel the run is group (c)'s, so the same law holds: no growth with κ. Without λ the same step is ηG♮B0ᵀ(B0B0ᵀ)⁻¹, of norm ≈ ησ1(G♮)/(β(√k − √r)), and the
+simultaneous B-step is η(A0ᵀA0)⁻¹A0ᵀG♮, of norm ≈ ησ1(G♮)/(α(√d − √r)); their product makes the risk
+after one step of order (η²σ1(G♮)²/(αβ√(dk)))², far above the divergence rule's 1e8·max(R_0, 1). That is
+exact arithmetic (β, α and G♮ are not round-off), so it does not depend on a machine's rounding. (The
+pull is not small at β = α: with B0 = 1e−3·N(0, 1) at ci, κ = 100, the damped runs took up to 69 steps, and
+at paper scale with β = 1e−7 and λ_rel = 1e−6, κ = 1000 (λ = 1e−9), they diverged at step 2: the
+amplification by 1/λ of C21, here of B0's own directions; and with β from the pull alone, ∝ λ, the paper
+scale's κ = 1, λ_rel = 0.1 runs took T̄ = 932 steps: the init's product, which decayed at ησ²/λ.)
+
 **Setup.** conf/claims/C10.yaml: `LinearTeacher(d, k, r_star, n, kappa, seed)` (linear spacing;
 U\*, V\*, X the same for every κ of a seed); lorasim solver `precgd`, η = 0.5, simultaneous order.
 Groups: (a) spectral init, r = r\*, λ = 0; (b) small random init (α = 1e−3, B0 = 0), r = r\*,
-λ = 0; (c) small random init, r = `over_rank` > r\*, λ = λ_rel·λ\*_{r\*} for λ_rel in `damping_rel`.
+λ = 0; (c) small random init, r = `over_rank` > r\*, λ = λ_rel·λ\*_{r\*} for λ_rel in `damping_rel`;
+(d) as (c) from the same A0 with B0 = β·N(0, 1) (its own stream, `theory/c10/B0`), β from `b0_rel` as above.
 Each run is `lorasim.train(..., keep_factors=True, stop=lorasim.risk_below(ε))`; T is its stopped
 step, and the risk ½‖A_tB_t − ΔW‖_F² and F_t are recomputed in float64 from the factors of every step. ci: d = k = 32, r\* = 2, N = 512, κ ∈ {1, 10, 100},
 5 seeds; paper: d = k = 100, r\* = 4, N = 1600, r = 8, κ up to 1000; large: d = 4096, k = 512, N = 16d,
@@ -84,7 +103,7 @@ the trajectories it compares and (i) FAILs as not checked (float64: never at our
 ci, K ≥ 840 at paper scale, whose group (b) reaches K = 3.15e5; tf32's 2^-10: K ≥ 11 at ci).
 (ii) (a), (b): T(κ) ≤ T(κ_0) for every seed and κ (the exact consequence); (iii) (a): in every run the measured and linearised ln R differ
 by less than one step's decrement −2 ln ρ_P before the crossing (the condition under which ±1
-follows; recorded as `ln_dev`), and |T − T_lin| ≤ 1; (iv) (c): the mean per-seed log-log slope
+follows; recorded as `ln_dev`), and |T − T_lin| ≤ 1; (iv) (c) and (d): the mean per-seed log-log slope
 s̄ ≤ 3·SE + ln((T̄+1)/T̄)/ln(κ_max/κ_min), i.e. no growth beyond the seed spread and one iteration
 of discretisation over the sweep (a log κ law with a non-negligible coefficient would show as a
 detectably positive slope; "at most logarithmic" is thereby met a fortiori).
@@ -104,9 +123,13 @@ every check passes, group (b) slope −0.007 ± 0.001), d = 1024 on the CPU (2 s
 
 **Mutations.** `gd_not_precgd`: lorasim's preconditioner is the identity (plain GD at η = ½): the
 runs no longer reach ε (0), the equivariance (i) and T(κ) ≤ T(κ_0) (ii) break (GD's rate depends on
-S\*), and T ≠ T_lin (iii). `undamped`: PrecGD ignores its damping λ: over-rank, BBᵀ is singular up to
-round-off once B has rank r\* < r, the run never reaches ε and (0) and (iv) catch it. ci runs stop at
-`max_steps` = 200 (T ≈ 25–30 there) so that a non-converging mutant costs little.
+S\*), and T ≠ T_lin (iii). `undamped`: PrecGD ignores its damping λ. In group (d) every run diverges at
+step 1, in exact arithmetic (Derivation), and (0) catches it: at ci the risk after one step was 2.5e10 to
+1.4e15 in the 15 runs, against ok in 23–28 steps with λ. In group (c) (B0 = 0) it rests on rounding: BBᵀ is
+singular up to round-off once B has rank r\* < r, and whether the undamped solve then fails, amplifies
+round-off, or falls back to the identity depends on one machine's LAPACK (on this development machine (c)
+never reaches ε; on the H200 host's CPU, torch 2.11.0, its (c) runs reached ε in 26–28 steps, before group
+(d) existed). ci runs stop at `max_steps` = 200 (T ≈ 25–30 there) so that a non-converging mutant costs little.
 
 **Reduced precision.** Under `dtype=float32` the over-rank group (c) can fail (0) for a reason of
 precision, not of the κ law: B's r − r\* spare directions hold round-off of order ε‖B‖ (at ci, κ = 100,
@@ -123,6 +146,7 @@ import torch
 
 import lorasim
 import lorasim.solvers
+from lorasim import streams
 from lorasim.fitting import loglog_fit, mean_se
 
 from .kit import Checks, Mutation, TeacherSettings, identity_preconditioner, parse, patched, seed_means, span
@@ -140,7 +164,8 @@ def _undamped(g, F, damping, inverse, shift=None, _solve=lorasim.solvers.damped_
 MUTATIONS = {
     "gd_not_precgd": Mutation("the solver's preconditioner is the identity: plain GD at η = ½ (no κ-free rate)",
                               identity_preconditioner()),
-    "undamped": Mutation("PrecGD ignores its damping λ (over-rank: the Gram BBᵀ is singular up to round-off)",
+    "undamped": Mutation("PrecGD ignores its damping λ (over-rank from B0 ≠ 0 it diverges at step 1; from B0 = 0 the Gram "
+                         "BBᵀ is singular up to round-off)",
                          patched(lorasim.solvers, "damped_gram_solve_right", _undamped)),
 }
 
@@ -169,6 +194,23 @@ class Settings(TeacherSettings):
     alpha: float
     over_rank: int
     damping_rel: list
+    b0_rel: float  # group (d): B0's pull on A's first damped step, relative (β below)
+
+
+B0_GROUP = "small_random+B0"  # group (d): group (c)'s A0 with a small random B0 ≠ 0
+
+
+def _b0(prob, A0: torch.Tensor, seed: int, lr: float, lam: float, b0_rel: float, risk_eps: float) -> torch.Tensor:
+    """Group (d)'s B0 = β·N(0, 1) (r×k, its own stream), with β the smaller of the two in the Derivation: the damped
+    A-step's pull ηG♮B0ᵀ(B0B0ᵀ + λI)⁻¹ at most about b0_rel (‖B0‖_op ≈ β(√k + √r)), and the init's own product
+    ½‖A0B0‖_F² at most about b0_rel²·ε (‖B0‖_F ≈ β√(rk))."""
+    rank = A0.shape[1]
+    sigma1 = float(torch.linalg.matrix_norm(prob.G.double(), ord=2))
+    pull = b0_rel * lam / (lr * sigma1 * (math.sqrt(prob.k) + math.sqrt(rank)))
+    product = b0_rel * math.sqrt(2 * risk_eps) / (float(torch.linalg.matrix_norm(A0.double())) * math.sqrt(rank * prob.k))
+    beta = min(pull, product)
+    gen = streams.generator(seed, "theory/c10/B0", prob.device)
+    return beta * torch.randn(rank, prob.k, generator=gen, dtype=torch.float64, device=prob.device).to(prob.dtype)
 
 
 def run(settings, ctx):
@@ -176,7 +218,7 @@ def run(settings, ctx):
     kappas = sorted(float(k) for k in cfg.kappas)
     eps, lr, steps, rs = cfg.risk_eps, cfg.lr, cfg.max_steps, cfg.r_star
     groups = [("spectral", rs, 0.0), ("small_random", rs, 0.0)]
-    groups += [("small_random", cfg.over_rank, float(x)) for x in cfg.damping_rel]
+    groups += [(init, cfg.over_rank, float(x)) for init in ("small_random", B0_GROUP) for x in cfg.damping_rel]
     rows, runs = [], {}  # runs: (group, seed, κ) -> (lorasim status, damping λ), for the failure texts
     for seed in range(cfg.seeds):
         ref = {}
@@ -186,11 +228,16 @@ def run(settings, ctx):
             M1, Y = linearisation(prob, "precgd")  # at the balanced solution: M2 = P_U*
             Pmap = linear_map(prob, lr, M1, Y @ Y.T)
             for init, rank, lam_rel in groups:
-                tr = lorasim.train(prob, init=init, rank=rank, init_seed=seed,
-                                   init_kwargs={"alpha": cfg.alpha} if init == "small_random" else {},
-                                   solver="precgd", lr=lr, damping=lam_rel * float(S[-1]), steps=steps,
+                lam = lam_rel * float(S[-1])
+                if init == B0_GROUP:  # group (c)'s A0 (the same init stream), and B0 ≠ 0
+                    A0 = init_factors(prob, "small_random", rank, seed=seed, alpha=cfg.alpha)[0]
+                    start = {"init": (A0, _b0(prob, A0, seed, lr, lam, cfg.b0_rel, eps))}
+                else:
+                    start = {"init": init, "rank": rank, "init_seed": seed,
+                             "init_kwargs": {"alpha": cfg.alpha} if init == "small_random" else {}}
+                tr = lorasim.train(prob, **start, solver="precgd", lr=lr, damping=lam, steps=steps,
                                    metrics="risk", keep_factors=True, stop=lorasim.risk_below(eps))
-                runs[(init, rank, lam_rel, seed, kappa)] = (tr.status, lam_rel * float(S[-1]))
+                runs[(init, rank, lam_rel, seed, kappa)] = (tr.status, lam)
                 Es = [A.double() @ B.double() - D for _, A, B in tr.factors]
                 risks = np.array([0.5 * float((E * E).sum()) for E in Es])
                 row = {"seed": seed, "kappa": kappa, "init": init, "rank": rank, "lambda_rel": lam_rel,
