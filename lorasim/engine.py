@@ -357,6 +357,7 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
 
     # Alignment is measured in the top-r_align subspace, r_align = min(r*, rank): runs group by it.
     n_sv = [s.n_sv for s in starts]
+    sv_max = max(n_sv)
     refs, group_of = {}, []
     if metrics != "risk":
         for r in n_sv:
@@ -426,8 +427,9 @@ def run(problem: Problem, starts: Sequence[Start], solver: SolverConfig, *, lrs:
                     got = record_batch(run_problem, refs[g], fa, fb, take(as_batch(A0), who), take(as_batch(B0), who),
                                        max(n_sv[i] for i in who), frozen_B=not slv.trains_B)
                 for j, row in zip(js, got):
-                    for m in range(n_sv[runs[j]] + 1, max(n_sv) + 1):  # a padded run reports its own values only
-                        row.pop(f"sv_A_{m}", None), row.pop(f"sv_B_{m}", None)
+                    if n_sv[runs[j]] < sv_max:  # a padded run reports its own values only
+                        for m in range(n_sv[runs[j]] + 1, sv_max + 1):
+                            row.pop(f"sv_A_{m}", None), row.pop(f"sv_B_{m}", None)
                     out[j] = row
         return out
 
