@@ -329,7 +329,9 @@ class LinearTeacher(Problem):
             gA -= (Bn.reshape(b * r, k) @ G_T).reshape(b, r, d).transpose(0, 2, 1)
             gB = (An.transpose(0, 2, 1) @ SA) @ Bn
             gB -= (A_cat.T @ G).reshape(b, r, k)
-        return torch.from_numpy(gA.reshape(A.shape)), torch.from_numpy(gB.reshape(B.shape))
+        if A.dim() != 3:
+            gA, gB = gA.reshape(A.shape), gB.reshape(B.shape)
+        return torch.from_numpy(gA), torch.from_numpy(gB)
 
     def _numpy_statistics(self) -> tuple:
         """(Σ̂ or None, G, Gᵀ) as numpy views, kept until G or Σ̂ change: a step's conversions cost as much as
