@@ -43,12 +43,12 @@ from .inits import Init, make_init
 from .linalg import finite_sum_check, slot_copier
 from .metrics import (METRIC_SETS, AlignmentTargets, record_align_batch, record_batch, record_figure_batch,
                       record_lean_batch, record_risk_batch)
+from .problems.base import Problem, check_factors
+from .solvers import Solver, SolverConfig, make_solver
 
 # The column sets whose rows come from the r×r Grams of the factors (metrics.METRIC_SETS), and no loss in two of them.
 GRAM_ROWS = {"lean": record_lean_batch, "align": record_align_batch, "figure": record_figure_batch}
 NO_LOSS = ("align", "figure")
-from .problems.base import Problem, check_factors
-from .solvers import Solver, SolverConfig, make_solver
 
 GRAPHS = ("auto", "on", "off")
 # Logged states are kept and their rows computed together, one batched pass over steps × runs: at every-step

@@ -58,7 +58,7 @@ def finite_sum_check(*xs: Tensor):
     views = [x.detach().numpy() for x in xs]
     if not all(v.flags.c_contiguous for v in views):  # a flat view of these would be a copy
         return lambda: _sum_finite(views)
-    # The sum as a dot product with ones (BLAS): 2.3 µs a T1 step against 5.0 for the sums' reductions.
+    # The sum as a dot product with ones (BLAS): 3.3 µs a T1 step against 5.0 for the sums' reductions.
     flat = [(v.reshape(-1), np.ones(v.size, dtype=v.dtype)) for v in views]
 
     def check() -> bool:

@@ -22,9 +22,8 @@ from .problems.base import Problem
 # Column sets a run may log (``run.metrics``):
 #   full   every column below;
 #   lean   loss, risk and the two alignments with G♮ (the factors' subspaces from r×r Grams);
-#   align  risk and the two alignments: what the alignment figures draw. No loss, whose exact value needs a
-#          d×k residual per row (the most expensive column after the alignments); divergence is then
-#          judged on the risk;
+#   align  risk and the two alignments (A's and B's). No loss, whose exact value needs a d×k residual per row
+#          (the most expensive column after the alignments); divergence is then judged on the risk;
 #   figure risk and align_A: what figure.png and the sweep's figures draw (the paper's T1 figure), and all a
 #          hand-rolled T1 loop logs; the align set without B's side, whose subspace costs as much as A's;
 #   risk   loss, risk and ‖AB − ΔW‖ (op and F): no alignment at all.
