@@ -22,9 +22,10 @@ the others go on; the batch ends when all have ended. Between log steps nothing 
 host; on CUDA those steps are captured once as a CUDA graph and replayed (at small d the launch
 overhead dominates otherwise). A log step keeps a copy of the runs' factors; the rows of many log
 steps are computed later in one batched pass over steps × runs on the device (metrics.record_batch,
-record_lean_batch, record_align_batch, record_figure_batch, record_risk_batch: the column sets of ``metrics=``), in the storage
-dtype's full precision (under dtype tf32 only training's products take tf32), and the rules above are then
-applied to them in step order, so every row, stop and divergence is what a row-by-row loop gives.
+record_lean_batch, record_align_batch, record_figure_batch, record_risk_batch: the column sets of
+``metrics=``), in the storage dtype's full precision (under dtype tf32 only training's products take tf32),
+and the rules above are then applied to them in step order, so every row, stop and divergence is what a
+row-by-row loop gives.
 """
 from __future__ import annotations
 

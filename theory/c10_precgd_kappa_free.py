@@ -53,11 +53,11 @@ extra pull ηG♮B0ᵀ(B0B0ᵀ + λI)⁻¹, of norm ≤ ησ1(G♮)‖B0‖_op/�
 product A0B0 lies mostly in directions that the damped steps move at a rate of about ησ²/λ (σ the spare
 singular values, λ ≫ σ²), so where λ is large it stays: it must start below ε. β is set, per run from λ,
 σ1(G♮), ‖A0‖_F and the shape, before the run, so that the pull is at most `b0_rel` = 1e−2 and ½‖A0B0‖_F² at
-most b0_rel²·ε (‖B0‖_F ≈ β√(rk)); B0's largest entries are then 5e−8 to 3e−6 at ci, against B's round-off of order
-1e−16·‖B‖. To first order in b0_rel the run is group (c)'s, so the same law holds: no growth with κ. Without λ the same step is ηG♮B0ᵀ(B0B0ᵀ)⁻¹, of norm ≈ ησ1(G♮)/(β(√k − √r)), and the
-simultaneous B-step is η(A0ᵀA0)⁻¹A0ᵀG♮, of norm ≈ ησ1(G♮)/(α(√d − √r)); their product makes the risk
-after one step of order (η²σ1(G♮)²/(αβ√(dk)))², far above the divergence rule's 1e8·max(R_0, 1). That is
-exact arithmetic (β, α and G♮ are not round-off), so it does not depend on a machine's rounding. (The
+most b0_rel²·ε (‖B0‖_F ≈ β√(rk)); B0's largest entries are then 5e−8 to 3e−6 at ci, against B's round-off
+of order 1e−16·‖B‖. To first order in b0_rel the run is group (c)'s, so the same law holds: no growth with κ.
+Without λ the same step is ηG♮B0ᵀ(B0B0ᵀ)⁻¹, of norm ≈ ησ1(G♮)/(β(√k − √r)), and the simultaneous B-step
+is η(A0ᵀA0)⁻¹A0ᵀG♮, of norm ≈ ησ1(G♮)/(α(√d − √r)); their product makes the risk after one step of order
+(η²σ1(G♮)²/(αβ√(dk)))², far above the divergence rule's 1e8·max(R_0, 1). That is exact arithmetic (β, α and G♮ are not round-off), so it does not depend on a machine's rounding. (The
 pull is not small at β = α: with B0 = 1e−3·N(0, 1) at ci, κ = 100, the damped runs took up to 69 steps, and
 at paper scale with β = 1e−7 and λ_rel = 1e−6, κ = 1000 (λ = 1e−9), they diverged at step 2: the
 amplification by 1/λ of C21, here of B0's own directions; and with β from the pull alone, ∝ λ, the paper
@@ -164,8 +164,8 @@ def _undamped(g, F, damping, inverse, shift=None, _solve=lorasim.solvers.damped_
 MUTATIONS = {
     "gd_not_precgd": Mutation("the solver's preconditioner is the identity: plain GD at η = ½ (no κ-free rate)",
                               identity_preconditioner()),
-    "undamped": Mutation("PrecGD ignores its damping λ (over-rank from B0 ≠ 0 it diverges at step 1; from B0 = 0 the Gram "
-                         "BBᵀ is singular up to round-off)",
+    "undamped": Mutation("PrecGD ignores its damping λ (over-rank from B0 ≠ 0 it diverges at step 1; from B0 = 0 "
+                         "the Gram BBᵀ is singular up to round-off)",
                          patched(lorasim.solvers, "damped_gram_solve_right", _undamped)),
 }
 
@@ -207,7 +207,8 @@ def _b0(prob, A0: torch.Tensor, seed: int, lr: float, lam: float, b0_rel: float,
     rank = A0.shape[1]
     sigma1 = float(torch.linalg.matrix_norm(prob.G.double(), ord=2))
     pull = b0_rel * lam / (lr * sigma1 * (math.sqrt(prob.k) + math.sqrt(rank)))
-    product = b0_rel * math.sqrt(2 * risk_eps) / (float(torch.linalg.matrix_norm(A0.double())) * math.sqrt(rank * prob.k))
+    a0_fro = float(torch.linalg.matrix_norm(A0.double()))
+    product = b0_rel * math.sqrt(2 * risk_eps) / (a0_fro * math.sqrt(rank * prob.k))
     beta = min(pull, product)
     gen = streams.generator(seed, "theory/c10/B0", prob.device)
     return beta * torch.randn(rank, prob.k, generator=gen, dtype=torch.float64, device=prob.device).to(prob.dtype)
