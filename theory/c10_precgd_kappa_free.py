@@ -200,12 +200,12 @@ class Settings(TeacherSettings):
 B0_GROUP = "small_random+B0"  # group (d): group (c)'s A0 with a small random B0 ≠ 0
 
 
-def _b0(prob, A0: torch.Tensor, seed: int, lr: float, lam: float, b0_rel: float, risk_eps: float) -> torch.Tensor:
+def _b0(prob, A0: torch.Tensor, seed: int, lr: float, lam: float, b0_rel: float, risk_eps: float,
+        sigma1: float) -> torch.Tensor:
     """Group (d)'s B0 = β·N(0, 1) (r×k, its own stream), with β the smaller of the two in the Derivation: the damped
-    A-step's pull ηG♮B0ᵀ(B0B0ᵀ + λI)⁻¹ at most about b0_rel (‖B0‖_op ≈ β(√k + √r)), and the init's own product
-    ½‖A0B0‖_F² at most about b0_rel²·ε (‖B0‖_F ≈ β√(rk))."""
+    A-step's pull ηG♮B0ᵀ(B0B0ᵀ + λI)⁻¹ at most about b0_rel (‖B0‖_op ≈ β(√k + √r); sigma1 = σ1(G♮)), and the
+    init's own product ½‖A0B0‖_F² at most about b0_rel²·ε (‖B0‖_F ≈ β√(rk))."""
     rank = A0.shape[1]
-    sigma1 = float(torch.linalg.matrix_norm(prob.G.double(), ord=2))
     pull = b0_rel * lam / (lr * sigma1 * (math.sqrt(prob.k) + math.sqrt(rank)))
     a0_fro = float(torch.linalg.matrix_norm(A0.double()))
     product = b0_rel * math.sqrt(2 * risk_eps) / (a0_fro * math.sqrt(rank * prob.k))
@@ -228,11 +228,12 @@ def run(settings, ctx):
             S, D, V = prob.S_star.double(), truth(prob), prob.V_star.double()
             M1, Y = linearisation(prob, "precgd")  # at the balanced solution: M2 = P_U*
             Pmap = linear_map(prob, lr, M1, Y @ Y.T)
+            sigma1 = float(torch.linalg.matrix_norm(prob.G.double(), ord=2))  # σ1(G♮), for group (d)'s B0
             for init, rank, lam_rel in groups:
                 lam = lam_rel * float(S[-1])
                 if init == B0_GROUP:  # group (c)'s A0 (the same init stream), and B0 ≠ 0
                     A0 = init_factors(prob, "small_random", rank, seed=seed, alpha=cfg.alpha)[0]
-                    start = {"init": (A0, _b0(prob, A0, seed, lr, lam, cfg.b0_rel, eps))}
+                    start = {"init": (A0, _b0(prob, A0, seed, lr, lam, cfg.b0_rel, eps, sigma1))}
                 else:
                     start = {"init": init, "rank": rank, "init_seed": seed,
                              "init_kwargs": {"alpha": cfg.alpha} if init == "small_random" else {}}
