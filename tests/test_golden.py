@@ -55,3 +55,18 @@ def test_golden_catches_one_ulp_of_step_size():
 
     kw = dict(kw, lr=kw["lr"] * (1 + 2**-52))
     assert golden_runs._encode(train(golden_runs._problems()[key], **kw).to_frame()) != stored[f"single/{name}"]
+
+
+def test_golden_environment_does_not_change_when_scipy_is_imported():
+    """The recorded environment is numpy's BLAS, not every BLAS loaded: importing scipy (its own OpenBLAS) must not
+    make the frames' own environment look like another one, which would skip the test. Mutation: recording every
+    loaded BLAS fails."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import golden_runs; a = golden_runs.environment(); import scipy.linalg; "
+            "b = golden_runs.environment(); assert a == b, (a, b)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(golden_runs.__file__).parent, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
