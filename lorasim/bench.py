@@ -248,10 +248,13 @@ def _fmt_row(row: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
 
-# (metrics, log_every): the preset first (figure: risk and align_A, the hand-rolled loop's columns); the last row logs
-# only the ends (the steps alone: what rows cost is the rest)
+# (metrics, log_every, G): the preset first (figure: risk and align_A, the hand-rolled loop's columns); the last row logs
+# only the ends (the steps alone: what rows cost is the rest). G "teacher": T1's labels are the teacher's own,
+# noise-free (Y = None), as in the paper_t1 preset, so the step reads ΔW's factors (LinearTeacher.teacher_factors);
+# "data": the same labels given as an array, so the step reads G (any data, noisy labels: the generic step).
 T1_REPEATS = 3
-T1_SETTINGS = (("figure", 1), ("align", 1), ("lean", 1), ("full", 1), ("full", 10), ("full", 25), ("risk", 1500))
+T1_SETTINGS = (("figure", 1, "teacher"), ("figure", 1, "data"), ("align", 1, "teacher"), ("lean", 1, "teacher"),
+               ("full", 1, "teacher"), ("full", 10, "teacher"), ("full", 25, "teacher"), ("risk", 1500, "teacher"))
 
 
 def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
@@ -262,8 +265,9 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
     # T1's W0 ~ N(0, 1) and ΔW = P Qᵀ of rank 4 as in the notebook (instance() draws W0/√d).
     W0 = torch.randn(100, 100, generator=streams.generator(11, "bench/W0_t1"), dtype=torch.float64)
     Y = inst.X @ (W0 + inst.delta)
-    prob = LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)
-    U_G = torch.linalg.svd(prob.G)[0]
+    probs = {"teacher": LinearTeacher.from_arrays(X=inst.X, Y=None, W0=W0, delta=inst.delta, r_star=4),
+             "data": LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)}
+    U_G = torch.linalg.svd(probs["data"].G)[0]
     g = streams.generator(11, "bench/A0_t1")
     A0s = [math.sqrt(a2) * torch.randn(100, 8, generator=g, dtype=torch.float64) for a2 in T1_ALPHA2]
     B0 = torch.zeros(8, 100, dtype=torch.float64)
@@ -274,21 +278,21 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
     # to lorasim's first flush (one log chunk): a first run in a fresh process touches ~7,400 new pages (its kept
     # states and the rows' block temporaries, ≈ 29 MB) and took 0.33–0.35 s where later runs took 0.31–0.33.
     warm = LOG_CHUNK_STEPS + 1
-    for metrics in {m for m, _ in settings}:
-        train_batch(prob, [(A0, B0) for A0 in A0s], solver="gd", lr=1 / 64, steps=warm, metrics=metrics)
+    for metrics, which in {(m, w) for m, _, w in settings}:
+        train_batch(probs[which], [(A0, B0) for A0 in A0s], solver="gd", lr=1 / 64, steps=warm, metrics=metrics)
     hand_rolled_gd(inst.X, Y, W0, inst.delta, U_G, A0s[0], B0, 1 / 64, warm, 4)
     t = time.perf_counter()
     ref = [hand_rolled_gd(inst.X, Y, W0, inst.delta, U_G, A0, B0, 1 / 64, steps, 4) for A0 in A0s]
     t_hand = time.perf_counter() - t
     rows = []
-    for metrics, every in settings:
+    for metrics, every, which in settings:
         # The median of T1_REPEATS runs: one 0.3 s run can catch a hiccup (0.36 s once, right after the hand-rolled
         # loop, where its two repeats took 0.31 and 0.32); the hand-rolled loop's time is already a sum over 5 runs.
         times = []
         for _ in range(T1_REPEATS):
             t = time.perf_counter()
-            trajs = train_batch(prob, [(A0, B0) for A0 in A0s], solver="gd", lr=1 / 64, steps=steps, log_every=every,
-                                metrics=metrics)
+            trajs = train_batch(probs[which], [(A0, B0) for A0 in A0s], solver="gd", lr=1 / 64, steps=steps,
+                                log_every=every, metrics=metrics)
             times.append(time.perf_counter() - t)
         t_ours = float(np.median(times))
         risk_err = align_err = 0.0
@@ -300,7 +304,7 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
                 align_err = max(align_err, float(np.max(np.abs(df["align_A"].to_numpy() - align[at]))))
             else:
                 align_err = math.nan
-        rows.append({"metrics": metrics, "log_every": every, "points_per_curve": steps // every + 1, "hand_rolled_s": t_hand,
+        rows.append({"metrics": metrics, "log_every": every, "G": which, "points_per_curve": steps // every + 1, "hand_rolled_s": t_hand,
                      "lorasim_s": t_ours, "lorasim_min_s": min(times), "lorasim_max_s": max(times),
                      "speedup": t_hand / t_ours, "max_rel_risk_diff": risk_err,
                      "max_abs_align_diff": align_err})

@@ -4,9 +4,10 @@ They were saved before the 0.3 refactor (one engine, solver transforms, structur
 a refactor that changes one floating-point operation anywhere on these paths fails here. The
 tolerance is zero on purpose: these are CPU float64 runs with one thread, which are deterministic on one
 machine and library build.
-Rewritten three times since, each time with the change of numbers measured and said (README changelog): the
-batched rows (≤ 3.5e-14 relative), the CPU products through numpy's BLAS (issue 17) and the risk from a QR of
-A's part outside ΔL's span (one loss value of a population run, 6.4e-16 relative; then 4.2e-16 from its pairwise sum).
+Rewritten four times since, each time with the change of numbers measured and said (README changelog): the
+batched rows (≤ 3.5e-14 relative), the CPU products through numpy's BLAS (issue 17), the risk from a QR of
+A's part outside ΔL's span (one loss value of a population run, 6.4e-16 relative; then 4.2e-16 from its pairwise sum)
+and the teacher's step through ΔW's factors (3 frames: ≤ 6.7e-15 relative, and an angle at round-off, 3.7e-16 → 2.7e-16).
 On another machine they need not be equal: on the H200 host's CPU (torch 2.11.0, numpy 2.5.2) frames differ (batch and CLI
 runs among them), at 103aaab as at later commits. So tests/golden/environment.json records where the frames were
 written (golden_runs.environment), and a difference elsewhere is a skip that says so, not a failure.

@@ -113,6 +113,98 @@ def test_error_norms_and_risk_match_dense_and_stay_accurate_near_zero():
     torch.testing.assert_close(prob.risk(A2, B2), exact, rtol=1e-6, atol=0)
 
 
+def _g_grads(prob, A, B):
+    """The gradient from G itself: the oracle of the teacher form, which reads ΔW's factors instead."""
+    SA = prob.sigma_hat @ A
+    return SA @ (B @ B.mT) - prob.G @ B.mT, (A.mT @ SA) @ B - A.mT @ prob.G
+
+
+def _teacher_case(case):
+    d, k, r_star = 14, 10, 3
+    if case == "arrays":
+        X, _, W0, delta = _arrays(n=200, d=d, k=k, r=r_star, noise=0.0, seed=7)
+        return lorasim.LinearTeacher.from_arrays(X=X, Y=None, W0=W0, delta=delta)
+    n, kw = {"noise_free": (200, {}), "population": ("population", {}),
+             "population_cov": ("population", {"cov_kappa": 10.0}),
+             "population_noisy": ("population", {"noise": 0.3})}[case]
+    return lorasim.LinearTeacher(d=d, k=k, r_star=r_star, n=n, kappa=3.0, seed=2, **kw)
+
+
+@pytest.mark.parametrize("case", ["noise_free", "population", "population_cov", "population_noisy", "arrays"])
+@pytest.mark.parametrize("fused", [True, False])  # True: numpy's BLAS for a batch on the CPU; False: torch's products
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_teacher_gradient_reads_delta_factors_and_equals_the_g_gradient(case, fused, batch):
+    """Where G = Σ̂ΔW by construction (population; noise-free labels), the step reads Σ̂ΔL and ΔR, not G, and
+    gives G's gradient. Bound: G and (Σ̂ΔL)ΔR are two roundings of one matrix, each within N·eps·‖Σ̂‖‖ΔW‖
+    (N = 200 terms; ‖Σ̂‖ ≤ 3 here), so the gradients differ by less than 1e-12·‖Σ̂‖‖ΔW‖‖B‖ (a 20× margin
+    over 200·2.2e-16). Mutation: a dropped Σ̂ in Σ̂ΔL (off by (Σ̂ − I)ΔW, O(1) at N = 200) fails."""
+    prob = _teacher_case(case)
+    prob.fused = fused
+    SL, R = prob.teacher_factors()
+    scale = float(torch.linalg.matrix_norm(prob.sigma_hat, ord=2) * torch.linalg.matrix_norm(prob.delta, ord=2))
+    torch.testing.assert_close(SL @ R, prob.G, rtol=0, atol=1e-12 * scale)
+    A, B = _rand(batch + (14, 4), 21), _rand(batch + (4, 10), 22)
+    want_A, want_B = _g_grads(prob, A, B)
+    gA, gB = prob.grads(A, B)
+    atol = 1e-12 * scale * float(torch.linalg.matrix_norm(B, ord=2).max() * torch.linalg.matrix_norm(A, ord=2).max())
+    torch.testing.assert_close(gA, want_A, rtol=0, atol=atol)
+    torch.testing.assert_close(gB, want_B, rtol=0, atol=atol)
+
+
+def test_teacher_gradient_is_not_taken_where_g_is_not_the_teachers():
+    """Noisy labels, the user's own Y (even a noise-free one) and a G replaced by the user all read G: there
+    G ≠ Σ̂ΔW, by Xᵀε/N or by the user's change, far above round-off, so a teacher step would fail the oracle."""
+    noisy = lorasim.LinearTeacher(d=14, k=10, r_star=3, n=200, noise=0.3, seed=2)
+    X, Y, W0, delta = _arrays(n=200, d=14, k=10, r=3, noise=0.0, seed=7)
+    user_y = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    replaced = _teacher_case("noise_free")
+    replaced.G = replaced.G + 0.1 * _rand((14, 10), 23)
+    A, B = _rand((3, 14, 4), 21), _rand((3, 4, 10), 22)
+    for prob, off in ((noisy, 1e-3), (replaced, 1e-2)):
+        assert prob.teacher_factors() is None
+        assert float(torch.linalg.matrix_norm(prob.G - prob.sigma_hat @ prob.delta)) > off  # the gap a teacher step misses
+        for fused in (True, False):
+            prob.fused = fused
+            for got, want in zip(prob.grads(A, B), _g_grads(prob, A, B)):
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert user_y.teacher_factors() is None
+    assert [p.describe()["step_reads"] for p in (noisy, replaced, user_y, _teacher_case("noise_free"))] == [
+        "G", "G", "G", "teacher_factors"]
+
+
+def test_teacher_labels_from_arrays_equal_the_given_noise_free_labels():
+    """``Y=None`` is the problem with labels X(W0 + ΔW): statistics, loss and gradient as with those labels
+    given (autograd on X and Y as the oracle), and a teacher step."""
+    X, Y, W0, delta = _arrays(n=200, d=12, k=9, r=3, noise=0.0, seed=8)
+    own = lorasim.LinearTeacher.from_arrays(X=X, Y=None, W0=W0, delta=delta)
+    given = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    assert own.teacher_factors() is not None and own.noise == 0.0
+    torch.testing.assert_close(own.G, given.G, rtol=1e-10, atol=1e-12)
+    A, B = _rand((12, 4), 1), _rand((4, 9), 2)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    loss, gA, gB = _autograd_loss(t(X), t(Y), t(W0), A, B)
+    ga, gb = own.grads(A, B)
+    torch.testing.assert_close(ga, gA, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gb, gB, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(own.loss(A, B), loss, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ConfigError, match="Y"):
+        lorasim.LinearTeacher.from_arrays(X=X, Y=None, W0=W0)
+
+
+def test_a_shifted_teacher_problem_keeps_the_teacher_gradient():
+    """An offset init moves G by Σ̂LR and ΔW by LR together, so G = Σ̂ΔW still holds: the shifted problem steps
+    through [ΔL, L][ΔR; R] and equals its own G's gradient. Mutation: the old factors (without L, R) are off by
+    Σ̂LR."""
+    prob = _teacher_case("noise_free")
+    L, R = _rand((14, 2), 10), _rand((2, 10), 11)
+    shifted = prob.shifted(L, R)
+    SL, Rt = shifted.teacher_factors()
+    assert SL.shape[1] == prob.delta_L.shape[1] + 2
+    A, B = _rand((3, 14, 4), 12), _rand((3, 4, 10), 13)
+    for got, want in zip(shifted.grads(A, B), _g_grads(shifted, A, B)):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+
+
 def test_shifted_problem_matches_moved_frozen_weight():
     X, Y, W0, delta = _arrays(noise=0.05, seed=3)
     prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)

@@ -7,6 +7,14 @@ Only sufficient statistics are kept: Σ̂ = XᵀX/N and G = Xᵀ(Y − X W0)/N. 
 
 so a step costs O((d² + dk) r) whatever N is, O(dkr) in the population limit
 (Σ̂ = Σ = I exactly), and never forms a d×k product of the factors.
+
+Where G = Σ̂ ΔW holds by construction (the population limit, or noise-free labels Y = X(W0 + ΔW)),
+the step reads the thin factors of ΔW = ΔL ΔR instead of G:
+
+    G Bᵀ = (Σ̂ΔL)(ΔR Bᵀ),        Aᵀ G = (Aᵀ Σ̂ΔL) ΔR,
+
+an O((d + k) r r*) pass in place of two d×k ones: O(d² r) a step with N samples, O((d + k) r (r + r*))
+in the population limit with Σ = I.
 """
 from __future__ import annotations
 
@@ -166,10 +174,13 @@ class LinearTeacher(Problem):
             self._sigma = None if cov_sqrt is None else cov_sqrt @ cov_sqrt
             self.G = self.delta if self._sigma is None else self._sigma @ self.delta
             self._loss_floor = 0.5 * k * cfg.noise**2
+            self._mark_teacher()  # the noise averages out of the population gradient
         else:
             self.n = int(cfg.n)
             xtx, g, rr = self._draw_statistics(cov_sqrt)
             self._set_statistics(xtx, g, rr)
+            if self.noise == 0:
+                self._mark_teacher()
 
     # -- construction --------------------------------------------------------------------------
     def _draw_statistics(self, cov_sqrt):
@@ -218,29 +229,33 @@ class LinearTeacher(Problem):
 
         The risk is the identity-covariance population risk ½‖AB − ΔW‖_F²; without
         ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
+        ``Y=None`` takes the teacher's noise-free labels X(W0 + ΔW) (``delta`` needed): then G = Σ̂ ΔW by
+        construction, and the step reads ΔW's factors instead of G (the module docstring).
         """
         build(ProblemConfig, {"dtype": dtype, "device": device}, where="")  # the storage checks of every problem
+        if Y is None and delta is None:
+            fail("", "Y", None, "an N×k array, or null with delta given (the teacher's noise-free labels X(W0 + ΔW))")
         self = cls.__new__(cls)
         self.config = None
         self.tf32 = dtype == "tf32"
         tdt = torch_dtype(dtype)
         arrs = {}
-        for name, a in (("X", X), ("Y", Y), ("W0", W0)) + ((("delta", delta),) if delta is not None else ()):
-            arrs[name] = real_matrix(a, name, tdt, device)
-        X, Y, W0 = arrs["X"], arrs["Y"], arrs["W0"]
+        for name, a in (("X", X), ("Y", Y), ("W0", W0), ("delta", delta)):
+            if a is not None:
+                arrs[name] = real_matrix(a, name, tdt, device)
+        X, W0 = arrs["X"], arrs["W0"]
         n, d = X.shape
         if n < 1 or d < 1 or W0.shape[1] < 1:
             fail("", "X", tuple(X.shape), "at least one sample (N ≥ 1) and one feature")
-        _check_shapes({name: tuple(a.shape) for name, a in arrs.items()})
+        shapes = {name: tuple(a.shape) for name, a in arrs.items()}
+        _check_shapes({"Y": (n, W0.shape[1]), **shapes})
         k = W0.shape[1]
         self.d, self.k, self.n = d, k, n
-        self.noise = float("nan")
+        self.noise = float("nan") if Y is not None else 0.0
         self.W0 = W0
         self.risk_weight = None
         if r_star is not None and not (isinstance(r_star, int) and 1 <= r_star <= min(d, k)):
             fail("", "r_star", r_star, f"null or an integer in [1, {min(d, k)}]")
-        R0 = Y - X @ W0
-        self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
         self.r_star = r_star
         self.U_star = self.S_star = self.V_star = None
         if "delta" in arrs:
@@ -255,6 +270,11 @@ class LinearTeacher(Problem):
             # ΔW is kept exactly (all numerically nonzero directions), not truncated to r*.
             keep = max(rs, numerical_rank)
             self.delta_L, self.delta_R = U[:, :keep] * s[:keep], Vh[:keep]
+        # Y − X W0, or X ΔW for the teacher's own labels (ΔW as kept: ΔL ΔR), as the generator draws it
+        R0 = arrs["Y"] - X @ W0 if Y is not None else (X @ self.delta_L) @ self.delta_R
+        self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
+        if Y is None:
+            self._mark_teacher()
         return self
 
     # -- sufficient statistics -----------------------------------------------------------------
@@ -276,15 +296,52 @@ class LinearTeacher(Problem):
 
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
 
+    def describe(self) -> dict:
+        out = super().describe()
+        # what a step reads (problem.json): ΔW's factors where G = Σ̂ΔW by construction, else G itself
+        out["step_reads"] = "teacher_factors" if self.teacher_factors() is not None else "G"
+        return out
+
+    def _mark_teacher(self) -> None:
+        """Record that G = Σ̂ ΔL ΔR holds by construction for the G, Σ̂ and ΔW now set (the population limit, or
+        noise-free labels): the step then reads Σ̂ΔL and ΔR instead of G. A G, Σ̂ or ΔW replaced later (a user's
+        own G) ends it; a shift (``shifted``) keeps it, since it moves G and ΔW together."""
+        self._teacher_key = (self.G, self._sigma, self.delta_L, self.delta_R)
+
+    def teacher_factors(self) -> Optional[tuple[Tensor, Tensor]]:
+        """(Σ̂ΔL, ΔR) with G = (Σ̂ΔL) ΔR, while that holds by construction; None otherwise (G from noisy labels
+        or the user's data), where the step reads G itself."""
+        key = self.__dict__.get("_teacher_key")
+        if key is None or key[0] is not self.G or key[1] is not self._sigma or key[2] is not self.delta_L \
+                or key[3] is not self.delta_R:
+            return None
+        cached = self.__dict__.get("_teacher")
+        if cached is None or cached[0] is not key:
+            SL = self._sigma_times(self.delta_L).contiguous()
+            views = None
+            if on_numpy_blas(SL, self.delta_R):  # for _blas_grads: (Σ̂ or None, Σ̂ΔL, ΔR)
+                views = (None if self._sigma is None else self._sigma.numpy(), SL.numpy(), self.delta_R.numpy())
+            cached = (key, (SL, self.delta_R), views)
+            self._teacher = cached
+        return cached[1]
+
+    def _g_products(self, A_cat: Tensor, Bt_cat: Tensor) -> tuple[Tensor, Tensor]:
+        """(G Bᵀ, Aᵀ G) for side-by-side factors A_cat (d × w) and Bt_cat (k × w), through ΔW's factors where
+        G = Σ̂ ΔW by construction."""
+        teacher = self.teacher_factors()
+        if teacher is not None:
+            SL, R = teacher
+            return SL @ (R @ Bt_cat), (mT(A_cat) @ SL) @ R
+        return self.G @ Bt_cat, mT(A_cat) @ self.G
+
     def grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         if self.fused is not False and A.shape[:-2] == B.shape[:-2] and on_numpy_blas(A, B, self.G):
             return self._blas_grads(A, B)
         if A.dim() > 2 or (self.fused is not False and kernels.usable(self.G, A.shape[-1])):
             return self._fused_grads(A, B)
         SA = self._sigma_times(A)
-        gA = SA @ (B @ mT(B)) - self.G @ mT(B)
-        gB = (mT(A) @ SA) @ B - mT(A) @ self.G
-        return gA, gB
+        GBt, AtG = self._g_products(A, mT(B))
+        return SA @ (B @ mT(B)) - GBt, (mT(A) @ SA) @ B - AtG
 
     def _fused_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """The same gradient with G read once for G Bᵀ and Aᵀ G (lorasim.kernels; plain matmuls
@@ -296,7 +353,9 @@ class LinearTeacher(Problem):
         prec = kernels.FOR_MATMUL[self.matmul_precision]
         SA_cat = A_cat if self._sigma is None else kernels.skinny_products(self._sigma, A_cat, precision=prec,
                                                                             fused=self.fused)[0]
-        if A_cat.shape[1] > kernels.MAX_WIDTH and self.G.is_cuda and self.matmul_precision == "tf32":
+        if self.teacher_factors() is not None:  # no pass over G at all
+            GBt_cat, AtG_cat = self._g_products(A_cat, Bt_cat)
+        elif A_cat.shape[1] > kernels.MAX_WIDTH and self.G.is_cuda and self.matmul_precision == "tf32":
             # A wide batch is compute-bound, and in tf32 cuBLAS's layouts differ there: on an H200 at d = k =
             # 16384, w = 1024, Aᵀ G ran at 223 TFLOP/s, G Bᵀ at 399 and Σ̂ A at 378 (benchmarks.md). So Aᵀ G
             # is formed as (Gᵀ A)ᵀ from a kept transposed copy of G, Σ̂ A's layout. (In float32 the step did
@@ -314,24 +373,42 @@ class LinearTeacher(Problem):
 
     def _blas_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """``_fused_grads`` on the CPU, through numpy's BLAS (``linalg.matmul`` says why): the runs side by
-        side as d × (b·r), so Σ̂, G and Gᵀ are each read once per step for the whole batch, and every
-        product is one BLAS call on views (the batch's small r×r products included)."""
+        side as d × (b·r), so Σ̂, G and Gᵀ are each read once per step for the whole batch (Σ̂ alone for a
+        teacher's G, through Σ̂ΔL and ΔR), and every product is one BLAS call on views (the batch's small r×r
+        products included). T1's gradient (5 runs, d = k = 100, r = 8): 53 µs from the teacher's factors, 76
+        from G."""
         (d, r), k = A.shape[-2:], B.shape[-1]
-        # Shapes change on numpy views: torch's reshapes in and out cost a T1 step 3 µs of its 85.
-        An, Bn = A.detach().numpy().reshape(-1, d, r), B.detach().numpy().reshape(-1, r, k)
+        An, Bn = self._numpy_factors(A, B)
         b = An.shape[0]
-        sigma, G, G_T = self._numpy_statistics()
+        teacher = self.teacher_factors() is not None
+        if teacher:
+            sigma, SL, R = self._teacher[2]
+        else:
+            sigma, G, G_T = self._numpy_statistics()
         with np.errstate(all="ignore"):  # a diverging run overflows quietly, as under torch
             A_cat = An.transpose(1, 0, 2).reshape(d, b * r)
             SA = A_cat if sigma is None else sigma @ A_cat
             SA = SA.reshape(d, b, r).transpose(1, 0, 2)  # (b, d, r) views of the side-by-side products
             gA = SA @ (Bn @ Bn.transpose(0, 2, 1))
-            gA -= (Bn.reshape(b * r, k) @ G_T).reshape(b, r, d).transpose(0, 2, 1)
+            B_cat = Bn.reshape(b * r, k)
+            gA -= ((B_cat @ R.T) @ SL.T if teacher else B_cat @ G_T).reshape(b, r, d).transpose(0, 2, 1)
             gB = (An.transpose(0, 2, 1) @ SA) @ Bn
-            gB -= (A_cat.T @ G).reshape(b, r, k)
+            gB -= ((A_cat.T @ SL) @ R if teacher else A_cat.T @ G).reshape(b, r, k)
         if A.dim() != 3:
             gA, gB = gA.reshape(A.shape), gB.reshape(B.shape)
         return torch.from_numpy(gA), torch.from_numpy(gB)
+
+    def _numpy_factors(self, A: Tensor, B: Tensor) -> tuple:
+        """A and B as (b, d, r) and (b, r, k) numpy views. A training loop steps the same two tensors in place, so
+        their views are kept while the tensors, their storage and layout are the same: making them cost a T1 step
+        2.6 µs. (Shapes change on numpy views: torch's reshapes in and out cost it 3 µs.)"""
+        key = (A.data_ptr(), A.shape, A.stride(), B.data_ptr(), B.shape, B.stride())
+        cached = self.__dict__.get("_np_factors")
+        if cached is None or cached[0] is not A or cached[1] is not B or cached[2] != key:
+            (d, r), k = A.shape[-2:], B.shape[-1]
+            cached = (A, B, key, (A.detach().numpy().reshape(-1, d, r), B.detach().numpy().reshape(-1, r, k)))
+            self._np_factors = cached
+        return cached[3]
 
     def _numpy_statistics(self) -> tuple:
         """(Σ̂ or None, G, Gᵀ) as numpy views, kept until G or Σ̂ change: a step's conversions cost as much as
@@ -370,6 +447,9 @@ class LinearTeacher(Problem):
                 + 0.5 * ((mT(A) @ SA) * (B @ mT(B))).sum(dim=(-2, -1)))
 
     def _regradient(self, L: Tensor, R: Tensor) -> None:
+        # shifted() has moved ΔW to [ΔL, L][ΔR; R] already; G moves by Σ̂ L R, so G = Σ̂ ΔW still holds
+        teacher = self.__dict__.get("_teacher_key") is not None and self._teacher_key[0] is self.G \
+            and self._teacher_key[1] is self._sigma
         SL = self._sigma_times(L)
         if self.n is not None:
             # L(W0 − LR) = L(W0) + ⟨LR, G⟩ + ½ tr((LR)ᵀ Σ̂ LR); the least-squares floor is unchanged.
@@ -377,3 +457,5 @@ class LinearTeacher(Problem):
             if self._chol is not None:
                 self._loss_target = self._loss_target + (mT(self._chol) @ L) @ R
         self.G = self.G + SL @ R
+        if teacher:
+            self._mark_teacher()
