@@ -262,3 +262,26 @@ def test_frobenius_sq_on_both_paths():
     torch.testing.assert_close(got.detach(), want, rtol=1e-14, atol=0)
     got.sum().backward()
     torch.testing.assert_close(tracked.grad, 2 * x, rtol=1e-14, atol=0)
+
+
+def test_blas_grads_follow_new_factors_and_new_storage():
+    """The kept numpy views of A and B (``_numpy_factors``) serve only the tensors they were made from, with the same
+    storage and layout: other tensors, or the same tensor objects given new storage (``.data = ``), are stepped from
+    their own values. Mutations: views kept forever, or keyed on the tensor objects alone, fail."""
+    prob = lorasim.LinearTeacher(d=12, k=9, r_star=2, n=100, noise=0.1, seed=4)
+    A, B = _rand((3, 12, 3), 15), _rand((3, 3, 9), 16)
+
+    def oracle(A, B):
+        SA = prob.sigma_hat @ A
+        return SA @ (B @ B.mT) - prob.G @ B.mT, (A.mT @ SA) @ B - A.mT @ prob.G
+
+    prob.grads(A, B)
+    A2, B2 = _rand((3, 12, 3), 17), _rand((3, 3, 9), 18)
+    for got, want in zip(prob.grads(A2, B2), oracle(A2, B2)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    A2.data, B2.data = _rand((3, 12, 3), 19), _rand((3, 3, 9), 20)  # same objects, new storage
+    for got, want in zip(prob.grads(A2, B2), oracle(A2, B2)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    A2.mul_(2.0)  # stepped in place: the kept views see it
+    for got, want in zip(prob.grads(A2, B2), oracle(A2, B2)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -401,7 +401,8 @@ class LinearTeacher(Problem):
     def _numpy_factors(self, A: Tensor, B: Tensor) -> tuple:
         """A and B as (b, d, r) and (b, r, k) numpy views. A training loop steps the same two tensors in place, so
         their views are kept while the tensors, their storage and layout are the same: making them cost a T1 step
-        2.6 µs. (Shapes change on numpy views: torch's reshapes in and out cost it 3 µs.)"""
+        2.6 µs. (Shapes change on numpy views: torch's reshapes in and out cost it 3 µs.) The problem thereby holds
+        the last factors it stepped until it steps others: one batch's A and B."""
         key = (A.data_ptr(), A.shape, A.stride(), B.data_ptr(), B.shape, B.stride())
         cached = self.__dict__.get("_np_factors")
         if cached is None or cached[0] is not A or cached[1] is not B or cached[2] != key:
