@@ -304,7 +304,8 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
                 align_err = max(align_err, float(np.max(np.abs(df["align_A"].to_numpy() - align[at]))))
             else:
                 align_err = math.nan
-        rows.append({"metrics": metrics, "log_every": every, "G": which, "points_per_curve": steps // every + 1, "hand_rolled_s": t_hand,
+        rows.append({"metrics": metrics, "log_every": every, "G": which, "points_per_curve": steps // every + 1,
+                     "hand_rolled_s": t_hand,
                      "lorasim_s": t_ours, "lorasim_min_s": min(times), "lorasim_max_s": max(times),
                      "speedup": t_hand / t_ours, "max_rel_risk_diff": risk_err,
                      "max_abs_align_diff": align_err})

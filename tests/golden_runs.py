@@ -26,7 +26,10 @@ def environment() -> dict:
     # numpy's BLAS only: scipy's own OpenBLAS joins threadpool_info once anything imports scipy, which made the test
     # skip (an "other environment") in a worker that had run a scipy test first
     libs = [i for i in threadpool_info() if i["user_api"] == "blas"]
-    libs = [i for i in libs if "numpy" in i["filepath"]] or libs
+    numpy_dir = Path(np.__file__).resolve().parent
+    own = [i for i in libs if Path(i["filepath"]).resolve().parent.name == "numpy.libs"
+           or numpy_dir in Path(i["filepath"]).resolve().parents]
+    libs = own or libs
     blas = sorted(f"{i['internal_api']} {i.get('version')} {i.get('architecture')}" for i in libs)
     return {"torch": torch.__version__, "numpy": np.__version__, "torch_cpu": torch.backends.cpu.get_cpu_capability(),
             "blas": blas}

@@ -285,3 +285,25 @@ def test_blas_grads_follow_new_factors_and_new_storage():
     A2.mul_(2.0)  # stepped in place: the kept views see it
     for got, want in zip(prob.grads(A2, B2), oracle(A2, B2)):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_blas_grads_follow_in_place_steps_of_a_batch_whose_reshape_copies_and_an_in_place_g():
+    """A batch whose leading dimensions do not merge into a view (a transposed batch) is converted at every call:
+    a kept copy would not see the factors stepped in place. And G changed in place (``G +=``) refreshes the kept
+    Gᵀ. Mutations: keeping the copy, or keying Gᵀ on the object alone, fail (errors O(1))."""
+    prob = lorasim.LinearTeacher(d=12, k=9, r_star=2, n=100, noise=0.1, seed=4)
+    A = _rand((3, 2, 12, 3), 21).transpose(0, 1)
+    B = _rand((2, 3, 3, 9), 22)
+
+    def oracle(A, B):
+        SA = prob.sigma_hat @ A
+        return SA @ (B @ B.mT) - prob.G @ B.mT, (A.mT @ SA) @ B - A.mT @ prob.G
+
+    prob.grads(A, B)
+    A.mul_(2.0)
+    for got, want in zip(prob.grads(A, B), oracle(A, B)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    prob.G += _rand((12, 9), 23)
+    A3, B3 = _rand((3, 12, 3), 24), _rand((3, 3, 9), 25)
+    for got, want in zip(prob.grads(A3, B3), oracle(A3, B3)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -136,8 +136,9 @@ def _teacher_case(case):
 def test_teacher_gradient_reads_delta_factors_and_equals_the_g_gradient(case, fused, batch):
     """Where G = Σ̂ΔW by construction (population; noise-free labels), the step reads Σ̂ΔL and ΔR, not G, and
     gives G's gradient. Bound: G and (Σ̂ΔL)ΔR are two roundings of one matrix, each within N·eps·‖Σ̂‖‖ΔW‖
-    (N = 200 terms; ‖Σ̂‖ ≤ 3 here), so the gradients differ by less than 1e-12·‖Σ̂‖‖ΔW‖‖B‖ (a 20× margin
-    over 200·2.2e-16). Mutation: a dropped Σ̂ in Σ̂ΔL (off by (Σ̂ − I)ΔW, O(1) at N = 200) fails."""
+    (N = 200 terms), so the gradients differ by less than 1e-12·‖Σ̂‖‖ΔW‖·‖A‖‖B‖ (a 20× margin over
+    200·2.2e-16; ‖A‖, ‖B‖ > 1 here). Mutation: a dropped Σ̂ in Σ̂ΔL (off by (Σ̂ − I)ΔW, O(1) at N = 200)
+    fails."""
     prob = _teacher_case(case)
     prob.fused = fused
     SL, R = prob.teacher_factors()
@@ -162,7 +163,8 @@ def test_teacher_gradient_is_not_taken_where_g_is_not_the_teachers():
     A, B = _rand((3, 14, 4), 21), _rand((3, 4, 10), 22)
     for prob, off in ((noisy, 1e-3), (replaced, 1e-2)):
         assert prob.teacher_factors() is None
-        assert float(torch.linalg.matrix_norm(prob.G - prob.sigma_hat @ prob.delta)) > off  # the gap a teacher step misses
+        gap = float(torch.linalg.matrix_norm(prob.G - prob.sigma_hat @ prob.delta))
+        assert gap > off  # what a teacher step would miss
         for fused in (True, False):
             prob.fused = fused
             for got, want in zip(prob.grads(A, B), _g_grads(prob, A, B)):
@@ -282,3 +284,25 @@ def test_risk_basis_of_delta_follows_a_shift_and_matches_the_concatenated_qr():
     torch.testing.assert_close(shifted.risk(A, B), 0.5 * (E * E).sum(dim=(-2, -1)), rtol=1e-12, atol=0)
     Lf, Rf = prob._error_factors(A, B)
     torch.testing.assert_close(prob.risk(A, B), 0.5 * product_fro(Lf, Rf) ** 2, rtol=1e-13, atol=0)
+
+
+def test_teacher_gradient_ends_where_g_or_delta_change_in_place_or_before_a_shift():
+    """G = Σ̂ΔW is tracked by the tensors and their in-place version counters: G changed in place (``G +=``) ends
+    the teacher step, and so does a ΔW replaced before a shift (the shift must not re-enable it with factors of
+    another ΔW). Both then step from G itself. Mutations: tracking the objects alone, or re-marking every shifted
+    problem, fail (gradient off by O(1))."""
+    prob = _teacher_case("noise_free")
+    A, B = _rand((3, 14, 4), 31), _rand((3, 4, 10), 32)
+    prob.grads(A, B)  # teacher step made (and its factors kept)
+    prob.G += 0.1 * _rand((14, 10), 33)
+    assert prob.teacher_factors() is None
+    for fused in (True, False):
+        prob.fused = fused
+        for got, want in zip(prob.grads(A, B), _g_grads(prob, A, B)):
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    other = _teacher_case("noise_free")
+    other.delta_L = 2 * other.delta_L  # the risk's target moved; G did not
+    shifted = other.shifted(_rand((14, 2), 34), _rand((2, 10), 35))
+    assert shifted.teacher_factors() is None
+    for got, want in zip(shifted.grads(A, B), _g_grads(shifted, A, B)):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)

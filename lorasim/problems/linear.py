@@ -71,6 +71,16 @@ class ArraysConfig(ProblemConfig):
 _CHUNK_ELEMENTS = 2**22  # rows of X are drawn in blocks of about this many entries
 
 
+def _version(x: Optional[Tensor]):
+    """x's in-place version counter (None for None, and for inference-mode tensors, which keep none)."""
+    if x is None:
+        return None
+    try:
+        return x._version
+    except RuntimeError:
+        return None
+
+
 def _batch_size(A: Tensor) -> int:
     return math.prod(A.shape[:-2])
 
@@ -302,22 +312,29 @@ class LinearTeacher(Problem):
         out["step_reads"] = "teacher_factors" if self.teacher_factors() is not None else "G"
         return out
 
+    def _teacher_parts(self) -> tuple:
+        """G, Σ̂, ΔL and ΔR with their version counters: a tensor replaced, or changed in place, changes this."""
+        return tuple((x, _version(x)) for x in (self.G, self._sigma, self.delta_L, self.delta_R))
+
     def _mark_teacher(self) -> None:
         """Record that G = Σ̂ ΔL ΔR holds by construction for the G, Σ̂ and ΔW now set (the population limit, or
-        noise-free labels): the step then reads Σ̂ΔL and ΔR instead of G. A G, Σ̂ or ΔW replaced later (a user's
-        own G) ends it; a shift (``shifted``) keeps it, since it moves G and ΔW together."""
-        self._teacher_key = (self.G, self._sigma, self.delta_L, self.delta_R)
+        noise-free labels): the step then reads Σ̂ΔL and ΔR instead of G. Any of the four replaced or changed in
+        place later (a user's own G) ends it; a shift (``shifted``) keeps it, since it moves G and ΔW together."""
+        self._teacher_key = self._teacher_parts()
 
     def teacher_factors(self) -> Optional[tuple[Tensor, Tensor]]:
         """(Σ̂ΔL, ΔR) with G = (Σ̂ΔL) ΔR, while that holds by construction; None otherwise (G from noisy labels
         or the user's data), where the step reads G itself."""
         key = self.__dict__.get("_teacher_key")
-        if key is None or key[0] is not self.G or key[1] is not self._sigma or key[2] is not self.delta_L \
-                or key[3] is not self.delta_R:
+        if key is None:
             return None
+        for (x, version), now in zip(key, (self.G, self._sigma, self.delta_L, self.delta_R)):
+            if x is not now or (version is not None and x._version != version):
+                return None
         cached = self.__dict__.get("_teacher")
         if cached is None or cached[0] is not key:
-            SL = self._sigma_times(self.delta_L).contiguous()
+            with self.matmul_mode(training=False):  # full float32 under tf32, whichever call makes it first
+                SL = self._sigma_times(self.delta_L).contiguous()
             views = None
             if on_numpy_blas(SL, self.delta_R):  # for _blas_grads: (Σ̂ or None, Σ̂ΔL, ΔR)
                 views = (None if self._sigma is None else self._sigma.numpy(), SL.numpy(), self.delta_R.numpy())
@@ -407,27 +424,33 @@ class LinearTeacher(Problem):
         cached = self.__dict__.get("_np_factors")
         if cached is None or cached[0] is not A or cached[1] is not B or cached[2] != key:
             (d, r), k = A.shape[-2:], B.shape[-1]
-            cached = (A, B, key, (A.detach().numpy().reshape(-1, d, r), B.detach().numpy().reshape(-1, r, k)))
+            An, Bn = A.detach().numpy(), B.detach().numpy()
+            views = An.reshape(-1, d, r), Bn.reshape(-1, r, k)
+            if not (np.may_share_memory(views[0], An) and np.may_share_memory(views[1], Bn)):
+                return views  # a layout the reshape had to copy: a copy is not kept (it would not see the steps)
+            cached = (A, B, key, views)
             self._np_factors = cached
         return cached[3]
 
     def _numpy_statistics(self) -> tuple:
-        """(Σ̂ or None, G, Gᵀ) as numpy views, kept until G or Σ̂ change: a step's conversions cost as much as
-        one of its small products."""
+        """(Σ̂ or None, G, Gᵀ) as numpy views, kept until G or Σ̂ are replaced or G is changed in place (Gᵀ is a
+        copy): a step's conversions cost as much as one of its small products."""
         cached = self.__dict__.get("_np_stats")
-        if cached is None or cached[0] is not self.G or cached[1] is not self._sigma:
+        if (cached is None or cached[0] is not self.G or cached[1] is not self._sigma
+                or cached[2] != _version(self.G)):
             sigma = None if self._sigma is None else self._sigma.numpy()
-            cached = (self.G, self._sigma, (sigma, self.G.numpy(), self._G_transposed().numpy()))
+            cached = (self.G, self._sigma, _version(self.G), (sigma, self.G.numpy(), self._G_transposed().numpy()))
             self._np_stats = cached
-        return cached[2]
+        return cached[3]
 
     def _G_transposed(self) -> Tensor:
-        """Gᵀ, contiguous, kept until G changes (d·k more memory; made by a batch's first, uncaptured step)."""
+        """Gᵀ, contiguous, kept until G is replaced or changed in place (d·k more memory; made by a batch's first,
+        uncaptured step)."""
         cached = self.__dict__.get("_G_T")
-        if cached is None or cached[0] is not self.G:
-            cached = (self.G, self.G.T.contiguous())
+        if cached is None or cached[0] is not self.G or cached[1] != _version(self.G):
+            cached = (self.G, _version(self.G), self.G.T.contiguous())
             self._G_T = cached
-        return cached[1]
+        return cached[2]
 
     def full_grad(self, D: Tensor) -> Tensor:
         return self._sigma_times(D) - self.G
@@ -447,10 +470,15 @@ class LinearTeacher(Problem):
         return (self._loss0 - ((mT(A) @ self.G) * B).sum(dim=(-2, -1))
                 + 0.5 * ((mT(A) @ SA) * (B @ mT(B))).sum(dim=(-2, -1)))
 
+    def shifted(self, L: Tensor, R: Tensor) -> "LinearTeacher":
+        # G moves by Σ̂ L R and ΔW to [ΔL, L][ΔR; R]: G = Σ̂ ΔW still holds where it held before the shift
+        teacher = self.teacher_factors() is not None
+        new = super().shifted(L, R)
+        if teacher:
+            new._mark_teacher()
+        return new
+
     def _regradient(self, L: Tensor, R: Tensor) -> None:
-        # shifted() has moved ΔW to [ΔL, L][ΔR; R] already; G moves by Σ̂ L R, so G = Σ̂ ΔW still holds
-        teacher = self.__dict__.get("_teacher_key") is not None and self._teacher_key[0] is self.G \
-            and self._teacher_key[1] is self._sigma
         SL = self._sigma_times(L)
         if self.n is not None:
             # L(W0 − LR) = L(W0) + ⟨LR, G⟩ + ½ tr((LR)ᵀ Σ̂ LR); the least-squares floor is unchanged.
@@ -458,5 +486,3 @@ class LinearTeacher(Problem):
             if self._chol is not None:
                 self._loss_target = self._loss_target + (mT(self._chol) @ L) @ R
         self.G = self.G + SL @ R
-        if teacher:
-            self._mark_teacher()
