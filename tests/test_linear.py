@@ -31,10 +31,8 @@ def _autograd_loss(X, Y, W0, A, B):
     return loss.detach(), A.grad, B.grad
 
 
-@pytest.mark.parametrize("noise", [0.0, 0.3])
-def test_grads_and_loss_match_autograd_on_user_arrays(noise):
-    X, Y, W0, delta = _arrays(noise=noise)
-    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+def _assert_matches_autograd(prob, X, Y, W0):
+    """prob's gradient and loss at a random (A, B) against autograd of (1/2N)‖X(W0 + AB) − Y‖² on the raw arrays."""
     A, B = _rand((12, 4), 1), _rand((4, 9), 2)
     t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     loss, gA, gB = _autograd_loss(t(X), t(Y), t(W0), A, B)
@@ -42,6 +40,13 @@ def test_grads_and_loss_match_autograd_on_user_arrays(noise):
     torch.testing.assert_close(ga, gA, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(gb, gB, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(prob.loss(A, B), loss, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.3])
+def test_grads_and_loss_match_autograd_on_user_arrays(noise):
+    X, Y, W0, delta = _arrays(noise=noise)
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+    _assert_matches_autograd(prob, X, Y, W0)
 
 
 def test_sufficient_statistics_and_G_from_arrays():
@@ -182,13 +187,7 @@ def test_teacher_labels_from_arrays_equal_the_given_noise_free_labels():
     given = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
     assert own.teacher_factors() is not None and own.noise == 0.0
     torch.testing.assert_close(own.G, given.G, rtol=1e-10, atol=1e-12)
-    A, B = _rand((12, 4), 1), _rand((4, 9), 2)
-    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    loss, gA, gB = _autograd_loss(t(X), t(Y), t(W0), A, B)
-    ga, gb = own.grads(A, B)
-    torch.testing.assert_close(ga, gA, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(gb, gB, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(own.loss(A, B), loss, rtol=1e-10, atol=1e-14)
+    _assert_matches_autograd(own, X, Y, W0)
     with pytest.raises(ConfigError, match="Y"):
         lorasim.LinearTeacher.from_arrays(X=X, Y=None, W0=W0)
 
