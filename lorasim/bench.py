@@ -250,8 +250,8 @@ def _fmt_row(row: dict) -> str:
 
 # (metrics, log_every, G): the preset first (figure: risk and align_A, the hand-rolled loop's columns); the last row logs
 # only the ends (the steps alone: what rows cost is the rest). G "teacher": T1's labels are the teacher's own,
-# noise-free (Y = None), as in the paper_t1 preset, so the step reads ΔW's factors (LinearTeacher.teacher_factors);
-# "data": the same labels given as an array, so the step reads G (any data, noisy labels: the generic step).
+# noise-free, as in the paper_t1 preset, so the step reads ΔW's factors (LinearTeacher.teacher_factors); "data": the
+# same problem with ``teacher_step = False``, so the step reads G (what noisy labels or any data get).
 T1_REPEATS = 3
 T1_SETTINGS = (("figure", 1, "teacher"), ("figure", 1, "data"), ("align", 1, "teacher"), ("lean", 1, "teacher"),
                ("full", 1, "teacher"), ("full", 10, "teacher"), ("full", 25, "teacher"), ("risk", 1500, "teacher"))
@@ -265,8 +265,9 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
     # T1's W0 ~ N(0, 1) and ΔW = P Qᵀ of rank 4 as in the notebook (instance() draws W0/√d).
     W0 = torch.randn(100, 100, generator=streams.generator(11, "bench/W0_t1"), dtype=torch.float64)
     Y = inst.X @ (W0 + inst.delta)
-    probs = {"teacher": LinearTeacher.from_arrays(X=inst.X, Y=None, W0=W0, delta=inst.delta, r_star=4),
-             "data": LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)}
+    probs = {which: LinearTeacher.from_arrays(X=inst.X, Y=Y, W0=W0, delta=inst.delta, r_star=4)
+             for which in ("teacher", "data")}
+    probs["data"].teacher_step = False
     U_G = torch.linalg.svd(probs["data"].G)[0]
     g = streams.generator(11, "bench/A0_t1")
     A0s = [math.sqrt(a2) * torch.randn(100, 8, generator=g, dtype=torch.float64) for a2 in T1_ALPHA2]

@@ -158,15 +158,15 @@ def test_teacher_gradient_reads_delta_factors_and_equals_the_g_gradient(case, fu
 
 
 def test_teacher_gradient_is_not_taken_where_g_is_not_the_teachers():
-    """Noisy labels, the user's own Y (even a noise-free one) and a G replaced by the user all read G: there
-    G ≠ Σ̂ΔW, by Xᵀε/N or by the user's change, far above round-off, so a teacher step would fail the oracle."""
+    """Noisy labels (generated, or the user's own) and a G replaced by the user all read G: there G ≠ Σ̂ΔW, by
+    Xᵀε/N or by the user's change, far above round-off, so a teacher step would fail the oracle."""
     noisy = lorasim.LinearTeacher(d=14, k=10, r_star=3, n=200, noise=0.3, seed=2)
-    X, Y, W0, delta = _arrays(n=200, d=14, k=10, r=3, noise=0.0, seed=7)
+    X, Y, W0, delta = _arrays(n=200, d=14, k=10, r=3, noise=1e-9, seed=7)
     user_y = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
     replaced = _teacher_case("noise_free")
     replaced.G = replaced.G + 0.1 * _rand((14, 10), 23)
     A, B = _rand((3, 14, 4), 21), _rand((3, 4, 10), 22)
-    for prob, off in ((noisy, 1e-3), (replaced, 1e-2)):
+    for prob, off in ((noisy, 1e-3), (replaced, 1e-2), (user_y, 1e-11)):
         assert prob.teacher_factors() is None
         gap = float(torch.linalg.matrix_norm(prob.G - prob.sigma_hat @ prob.delta))
         assert gap > off  # what a teacher step would miss
@@ -174,7 +174,6 @@ def test_teacher_gradient_is_not_taken_where_g_is_not_the_teachers():
             prob.fused = fused
             for got, want in zip(prob.grads(A, B), _g_grads(prob, A, B)):
                 torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    assert user_y.teacher_factors() is None
     assert [p.describe()["step_reads"] for p in (noisy, replaced, user_y, _teacher_case("noise_free"))] == [
         "G", "G", "G", "teacher_factors"]
 
@@ -305,3 +304,26 @@ def test_teacher_gradient_ends_where_g_or_delta_change_in_place_or_before_a_shif
     assert shifted.teacher_factors() is None
     for got, want in zip(shifted.grads(A, B), _g_grads(shifted, A, B)):
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
+
+
+def test_given_labels_are_the_teachers_only_to_round_off():
+    """A given Y takes the teacher step when it is X(W0 + ΔW) to the round-off of forming it (``_teacher_labels``:
+    2γ_{d+2}|X|(|W0| + |ΔW|) + u|Y| entrywise, ≈ 5e-14 here), whatever order the caller summed in; labels rounded
+    to float32, or with noise of 1e-11, are not the teacher's; noise of 1e-17 is below their own rounding.
+    Mutations: a zero bound (the caller's other order of summation then fails) or a bound 1e6× wider (the 1e-11
+    noise then passes) fail."""
+    rng = np.random.default_rng(9)
+    X, W0 = rng.standard_normal((200, 14)), rng.standard_normal((14, 10))
+    delta = rng.standard_normal((14, 3)) @ rng.standard_normal((3, 10)) / 3
+    noise = rng.standard_normal((200, 10))
+    cases = {"X(W0 + ΔW)": (X @ (W0 + delta), True), "XW0 + XΔW": (X @ W0 + X @ delta, True),
+             "noise 1e-17": (X @ (W0 + delta) + 1e-17 * noise, True),
+             "float32 labels": ((X @ (W0 + delta)).astype(np.float32).astype(np.float64), False),
+             "noise 1e-11": (X @ (W0 + delta) + 1e-11 * noise, False)}
+    for name, (Y, teacher) in cases.items():
+        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta)
+        assert (prob.teacher_factors() is not None) == teacher, name
+        assert (prob.noise == 0.0) == teacher, name
+    prob = lorasim.LinearTeacher.from_arrays(X=X, Y=X @ (W0 + delta), W0=W0, delta=delta)
+    prob.teacher_step = False  # the switch: the step reads G
+    assert prob.teacher_factors() is None and prob.describe()["step_reads"] == "G"

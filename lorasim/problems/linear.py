@@ -81,6 +81,18 @@ def _version(x: Optional[Tensor]):
         return None
 
 
+def _teacher_labels(X: Tensor, Y: Tensor, W0: Tensor, D: Tensor) -> bool:
+    """Whether Y is the teacher's X(W0 + D) to the round-off of forming it: entrywise
+    |Y − X(W0 + D)| ≤ 2γ_{d+2}·|X|(|W0| + |D|) + u|Y|, γ_n = nu/(1 − nu), u the unit round-off (two evaluations of
+    the product, the caller's and this one, in any order of summation; the last term rounds the difference). Label
+    noise is not: it must exceed that bound in no entry, ≈ 2(d + 2)u·|X|(|W0| + |D|), 2e-12 at T1's sizes in float64."""
+    u = torch.finfo(X.dtype).eps / 2
+    n = X.shape[1] + 2
+    gamma = n * u / (1 - n * u)
+    E = (Y - X @ (W0 + D)).abs_()
+    return bool((E <= 2 * gamma * (X.abs() @ (W0.abs() + D.abs())) + u * Y.abs()).all())
+
+
 def _batch_size(A: Tensor) -> int:
     return math.prod(A.shape[:-2])
 
@@ -240,7 +252,9 @@ class LinearTeacher(Problem):
         The risk is the identity-covariance population risk ½‖AB − ΔW‖_F²; without
         ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
         ``Y=None`` takes the teacher's noise-free labels X(W0 + ΔW) (``delta`` needed): then G = Σ̂ ΔW by
-        construction, and the step reads ΔW's factors instead of G (the module docstring).
+        construction, and the step reads ΔW's factors instead of G (the module docstring). So does a given Y that
+        is X(W0 + delta) to the round-off of forming it (``_teacher_labels``): noise-free labels computed by the
+        caller. Then ``noise`` is 0; otherwise NaN (unknown).
         """
         build(ProblemConfig, {"dtype": dtype, "device": device}, where="")  # the storage checks of every problem
         if Y is None and delta is None:
@@ -283,7 +297,11 @@ class LinearTeacher(Problem):
         # Y − X W0, or X ΔW for the teacher's own labels (ΔW as kept: ΔL ΔR), as the generator draws it
         R0 = arrs["Y"] - X @ W0 if Y is not None else (X @ self.delta_L) @ self.delta_R
         self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
-        if Y is None:
+        if Y is not None and "delta" in arrs:
+            with self.matmul_mode(training=False):  # the check's own product in full precision
+                if _teacher_labels(X, arrs["Y"], W0, arrs["delta"]):
+                    self.noise = 0.0
+        if self.noise == 0.0:
             self._mark_teacher()
         return self
 
@@ -305,6 +323,7 @@ class LinearTeacher(Problem):
         return A if self._sigma is None else left_apply(self._sigma, A)
 
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
+    teacher_step = True  # False: the step reads G even where G = Σ̂ΔW by construction (``teacher_factors``)
 
     def describe(self) -> dict:
         out = super().describe()
@@ -326,7 +345,7 @@ class LinearTeacher(Problem):
         """(Σ̂ΔL, ΔR) with G = (Σ̂ΔL) ΔR, while that holds by construction; None otherwise (G from noisy labels
         or the user's data), where the step reads G itself."""
         key = self.__dict__.get("_teacher_key")
-        if key is None:
+        if key is None or not self.teacher_step:
             return None
         for (x, version), now in zip(key, (self.G, self._sigma, self.delta_L, self.delta_R)):
             if x is not now or (version is not None and x._version != version):
