@@ -327,3 +327,18 @@ def test_given_labels_are_the_teachers_only_to_round_off():
     prob = lorasim.LinearTeacher.from_arrays(X=X, Y=X @ (W0 + delta), W0=W0, delta=delta)
     prob.teacher_step = False  # the switch: the step reads G
     assert prob.teacher_factors() is None and prob.describe()["step_reads"] == "G"
+
+
+def test_given_labels_are_checked_in_every_row_block(monkeypatch):
+    """The round-off check runs over blocks of rows (no N×d temporaries): one label off by 1e-9 in the last row is
+    found with 40-row blocks. Mutation: checking the first block only fails."""
+    from lorasim.problems import linear
+
+    monkeypatch.setattr(linear, "_CHUNK_ELEMENTS", 40 * 14)
+    rng = np.random.default_rng(10)
+    X, W0 = rng.standard_normal((200, 14)), rng.standard_normal((14, 10))
+    delta = rng.standard_normal((14, 3)) @ rng.standard_normal((3, 10)) / 3
+    Y = X @ (W0 + delta)
+    assert lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta).teacher_factors() is not None
+    Y[-1, 4] += 1e-9
+    assert lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta).teacher_factors() is None

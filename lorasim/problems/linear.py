@@ -89,8 +89,13 @@ def _teacher_labels(X: Tensor, Y: Tensor, W0: Tensor, D: Tensor) -> bool:
     u = torch.finfo(X.dtype).eps / 2
     n = X.shape[1] + 2
     gamma = n * u / (1 - n * u)
-    E = (Y - X @ (W0 + D)).abs_()
-    return bool((E <= 2 * gamma * (X.abs() @ (W0.abs() + D.abs())) + u * Y.abs()).all())
+    W, W_abs = W0 + D, W0.abs() + D.abs()
+    rows = max(1, _CHUNK_ELEMENTS // max(X.shape[1], Y.shape[1]))  # blocks of rows: no N×d temporaries
+    for start in range(0, X.shape[0], rows):
+        Xb, Yb = X[start:start + rows], Y[start:start + rows]
+        if not bool(((Yb - Xb @ W).abs_() <= 2 * gamma * (Xb.abs() @ W_abs) + u * Yb.abs()).all()):
+            return False
+    return True
 
 
 def _batch_size(A: Tensor) -> int:
