@@ -342,3 +342,18 @@ def test_given_labels_are_checked_in_every_row_block(monkeypatch):
     assert lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta).teacher_factors() is not None
     Y[-1, 4] += 1e-9
     assert lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta).teacher_factors() is None
+
+
+def test_given_labels_are_checked_in_float64_whatever_the_problem_dtype():
+    """The labels' check reads the arrays as given, in float64: for a float32 problem, exact float64 labels are the
+    teacher's and labels with 0.1 % noise are not. Mutation: checking the float32 copies with float32's unit, whose
+    worst-case bound 2(d+2)u32·|X||W0| admits that noise at d = 256 with |W0| ~ 10, fails."""
+    rng = np.random.default_rng(11)
+    X, W0 = rng.standard_normal((512, 256)), 10 * rng.standard_normal((256, 32))
+    delta = rng.standard_normal((256, 2)) @ rng.standard_normal((2, 32)) / 16
+    signal = X @ delta
+    exact = X @ (W0 + delta)
+    noisy = exact + 1e-3 * signal.std() * rng.standard_normal(exact.shape)
+    for Y, teacher in ((exact, True), (noisy, False)):
+        prob = lorasim.LinearTeacher.from_arrays(X=X, Y=Y, W0=W0, delta=delta, dtype="float32")
+        assert (prob.teacher_factors() is not None) == teacher

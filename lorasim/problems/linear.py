@@ -81,18 +81,27 @@ def _version(x: Optional[Tensor]):
         return None
 
 
-def _teacher_labels(X: Tensor, Y: Tensor, W0: Tensor, D: Tensor) -> bool:
-    """Whether Y is the teacher's X(W0 + D) to the round-off of forming it: entrywise
-    |Y − X(W0 + D)| ≤ 2γ_{d+2}·|X|(|W0| + |D|) + u|Y|, γ_n = nu/(1 − nu), u the unit round-off (two evaluations of
-    the product, the caller's and this one, in any order of summation; the last term rounds the difference). Label
-    noise is not: it must exceed that bound in no entry, ≈ 2(d + 2)u·|X|(|W0| + |D|), 2e-12 at T1's sizes in float64."""
-    u = torch.finfo(X.dtype).eps / 2
+def _teacher_labels(X, Y, W0, D, device) -> bool:
+    """Whether the caller's Y is the teacher's X(W0 + D) to the round-off of forming it in float64: entrywise
+    |Y − X(W0 + D)| ≤ 2γ_{d+2}·|X|(|W0| + |D|) + u|Y|, γ_n = nu/(1 − nu), u float64's unit round-off (two
+    evaluations of the product, the caller's and this one, in any order of summation; the last term rounds the
+    difference). Checked on the arrays as given, in float64 whatever the problem's dtype, block by block over rows:
+    labels formed or rounded in a lower precision are not the teacher's (their rounding is far above the bound), so
+    a worst-case bound in float32's unit, which admits noise of a few % at d = 1024, is never used. Label noise above
+    ≈ 2(d + 2)u·|X|(|W0| + |D|) (2e-12 at T1's sizes) is not the teacher's either."""
+    def as_given(a):  # the caller's array as a tensor, in its own dtype, on the problem's device
+        return (a.detach() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))).to(device)
+
+    X, Y, W0, D = (as_given(a) for a in (X, Y, W0, D))
+    f64 = torch.float64
+    u = torch.finfo(f64).eps / 2
     n = X.shape[1] + 2
     gamma = n * u / (1 - n * u)
+    W0, D = W0.to(f64), D.to(f64)
     W, W_abs = W0 + D, W0.abs() + D.abs()
-    rows = max(1, _CHUNK_ELEMENTS // max(X.shape[1], Y.shape[1]))  # blocks of rows: no N×d temporaries
+    rows = max(1, _CHUNK_ELEMENTS // max(X.shape[1], Y.shape[1]))  # blocks of rows: no N×d float64 copies
     for start in range(0, X.shape[0], rows):
-        Xb, Yb = X[start:start + rows], Y[start:start + rows]
+        Xb, Yb = X[start:start + rows].to(f64), Y[start:start + rows].to(f64)
         if not bool(((Yb - Xb @ W).abs_() <= 2 * gamma * (Xb.abs() @ W_abs) + u * Yb.abs()).all()):
             return False
     return True
@@ -258,10 +267,11 @@ class LinearTeacher(Problem):
         ``delta`` it is NaN. r* is ``r_star`` if given, else the numerical rank of ``delta``.
         ``Y=None`` takes the teacher's noise-free labels X(W0 + ΔW) (``delta`` needed): then G = Σ̂ ΔW by
         construction, and the step reads ΔW's factors instead of G (the module docstring). So does a given Y that
-        is X(W0 + delta) to the round-off of forming it (``_teacher_labels``): noise-free labels computed by the
-        caller. Then ``noise`` is 0; otherwise NaN (unknown).
+        is X(W0 + delta) to the round-off of forming it in float64 (``_teacher_labels``): noise-free labels
+        computed by the caller. Then ``noise`` is 0; otherwise NaN (unknown).
         """
         build(ProblemConfig, {"dtype": dtype, "device": device}, where="")  # the storage checks of every problem
+        X_given, W0_given = X, W0  # as the caller gave them (the labels' check reads them so)
         if Y is None and delta is None:
             fail("", "Y", None, "an N×k array, or null with delta given (the teacher's noise-free labels X(W0 + ΔW))")
         self = cls.__new__(cls)
@@ -302,10 +312,8 @@ class LinearTeacher(Problem):
         # Y − X W0, or X ΔW for the teacher's own labels (ΔW as kept: ΔL ΔR), as the generator draws it
         R0 = arrs["Y"] - X @ W0 if Y is not None else (X @ self.delta_L) @ self.delta_R
         self._set_statistics(mT(X) @ X / n, mT(X) @ R0 / n, (R0 * R0).sum() / n)
-        if Y is not None and "delta" in arrs:
-            with self.matmul_mode(training=False):  # the check's own product in full precision
-                if _teacher_labels(X, arrs["Y"], W0, arrs["delta"]):
-                    self.noise = 0.0
+        if Y is not None and "delta" in arrs and _teacher_labels(X_given, Y, W0_given, delta, device):
+            self.noise = 0.0
         if self.noise == 0.0:
             self._mark_teacher()
         return self
