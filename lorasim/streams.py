@@ -8,9 +8,15 @@ small-random init both drew from ``manual_seed(0)``, so at rank = r* the init sp
 
 Changing a key changes every number that stream produces; the keys below are part of lorasim's
 reproducibility contract (a run is defined by its seeds *and* these keys).
+
+A *draw family* (``draws``, default 0) renames every stream at once: inside ``with draws(f)``, f ≥ 1, each
+stream's spawn key gains f, so every problem, init and claim draws numbers unrelated to family 0's (and to any
+other family's) for the same seeds. Family 0 is every stream as it always was. ``lorasim-verify draws=f``
+reruns the claims on instances their pass rules were never tuned on.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import numpy as np
@@ -43,13 +49,35 @@ def _key_words(key: str) -> tuple[int, ...]:
     return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
 
 
+_family = 0  # the draw family of every stream made now (``draws``)
+
+
+def _check_family(family) -> int:
+    if isinstance(family, bool) or not isinstance(family, (int, np.integer)) or not 0 <= family < 2**32:
+        raise ValueError(f"draws={family!r}: allowed an integer from 0 to 2**32 − 1")
+    return int(family)
+
+
+@contextlib.contextmanager
+def draws(family: int):
+    """Every stream made inside draws from family ``family`` (0: the default streams)."""
+    global _family
+    before, _family = _family, _check_family(family)
+    try:
+        yield
+    finally:
+        _family = before
+
+
 def stream_seed(seed: int, key: str) -> int:
-    """The 64-bit seed of stream (seed, key)."""
+    """The 64-bit seed of stream (seed, key) in the current draw family."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed={seed!r}: allowed an integer ≥ 0")
     if not (key in KEYS or key.startswith(PREFIXES)):
         raise ValueError(f"key={key!r}: allowed one of {', '.join(KEYS)}, theory/<claim>/<what> or bench/<what>")
-    seq = np.random.SeedSequence(entropy=int(seed), spawn_key=(_DOMAIN, *_key_words(key)))
+    # family 0 keeps the spawn key it always had, so its streams are unchanged
+    spawn = (_DOMAIN, *_key_words(key)) + ((_family,) if _family else ())
+    seq = np.random.SeedSequence(entropy=int(seed), spawn_key=spawn)
     return int(seq.generate_state(1, dtype=np.uint64)[0])
 
 

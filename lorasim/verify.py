@@ -5,6 +5,7 @@
     lorasim-verify scale=paper             # the paper's dimensions
     lorasim-verify scale=large device=cuda # d ≥ 4096, for a GPU
     lorasim-verify device=cuda dtype=tf32  # the teachers in tf32: which claims still pass
+    lorasim-verify draws=1                 # every claim on other instances: draw family 1 (lorasim.streams)
 
 Each claim module holds its hypothesis and derivation (the module docstring, Markdown), and a
 ``run(settings, ctx) -> Verdict``; its settings per scale are conf/claims/CNN.yaml. Both are found,
@@ -43,7 +44,7 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import job
+from . import job, streams
 from .config import check_device, fail
 from .io import atomic_write, write_csv
 from .job import conf_dir
@@ -86,6 +87,7 @@ class Context:
     device: str
     out_dir: Path
     mutation: Optional[str] = None  # the mutation this run plants (lorasim-verify mutate=true), None: the real code
+    draws: int = 0  # the run's draw family (lorasim-verify draws=)
     declared: frozenset = frozenset()  # the running claim's MUTATIONS (set by run_claim)
 
     def mutant(self, name: str) -> bool:
@@ -227,7 +229,8 @@ def summary_table(verdicts, width: Optional[int] = None) -> str:
 def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
     """report.md: the summary, then per claim its derivation, measurements, fits and figures."""
     mods = all_modules()
-    lines = [f"# lorasim-verify report — scale `{ctx.scale}`, device `{ctx.device}`", "",
+    lines = [f"# lorasim-verify report — scale `{ctx.scale}`, device `{ctx.device}`"
+             + (f", draw family {ctx.draws}" if ctx.draws else ""), "",
              "| claim | result | prediction | measured | status | s |", "|---|---|---|---|---|---|"]
     for v in verdicts:
         lines.append(f"| {v.claim} {v.title} | {v.result} | {v.prediction} | {v.measured} | {v.status} | {v.wall_s:.1f} |")
@@ -268,6 +271,7 @@ class VerifyPlan:
     device: str
     quiet: bool
     mutate: bool  # run each claim under each of its MUTATIONS instead
+    draws: int  # the draw family of every stream (lorasim.streams.draws; 0: the default instances)
     config_text: str  # the run's config, each claim's settings included, for report.md
 
 
@@ -276,6 +280,8 @@ def validate(cfg: DictConfig) -> VerifyPlan:
         fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
     if not isinstance(cfg.mutate, bool):
         fail("", "mutate", cfg.mutate, "true or false")
+    if isinstance(cfg.draws, bool) or not isinstance(cfg.draws, int) or not 0 <= cfg.draws < 2**32:
+        fail("", "draws", cfg.draws, "an integer from 0 (the default instances) to 2**32 − 1")
     dev = check_device("", cfg.device)
     if cfg.dtype is not None and cfg.dtype not in DTYPES:
         fail("", "dtype", cfg.dtype, "null (each claim's own), " + ", ".join(DTYPES))
@@ -301,7 +307,7 @@ def validate(cfg: DictConfig) -> VerifyPlan:
             kit = importlib.import_module(_theory_package().__name__ + ".kit")
             kit.parse(fields, settings[cid], Context(cfg.scale, dev, Path()))
     text = OmegaConf.to_yaml({**OmegaConf.to_container(cfg), "claims": {c: {cfg.scale: settings[c]} for c in ids}})
-    return VerifyPlan(ids, settings, cfg.scale, dev, bool(cfg.quiet), cfg.mutate, text)
+    return VerifyPlan(ids, settings, cfg.scale, dev, bool(cfg.quiet), cfg.mutate, cfg.draws, text)
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="verify")
@@ -310,7 +316,11 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def _work(plan: VerifyPlan, out_dir: Path) -> str:
-    ctx = Context(scale=plan.scale, device=plan.device, out_dir=out_dir)
+    with streams.draws(plan.draws):
+        return _run_all(plan, Context(scale=plan.scale, device=plan.device, out_dir=out_dir, draws=plan.draws))
+
+
+def _run_all(plan: VerifyPlan, ctx: Context) -> str:
     if plan.mutate:
         return _mutate(plan, ctx)
     verdicts = []
@@ -374,6 +384,7 @@ def help_text() -> str:
                            "teacher() (verdicts.csv: teacher_dtypes); default each claim's own", ""),
             ("quiet=true", "no line per claim while running", ""),
             ("mutate=true", "run each claim under each of its MUTATIONS; exit 0 only if every one FAILs", ""),
+            ("draws=1", "the draw family of every random stream: other instances than the default 0's", ""),
             ("+claims.C03.ci.<k>=v", "one claim's setting at one scale (conf/claims/CNN.yaml)", "")]
     return "\n".join([
         "lorasim-verify: run the theory's claims (theory/cNN_*.py) and report prediction vs measurement.",

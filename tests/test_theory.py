@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+import lorasim
 from lorasim.app import conf_dir
 from lorasim.verify import Context, claim_modules, claim_settings, mutation_outcome, run_claim
 
@@ -114,6 +115,26 @@ def test_verify_cli_mutate_writes_mutations_csv(tmp_path):
     assert f"{len(table)}/{len(table)} mutations killed" in res.stdout
     bad = subprocess.run(cmd + ["mutate=maybe"], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("lorasim: error: mutate='maybe': allowed true or false")
+    bad = subprocess.run(cmd + ["draws=-1"], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and bad.stderr.startswith("lorasim: error: draws=-1: allowed an integer from 0")
+
+
+def test_verify_runs_every_claim_in_its_draw_family(monkeypatch, tmp_path):
+    """draws=f: every claim runs inside streams.draws(f), so its teachers are other instances; the report says so."""
+    from lorasim import streams, verify
+
+    seen = []
+
+    def record(cid, settings, ctx, mutation=None):
+        seen.append((streams._family, ctx.draws, float(lorasim.LinearTeacher(d=8, k=6, r_star=2, n=32, seed=0).G[0, 0])))
+        return verify.Verdict(prediction="p", measured="m", passed=True, claim=cid, title="t", result="R")
+    monkeypatch.setattr(verify, "run_claim", record)
+    for family in (0, 3):
+        plan = verify.VerifyPlan(["C01"], {"C01": {}}, "ci", "cpu", True, False, family, "")
+        verify._work(plan, tmp_path / str(family))
+        header = (tmp_path / str(family) / "report.md").read_text().splitlines()[0]
+        assert header.endswith("draw family 3") == (family == 3)
+    assert [s[:2] for s in seen] == [(0, 0), (3, 3)] and seen[0][2] != seen[1][2] and streams._family == 0
 
 
 def test_verify_mutate_exits_1_when_a_mutation_survives(monkeypatch, tmp_path, capsys):
@@ -123,7 +144,7 @@ def test_verify_mutate_exits_1_when_a_mutation_survives(monkeypatch, tmp_path, c
     mod = claim_modules()["C01"]
     monkeypatch.setattr(mod, "MUTATIONS", {**mod.MUTATIONS, "noop": kit.Mutation("changes nothing")})
     plan = verify.VerifyPlan(["C01"], {"C01": {"d": 16, "k": 8, "r_star": 2, "n": 64, "seeds": 1}}, "ci", "cpu",
-                             True, True, "")
+                             True, True, 0, "")
     with pytest.raises(SystemExit) as stop:
         verify._work(plan, tmp_path)
     assert stop.value.code == 1

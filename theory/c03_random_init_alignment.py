@@ -145,7 +145,7 @@ from lorasim.linalg import top_left
 from lorasim.metrics import sin_theta
 
 from .kit import Checks, Mutation, TeacherSettings, parse, patched, text_table
-from .numerics import sampling_tilt
+from .numerics import gd_orders, sampling_tilt, slope_roundoff
 
 TITLE = "small random init: A aligns with U_r*(G♮)"
 RESULT = "R1"
@@ -186,10 +186,7 @@ def _roundoff_floor(alphas, a_law, d: int, steps: int, eps: float, pred: float) 
     is off by up to (d + steps)·ε/a; a least-squares slope over x = ln α moves by at most
     Σ|x − x̄|·max|e|/Σ(x − x̄)², twice (GD and the law), over the ratio's divisor ``pred``. ``a_law``: the law's
     minima (computed before GD's are read)."""
-    x = np.log(np.asarray(alphas, dtype=float))
-    dx = x - x.mean()
-    e = (d + steps) * eps / float(np.min(a_law))
-    return 2 * float(np.abs(dx).sum() / (dx**2).sum()) * e / pred
+    return 2 * slope_roundoff(np.log(np.asarray(alphas, dtype=float)), (d + steps) * eps / float(np.min(a_law))) / pred
 
 
 def _minimum(steps, al):
@@ -212,29 +209,12 @@ def _expansion_minima(prob, A0, U, alphas, steps: int, eta: float, log_every: in
     """min_t a(t) under GD's expansion in α to first and to second order (Derivation, "The law per seed"), from A0
     (drawn at α = 1) and the problem alone, on GD's logged grid and read as GD's are (``_minimum``): (len(alphas), 2).
 
-    With A_t = α(Â_t + α²Ã_t + α⁴Ǎ_t) and B_t likewise, GD's orders separate: Â, B̂ the linear phase, Ã, B̃ the
-    first correction (GD's cubic terms on the linear phase), Ǎ, B̌ the next. ``tilt=False`` (a mutant) puts I for
-    Σ̂ in the cubic terms."""
-    S, G = prob.sigma_hat, prob.G
-    if not tilt:
-        S = torch.eye(prob.d, dtype=S.dtype, device=S.device)
-    zA, zB = torch.zeros_like(A0), torch.zeros(A0.shape[1], prob.k, dtype=A0.dtype, device=A0.device)
-    Ah, Bh, At, Bt, Ac, Bc = A0, zB, zA, zB, zA, zB
-    grid, kept = [], []
-    for t in range(steps + 1):
-        if t % log_every == 0 or t == steps:
-            grid.append(t)
-            kept.append((Ah, At, Ac))
-        if t == steps:
-            break
-        SAh = S @ Ah
-        Ah, Bh, At, Bt, Ac, Bc = (
-            Ah + eta * G @ Bh.T, Bh + eta * Ah.T @ G,
-            At + eta * (G @ Bt.T - SAh @ (Bh @ Bh.T)), Bt + eta * (At.T @ G - (Ah.T @ SAh) @ Bh),
-            Ac + eta * (G @ Bc.T - S @ (At @ (Bh @ Bh.T) + Ah @ (Bt @ Bh.T + Bh @ Bt.T))),
-            Bc + eta * (Ac.T @ G - (At.T @ SAh + SAh.T @ At) @ Bh - (Ah.T @ SAh) @ Bt))
-    H, T1, T2 = (torch.stack([k[i] for k in kept]) for i in range(3))
-    grid = np.array(grid)
+    With A_t = α(Â_t + α²Ã_t + α⁴Ǎ_t) (``numerics.gd_orders``). ``tilt=False`` (a mutant) puts I for Σ̂ in the cubic
+    terms."""
+    kept = [(t, [order[0] for order in orders]) for t, orders in gd_orders(prob, A0, eta, steps, tilt)
+            if t % log_every == 0 or t == steps]  # A's three orders (Â, Ã, Ǎ) on GD's logged grid
+    grid = np.array([t for t, _ in kept])
+    H, T1, T2 = (torch.stack([k[i] for _, k in kept]) for i in range(3))
     r_star = U.shape[1]
     out = np.full((len(alphas), 2), math.nan)
     for i, a in enumerate(alphas):

@@ -57,8 +57,18 @@ d = 4096). Its first-order size is given by the same Duhamel sum with the closed
 G♮ and Σ̂ only, before and independently of the run). β_t ≤ ηt‖K0‖/λ, i.e. at t\*/2 it is
 O(‖Σ̂‖‖A0‖²_op/σ_1 · ln(2√σ_1/‖u_1ᵀA0‖)/2): the bulk term grows with (√d + √r)². The corrected order bound is
   **e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t.**
-The bulk also inflates ‖z̄_t‖, so e_t ∝ p_t holds up to relative corrections O(‖A0‖²_op/p_t): the
-log-log slope of e vs p is 1 within 0.1 on the window p_t ≥ 10‖A0‖²_op.
+The bulk also inflates ‖z̄_t‖, so e_t ∝ p_t holds up to relative corrections O(‖A0‖²_op/p_t) on the window
+p_t ≥ 10‖A0‖²_op: an order, whose constant is not 1. The log-log slope of e vs p was asserted within 1 ± 0.1
+there; on other draws it fails: `lorasim-verify only=[C6] draws=18` has a run at 0.876, and a prototype of
+`draws=` one at 0.897 (a 17-point window, where the bulk term was 1.2× the signal's bound). So the slope is now
+predicted per run:
+*The slope, per run.* z_t is GD's expansion in the size of A0 (`numerics.gd_orders`, as C3's law):
+z_t = ẑ_t + z̃_t + ž_t + …, the terms of degree 1, 3 and 5 in A0, ẑ_t the linear map's (the closed form), z̃_t
+the Duhamel sum of the cubic terms on the closed form (signal and bulk alike), ž_t the next. The first-order
+law is e¹_t = ‖z̃_t‖/‖ẑ_t‖ against p¹_t = ‖ÂB̂‖_op, the second e²_t = ‖z̃_t + ž_t‖/‖ẑ_t‖ against
+p²_t = ‖(Â + Ã)(B̂ + B̃)‖_op: both from A0, G♮ and Σ̂ alone, before the run. Their ratio is e ≈ p/σ_1 ≲ 1e-4 on the
+window, so the omitted orders are far below the last one kept, and GD's slope is the first order's within
+|second − first| (the same rule as C3's).
 *Size at t\*/2.* p_t ≈ ¼λ^{2t}‖u_1ᵀA0‖² and t\* = ln(2√σ_1/‖u_1ᵀA0‖)/ln λ give
 p(t\*/2) ≈ ½√σ_1‖u_1ᵀA0‖, typically ½α√(rσ_1) (≈ 1e-4 for α = 1e-4; ‖u_1ᵀA0‖² ~ α²χ²_r), so
 e(t\*/2) ≈ 5e-5 ≪ 1. t\* is taken from the run's own A0, not from the typical α√r: with independent
@@ -81,31 +91,37 @@ uses only the SVD of G♮ and A0; Σ̂ enters only Φ_t and β_t (through K0 = A
 p_t = ‖A_tB_t‖_op, Φ_t, β_t (from the closed form), the numerical rank ρ of G♮; per run the log-log slope of e_t vs p_t/σ_1 on
 the window.
 
-**Prediction.** e_t ≤ Φ_t; e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t ≈ 1e-4 at t\*/2 (≪ 1); slope 1.
+**Prediction.** e_t ≤ Φ_t; e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t ≈ 1e-4 at t\*/2 (≪ 1); slope = the
+first-order law's per run (≈ 1 less the bulk's share).
 
 **Pass rule.** For every run and every 1 ≤ t ≤ t\*/2: (a) e_t ≤ Φ_t + 100·t·ε (the exact Duhamel
 bound; the allowance is accumulated round-off, ε the machine epsilon of the run's products `cfg.eps`: the
 run is computed in that dtype, tf32 under `dtype=tf32` on CUDA; the closed form in the storage dtype, whose
 epsilon is not larger); (b) e_t ≤ (‖Σ̂‖_op/2)·max_{s≤t}p_s/σ_1 + β_t (the derived
 c and the bulk term, no fitted constant); (c) ρ = r\* and the all-singular-values closed form agrees with the ρ-term one to 1e-12
-relative; (d) on the window {p_t ≥ 10‖A0‖²_op, t ≤ t\*/2} (≥ 5 points) the log-log slope is within
-1 ± 0.1 (the derived bulk correction) for every run.
+relative; (d) on the window {p¹_t ≥ 10‖A0‖²_op, t ≤ t\*/2} (≥ 5 points; from the law's own p, so known
+before the run) GD's log-log slope is the first-order law's within 2·|second − first| + a round-off floor, for
+every run: ln e carries (a)'s 100·t·ε over e and ln p (d + t)·ε, through the least-squares slope
+(`numerics.slope_roundoff`), twice (GD and the law); (e) the law is not vacuous: every run's allowance is at most
+0.01, a tenth of the bulk's derived share of the slope on the window (≤ 0.1 at p_t ≥ 10‖A0‖²_op).
 
 *Reduced precision.* e_t is a relative error, so where 100·t·ε ≥ 1 at the last checked t (tf32's
 ε = 2^−10 on CUDA: from t = 11, while t\*/2 is 68–81 at ci) (a) cannot fail and FAILs as vacuous; where
 max(d,k)·ε_storage ≥ 1 the numerical-rank threshold resolves no rank and (c) FAILs as vacuous (never at
 our scales: float32's ε_storage needs max(d,k) ≥ 8.4e6; the rank uses the storage unit, since G♮ is never
-formed in tf32). (b) and (d) bound the linearisation error in exact arithmetic and carry no round-off
+formed in tf32). (b) bounds the linearisation error in exact arithmetic and carries no round-off
 term (at float64 it is negligible): under `dtype=float32` (ci) the order bound's smallest value per run is
 1.5e−9–8.1e−9 (at the first steps), below float32's ε = 1.2e−7, so e_t there is float32's round-off and
-(b) and (d) fail; their failure texts count the steps where the bound is below (a)'s allowance. (c)'s
+(b) fails; its failure text counts the steps where the bound is below (a)'s allowance. (d)'s round-off floor is
+then 5.6e2–1.2e3 (e ≈ 1e-5 against 100·t·ε ≈ 1e-3), so (d) holds vacuously and (e) FAILs. (c)'s
 1e−12 is a float64 number, not derived in ε (kept).
 
 **Mutations.** `t_plus_1`: the closed form with (1 ± ησ_i)^{t+1} (e ≈ ησ_1 ≈ 0.06 at ci, ≫ the bound
 ≈ 1e-4; caught by (a), (b), (d)); `u_star_closed_form`: the closed form on the population SVD U\*, S\*, V\*
 instead of G♮'s (error of the size of the sampling tilt; (a), (b), (d)); `gauss_seidel_gd`: lorasim's GD
 takes B's gradient at A_{t+1} (a planted solver bug: the recursion z_{t+1} = Mz_t − ηN(z_t) no longer
-holds, an O(η²σ_1²) error per step; (a), (b), (d)).
+holds, an O(η²σ_1²) error per step; (a), (b), (d)); `slope_one`: the slope law without the bulk's share, e ∝ p
+exactly at every order (the hypothesis as first stated: (d), GD's slopes are 0.945–0.996 at ci).
 
 **Finding.** The order bound without the bulk term, (‖Σ̂‖/2)·max p/σ_1, fails at d = 4096 (H200, before
 this change: max e/bound 1.12 and 1.23 in two runs) and already at d = 2048 on the CPU (k = 256, N = 16d,
@@ -114,6 +130,12 @@ With β_t the ratio is ≤ 0.59 at d = 1024 and 2048, 0.57 at the full large sha
 k = 1024, 1 seed; 0.91 without β_t), 0.65 at paper (0.70 without) and 0.73 at ci, with no fitted constant. Reproduce:
 `lorasim-verify only=[C6] scale=large '+claims.C06.large.d=2048' '+claims.C06.large.k=256'
 '+claims.C06.large.n=32768' '+claims.C06.large.seeds=2'` (column max_e_over_old_bound).
+
+**Finding (the slope).** GD's slope is the first-order law's to |GD − law| ≤ 1.3e-5 at ci (slopes 0.945–0.996,
+allowance ≥ 7.7e-6 per run, gap/allowance ≤ 0.5) and 2.9e-5 at paper (0.965–0.989); on draws that broke
+1 ± 0.1 (0.897, law 0.897: to 2.7e-6; `draws=18`, 0.876) and over `draws=5` … `draws=44` (≤ 2.6e-5) within the
+allowance. The slope is below 1 by the bulk's share, up to 0.10: e ∝ p is the
+signal's law, not the run's (columns slope_law1, slope_law2, law_gap, law_allowance).
 """
 import math
 
@@ -125,11 +147,16 @@ import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
 from .kit import Checks, Mutation, TeacherSettings, gauss_seidel_step, parse, span
-from .numerics import init_factors, op_norm_product, spd_norm
+from .numerics import gd_orders, init_factors, op_norm_product, slope_roundoff, spd_norm
 
 TITLE = "linearised early dynamics"
 RESULT = "R1"
 FIGURE = "c06_linearised.png"
+
+
+# Rule (e): the per-run law must resolve the slope to a tenth of the bulk's derived share on the window (≤ 0.1 at
+# p_t ≥ 10‖A0‖²_op), else it says nothing the old order estimate did not.
+LAW_RESOLUTION = 0.01
 
 
 class Settings(TeacherSettings):
@@ -148,6 +175,7 @@ MUTATIONS = {
     "t_plus_1": Mutation("closed form with (1 ± ησ_i)^{t+1} (off by one step)"),
     "u_star_closed_form": Mutation("closed form on U*, S*, V* (the population SVD, ΔW) instead of G♮'s"),
     "gauss_seidel_gd": gauss_seidel_step("lorasim's GD uses A_{t+1} in B's update (planted solver bug)"),
+    "slope_one": Mutation("the slope law without the bulk's share: e ∝ p exactly, slope 1 per run"),
 }
 
 
@@ -186,7 +214,7 @@ def _one_run(cfg, kappa, seed, ctx):
     a02 = float(torch.linalg.matrix_norm(A0, ord=2)) ** 2
     # the bulk Gram K0 = A0ᵀΣ̂A0: B's cubic term BᵀAᵀΣ̂A with A ≈ A0 is the linear term BᵀK0 (see Bulk)
     k0 = spd_norm(A0.T @ (Sh @ A0))
-    cols = {name: [] for name in ("e", "e_A", "e_B", "phi", "p", "variant_diff", "beta")}
+    cols = {name: [] for name in ("e", "e_A", "e_B", "phi", "p", "variant_diff", "beta", "e1", "e2", "p1", "p2")}
     acc = torch.zeros((), dtype=G.dtype, device=G.device)  # η Σ_{s<t} λ^{t−1−s} ‖N(z_s)‖_F
     acc_b = torch.zeros((), dtype=G.dtype, device=G.device)  # η‖K0‖ Σ_{s<t} λ^{t−1−s} ‖B̄_s‖_F (closed form only)
     nan = torch.tensor(math.nan, dtype=G.dtype, device=G.device)
@@ -206,6 +234,14 @@ def _one_run(cfg, kappa, seed, ctx):
         SA = Sh @ A
         acc = lam * acc + eta * torch.hypot(_fro(SA @ (B @ B.T)), _fro((A.T @ SA) @ B))
         acc_b = lam * acc_b + eta * k0 * _fro(Bbt)
+    # The law per run (Derivation, "The slope, per run"): GD's expansion in the size of A0, from A0 and the problem
+    # alone; its first and second orders' relative errors and ‖AB‖_op, at every step GD logged.
+    for t, ((Ah, Bh), (At, Bt), (Ac, Bc)) in gd_orders(prob, A0, eta, steps):
+        zh = torch.hypot(_fro(Ah), _fro(Bh))
+        cols["e1"].append(torch.hypot(_fro(At), _fro(Bt)) / zh)
+        cols["e2"].append(torch.hypot(_fro(At + Ac), _fro(Bt + Bc)) / zh)
+        cols["p1"].append(op_norm_product(Ah, Bh))
+        cols["p2"].append(op_norm_product(Ah + At, Bh + Bt))
     table = torch.stack([torch.stack(v) for v in cols.values()], dim=1).cpu().numpy()
     tr = pd.DataFrame(table, columns=list(cols))
     tr.insert(0, "t", [t for t, _, _ in traj.factors])
@@ -228,8 +264,20 @@ def run(settings, ctx):
             ratio_old = half.e.to_numpy() / (nS / 2 * pmax / s1)
             bound_b = nS / 2 * pmax / s1 + half.beta.to_numpy()
             ratio = half.e.to_numpy() / bound_b
-            win = half[half.p >= 10 * info["A0_op2"]]
+            # the window from the law's own ‖AB‖ (known before the run); GD's slope and the law's on the same steps
+            win = half[half.p1 >= 10 * info["A0_op2"]]
             f = loglog_fit(win.p / s1, win.e, "‖A_tB_t‖/σ1", "rel. error") if len(win) >= 5 else None
+            if f is not None:
+                slope1 = loglog_fit(win.p1, win.e1, "p", "e").slope
+                slope2 = loglog_fit(win.p2, win.e2, "p", "e").slope
+                if ctx.mutant("slope_one"):  # wrong theory: e ∝ p exactly at every order (no bulk's share)
+                    slope1 = slope2 = 1.0
+                t_hi = float(win.t.max())
+                # ln e carries (a)'s round-off 100·t·ε over e, ln p (d + t)·ε; GD's fit and the law's, twice
+                floor = 2 * slope_roundoff(np.log(win.p1), 100 * t_hi * cfg.eps / float(win.e1.min())
+                                           + (cfg.d + t_hi) * cfg.eps)
+            else:
+                slope1 = slope2 = floor = math.nan
             last = half.iloc[-1]
             rows.append({**info, "t_half": int(last.t), "e_half": last.e, "e_A_half": last.e_A, "e_B_half": last.e_B,
                          "p_half_over_s1": last.p / s1, "max_e_minus_phi": float((half.e - half.phi).max()),
@@ -237,6 +285,9 @@ def run(settings, ctx):
                          "max_e_over_old_bound": float(ratio_old.max()), "beta_half": last.beta,
                          "max_variant_diff": float(half.variant_diff.max()), "window_n": len(win),
                          "slope": f.slope if f else math.nan, "slope_se": f.slope_se if f else math.nan,
+                         "slope_law1": slope1, "slope_law2": slope2,
+                         "law_gap": abs(f.slope - slope1) if f else math.nan,
+                         "law_allowance": 2 * abs(slope2 - slope1) + floor, "law_floor": floor,
                          # for (b)'s failure text only (not in the table): violations, and those where the bound
                          # is below (a)'s round-off allowance 100·t·ε
                          "_n_viol": int((ratio > 1).sum()),
@@ -274,22 +325,31 @@ def run(settings, ctx):
                    + (f"; the 1e-12 is float64's round-off (a literal, not derived in ε), below this dtype's "
                       f"ε = {u_G:.2g}" if u_G > 1e-12 else ""))
     n_win_ro = int(df["_win_roundoff"].sum())
-    checks.add("(d) slope", (df.window_n >= 5).all() and (np.abs(slopes - 1) <= 0.1).all(),
-               f"window ≥ {df.window_n.min()} points, slopes {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}"
+    worst = (df.law_gap / df.law_allowance).idxmax() if df.law_gap.notna().any() else None
+    checks.add("(d) slope = the law's", (df.window_n >= 5).all() and (df.law_gap <= df.law_allowance).all(),
+               f"window ≥ {df.window_n.min()} points"
+               + ("" if worst is None else
+                  f"; |GD − first order| up to {df.law_gap[worst]:.2g} against 2·|second − first| + round-off "
+                  f"{df.law_allowance[worst]:.2g} (κ = {df.kappa[worst]:g}, seed {df.seed[worst]})")
                + (f"; in {n_win_ro} of {len(df)} runs the window contains steps whose order bound is below (a)'s "
                   f"round-off allowance 100·t·ε (ε = {eps:.2g}): round-off, not p_t, sets e_t there"
                   if n_win_ro else ""))
+    checks.add("(e) the law is not vacuous", (df.law_allowance <= LAW_RESOLUTION).all(),
+               f"allowance up to {df.law_allowance.max():.2g} > {LAW_RESOLUTION} (round-off floor up to "
+               f"{df.law_floor.max():.2g}): the law cannot resolve the bulk's share of the slope at this dtype")
     pooled = pd.concat([tr[(tr.t >= 1) & (tr.t <= i["t_star"] / 2) & (tr.p >= 10 * i["A0_op2"])]
                         .assign(x=lambda x, s=i["sigma1"]: x.p / s) for i, tr in curves])
     fits.append(loglog_fit(pooled.x, pooled.e, "‖A_tB_t‖/σ1 (pooled)", "rel. error"))
     _figure(curves, ctx)
     return checks.verdict(
-        prediction=("e_t ≤ Φ_t (exact); e_t ≤ (‖Σ̂‖/2)·max p/σ1 + β_t (bulk, ≈1e-4 at t*/2); slope of ln e vs ln p = 1 ± 0.1; "
-                    "ρ = r*"),
+        prediction=("e_t ≤ Φ_t (exact); e_t ≤ (‖Σ̂‖/2)·max p/σ1 + β_t (bulk, ≈1e-4 at t*/2); slope of ln e vs ln p = "
+                    "the first-order law's per run (≈ 1 less the bulk's share); ρ = r*"),
         measured=(f"e(t*/2) {span(df.e_half, '.2g')}; max e/bound {df.max_e_over_bound.max():.2f} (without β_t: "
                   f"{df.max_e_over_old_bound.max():.2f}); "
                   f"max e−Φ {df.max_e_minus_phi.max():.2g}; slope {m_slope:.3f} ± {se_slope:.3f} "
-                  f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}); ρ {sorted(set(df.rho))}"),
+                  f"(range {np.nanmin(slopes):.3f}–{np.nanmax(slopes):.3f}; law {np.nanmin(df.slope_law1):.3f}–"
+                  f"{np.nanmax(df.slope_law1):.3f}, max |GD − law| {np.nanmax(df.law_gap):.2g}, allowance ≥ "
+                  f"{np.nanmin(df.law_allowance):.2g}); ρ {sorted(set(df.rho))}"),
         fits=fits, table=df.drop(columns=["_n_viol", "_n_viol_roundoff", "_win_roundoff"]), figures=[FIGURE],
         notes=("e is the stacked relative error ‖(δA; δBᵀ)‖_F/‖(Ā; B̄ᵀ)‖_F; e_A, e_B at t*/2 are in the table. "
                "max_e_over_bound = max_t e_t / ((‖Σ̂‖/2)·max_{s≤t}p_s/σ1 + β_t) on 1 ≤ t ≤ t*/2; "

@@ -137,6 +137,37 @@ def init_factors(prob, name: str, rank: int, seed: int = 0, **kw) -> tuple[torch
     return it.A.clone(), it.B.clone()
 
 
+def gd_orders(prob, A0: torch.Tensor, eta: float, steps: int, tilt: bool = True):
+    """GD from (A0, B0 = 0) on the noiseless linear model, order by order in the size of A0 (C3, C6): yields
+    (t, ((Â, B̂), (Ã, B̃), (Ǎ, B̌))) for t = 0..steps, with A_t = Â_t + Ã_t + Ǎ_t + … and B_t likewise, the terms
+    homogeneous of degree 1, 3 and 5 in A0 (with A0 = α·Â_0, α²Ã and α⁴Ǎ relative to Â). Â, B̂ is the linear
+    map z ↦ Mz (C6's closed form), Ã, B̃ the first correction (GD's cubic terms −η(Σ̂ABBᵀ; AᵀΣ̂AB) on the linear
+    phase), Ǎ, B̌ the next. Independent of lorasim's solvers: Σ̂ and G♮ are read from the problem, in its dtype.
+    ``tilt=False`` (C3's mutant) puts I for Σ̂ in the cubic terms."""
+    S, G = prob.sigma_hat, prob.G
+    if not tilt:
+        S = torch.eye(prob.d, dtype=S.dtype, device=S.device)
+    zA, zB = torch.zeros_like(A0), torch.zeros(A0.shape[1], prob.k, dtype=A0.dtype, device=A0.device)
+    Ah, Bh, At, Bt, Ac, Bc = A0, zB, zA, zB, zA, zB
+    for t in range(steps + 1):
+        yield t, ((Ah, Bh), (At, Bt), (Ac, Bc))
+        if t == steps:
+            return
+        SAh = S @ Ah
+        Ah, Bh, At, Bt, Ac, Bc = (
+            Ah + eta * G @ Bh.T, Bh + eta * Ah.T @ G,
+            At + eta * (G @ Bt.T - SAh @ (Bh @ Bh.T)), Bt + eta * (At.T @ G - (Ah.T @ SAh) @ Bh),
+            Ac + eta * (G @ Bc.T - S @ (At @ (Bh @ Bh.T) + Ah @ (Bt @ Bh.T + Bh @ Bt.T))),
+            Bc + eta * (Ac.T @ G - (At.T @ SAh + SAh.T @ At) @ Bh - (Ah.T @ SAh) @ Bt))
+
+
+def slope_roundoff(x, rel_err: float) -> float:
+    """The most a least-squares slope of y on ``x`` moves when every y is off by at most ``rel_err`` in ln y:
+    Σ|x − x̄|·max|δ|/Σ(x − x̄)² (C3, C6: a round-off floor derived before the fit)."""
+    dx = np.asarray(x, dtype=float) - float(np.mean(x))
+    return float(np.abs(dx).sum() / (dx**2).sum()) * rel_err
+
+
 def linear_map(prob, eta: float, M1: torch.Tensor, M2: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """F ↦ F − η(Σ̂ F M1 + M2 Σ̂ F): the product dynamics linearised at a solution, on the invariant
     subspace E = F V*ᵀ (M1 = V*ᵀ BᵀB V* and M2 = AAᵀ for GD; the damped projections for PrecGD)."""
