@@ -382,3 +382,21 @@ def test_c10_undamped_is_killed_where_no_rounding_decides(verify_cfg, tmp_path):
     rounds a Gram that is singular up to round-off: on the H200 host's CPU (torch 2.11.0) that mutant passed (c)."""
     verdict = run_claim("C10", claim_settings(verify_cfg, "C10", "ci"), Context("ci", "cpu", tmp_path), mutation="undamped")
     assert any(name.startswith("small_random+B0") and name.endswith("reaches ε") for name in verdict.failed), verdict.failed
+
+
+def test_c03_unaligned_bound_holds_for_haar_pairs_and_fails_an_aligned_init():
+    """C03 rule (i): P(a(0) < c) ≤ the false-alarm rate for independent Haar subspaces (checked by Monte Carlo at a
+    rate large enough to see, 5 %), and an init drawn inside U(G♮) is far below c."""
+    import torch
+
+    bound = claim_modules()["C03"].unaligned_bound
+    d, r_star = 32, 2
+    c = bound(d, r_star, false_alarm=0.05)
+    g = torch.Generator().manual_seed(0)
+    U = torch.linalg.qr(torch.randn(4000, d, r_star, generator=g, dtype=torch.float64))[0]
+    a0 = (1 - torch.linalg.svdvals(U[:, :r_star, :])[:, -1] ** 2).sqrt()  # U_G = the first r* coordinates
+    assert float((a0 < c).double().mean()) <= 0.05 + 3 * (0.05 * 0.95 / 4000) ** 0.5
+    assert bound(d, r_star) < c < 1  # a rarer alarm needs a lower threshold
+    aligned = torch.eye(d, r_star, dtype=torch.float64) + 0.1 * torch.randn(d, r_star, generator=g, dtype=torch.float64)
+    Q = torch.linalg.qr(aligned)[0]
+    assert float((1 - torch.linalg.svdvals(Q[:r_star]).min() ** 2).sqrt()) < bound(d, r_star)

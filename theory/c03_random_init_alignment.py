@@ -92,9 +92,12 @@ argmin slope to the SPEC t\* slope 1/ℓ_1.
 **Prediction.** a(0) ≈ 1; min a strictly decreasing as α decreases; argmin < t\*; argmin slope
 = 2/(ℓ_{r\*}+2ℓ_1) and depth exponent = 2ℓ_{r\*}/(ℓ_{r\*}+2ℓ_1), each up to its pre-asymptotic bracket.
 
-**Pass rule.** (i) a(0) ≥ 0.95 in every run (a random r\*-dimensional subspace of R^d has
-cos θ_max = σ_min of an r\*×r\* block with entries of size 1/√d, so sin θ_max ≥ 0.95 except with
-small probability at d ≥ 32). (ii) No aligning run diverges, and min a is strictly decreasing in α
+**Pass rule.** (i) a(0) ≥ c in every run, c = √(1 − x), x the 1 − 1e-4 quantile of Beta(r\*/2, (d − r\*)/2):
+span U_{r\*}(A0) is Haar (A0 Gaussian) and independent of G♮, a(0)² = 1 − σ_min(U_{r\*}(G♮)ᵀU_{r\*}(A0))², and
+σ_min ≤ ‖U_{r\*}(G♮)ᵀu‖ for u the subspace's first basis vector, a uniform unit vector, whose squared projection
+is Beta(r\*/2, (d − r\*)/2); so an unaligned init fails (i) with probability ≤ 1e-4 per seed (c = 0.736 at ci,
+0.886 at paper, 0.997 at large). The rule was a(0) ≥ 0.95, "except with small probability": that probability is
+9.4e-3 per seed at ci (Monte Carlo, 2e5 Haar pairs), and `lorasim-verify draws=5` failed it (a(0) = 0.931). (ii) No aligning run diverges, and min a is strictly decreasing in α
 over the aligning α, for every seed. (iii) argmin < t\*(α) for every fitted run, and min a ≤
 0.1·sinΘ(U_{r\*}(G♮),U\*) there (the linear-phase condition). (iv) The per-seed ratios measured /
 asymptotic value, for the argmin slope and for the depth exponent, have a mean inside the
@@ -136,6 +139,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 import lorasim
 import lorasim.metrics
@@ -178,6 +182,16 @@ class Settings(TeacherSettings):
     alphas: list
     fit_alpha_max: float
     log_every: int = 1
+
+
+A0_FALSE_ALARM = 1e-4  # rule (i)'s rate of failing a seed whose A0 is independent of G♮
+
+
+def unaligned_bound(d: int, r_star: int, false_alarm: float = A0_FALSE_ALARM) -> float:
+    """c with P(a(0) < c) ≤ false_alarm when span U_{r*}(A0) is Haar and independent of U_{r*}(G♮): a(0)² =
+    1 − σ_min(U_Gᵀ U_A)² and σ_min ≤ ‖U_Gᵀu‖ for u = U_A's first column, a uniform unit vector, with ‖U_Gᵀu‖² ~
+    Beta(r*/2, (d − r*)/2)."""
+    return math.sqrt(1 - stats.beta.isf(false_alarm, r_star / 2, (d - r_star) / 2))
 
 
 def _roundoff_floor(alphas, a_law, d: int, steps: int, eps: float, pred: float) -> float:
@@ -267,7 +281,8 @@ def run(settings, ctx):
 
     checks = Checks()
     checks.add("converged", not (df[df.aligning].status != "ok").any(), "a run in the aligning regime diverged")
-    checks.add("a(0) ≈ 1", (df.a0 >= 0.95).all(), f"a(0) below 0.95 (min {df.a0.min():.3f})")
+    a0_min = unaligned_bound(d, r_star)
+    checks.add("a(0) ≈ 1", (df.a0 >= a0_min).all(), f"a(0) below {a0_min:.3f} (min {df.a0.min():.3f})")
     fit_rows = df[df.in_fit]
     checks.add("argmin < t*", (fit_rows.t_min < fit_rows.t_star).all(), "argmin at or after t*")
     checks.add("linear phase", (fit_rows.a_min <= 0.1 * fit_rows.plateau).all(),
