@@ -400,3 +400,25 @@ def test_c03_unaligned_bound_holds_for_haar_pairs_and_fails_an_aligned_init():
     aligned = torch.eye(d, r_star, dtype=torch.float64) + 0.1 * torch.randn(d, r_star, generator=g, dtype=torch.float64)
     Q = torch.linalg.qr(aligned)[0]
     assert float((1 - torch.linalg.svdvals(Q[:r_star]).min() ** 2).sqrt()) < bound(d, r_star)
+
+
+def test_gd_orders_sum_to_gd_order_by_order():
+    """numerics.gd_orders (C03's and C06's law) against plain GD in the linear phase: with A0 = α·Z the gap of GD to
+    the first m orders, relative to A, is O(α^{2m}), so halving α divides it by ≈ 4, 16 and 64 for m = 1, 2, 3 (a
+    wrong sign or a missing cross term in an order leaves that order's gap at the previous one's rate)."""
+    import torch
+
+    gd_orders = _theory_module("numerics").gd_orders
+    prob = lorasim.LinearTeacher(d=16, k=12, r_star=2, n=64, seed=3)
+    Z = torch.randn(16, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    eta, steps, gaps = 0.1, 20, []  # ησ_1·steps ≈ 2.5: inside the linear phase at these α
+    for alpha in (1e-2, 5e-3):
+        A, B = alpha * Z, torch.zeros(4, 12, dtype=torch.float64)
+        for _ in range(steps):
+            R = prob.sigma_hat @ (A @ B) - prob.G
+            A, B = A - eta * R @ B.T, B - eta * A.T @ R
+        *_, (_, orders) = gd_orders(prob, alpha * Z, eta, steps)
+        gaps.append([float(torch.linalg.matrix_norm(A - sum(o[0] for o in orders[:m])) / torch.linalg.matrix_norm(A))
+                     for m in (1, 2, 3)])
+    for m, (big, small) in enumerate(zip(*gaps), 1):
+        assert 4**m / 2 < big / small < 4**m * 2, (m, gaps)
