@@ -256,7 +256,8 @@ def write_report(verdicts, ctx: Context, cfg_text: str) -> Path:
     atomic_write(path, lambda tmp: Path(tmp).write_text("\n".join(lines)))
     flat = pd.DataFrame([{"claim": v.claim, "title": v.title, "result": v.result, "prediction": v.prediction,
                           "measured": v.measured, "status": v.status, "wall_s": v.wall_s,
-                          "teacher_dtypes": v.teacher_dtypes, "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
+                          "teacher_dtypes": v.teacher_dtypes, "draws": ctx.draws,
+                          "fits": "; ".join(f.describe() for f in v.fits)} for v in verdicts])
     write_csv(flat, ctx.out_dir / "verdicts.csv")
     return path
 

@@ -121,6 +121,8 @@ def test_verify_cli_mutate_writes_mutations_csv(tmp_path):
 
 def test_verify_runs_every_claim_in_its_draw_family(monkeypatch, tmp_path):
     """draws=f: every claim runs inside streams.draws(f), so its teachers are other instances; the report says so."""
+    import pandas as pd
+
     from lorasim import streams, verify
 
     seen = []
@@ -134,6 +136,7 @@ def test_verify_runs_every_claim_in_its_draw_family(monkeypatch, tmp_path):
         verify._work(plan, tmp_path / str(family))
         header = (tmp_path / str(family) / "report.md").read_text().splitlines()[0]
         assert header.endswith("draw family 3") == (family == 3)
+        assert list(pd.read_csv(tmp_path / str(family) / "verdicts.csv")["draws"]) == [family]
     assert [s[:2] for s in seen] == [(0, 0), (3, 3)] and seen[0][2] != seen[1][2] and streams._family == 0
 
 
