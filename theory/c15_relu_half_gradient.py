@@ -102,7 +102,7 @@ from scipy import stats
 import lorasim
 from lorasim.fitting import Fit, loglog_fit, mean_se
 
-from .kit import Checks, Mutation, TeacherSettings, parse, patched
+from .kit import Checks, Mutation, TeacherSettings, calibrated_tolerance, parse, patched
 
 TITLE = "ReLU: G♮ ≈ ΔW/2"
 RESULT = "R6"
@@ -241,11 +241,11 @@ def run(settings, ctx):
     cal = pd.DataFrame([_one_seed(cfg, seed, scales, floor)[1]
                         for seed in range(cfg.seeds, cfg.seeds + cfg.calibration_seeds)])
     df, ps = pd.DataFrame(rows), pd.DataFrame(per_seed)
-    t_crit = float(stats.t.ppf(1 - FALSE_ALARM / 2, cfg.calibration_seeds - 1))
+    t_crit = float(stats.t.ppf(1 - FALSE_ALARM / 2, cfg.calibration_seeds - 1))  # for the failure text
     checks, tol = Checks(), {}
     for name, what in (("b2", "floor"), ("a2", "first-order coefficient")):
         gap = ps[name] - ps[f"{name}_pred"]
-        tol[name] = t_crit * float((cal[name] - cal[f"{name}_pred"]).std(ddof=1)) / math.sqrt(cfg.seeds)
+        tol[name] = calibrated_tolerance(cal[name] - cal[f"{name}_pred"], cfg.seeds, FALSE_ALARM)
         checks.add(what, abs(gap.mean()) <= tol[name],
                    f"{name[0]}̂² − {name[0]}²_pred {gap.mean():+.3g} against ±{tol[name]:.2g} "
                    f"(t_{{0.9995, {cfg.calibration_seeds - 1}}} = {t_crit:.2f} calibration SDs of a {cfg.seeds}-seed mean)")

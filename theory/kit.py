@@ -167,6 +167,19 @@ class Checks:
                        passed=self.passed, failed=[name for name, (ok, _) in self.rules.items() if not ok], notes="Checks:\n\n" + listing + ("\n\n" + notes if notes else ""), **kw)
 
 
+def calibrated_tolerance(calibration, n: int, false_alarm: float = 1e-3, sided: int = 2) -> float:
+    """The tolerance of a mean of ``n`` measured values whose expectation under the theory is known: t·SD/√n, SD the
+    spread of ``calibration`` (the same quantity on instances drawn apart from the measured ones, e.g. the seeds after
+    them) and t the Student-t quantile with len(calibration) − 1 degrees of freedom at which an exact theory fails
+    with probability ``false_alarm`` (``sided`` = 2: |mean − expectation|; 1: one direction). The tolerance is fixed
+    before the measured values are seen, and is not computed from the quantity it bounds (C11, C15)."""
+    from scipy import stats
+
+    cal = np.asarray(calibration, dtype=float)
+    t = float(stats.t.ppf(1 - false_alarm / sided, len(cal) - 1))
+    return t * float(cal.std(ddof=1)) / float(np.sqrt(n))
+
+
 def span(values, fmt: str) -> str:
     """``min–max`` of ``values``, each formatted with ``fmt`` (e.g. ``".2g"``), for a measured line."""
     return f"{values.min():{fmt}}–{values.max():{fmt}}"
