@@ -425,3 +425,21 @@ def test_gd_orders_sum_to_gd_order_by_order():
                      for m in (1, 2, 3)])
     for m, (big, small) in enumerate(zip(*gaps), 1):
         assert 4**m / 2 < big / small < 4**m * 2, (m, gaps)
+
+
+def test_calibrated_tolerance_fails_an_exact_theory_at_its_stated_rate():
+    """kit.calibrated_tolerance (C11, C15): with measured and calibration values from one normal law, |mean| exceeds
+    the tolerance at the stated rate (Monte Carlo at 5 %, two- and one-sided); a mean shifted by two SDs is caught."""
+    import numpy as np
+
+    tolerance = _theory_module("kit").calibrated_tolerance
+    rng = np.random.default_rng(0)  # the test's own draws, not a lorasim stream
+    trials, n, k = 4000, 10, 40
+    two = one = 0
+    for _ in range(trials):
+        measured, cal = rng.normal(size=n), rng.normal(size=k)
+        two += abs(measured.mean()) > tolerance(cal, n, 0.05)
+        one += measured.mean() > tolerance(cal, n, 0.05, sided=1)
+    slack = 3 * (0.05 * 0.95 / trials) ** 0.5
+    assert abs(two / trials - 0.05) <= slack and abs(one / trials - 0.05) <= slack, (two, one)
+    assert 2.0 > tolerance(rng.normal(size=k), n, 1e-3)  # t_{39} ≈ 3.56 SEs of a 10-value mean ≈ 1.1 SDs
