@@ -127,6 +127,12 @@ class Settings(TeacherSettings):
     calibration_seeds: int
 
 
+def _closed_risk0(prob) -> float:
+    """½‖(Σ̂ − I)ΔW‖²_F, the spectral init's risk at t = 0 in closed form."""
+    E = prob.sigma_hat @ prob.delta - prob.delta
+    return 0.5 * float((E * E).sum())
+
+
 def _independent_sin_theta(sigma_hat: torch.Tensor, U_star: torch.Tensor) -> float:
     """sinΘ(col(Σ̂U*), U*) from tanΘ = ‖QᵀΣ̂U*(U*ᵀΣ̂U*)⁻¹‖_op, Q ⊥ U* (no SVD of G♮)."""
     Q = torch.linalg.qr(U_star, mode="complete")[0][:, U_star.shape[1]:]
@@ -145,9 +151,7 @@ def run(settings, ctx):
         for N in Ns:
             prob = cfg.teacher(seed, n=N, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
             S, D = prob.sigma_hat, prob.delta
-            eye = torch.eye(d, dtype=S.dtype, device=S.device)
-            E = (S - eye) @ D
-            closed = 0.5 * float((E * E).sum())
+            closed = _closed_risk0(prob)
             dnorm2 = float((D * D).sum())
             sv = prob.svd_G()[1]  # the spectral init uses the same (cached) SVD
             # ε: the teachers' storage dtype's (cfg.storage_eps): Σ̂, G♮, its SVD, the closed form and lorasim's
@@ -197,9 +201,9 @@ def run(settings, ctx):
     for seed in range(seeds, seeds + cfg.calibration_seeds):
         for N in Ns:
             prob = cfg.teacher(seed, n=N, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
-            E = prob.sigma_hat @ prob.delta - prob.delta
-            cal.append({"seed": seed, "N": N, "risk0": 0.5 * float((E * E).sum()),
-                        "ratio_to_mean": float((E * E).sum() / ((d + 1) * (prob.delta ** 2).sum() / N))})
+            risk0 = _closed_risk0(prob)
+            cal.append({"seed": seed, "N": N, "risk0": risk0,
+                        "ratio_to_mean": risk0 / ((d + 1) * float((prob.delta ** 2).sum()) / (2 * N))})
     cal = pd.DataFrame(cal)
     stats = [(N, *mean_se(over[over.N == N].ratio_to_mean),
               calibrated_tolerance(cal[cal.N == N].ratio_to_mean, len(over[over.N == N]), FALSE_ALARM)) for N in Ns]
