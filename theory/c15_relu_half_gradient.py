@@ -221,8 +221,8 @@ def _one_seed(cfg, seed, scales, floor):
     b2, a2 = fixed_weight_fit(s2, np.array(errs) ** 2, exact)
     b2_pred, a2_pred = fixed_weight_fit(s2, exact, exact)
     est = {"seed": seed, "a2": a2, "b2": b2, "a2_pred": a2_pred, "b2_pred": b2_pred,
-           "a": math.sqrt(max(a2, 0)), "b": math.sqrt(max(b2, 0)), "a_pred": math.sqrt(a2_pred),
-           "b_pred": math.sqrt(b2_pred), "c1": c1, "remainder_slope": loglog_fit(scales, rems, "s", "remainder").slope}
+           "a": math.sqrt(max(a2, 0)), "b": math.sqrt(max(b2, 0)), "a_pred": math.sqrt(max(a2_pred, 0)),
+           "b_pred": math.sqrt(max(b2_pred, 0)), "c1": c1, "remainder_slope": loglog_fit(scales, rems, "s", "remainder").slope}
     return rows, est
 
 
