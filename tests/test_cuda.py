@@ -190,8 +190,10 @@ def test_llm_run_on_cuda_matches_cpu(method):
     for a, b in zip(out["cpu"]["curve"], out["cuda"]["curve"]):
         for col in ("train_loss", "val_loss", "test_loss"):
             assert (np.isnan(a[col]) and np.isnan(b[col])) or abs(a[col] - b[col]) <= 1e-4 * abs(a[col]), (col, a, b)
+    # "full" is NaN where ΔW has rank < r on both devices (vanilla LoRA's B0 = 0 at t = 0, since issue 16)
     for a, b in zip(out["cpu"]["angles"], out["cuda"]["angles"]):
-        assert abs(a["full"] - b["full"]) < 1e-3
+        assert (np.isnan(a["full"]) and np.isnan(b["full"])) or abs(a["full"] - b["full"]) < 1e-3, (a, b)
+    assert any(np.isfinite(a["full"]) for a in out["cpu"]["angles"])
 
 
 # -- the LLM init on the device (issue 15) ---------------------------------------------------------
