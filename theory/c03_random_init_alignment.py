@@ -73,8 +73,10 @@ same trajectories as `train`), logged every `log_every` steps. ci: d = k = 32, r
 η = 1/16, 600 steps, α down to 1e−9 fitted over α ≤ 1e−6 (deep enough for the expansion to settle; α ≤ 1e−4
 before the law per seed); paper: the T1 setup (d = k = 100, r = 8, r\* = 4, N = 1600, η = 1/64, 1500
 steps) with α² ∈ {1, …, 1e−6} recorded and smaller α added for the fit; large: d = 4096, k = 1024,
-N = 16d, the T1 ranks and step size, 3 seeds, α down to 1e−9 (K ∝ √d: the linear-phase condition
-needs α ≤ 1e−6 there, checked in the run). ci and paper log every step; large logs every 10 and takes
+N = 16d, the T1 ranks and step size, 3 seeds, α down to 1e−12, fitted over α ≤ 1e−9, 1700 steps (K ∝ √d: the
+linear-phase condition needs α ≤ 1e−6 there, checked in the run; over α ≤ 1e−6 the law's vacuity guard (vi) FAILed
+on the H200, 2× the second order's step 0.0062 against a tenth of the bracket, 0.0023, as ci's did in its old
+window; over α ≤ 1e−9 it passes: |GD − law| ≤ 2.7e-5 per seed, 2× the step ≥ 5.3e-6, 2026-12-05). ci and paper log every step; large logs every 10 and takes
 the minimum at the vertex of the parabola through ln a at the three logged points around the sample
 minimum. The sample minimum alone is off by up to 5 of the ≈ 100 steps per decade of α, by nearly the
 same amount for every seed at d = 4096 (the seeds' curves nearly coincide), which moved the measured
