@@ -116,6 +116,59 @@ if triton is not None:
             tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
 
 
+if triton is not None:
+
+    @triton.jit
+    def _assemble_kernel(P, S, Q, OUT, n, r,
+                         s_pn, s_pw, s_sb, s_sl, s_sc, s_qn, s_qw, s_ob, s_on, s_oc,
+                         BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+        # Program (i, b): rows i·BN… of run b's block, OUT_b = P_b S_b − Q_b, each operand read once.
+        pid = tl.program_id(0)
+        b = tl.program_id(1)
+        rows = pid * BN + tl.arange(0, BN)
+        cs = tl.arange(0, BR)
+        r_ok = rows < n
+        c_ok = cs < r
+        both = r_ok[:, None] & c_ok[None, :]
+        cols = b * r + cs
+        p = tl.load(P + rows[:, None] * s_pn + cols[None, :] * s_pw, mask=both, other=0.0)
+        sm = tl.load(S + b * s_sb + cs[:, None] * s_sl + cs[None, :] * s_sc, mask=c_ok[:, None] & c_ok[None, :],
+                     other=0.0)
+        q = tl.load(Q + rows[:, None] * s_qn + cols[None, :] * s_qw, mask=both, other=0.0)
+        out = tl.dot(p, sm, input_precision=PRECISION) - q
+        tl.store(OUT + b * s_ob + rows[:, None] * s_on + cs[None, :] * s_oc, out, mask=both)
+
+
+def assemble_usable(P: Tensor, r: int) -> bool:
+    """Whether ``assemble`` runs its kernel: float32 on CUDA with Triton, r ≤ MAX_WIDTH."""
+    return triton is not None and (P.is_cuda or _INTERPRET) and P.dtype == torch.float32 and 1 <= r <= MAX_WIDTH
+
+
+def assemble_reference(P: Tensor, S: Tensor, Q: Tensor) -> Tensor:
+    """``assemble``'s result through torch: (b, n, r)."""
+    b, r = S.shape[0], S.shape[-1]
+    return P.unflatten(1, (b, r)).transpose(0, 1) @ S - Q.unflatten(1, (b, r)).transpose(0, 1)
+
+
+def assemble(P: Tensor, S: Tensor, Q: Tensor, out: Tensor, precision: str) -> Tensor:
+    """out[b] = P_b S_b − Q_b for b runs laid side by side: P_b and Q_b are the b-th block of r columns of
+    P and Q (n × b·r, any strides), S is (b, r, r) and out (b, n, r), any strides (views welcome).
+
+    The gradient's last step, ∇_A = (Σ̂A)(BBᵀ) − GBᵀ and ∇_Bᵀ = Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ, from the side-by-side
+    products: one kernel reads each operand once and writes the result in the factors' layout, where a
+    batched product and a subtraction on permuted views read and wrote the d·b·r elements three more times.
+    Without Triton (or off CUDA): the same through torch."""
+    b, r = S.shape[0], S.shape[-1]
+    n = P.shape[0]
+    if not assemble_usable(P, r):
+        return out.copy_(assemble_reference(P, S, Q))
+    BR = max(16, triton.next_power_of_2(r))
+    BN = max(16, min(128, 8192 // BR))
+    _assemble_kernel[(triton.cdiv(n, BN), b)](P, S, Q, out, n, r, *P.stride(), *S.stride(), *Q.stride(),
+                                              *out.stride(), BN=BN, BR=BR, PRECISION=precision, num_warps=4)
+    return out
+
+
 def plan_grid(row_tiles: int, col_tiles: int, slots: int) -> tuple[int, int]:
     """One program per row tile (Pm = row_tiles), and the columns split Pn ways so that the grid
     fills about ``slots`` concurrent programs: each extra column split adds an m×w partial of

@@ -532,13 +532,26 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         A = torch.randn(3, 24, 4, dtype=torch.float64)
         B = torch.randn(3, 4, 20, dtype=torch.float64)
         assert kernels.usable(p32.G, 12)
-        got = p32.grads(A.float(), B.float())
         S = p64.sigma_hat
         ref = (S @ A @ (B @ B.mT) - p64.G @ B.mT, (A.mT @ S @ A) @ B - A.mT @ p64.G)
-        for g, e in zip(got, ref):
-            assert g.shape == e.shape
-            for i in range(3):
-                assert rel(g[i], e[i]) < 1e-5
+        # the CPU step (numpy's BLAS) and the CUDA one (the G pass, then kernels.assemble), here interpreted
+        for got in (p32.grads(A.float(), B.float()), p32._fused_grads(A.float(), B.float())):
+            for g, e in zip(got, ref):
+                assert g.shape == e.shape
+                for i in range(3):
+                    assert rel(g[i], e[i]) < 1e-5
+
+    # kernels.assemble: out_b = P_b S_b − Q_b, in ∇_A's layout and in ∇_B's (transposed views), S not symmetric
+    for b, r in ((1, 16), (3, 5), (2, 24)):
+        P, Q, S = torch.randn(70, b * r), torch.randn(70, b * r), torch.randn(b, r, r)
+        want = P.double().unflatten(1, (b, r)).transpose(0, 1) @ S.double() - Q.double().unflatten(1, (b, r)).transpose(0, 1)
+        assert kernels.assemble_usable(P, r)
+        out = torch.empty(b, 70, r)
+        kernels.assemble(P, S, Q, out, "ieee")
+        outT = torch.empty(b, r, 70).mT
+        kernels.assemble(P.T.contiguous().T, S.mT.contiguous().mT, Q.T.contiguous().T, outT, "ieee")
+        for o in (out, outT):
+            assert float((o.double() - want).norm() / want.norm()) < 1e-6, (b, r)
     print("kernel-ok")
 """)
 

@@ -117,6 +117,46 @@ def test_bias_table_finds_rounding_unbiased_and_the_tensor_core_passes_low():
     assert (big["mean"] < -(2.0**-22) / 10).all(), big
 
 
+@pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.parametrize("b, r", [(1, 16), (3, 5), (4, 24)])
+@pytest.mark.parametrize("precision, tol", [("ieee", 1e-6), ("tf32", 3e-3)])
+def test_assemble_kernel_matches_float64_in_both_layouts(b, r, precision, tol):
+    """out_b = P_b S_b − Q_b for side-by-side blocks: the gradient of A's layout (P, Q row-major, out (b, n, r))
+    and of B's (P a transposed view, S transposed, out a transposed view), against float64. Mutations: a block
+    offset of 0 (every run reads run 0), the sign of Q, or S's strides ignored fail for b > 1 or r × r ≠ sym."""
+    g = torch.Generator(device="cuda").manual_seed(b * 100 + r)
+    n = 777
+    P = torch.randn(n, b * r, generator=g, device="cuda")
+    Q = torch.randn(n, b * r, generator=g, device="cuda")
+    S = torch.randn(b, r, r, generator=g, device="cuda")  # not symmetric: a transposition shows
+    want = (P.double().unflatten(1, (b, r)).transpose(0, 1) @ S.double()
+            - Q.double().unflatten(1, (b, r)).transpose(0, 1))
+    out = torch.empty(b, n, r, device="cuda")
+    lorasim.kernels.assemble(P, S, Q, out, precision)
+    assert float((out.double() - want).norm() / want.norm()) < tol
+    Pt, Qt = P.T.contiguous().T, Q.T.contiguous().T  # column-major, as Bᵀ's side-by-side view
+    outT = torch.empty(b, r, n, device="cuda").mT
+    lorasim.kernels.assemble(Pt, S.mT.contiguous().mT, Qt, outT, precision)
+    assert float((outT.double() - want).norm() / want.norm()) < tol
+
+
+@pytest.mark.parametrize("lead", [(3,), ()])
+def test_float32_gradients_through_the_assemble_kernel_match_float64(lead):
+    """A float32 batch (and a single run) on CUDA: the G pass, then kernels.assemble in exact float32; the
+    gradients equal float64 products to float32 round-off (4√d·2⁻²³ relative, a dot product of length d)."""
+    prob = lorasim.LinearTeacher(d=384, k=256, r_star=4, n=4096, dtype="float32", device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(4)
+    A = torch.randn(*lead, 384, 8, generator=g, device="cuda")
+    B = torch.randn(*lead, 8, 256, generator=g, device="cuda")
+    gA, gB = prob.grads(A, B)
+    S, G, Ad, Bd = prob.sigma_hat.double(), prob.G.double(), A.double(), B.double()
+    want_A = S @ Ad @ (Bd @ Bd.mT) - G @ Bd.mT
+    want_B = (Ad.mT @ S @ Ad) @ Bd - Ad.mT @ G
+    for have, want in ((gA, want_A), (gB, want_B)):
+        assert have.shape == want.shape
+        assert float((have.double() - want).norm() / want.norm()) < 4 * 384**0.5 * 2.0**-23
+
+
 def test_wide_batch_gradients_through_kept_transposed_G_match_float64():
     """A tf32 batch wider than the fused pass (b·r > kernels.MAX_WIDTH) forms Aᵀ G as (Gᵀ A)ᵀ from a kept copy
     of Gᵀ: its gradients equal float64 products to tf32 round-off (4√d·2⁻¹⁰ relative: inputs rounded to

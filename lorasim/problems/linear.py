@@ -410,15 +410,26 @@ class LinearTeacher(Problem):
             # is formed as (Gᵀ A)ᵀ from a kept transposed copy of G, Σ̂ A's layout. (In float32 the step did
             # not get faster: 33.8 ms against 33.2.)
             GBt_cat = self.G @ Bt_cat
-            AtG_cat = (self._G_transposed() @ A_cat).T.contiguous()
+            AtG_cat = (self._G_transposed() @ A_cat).T
         else:
             GBt_cat, AtG_cat = kernels.skinny_products(self.G, Bt_cat, A_cat, precision=prec, fused=self.fused)
 
         def unstack(M):  # d × (b·r) → (..., d, r)
             return M.reshape(d, -1, r).permute(1, 0, 2).reshape(*lead, d, r)
 
-        SA, GBt, AtG = unstack(SA_cat), unstack(GBt_cat), AtG_cat.reshape(*lead, r, k)
-        return SA @ (B @ mT(B)) - GBt, (mT(A) @ SA) @ B - AtG
+        SA = unstack(SA_cat)
+        BBt, AtSA = B @ mT(B), mT(A) @ SA
+        if self.fused is False or not kernels.assemble_usable(SA_cat, r):
+            return SA @ BBt - unstack(GBt_cat), AtSA @ B - AtG_cat.reshape(*lead, r, k)
+        # The r×r products' last step in one kernel per factor, in the factors' layout (kernels.assemble):
+        # ∇_A = (Σ̂A)(BBᵀ) − GBᵀ, and ∇_B through its transpose, Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ. Exact float32 for a
+        # float32 problem (r FMAs an entry), tf32 for a tf32 one, as its other training products.
+        b, small = A_cat.shape[1] // r, "tf32" if self.matmul_precision == "tf32" else "ieee"
+        gA = A.new_empty(b, d, r)
+        gB = A.new_empty(b, r, k)
+        kernels.assemble(SA_cat, BBt.reshape(b, r, r), GBt_cat, gA, small)
+        kernels.assemble(Bt_cat, mT(AtSA.reshape(b, r, r)), AtG_cat.T, mT(gB), small)
+        return gA.reshape(*lead, d, r), gB.reshape(*lead, r, k)
 
     def _blas_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
         """``_fused_grads`` on the CPU, through numpy's BLAS (``linalg.matmul`` says why): the runs side by
