@@ -52,8 +52,13 @@ def _key_words(key: str) -> tuple[int, ...]:
 _family = 0  # the draw family of every stream made now (``draws``)
 
 
+def is_family(family) -> bool:
+    """Whether ``family`` names a draw family: an integer from 0 to 2**32 − 1."""
+    return not isinstance(family, bool) and isinstance(family, (int, np.integer)) and 0 <= family < 2**32
+
+
 def _check_family(family) -> int:
-    if isinstance(family, bool) or not isinstance(family, (int, np.integer)) or not 0 <= family < 2**32:
+    if not is_family(family):
         raise ValueError(f"draws={family!r}: allowed an integer from 0 to 2**32 − 1")
     return int(family)
 

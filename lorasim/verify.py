@@ -281,7 +281,7 @@ def validate(cfg: DictConfig) -> VerifyPlan:
         fail("", "scale", cfg.scale, "one of " + ", ".join(SCALES))
     if not isinstance(cfg.mutate, bool):
         fail("", "mutate", cfg.mutate, "true or false")
-    if isinstance(cfg.draws, bool) or not isinstance(cfg.draws, int) or not 0 <= cfg.draws < 2**32:
+    if not streams.is_family(cfg.draws):
         fail("", "draws", cfg.draws, "an integer from 0 (the default instances) to 2**32 − 1")
     dev = check_device("", cfg.device)
     if cfg.dtype is not None and cfg.dtype not in DTYPES:
