@@ -89,8 +89,8 @@ def _source(pattern):
 
 
 def test_one_adam_update_and_one_divergence_rule_in_lorasim():
-    """A second Adam (a second moment update) or a second copy of the divergence threshold fails here."""
-    assert [f for f, _ in _source(lambda s: "addcmul_" in s)] == ["solvers.py"]
+    """A second Adam (a second moment update, g ⊙ g) or a second copy of the divergence threshold fails here."""
+    assert [f for f, _ in _source(lambda s: "addcmul_(g, g" in s)] == ["solvers.py"]
     assert [f for f, _ in _source(lambda s: "max(loss0" in s)] == ["engine.py"]
 
 

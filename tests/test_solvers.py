@@ -3,8 +3,8 @@ import pytest
 import torch
 
 import lorasim
-from lorasim.solvers import SolverConfig
-from lorasim.solvers import make_solver
+from lorasim.engine import as_solver_config
+from lorasim.solvers import GDConfig, Solver, SolverConfig, make_solver, scale_by_lr
 
 
 def _rand(shape, seed):
@@ -149,3 +149,37 @@ def test_step_leaves_its_inputs_and_step_in_place_is_the_formula(pair, order):
     A_pre = A_ref if order == "gauss_seidel" else A_copy
     torch.testing.assert_close(A, A_ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(B, B_copy - eta * _inv(A_pre.T @ A_pre, lam) @ gB, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver, kw", [("gd", {"lr_ratio": 4.0}), ("precgd", {"damping": 0.3}),
+                                        ("precgd", {"damping": 0.3, "order": "gauss_seidel"}),
+                                        ("adam", {"bias_correction": False})])
+@pytest.mark.parametrize("per_run_lr", [False, True])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA"))])
+def test_folded_step_size_matches_the_chain(solver, kw, per_run_lr, device, monkeypatch):
+    """On CUDA the step size is folded into the in-place update (X −= lr ⊙ direction, one pass): the new factors
+    equal those of the whole chain applied and then subtracted, to float32 round-off. On the CPU the fold is forced
+    (the CPU's own steps keep the chain, which the golden frames pin). Mutations: B's step size without lr_ratio,
+    B's direction taken with the new A in simultaneous order (or the old one in Gauss–Seidel), or the step size
+    applied twice, each move the result by far more."""
+    if device == "cpu":
+        assert not Solver.folds_step_size(make_solver(GDConfig()), torch.zeros(1))
+        monkeypatch.setattr(Solver, "folds_step_size", lambda self, X: isinstance(self.chain[-1], scale_by_lr))
+    g = torch.Generator(device=device).manual_seed(7)
+    A, B, gA, gB = (torch.randn(*shape, generator=g, device=device)
+                    for shape in ((3, 40, 4), (3, 4, 30), (3, 40, 4), (3, 4, 30)))
+    lr = torch.tensor([0.1, 0.02, 0.05], device=device).reshape(3, 1, 1) if per_run_lr else 0.05
+    slv = make_solver(as_solver_config(solver, 0.05, dict(kw)), lr=lr)
+    assert slv.folds_step_size(A)
+    state = slv.init(A, B)
+    state_ref = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+    A1, B1 = A.clone(), B.clone()
+    slv.step_(A1, B1, gA, gB, state)
+    state_ref["t"] += 1  # the whole chain, then the subtraction: what the CPU does
+    dA = slv.direction("A", gA, state_ref, B)
+    A2 = A - dA
+    dB = slv.direction("B", gB, state_ref, A2 if slv.order == "gauss_seidel" else A)
+    B2 = B - dB
+    for have, want, step in ((A1, A2, dA), (B1, B2, dB)):
+        assert float((have - want).norm() / step.norm()) < 1e-5
