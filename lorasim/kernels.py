@@ -116,27 +116,58 @@ if triton is not None:
             tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
 
 
+def summed(M: Tensor) -> Tensor:
+    """A product from its stack of partial products (p, n, w), or the product itself (n × w) as given."""
+    if M.dim() == 2:
+        return M
+    return M[0] if M.shape[0] == 1 else M.sum(0)
+
+
+def _as_stack(M: Tensor) -> Tensor:
+    return M if M.dim() == 3 else M.unsqueeze(0)
+
+
 if triton is not None:
 
     @triton.jit
-    def _assemble_kernel(P, S, Q, OUT, n, r,
-                         s_pn, s_pw, s_sb, s_sl, s_sc, s_qn, s_qw, s_ob, s_on, s_oc,
-                         BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
-        # Program (i, b): rows i·BN… of run b's block, OUT_b = P_b S_b − Q_b, each operand read once.
-        pid = tl.program_id(0)
-        b = tl.program_id(1)
-        rows = pid * BN + tl.arange(0, BN)
+    def _load_summed(M, rows, cols, ok, s_p, s_n, s_w, PARTS: tl.constexpr, BN: tl.constexpr, BR: tl.constexpr):
+        # The (rows × cols) tile of a product given as PARTS partial products, summed in a fixed order.
+        out = tl.zeros((BN, BR), dtype=tl.float32)
+        for q in range(PARTS):
+            out += tl.load(M + q * s_p + rows[:, None] * s_n + cols[None, :] * s_w, mask=ok, other=0.0)
+        return out
+
+    @triton.jit
+    def _assemble_block(P, S, Q, OUT, n, r, b, rows, s_pp, s_pn, s_pw, s_sp, s_sb, s_sl, s_sc, s_qp, s_qn, s_qw,
+                        s_ob, s_on, s_oc, P_PARTS: tl.constexpr, S_PARTS: tl.constexpr, Q_PARTS: tl.constexpr,
+                        BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+        # Rows ``rows`` of run b's block: OUT_b = P_b S_b − Q_b, each operand read once and its stack summed.
         cs = tl.arange(0, BR)
-        r_ok = rows < n
         c_ok = cs < r
-        both = r_ok[:, None] & c_ok[None, :]
+        both = (rows < n)[:, None] & c_ok[None, :]
         cols = b * r + cs
-        p = tl.load(P + rows[:, None] * s_pn + cols[None, :] * s_pw, mask=both, other=0.0)
-        sm = tl.load(S + b * s_sb + cs[:, None] * s_sl + cs[None, :] * s_sc, mask=c_ok[:, None] & c_ok[None, :],
-                     other=0.0)
-        q = tl.load(Q + rows[:, None] * s_qn + cols[None, :] * s_qw, mask=both, other=0.0)
+        p = _load_summed(P, rows, cols, both, s_pp, s_pn, s_pw, P_PARTS, BN, BR)
+        sm = _load_summed(S + b * s_sb, cs, cs, c_ok[:, None] & c_ok[None, :], s_sp, s_sl, s_sc, S_PARTS, BR, BR)
+        q = _load_summed(Q, rows, cols, both, s_qp, s_qn, s_qw, Q_PARTS, BN, BR)
         out = tl.dot(p, sm, input_precision=PRECISION) - q
         tl.store(OUT + b * s_ob + rows[:, None] * s_on + cs[None, :] * s_oc, out, mask=both)
+
+    @triton.jit
+    def _assemble_kernel(P0, S0, Q0, OUT0, n0, P1, S1, Q1, OUT1, n1, r,
+                         s0_pp, s0_pn, s0_pw, s0_sp, s0_sb, s0_sl, s0_sc, s0_qp, s0_qn, s0_qw, s0_ob, s0_on, s0_oc,
+                         s1_pp, s1_pn, s1_pw, s1_sp, s1_sb, s1_sl, s1_sc, s1_qp, s1_qn, s1_qw, s1_ob, s1_on, s1_oc,
+                         P0_PARTS: tl.constexpr, S0_PARTS: tl.constexpr, Q0_PARTS: tl.constexpr,
+                         P1_PARTS: tl.constexpr, S1_PARTS: tl.constexpr, Q1_PARTS: tl.constexpr,
+                         BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+        # Program (i, b, j): rows i·BN… of run b's block of job j.
+        rows = tl.program_id(0) * BN + tl.arange(0, BN)
+        b = tl.program_id(1)
+        if tl.program_id(2) == 0:
+            _assemble_block(P0, S0, Q0, OUT0, n0, r, b, rows, s0_pp, s0_pn, s0_pw, s0_sp, s0_sb, s0_sl, s0_sc,
+                            s0_qp, s0_qn, s0_qw, s0_ob, s0_on, s0_oc, P0_PARTS, S0_PARTS, Q0_PARTS, BN, BR, PRECISION)
+        else:
+            _assemble_block(P1, S1, Q1, OUT1, n1, r, b, rows, s1_pp, s1_pn, s1_pw, s1_sp, s1_sb, s1_sl, s1_sc,
+                            s1_qp, s1_qn, s1_qw, s1_ob, s1_on, s1_oc, P1_PARTS, S1_PARTS, Q1_PARTS, BN, BR, PRECISION)
 
 
 def assemble_usable(P: Tensor, r: int) -> bool:
@@ -145,28 +176,135 @@ def assemble_usable(P: Tensor, r: int) -> bool:
 
 
 def assemble_reference(P: Tensor, S: Tensor, Q: Tensor) -> Tensor:
-    """``assemble``'s result through torch: (b, n, r)."""
+    """``assemble``'s result for one job through torch: (b, n, r)."""
+    S = summed(S) if S.dim() == 4 else S
     b, r = S.shape[0], S.shape[-1]
+    P, Q = summed(P), summed(Q)
     return P.unflatten(1, (b, r)).transpose(0, 1) @ S - Q.unflatten(1, (b, r)).transpose(0, 1)
 
 
-def assemble(P: Tensor, S: Tensor, Q: Tensor, out: Tensor, precision: str) -> Tensor:
-    """out[b] = P_b S_b − Q_b for b runs laid side by side: P_b and Q_b are the b-th block of r columns of
-    P and Q (n × b·r, any strides), S is (b, r, r) and out (b, n, r), any strides (views welcome).
+def _rows_per_program(n: int, b: int, device) -> int:
+    """Row tiles of 16 to 128 rows, as many as fill about two programs per multiprocessor: a deep stack of
+    partial products (every row tile of the G pass writes one) then is read by enough programs at once."""
+    want = max(1, n * b // (2 * _slots(device)))
+    return max(16, min(128, 1 << (want.bit_length() - 1)))
+
+
+def assemble(jobs, precision: str) -> None:
+    """out_b = P_b S_b − Q_b for each job (P, S, Q, out) of ``jobs`` (one or two), in one launch: b runs laid side
+    by side, P_b and Q_b the b-th block of r columns of P and Q (n × b·r, any strides, or stacks (p, n, b·r) of
+    partial products), S (b, r, r) or a stack (p, b, r, r), out (b, n, r), any strides (views welcome). Stacks
+    are summed as they are read.
 
     The gradient's last step, ∇_A = (Σ̂A)(BBᵀ) − GBᵀ and ∇_Bᵀ = Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ, from the side-by-side
     products: one kernel reads each operand once and writes the result in the factors' layout, where a
-    batched product and a subtraction on permuted views read and wrote the d·b·r elements three more times.
+    batched product and a subtraction on permuted views read and wrote the d·b·r elements three more times;
+    the partial products of the G pass and of ``gram_partials`` are summed on the way (no kernels of their own).
     Without Triton (or off CUDA): the same through torch."""
-    b, r = S.shape[0], S.shape[-1]
-    n = P.shape[0]
-    if not assemble_usable(P, r):
-        return out.copy_(assemble_reference(P, S, Q))
+    P0, S0, Q0, out0 = jobs[0]
+    r = out0.shape[-1]
+    if not assemble_usable(_as_stack(P0), r):
+        for P, S, Q, out in jobs:
+            out.copy_(assemble_reference(P, S, Q))
+        return
+    b = out0.shape[0]
+    args, parts = [], []
+    for P, S, Q, out in (jobs[0], jobs[-1]):
+        P3, Q3, S4 = _as_stack(P), _as_stack(Q), S if S.dim() == 4 else S.unsqueeze(0)
+        args.append((P3, S4, Q3, out, P3.shape[1]))
+        parts.append((P3.shape[0], S4.shape[0], Q3.shape[0]))
+    strides = [st for P3, S4, Q3, out, _ in args for M in (P3, S4, Q3, out) for st in M.stride()]
+    n_max = max(a[-1] for a in args)
     BR = max(16, triton.next_power_of_2(r))
-    BN = max(16, min(128, 8192 // BR))
-    _assemble_kernel[(triton.cdiv(n, BN), b)](P, S, Q, out, n, r, *P.stride(), *S.stride(), *Q.stride(),
-                                              *out.stride(), BN=BN, BR=BR, PRECISION=precision, num_warps=4)
-    return out
+    BN = min(_rows_per_program(n_max, b * len(jobs), out0.device), max(16, 8192 // BR))
+    (p0, s0, q0), (p1, s1, q1) = parts
+    _assemble_kernel[(triton.cdiv(n_max, BN), b, len(jobs))](
+        *args[0], *args[1], r, *strides, P0_PARTS=p0, S0_PARTS=s0, Q0_PARTS=q0, P1_PARTS=p1, S1_PARTS=s1,
+        Q1_PARTS=q1, BN=BN, BR=BR, PRECISION=precision, num_warps=4)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gram_chunk(X, Y, n, first, cols, c_ok, s_xn, s_xw, s_yp, s_yn, s_yw, rows_per_prog: tl.constexpr,
+                    Y_PARTS: tl.constexpr, BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+        acc = tl.zeros((BR, BR), dtype=tl.float32)
+        for i in range(0, rows_per_prog, BN):
+            rows = first + i + tl.arange(0, BN)
+            ok = (rows < n)[:, None] & c_ok[None, :]
+            x = tl.load(X + rows[:, None] * s_xn + cols[None, :] * s_xw, mask=ok, other=0.0)
+            y = _load_summed(Y, rows, cols, ok, s_yp, s_yn, s_yw, Y_PARTS, BN, BR)
+            acc = tl.dot(tl.trans(x), y, acc, input_precision=PRECISION)
+        return acc
+
+    @triton.jit
+    def _gram_kernel(X0, Y0, X1, Y1, OUT, n0, n1, r,
+                     s_x0n, s_x0w, s_y0p, s_y0n, s_y0w, s_x1n, s_x1w, s_y1p, s_y1n, s_y1w, s_oj, s_oc, s_ob,
+                     rows_per_prog: tl.constexpr, Y0_PARTS: tl.constexpr, Y1_PARTS: tl.constexpr,
+                     BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+        # Program (c, b, j): pair j's run-b blocks over the c-th chunk of rows, X_bᵀ Y_b, written to its own
+        # r×r slot of the partial buffer (summed by the reader: no atomics, so the result is deterministic).
+        c = tl.program_id(0)
+        b = tl.program_id(1)
+        cs = tl.arange(0, BR)
+        c_ok = cs < r
+        cols = b * r + cs
+        first = c * rows_per_prog
+        if tl.program_id(2) == 0:
+            acc = _gram_chunk(X0, Y0, n0, first, cols, c_ok, s_x0n, s_x0w, s_y0p, s_y0n, s_y0w, rows_per_prog,
+                              Y0_PARTS, BN, BR, PRECISION)
+        else:
+            acc = _gram_chunk(X1, Y1, n1, first, cols, c_ok, s_x1n, s_x1w, s_y1p, s_y1n, s_y1w, rows_per_prog,
+                              Y1_PARTS, BN, BR, PRECISION)
+        tl.store(OUT + tl.program_id(2) * s_oj + c * s_oc + b * s_ob + cs[:, None] * BR + cs[None, :], acc)
+
+
+def grams_reference(pairs, r: int) -> Tensor:
+    """``grams``' result through torch: (len(pairs), b, r, r)."""
+    def blocks(M):  # n × (b·r) → (b, n, r)
+        return summed(M).unflatten(1, (-1, r)).transpose(0, 1)
+    return torch.stack([blocks(X).mT @ blocks(Y) for X, Y in pairs])
+
+
+# Rows a program of the Gram kernel sums: the stack of chunks stays short (``assemble`` sums it for every r×r
+# block it reads: 32 deep at d = 16384), and a single run still gets 2n/512 programs.
+GRAM_ROWS = 512
+
+
+def gram_partials(pairs, r: int, precision: str) -> Tensor:
+    """X_bᵀ Y_b for every run b and every pair (X, Y) of ``pairs`` (one or two), in one launch, as a stack of
+    partial products over chunks of rows: (len(pairs), chunks, b, r, r). X and Y are n × (b·r) with the runs'
+    r columns side by side (any strides; the two pairs may differ in n; Y may be a stack (p, n, b·r) of partial
+    products, summed here). ``grams`` sums the chunks; ``assemble`` sums them as it reads them.
+
+    The gradient's r×r products, B Bᵀ (X = Y = Bᵀ side by side, n = k) and Aᵀ(Σ̂A) (n = d). As batched matmuls
+    they are reductions of length n into a few hundred outputs: cuBLAS splits them over several kernels (split-K
+    and its reduction) and, for a batch, reads the d·b·r factors at a fraction of the copy rate (on an H200 at
+    d = 16384, b = 64, r = 16 the two took 278 µs for 201 MB, benchmarks.md). Here each program sums a chunk of
+    rows in registers. Without Triton (or off CUDA): the product through torch, one chunk."""
+    (X0, Y0), (X1, Y1) = pairs[0], pairs[-1]
+    Y0, Y1 = _as_stack(Y0), _as_stack(Y1)
+    b = X0.shape[1] // r
+    if not (assemble_usable(X0, r) and all(M.dtype == torch.float32 and M.device == X0.device
+                                           for M in (Y0, X1, Y1))):
+        return grams_reference(pairs, r).unsqueeze(1)
+    BR = max(16, triton.next_power_of_2(r))
+    BN = 64
+    n_max = max(X0.shape[0], X1.shape[0])
+    jobs = len(pairs)
+    chunks = -(-n_max // GRAM_ROWS)
+    parts = torch.empty(jobs, chunks, b, BR, BR, dtype=torch.float32, device=X0.device)
+    _gram_kernel[(chunks, b, jobs)](X0, Y0, X1, Y1, parts, X0.shape[0], X1.shape[0], r,
+                                    *X0.stride(), *Y0.stride(), *X1.stride(), *Y1.stride(), *parts.stride()[:3],
+                                    rows_per_prog=GRAM_ROWS, Y0_PARTS=Y0.shape[0], Y1_PARTS=Y1.shape[0],
+                                    BN=BN, BR=BR, PRECISION=precision, num_warps=4)
+    return parts[..., :r, :r]
+
+
+def grams(pairs, r: int, precision: str) -> Tensor:
+    """``gram_partials``' chunks summed: (len(pairs), b, r, r)."""
+    parts = gram_partials(pairs, r, precision)
+    return parts[:, 0] if parts.shape[1] == 1 else parts.sum(1)
 
 
 def plan_grid(row_tiles: int, col_tiles: int, slots: int) -> tuple[int, int]:
@@ -191,7 +329,16 @@ CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": 
 
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
                     precision: str = "tf32x3", fused: Union[bool, dict] = True, **config):
-    """(M @ R, Lᵀ @ M) reading M (m×n) once. R is n×w, L is m×w, either may be None.
+    """(M @ R, Lᵀ @ M) reading M (m×n) once: ``skinny_partials``' stacks, summed."""
+    MR, LMt = skinny_partials(M, R, L, precision, fused, **config)
+    return None if MR is None else summed(MR), None if LMt is None else summed(LMt).T
+
+
+def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
+                    precision: str = "tf32x3", fused: Union[bool, dict] = True, **config):
+    """M @ R and (Lᵀ @ M)ᵀ, reading M (m×n) once, as stacks of partial products whose sums are the products:
+    (p, m, w) and (q, n, w), p the column splits of the grid and q its row tiles (``assemble`` and ``grams``
+    sum them as they read them). R is n×w, L is m×w, either may be None.
     ``config`` overrides entries of ``CONFIG`` (block, num_warps, num_stages, tma, ctas_per_sm,
     left_as_a). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
     a dict is a two-sided launch configuration (``best_kernel_config``) under ``config``.
@@ -210,7 +357,8 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
     width = (R if R is not None else L).shape[-1]
     if fused is False or not usable(M, width):
-        return skinny_products_reference(M, R, L)
+        MR, LM = skinny_products_reference(M, R, L)
+        return None if MR is None else MR.unsqueeze(0), None if LM is None else LM.T.unsqueeze(0)
     m, n = M.shape
     BM, BN = cfg["block"]
     BW = max(16, triton.next_power_of_2(width))
@@ -237,9 +385,7 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
         M_arg, m_strides = M, (M.stride(0), M.stride(1))
     _skinny_kernel[(pm, pn)](M_arg, Rt, Lt, out_r, out_l, m, n, width, *m_strides, *r_strides, *l_strides,
                              cols_per_prog, TMA=bool(tma), **common)
-    MR = None if R is None else (out_r[0] if pn == 1 else out_r.sum(0))[:, :width]
-    LM = None if L is None else (out_l[0] if pm == 1 else out_l.sum(0))[:, :width].T
-    return MR, LM
+    return None if R is None else out_r[..., :width], None if L is None else out_l[..., :width]
 
 
 # -- tuning ----------------------------------------------------------------------------------------------

@@ -541,17 +541,56 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                 for i in range(3):
                     assert rel(g[i], e[i]) < 1e-5
 
-    # kernels.assemble: out_b = P_b S_b − Q_b, in ∇_A's layout and in ∇_B's (transposed views), S not symmetric
+    # Deep stacks of partial products (4 row tiles, 3 column splits of the grid at d = 200, k = 150), summed by
+    # the kernels that read them: the gradient still equals float64's
+    p32 = lorasim.LinearTeacher(d=200, k=150, r_star=3, n=400, seed=2, dtype="float32")
+    p64 = lorasim.LinearTeacher(d=200, k=150, r_star=3, n=400, seed=2)
+    SAp, _ = kernels.skinny_partials(p32._sigma, torch.randn(200, 8))
+    GBp, AGp = kernels.skinny_partials(p32.G, torch.randn(150, 8), torch.randn(200, 8))
+    assert SAp.shape[0] > 1 and GBp.shape[0] > 1 and AGp.shape[0] > 1, (SAp.shape, GBp.shape, AGp.shape)
+    A = torch.randn(2, 200, 4, dtype=torch.float64)
+    B = torch.randn(2, 4, 150, dtype=torch.float64)
+    S = p64.sigma_hat
+    ref = (S @ A @ (B @ B.mT) - p64.G @ B.mT, (A.mT @ S @ A) @ B - A.mT @ p64.G)
+    for g, e in zip(p32._fused_grads(A.float(), B.float()), ref):
+        for i in range(2):
+            assert rel(g[i], e[i]) < 1e-5
+
+    # kernels.assemble: out_b = P_b S_b − Q_b, in ∇_A's layout and in ∇_B's (transposed views), S not symmetric;
+    # one job, both in one launch (of different lengths), and with P, Q and S as stacks of partial products
     for b, r in ((1, 16), (3, 5), (2, 24)):
         P, Q, S = torch.randn(70, b * r), torch.randn(70, b * r), torch.randn(b, r, r)
-        want = P.double().unflatten(1, (b, r)).transpose(0, 1) @ S.double() - Q.double().unflatten(1, (b, r)).transpose(0, 1)
+        P2, Q2 = torch.randn(45, b * r), torch.randn(45, b * r)
+
+        def want_of(P, S, Q):
+            def blocks(M):
+                return M.double().unflatten(1, (b, r)).transpose(0, 1)
+            return blocks(P) @ S.double() - blocks(Q)
         assert kernels.assemble_usable(P, r)
         out = torch.empty(b, 70, r)
-        kernels.assemble(P, S, Q, out, "ieee")
-        outT = torch.empty(b, r, 70).mT
-        kernels.assemble(P.T.contiguous().T, S.mT.contiguous().mT, Q.T.contiguous().T, outT, "ieee")
-        for o in (out, outT):
-            assert float((o.double() - want).norm() / want.norm()) < 1e-6, (b, r)
+        kernels.assemble([(P, S, Q, out)], "ieee")
+        outT, out2 = torch.empty(b, r, 70).mT, torch.empty(b, 45, r)
+        kernels.assemble([(P.T.contiguous().T, S.mT.contiguous().mT, Q.T.contiguous().T, outT), (P2, S.mT, Q2, out2)],
+                         "ieee")
+        stacked = torch.empty(b, 70, r)
+        kernels.assemble([(*(torch.stack([M / 2, M / 4, M / 4]) for M in (P, S, Q)), stacked)], "ieee")
+        for o, w in ((out, want_of(P, S, Q)), (outT, want_of(P, S, Q)), (stacked, want_of(P, S, Q)),
+                     (out2, want_of(P2, S.mT, Q2))):
+            assert float((o.double() - w).norm() / w.norm()) < 1e-6, (b, r)
+
+    # kernels.grams: X_bᵀ Y_b per run, two pairs of different lengths in one launch (Bᵀ's column-major view and
+    # a row-major pair), against float64; 1100 rows are three chunks, so the sum over chunks is exercised
+    for b, r, n0, n1 in ((1, 16, 300, 200), (3, 5, 70, 133), (4, 24, 129, 64), (2, 8, 1100, 700)):
+        X0, X1, Y1 = torch.randn(b * r, n0).T, torch.randn(n1, b * r), torch.randn(n1, b * r)
+        got = kernels.grams([(X0, X0), (X1, Y1)], r, "ieee")
+        assert kernels.gram_partials([(X0, X0), (X1, Y1)], r, "ieee").shape[1] == -(-max(n0, n1) // kernels.GRAM_ROWS)
+        want = kernels.grams_reference([(X0.double(), X0.double()), (X1.double(), Y1.double())], r)
+        assert got.shape == (2, b, r, r)
+        assert float((got.double() - want).norm() / want.norm()) < 1e-6, (b, r)
+        parts = torch.stack([Y1 / 2, Y1 / 4, Y1 / 4])  # Y as a stack of partial products
+        assert torch.allclose(kernels.grams([(X0, X0), (X1, parts)], r, "ieee"), got, rtol=1e-5, atol=1e-4)
+        one = kernels.grams([(X1, Y1)], r, "ieee")
+        assert one.shape == (1, b, r, r) and float((one.double() - want[1:]).norm() / want[1:].norm()) < 1e-6
     print("kernel-ok")
 """)
 

@@ -122,22 +122,54 @@ def test_bias_table_finds_rounding_unbiased_and_the_tensor_core_passes_low():
 @pytest.mark.parametrize("precision, tol", [("ieee", 1e-6), ("tf32", 3e-3)])
 def test_assemble_kernel_matches_float64_in_both_layouts(b, r, precision, tol):
     """out_b = P_b S_b − Q_b for side-by-side blocks: the gradient of A's layout (P, Q row-major, out (b, n, r))
-    and of B's (P a transposed view, S transposed, out a transposed view), against float64. Mutations: a block
-    offset of 0 (every run reads run 0), the sign of Q, or S's strides ignored fail for b > 1 or r × r ≠ sym."""
+    and of B's (P a transposed view, S transposed, out a transposed view), against float64, alone and both in one
+    launch (of another length), and from stacks of partial products. Mutations: a block offset of 0 (every run
+    reads run 0), the sign of Q, S's strides ignored, the second job's length taken from the first, or a stack
+    read only to its first part fail for b > 1, r × r ≠ sym, 777 ≠ 500 or stacks of 3."""
     g = torch.Generator(device="cuda").manual_seed(b * 100 + r)
     n = 777
     P = torch.randn(n, b * r, generator=g, device="cuda")
     Q = torch.randn(n, b * r, generator=g, device="cuda")
     S = torch.randn(b, r, r, generator=g, device="cuda")  # not symmetric: a transposition shows
-    want = (P.double().unflatten(1, (b, r)).transpose(0, 1) @ S.double()
-            - Q.double().unflatten(1, (b, r)).transpose(0, 1))
+    P2, Q2 = (torch.randn(500, b * r, generator=g, device="cuda") for _ in range(2))
+
+    def want_of(P, S, Q):
+        return (P.double().unflatten(1, (b, r)).transpose(0, 1) @ S.double()
+                - Q.double().unflatten(1, (b, r)).transpose(0, 1))
+    want = want_of(P, S, Q)
     out = torch.empty(b, n, r, device="cuda")
-    lorasim.kernels.assemble(P, S, Q, out, precision)
+    lorasim.kernels.assemble([(P, S, Q, out)], precision)
     assert float((out.double() - want).norm() / want.norm()) < tol
     Pt, Qt = P.T.contiguous().T, Q.T.contiguous().T  # column-major, as Bᵀ's side-by-side view
-    outT = torch.empty(b, r, n, device="cuda").mT
-    lorasim.kernels.assemble(Pt, S.mT.contiguous().mT, Qt, outT, precision)
+    outT, out2 = torch.empty(b, r, n, device="cuda").mT, torch.empty(b, 500, r, device="cuda")
+    lorasim.kernels.assemble([(Pt, S.mT.contiguous().mT, Qt, outT), (P2, S.mT, Q2, out2)], precision)
     assert float((outT.double() - want).norm() / want.norm()) < tol
+    want2 = want_of(P2, S.mT, Q2)
+    assert float((out2.double() - want2).norm() / want2.norm()) < tol
+    stacked = torch.empty(b, n, r, device="cuda")
+    thirds = tuple(torch.stack([M / 2, M / 4, M / 4]) for M in (P, S, Q))  # a part left out is off by ≥ M/4
+    lorasim.kernels.assemble([(*thirds, stacked)], precision)
+    assert float((stacked.double() - want).norm() / want.norm()) < tol
+
+
+@pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.parametrize("b, r, n0, n1", [(1, 16, 4096, 3000), (3, 5, 777, 1200), (64, 16, 2048, 2048)])
+@pytest.mark.parametrize("precision, tol", [("ieee", 1e-6), ("tf32", 3e-3)])
+def test_grams_kernel_matches_float64(b, r, n0, n1, precision, tol):
+    """X_bᵀ Y_b for two pairs in one launch, as the step uses it: B Bᵀ from Bᵀ's column-major side-by-side view
+    (n0 rows) and Aᵀ(Σ̂A) from row-major blocks (n1 rows), against float64. Mutations: a block offset of 0 (every
+    run reads run 0), one pair's length used for both, or a chunk left out of the sum fail (b > 1; n0 ≠ n1; the
+    grid cuts these lengths into several chunks), as does a stack read only to its first part."""
+    g = torch.Generator(device="cuda").manual_seed(b * 1000 + r)
+    Bt = torch.randn(b * r, n0, generator=g, device="cuda").T
+    A, SA = (torch.randn(n1, b * r, generator=g, device="cuda") for _ in range(2))
+    SA_parts = torch.stack([SA / 2, SA / 4, SA / 4])  # Σ̂A as a stack of partial products
+    got = lorasim.kernels.grams([(Bt, Bt), (A, SA_parts)], r, precision)
+    want = lorasim.kernels.grams_reference([(Bt.double(), Bt.double()), (A.double(), SA.double())], r)
+    assert got.shape == (2, b, r, r)
+    for j in range(2):
+        assert float((got[j].double() - want[j]).norm() / want[j].norm()) < tol, j
+    assert torch.equal(got, lorasim.kernels.grams([(Bt, Bt), (A, SA_parts)], r, precision))  # no atomics
 
 
 @pytest.mark.parametrize("lead", [(3,), ()])

@@ -400,35 +400,38 @@ class LinearTeacher(Problem):
         A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
         Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
         prec = kernels.FOR_MATMUL[self.matmul_precision]
-        SA_cat = A_cat if self._sigma is None else kernels.skinny_products(self._sigma, A_cat, precision=prec,
-                                                                            fused=self.fused)[0]
+        # Σ̂A and G Bᵀ (d × b·r) and (AᵀG)ᵀ (k × b·r), each a product or a stack of partial products whose sum is
+        # the product (kernels.skinny_partials): the kernels below sum the stacks as they read them.
+        SA = A_cat if self._sigma is None else kernels.skinny_partials(self._sigma, A_cat, precision=prec,
+                                                                        fused=self.fused)[0]
         if self.teacher_factors() is not None:  # no pass over G at all
-            GBt_cat, AtG_cat = self._g_products(A_cat, Bt_cat)
+            GBt, AtG = self._g_products(A_cat, Bt_cat)
+            AtGt = AtG.T
         elif A_cat.shape[1] > kernels.MAX_WIDTH and self.G.is_cuda and self.matmul_precision == "tf32":
             # A wide batch is compute-bound, and in tf32 cuBLAS's layouts differ there: on an H200 at d = k =
             # 16384, w = 1024, Aᵀ G ran at 223 TFLOP/s, G Bᵀ at 399 and Σ̂ A at 378 (benchmarks.md). So Aᵀ G
             # is formed as (Gᵀ A)ᵀ from a kept transposed copy of G, Σ̂ A's layout. (In float32 the step did
             # not get faster: 33.8 ms against 33.2.)
-            GBt_cat = self.G @ Bt_cat
-            AtG_cat = (self._G_transposed() @ A_cat).T
+            GBt, AtGt = self.G @ Bt_cat, self._G_transposed() @ A_cat
         else:
-            GBt_cat, AtG_cat = kernels.skinny_products(self.G, Bt_cat, A_cat, precision=prec, fused=self.fused)
+            GBt, AtGt = kernels.skinny_partials(self.G, Bt_cat, A_cat, precision=prec, fused=self.fused)
 
         def unstack(M):  # d × (b·r) → (..., d, r)
             return M.reshape(d, -1, r).permute(1, 0, 2).reshape(*lead, d, r)
 
-        SA = unstack(SA_cat)
-        BBt, AtSA = B @ mT(B), mT(A) @ SA
-        if self.fused is False or not kernels.assemble_usable(SA_cat, r):
-            return SA @ BBt - unstack(GBt_cat), AtSA @ B - AtG_cat.reshape(*lead, r, k)
-        # The r×r products' last step in one kernel per factor, in the factors' layout (kernels.assemble):
-        # ∇_A = (Σ̂A)(BBᵀ) − GBᵀ, and ∇_B through its transpose, Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ. Exact float32 for a
-        # float32 problem (r FMAs an entry), tf32 for a tf32 one, as its other training products.
+        if self.fused is False or not kernels.assemble_usable(A_cat, r):
+            SA = unstack(kernels.summed(SA))
+            AtG = kernels.summed(AtGt).T.reshape(*lead, r, k)
+            return SA @ (B @ mT(B)) - unstack(kernels.summed(GBt)), (mT(A) @ SA) @ B - AtG
+        # The r×r products in one launch (kernels.gram_partials), then the last step for both factors in another, in
+        # the factors' layout (kernels.assemble): ∇_A = (Σ̂A)(BBᵀ) − GBᵀ, and ∇_B through its transpose,
+        # Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ. Exact float32 for a float32 problem (r FMAs an entry), tf32 for a tf32 one, as its
+        # other training products.
         b, small = A_cat.shape[1] // r, "tf32" if self.matmul_precision == "tf32" else "ieee"
+        BBt, AtSA = kernels.gram_partials([(Bt_cat, Bt_cat), (A_cat, SA)], r, small)  # stacks over row chunks
         gA = A.new_empty(b, d, r)
         gB = A.new_empty(b, r, k)
-        kernels.assemble(SA_cat, BBt.reshape(b, r, r), GBt_cat, gA, small)
-        kernels.assemble(Bt_cat, mT(AtSA.reshape(b, r, r)), AtG_cat.T, mT(gB), small)
+        kernels.assemble([(SA, BBt, GBt, gA), (Bt_cat, mT(AtSA), AtGt, mT(gB))], small)
         return gA.reshape(*lead, d, r), gB.reshape(*lead, r, k)
 
     def _blas_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
