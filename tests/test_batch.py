@@ -506,7 +506,8 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         return float(torch.linalg.matrix_norm(got.double() - ref) / torch.linalg.matrix_norm(ref))
 
     cases = [(torch.randn(130, 77), 5, (32, 32)), (torch.randn(130, 77), 33, (32, 32)),
-             (torch.randn(200, 300), 16, (64, 128)), (torch.randn(300, 200).T, 7, (32, 64))]
+             (torch.randn(200, 300), 16, (64, 128)), (torch.randn(300, 200).T, 7, (32, 64)),
+             (torch.randn(600, 90), 16, (256, 32)), (torch.randn(600, 90), 9, (256, 16))]
     for M, w, block in cases:
         m, n = M.shape
         R = torch.randn(w, n).T if not M.is_contiguous() else torch.randn(n, w)
