@@ -203,7 +203,8 @@ def assemble(jobs, precision: str) -> None:
     Without Triton (or off CUDA): the same through torch."""
     P0, S0, Q0, out0 = jobs[0]
     r = out0.shape[-1]
-    if not assemble_usable(_as_stack(P0), r):
+    every = [M for job in jobs for M in job]
+    if not (assemble_usable(P0, r) and all(M.dtype == torch.float32 and M.device == P0.device for M in every)):
         for P, S, Q, out in jobs:
             out.copy_(assemble_reference(P, S, Q))
         return

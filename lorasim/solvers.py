@@ -252,7 +252,7 @@ class Solver:
     # updates moved 670 MB a step; benchmarks.md). The fused multiply-add rounds once where the two operations
     # round twice, so elsewhere, where the golden frames pin every bit, the two operations stay.
     def folds_step_size(self, X: Tensor) -> bool:
-        return X.is_cuda and isinstance(self.chain[-1], scale_by_lr)
+        return X.is_cuda and bool(self.chain) and isinstance(self.chain[-1], scale_by_lr)
 
     def _unscaled(self, side: str, g: Tensor, state: dict, partner: Tensor, fold: bool) -> Tensor:
         for tr in (self.chain[:-1] if fold else self.chain):

@@ -579,6 +579,19 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                      (out2, want_of(P2, S.mT, Q2))):
             assert float((o.double() - w).norm() / w.norm()) < 1e-6, (b, r)
 
+    # a job with an operand the kernel cannot read (float64 here) goes through torch, whole: no launch
+    class NoLaunch:
+        def __getitem__(self, grid):
+            raise AssertionError("the kernel was launched on a float64 operand")
+    mixed = torch.empty(b, 45, r, dtype=torch.float64)
+    launcher, kernels._assemble_kernel = kernels._assemble_kernel, NoLaunch()
+    try:
+        kernels.assemble([(P, S, Q, out), (P2.double(), S.mT.double(), Q2.double(), mixed)], "ieee")
+    finally:
+        kernels._assemble_kernel = launcher
+    w = want_of(P2, S.mT, Q2)
+    assert float((mixed - w).norm() / w.norm()) < 1e-6
+
     # kernels.grams: X_bᵀ Y_b per run, two pairs of different lengths in one launch (Bᵀ's column-major view and
     # a row-major pair), against float64; 1100 rows are three chunks, so the sum over chunks is exercised
     for b, r, n0, n1 in ((1, 16, 300, 200), (3, 5, 70, 133), (4, 24, 129, 64), (2, 8, 1100, 700)):
