@@ -175,6 +175,13 @@ def assemble_usable(P: Tensor, r: int) -> bool:
     return triton is not None and (P.is_cuda or _INTERPRET) and P.dtype == torch.float32 and 1 <= r <= MAX_WIDTH
 
 
+def _kernel_reads(operands, r: int) -> bool:
+    """Whether the small kernels (assemble, gram_partials) apply to every one of ``operands``: float32, all on one
+    CUDA device (or interpreted), Triton present, r ≤ MAX_WIDTH."""
+    first = operands[0]
+    return assemble_usable(first, r) and all(M.dtype == torch.float32 and M.device == first.device for M in operands)
+
+
 def assemble_reference(P: Tensor, S: Tensor, Q: Tensor) -> Tensor:
     """``assemble``'s result for one job through torch: (b, n, r)."""
     S = summed(S) if S.dim() == 4 else S
@@ -203,8 +210,7 @@ def assemble(jobs, precision: str) -> None:
     Without Triton (or off CUDA): the same through torch."""
     P0, S0, Q0, out0 = jobs[0]
     r = out0.shape[-1]
-    every = [M for job in jobs for M in job]
-    if not (assemble_usable(P0, r) and all(M.dtype == torch.float32 and M.device == P0.device for M in every)):
+    if not _kernel_reads([M for job in jobs for M in job], r):
         for P, S, Q, out in jobs:
             out.copy_(assemble_reference(P, S, Q))
         return
@@ -286,8 +292,7 @@ def gram_partials(pairs, r: int, precision: str) -> Tensor:
     (X0, Y0), (X1, Y1) = pairs[0], pairs[-1]
     Y0, Y1 = _as_stack(Y0), _as_stack(Y1)
     b = X0.shape[1] // r
-    if not (assemble_usable(X0, r) and all(M.dtype == torch.float32 and M.device == X0.device
-                                           for M in (Y0, X1, Y1))):
+    if not _kernel_reads([X0, Y0, X1, Y1], r):
         return grams_reference(pairs, r).unsqueeze(1)
     BR = max(16, triton.next_power_of_2(r))
     BN = 64
