@@ -127,6 +127,11 @@ class Settings(TeacherSettings):
     calibration_seeds: int
 
 
+def _expected_risk0(d: int, delta_norm2: float, N: int) -> float:
+    """E risk0 = (d + 1)‖ΔW‖²_F/(2N) over Gaussian X (the derivation above): what every ratio is taken against."""
+    return (d + 1) * delta_norm2 / (2 * N)
+
+
 def _closed_risk0(prob) -> float:
     """½‖(Σ̂ − I)ΔW‖²_F, the spectral init's risk at t = 0 in closed form."""
     E = prob.sigma_hat @ prob.delta - prob.delta
@@ -165,7 +170,7 @@ def run(settings, ctx):
                     "seed": seed, "N": N, "N_over_d": N / d, "rank": rank,
                     "risk0": row0["risk"], "closed_form": closed,
                     "e_id": abs(row0["risk"] - closed) / closed, "tol_id": 10 * tau_R,
-                    "ratio_to_mean": row0["risk"] / ((d + 1) * dnorm2 / (2 * N)),
+                    "ratio_to_mean": row0["risk"] / _expected_risk0(d, dnorm2, N),
                     "align_A": row0["align_A"], "align_A_star": row0["align_A_star"],
                     "sin_theta_indep": sin_indep,
                     "align_star_err": abs(row0["align_A_star"] - sin_indep), "tol_align": tol_align,
@@ -203,7 +208,7 @@ def run(settings, ctx):
             prob = cfg.teacher(seed, n=N, kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
             risk0 = _closed_risk0(prob)
             cal.append({"seed": seed, "N": N, "risk0": risk0,
-                        "ratio_to_mean": risk0 / ((d + 1) * float((prob.delta ** 2).sum()) / (2 * N))})
+                        "ratio_to_mean": risk0 / _expected_risk0(d, float((prob.delta ** 2).sum()), N)})
     cal = pd.DataFrame(cal)
     stats = [(N, *mean_se(over[over.N == N].ratio_to_mean),
               calibrated_tolerance(cal[cal.N == N].ratio_to_mean, len(over[over.N == N]), FALSE_ALARM)) for N in Ns]
@@ -220,7 +225,7 @@ def run(settings, ctx):
             ax[0].plot(sub.N, sub.risk0, color="0.8", lw=0.6, zorder=1)
         means = np.array([m for _, m, _, _ in stats])
         tols = np.array([tol for _, _, _, tol in stats])
-        pred = np.array([(d + 1) * dnorm2 / (2 * N) for N in Ns])
+        pred = np.array([_expected_risk0(d, dnorm2, N) for N in Ns])
         ax[0].errorbar(Ns, means * pred, yerr=tols * pred, fmt="o", color="C0", capsize=3,
                        label="seed mean ± its calibrated tolerance", zorder=3)
         ax[0].plot(Ns, pred, "k--", label=r"$(d+1)\|\Delta W\|_F^2/(2N)$", zorder=2)
