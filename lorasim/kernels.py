@@ -60,10 +60,24 @@ def skinny_products_reference(M: Tensor, R: Optional[Tensor], L: Optional[Tensor
     return (None if R is None else M @ R), (None if L is None else L.T @ M)
 
 
+# The kernels' element offsets (row × stride + column, and a partial buffer's slot × length) are 32-bit
+# products: Triton passes a size or stride that fits in 32 bits as int32 and multiplies in int32, so an offset
+# past 2³¹ − 1 wraps and reads or writes the wrong element, silently. Where a tensor could hold one (d·k ≳ 2.1e9
+# for G: d = k = 46341 in float32, 8.6 GB), torch's products are used instead.
+MAX_OFFSET = 2**31 - 1
+
+
+def addressable(*tensors: Tensor) -> bool:
+    """Whether every element of every tensor lies within MAX_OFFSET elements of its first: the largest offset a
+    kernel forms, Σ (size − 1)·stride, fits in int32."""
+    return all(sum((size - 1) * step for size, step in zip(M.shape, M.stride())) <= MAX_OFFSET
+               for M in tensors if M.numel() > 0)
+
+
 def usable(M: Tensor, width: int) -> bool:
-    """Whether the fused kernel applies: float32 on CUDA, Triton present, a skinny width."""
+    """Whether the fused kernel applies: float32 on CUDA, Triton present, a skinny width, 32-bit offsets."""
     return (triton is not None and (M.is_cuda or _INTERPRET) and M.dtype == torch.float32 and M.dim() == 2
-            and 1 <= width <= MAX_WIDTH)
+            and 1 <= width <= MAX_WIDTH and addressable(M))
 
 
 if triton is not None:
@@ -177,9 +191,10 @@ def assemble_usable(P: Tensor, r: int) -> bool:
 
 def _kernel_reads(operands, r: int) -> bool:
     """Whether the small kernels (assemble, gram_partials) apply to every one of ``operands``: float32, all on one
-    CUDA device (or interpreted), Triton present, r ≤ MAX_WIDTH."""
+    CUDA device (or interpreted), Triton present, r ≤ MAX_WIDTH, 32-bit offsets (``addressable``)."""
     first = operands[0]
-    return assemble_usable(first, r) and all(M.dtype == torch.float32 and M.device == first.device for M in operands)
+    return (assemble_usable(first, r) and all(M.dtype == torch.float32 and M.device == first.device for M in operands)
+            and addressable(*operands))
 
 
 def assemble_reference(P: Tensor, S: Tensor, Q: Tensor) -> Tensor:
@@ -362,7 +377,7 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     tuned = fused if isinstance(fused, dict) and two_sided else {}
     cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
     width = (R if R is not None else L).shape[-1]
-    if fused is False or not usable(M, width):
+    if fused is False or not usable(M, width) or not addressable(*(F for F in (R, L) if F is not None)):
         MR, LM = skinny_products_reference(M, R, L)
         return None if MR is None else MR.unsqueeze(0), None if LM is None else LM.T.unsqueeze(0)
     m, n = M.shape
@@ -372,6 +387,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     pm, pn = plan_grid(row_tiles, col_tiles, cfg["ctas_per_sm"] * _slots(M.device))
     cols_per_prog = -(-col_tiles // pn) * BN
     pn = -(-n // cols_per_prog)  # drop splits the rounding left empty
+    if max(pn * m * BW if R is not None else 0, pm * n * BW if L is not None else 0) > MAX_OFFSET + 1:
+        return skinny_partials(M, R, L, precision, False)  # a partial buffer the kernel's offsets can't span
     dummy = M  # an unused pointer argument still needs a tensor
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy

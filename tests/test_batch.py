@@ -605,6 +605,38 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         assert torch.allclose(kernels.grams([(X0, X0), (X1, parts)], r, "ieee"), got, rtol=1e-5, atol=1e-4)
         one = kernels.grams([(X1, Y1)], r, "ieee")
         assert one.shape == (1, b, r, r) and float((one.double() - want[1:]).norm() / want[1:].norm()) < 1e-6
+
+    # offsets past 32 bits: with the limit lowered to what these shapes reach, every kernel hands over to torch
+    # (a launch raises), and the values are torch's. The skinny pass's partial buffer counts too: with 16-row
+    # tiles and width 20 (32 slots) it is 6 · 80 · 32 elements, twice M's 96 · 80.
+    class NoKernel:
+        def __getitem__(self, grid):
+            raise AssertionError("a kernel was launched past the 32-bit offset limit")
+    M, R, L = torch.randn(96, 80), torch.randn(80, 20), torch.randn(96, 20)
+    small_tiles = dict(block=(16, 16), tma=False)
+    spans = {"M": 96 * 80 - 1, "buffer": 6 * 80 * 32 - 1}
+    saved = (kernels._skinny_kernel, kernels._assemble_kernel, kernels._gram_kernel, kernels.MAX_OFFSET)
+    try:
+        kernels._skinny_kernel = kernels._assemble_kernel = kernels._gram_kernel = NoKernel()
+        for limit in (spans["M"] - 1, spans["buffer"] - 1):
+            kernels.MAX_OFFSET = limit
+            MR, LMt = kernels.skinny_products(M, R, L, precision="ieee", **small_tiles)
+            assert torch.allclose(MR, M @ R, atol=1e-4) and torch.allclose(LMt, L.T @ M, atol=1e-4), limit
+        kernels.MAX_OFFSET = 45 * 2 - 2  # P below reaches offset 45 · 2 − 1
+        P, Q, S, out = torch.randn(45, 2), torch.randn(45, 2), torch.randn(1, 2, 2), torch.empty(1, 45, 2)
+        kernels.assemble([(P, S, Q, out)], "ieee")
+        assert torch.allclose(out[0], P @ S[0] - Q, atol=1e-5)
+        got = kernels.grams([(P, P)], 2, "ieee")
+        assert torch.allclose(got[0, 0], P.T @ P, atol=1e-4)
+    finally:
+        kernels._skinny_kernel, kernels._assemble_kernel, kernels._gram_kernel, kernels.MAX_OFFSET = saved
+    # exactly at the limit the kernel runs (the bound is not off by one): its stack has one part per row tile
+    kernels.MAX_OFFSET = spans["buffer"]
+    try:
+        MR, LMt = kernels.skinny_partials(M, R, L, precision="ieee", **small_tiles)
+        assert LMt.shape[0] == 6 and torch.allclose(LMt.sum(0), (L.T @ M).T, atol=1e-4)
+    finally:
+        kernels.MAX_OFFSET = saved[3]
     print("kernel-ok")
 """)
 
@@ -616,6 +648,28 @@ def test_skinny_products_in_the_triton_interpreter():
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kernel-ok" in proc.stdout
+
+
+def test_kernels_hand_over_to_torch_where_offsets_pass_32_bits(monkeypatch):
+    """Triton multiplies 32-bit sizes and strides in 32 bits: an offset past 2³¹ − 1 would wrap silently. The
+    gates see it from shapes and strides alone (meta tensors: no memory), for G itself and for views."""
+    from lorasim import kernels
+
+    def meta(*shape):
+        return torch.empty(*shape, device="meta")
+    assert kernels.MAX_OFFSET == 2**31 - 1
+    assert kernels.addressable(meta(46340, 46340), meta(2**31))  # largest offsets 2 147 395 599 and 2³¹ − 1
+    assert not kernels.addressable(meta(46341, 46341))  # 2 147 488 280
+    assert not kernels.addressable(meta(2**31 + 1))
+    assert not kernels.addressable(meta(16, 16), meta(3, 2**30))  # any operand past the limit
+    assert kernels.addressable(meta(2**20, 2**11).T)  # a transposed view spans what its storage does: 2³¹ − 1
+    assert not kernels.addressable(meta(2**20 + 1, 2**11).T)
+    assert kernels.addressable(meta(0, 2**40))  # nothing to address
+    monkeypatch.setattr(kernels, "_INTERPRET", True)  # the gates as on a GPU with Triton, whatever this machine has
+    monkeypatch.setattr(kernels, "triton", kernels.triton or object())
+    assert kernels.usable(meta(46340, 46340), 16) and not kernels.usable(meta(46341, 46341), 16)
+    assert kernels._kernel_reads([meta(100, 16), meta(100, 16)], 16)
+    assert not kernels._kernel_reads([meta(100, 16), meta(2**27, 17)], 16)
 
 
 def test_tensor_inputs_are_validated_in_place_with_named_errors():
