@@ -104,6 +104,22 @@ def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, 
 
 
 @pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.mem_get_info()[0] < 12e9, reason="needs 12 GB free")
+def test_fused_pass_is_right_past_32_bit_offsets():
+    """G at d = k = 46341 (offsets to 2 147 488 280, past 2³¹ − 1): the kernels' 32-bit offset products would
+    wrap, so the pass hands over to torch. Only the last row is non-zero, where a wrapped offset lands elsewhere."""
+    from lorasim import kernels
+    d, w = 46341, 16
+    M = torch.zeros(d, d, device="cuda")
+    M[-1] = torch.arange(d, device="cuda", dtype=torch.float32) % 7 - 3
+    R = torch.ones(d, w, device="cuda")
+    L = torch.ones(d, w, device="cuda")
+    MR, LMt = kernels.skinny_products(M, R, L)
+    assert float(MR[:-1].abs().max()) == 0.0
+    assert torch.equal(MR[-1], torch.full((w,), float(M[-1].sum()), device="cuda"))
+    assert torch.equal(LMt, M[-1].expand(w, d))
+
+
 def test_bias_table_finds_rounding_unbiased_and_the_tensor_core_passes_low():
     """What the README and kernels' docstring say of the pass's signed error, kept true: float32 on the FMA
     units (ieee) and cuBLAS round to nearest (|mean| below 2⁻²²/10 at every shape), tf32x3 and tf32 come out
