@@ -65,6 +65,7 @@ class Verdict:
     notes: str = ""
     failed: list = field(default_factory=list)  # names of the pass rules that did not hold
     error: str = ""  # the exception that ended the claim, if one did
+    escaped: list = field(default_factory=list)  # rules a mutation names in ``caught_by`` that did not fail
     # filled in by the runner
     claim: str = ""
     title: str = ""
@@ -170,6 +171,9 @@ def run_claim(cid: str, settings: dict, ctx: Context, mutation: Optional[str] = 
         error = f"{type(err).__name__}: {err}".splitlines()[0]
         verdict = Verdict(prediction="(not reached)", measured=f"error: {error}", passed=False, error=error)
     verdict.wall_s = time.perf_counter() - start
+    if mutation is not None:
+        verdict.escaped = [rule for rule in getattr(mutations[mutation], "caught_by", ())
+                           if not any(name.startswith(rule) for name in verdict.failed)]
     verdict.claim, verdict.title, verdict.result = cid, mod.TITLE, mod.RESULT
     verdict.known_failure = getattr(mod, "KNOWN_FAILURE", None)
     verdict.teacher_dtypes = ", ".join(sorted(built))
@@ -341,8 +345,10 @@ def _run_all(plan: VerifyPlan, ctx: Context) -> str:
 
 
 def mutation_outcome(verdict: Verdict) -> str:
-    """``killed`` when a pass rule caught the mutation; ``survived`` when the claim passed or crashed."""
-    return "killed" if not verdict.passed and not verdict.error and verdict.failed else "survived"
+    """``killed`` when a pass rule caught the mutation (every rule its ``caught_by`` names among them); ``survived``
+    when the claim passed or crashed, or a rule meant to catch it passed."""
+    caught = not verdict.passed and not verdict.error and verdict.failed and not verdict.escaped
+    return "killed" if caught else "survived"
 
 
 def _mutate(plan: VerifyPlan, ctx: Context) -> str:
@@ -356,7 +362,8 @@ def _mutate(plan: VerifyPlan, ctx: Context) -> str:
         for name, mutation in mutations.items():
             v = run_claim(cid, dict(plan.settings[cid]), ctx, mutation=name)
             rows.append({"claim": cid, "mutation": name, "what": mutation.what, "outcome": mutation_outcome(v),
-                         "failed": v.error or "; ".join(v.failed), "wall_s": round(v.wall_s, 2)})
+                         "failed": v.error or "; ".join(v.failed) + "".join(f"; {rule} passed" for rule in v.escaped),
+                         "wall_s": round(v.wall_s, 2)})
         for row in rows[first:]:
             if not plan.quiet:
                 line = f"{row['claim']}  {row['mutation']:<22} {row['outcome']:>8}  {row['wall_s']:6.1f} s  "

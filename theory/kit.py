@@ -82,6 +82,9 @@ class Mutation:
 
     what: str  # one line: what is wrong
     patch: Optional[Callable[[], ContextManager]] = None
+    # The rules (name prefixes, e.g. "(vi)") that must be among the failed ones: a mutation that only another rule
+    # catches has escaped the rule meant for it (``lorasim.verify.mutation_outcome``).
+    caught_by: tuple = ()
 
 
 def patched(owner, attribute: str, replacement) -> Callable[[], ContextManager]:
