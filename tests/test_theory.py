@@ -95,6 +95,18 @@ def test_mutations_plant_patches_and_flags_and_are_judged_by_the_rules(monkeypat
     assert lorasim.risk_below != "patched"  # the patch is undone after the claim
     assert mutation_outcome(run_claim("C01", {}, ctx, mutation="noop")) == "survived"
 
+    # a mutation that names the rule meant to catch it survives where only another rule fails
+    def two_rules(settings, ctx):
+        checks = kit.Checks()
+        checks.add("(i) first", not ctx.mutant("both") and not ctx.mutant("only_ii"))
+        checks.add("(ii) second", not ctx.mutant("both"))
+        return checks.verdict(prediction="p", measured="m")
+    _fake_claim(monkeypatch, two_rules, mutations={"both": kit.Mutation("both", caught_by=("(i)", "(ii)")),
+                                                   "only_ii": kit.Mutation("meant for (ii)", caught_by=("(ii)",))})
+    assert mutation_outcome(run_claim("C01", {}, ctx, mutation="both")) == "killed"
+    v = run_claim("C01", {}, ctx, mutation="only_ii")
+    assert v.failed == ["(i) first"] and v.escaped == ["(ii)"] and mutation_outcome(v) == "survived"
+
     def typo(settings, ctx):
         ctx.mutant("flgа")
     _fake_claim(monkeypatch, typo, mutations={"flag": kit.Mutation("a flag")})
