@@ -60,9 +60,15 @@ minimiser (f the floor below) moves the risk ½‖M − T‖² by ≤ ‖M − T
 so τ := (2√(f·s_exact) + f)/s_exact, 0.9–2.2e-12 at ci in float64 (the rule is the fixed 1e-8 there) and
 5.0e-4–1.1e-3 under `dtype=float32` (ε = `cfg.eps` through f: the rule is τ, still below s_b's 0.4 %);
 plateau drift |risk(T) − risk(T/2)|/risk(T) ≤ max(1e-8, 2τ) (two risks, each within τ; ci: `steps` = 150,
-drift ≤ 1.5e-13); |mean slope + 1| ≤ 3 SE over seeds (the fit uses N/d ≥ 16, where
+drift ≤ 1.5e-13); |mean slope + 1| ≤ t·SD_cal/√seeds (the fit uses N/d ≥ 16, where
 the O(√(d/N)) corrections are ≤ 25 %; at N/d ∈ {4, 16, 64} the slope is −0.94 ± 0.02, 40 seeds
-(before 0.2's streams), a visible finite-size bend); all reachable runs ≤ f. *Vacuity:* τ ≥ 1 (a relative
+(before 0.2's streams), a visible finite-size bend), SD_cal the spread of the per-seed slope of the exact
+stall s_exact on `calibration_seeds` instances after the measured seeds (no training: s_exact is where the
+runs stall, by the rule above), t the two-sided Student-t quantile at a false-alarm rate of 1e−3
+(`kit.calibrated_tolerance`, as C10, C11, C15, C20). Until the ninth session of issue 17 the tolerance was
+3 SEs of the 8 measured seeds (0.072 at ci), computed from the quantity it bounds; at ci the 40 calibration
+instances give mean −0.989, SD 0.119 and a tolerance of 0.149 (the 8 measured seeds' SD is 0.068). The
+null (−1 exactly) is the leading order; the calibration mean's −0.989 is ≈ 0.07 of the tolerance; all reachable runs ≤ f. *Vacuity:* τ ≥ 1 (a relative
 error bound) or f ≥ ½‖T‖²_F (the risk at AB = 0, reached without training; i.e. 10√d·κ(Σ̂)·ε ≥ 1) bounds
 nothing at that dtype: the rule FAILs as vacuous (the check is not made) instead of passing. Which approximation
 matches better is reported, not asserted: s_exact/s_a − 1 does not shrink with N. The orderings
@@ -106,13 +112,13 @@ import pandas as pd
 import torch
 
 import lorasim
-from lorasim.fitting import mean_se, seedwise_loglog
+from lorasim.fitting import loglog_fit, mean_se, seedwise_loglog
 
 
 import lorasim.inits
 
-from .kit import Checks, Mutation, TeacherSettings, inits_replaced, parse
-from .numerics import sym_extremes
+from .kit import Checks, Mutation, TeacherSettings, calibrated_tolerance, inits_replaced, parse
+from .numerics import init_factors, sym_extremes
 
 TITLE = "LoRA-GA-style init stalls under PrecGD"
 RESULT = "R7"
@@ -145,6 +151,10 @@ class Settings(TeacherSettings):
     damping: float
     steps: int
     log_every: int
+    calibration_seeds: int  # instances after the measured seeds: the stall slope rule's seed spread
+
+
+FALSE_ALARM = 1e-3  # the stall slope rule: the rate at which it fails an exact slope −1 (two-sided Student t)
 
 
 def _predictions(prob, A0, B0, r, exact=True, population=False):
@@ -172,6 +182,23 @@ def _predictions(prob, A0, B0, r, exact=True, population=False):
     red = float(torch.trace(E @ Z.T @ torch.linalg.solve(Z @ Z.T + c2**2 * eye, Z @ E.T)))
     s_d = 0.5 * (float((E * E).sum()) - red)
     return s_exact, s_b, s_d, s_a, normT
+
+
+def _calibration_slopes(cfg, ctx) -> np.ndarray:
+    """Per-seed log-log slopes of the exact stall s_exact against N on ``calibration_seeds`` instances after the
+    measured seeds: the stall slope rule's seed spread, fixed before the measured slopes are read. s_exact is where
+    the runs stall (rule "stall = exact", to ≤ 1e-8), so no training is needed: the init and a Cholesky and an SVD."""
+    init, kw = METHODS["lora_ga"]
+    slopes = []
+    for seed in range(cfg.seeds, cfg.seeds + cfg.calibration_seeds):
+        Ns, stalls = [], []
+        for q in cfg.ratios:
+            prob = cfg.teacher(seed, n=int(q * cfg.d), kappa=cfg.kappa, spacing="linear", delta_norm=cfg.scale)
+            A0, B0 = init_factors(prob, init, cfg.rank, **kw)  # the runs' init (train's init_seed 0)
+            Ns.append(prob.n)
+            stalls.append(_predictions(prob, A0, B0, cfg.rank, population=ctx.mutant("sigma_not_sigma_hat"))[0])
+        slopes.append(loglog_fit(Ns, stalls, "N", "s_exact").slope)
+    return np.array(slopes)
 
 
 def run(settings, ctx):
@@ -233,7 +260,9 @@ def run(settings, ctx):
                f"{(reach.floor / np.array(scale_T)[reach.index]).max():.2g}), the check is not made" if vac_floor else
                f"max final risk/floor {(reach.risk_final / reach.floor).max():.2g}")
     fits, s_mean, s_se = seedwise_loglog(ga, "N", "risk_final", "LoRA-GA stall")
-    checks.add("stall slope −1", abs(s_mean + 1) <= 3 * s_se, f"slope {s_mean:.3f} ± {s_se:.3f}")
+    cal = _calibration_slopes(cfg, ctx)
+    s_tol = calibrated_tolerance(cal, cfg.seeds, FALSE_ALARM) if np.isfinite(cal).all() else math.nan
+    checks.add("stall slope −1", abs(s_mean + 1) <= s_tol, f"slope {s_mean:.3f} ± {s_se:.3f}, |slope + 1| > {s_tol:.3f}")
 
     comp = [(int(N // d), *(mean_se(sub.risk_final / sub[c]) for c in ("s_b", "s_d", "s_a")))
             for N, sub in ga.groupby("N")]
@@ -266,7 +295,8 @@ def run(settings, ctx):
     measured = (f"stall = exact to ≤ {ga.rel_err_exact.max():.1e} (drift ≤ {ga.plateau_drift.max():.1e}); "
                 f"s_exact/s_b − 1 slope {w_mean:.3f} ± {w_se:.3f}; orderings s_b ≤ s_exact, s_b ≤ s_d ≤ s_a "
                 f"{'hold' if ordered else 'VIOLATED'}; "
-                f"stall/prediction (seed means) {comp_txt}; slope {s_mean:.3f} ± {s_se:.3f}; "
+                f"stall/prediction (seed means) {comp_txt}; slope {s_mean:.3f} ± {s_se:.3f} (tolerance {s_tol:.3f}, calibration "
+                f"{np.mean(cal):.3f}, SD {np.std(cal, ddof=1):.3f} over {len(cal)}); "
                 f"population LoRA-GA ≤ {pop[pop.method == 'lora_ga'].risk_final.max():.1e}; "
                 f"spectral ≤ {fin[fin.method == 'spectral'].risk_final.max():.1e}, "
                 f"offset LoRA-One ≤ {fin[fin.method == 'lora_one_offset'].risk_final.max():.1e} "
