@@ -440,7 +440,7 @@ def test_gd_orders_sum_to_gd_order_by_order():
 
 
 def test_calibrated_tolerance_fails_an_exact_theory_at_its_stated_rate():
-    """kit.calibrated_tolerance (C11, C15): with measured and calibration values from one normal law, |mean| exceeds
+    """kit.calibrated_tolerance (C10, C11, C14, C15, C20): with measured and calibration values from one normal law, |mean| exceeds
     the tolerance at the stated rate (Monte Carlo at 5 %, two- and one-sided); a mean shifted by two SDs is caught."""
     import numpy as np
 
@@ -455,3 +455,6 @@ def test_calibrated_tolerance_fails_an_exact_theory_at_its_stated_rate():
     slack = 3 * (0.05 * 0.95 / trials) ** 0.5
     assert abs(two / trials - 0.05) <= slack and abs(one / trials - 0.05) <= slack, (two, one)
     assert 2.0 > tolerance(rng.normal(size=k), n, 1e-3)  # t_{39} ≈ 3.56 SEs of a 10-value mean ≈ 1.1 SDs
+    # an unusable calibration (a run that never converged, or fewer than two values) passes nothing
+    for bad in ([1.0, float("nan"), 2.0], [1.0, float("inf")], [1.0], []):
+        assert np.isnan(tolerance(bad, n, 1e-3)), bad

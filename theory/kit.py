@@ -2,6 +2,7 @@
 figures. How a claim uses it: theory/README.md, "Writing a claim"; shared numerics: theory/numerics.py.
 """
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Optional
 from unittest import mock
@@ -175,10 +176,14 @@ def calibrated_tolerance(calibration, n: int, false_alarm: float = 1e-3, sided: 
     spread of ``calibration`` (the same quantity on instances drawn apart from the measured ones, e.g. the seeds after
     them) and t the Student-t quantile with len(calibration) − 1 degrees of freedom at which an exact theory fails
     with probability ``false_alarm`` (``sided`` = 2: |mean − expectation|; 1: one direction). The tolerance is fixed
-    before the measured values are seen, and is not computed from the quantity it bounds (C11, C15)."""
+    before the measured values are seen, and is not computed from the quantity it bounds (C10, C11, C14, C15, C20).
+    NaN (no rule passes against it) where the calibration has fewer than two values or one is not finite: a
+    calibration instance that never converged leaves the spread undefined."""
     from scipy import stats
 
     cal = np.asarray(calibration, dtype=float)
+    if len(cal) < 2 or not np.isfinite(cal).all():
+        return math.nan
     t = float(stats.t.ppf(1 - false_alarm / sided, len(cal) - 1))
     return t * float(cal.std(ddof=1)) / float(np.sqrt(n))
 
