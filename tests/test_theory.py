@@ -417,6 +417,40 @@ def test_c03_unaligned_bound_holds_for_haar_pairs_and_fails_an_aligned_init():
     assert float((1 - torch.linalg.svdvals(Q[:r_star]).min() ** 2).sqrt()) < bound(d, r_star)
 
 
+def test_c03_law_window_is_the_first_settled_one_or_the_deepest():
+    """C03's fit window per seed: the first window of consecutive α over which the law's two orders agree to the width,
+    read from the law alone; where none does, the deepest (rule (vi) then fails)."""
+    import numpy as np
+
+    window = claim_modules()["C03"]._law_window
+    alphas = 10.0 ** -np.arange(5, 13, dtype=float)
+    law1 = alphas**0.6
+    law2 = law1 * np.exp(np.where(alphas > 3e-7, np.log(alphas / 1e-7) * 0.3, 0.0))  # unsettled at α ≥ 1e-6 only
+    no_roundoff = lambda a, law: 0.0  # noqa: E731
+    start, step2, _ = window(alphas, law1, law2, 0.6, no_roundoff, 0.01, 4)
+    assert (start, step2) == (2, 0.0)  # α = 1e-7 … 1e-10, where the orders coincide
+    assert window(alphas, law1, law1, 0.6, no_roundoff, 0.01, 4)[0] == 0
+    start, step2, _ = window(alphas, law1, law1 * alphas**-0.1, 0.6, no_roundoff, 0.01, 4)
+    assert start == len(alphas) - 4 and step2 > 0.01  # never settles: the deepest window, reported as not settled
+    assert window(alphas, law1, law1, 0.6, lambda a, law: 1.0, 0.01, 4)[0] == len(alphas) - 4  # round-off too
+
+
+def test_c03_seed_whose_law_settles_late_fits_a_deeper_window(verify_cfg, tmp_path, monkeypatch):
+    """draws=44, seed 4: at α ≤ 1e−6 twice the second order's step is 0.24, far above the bracket's tenth; the
+    window chosen from the law starts at 1e−7 and C03 passes. Fixing every seed's window at the first (the old
+    rule) fails the vacuity guard (vi) there."""
+    from lorasim import streams
+
+    module = claim_modules()["C03"]
+    settings = claim_settings(verify_cfg, "C03", "ci")
+    with streams.draws(44):
+        verdict = run_claim("C03", settings, Context("ci", "cpu", tmp_path, draws=44))
+        assert verdict.passed, verdict.failed
+        monkeypatch.setattr(module, "_law_window", lambda *a: (0, float("nan"), float("nan")))
+        verdict = run_claim("C03", settings, Context("ci", "cpu", tmp_path, draws=44))
+    assert verdict.failed == ["first-order law not vacuous"], verdict.failed
+
+
 def test_gd_orders_sum_to_gd_order_by_order():
     """numerics.gd_orders (C03's and C06's law) against plain GD in the linear phase: with A0 = α·Z the gap of GD to
     the first m orders, relative to A, is O(α^{2m}), so halving α divides it by ≈ 4, 16 and 64 for m = 1, 2, 3 (a
