@@ -77,9 +77,10 @@ in the tolerance. Two sines differ by at most 1, so where law_hi(1+δ) + η_term
 FAILs as vacuous at that dtype and the check is not made (with tf32's 2^−10 as the unit, τ reached 1.4
 at ci; that unit over-stated the measurement's round-off and is no longer used here). (iii) Population: law_lo(1−δ) ≤ d_T ≤ law_hi(1+δ) in every run (the α³ law, both
 sides); finite N: d_T ≤ law_hi(1+δ) + η_term in every run. (iv) d_T strictly decreases as α decreases, for
-every seed. (v) Population: mean per-seed slope of ln d_T vs ln α is 3 within 3 SE + 2α_max√d (the
+every seed. (v) Population: every seed's slope of ln d_T vs ln α is 3 within 2α_max√d (the
 relative corrections to the α³ law are O(α√d), the size of ‖E‖/√λ\*, and shift the slope by at most about
-twice that). Finite N: the mean slope lies in [2, 3] within the same margin. The constant
+twice that; the rule was the seeds' mean within 3 SE + that margin). Finite N: the mean slope lies in [2, 3]
+within 3 SE + the same margin (per seed it is no law: finite-N slopes reach 3.52 in `draws=7`). The constant
 c = d_T λ\*_{r\*}^{3/2}/(α³d) is reported against √(r−r\*)+√r\*.
 
 *Reduced precision.* (i)'s 1e−10 is a convergence criterion, not derived in ε (kept; at tf32 a
@@ -93,7 +94,8 @@ there; their failure texts say in how many violating runs the law lies below tha
 **Mutations.** `plateau_zero`: the plateau predicted as 0 (the population answer) instead of s\*
 (|a(T) − 0| ≈ s\* ≈ 0.25 ≫ the law ≈ 1e-4: rule (ii)); `law_alpha2`: d_T predicted as
 ‖K_off‖/λ\*^{3/2} without the factor ‖E‖ ≈ α√d (an α² law; the population band (iii) fails by the
-factor 1/(α√d)).
+factor 1/(α√d)); `alpha_power`: the small random init scales by α^1.1 (a planted init bug; every law reads the
+A0 drawn, so only the slope in α sees it: the population slopes are 3.3, rule (v)).
 
 **Finding.** The α³ law is exact in the population (fitted slope 3.0018 ± 0.0008 at ci, 3.0015 ± 0.0005
 at paper). At finite N a small extra term appears and scales with the step size: at α = 1e−4 (ci
@@ -114,6 +116,7 @@ N/d = 4 runs (slowest mode 1 − ηλ\*(1 − √(d/N))² = 1 − 1/256 per step
 run has d_T = 2.35e-7 (0.90·law_hi), unchanged at 12000. The residual-tilt rule (i) now catches this and
 the paper block runs 6000 steps.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -123,14 +126,25 @@ import torch
 import lorasim
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, Mutation, TeacherSettings, parse, span
+from .kit import Checks, Mutation, TeacherSettings, inits_replaced, parse, span
 from .numerics import init_factors, sampling_tilt, sin_theta, spd_norm
 
 TITLE = "late plateau a(T) = sinΘ(U_r*(G♮), U*)"
 RESULT = "R1"
 FIGURE = "c04_plateau.png"
 
+ALPHA_POWER = 1.1  # the alpha_power mutant's init scale α^1.1: d_T then falls like α^3.3
+
+
+def _small_random_alpha_power(problem, rank, generator, cfg):
+    return lorasim.inits.small_random(problem, rank, generator, dataclasses.replace(cfg, alpha=cfg.alpha**ALPHA_POWER))
+
+
 MUTATIONS = {
+    "alpha_power": Mutation(f"the small random init scales by α^{ALPHA_POWER} instead of α (a planted init bug: d_T "
+                            f"∝ α^{3 * ALPHA_POWER:g}, while every law reads the A0 drawn)",
+                            inits_replaced(small_random=_small_random_alpha_power),
+                            caught_by=("population: d_T slope",)),
     "plateau_zero": Mutation("the plateau predicted as 0 (the population answer) instead of the tilt s*"),
     "law_alpha2": Mutation("d_T predicted as ‖ΠA0ᵀA0(I−Π)‖/λ^{3/2} (the coupling without ‖E‖: an α² law)"),
 }
@@ -287,10 +301,15 @@ def run(settings, ctx):
         why = below_roundoff(df[(df.part == "alpha") & (df.case == case)])
         checks.add(f"{case}: d_T decreasing", all(falling),
                    f"not as α decreases in seeds {[i for i, ok in enumerate(falling) if not ok]}" + why)
-        m, se = slope_info[case] = mean_se(sl)
-        lo, hi = (3.0, 3.0) if case == "population" else (2.0, 3.0)
-        checks.add(f"{case}: d_T slope", math.isfinite(se) and lo - 3 * se - margin <= m <= hi + 3 * se + margin,
-                   f"{m:.3f}±{se:.3f} outside [{lo}, {hi}] ± (3 SE + {margin:.3f})" + why)
+        m, se = mean_se(sl)
+        slope_info[case] = (m, se, min(sl), max(sl))
+        if case == "population":  # the α³ law holds run by run there: every seed's slope, within the margin alone
+            off = [(i, x) for i, x in enumerate(sl) if not abs(x - 3.0) <= margin]
+            checks.add(f"{case}: d_T slope", not off,
+                       f"seeds {[i for i, _ in off]}: slopes {[round(x, 3) for _, x in off]} outside 3 ± {margin:.3f}" + why)
+        else:  # between 2 and 3 only on average: a seed's finite-N slope leaves [2, 3] by more than the margin
+            checks.add(f"{case}: d_T slope", math.isfinite(se) and 2.0 - 3 * se - margin <= m <= 3.0 + 3 * se + margin,
+                       f"{m:.3f}±{se:.3f} outside [2.0, 3.0] ± (3 SE + {margin:.3f})" + why)
 
     al = df[df.part == "alpha"]
     fin, pop = al[al.case == "finite N"], al[al.case == "population"]
@@ -302,7 +321,8 @@ def run(settings, ctx):
     measured = (f"{sweep_txt}; max |a(T)−s*| {fin.gap.max():.2g} (finite N), max d_T/s* {float((fin.d_T / fin.s_star).max()):.2g}; "
                 f"population a(T) at α={min(alphas):g}: {pop_small.a_T.max():.2g}; d_T slope in α: "
                 f"finite N {slope_info['finite N'][0]:.3f}±{slope_info['finite N'][1]:.3f}, "
-                f"population {slope_info['population'][0]:.4f}±{slope_info['population'][1]:.4f}; "
+                f"population {slope_info['population'][0]:.4f}±{slope_info['population'][1]:.4f} (per seed "
+                f"{slope_info['population'][2]:.4f}–{slope_info['population'][3]:.4f}, allowed 3 ± {margin:.3f}); "
                 f"c = d_Tλ^1.5/(α³d) {al.c_alpha3.median():.2f} (median; √(r−r*)+√r* = {c_ref:.2f}); d_T/law_hi "
                 f"population {span(pop.dT_over_hi, '.3f')}, finite N {span(fin.dT_over_hi, '.3f')}; max |a(T)−s*|/(law+τ) "
                 f"{df.gap_over_bound.max():.2g}; finite-N excess over law_hi ≤ "
