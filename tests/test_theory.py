@@ -281,6 +281,19 @@ def test_every_claim_settings_dataclass_reads_its_yaml_and_refuses_unknown_keys(
             parse(mod.Settings, {k: v for k, v in blocks["ci"].items() if k != required}, Context("ci", "cpu", tmp_path))
 
 
+def test_a_setting_out_of_range_given_the_others_is_refused_by_verify_in_one_line(tmp_path):
+    """A claim's ``Settings.refused`` (C03's fit_window: an integer from 3 to the α ≤ fit_alpha_max) is checked by
+    kit.parse, so lorasim-verify refuses the value before any compute, exit code 2, naming the key."""
+    cmd = [sys.executable, "-m", "lorasim.verify", "only=[C3]", f"hydra.run.dir={tmp_path}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for value in ("3.5", "2", "8"):
+        bad = subprocess.run(cmd + [f"+claims.C03.ci.fit_window={value}"], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert bad.returncode == 2, bad.stderr
+        assert bad.stderr.strip() == (f"lorasim: error: claims.C03.ci.fit_window={value}: allowed an integer from 3 "
+                                      f"to 7 (the α ≤ fit_alpha_max in alphas)")
+
+
 def test_checks_set_passed_and_carry_the_failure_text():
     Checks = _theory_module("kit").Checks
     checks = Checks()

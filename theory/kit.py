@@ -26,6 +26,11 @@ class ClaimSettings:
         super().__init_subclass__(**kw)
         dataclass(kw_only=True)(cls)
 
+    def refused(self) -> Optional[tuple]:
+        """(key, allowed) for a setting that is out of range given the others, else None. ``parse`` checks it, so a
+        bad value is refused in one line before any claim computes (lorasim-verify's validation, exit code 2)."""
+        return None
+
     @property
     def eps(self) -> float:
         """Machine epsilon of the products the teachers' computations run in: float64's without ``dtype=``,
@@ -141,7 +146,11 @@ def parse(cls, raw: dict, ctx):
     for f in fields:
         if f.name not in raw and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             fail(where, f.name, None, "a value (the key is required)")
-    return cls(**raw)
+    settings = cls(**raw)
+    refused = settings.refused()
+    if refused is not None:
+        fail(where, refused[0], raw[refused[0]], refused[1])
+    return settings
 
 
 class Checks:
