@@ -282,8 +282,9 @@ def test_every_claim_settings_dataclass_reads_its_yaml_and_refuses_unknown_keys(
 
 
 def test_a_setting_out_of_range_given_the_others_is_refused_by_verify_in_one_line(tmp_path):
-    """A claim's ``Settings.refused`` (C03's fit_window: an integer from 3 to the α ≤ fit_alpha_max) is checked by
-    kit.parse, so lorasim-verify refuses the value before any compute, exit code 2, naming the key."""
+    """A claim's ``Settings.refused`` (C03's fit_window: an integer from 3 to the α ≤ fit_alpha_max; a calibration's
+    seeds: at least two) is checked by kit.parse, so lorasim-verify refuses the value before any compute, exit code 2,
+    naming the key."""
     cmd = [sys.executable, "-m", "lorasim.verify", "only=[C3]", f"hydra.run.dir={tmp_path}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for value in ("3.5", "2", "8"):
@@ -292,6 +293,23 @@ def test_a_setting_out_of_range_given_the_others_is_refused_by_verify_in_one_lin
         assert bad.returncode == 2, bad.stderr
         assert bad.stderr.strip() == (f"lorasim: error: claims.C03.ci.fit_window={value}: allowed an integer from 3 "
                                       f"to 7 (the α ≤ fit_alpha_max in alphas)")
+    import re
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from lorasim.config import ConfigError
+
+    parse = _theory_module("kit").parse
+    ctx = Context("ci", "cpu", tmp_path)
+    at_least_two, cal = "an integer ≥ 2", "an integer from 2 to calibration_seeds (40)"
+    cases = [("C11", "calibration_seeds", 1, at_least_two), ("C15", "calibration_seeds", 2.5, at_least_two),
+             ("C20", "calibration_seeds", 0, at_least_two), ("C20", "calibration_seeds_gd", 41, cal),
+             ("C20", "calibration_seeds_gd", 1, cal), ("C03", "fit_window", True, "an integer from 3 to 7")]
+    for cid, key, value, allowed in cases:
+        block = OmegaConf.to_container(OmegaConf.load(Path(conf_dir()) / "claims" / f"{cid}.yaml"))["ci"]
+        with pytest.raises(ConfigError, match=rf"^claims\.{cid}\.ci\.{key}={value!r}: allowed {re.escape(allowed)}"):
+            parse(claim_modules()[cid].Settings, {**block, key: value}, ctx)
 
 
 def test_checks_set_passed_and_carry_the_failure_text():

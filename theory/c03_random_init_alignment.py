@@ -190,6 +190,8 @@ class Settings(TeacherSettings):
     log_every: int = 1
 
     def refused(self):
+        if (base := super().refused()) is not None:
+            return base
         candidates = sum(a <= self.fit_alpha_max for a in self.alphas)
         integer = isinstance(self.fit_window, int) and not isinstance(self.fit_window, bool)
         if not (integer and 2 < self.fit_window <= candidates):  # a slope with its SE needs three points

@@ -193,6 +193,14 @@ class Settings(ClaimSettings):
     calibration_seeds: int  # instances after the measured seeds: the seed spread of rules (ii) (GD) and (iii) (ScaledGD)
     calibration_seeds_gd: int  # the first of them on which GD runs too (rule (ii))
 
+    def refused(self):
+        if (base := super().refused()) is not None:
+            return base
+        n = self.calibration_seeds_gd
+        if not (isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= self.calibration_seeds):
+            return "calibration_seeds_gd", f"an integer from 2 to calibration_seeds ({self.calibration_seeds})"
+        return None
+
 
 def _first_below_logged(steps, risks, eps):
     """First t with risk < eps from rows logged every L steps: the first logged hit, moved back by linear

@@ -28,7 +28,11 @@ class ClaimSettings:
 
     def refused(self) -> Optional[tuple]:
         """(key, allowed) for a setting that is out of range given the others, else None. ``parse`` checks it, so a
-        bad value is refused in one line before any claim computes (lorasim-verify's validation, exit code 2)."""
+        bad value is refused in one line before any claim computes (lorasim-verify's validation, exit code 2).
+        Here: a calibrated tolerance's ``calibration_seeds``, where a claim has one (a spread needs two values)."""
+        n = getattr(self, "calibration_seeds", None)
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+            return "calibration_seeds", "an integer ≥ 2 (the calibration's spread needs two instances)"
         return None
 
     @property
