@@ -31,7 +31,9 @@ row(Γ) ⊆ span V\*, orthogonal to B_s(0)'s rows (V_s ⊥ V\*), so the norms ad
 Π^A_λ ≠ Π_G and Γ_t decays by 1 − ησ/(σ + λ), relative O(λ/σ_{r\*}(G)); (ii) the feedback: the new B_s
 rows lie in span V\*, where (I − Π^B_λ) is λ/(s_i² + λ), so they feed back into A_s at O(1) and into
 B_s again at O(1/λ); as the second-order term is ΔB_s times a positive semi-definite product
-((I − Π^B)Γᵀ(I − Π^A)Γ summed over steps), it adds to the first-order amplification. So amp(λ) ≥ amp1(λ) = √(1 + (x_λ/λ)²), x_λ the
+((I − Π^B)Γᵀ(I − Π^A)Γ summed over steps), it adds to the first-order amplification. (Not exact: the sum is
+time-ordered, so it is not positive semi-definite; `draws=48` and `draws=73` give amp/amp1 0.9974 and 0.9958 with the
+tangent recursion agreeing, and rule (b) fails there. Open: theory/README.md.) So amp(λ) ≥ amp1(λ) = √(1 + (x_λ/λ)²), x_λ the
 one-pass driver ‖A_s(0)ᵀK_λ‖_F/‖S_s^{1/2}‖_F with K_λ summed along the rank-r\* run, with equality to
 first order where λ ≫ λ_c1. x_λ = x up to the approximation K ≈ (I − Π_G)Γ_0, which is off by the
 damping (O(λ/σ_{r\*})) and by the non-geometric decay of Γ_t (measured x_λ/x 0.58–1.37 at ci, 0.81–1.07
