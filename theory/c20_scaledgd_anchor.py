@@ -138,7 +138,7 @@ import lorasim
 from lorasim import streams
 from lorasim.fitting import loglog_fit, mean_se
 
-from .kit import Checks, ClaimSettings, Mutation, calibrated_tolerance, parse, patched, seed_means
+from .kit import Checks, ClaimSettings, Mutation, calibrated_tolerance, is_integer, parse, patched, seed_means
 from .numerics import extreme_eigenvalues, first_below
 
 TITLE = "ScaledGD anchor: GD ∝ κ, ScaledGD flat"
@@ -197,7 +197,7 @@ class Settings(ClaimSettings):
         if (base := super().refused()) is not None:
             return base
         n = self.calibration_seeds_gd
-        if not (isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= self.calibration_seeds):
+        if not (is_integer(n) and 2 <= n <= self.calibration_seeds):
             return "calibration_seeds_gd", f"an integer from 2 to calibration_seeds ({self.calibration_seeds})"
         return None
 

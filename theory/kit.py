@@ -14,6 +14,11 @@ from lorasim.config import fail
 from lorasim.verify import Verdict
 
 
+def is_integer(x) -> bool:
+    """An integer setting as yaml or an override gives it: an int, not a bool (3.5 and '4' are refused)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 @dataclass(kw_only=True)
 class ClaimSettings:
     """Base of a claim's ``Settings``, whose fields are the keys of its conf/claims/CNN.yaml blocks. A subclass
@@ -31,7 +36,7 @@ class ClaimSettings:
         bad value is refused in one line before any claim computes (lorasim-verify's validation, exit code 2).
         Here: a calibrated tolerance's ``calibration_seeds``, where a claim has one (a spread needs two values)."""
         n = getattr(self, "calibration_seeds", None)
-        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
+        if n is not None and not (is_integer(n) and n >= 2):
             return "calibration_seeds", "an integer ≥ 2 (the calibration's spread needs two instances)"
         return None
 
