@@ -523,3 +523,38 @@ def test_calibrated_tolerance_fails_an_exact_theory_at_its_stated_rate():
     # an unusable calibration (a run that never converged, or fewer than two values) passes nothing
     for bad in ([1.0, float("nan"), 2.0], [1.0, float("inf")], [1.0], []):
         assert np.isnan(tolerance(bad, n, 1e-3)), bad
+
+
+def test_c21_remainder_majorant_bounds_the_feedback_and_is_nearly_reached():
+    """C21 rule (b)'s F: the tangent recursion's ‖B_s(t)‖ stays within q_t of the first order ‖B_s(0) + B_1(t)‖ at
+    every step and λ (to round-off), and somewhere it comes within 2× of q_t, so a majorant half as large would be
+    exceeded. Mutation: dropping q from p's update (the orders ≥ 3 feeding A_s back) fails the bound. (Dropping a_t's
+    projector P_t only loosens it: still a bound, and still within 2× somewhere.)"""
+    import numpy as np
+
+    tangent = claim_modules()["C21"]._tangent
+    prob = lorasim.LinearTeacher(d=32, k=32, r_star=2, n=512, kappa=4.0, spacing="linear", delta_norm=1.0, seed=11)
+    nearest = 0.0
+    for lam in (0.1, 0.01, 0.001):
+        kw = {"solver": "precgd", "lr": 0.5, "damping": lam, "metrics": "risk", "keep_factors": True}
+        spare = lorasim.train(prob, init="spectral", rank=4, steps=1, **kw).factors[0]
+        star = lorasim.train(prob, init="spectral", rank=2, steps=60, **kw)
+        _, nB, n1, _, q = tangent(prob, star.factors, spare[1][:, 2:], spare[2][2:], 0.5, lam, 2.2e-16)
+        gap = np.abs(nB - n1)
+        assert (gap <= q * (1 + 1e-9) + 1e-12 * nB).all(), (lam, (gap / np.maximum(q, 1e-300)).max())
+        nearest = max(nearest, float((gap[1:] / q[1:]).max()))
+    assert nearest > 0.5, nearest
+
+
+def test_c21_feedback_can_subtract_and_rule_b_holds_there(verify_cfg, tmp_path):
+    """draws=48, seed 1, λ = 1e−2: the measured amplification is below the first order (amp/amp1 ≈ 0.997), which
+    refuted the old rule "feedback only adds"; the two-sided rule (b), amp = amp1 ± F, holds there."""
+    from lorasim import streams
+
+    settings = {**claim_settings(verify_cfg, "C21", "ci"), "seeds": 2, "lambdas": [3.0e-2, 1.0e-2],
+                "first_order": [3.0e-2, 1.0e-2]}
+    with streams.draws(48):
+        verdict = run_claim("C21", settings, Context("ci", "cpu", tmp_path, draws=48))
+    runs = verdict.table[verdict.table.kind == "run"].set_index(["seed", "lambda"])
+    assert runs.amp_B[(1, 1.0e-2)] < runs.first_order_amp[(1, 1.0e-2)]
+    assert not any(name.startswith("(b)") for name in verdict.failed), verdict.failed
