@@ -112,6 +112,16 @@ def inits_replaced(**replacements) -> Callable[[], ContextManager]:
     return lambda: mock.patch.dict(lorasim.inits.INITS, replacements)
 
 
+def fan_in_small_random(problem, rank, generator, cfg):
+    """A planted init bug for ``inits_replaced(small_random=...)``: A0 ~ N(0, α²/d) (the fan-in convention) instead of
+    the theory's N(0, α²)."""
+    got = _SMALL_RANDOM(problem, rank, generator, cfg)
+    return lorasim.inits.Init(got.A / math.sqrt(problem.d), got.B)
+
+
+_SMALL_RANDOM = lorasim.inits.INITS["small_random"]
+
+
 def statistics_with(change) -> Callable[[], ContextManager]:
     """A ``Mutation.patch`` of ``LinearTeacher._set_statistics`` that hands on ``change(Σ̂, G)`` instead of G."""
     original = lorasim.LinearTeacher._set_statistics

@@ -139,10 +139,9 @@ import pandas as pd
 import torch
 
 import lorasim
-from lorasim import inits as lorasim_inits
 from lorasim.fitting import linear_fit, loglog_fit, mean_se
 
-from .kit import Checks, ClaimSettings, Mutation, heatmap, inits_replaced, parse, text_table
+from .kit import Checks, ClaimSettings, Mutation, fan_in_small_random, heatmap, inits_replaced, parse, text_table
 from .numerics import first_crossing, sampling_tilt
 
 TITLE = "α threshold for alignment (phase diagram α × d)"
@@ -160,18 +159,11 @@ PRIOR = {
 PRIOR_SETUP = {"r_star": 4, "rank": 8, "n_over_d": 16, "lr_times_sigma1": 0.0625, "threshold": 0.5}
 
 
-def _fan_in_small_random(problem, rank, generator, cfg):
-    """Mutation: A0 ~ N(0, α²/d) (the fan-in convention) instead of the theory's N(0, α²)."""
-    got = _SMALL_RANDOM(problem, rank, generator, cfg)
-    return lorasim_inits.Init(got.A / math.sqrt(problem.d), got.B)
-
-
-_SMALL_RANDOM = lorasim_inits.INITS["small_random"]
 
 MUTATIONS = {
     "lambda_linear": Mutation("the level-crossing threshold scales as λ*_{r*} instead of √λ*_{r*} (α⁴ ∝ λ⁴)"),
     "init_fan_in": Mutation("lorasim's small_random draws A0 ~ N(0, α²/d) instead of N(0, α²)",
-                            inits_replaced(small_random=_fan_in_small_random)),
+                            inits_replaced(small_random=fan_in_small_random)),
 }
 
 
