@@ -573,3 +573,21 @@ def test_c07_slow_mid_run_converges_below_every_lazy_floor(verify_cfg, tmp_path)
     stable = tab[(tab.alpha2_T1 >= 0.1) & (tab.eta_lam0 < 2)].groupby("seed").lazy_floor.min()
     mid = tab[np.isclose(tab.alpha2_T1, 1e-2)].set_index("seed")
     assert (mid.riskT / stable).max() > 1e-3
+
+
+@pytest.mark.parametrize("cid, family", [("C06", 80), ("C13", 83)])
+def test_a_draw_that_failed_a_literal_passes_the_derived_rule(cid, family, verify_cfg, tmp_path):
+    """C06 in draws=80: a run (κ = 4, seed 4) with only 4 steps above the bulk before t*/2 is fitted on its last 5
+    steps and follows the law; C13 in draws=83: PrecGD's predicted κ-slope of the window slope exceeds the old literal
+    0.05 (F_0's weights), the runs follow the prediction, and the rate is κ-free at the end states."""
+    from lorasim import streams
+
+    with streams.draws(family):
+        verdict = run_claim(cid, claim_settings(verify_cfg, cid, "ci"), Context("ci", "cpu", tmp_path, draws=family))
+    assert verdict.passed, verdict.failed
+    if cid == "C06":
+        assert verdict.table.window_n.min() == 5
+    else:
+        assert "vs predicted" in verdict.measured or "pred" in verdict.measured
+        precgd = verdict.notes.split("Per-seed log-log slopes")[1]
+        assert any(float(line.split()[-2]) > 0.05 for line in precgd.splitlines() if line.strip().startswith("precgd"))
