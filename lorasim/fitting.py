@@ -63,6 +63,19 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
 
+def clustered_mean_se(values, clusters) -> tuple[float, float, int]:
+    """Mean of ``values``, its standard error when values of one cluster (e.g. one seed's runs on nested data) are
+    dependent and clusters are independent, and the number of clusters. The sandwich estimator
+    G/(G − 1)·Σ_c (Σ_{i∈c} (v_i − mean))²/n², which is mean_se's SE when every cluster holds one value."""
+    v, c = np.asarray(values, dtype=float), np.asarray(clusters)
+    labels, index = np.unique(c, return_inverse=True)
+    g = labels.size
+    if g < 2:
+        return float(v.mean()), math.nan, g
+    sums = np.bincount(index, weights=v - v.mean(), minlength=g)
+    return float(v.mean()), float(math.sqrt(g / (g - 1) * (sums ** 2).sum()) / v.size), g
+
+
 def seedwise_loglog(frame, x: str, y: str, label: str, seed: str = "seed", keep: int = 3):
     """A power law fitted per seed: (fits, mean slope, its SE over seeds).
 
