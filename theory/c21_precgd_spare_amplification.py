@@ -187,6 +187,7 @@ def _tangent(prob, factors_star, As, Bs, eta, lam, eps, block_diagonal=False):
     r = rs + As.shape[1]
     Ir = torch.eye(rs, dtype=S.dtype, device=S.device)
     As0, Bs0, K = As, Bs, torch.zeros_like(G)
+    B1 = torch.zeros_like(Bs)  # the first-order term −B_1(t) = A_s(0)ᵀK_t/λ
     nA, nB, n1, leak = [fro(As)], [fro(Bs)], [fro(Bs)], 0.0
     p = q = 0.0  # majorants of ‖A_s − A_s(0)‖ and ‖B_s − B_s(0) − B_1‖ (orders ≥ 2 and ≥ 3 in 1/λ)
     qs = [0.0]
@@ -199,15 +200,17 @@ def _tangent(prob, factors_star, As, Bs, eta, lam, eps, block_diagonal=False):
         sB = torch.linalg.svdvals(Bm)
         leak += eta * r * eps * (float(sB[0]) ** 2 + lam) / lam * fro(Gam) * float(sB[0]) / (float(sB[-1]) ** 2 + lam)
         drive_B = (Id - PA) @ Gam
-        a_t = (eta / lam) * float(torch.linalg.matrix_norm(Gam @ (Ik - PB), ord=2))
+        drive_A = Gam @ (Ik - PB)
+        a_t = (eta / lam) * float(torch.linalg.matrix_norm(drive_A, ord=2))
         b_t = (eta / lam) * float(torch.linalg.matrix_norm(drive_B, ord=2))
-        p, q = p + a_t * (fro(As0.T @ K) / lam + q), q + b_t * p
+        p, q = p + a_t * (fro(B1) + q), q + b_t * p
         qs.append(q)
-        As, Bs = As - (eta / lam) * Gam @ (Ik - PB) @ Bs.T, Bs - (eta / lam) * As.T @ drive_B
+        As, Bs = As - (eta / lam) * drive_A @ Bs.T, Bs - (eta / lam) * As.T @ drive_B
         K = K + eta * drive_B
+        B1 = As0.T @ K / lam
         nA.append(fro(As))
         nB.append(fro(Bs))
-        n1.append(fro(Bs0 - As0.T @ K / lam))
+        n1.append(fro(Bs0 - B1))
     return np.array(nA), np.array(nB), np.array(n1), leak, np.array(qs)
 
 
