@@ -212,11 +212,22 @@ def _rows_per_program(n: int, b: int, device) -> int:
     return max(16, min(128, 1 << (want.bit_length() - 1)))
 
 
+# The deepest stack ``assemble`` sums as it reads. Each of its programs reads a stack's tiles one after another, so a
+# deep stack runs at a fraction of the copy rate: on an H100 at d = 16384, r = 16, b = 1 the G pass's stack of 256
+# row tiles' Aᵀ G partials (268 MB) took 144 µs inside assemble, where torch's reduction had read it in 94.5 µs
+# (benchmarks.md). A deeper stack is summed by torch first; at d = 4096 (64 deep) reading it inside was faster.
+MAX_PARTS = 64
+
+
+def _shallow(M: Tensor) -> Tensor:
+    return M if M.shape[0] <= MAX_PARTS else M.sum(0, keepdim=True)
+
+
 def assemble(jobs, precision: str) -> None:
     """out_b = P_b S_b − Q_b for each job (P, S, Q, out) of ``jobs`` (one or two), in one launch: b runs laid side
     by side, P_b and Q_b the b-th block of r columns of P and Q (n × b·r, any strides, or stacks (p, n, b·r) of
     partial products), S (b, r, r) or a stack (p, b, r, r), out (b, n, r), any strides (views welcome). Stacks
-    are summed as they are read.
+    up to MAX_PARTS deep are summed as they are read, deeper ones by torch first.
 
     The gradient's last step, ∇_A = (Σ̂A)(BBᵀ) − GBᵀ and ∇_Bᵀ = Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ, from the side-by-side
     products: one kernel reads each operand once and writes the result in the factors' layout, where a
@@ -232,7 +243,7 @@ def assemble(jobs, precision: str) -> None:
     b = out0.shape[0]
     args, parts = [], []
     for P, S, Q, out in (jobs[0], jobs[-1]):
-        P3, Q3, S4 = _as_stack(P), _as_stack(Q), S if S.dim() == 4 else S.unsqueeze(0)
+        P3, Q3, S4 = _shallow(_as_stack(P)), _shallow(_as_stack(Q)), _shallow(S if S.dim() == 4 else S.unsqueeze(0))
         args.append((P3, S4, Q3, out, P3.shape[1]))
         parts.append((P3.shape[0], S4.shape[0], Q3.shape[0]))
     strides = [st for P3, S4, Q3, out, _ in args for M in (P3, S4, Q3, out) for st in M.stride()]

@@ -579,6 +579,27 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                      (out2, want_of(P2, S.mT, Q2))):
             assert float((o.double() - w).norm() / w.norm()) < 1e-6, (b, r)
 
+    # a stack deeper than MAX_PARTS (lowered to 2 here) is summed by torch before the launch, which then reads one
+    # part; a shallow one is read whole. Mutation: without the pre-sum the launch gets all 3 parts
+    depths, launcher, deep = [], kernels._assemble_kernel, kernels.MAX_PARTS
+
+    class Recording:
+        def __getitem__(self, grid):
+            def launch(*args, **meta):
+                depths.append((meta["P0_PARTS"], meta["S0_PARTS"], meta["Q0_PARTS"]))
+                return launcher[grid](*args, **meta)
+            return launch
+    kernels._assemble_kernel, kernels.MAX_PARTS = Recording(), 2
+    try:
+        deep_out, shallow_out = torch.empty(b, 70, r), torch.empty(b, 70, r)
+        kernels.assemble([(*(torch.stack([M / 2, M / 4, M / 4]) for M in (P, S, Q)), deep_out)], "ieee")
+        kernels.assemble([(*(torch.stack([M / 2, M / 2]) for M in (P, S, Q)), shallow_out)], "ieee")
+    finally:
+        kernels._assemble_kernel, kernels.MAX_PARTS = launcher, deep
+    assert depths == [(1, 1, 1), (2, 2, 2)], depths
+    for o in (deep_out, shallow_out):
+        assert float((o.double() - want_of(P, S, Q)).norm() / want_of(P, S, Q).norm()) < 1e-6
+
     # a job with an operand the kernel cannot read (float64 here) goes through torch, whole: no launch
     class NoLaunch:
         def __getitem__(self, grid):
