@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass
 
@@ -315,6 +316,10 @@ def t1_table(settings=T1_SETTINGS, steps: int = 1500) -> pd.DataFrame:
 
 
 def main(argv=None) -> None:
+    # The d = 16384 instance holds X, Y and the residual at 16 GiB each: on an 80 GB H100 the default allocator's
+    # fragmentation ran it out of memory (14 GiB reserved but unallocated); expandable segments fit it. Read when
+    # CUDA first allocates, so set before that; a user's own setting wins.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     ap = argparse.ArgumentParser(prog="lorasim-bench", description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--only", default="all",
