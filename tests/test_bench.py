@@ -1,4 +1,7 @@
 """lorasim-bench's tables that run on the CPU (the GPU tables are measured on the lent H200: benchmarks.md)."""
+import os
+
+import pytest
 import torch
 
 from lorasim import bench
@@ -15,3 +18,17 @@ def test_profile_table_lists_a_steps_kernels_with_shares_of_one_total():
     assert (table.pct > 0).all() and table.groupby("b").pct.sum().max() <= 100 + 1e-9
     assert table.kernel.str.contains("numpy BLAS").groupby(table.b).sum().eq(1).all()  # the step's products
     assert (table.us_per_step > 0).all() and (table.step_us >= table.us_per_step).all()
+
+
+def test_bench_sets_expandable_segments_unless_the_user_chose(monkeypatch, capsys):
+    """The d = 16384 instance fits an 80 GB card only with expandable segments (benchmarks.md, H100): main() sets
+    them before CUDA's first allocation, and keeps a user's own setting. A bad flag stops it with code 2 after."""
+    for given, kept in ((None, "expandable_segments:True"), ("max_split_size_mb:64", "max_split_size_mb:64")):
+        if given is None:
+            monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF", raising=False)
+        else:
+            monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", given)
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--only", "nothing"])
+        assert stop.value.code == 2 and "--only" in capsys.readouterr().err
+        assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == kept
