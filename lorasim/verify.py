@@ -416,9 +416,25 @@ def help_text() -> str:
     ])
 
 
+def unknown_key_hint(given: str, key: str, cfg) -> Optional[str]:
+    """A claim's setting given without ``+``: ``claims`` starts empty (each claim's settings are its yaml's), so
+    the key must be added. The generic line named the keys of whatever other overrides had put there."""
+    parts = key.split(".")
+    if parts[0] != "claims" or given.startswith("+"):
+        return None
+    folder = Path(conf_dir()) / "claims"
+    head = f"{given}: unknown key; a claim's setting is added with +, as +claims"
+    if len(parts) < 2 or not (folder / f"{parts[1]}.yaml").is_file():
+        return f"{head}.<claim>.<scale>.<key>=value, <claim> one of {', '.join(sorted(p.stem for p in folder.glob('*.yaml')))}"
+    node = OmegaConf.load(folder / f"{parts[1]}.yaml")
+    if len(parts) < 4 or parts[2] not in node:
+        return f"{head}.{parts[1]}.<scale>.<key>=value, <scale> one of {', '.join(node)}"
+    return f"{head}{given[len('claims'):]}; the keys at {parts[2]}: {', '.join(node[parts[2]])}"
+
+
 def main() -> None:
     """Console entry point ``lorasim-verify``."""
-    job.main(_hydra_main, help_text, validate, "verify", prog="lorasim-verify")
+    job.main(_hydra_main, help_text, validate, "verify", prog="lorasim-verify", hint=unknown_key_hint)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,11 @@ CLI = [
     ("lorasim-verify", ["+foo=1", "only=[C01]"], ["+foo=1", "only", "scale", "device"]),
     ("lorasim-verify", ["only=[C01]", "+claims.C01.ci.foo=1"], ["claims.C01.ci.foo=1", "a known key"]),
     ("lorasim-verify", ["only=[C01]", "+claims.C99.ci.n=1"], ["claims.C99=", "a claim id"]),
+    # a claim's setting without +: how to add it, and its keys (not those other overrides put under claims)
+    ("lorasim-verify", ["only=[C20]", "claims.C20.ci.seeds=40", "+claims.C20.ci.calibration_seeds=80"],
+     ["claims.C20.ci.seeds=40", "+claims.C20.ci.seeds=40", "n1", "calibration_seeds_gd"]),
+    ("lorasim-verify", ["only=[C20]", "claims.C20.ci=3"], ["claims.C20.ci=3", "<scale> one of ci, paper, large"]),
+    ("lorasim-verify", ["only=[C20]", "claims.C99.ci.n=3"], ["claims.C99.ci.n=3", "<claim> one of C01", "P03"]),
     ("lorasim-verify", ["only=[C01]", "+claims.C01.paperz.n=1"], ["claims.C01.paperz=", "ci, paper, large"]),
     # lorasim-llm (with the llm extra): fields, options, added keys
     ("lorasim-llm", ["method.r=0"], ["method.r=0"]),
