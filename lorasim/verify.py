@@ -422,14 +422,14 @@ def unknown_key_hint(given: str, key: str, cfg) -> Optional[str]:
     parts = key.split(".")
     if parts[0] != "claims" or given.startswith("+"):
         return None
-    folder = Path(conf_dir()) / "claims"
     head = f"{given}: unknown key; a claim's setting is added with +, as +claims"
-    if len(parts) < 2 or not (folder / f"{parts[1]}.yaml").is_file():
-        return f"{head}.<claim>.<scale>.<key>=value, <claim> one of {', '.join(sorted(p.stem for p in folder.glob('*.yaml')))}"
-    node = OmegaConf.load(folder / f"{parts[1]}.yaml")
-    if len(parts) < 4 or parts[2] not in node:
-        return f"{head}.{parts[1]}.<scale>.<key>=value, <scale> one of {', '.join(node)}"
-    return f"{head}{given[len('claims'):]}; the keys at {parts[2]}: {', '.join(node[parts[2]])}"
+    known = all_modules()
+    if len(parts) < 2 or parts[1] not in known:
+        return f"{head}.<claim>.<scale>.<key>=value, <claim> one of {', '.join(known)}"
+    if len(parts) < 4 or parts[2] not in SCALES:
+        return f"{head}.{parts[1]}.<scale>.<key>=value, <scale> one of {', '.join(SCALES)}"
+    keys = claim_settings(OmegaConf.create({}), parts[1], parts[2])
+    return f"{head}{given[len('claims'):]}; the keys at {parts[2]}: {', '.join(keys)}"
 
 
 def main() -> None:
