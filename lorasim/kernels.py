@@ -5,12 +5,13 @@ matrix G. Two cuBLAS calls read G twice; at r ≪ d both are bound by memory tra
 reading G once halves the dominant cost of a step. Σ̂ A uses the same kernel with only the
 right factor.
 
-Layout of the pass: program (i, j) owns row tile i (BM rows) and the j-th of Pn column
-chunks, with Pn chosen so the grid fills the multiprocessors once. It sweeps its columns tile
-by tile, keeping M R's (BM × w) accumulator in registers, and writes each tile's share of
-(Lᵀ M)ᵀ (BN × w) once to its own slice of a partial buffer, with no read-modify-write. The Pn
-partials of M R and the Pm partials of Lᵀ M are summed afterwards; at w = 16 and BM = 128 they
-add about 2w/BM = 25 % to M's bytes at most. No atomics: the result is deterministic.
+Layout of the pass: program (i, j) owns row block i (``row_subtiles`` tiles of BM rows) and the
+j-th of Pn column chunks, with Pn chosen so the grid fills the multiprocessors once. It sweeps its
+columns step by step, keeping M R's (BM × w) accumulators in registers, and writes each column
+step's share of (Lᵀ M)ᵀ (BN × w, summed over the block's tiles) once to its own slice of a partial
+buffer, with no read-modify-write. The Pn partials of M R and the Pm partials of Lᵀ M are summed
+afterwards; they add about w/(BM·row_subtiles) of M's bytes, written and read (12.5 % at w = 16 in the
+default 2 × 64-row blocks). No atomics: the result is deterministic.
 
 Precision (measured on an H200 at 16384², w = 16, against float64 products; benchmarks.md):
 ``"tf32x3"`` (the default) splits each operand into two tf32 parts on the tensor cores and keeps
@@ -83,51 +84,102 @@ def usable(M: Tensor, width: int) -> bool:
 if triton is not None:
 
     @triton.jit
+    def _left_tile(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM: tl.constexpr):
+        rows = row0 + tl.arange(0, BM)
+        return tl.load(L + rows[:, None] * s_lm + offs_w[None, :] * s_lw, mask=(rows < m)[:, None] & w_ok[None, :],
+                       other=0.0)
+
+    @triton.jit
+    def _tile_products(M, row0, col, cols, c_ok, m, s_mm, s_mn, r_tile, l_tile, acc, part,
+                       HAS_R: tl.constexpr, HAS_L: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr):
+        # One BM × BN tile of M at (row0, col): its M R share added to acc (BM × w), its (Lᵀ M)ᵀ share to part.
+        # With TMA, M is a tensor descriptor and the tile comes from the tensor-memory accelerator (Hopper's bulk
+        # copy engine): no per-element address arithmetic, out-of-range entries read as 0. Otherwise M is a
+        # pointer and the tile a masked load.
+        if TMA:
+            tile = M.load([row0, col])
+        else:
+            rows = row0 + tl.arange(0, BM)
+            tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
+                           mask=(rows < m)[:, None] & c_ok[None, :], other=0.0)
+        if HAS_R:
+            acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
+        if HAS_L:
+            if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored: part is (w × BN)
+                part = tl.dot(tl.trans(l_tile), tile, part, input_precision=PRECISION)
+            else:
+                part = tl.dot(tl.trans(tile), l_tile, part, input_precision=PRECISION)
+        return acc, part
+
+    @triton.jit
+    def _store_rows(out, acc, row0, m, BM: tl.constexpr, BW: tl.constexpr):
+        rows = row0 + tl.arange(0, BM)
+        tl.store(out + rows[:, None] * BW, acc, mask=(rows < m)[:, None])
+
+    @triton.jit
     def _skinny_kernel(M, R, L, OUT_R, OUT_L, m, n, w,
                        s_mm, s_mn, s_rn, s_rw, s_lm, s_lw,
                        cols_per_prog: tl.constexpr,
                        HAS_R: tl.constexpr, HAS_L: tl.constexpr,
-                       BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr, SUBTILES: tl.constexpr,
                        PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr):
-        # With TMA, M is a tensor descriptor and its tiles come from the tensor-memory accelerator
-        # (Hopper's bulk copy engine): no per-element address arithmetic, out-of-range entries read
-        # as 0. Otherwise M is a pointer and tiles are masked loads.
+        # Program (i, j) owns SUBTILES row tiles of BM rows (row block i) and the j-th chunk of columns. Each
+        # column step reads the block's tiles one below the other: their M R shares go to one accumulator per
+        # tile, held in registers over the sweep, and their (Lᵀ M)ᵀ shares are summed into one BN × w part,
+        # written once to the row block's slice of the partial buffer and summed over row blocks later. More
+        # subtiles write fewer of those partials (268 MB at d = 16384, w = 16 with one 64-row tile a block).
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
-        rows = pid_m * BM + tl.arange(0, BM)
-        r_ok = rows < m
+        row0 = pid_m * (SUBTILES * BM)
         offs_w = tl.arange(0, BW)
         w_ok = offs_w < w
-        if HAS_L:
-            l_tile = tl.load(L + rows[:, None] * s_lm + offs_w[None, :] * s_lw,
-                             mask=r_ok[:, None] & w_ok[None, :], other=0.0)
-        acc = tl.zeros((BM, BW), dtype=tl.float32)
+        l0 = _left_tile(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM)
+        l1 = _left_tile(L, row0 + BM, m, s_lm, s_lw, offs_w, w_ok, BM)
+        l2 = _left_tile(L, row0 + 2 * BM, m, s_lm, s_lw, offs_w, w_ok, BM)
+        l3 = _left_tile(L, row0 + 3 * BM, m, s_lm, s_lw, offs_w, w_ok, BM)
+        acc0 = tl.zeros((BM, BW), dtype=tl.float32)
+        acc1 = tl.zeros((BM, BW), dtype=tl.float32)
+        acc2 = tl.zeros((BM, BW), dtype=tl.float32)
+        acc3 = tl.zeros((BM, BW), dtype=tl.float32)
         col0 = pid_n * cols_per_prog
         for j in range(0, cols_per_prog, BN):
             cols = col0 + j + tl.arange(0, BN)
             c_ok = cols < n
-            if TMA:
-                tile = M.load([pid_m * BM, col0 + j])
-            else:
-                tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
-                               mask=r_ok[:, None] & c_ok[None, :], other=0.0)
             if HAS_R:
                 r_tile = tl.load(R + cols[:, None] * s_rn + offs_w[None, :] * s_rw,
                                  mask=c_ok[:, None] & w_ok[None, :], other=0.0)
-                acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
+            else:
+                r_tile = tl.zeros((BN, BW), dtype=tl.float32)
+            if LEFT_AS_A:
+                part = tl.zeros((BW, BN), dtype=tl.float32)
+            else:
+                part = tl.zeros((BN, BW), dtype=tl.float32)
+            acc0, part = _tile_products(M, row0, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l0, acc0, part,
+                                        HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+            if SUBTILES > 1:
+                acc1, part = _tile_products(M, row0 + BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l1, acc1,
+                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+            if SUBTILES > 2:
+                acc2, part = _tile_products(M, row0 + 2 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l2, acc2,
+                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+                acc3, part = _tile_products(M, row0 + 3 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l3, acc3,
+                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
             if HAS_L:
-                # (tileᵀ L) is this row tile's share of (Lᵀ M)ᵀ for these columns: written once,
-                # to this program's own slice of the partial buffer, and summed over row tiles later.
-                if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored
-                    part_t = tl.dot(tl.trans(l_tile), tile, input_precision=PRECISION)
-                    tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part_t,
-                             mask=c_ok[None, :])
+                if LEFT_AS_A:
+                    tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part, mask=c_ok[None, :])
                 else:
-                    part = tl.dot(tl.trans(tile), l_tile, input_precision=PRECISION)
-                    tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part,
-                             mask=c_ok[:, None])
+                    tl.store(OUT_L + pid_m * n * BW + cols[:, None] * BW + offs_w[None, :], part, mask=c_ok[:, None])
         if HAS_R:
-            tl.store(OUT_R + pid_n * m * BW + rows[:, None] * BW + offs_w[None, :], acc, mask=r_ok[:, None])
+            out_r = OUT_R + pid_n * m * BW + offs_w[None, :]
+            _store_rows(out_r, acc0, row0, m, BM, BW)
+            if SUBTILES > 1:
+                _store_rows(out_r, acc1, row0 + BM, m, BM, BW)
+            if SUBTILES > 2:
+                _store_rows(out_r, acc2, row0 + 2 * BM, m, BM, BW)
+                _store_rows(out_r, acc3, row0 + 3 * BM, m, BM, BW)
+
+
 
 
 def summed(M: Tensor) -> Tensor:
@@ -299,9 +351,19 @@ def grams_reference(pairs, r: int) -> Tensor:
     return torch.stack([blocks(X).mT @ blocks(Y) for X, Y in pairs])
 
 
-# Rows a program of the Gram kernel sums: the stack of chunks stays short (``assemble`` sums it for every r×r
-# block it reads: 32 deep at d = 16384), and a single run still gets 2n/512 programs.
+# Rows a program of the Gram kernel sums: as few as keep the stack of chunks at most GRAM_CHUNKS deep (``assemble``
+# sums it for every r×r block it reads), in powers of two from 64 (the kernel's row tile) to GRAM_ROWS. Measured on
+# an H100 at r = 16, b = 1 (benchmarks.md): at d = 4096, 128 rows (32 chunks) made the step 8 % faster than 512 rows
+# (8 chunks, whose programs sum 8 tiles each, one after another); at d = 16384, 128 rows (128 chunks) made it 2 %
+# slower than 512 (32 chunks).
 GRAM_ROWS = 512
+GRAM_CHUNKS = 32
+
+
+def gram_rows(n: int) -> int:
+    """Rows per program of the Gram kernel for factors of n rows."""
+    per_chunk = -(-n // GRAM_CHUNKS)
+    return max(64, min(GRAM_ROWS, 1 << max(0, per_chunk - 1).bit_length()))
 
 
 def gram_partials(pairs, r: int, precision: str) -> Tensor:
@@ -324,11 +386,12 @@ def gram_partials(pairs, r: int, precision: str) -> Tensor:
     BN = 64
     n_max = max(X0.shape[0], X1.shape[0])
     jobs = len(pairs)
-    chunks = -(-n_max // GRAM_ROWS)
+    rows = gram_rows(n_max)
+    chunks = -(-n_max // rows)
     parts = torch.empty(jobs, chunks, b, BR, BR, dtype=torch.float32, device=X0.device)
     _gram_kernel[(chunks, b, jobs)](X0, Y0, X1, Y1, parts, X0.shape[0], X1.shape[0], r,
                                     *X0.stride(), *Y0.stride(), *X1.stride(), *Y1.stride(), *parts.stride()[:3],
-                                    rows_per_prog=GRAM_ROWS, Y0_PARTS=Y0.shape[0], Y1_PARTS=Y1.shape[0],
+                                    rows_per_prog=rows, Y0_PARTS=Y0.shape[0], Y1_PARTS=Y1.shape[0],
                                     BN=BN, BR=BR, PRECISION=precision, num_warps=4)
     return parts[..., :r, :r]
 
@@ -353,10 +416,14 @@ def _slots(device) -> int:
 
 # Launch configurations, from `lorasim-bench --only kernel` on an H200 (benchmarks.md): the two-sided
 # pass is fastest with small tiles, TMA loads and two programs per multiprocessor; a one-sided pass
-# (Σ̂ A) with 128×64 tiles. Another table's best two-sided one: fused=best_kernel_config(table).
-CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 4, "tma": None, "ctas_per_sm": 2, "left_as_a": False}
+# (Σ̂ A) with 128×64 tiles. Row blocks of two tiles (three pipeline stages, so that both tiles' buffers fit) halve
+# the partials of Lᵀ M: on an H100 the step at r = 16, b = 1 got 1.5 % faster at d = 16384 and 1.3 % at 4096, and
+# blocks of four were slower (benchmarks.md). Another table's best two-sided one: fused=best_kernel_config(table).
+CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas_per_sm": 2, "left_as_a": False,
+          "row_subtiles": 2}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
-                    "left_as_a": False}
+                    "left_as_a": False, "row_subtiles": 1}
+ROW_SUBTILES = (1, 2, 4)
 
 
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
@@ -369,10 +436,10 @@ def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
 def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
                     precision: str = "tf32x3", fused: Union[bool, dict] = True, **config):
     """M @ R and (Lᵀ @ M)ᵀ, reading M (m×n) once, as stacks of partial products whose sums are the products:
-    (p, m, w) and (q, n, w), p the column splits of the grid and q its row tiles (``assemble`` and ``grams``
+    (p, m, w) and (q, n, w), p the column splits of the grid and q its row blocks (``assemble`` and ``grams``
     sum them as they read them). R is n×w, L is m×w, either may be None.
     ``config`` overrides entries of ``CONFIG`` (block, num_warps, num_stages, tma, ctas_per_sm,
-    left_as_a). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
+    left_as_a, row_subtiles: the row tiles of a block, one of ROW_SUBTILES). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
     a dict is a two-sided launch configuration (``best_kernel_config``) under ``config``.
 
     Falls back to torch.matmul where the kernel does not apply (see ``usable``). ``tma``: load
@@ -387,6 +454,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     two_sided = R is not None and L is not None
     tuned = fused if isinstance(fused, dict) and two_sided else {}
     cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
+    if cfg["row_subtiles"] not in ROW_SUBTILES:
+        raise ValueError(f"row_subtiles={cfg['row_subtiles']!r}: allowed one of {', '.join(map(str, ROW_SUBTILES))}")
     width = (R if R is not None else L).shape[-1]
     if fused is False or not usable(M, width) or not addressable(*(F for F in (R, L) if F is not None)):
         MR, LM = skinny_products_reference(M, R, L)
@@ -394,8 +463,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     m, n = M.shape
     BM, BN = cfg["block"]
     BW = max(16, triton.next_power_of_2(width))
-    row_tiles, col_tiles = -(-m // BM), -(-n // BN)
-    pm, pn = plan_grid(row_tiles, col_tiles, cfg["ctas_per_sm"] * _slots(M.device))
+    row_blocks, col_tiles = -(-m // (BM * cfg["row_subtiles"])), -(-n // BN)
+    pm, pn = plan_grid(row_blocks, col_tiles, cfg["ctas_per_sm"] * _slots(M.device))
     cols_per_prog = -(-col_tiles // pn) * BN
     pn = -(-n // cols_per_prog)  # drop splits the rounding left empty
     if max(pn * m * BW if R is not None else 0, pm * n * BW if L is not None else 0) > MAX_OFFSET + 1:
@@ -403,7 +472,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     dummy = M  # an unused pointer argument still needs a tensor
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
-    common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, PRECISION=precision,
+    common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, SUBTILES=cfg["row_subtiles"],
+                  PRECISION=precision,
                   LEFT_AS_A=cfg["left_as_a"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     Rt, r_strides = (R, (R.stride(0), R.stride(1))) if R is not None else (dummy, (0, 0))
     Lt, l_strides = (L, (L.stride(0), L.stride(1))) if L is not None else (dummy, (0, 0))
@@ -517,6 +587,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         for (block, warps, stages), tma, cps, prec in grid:
             kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps)
             add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
+        for subtiles, stages, cps in itertools.product(ROW_SUBTILES[1:], (2, 3, 4), (1, 2)):
+            kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=cps,
+                      row_subtiles=subtiles)
+            add(f"(64, 64) w4 s{stages} tma=1 cps={cps} subtiles={subtiles} tf32x3", config=kw)
         for (block, warps, stages), tma in itertools.product(KERNEL_CONFIGS[:2], (False, True)):
             kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
             add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3", config=kw)
@@ -528,11 +602,13 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
 
 def best_kernel_config(rows: list[dict]) -> dict:
     """The fastest two-sided configuration of a kernel table (``kernel_table``'s rows, or its CSV read
-    back) among those with float32-level error (tf32x3) and bit-reproducible results; {} if none."""
+    back) among those with float32-level error (tf32x3) and bit-reproducible results, at its largest d (times of
+    different sizes do not compare); {} if none."""
     best = None
+    largest = max((row["d"] for row in rows), default=None)
     for row in rows:
-        if not isinstance(row.get("config"), str):  # cuBLAS rows, failed launches (NaN in a CSV read back)
-            continue
+        if not isinstance(row.get("config"), str) or row["d"] != largest:  # cuBLAS rows, failed launches (NaN in a
+            continue                                                         # CSV read back), other sizes
         cfg = json.loads(row["config"])
         ok = (cfg.get("precision") == "tf32x3" and row["rel_err"] < 1e-6 and str(row["deterministic"]) == "True")
         if ok and (best is None or row["ms"] < best[0]):

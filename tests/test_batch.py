@@ -2,6 +2,7 @@
 independent formulas: the per-run Gram solve, the chunked residual, the batched metrics row and
 the fused skinny-product kernel (through Triton's CPU interpreter, when Triton is installed)."""
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -495,6 +496,37 @@ def test_plan_grid_gives_each_row_tile_a_program_and_fills_the_slots():
         assert pn == col_tiles or pm * (pn + 1) > slots
 
 
+def test_gram_rows_keep_the_chunk_stack_shallow():
+    """The Gram kernel's rows per program: powers of two from its 64-row tile to GRAM_ROWS, as few as keep at most
+    GRAM_CHUNKS chunks (the stack assemble reads): 128 at d = 4096 and 512 at 16384, the measured optima."""
+    from lorasim import kernels
+    assert (kernels.gram_rows(4096), kernels.gram_rows(16384)) == (128, 512)
+    for n in (1, 63, 64, 65, 1000, 2048, 2049, 4096, 9000, 16384, 16385, 10**6):
+        rows = kernels.gram_rows(n)
+        assert 64 <= rows <= kernels.GRAM_ROWS and rows & (rows - 1) == 0, (n, rows)
+        chunks = -(-n // rows)
+        assert chunks <= kernels.GRAM_CHUNKS or rows == kernels.GRAM_ROWS, (n, rows)
+        assert rows == 64 or -(-n // (rows // 2)) > kernels.GRAM_CHUNKS, (n, rows)  # no smaller rows would do
+
+
+def test_best_kernel_config_takes_the_fastest_accurate_reproducible_row_at_the_largest_size():
+    from lorasim import kernels
+
+    def row(d, ms, precision="tf32x3", err=3e-7, same=True, **cfg):
+        config = {**kernels.CONFIG, "block": [64, 64], "precision": precision, **cfg}
+        return {"d": d, "ms": ms, "rel_err": err, "deterministic": same, "config": json.dumps(config)}
+    rows = [{"d": 16384, "ms": 0.5, "variant": "cublas x2", "config": float("nan")},
+            row(4096, 0.01, num_warps=2),  # fastest overall, but another size
+            row(16384, 0.60, num_stages=2),
+            row(16384, 0.55, precision="tf32", err=8e-4),  # not float32-accurate
+            row(16384, 0.56, err=2e-6),
+            row(16384, 0.57, same="False"),  # a CSV read back spells booleans as text
+            row(16384, 0.58, row_subtiles=1)]
+    best = kernels.best_kernel_config(rows)
+    assert best["row_subtiles"] == 1 and best["block"] == (64, 64) and "precision" not in best
+    assert kernels.best_kernel_config(rows[:2]) == {}
+
+
 _KERNEL_SCRIPT = textwrap.dedent("""
     import torch
     from lorasim import kernels
@@ -524,6 +556,31 @@ _KERNEL_SCRIPT = textwrap.dedent("""
             if l is not None:
                 assert LM.shape == (w, n) and LM.dtype == torch.float32
                 assert rel(LM, l.double().T @ M.double()) < 1e-5, (m, n, w, block)
+
+    # Row blocks of 2 and 4 tiles, the last one partly or wholly past M's rows (130 rows: 3 tiles of 64 in a block
+    # of 4; 200 rows of 32: 7 tiles in blocks of 4 and 2): each block writes one part of Lᵀ M. Mutation: a subtile
+    # whose products are skipped, or stored at the wrong rows, fails the values
+    for M, w, block in [(torch.randn(130, 77), 16, (64, 32)), (torch.randn(200, 300), 9, (32, 64)),
+                        (torch.randn(300, 200).T, 7, (32, 32))]:
+        m, n = M.shape
+        R, L = torch.randn(n, w), torch.randn(m, w)
+        for subtiles in (2, 4):
+            for r, l in ((R, None), (None, L), (R, L)):
+                for left_as_a in (False, True):
+                    MRp, LMp = kernels.skinny_partials(M, r, l, precision="ieee", block=block,
+                                                       row_subtiles=subtiles, left_as_a=left_as_a)
+                    if l is not None:
+                        assert LMp.shape[0] == -(-m // (block[0] * subtiles)), (LMp.shape, m, block, subtiles)
+                        assert rel(LMp.sum(0).T, l.double().T @ M.double()) < 1e-5, (m, n, w, block, subtiles)
+                    if r is not None:
+                        assert rel(MRp.sum(0), M.double() @ r.double()) < 1e-5, (m, n, w, block, subtiles)
+    for bad in (3, 0):
+        try:
+            kernels.skinny_partials(M, R, L, row_subtiles=bad)
+        except ValueError as e:
+            assert str(e).startswith("row_subtiles=") and "1, 2, 4" in str(e), e
+        else:
+            raise AssertionError(f"row_subtiles={bad} accepted")
 
     # The linear model's fused gradient (a batch laid side by side) equals the plain formula.
     import lorasim
@@ -614,11 +671,11 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     assert float((mixed - w).norm() / w.norm()) < 1e-6
 
     # kernels.grams: X_bᵀ Y_b per run, two pairs of different lengths in one launch (Bᵀ's column-major view and
-    # a row-major pair), against float64; 1100 rows are three chunks, so the sum over chunks is exercised
+    # a row-major pair), against float64; 1100 rows are 18 chunks of 64, so the sum over chunks is exercised
     for b, r, n0, n1 in ((1, 16, 300, 200), (3, 5, 70, 133), (4, 24, 129, 64), (2, 8, 1100, 700)):
         X0, X1, Y1 = torch.randn(b * r, n0).T, torch.randn(n1, b * r), torch.randn(n1, b * r)
         got = kernels.grams([(X0, X0), (X1, Y1)], r, "ieee")
-        assert kernels.gram_partials([(X0, X0), (X1, Y1)], r, "ieee").shape[1] == -(-max(n0, n1) // kernels.GRAM_ROWS)
+        assert kernels.gram_partials([(X0, X0), (X1, Y1)], r, "ieee").shape[1] == -(-max(n0, n1) // 64)
         want = kernels.grams_reference([(X0.double(), X0.double()), (X1.double(), Y1.double())], r)
         assert got.shape == (2, b, r, r)
         assert float((got.double() - want).norm() / want.norm()) < 1e-6, (b, r)
@@ -634,7 +691,7 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         def __getitem__(self, grid):
             raise AssertionError("a kernel was launched past the 32-bit offset limit")
     M, R, L = torch.randn(96, 80), torch.randn(80, 20), torch.randn(96, 20)
-    small_tiles = dict(block=(16, 16), tma=False)
+    small_tiles = dict(block=(16, 16), tma=False, row_subtiles=1)
     spans = {"M": 96 * 80 - 1, "buffer": 6 * 80 * 32 - 1}
     saved = (kernels._skinny_kernel, kernels._assemble_kernel, kernels._gram_kernel, kernels.MAX_OFFSET)
     try:
