@@ -351,18 +351,21 @@ def grams_reference(pairs, r: int) -> Tensor:
     return torch.stack([blocks(X).mT @ blocks(Y) for X, Y in pairs])
 
 
-# Rows a program of the Gram kernel sums: as few as keep the stack of chunks at most GRAM_CHUNKS deep (``assemble``
-# sums it for every r×r block it reads), in powers of two from 64 (the kernel's row tile) to GRAM_ROWS. Measured on
-# an H100 at r = 16, b = 1 (benchmarks.md): at d = 4096, 128 rows (32 chunks) made the step 8 % faster than 512 rows
-# (8 chunks, whose programs sum 8 tiles each, one after another); at d = 16384, 128 rows (128 chunks) made it 2 %
-# slower than 512 (32 chunks).
+# Rows a program of the Gram kernel sums, in powers of two from 64 (the kernel's row tile) to GRAM_ROWS: as few as
+# give the launch about two programs per multiprocessor, but never more than GRAM_CHUNKS chunks (``assemble`` sums
+# that stack for every r×r block it reads). Measured on an H100 at r = 16, b = 1 (benchmarks.md): at d = 4096,
+# 128 rows (32 chunks) made the step 8 % faster than 512 rows (8 chunks, whose programs sum 8 tiles each, one after
+# another); at d = 16384, 128 rows (128 chunks) made it 2 % slower than 512 (32 chunks). A batch fills the grid
+# with its runs and keeps GRAM_ROWS.
 GRAM_ROWS = 512
 GRAM_CHUNKS = 32
 
 
-def gram_rows(n: int) -> int:
-    """Rows per program of the Gram kernel for factors of n rows."""
-    per_chunk = -(-n // GRAM_CHUNKS)
+def gram_rows(n: int, programs_per_chunk: int = 1, slots: int = 132) -> int:
+    """Rows per program of the Gram kernel for factors of n rows, with ``programs_per_chunk`` programs (runs ×
+    pairs) per chunk of rows on a device of ``slots`` multiprocessors."""
+    chunks = max(1, min(GRAM_CHUNKS, -(-2 * slots // programs_per_chunk)))
+    per_chunk = -(-n // chunks)
     return max(64, min(GRAM_ROWS, 1 << max(0, per_chunk - 1).bit_length()))
 
 
@@ -386,7 +389,7 @@ def gram_partials(pairs, r: int, precision: str) -> Tensor:
     BN = 64
     n_max = max(X0.shape[0], X1.shape[0])
     jobs = len(pairs)
-    rows = gram_rows(n_max)
+    rows = gram_rows(n_max, b * len(pairs), _slots(X0.device))
     chunks = -(-n_max // rows)
     parts = torch.empty(jobs, chunks, b, BR, BR, dtype=torch.float32, device=X0.device)
     _gram_kernel[(chunks, b, jobs)](X0, Y0, X1, Y1, parts, X0.shape[0], X1.shape[0], r,
@@ -584,15 +587,17 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         add("cublas x2", lambda: (M @ R, L.T @ M))
         add("cublas right only", lambda: (M @ R, None))
         grid = itertools.product(KERNEL_CONFIGS, (False, True), (1, 2), ("tf32x3", "tf32"))
-        for (block, warps, stages), tma, cps, prec in grid:
-            kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps)
+        for (block, warps, stages), tma, cps, prec in grid:  # one tile a row block: the partials as they were
+            kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps,
+                      row_subtiles=1)
             add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
         for subtiles, stages, cps in itertools.product(ROW_SUBTILES[1:], (2, 3, 4), (1, 2)):
             kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=cps,
                       row_subtiles=subtiles)
             add(f"(64, 64) w4 s{stages} tma=1 cps={cps} subtiles={subtiles} tf32x3", config=kw)
         for (block, warps, stages), tma in itertools.product(KERNEL_CONFIGS[:2], (False, True)):
-            kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True)
+            kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True,
+                      row_subtiles=1)
             add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3", config=kw)
         add("default ieee", lambda: skinny_products(M, R, L, precision="ieee"))
         add("default right only", lambda: skinny_products(M, R, None))

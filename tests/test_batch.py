@@ -497,16 +497,20 @@ def test_plan_grid_gives_each_row_tile_a_program_and_fills_the_slots():
 
 
 def test_gram_rows_keep_the_chunk_stack_shallow():
-    """The Gram kernel's rows per program: powers of two from its 64-row tile to GRAM_ROWS, as few as keep at most
-    GRAM_CHUNKS chunks (the stack assemble reads): 128 at d = 4096 and 512 at 16384, the measured optima."""
+    """The Gram kernel's rows per program: powers of two from its 64-row tile to GRAM_ROWS, at most GRAM_CHUNKS
+    chunks (the stack assemble reads), and no more chunks than fill the device about twice. A single run on an H100
+    (132 multiprocessors, two pairs) gets 128 rows at d = 4096 and 512 at 16384, the measured optima; a batch of 64
+    keeps 512, as before the rule."""
     from lorasim import kernels
-    assert (kernels.gram_rows(4096), kernels.gram_rows(16384)) == (128, 512)
+    assert (kernels.gram_rows(4096, 2, 132), kernels.gram_rows(16384, 2, 132)) == (128, 512)
+    assert (kernels.gram_rows(4096, 128, 132), kernels.gram_rows(16384, 128, 132)) == (512, 512)
     for n in (1, 63, 64, 65, 1000, 2048, 2049, 4096, 9000, 16384, 16385, 10**6):
-        rows = kernels.gram_rows(n)
-        assert 64 <= rows <= kernels.GRAM_ROWS and rows & (rows - 1) == 0, (n, rows)
-        chunks = -(-n // rows)
-        assert chunks <= kernels.GRAM_CHUNKS or rows == kernels.GRAM_ROWS, (n, rows)
-        assert rows == 64 or -(-n // (rows // 2)) > kernels.GRAM_CHUNKS, (n, rows)  # no smaller rows would do
+        for per_chunk, slots in ((2, 132), (2, 8), (6, 132), (128, 132), (1000, 132)):
+            rows = kernels.gram_rows(n, per_chunk, slots)
+            assert 64 <= rows <= kernels.GRAM_ROWS and rows & (rows - 1) == 0, (n, rows)
+            chunks, limit = -(-n // rows), min(kernels.GRAM_CHUNKS, max(1, -(-2 * slots // per_chunk)))
+            assert chunks <= limit or rows == kernels.GRAM_ROWS, (n, per_chunk, slots, rows)
+            assert rows == 64 or -(-n // (rows // 2)) > limit, (n, per_chunk, slots, rows)  # no smaller would do
 
 
 def test_best_kernel_config_takes_the_fastest_accurate_reproducible_row_at_the_largest_size():
@@ -671,11 +675,13 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     assert float((mixed - w).norm() / w.norm()) < 1e-6
 
     # kernels.grams: X_bᵀ Y_b per run, two pairs of different lengths in one launch (Bᵀ's column-major view and
-    # a row-major pair), against float64; 1100 rows are 18 chunks of 64, so the sum over chunks is exercised
+    # a row-major pair), against float64; 1100 rows are three chunks (of 512 rows: 8 "multiprocessors" interpreted, 4 programs
+    # a chunk), so the sum over chunks is exercised
     for b, r, n0, n1 in ((1, 16, 300, 200), (3, 5, 70, 133), (4, 24, 129, 64), (2, 8, 1100, 700)):
         X0, X1, Y1 = torch.randn(b * r, n0).T, torch.randn(n1, b * r), torch.randn(n1, b * r)
         got = kernels.grams([(X0, X0), (X1, Y1)], r, "ieee")
-        assert kernels.gram_partials([(X0, X0), (X1, Y1)], r, "ieee").shape[1] == -(-max(n0, n1) // 64)
+        chunks = kernels.gram_partials([(X0, X0), (X1, Y1)], r, "ieee").shape[1]
+        assert chunks == -(-max(n0, n1) // kernels.gram_rows(max(n0, n1), 2 * b, 8)) and chunks > 1
         want = kernels.grams_reference([(X0.double(), X0.double()), (X1.double(), Y1.double())], r)
         assert got.shape == (2, b, r, r)
         assert float((got.double() - want).norm() / want.norm()) < 1e-6, (b, r)
