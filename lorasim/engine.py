@@ -255,6 +255,8 @@ class Stepper:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
 
     def step(self) -> None:
+        if self.solver.descend_in_place(self.problem.descend, self.A, self.B, self.state):
+            return
         if self.solver.trains_B:
             gA, gB = self.problem.grads(self.A, self.B)
         else:  # full fine-tuning: only ∇_W is needed

@@ -204,10 +204,12 @@ if triton is not None:
         return out
 
     @triton.jit
-    def _assemble_block(P, S, Q, OUT, n, r, b, rows, s_pp, s_pn, s_pw, s_sp, s_sb, s_sl, s_sc, s_qp, s_qn, s_qw,
-                        s_ob, s_on, s_oc, P_PARTS: tl.constexpr, S_PARTS: tl.constexpr, Q_PARTS: tl.constexpr,
-                        BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
-        # Rows ``rows`` of run b's block: OUT_b = P_b S_b − Q_b, each operand read once and its stack summed.
+    def _assemble_block(P, S, Q, OUT, LR, n, r, b, rows, s_pp, s_pn, s_pw, s_sp, s_sb, s_sl, s_sc, s_qp, s_qn, s_qw,
+                        s_ob, s_on, s_oc, s_lr, P_PARTS: tl.constexpr, S_PARTS: tl.constexpr, Q_PARTS: tl.constexpr,
+                        BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr, DESCEND: tl.constexpr):
+        # Rows ``rows`` of run b's block: OUT_b = P_b S_b − Q_b, each operand read once and its stack summed; with
+        # DESCEND, OUT_b holds the factor and becomes OUT_b − lr_b (P_b S_b − Q_b). This program reads P's rows
+        # before it writes OUT's, so OUT may be P itself (∇_B's job reads Bᵀ).
         cs = tl.arange(0, BR)
         c_ok = cs < r
         both = (rows < n)[:, None] & c_ok[None, :]
@@ -216,24 +218,31 @@ if triton is not None:
         sm = _load_summed(S + b * s_sb, cs, cs, c_ok[:, None] & c_ok[None, :], s_sp, s_sl, s_sc, S_PARTS, BR, BR)
         q = _load_summed(Q, rows, cols, both, s_qp, s_qn, s_qw, Q_PARTS, BN, BR)
         out = tl.dot(p, sm, input_precision=PRECISION) - q
-        tl.store(OUT + b * s_ob + rows[:, None] * s_on + cs[None, :] * s_oc, out, mask=both)
+        where = OUT + b * s_ob + rows[:, None] * s_on + cs[None, :] * s_oc
+        if DESCEND:
+            out = tl.load(where, mask=both, other=0.0) - tl.load(LR + b * s_lr) * out
+        tl.store(where, out, mask=both)
 
     @triton.jit
-    def _assemble_kernel(P0, S0, Q0, OUT0, n0, P1, S1, Q1, OUT1, n1, r,
+    def _assemble_kernel(P0, S0, Q0, OUT0, LR0, n0, P1, S1, Q1, OUT1, LR1, n1, r,
                          s0_pp, s0_pn, s0_pw, s0_sp, s0_sb, s0_sl, s0_sc, s0_qp, s0_qn, s0_qw, s0_ob, s0_on, s0_oc,
+                         s0_lr,
                          s1_pp, s1_pn, s1_pw, s1_sp, s1_sb, s1_sl, s1_sc, s1_qp, s1_qn, s1_qw, s1_ob, s1_on, s1_oc,
+                         s1_lr,
                          P0_PARTS: tl.constexpr, S0_PARTS: tl.constexpr, Q0_PARTS: tl.constexpr,
                          P1_PARTS: tl.constexpr, S1_PARTS: tl.constexpr, Q1_PARTS: tl.constexpr,
-                         BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr):
+                         BN: tl.constexpr, BR: tl.constexpr, PRECISION: tl.constexpr, DESCEND: tl.constexpr):
         # Program (i, b, j): rows i·BN… of run b's block of job j.
         rows = tl.program_id(0) * BN + tl.arange(0, BN)
         b = tl.program_id(1)
         if tl.program_id(2) == 0:
-            _assemble_block(P0, S0, Q0, OUT0, n0, r, b, rows, s0_pp, s0_pn, s0_pw, s0_sp, s0_sb, s0_sl, s0_sc,
-                            s0_qp, s0_qn, s0_qw, s0_ob, s0_on, s0_oc, P0_PARTS, S0_PARTS, Q0_PARTS, BN, BR, PRECISION)
+            _assemble_block(P0, S0, Q0, OUT0, LR0, n0, r, b, rows, s0_pp, s0_pn, s0_pw, s0_sp, s0_sb, s0_sl, s0_sc,
+                            s0_qp, s0_qn, s0_qw, s0_ob, s0_on, s0_oc, s0_lr, P0_PARTS, S0_PARTS, Q0_PARTS, BN, BR,
+                            PRECISION, DESCEND)
         else:
-            _assemble_block(P1, S1, Q1, OUT1, n1, r, b, rows, s1_pp, s1_pn, s1_pw, s1_sp, s1_sb, s1_sl, s1_sc,
-                            s1_qp, s1_qn, s1_qw, s1_ob, s1_on, s1_oc, P1_PARTS, S1_PARTS, Q1_PARTS, BN, BR, PRECISION)
+            _assemble_block(P1, S1, Q1, OUT1, LR1, n1, r, b, rows, s1_pp, s1_pn, s1_pw, s1_sp, s1_sb, s1_sl, s1_sc,
+                            s1_qp, s1_qn, s1_qw, s1_ob, s1_on, s1_oc, s1_lr, P1_PARTS, S1_PARTS, Q1_PARTS, BN, BR,
+                            PRECISION, DESCEND)
 
 
 def assemble_usable(P: Tensor, r: int) -> bool:
@@ -275,11 +284,15 @@ def _shallow(M: Tensor) -> Tensor:
     return M if M.shape[0] <= MAX_PARTS else M.sum(0, keepdim=True)
 
 
-def assemble(jobs, precision: str) -> None:
+def assemble(jobs, precision: str, step_sizes=None) -> None:
     """out_b = P_b S_b − Q_b for each job (P, S, Q, out) of ``jobs`` (one or two), in one launch: b runs laid side
     by side, P_b and Q_b the b-th block of r columns of P and Q (n × b·r, any strides, or stacks (p, n, b·r) of
     partial products), S (b, r, r) or a stack (p, b, r, r), out (b, n, r), any strides (views welcome). Stacks
     up to MAX_PARTS deep are summed as they are read, deeper ones by torch first.
+
+    ``step_sizes`` (one per job: a tensor of b step sizes, or of one for all runs): out holds a factor and
+    becomes out_b − lr_b (P_b S_b − Q_b), a step of gradient descent in the same launch. out may then be P
+    itself (each program reads its rows of P before it writes them), but no other operand.
 
     The gradient's last step, ∇_A = (Σ̂A)(BBᵀ) − GBᵀ and ∇_Bᵀ = Bᵀ(AᵀΣ̂A)ᵀ − (AᵀG)ᵀ, from the side-by-side
     products: one kernel reads each operand once and writes the result in the factors' layout, where a
@@ -287,26 +300,32 @@ def assemble(jobs, precision: str) -> None:
     the partial products of the G pass and of ``gram_partials`` are summed on the way (no kernels of their own).
     Without Triton (or off CUDA): the same through torch."""
     P0, S0, Q0, out0 = jobs[0]
-    r = out0.shape[-1]
-    if not _kernel_reads([M for job in jobs for M in job], r):
-        for P, S, Q, out in jobs:
-            out.copy_(assemble_reference(P, S, Q))
+    r, b = out0.shape[-1], out0.shape[0]
+    rates = None if step_sizes is None else [lr.reshape(-1) for lr in step_sizes]
+    if rates is not None and (len(rates) != len(jobs) or any(lr.numel() not in (1, b) for lr in rates)):
+        raise ValueError(f"step_sizes: allowed one tensor of 1 or b = {b} step sizes per job ({len(jobs)})")
+    if not _kernel_reads([M for job in jobs for M in job] + (rates or []), r):
+        for i, (P, S, Q, out) in enumerate(jobs):
+            if rates is None:
+                out.copy_(assemble_reference(P, S, Q))
+            else:
+                out.sub_(rates[i].reshape(-1, 1, 1) * assemble_reference(P, S, Q))
         return
-    b = out0.shape[0]
     args, parts = [], []
-    for P, S, Q, out in (jobs[0], jobs[-1]):
+    for i, (P, S, Q, out) in ((0, jobs[0]), (len(jobs) - 1, jobs[-1])):
         P3, Q3, S4 = _shallow(_as_stack(P)), _shallow(_as_stack(Q)), _shallow(S if S.dim() == 4 else S.unsqueeze(0))
-        args.append((P3, S4, Q3, out, P3.shape[1]))
+        lr = out if rates is None else rates[i]  # an unread pointer where there is no descent
+        args.append((P3, S4, Q3, out, lr, P3.shape[1], 0 if rates is None or lr.numel() == 1 else lr.stride(0)))
         parts.append((P3.shape[0], S4.shape[0], Q3.shape[0]))
-    strides = [st for P3, S4, Q3, out, _ in args for M in (P3, S4, Q3, out) for st in M.stride()]
-    n_max = max(a[-1] for a in args)
+    strides = [[st for M in a[:4] for st in M.stride()] + [a[-1]] for a in args]
+    n_max = max(a[5] for a in args)
     BR = max(16, triton.next_power_of_2(r))
     BN = min(_rows_per_program(n_max, b * len(jobs), out0.device), max(16, 8192 // BR))
     (p0, s0, q0), (p1, s1, q1) = parts
     _assemble_kernel[(triton.cdiv(n_max, BN), b, len(jobs))](
-        *args[0], *args[1], r, *strides, P0_PARTS=p0, S0_PARTS=s0, Q0_PARTS=q0, P1_PARTS=p1, S1_PARTS=s1,
-        Q1_PARTS=q1, BN=BN, BR=BR, PRECISION=precision, num_warps=4)
-
+        *args[0][:6], *args[1][:6], r, *strides[0], *strides[1], P0_PARTS=p0, S0_PARTS=s0, Q0_PARTS=q0,
+        P1_PARTS=p1, S1_PARTS=s1, Q1_PARTS=q1, BN=BN, BR=BR, PRECISION=precision, DESCEND=rates is not None,
+        num_warps=4)
 
 if triton is not None:
 

@@ -254,6 +254,19 @@ class Solver:
     def folds_step_size(self, X: Tensor) -> bool:
         return X.is_cuda and bool(self.chain) and isinstance(self.chain[-1], scale_by_lr)
 
+    def descend_in_place(self, descend, A: Tensor, B: Tensor, state: dict) -> bool:
+        """Plain GD's step through ``descend(A, B, lr_A, lr_B)`` (``Problem.descend``: the update inside the
+        gradient's last kernel, no gradient written), where the chain is the step size alone and folds it (so on
+        CUDA, as ``step_``'s own update). With no other transform there is no partner to see, so both orders are
+        the same step. Returns whether it was taken; if not, nothing changed."""
+        if not (self.trains_B and len(self.chain) == 1 and self.folds_step_size(A)):
+            return False
+        rates = self.chain[0]
+        if not descend(A, B, rates.rate("A", state), rates.rate("B", state)):
+            return False
+        state["t"] += 1
+        return True
+
     def _unscaled(self, side: str, g: Tensor, state: dict, partner: Tensor, fold: bool) -> Tensor:
         for tr in (self.chain[:-1] if fold else self.chain):
             g = tr.update(side, g, state, partner, state["t"])

@@ -603,6 +603,21 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                 for i in range(3):
                     assert rel(g[i], e[i]) < 1e-5
 
+    # LinearTeacher.descend: the step of GD inside assemble equals A − lr ∇_A, B − lr ∇_B (float64's gradient), per
+    # run; a float step size or a non-batched factor is declined and changes nothing
+    A = torch.randn(3, 24, 4, dtype=torch.float64)
+    B = torch.randn(3, 4, 20, dtype=torch.float64)
+    ref = (S @ A @ (B @ B.mT) - p64.G @ B.mT, (A.mT @ S @ A) @ B - A.mT @ p64.G)
+    lr = torch.tensor([0.01, 0.02, 0.03]).reshape(3, 1, 1)
+    A32, B32 = A.float(), B.float()
+    assert p32.descend(A32, B32, lr, 2 * lr)
+    for got, start, g, rate in ((A32, A, ref[0], lr), (B32, B, ref[1], 2 * lr)):
+        want = start - rate.double() * g
+        assert rel(got.double().flatten(0, 1), want.flatten(0, 1)) < 1e-6
+    A2, B2 = A[0].float(), B[0].float()
+    assert not p32.descend(A32, B32, 0.01, 0.02) and not p32.descend(A2, B2, lr[:1], lr[:1])
+    assert torch.equal(A2, A[0].float()) and torch.equal(B2, B[0].float())
+
     # Deep stacks of partial products (4 row tiles, 3 column splits of the grid at d = 200, k = 150), summed by
     # the kernels that read them: the gradient still equals float64's
     p32 = lorasim.LinearTeacher(d=200, k=150, r_star=3, n=400, seed=2, dtype="float32")
@@ -639,6 +654,25 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         for o, w in ((out, want_of(P, S, Q)), (outT, want_of(P, S, Q)), (stacked, want_of(P, S, Q)),
                      (out2, want_of(P2, S.mT, Q2))):
             assert float((o.double() - w).norm() / w.norm()) < 1e-6, (b, r)
+
+    # with step sizes, out holds a factor and takes a step of GD in the same launch: per run or one for all, and with
+    # P the factor itself (∇_B's job reads Bᵀ and writes it). Mutations: an update without the step size, or from
+    # the wrong rows of the factor, fails the values
+    for lr_shape in ((b, 1, 1), (1,)):
+        lr0, lr1 = torch.rand(*lr_shape) + 0.5, torch.rand(*lr_shape) + 0.5
+        X0, Bf = torch.randn(b, 70, r), torch.randn(b, r, 45)
+        Bt = Bf.reshape(-1, 45).T  # 45 × (b·r), a view of Bf
+        want0 = X0.double() - lr0.double().reshape(-1, 1, 1) * want_of(P, S, Q)
+        want1 = Bf.mT.double() - lr1.double().reshape(-1, 1, 1) * want_of(Bt, S.mT, Q2)
+        kernels.assemble([(P, S, Q, X0), (Bt, S.mT, Q2, Bf.mT)], "ieee", step_sizes=(lr0, lr1))
+        for o, w in ((X0, want0), (Bf.mT, want1)):
+            assert float((o.double() - w).norm() / w.norm()) < 1e-6, (b, r, lr_shape)
+    try:
+        kernels.assemble([(P, S, Q, X0)], "ieee", step_sizes=(torch.ones(b + 1),))
+    except ValueError as e:
+        assert str(e).startswith("step_sizes:"), e
+    else:
+        raise AssertionError("b + 1 step sizes accepted")
 
     # a stack deeper than MAX_PARTS (lowered to 2 here) is summed by torch before the launch, which then reads one
     # part; a shallow one is read whole. Mutation: without the pre-sum the launch gets all 3 parts

@@ -88,6 +88,30 @@ def test_cuda_graphs_replay_exactly_what_eager_runs():
 
 
 @pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.parametrize("graphs", ["on", "off"])
+def test_gd_descends_inside_the_gradient_kernel_as_the_solver_would(graphs, monkeypatch):
+    """On CUDA, plain GD's step is taken inside kernels.assemble (LinearTeacher.descend): after 30 steps the factors
+    equal those of the gradient-then-update path to float32 round-off, and every step went through descend.
+    Mutations (tests/test_batch.py's interpreter script kills them too): no step size, the wrong rows."""
+    prob = lorasim.LinearTeacher(d=256, k=192, r_star=4, n=2048, dtype="float32", device="cuda")
+    inits = [{"init": "small_random", "rank": 8, "seed": s} for s in range(3)]
+    cls, calls = type(prob), []
+    real = cls.descend
+
+    def counting(self, *args):
+        calls.append(real(self, *args))
+        return calls[-1]
+    monkeypatch.setattr(cls, "descend", counting)
+    fused = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=30, log_every=10, graphs=graphs)
+    assert calls and all(calls), calls
+    monkeypatch.setattr(cls, "descend", lambda self, *args: False)
+    plain = lorasim.train_batch(prob, inits, solver="gd", lr=0.1, steps=30, log_every=10, graphs=graphs)
+    for x, y in zip(fused, plain):
+        for have, want in ((x.A, y.A), (x.B, y.B)):
+            assert float((have - want).norm() / want.norm()) < 1e-5
+
+
+@pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
 @pytest.mark.parametrize("shape, width", [((4096, 3000), 16), ((1000, 777), 5), ((2048, 2048), 64)])
 @pytest.mark.parametrize("precision, tol", [("ieee", 1e-6), ("tf32x3", 1e-5), ("tf32", 3e-3)])
 def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, precision, tol):

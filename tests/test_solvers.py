@@ -183,3 +183,40 @@ def test_folded_step_size_matches_the_chain(solver, kw, per_run_lr, device, monk
     B2 = B - dB
     for have, want, step in ((A1, A2, dA), (B1, B2, dB)):
         assert float((have - want).norm() / step.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("per_run_lr", [False, True])
+def test_descend_in_place_hands_plain_gd_to_the_problem_and_nothing_else(per_run_lr, monkeypatch):
+    """``Solver.descend_in_place``: where the chain is the folded step size alone (GD, either order, LoRA+'s ratio),
+    the problem's ``descend`` gets A, B and the two step sizes and the step count advances; any other chain, full
+    fine-tuning, or a problem that declines leaves factors and state as they were. Mutations: B's step size
+    without lr_ratio, the count not advanced, or Adam's chain handed over, fail."""
+    monkeypatch.setattr(Solver, "folds_step_size", lambda self, X: bool(self.chain)
+                        and isinstance(self.chain[-1], scale_by_lr))  # as on CUDA
+    A, B = torch.randn(3, 40, 4), torch.randn(3, 4, 30)
+    lr = torch.tensor([0.1, 0.02, 0.05]).reshape(3, 1, 1) if per_run_lr else 0.05
+    calls = []
+
+    def descend(A_, B_, lr_A, lr_B, accept=True):
+        calls.append((A_, B_, lr_A, lr_B))
+        return accept
+    for solver, kw in (("gd", {"lr_ratio": 4.0}), ("gd", {}), ("precgd", {"order": "gauss_seidel", "damping": 0.0})):
+        slv = make_solver(as_solver_config(solver, 0.05, dict(kw)), lr=lr)
+        state = slv.init(A, B)
+        calls.clear()
+        taken = slv.descend_in_place(descend, A, B, state)
+        if solver == "gd":
+            assert taken and state["t"] == 1 and len(calls) == 1
+            A_, B_, lr_A, lr_B = calls[0]
+            assert A_ is A and B_ is B
+            torch.testing.assert_close(torch.as_tensor(lr_B), torch.as_tensor(lr) * kw.get("lr_ratio", 1.0))
+            torch.testing.assert_close(torch.as_tensor(lr_A), torch.as_tensor(lr))
+        else:  # a transform before the step size: the solver's own update
+            assert not taken and state["t"] == 0 and not calls
+    for cfg in (as_solver_config("adam", 0.05, {"bias_correction": False}), as_solver_config("full_ft", 0.05)):
+        slv = make_solver(cfg, lr=lr)
+        state = slv.init(A, B)
+        assert not slv.descend_in_place(descend, A, B, state) and state["t"] == 0
+    slv = make_solver(GDConfig(), lr=lr)
+    state = slv.init(A, B)
+    assert not slv.descend_in_place(lambda *a: descend(*a, accept=False), A, B, state) and state["t"] == 0

@@ -126,6 +126,11 @@ class Problem:
     def loss(self, A: Tensor, B: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def descend(self, A: Tensor, B: Tensor, lr_A, lr_B) -> bool:
+        """A −= lr_A ∇_A, B −= lr_B ∇_B in place inside the gradient's own kernels, where a problem can (the linear
+        model on CUDA); returns whether it did. By default it cannot, and the solver updates the factors."""
+        return False
+
     def metric_elems(self, r: int) -> int:
         """Scratch elements one run's logged row at rank r may take (the engine sizes batched metric
         computations by it): by default W = W0 + AB and a residual over the n samples."""

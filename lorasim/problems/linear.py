@@ -392,10 +392,23 @@ class LinearTeacher(Problem):
         GBt, AtG = self._g_products(A, mT(B))
         return SA @ (B @ mT(B)) - GBt, (mT(A) @ SA) @ B - AtG
 
-    def _fused_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
+    def descend(self, A: Tensor, B: Tensor, lr_A, lr_B) -> bool:
+        """A −= lr_A ∇_A and B −= lr_B ∇_B in place, in the gradient's last kernel (``kernels.assemble`` with step
+        sizes), where that kernel runs: CUDA (or Triton's interpreter), contiguous batched factors, per-run step
+        sizes as tensors. Returns whether it did; if not, nothing changed. Plain GD's step then writes no gradient
+        and launches no update of its own (``Solver.descend_in_place``)."""
+        tensors = isinstance(lr_A, Tensor) and isinstance(lr_B, Tensor)
+        if not (tensors and A.dim() == 3 and A.is_contiguous() and B.is_contiguous() and self.fused is not False
+                and kernels.assemble_usable(A, A.shape[-1])):
+            return False
+        self._fused_grads(A, B, step_sizes=(lr_A, lr_B))
+        return True
+
+    def _fused_grads(self, A: Tensor, B: Tensor, step_sizes=None) -> tuple[Tensor, Tensor]:
         """The same gradient with G read once for G Bᵀ and Aᵀ G (lorasim.kernels; plain matmuls
         where the kernel does not apply). A batch of runs is laid side by side as one d × (b·r)
-        factor, so Σ̂ and G are read once per step for the whole batch, in one product each."""
+        factor, so Σ̂ and G are read once per step for the whole batch, in one product each. With
+        ``step_sizes`` (``descend``): the factors take the step in place, and the gradient is not returned."""
         lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
         A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
         Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
@@ -419,7 +432,7 @@ class LinearTeacher(Problem):
         def unstack(M):  # d × (b·r) → (..., d, r)
             return M.reshape(d, -1, r).permute(1, 0, 2).reshape(*lead, d, r)
 
-        if self.fused is False or not kernels.assemble_usable(A_cat, r):
+        if step_sizes is None and (self.fused is False or not kernels.assemble_usable(A_cat, r)):
             SA = unstack(kernels.summed(SA))
             AtG = kernels.summed(AtGt).T.reshape(*lead, r, k)
             return SA @ (B @ mT(B)) - unstack(kernels.summed(GBt)), (mT(A) @ SA) @ B - AtG
@@ -429,9 +442,10 @@ class LinearTeacher(Problem):
         # other training products.
         b, small = A_cat.shape[1] // r, "tf32" if self.matmul_precision == "tf32" else "ieee"
         BBt, AtSA = kernels.gram_partials([(Bt_cat, Bt_cat), (A_cat, SA)], r, small)  # stacks over row chunks
-        gA = A.new_empty(b, d, r)
-        gB = A.new_empty(b, r, k)
-        kernels.assemble([(SA, BBt, GBt, gA), (Bt_cat, mT(AtSA), AtGt, mT(gB))], small)
+        # Into new gradients, or (descend) into the factors themselves: every product that reads A was formed above,
+        # and ∇_B's job reads its rows of Bᵀ before it writes them.
+        gA, gB = (A.new_empty(b, d, r), A.new_empty(b, r, k)) if step_sizes is None else (A, B)
+        kernels.assemble([(SA, BBt, GBt, gA), (Bt_cat, mT(AtSA), AtGt, mT(gB))], small, step_sizes)
         return gA.reshape(*lead, d, r), gB.reshape(*lead, r, k)
 
     def _blas_grads(self, A: Tensor, B: Tensor) -> tuple[Tensor, Tensor]:
