@@ -407,12 +407,15 @@ def test_claim_eps_is_the_unit_of_the_teachers_products():
     assert TeacherSettings(**shape).storage_eps == np.finfo(np.float64).eps
 
 
-@pytest.mark.parametrize("cid, rule", [("C08", "identity"), ("C11", "identity"), ("C21", "(a) tangent model")])
+@pytest.mark.parametrize("cid, rule", [("C08", "identity"), ("C11", "identity"), ("C21", "(a) tangent model"),
+                                       ("C10", "(0) reaches ε")])
 def test_a_bound_that_reaches_what_it_bounds_fails_as_vacuous(cid, rule, verify_cfg, tmp_path, monkeypatch):
     """The vacuity rules fire. With the claims' units set to tf32's 2^-10 over float32 arithmetic (the CPU has
-    no tf32), C08's identity tolerance 100·t·ε reaches 400·max(‖A‖²+‖B‖²), C11's relative τ_R passes 1 and
-    C21's tangent model is applicable nowhere: each names the rule as vacuous and the claim FAILs; none
-    passes. Mutation: a vacuity branch that adds a passing rule (or none) leaves the claim passing here."""
+    no tf32), C08's identity tolerance 100·t·ε reaches 400·max(‖A‖²+‖B‖²), C11's relative τ_R passes 1,
+    C21's tangent model is applicable nowhere and C10's risk target 1e-10 lies below the round-off level
+    ½(ε‖ΔW‖_F)² ≈ 1e-6: each names the rule as vacuous and the claim FAILs; none passes. Mutation: a vacuity
+    branch that adds a passing rule (or none) leaves the claim passing here (C10 without its guard trains, reaches
+    ε in float32 and fails other rules, not (0))."""
     kit = _theory_module("kit")
     for unit in ("eps", "storage_eps"):  # C11's bounds are in the storage unit, C08's and C21's in training's
         monkeypatch.setattr(kit.ClaimSettings, unit, property(lambda self: 2.0**-10))
