@@ -10,8 +10,8 @@ j-th of Pn column chunks, with Pn chosen so the grid fills the multiprocessors o
 columns step by step, keeping M R's (BM × w) accumulators in registers, and writes each column
 step's share of (Lᵀ M)ᵀ (BN × w, summed over the block's tiles) once to its own slice of a partial
 buffer, with no read-modify-write. The Pn partials of M R and the Pm partials of Lᵀ M are summed
-afterwards; they add about w/(BM·row_subtiles) of M's bytes, written and read (12.5 % at w = 16 in the
-default 2 × 64-row blocks). No atomics: the result is deterministic.
+afterwards; the latter are w/(BM·row_subtiles) of M's bytes (12.5 % at w = 16 in the default 2 × 64-row
+blocks), written once and read once. No atomics: the result is deterministic.
 
 Precision (measured on an H200 at 16384², w = 16, against float64 products; benchmarks.md):
 ``"tf32x3"`` (the default) splits each operand into two tf32 parts on the tensor cores and keeps
@@ -371,11 +371,12 @@ def grams_reference(pairs, r: int) -> Tensor:
 
 
 # Rows a program of the Gram kernel sums, in powers of two from 64 (the kernel's row tile) to GRAM_ROWS: as few as
-# give the launch about two programs per multiprocessor, but never more than GRAM_CHUNKS chunks (``assemble`` sums
-# that stack for every r×r block it reads). Measured on an H100 at r = 16, b = 1 (benchmarks.md): at d = 4096,
-# 128 rows (32 chunks) made the step 8 % faster than 512 rows (8 chunks, whose programs sum 8 tiles each, one after
-# another); at d = 16384, 128 rows (128 chunks) made it 2 % slower than 512 (32 chunks). A batch fills the grid
-# with its runs and keeps GRAM_ROWS.
+# give the launch about two programs per multiprocessor, and at most GRAM_CHUNKS chunks (``assemble`` sums that
+# stack for every r×r block it reads) up to n = GRAM_CHUNKS·GRAM_ROWS = 16384; longer factors keep GRAM_ROWS and get
+# more chunks. Measured on an H100 at r = 16, b = 1 (benchmarks.md): at d = 4096, 128 rows (32 chunks) took 6–8 %
+# less time a step than 512 rows (8 chunks, whose programs sum 8 tiles each, one after another); at d = 16384,
+# 128 rows (128 chunks) took 2 % more than 512 (32 chunks). A batch fills the grid with its runs and keeps
+# GRAM_ROWS.
 GRAM_ROWS = 512
 GRAM_CHUNKS = 32
 
@@ -439,8 +440,8 @@ def _slots(device) -> int:
 # Launch configurations, from `lorasim-bench --only kernel` on an H200 (benchmarks.md): the two-sided
 # pass is fastest with small tiles, TMA loads and two programs per multiprocessor; a one-sided pass
 # (Σ̂ A) with 128×64 tiles. Row blocks of two tiles (three pipeline stages, so that both tiles' buffers fit) halve
-# the partials of Lᵀ M: on an H100 the step at r = 16, b = 1 got 1.5 % faster at d = 16384 and 1.3 % at 4096, and
-# blocks of four were slower (benchmarks.md). Another table's best two-sided one: fused=best_kernel_config(table).
+# the partials of Lᵀ M: on an H100 the step at r = 16, b = 1 took 1.6 % less time at d = 16384 and 1.4 % at 4096,
+# and blocks of four were slower (benchmarks.md). Another table's best two-sided one: fused=best_kernel_config(table).
 CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas_per_sm": 2, "left_as_a": False,
           "row_subtiles": 2}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
@@ -639,4 +640,5 @@ def best_kernel_config(rows: list[dict]) -> dict:
             best = (row["ms"], cfg)
     if best is None:
         return {}
-    return {**{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}
+    # a table written before row blocks measured one tile a block: keep that, not today's default
+    return {"row_subtiles": 1, **{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}

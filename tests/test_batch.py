@@ -498,7 +498,8 @@ def test_plan_grid_gives_each_row_tile_a_program_and_fills_the_slots():
 
 def test_gram_rows_keep_the_chunk_stack_shallow():
     """The Gram kernel's rows per program: powers of two from its 64-row tile to GRAM_ROWS, at most GRAM_CHUNKS
-    chunks (the stack assemble reads), and no more chunks than fill the device about twice. A single run on an H100
+    chunks (the stack assemble reads) unless GRAM_ROWS caps the rows (n > 16384), and no more chunks than fill the
+    device about twice. A single run on an H100
     (132 multiprocessors, two pairs) gets 128 rows at d = 4096 and 512 at 16384, the measured optima; a batch of 64
     keeps 512, as before the rule."""
     from lorasim import kernels
@@ -529,6 +530,10 @@ def test_best_kernel_config_takes_the_fastest_accurate_reproducible_row_at_the_l
     best = kernels.best_kernel_config(rows)
     assert best["row_subtiles"] == 1 and best["block"] == (64, 64) and "precision" not in best
     assert kernels.best_kernel_config(rows[:2]) == {}
+    # a table from before row blocks (no row_subtiles in its configs) measured one tile a block, not today's default
+    old = json.loads(rows[2]["config"])
+    del old["row_subtiles"]
+    assert kernels.best_kernel_config([{**rows[2], "config": json.dumps(old)}])["row_subtiles"] == 1
 
 
 _KERNEL_SCRIPT = textwrap.dedent("""
@@ -552,7 +557,7 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         pm, pn = plan_grid(-(-m // block[0]), -(-n // block[1]), 8)
         assert pm == -(-m // block[0]) and 1 <= pn <= -(-n // block[1])
         for r, l in ((R, None), (None, L), (R, L)):
-            MR, LM = kernels.skinny_products(M, r, l, block=block)
+            MR, LM = kernels.skinny_products(M, r, l, block=block, row_subtiles=1)  # blocks of 2 and 4: below
             assert (MR is None) == (r is None) and (LM is None) == (l is None)
             if r is not None:
                 assert MR.shape == (m, w) and MR.dtype == torch.float32
@@ -617,6 +622,20 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     A2, B2 = A[0].float(), B[0].float()
     assert not p32.descend(A32, B32, 0.01, 0.02) and not p32.descend(A2, B2, lr[:1], lr[:1])
     assert torch.equal(A2, A[0].float()) and torch.equal(B2, B[0].float())
+    # the step that reads G (noisy labels: the G pass's stacks are Q), Σ̂ = I (population: job 0's P is A itself,
+    # the tensor it writes), a single run
+    for n, noise in ((200, 0.3), ("population", 0.0), (200, 0.0)):
+        q32 = lorasim.LinearTeacher(d=24, k=20, r_star=3, n=n, seed=3, noise=noise, dtype="float32")
+        q64 = lorasim.LinearTeacher(d=24, k=20, r_star=3, n=n, seed=3, noise=noise)
+        assert (q32.teacher_factors() is None) == (noise > 0), n
+        for b in (1, 3):
+            A, B = torch.randn(b, 24, 4, dtype=torch.float64), torch.randn(b, 4, 20, dtype=torch.float64)
+            S = q64.sigma_hat
+            ref = (S @ A @ (B @ B.mT) - q64.G @ B.mT, (A.mT @ S @ A) @ B - A.mT @ q64.G)
+            A32, B32 = A.float(), B.float()
+            assert q32.descend(A32, B32, lr[:b], lr[:b])
+            for got, start, g in ((A32, A, ref[0]), (B32, B, ref[1])):
+                assert rel(got.double().flatten(0, 1), (start - lr[:b].double() * g).flatten(0, 1)) < 1e-6, (n, b)
 
     # Deep stacks of partial products (4 row tiles, 3 column splits of the grid at d = 200, k = 150), summed by
     # the kernels that read them: the gradient still equals float64's

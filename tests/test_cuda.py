@@ -89,11 +89,12 @@ def test_cuda_graphs_replay_exactly_what_eager_runs():
 
 @pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
 @pytest.mark.parametrize("graphs", ["on", "off"])
-def test_gd_descends_inside_the_gradient_kernel_as_the_solver_would(graphs, monkeypatch):
+@pytest.mark.parametrize("noise", [0.0, 0.3])  # the teacher's step (G not read), and the G pass's
+def test_gd_descends_inside_the_gradient_kernel_as_the_solver_would(graphs, noise, monkeypatch):
     """On CUDA, plain GD's step is taken inside kernels.assemble (LinearTeacher.descend): after 30 steps the factors
     equal those of the gradient-then-update path to float32 round-off, and every step went through descend.
     Mutations (tests/test_batch.py's interpreter script kills them too): no step size, the wrong rows."""
-    prob = lorasim.LinearTeacher(d=256, k=192, r_star=4, n=2048, dtype="float32", device="cuda")
+    prob = lorasim.LinearTeacher(d=256, k=192, r_star=4, n=2048, noise=noise, dtype="float32", device="cuda")
     inits = [{"init": "small_random", "rank": 8, "seed": s} for s in range(3)]
     cls, calls = type(prob), []
     real = cls.descend
