@@ -90,13 +90,28 @@ if triton is not None:
                        other=0.0)
 
     @triton.jit
-    def _tile_products(M, row0, col, cols, c_ok, m, s_mm, s_mn, r_tile, l_tile, acc, part,
+    def _tf32_parts(x):
+        # x = hi + lo exactly: hi keeps tf32's 10 mantissa bits (the rest cut), lo what was cut
+        hi = (x.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        return hi, x - hi
+
+    @triton.jit
+    def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
+        # a b to float32's level from three tf32 products, small terms first (lo·lo is below float32's unit)
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
+        acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+
+    @triton.jit
+    def _tile_products(M, row0, col, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l_hi, l_lo, acc, part,
                        HAS_R: tl.constexpr, HAS_L: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr):
+                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr, SPLIT: tl.constexpr):
         # One BM × BN tile of M at (row0, col): its M R share added to acc (BM × w), its (Lᵀ M)ᵀ share to part.
         # With TMA, M is a tensor descriptor and the tile comes from the tensor-memory accelerator (Hopper's bulk
         # copy engine): no per-element address arithmetic, out-of-range entries read as 0. Otherwise M is a
-        # pointer and the tile a masked load.
+        # pointer and the tile a masked load. SPLIT: tf32x3 with the factors' parts split by the caller (L's
+        # once, outside the sweep) and the tile's here; otherwise r_hi and l_hi are the factors' tiles and
+        # Triton splits every operand of every product.
         if TMA:
             tile = M.load([row0, col])
         else:
@@ -104,13 +119,32 @@ if triton is not None:
             tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
                            mask=(rows < m)[:, None] & c_ok[None, :], other=0.0)
         if HAS_R:
-            acc = tl.dot(tile, r_tile, acc, input_precision=PRECISION)
+            if SPLIT:
+                t_hi, t_lo = _tf32_parts(tile)
+                acc = _dot3(t_hi, t_lo, r_hi, r_lo, acc)
+            else:
+                acc = tl.dot(tile, r_hi, acc, input_precision=PRECISION)
         if HAS_L:
             if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored: part is (w × BN)
-                part = tl.dot(tl.trans(l_tile), tile, part, input_precision=PRECISION)
+                if SPLIT:
+                    t_hi, t_lo = _tf32_parts(tile)
+                    part = _dot3(tl.trans(l_hi), tl.trans(l_lo), t_hi, t_lo, part)
+                else:
+                    part = tl.dot(tl.trans(l_hi), tile, part, input_precision=PRECISION)
             else:
-                part = tl.dot(tl.trans(tile), l_tile, part, input_precision=PRECISION)
+                if SPLIT:
+                    tt_hi, tt_lo = _tf32_parts(tl.trans(tile))
+                    part = _dot3(tt_hi, tt_lo, l_hi, l_lo, part)
+                else:
+                    part = tl.dot(tl.trans(tile), l_hi, part, input_precision=PRECISION)
         return acc, part
+
+    @triton.jit
+    def _left_parts(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM: tl.constexpr, SPLIT: tl.constexpr):
+        l_tile = _left_tile(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM)
+        if SPLIT:
+            return _tf32_parts(l_tile)
+        return l_tile, l_tile
 
     @triton.jit
     def _store_rows(out, acc, row0, m, BM: tl.constexpr, BW: tl.constexpr):
@@ -123,7 +157,7 @@ if triton is not None:
                        cols_per_prog: tl.constexpr,
                        HAS_R: tl.constexpr, HAS_L: tl.constexpr,
                        BM: tl.constexpr, BN: tl.constexpr, BW: tl.constexpr, SUBTILES: tl.constexpr,
-                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr):
+                       PRECISION: tl.constexpr, LEFT_AS_A: tl.constexpr, TMA: tl.constexpr, SPLIT: tl.constexpr):
         # Program (i, j) owns SUBTILES row tiles of BM rows (row block i) and the j-th chunk of columns. Each
         # column step reads the block's tiles one below the other: their M R shares go to one accumulator per
         # tile, held in registers over the sweep, and their (Lᵀ M)ᵀ shares are summed into one BN × w part,
@@ -134,10 +168,10 @@ if triton is not None:
         row0 = pid_m * (SUBTILES * BM)
         offs_w = tl.arange(0, BW)
         w_ok = offs_w < w
-        l0 = _left_tile(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM)
-        l1 = _left_tile(L, row0 + BM, m, s_lm, s_lw, offs_w, w_ok, BM)
-        l2 = _left_tile(L, row0 + 2 * BM, m, s_lm, s_lw, offs_w, w_ok, BM)
-        l3 = _left_tile(L, row0 + 3 * BM, m, s_lm, s_lw, offs_w, w_ok, BM)
+        l0, l0_lo = _left_parts(L, row0, m, s_lm, s_lw, offs_w, w_ok, BM, SPLIT)
+        l1, l1_lo = _left_parts(L, row0 + BM, m, s_lm, s_lw, offs_w, w_ok, BM, SPLIT)
+        l2, l2_lo = _left_parts(L, row0 + 2 * BM, m, s_lm, s_lw, offs_w, w_ok, BM, SPLIT)
+        l3, l3_lo = _left_parts(L, row0 + 3 * BM, m, s_lm, s_lw, offs_w, w_ok, BM, SPLIT)
         acc0 = tl.zeros((BM, BW), dtype=tl.float32)
         acc1 = tl.zeros((BM, BW), dtype=tl.float32)
         acc2 = tl.zeros((BM, BW), dtype=tl.float32)
@@ -151,20 +185,27 @@ if triton is not None:
                                  mask=c_ok[:, None] & w_ok[None, :], other=0.0)
             else:
                 r_tile = tl.zeros((BN, BW), dtype=tl.float32)
+            if SPLIT:
+                r_hi, r_lo = _tf32_parts(r_tile)
+            else:
+                r_hi, r_lo = r_tile, r_tile
             if LEFT_AS_A:
                 part = tl.zeros((BW, BN), dtype=tl.float32)
             else:
                 part = tl.zeros((BN, BW), dtype=tl.float32)
-            acc0, part = _tile_products(M, row0, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l0, acc0, part,
-                                        HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+            acc0, part = _tile_products(M, row0, col0 + j, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l0, l0_lo,
+                                        acc0, part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA, SPLIT)
             if SUBTILES > 1:
-                acc1, part = _tile_products(M, row0 + BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l1, acc1,
-                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+                acc1, part = _tile_products(M, row0 + BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l1,
+                                            l1_lo, acc1, part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA,
+                                            SPLIT)
             if SUBTILES > 2:
-                acc2, part = _tile_products(M, row0 + 2 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l2, acc2,
-                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
-                acc3, part = _tile_products(M, row0 + 3 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_tile, l3, acc3,
-                                            part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA)
+                acc2, part = _tile_products(M, row0 + 2 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l2,
+                                            l2_lo, acc2, part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA,
+                                            SPLIT)
+                acc3, part = _tile_products(M, row0 + 3 * BM, col0 + j, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l3,
+                                            l3_lo, acc3, part, HAS_R, HAS_L, BM, BN, PRECISION, LEFT_AS_A, TMA,
+                                            SPLIT)
             if HAS_L:
                 if LEFT_AS_A:
                     tl.store(OUT_L + pid_m * n * BW + cols[None, :] * BW + offs_w[:, None], part, mask=c_ok[None, :])
@@ -443,10 +484,14 @@ def _slots(device) -> int:
 # the partials of Lᵀ M: on an H100 the step at r = 16, b = 1 took 1.6 % less time at d = 16384 and 1.4 % at 4096,
 # and blocks of four were slower (benchmarks.md). Another table's best two-sided one: fused=best_kernel_config(table).
 CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas_per_sm": 2, "left_as_a": False,
-          "row_subtiles": 2}
+          "row_subtiles": 2, "split": "triton"}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
-                    "left_as_a": False, "row_subtiles": 1}
+                    "left_as_a": False, "row_subtiles": 1, "split": "triton"}
 ROW_SUBTILES = (1, 2, 4)
+# How tf32x3 splits its operands: "triton" (inside every product: in Triton 3.9's code for sm_90 each column step
+# stores L's loop-invariant parts to shared memory again, behind three fences), or "hoisted" (by the kernel: L's
+# parts once before the sweep, R's and the tile's once a step, then three tf32 products). Not yet timed on a GPU.
+SPLITS = ("triton", "hoisted")
 
 
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
@@ -462,7 +507,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     (p, m, w) and (q, n, w), p the column splits of the grid and q its row blocks (``assemble`` and ``grams``
     sum them as they read them). R is n×w, L is m×w, either may be None.
     ``config`` overrides entries of ``CONFIG`` (block, num_warps, num_stages, tma, ctas_per_sm,
-    left_as_a, row_subtiles: the row tiles of a block, one of ROW_SUBTILES). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
+    left_as_a, row_subtiles: the row tiles of a block, one of ROW_SUBTILES; split: how tf32x3 splits, one of
+    SPLITS). ``fused``: False takes torch.matmul (the plain step lorasim-bench compares with);
     a dict is a two-sided launch configuration (``best_kernel_config``) under ``config``.
 
     Falls back to torch.matmul where the kernel does not apply (see ``usable``). ``tma``: load
@@ -479,6 +525,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     cfg = {**(CONFIG if two_sided else CONFIG_ONE_SIDED), **tuned, **config}
     if cfg["row_subtiles"] not in ROW_SUBTILES:
         raise ValueError(f"row_subtiles={cfg['row_subtiles']!r}: allowed one of {', '.join(map(str, ROW_SUBTILES))}")
+    if cfg["split"] not in SPLITS:
+        raise ValueError(f"split={cfg['split']!r}: allowed one of {', '.join(SPLITS)}")
     width = (R if R is not None else L).shape[-1]
     if fused is False or not usable(M, width) or not addressable(*(F for F in (R, L) if F is not None)):
         MR, LM = skinny_products_reference(M, R, L)
@@ -496,7 +544,7 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
     common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, SUBTILES=cfg["row_subtiles"],
-                  PRECISION=precision,
+                  PRECISION=precision, SPLIT=cfg["split"] == "hoisted" and precision == "tf32x3",
                   LEFT_AS_A=cfg["left_as_a"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     Rt, r_strides = (R, (R.stride(0), R.stride(1))) if R is not None else (dummy, (0, 0))
     Lt, l_strides = (L, (L.stride(0), L.stride(1))) if L is not None else (dummy, (0, 0))
@@ -516,6 +564,36 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
 
 
 # -- tuning ----------------------------------------------------------------------------------------------
+SWEEP_OPS = ("ttg.local_alloc", "ttg.local_load", "ttg.convert_layout", "ttng.fence_async_shared",
+             "ttng.warp_group_dot", "ttng.warp_group_dot_wait", "ttg.async_copy_global_to_local")
+
+
+def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config) -> dict:
+    """What one column step of the two-sided tf32x3 pass does on chip: the count of each of SWEEP_OPS inside the
+    sweep's loop in Triton's GPU IR for compute capability ``arch`` (9.0: Hopper), compiled here without a GPU
+    (pointer loads: a TMA descriptor needs a device). ``config``: CONFIG's row_subtiles, split, block, left_as_a.
+    Where time goes is for ``kernel_table`` to say; this says which shared-memory stores and fences a variant
+    removes from the loop (benchmarks.md)."""
+    import re
+
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    cfg = {**CONFIG, **config}
+    names = ("cols_per_prog", "HAS_R", "HAS_L", "BM", "BN", "BW", "SUBTILES", "PRECISION", "LEFT_AS_A", "TMA", "SPLIT")
+    values = (4096, True, True, *cfg["block"], 16, cfg["row_subtiles"], "tf32x3", cfg["left_as_a"], False,
+              cfg["split"] == "hoisted")
+    pointers = {name: "*fp32" for name in ("M", "R", "L", "OUT_R", "OUT_L")}
+    ints = {name: "i32" for name in ("m", "n", "w", "s_mm", "s_mn", "s_rn", "s_rw", "s_lm", "s_lw")}
+    source = ASTSource(fn=_skinny_kernel, signature={**pointers, **ints, **{name: "constexpr" for name in names}},
+                       constexprs=dict(zip(names, values)))
+    ir = triton.compile(source, target=GPUTarget("cuda", arch, 32),
+                        options={"num_warps": num_warps, "num_stages": num_stages}).asm["ttgir"]
+    loop = ir[ir.index("scf.for"):]
+    loop = loop[:loop.index("scf.yield")]
+    return {op: len(re.findall(re.escape(op) + r"[\s(]", loop)) for op in SWEEP_OPS}
+
+
 def timed(fn, dev, reps: int, warmup: int = 2) -> float:
     """Median seconds of fn() over ``reps`` runs (CUDA events on a GPU)."""
     for _ in range(warmup):
@@ -611,6 +689,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
             kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps,
                       row_subtiles=1)
             add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
+        for subtiles, stages in ((1, 4), (2, 3)):  # the operands split by the kernel, L's parts hoisted
+            kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=2,
+                      row_subtiles=subtiles, split="hoisted")
+            add(f"(64, 64) w4 s{stages} tma=1 cps=2 subtiles={subtiles} split=hoisted tf32x3", config=kw)
         for subtiles, stages, cps in itertools.product(ROW_SUBTILES[1:], (2, 3, 4), (1, 2)):
             kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=cps,
                       row_subtiles=subtiles)
@@ -621,6 +703,7 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
             add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3", config=kw)
         add("default ieee", lambda: skinny_products(M, R, L, precision="ieee"))
         add("default right only", lambda: skinny_products(M, R, None))
+        add("default right only, split=hoisted", lambda: skinny_products(M, R, None, split="hoisted"))
         add("default left only", lambda: skinny_products(M, None, L))
     return rows
 

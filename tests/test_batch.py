@@ -573,23 +573,26 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                         (torch.randn(300, 200).T, 7, (32, 32))]:
         m, n = M.shape
         R, L = torch.randn(n, w), torch.randn(m, w)
-        for subtiles in (2, 4):
+        for subtiles, precision, split in ((2, "ieee", "triton"), (4, "ieee", "triton"), (1, "tf32x3", "hoisted"),
+                                           (2, "tf32x3", "hoisted"), (4, "tf32x3", "hoisted")):
             for r, l in ((R, None), (None, L), (R, L)):
                 for left_as_a in (False, True):
-                    MRp, LMp = kernels.skinny_partials(M, r, l, precision="ieee", block=block,
-                                                       row_subtiles=subtiles, left_as_a=left_as_a)
+                    MRp, LMp = kernels.skinny_partials(M, r, l, precision=precision, block=block,
+                                                       row_subtiles=subtiles, left_as_a=left_as_a, split=split)
                     if l is not None:
                         assert LMp.shape[0] == -(-m // (block[0] * subtiles)), (LMp.shape, m, block, subtiles)
                         assert rel(LMp.sum(0).T, l.double().T @ M.double()) < 1e-5, (m, n, w, block, subtiles)
                     if r is not None:
                         assert rel(MRp.sum(0), M.double() @ r.double()) < 1e-5, (m, n, w, block, subtiles)
-    for bad in (3, 0):
+    for key, bad, allowed in (("row_subtiles", 3, "1, 2, 4"), ("row_subtiles", 0, "1, 2, 4"),
+                              ("split", "manual", "triton, hoisted")):
         try:
-            kernels.skinny_partials(M, R, L, row_subtiles=bad)
+            kernels.skinny_partials(M, R, L, **{key: bad})
         except ValueError as e:
-            assert str(e).startswith("row_subtiles=") and "1, 2, 4" in str(e), e
+            assert str(e).startswith(f"{key}=") and allowed in str(e), e
         else:
-            raise AssertionError(f"row_subtiles={bad} accepted")
+            raise AssertionError(f"{key}={bad} accepted")
+
 
     # The linear model's fused gradient (a batch laid side by side) equals the plain formula.
     import lorasim
@@ -785,6 +788,21 @@ def test_skinny_products_in_the_triton_interpreter():
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "kernel-ok" in proc.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
+def test_hoisted_split_takes_l_parts_out_of_the_sweep():
+    """Compiled for Hopper here, without a GPU (kernels.sweep_ops): Triton's own tf32x3 split stores L's
+    loop-invariant parts to shared memory again at every column step, the hoisted split does not. Per tile the
+    sweep keeps its six tensor-core products (three per side) either way. Mutation: splitting L inside the sweep
+    brings the stores and fences back."""
+    from lorasim import kernels
+    for subtiles in (1, 2):
+        triton_split = kernels.sweep_ops(row_subtiles=subtiles, split="triton")
+        hoisted = kernels.sweep_ops(row_subtiles=subtiles, split="hoisted")
+        assert triton_split["ttng.warp_group_dot"] == hoisted["ttng.warp_group_dot"] == 6 * subtiles
+        assert hoisted["ttg.local_alloc"] <= triton_split["ttg.local_alloc"] - 2 * subtiles, (triton_split, hoisted)
+        assert hoisted["ttng.fence_async_shared"] < triton_split["ttng.fence_async_shared"], (triton_split, hoisted)
 
 
 def test_kernels_hand_over_to_torch_where_offsets_pass_32_bits(monkeypatch):
