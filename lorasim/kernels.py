@@ -91,8 +91,10 @@ if triton is not None:
 
     @triton.jit
     def _tf32_parts(x):
-        # x = hi + lo exactly: hi keeps tf32's 10 mantissa bits (the rest cut), lo what was cut
-        hi = (x.to(tl.uint32, bitcast=True) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        # x = hi + lo exactly: hi is x rounded to tf32's 10 mantissa bits (to nearest: adding half of the 13 dropped
+        # bits' range carries into the kept ones), so |lo| ≤ 2^-11 |x| and the tensor cores, which cut lo to tf32,
+        # lose at most 2^-22 |x|, as with Triton's own split (cvt.rna)
+        hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
         return hi, x - hi
 
     @triton.jit

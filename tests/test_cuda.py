@@ -132,8 +132,9 @@ def test_gd_descends_inside_the_gradient_kernel_as_close_to_float64_as_the_solve
 @pytest.mark.parametrize("precision, tol, split", [("ieee", 1e-6, "triton"), ("tf32x3", 1e-5, "triton"),
                                                    ("tf32x3", 1e-5, "hoisted"), ("tf32", 3e-3, "triton")])
 def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, precision, tol, split):
-    """The hoisted split's tolerance is tf32x3's: its terms lose 2^-22 of each product (lo cut to tf32 inside the
-    tensor cores), like Triton's split; a split whose low parts are lost (a wrong mask) is one tf32 pass, 1e-3 off."""
+    """The hoisted split's tolerance is tf32x3's: its terms lose up to 2^-22 of each operand (lo cut to tf32 inside
+    the tensor cores), like Triton's split; a split whose low parts are lost (a wrong mask) is one tf32 pass, 1e-3
+    off."""
     g = torch.Generator(device="cuda").manual_seed(width)
     M = torch.randn(*shape, generator=g, device="cuda")
     R = torch.randn(shape[1], width, generator=g, device="cuda")
