@@ -93,16 +93,22 @@ if triton is not None:
     def _tf32_parts(x):
         # x = hi + lo exactly: hi is x rounded to tf32's 10 mantissa bits (to nearest: adding half of the 13 dropped
         # bits' range carries into the kept ones), so |lo| ≤ 2^-11 |x| and the tensor cores, which cut lo to tf32,
-        # lose at most 2^-22 |x|, as with Triton's own split (cvt.rna)
-        hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
-        return hi, x - hi
+        # lose at most 2^-22 |x|, as with Triton's own split (cvt.rna). Values of 3e38 and beyond (where rounding up
+        # would overflow), inf and NaN stay unrounded, and a NaN lo (inf − inf) is 0, as Triton's split leaves them.
+        rounded = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        hi = tl.where(tl.abs(x) < 3.0e38, rounded, x)
+        lo = x - hi
+        return hi, tl.where(lo == lo, lo, 0.0)
 
     @triton.jit
     def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
-        # a b to float32's level from three tf32 products, small terms first (lo·lo is below float32's unit)
-        acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32")
-        acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32")
-        return tl.dot(a_hi, b_hi, acc, input_precision="tf32")
+        # acc + a b to float32's level from three tf32 products (lo·lo is below float32's unit), small terms first.
+        # The products chain from zero and join acc in one float32 addition, as in Triton's tf32x3: the tensor cores
+        # truncate as they accumulate, and a running sum fed to every product drifts low with the length of the
+        # sweep (−1.7e-4 at n = 16384, benchmarks.md, "the G pass's tf32x3 products are biased low").
+        t = tl.dot(a_hi, b_lo, input_precision="tf32")
+        t = tl.dot(a_lo, b_hi, t, input_precision="tf32")
+        return acc + tl.dot(a_hi, b_hi, t, input_precision="tf32")
 
     @triton.jit
     def _tile_products(M, row0, col, cols, c_ok, m, s_mm, s_mn, r_hi, r_lo, l_hi, l_lo, acc, part,
@@ -490,9 +496,10 @@ CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
                     "left_as_a": False, "row_subtiles": 1, "split": "triton"}
 ROW_SUBTILES = (1, 2, 4)
-# How tf32x3 splits its operands: "triton" (inside every product: in Triton 3.9's code for sm_90 each column step
-# stores L's loop-invariant parts to shared memory again, behind three fences), or "hoisted" (by the kernel: L's
-# parts once before the sweep, R's and the tile's once a step, then three tf32 products). Not yet timed on a GPU.
+# How tf32x3 splits its operands: "triton" (inside every product: in Triton 3.9's code for sm_90, pipelined, each
+# column step stores L's loop-invariant parts to shared memory again, behind fences), or "hoisted" (by the kernel:
+# L's parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then
+# three tf32 products). Other precisions ignore it. Not yet timed on a GPU.
 SPLITS = ("triton", "hoisted")
 
 
@@ -567,13 +574,14 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
 
 # -- tuning ----------------------------------------------------------------------------------------------
 SWEEP_OPS = ("ttg.local_alloc", "ttg.local_load", "ttg.convert_layout", "ttng.fence_async_shared",
-             "ttng.warp_group_dot", "ttng.warp_group_dot_wait", "ttg.async_copy_global_to_local")
+             "ttng.warp_group_dot", "ttng.warp_group_dot_wait", "tt.dot", "ttg.async_copy_global_to_local")
 
 
 def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config) -> dict:
     """What one column step of the two-sided tf32x3 pass does on chip: the count of each of SWEEP_OPS inside the
     sweep's loop in Triton's GPU IR for compute capability ``arch`` (9.0: Hopper), compiled here without a GPU
     (pointer loads: a TMA descriptor needs a device). ``config``: CONFIG's row_subtiles, split, block, left_as_a.
+    The counts depend on Triton's version and pipeliner (num_stages).
     Where time goes is for ``kernel_table`` to say; this says which shared-memory stores and fences a variant
     removes from the loop (benchmarks.md)."""
     import re
@@ -591,9 +599,14 @@ def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config)
                        constexprs=dict(zip(names, values)))
     ir = triton.compile(source, target=GPUTarget("cuda", arch, 32),
                         options={"num_warps": num_warps, "num_stages": num_stages}).asm["ttgir"]
-    loop = ir[ir.index("scf.for"):]
-    loop = loop[:loop.index("scf.yield")]
-    return {op: len(re.findall(re.escape(op) + r"[\s(]", loop)) for op in SWEEP_OPS}
+    head = ir.index("scf.for")  # the sweep: the first loop, from the brace that ends its line to the matching one
+    start = ir.rindex("{", head, ir.index("\n", head))
+    depth, end = 0, start
+    for end in range(start, len(ir)):
+        depth += {"{": 1, "}": -1}.get(ir[end], 0)
+        if depth == 0:
+            break
+    return {op: len(re.findall(re.escape(op) + r"[\s(]", ir[start:end])) for op in SWEEP_OPS}
 
 
 def timed(fn, dev, reps: int, warmup: int = 2) -> float:
@@ -642,6 +655,7 @@ def bias_table(dev, shapes=BIAS_SHAPES) -> list[dict]:
             M, R, L = (torch.rand(*shape, generator=g, device=dev) for shape in ((m, n), (n, w), (m, w)))
             ref_r, ref_l = M.double() @ R.double(), L.double().T @ M.double()
             outs = {p: skinny_products(M, R, L, precision=p) for p in PRECISIONS}
+            outs["tf32x3/hoisted"] = skinny_products(M, R, L, precision="tf32x3", split="hoisted")
             outs["cublas"] = skinny_products_reference(M, R, L)
             for name, (mr, lm) in outs.items():
                 err = torch.cat([(mr.double() / ref_r - 1).flatten(), (lm.double() / ref_l - 1).flatten()])
