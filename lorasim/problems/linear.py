@@ -408,7 +408,7 @@ class LinearTeacher(Problem):
         """The same gradient with G read once for G Bᵀ and Aᵀ G (lorasim.kernels; plain matmuls
         where the kernel does not apply). A batch of runs is laid side by side as one d × (b·r)
         factor, so Σ̂ and G are read once per step for the whole batch, in one product each. With
-        ``step_sizes`` (``descend``): the factors take the step in place, and the gradient is not returned."""
+        ``step_sizes`` (``descend``): the factors take the step in place, and it returns them, not a gradient."""
         lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
         A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
         Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
