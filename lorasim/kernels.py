@@ -126,16 +126,16 @@ if triton is not None:
             rows = row0 + tl.arange(0, BM)
             tile = tl.load(M + rows[:, None] * s_mm + cols[None, :] * s_mn,
                            mask=(rows < m)[:, None] & c_ok[None, :], other=0.0)
+        if SPLIT:  # the tile's parts as stored, for M R and for Lᵀ M with Lᵀ as the left operand
+            t_hi, t_lo = _tf32_parts(tile)
         if HAS_R:
             if SPLIT:
-                t_hi, t_lo = _tf32_parts(tile)
                 acc = _dot3(t_hi, t_lo, r_hi, r_lo, acc)
             else:
                 acc = tl.dot(tile, r_hi, acc, input_precision=PRECISION)
         if HAS_L:
             if LEFT_AS_A:  # Lᵀ (w × BM) as the left operand, the tile as stored: part is (w × BN)
                 if SPLIT:
-                    t_hi, t_lo = _tf32_parts(tile)
                     part = _dot3(tl.trans(l_hi), tl.trans(l_lo), t_hi, t_lo, part)
                 else:
                     part = tl.dot(tl.trans(l_hi), tile, part, input_precision=PRECISION)
