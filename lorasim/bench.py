@@ -245,6 +245,16 @@ def profile_table(dev, sizes, ranks, batches, dtypes, steps: int = 20, top: int 
     return pd.DataFrame(rows)
 
 
+def _compiles(pattern: str) -> bool:
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
 def _fmt_row(row: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
 
@@ -334,6 +344,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1: the per-core comparison)")
     ap.add_argument("--kernel-from", default=None,
                     help="a kernel table CSV (--only kernel --out): use its fastest float32-accurate configuration")
+    ap.add_argument("--split", default=None,
+                    help="how the fused passes split tf32x3's operands (kernels.SPLITS: triton | hoisted); "
+                         "default: kernels.CONFIG's")
+    ap.add_argument("--match", default=None,
+                    help="--only kernel: run only the variants whose name this regular expression finds")
     ap.add_argument("--out", default=None, help="write the tables as CSV files with this prefix")
     args = ap.parse_args(argv)
 
@@ -347,7 +362,9 @@ def main(argv=None) -> None:
             ("--device", args.device, not cuda or torch.cuda.is_available(), "auto or cpu (CUDA is not available)"),
             *((flag, values, all(v >= 1 for v in values), "integers ≥ 1") for flag, values in counts),
             ("--dtypes", args.dtypes, all(x in ("float32", "tf32") for x in args.dtypes), "float32, tf32"),
-            ("--reps/--threads", (args.reps, args.threads), args.reps >= 1 and args.threads >= 1, "integers ≥ 1")):
+            ("--reps/--threads", (args.reps, args.threads), args.reps >= 1 and args.threads >= 1, "integers ≥ 1"),
+            ("--split", args.split, args.split is None or args.split in kernels.SPLITS, ", ".join(kernels.SPLITS)),
+            ("--match", args.match, args.match is None or _compiles(args.match), "a regular expression")):
         if not ok:
             error(f"{flag}={value!r}: allowed {allowed}")
     set_threads(args.threads)
@@ -360,6 +377,8 @@ def main(argv=None) -> None:
         if args.out:
             write_csv(table, f"{args.out}{name}.csv")
 
+    if args.split:  # both passes: this process's steps, profiles and kernel-table defaults
+        kernels.CONFIG["split"] = kernels.CONFIG_ONE_SIDED["split"] = args.split
     kernel = True
     if args.kernel_from:
         kernel = kernels.best_kernel_config(pd.read_csv(args.kernel_from).to_dict("records")) or True
@@ -376,7 +395,7 @@ def main(argv=None) -> None:
     if args.only == "kernel":
         if dev.type != "cuda" or kernels.triton is None:
             error("--only='kernel': allowed all, speed, t1 (the kernel table needs CUDA and Triton)")
-        show(pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,),
+        show(pd.DataFrame(kernels.kernel_table(dev, sizes=args.sizes or (16384,), reps=args.reps, match=args.match,
                                                report=lambda row: print(_fmt_row(row), flush=True))), "kernel")
     if args.only == "bias":
         if dev.type != "cuda" or kernels.triton is None:

@@ -35,6 +35,7 @@ import itertools
 import json
 import math
 import os
+import re
 import statistics
 import time
 from typing import Optional, Union
@@ -91,23 +92,25 @@ if triton is not None:
 
     @triton.jit
     def _tf32_parts(x):
-        # x = hi + lo exactly: hi is x rounded to tf32's 10 mantissa bits (to nearest: adding half of the 13 dropped
-        # bits' range carries into the kept ones), so |lo| ≤ 2^-11 |x| and the tensor cores, which cut lo to tf32,
-        # lose at most 2^-22 |x|, as with Triton's own split (cvt.rna). Values of 3e38 and beyond (where rounding up
-        # would overflow), inf and NaN stay unrounded, and a NaN lo (inf − inf) is 0, as Triton's split leaves them.
-        rounded = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
-        hi = tl.where(tl.abs(x) < 3.0e38, rounded, x)
-        lo = x - hi
-        return hi, tl.where(lo == lo, lo, 0.0)
+        # x = hi + lo exactly for finite x below 2^128·(1 − 2^-12): hi is x rounded to tf32's 10 mantissa bits (to
+        # nearest: adding half of the 13 dropped bits' range carries into the kept ones), so |lo| ≤ 2^-11 |x| and
+        # the tensor cores, which cut lo to tf32, lose at most 2^-22 |x|, as with Triton's own split (cvt.rna).
+        # Three integer and float instructions an element, no guards: Triton's cvt.rna costs five (it keeps inf and
+        # NaN unrounded), and the tile's split is most of the pass's instructions (benchmarks.md). Non-finite
+        # values are caught after the products instead (``_dot3``), as Triton does.
+        hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+        return hi, x - hi
 
     @triton.jit
     def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
         # acc + a b to float32's level from three tf32 products (lo·lo is below float32's unit), small terms first.
         # The products chain from zero and join acc in one float32 addition, as in Triton's tf32x3: the tensor cores
         # truncate as they accumulate, and a running sum fed to every product drifts low with the length of the
-        # sweep (−1.7e-4 at n = 16384, benchmarks.md, "the G pass's tf32x3 products are biased low").
+        # sweep (−1.7e-4 at n = 16384, benchmarks.md, "the G pass's tf32x3 products are biased low"). An inf operand
+        # has hi = inf and lo = NaN: a NaN sum of the small terms counts as 0 (Triton's rule), so inf stays inf.
         t = tl.dot(a_hi, b_lo, input_precision="tf32")
         t = tl.dot(a_lo, b_hi, t, input_precision="tf32")
+        t = tl.where(t == t, t, 0.0)
         return acc + tl.dot(a_hi, b_hi, t, input_precision="tf32")
 
     @triton.jit
@@ -490,16 +493,20 @@ def _slots(device) -> int:
 # pass is fastest with small tiles, TMA loads and two programs per multiprocessor; a one-sided pass
 # (Σ̂ A) with 128×64 tiles. Row blocks of two tiles (three pipeline stages, so that both tiles' buffers fit) halve
 # the partials of Lᵀ M: on an H100 the step at r = 16, b = 1 took 1.6 % less time at d = 16384 and 1.4 % at 4096,
-# and blocks of four were slower (benchmarks.md). Another table's best two-sided one: fused=best_kernel_config(table).
+# and blocks of four were slower (benchmarks.md). The kernel's own tf32x3 split ("hoisted") took the two-sided pass
+# from 519 to 425 µs on an H100 at d = 16384 (ncu), and the step from 0.930 to 0.857 ms.
+# Another table's best two-sided one: fused=best_kernel_config(table).
 CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas_per_sm": 2, "left_as_a": False,
-          "row_subtiles": 2, "split": "triton"}
+          "row_subtiles": 2, "split": "hoisted"}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
-                    "left_as_a": False, "row_subtiles": 1, "split": "triton"}
+                    "left_as_a": False, "row_subtiles": 1, "split": "hoisted"}
 ROW_SUBTILES = (1, 2, 4)
-# How tf32x3 splits its operands: "triton" (inside every product: in Triton 3.9's code for sm_90, pipelined, each
-# column step stores L's loop-invariant parts to shared memory again, behind fences), or "hoisted" (by the kernel:
-# L's parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then
-# three tf32 products). Other precisions ignore it. Not yet timed on a GPU.
+# How tf32x3 splits its operands: "triton" (Triton's own, inside every product: cvt.rna, five instructions an
+# element, and in Triton's code for sm_90, pipelined, each column step stores L's loop-invariant parts to shared
+# memory again, behind fences), or "hoisted" (by the kernel, ``_tf32_parts``: three instructions an element; L's
+# parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then three
+# tf32 products). The hoisted split executes 25 % fewer instructions in the two-sided pass (ncu on an H100 at
+# d = 16384: 142.7 M against 191.5 M) at the same accuracy (benchmarks.md). Other precisions ignore it.
 SPLITS = ("triton", "hoisted")
 
 
@@ -584,8 +591,6 @@ def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config)
     The counts depend on Triton's version and pipeliner (num_stages).
     Where time goes is for ``kernel_table`` to say; this says which shared-memory stores and fences a variant
     removes from the loop (benchmarks.md)."""
-    import re
-
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
@@ -607,6 +612,25 @@ def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config)
         if depth == 0:
             break
     return {op: len(re.findall(re.escape(op) + r"[\s(]", ir[start:end])) for op in SWEEP_OPS}
+
+
+def replayable(fn, dev):
+    """fn as one CUDA graph replay, so that a kernel's time excludes the host's work of launching it (argument
+    handling, a TMA descriptor, allocations): timed eagerly, a GPU that is idle between calls records that work
+    inside the events too (tens of µs against a pass of ~0.5 ms). fn itself where graphs don't apply (CPU) or
+    capture fails; the second value says which ("graph" or "eager")."""
+    if dev.type != "cuda":
+        return fn, "eager"
+    try:
+        fn()  # compiled and allocated before capture
+        torch.cuda.synchronize(dev)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    except Exception:  # a launch that can't be captured: time it as it is
+        torch.cuda.synchronize(dev)
+        return fn, "eager"
+    return graph.replay, "graph"
 
 
 def timed(fn, dev, reps: int, warmup: int = 2) -> float:
@@ -635,6 +659,12 @@ KERNEL_CONFIGS = [((128, 64), 8, 4), ((64, 64), 4, 4), ((128, 32), 4, 4), ((64, 
                   ((256, 16), 4, 4)]
 
 
+# (block, warps, stages, row tiles a block, CTAs per SM) with the kernel's own split: deeper row blocks write fewer
+# partials of Lᵀ M (134 MB at d = 16384, w = 16 with blocks of 2 × 64 rows, written by the pass and read again).
+HOISTED_CONFIGS = [((64, 64), 4, 4, 1, 2), ((64, 64), 4, 3, 2, 2), ((64, 64), 4, 2, 4, 2), ((64, 64), 4, 3, 4, 1),
+                   ((64, 32), 4, 3, 4, 2), ((64, 32), 4, 3, 2, 2), ((128, 64), 8, 3, 2, 1)]
+
+
 BIAS_SHAPES = ((32, 32, 8), (100, 100, 8), (4096, 4096, 16))
 
 
@@ -655,7 +685,7 @@ def bias_table(dev, shapes=BIAS_SHAPES) -> list[dict]:
             M, R, L = (torch.rand(*shape, generator=g, device=dev) for shape in ((m, n), (n, w), (m, w)))
             ref_r, ref_l = M.double() @ R.double(), L.double().T @ M.double()
             outs = {p: skinny_products(M, R, L, precision=p) for p in PRECISIONS}
-            outs["tf32x3/hoisted"] = skinny_products(M, R, L, precision="tf32x3", split="hoisted")
+            outs["tf32x3/triton"] = skinny_products(M, R, L, precision="tf32x3", split="triton")
             outs["cublas"] = skinny_products_reference(M, R, L)
             for name, (mr, lm) in outs.items():
                 err = torch.cat([(mr.double() / ref_r - 1).flatten(), (lm.double() / ref_l - 1).flatten()])
@@ -667,9 +697,12 @@ def bias_table(dev, shapes=BIAS_SHAPES) -> list[dict]:
     return rows
 
 
-def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=print) -> list[dict]:
+def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=print,
+                 match: Optional[str] = None) -> list[dict]:
     """The fused G pass alone, one row per variant: block shapes × loads (pointers / TMA) × CTAs per SM ×
     precisions, against two cuBLAS products, plus the one-sided passes of the default configuration.
+    ``match``: a regular expression; only variants whose name it finds are run (each new configuration costs a
+    compilation of seconds). Times are of CUDA graph replays (``replayable``; ``timing`` says where one was not).
 
     Error is ‖out − ref‖/‖ref‖ against float64 products of the same inputs (fresh random data);
     ``deterministic`` says whether two runs agree bit for bit; ``config`` (JSON) is every launch
@@ -679,18 +712,21 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
     rows = []
 
     def add(variant, fn=None, config=None):  # d and the references: the size being measured
+        if match is not None and not re.search(match, variant):
+            return
         fn = fn or (lambda: skinny_products(M, R, L, **config))  # no fn: the fused pass with ``config``
         try:
             a, b = fn()
             a2, b2 = fn()
-            t = timed(fn, dev, reps=reps)
+            replay, how = replayable(fn, dev)
+            t = timed(replay, dev, reps=reps)
         except Exception as e:  # a configuration the chip or compiler refuses: record, go on
             rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
         else:
             errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
             same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
-            rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "GBps": d * d * 4 / t / 1e9,
-                         "rel_err": max(errs), "deterministic": same,
+            rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "timing": how,
+                         "GBps": d * d * 4 / t / 1e9, "rel_err": max(errs), "deterministic": same,
                          "config": json.dumps({**CONFIG, **config}) if config is not None else None})
         report(rows[-1])
 
@@ -705,10 +741,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
             kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps,
                       row_subtiles=1)
             add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
-        for subtiles, stages in ((1, 4), (2, 3)):  # the operands split by the kernel, L's parts hoisted
-            kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=2,
+        for block, warps, stages, subtiles, cps in HOISTED_CONFIGS:  # the operands split by the kernel
+            kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=True, ctas_per_sm=cps,
                       row_subtiles=subtiles, split="hoisted")
-            add(f"(64, 64) w4 s{stages} tma=1 cps=2 subtiles={subtiles} split=hoisted tf32x3", config=kw)
+            add(f"{block} w{warps} s{stages} tma=1 cps={cps} subtiles={subtiles} split=hoisted tf32x3", config=kw)
         for subtiles, stages, cps in itertools.product(ROW_SUBTILES[1:], (2, 3, 4), (1, 2)):
             kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=cps,
                       row_subtiles=subtiles)

@@ -777,6 +777,51 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         assert LMt.shape[0] == 6 and torch.allclose(LMt.sum(0), (L.T @ M).T, atol=1e-4)
     finally:
         kernels.MAX_OFFSET = saved[3]
+    # The kernel's tf32 split (kernels._tf32_parts), element by element, against round-to-nearest (ties away from
+    # zero, cvt.rna's rule) computed in float64: hi is that rounding, hi + lo is x exactly, |lo| is at most half a
+    # unit (2^-11 |x| for normal x). Over
+    # random bit patterns of every finite float32 below 2^127 (subnormals included) and every tie. Mutations: a
+    # truncating split (no + 0x1000), a mask that keeps 11 bits, or lo taken from the unmasked sum fail it.
+    import numpy as np
+    import triton
+    import triton.language as tl
+    from lorasim.kernels import _tf32_parts
+
+    @triton.jit
+    def split_kernel(X, HI, LO, n, BLOCK: tl.constexpr):
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = offs < n
+        hi, lo = _tf32_parts(tl.load(X + offs, mask=ok, other=0.0))
+        tl.store(HI + offs, hi, mask=ok)
+        tl.store(LO + offs, lo, mask=ok)
+
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 0x7EFFFFFF, 20000, dtype=np.uint32)  # exponents up to 2^126: no rounding past 2^128
+    ties = (bits & np.uint32(0xFFFFE000)) | np.uint32(0x1000)  # exactly half of tf32's last unit: away from zero
+    bits = np.concatenate([bits, ties, np.arange(0, 64, dtype=np.uint32)])  # and the smallest subnormals
+    bits = np.concatenate([bits, bits | np.uint32(0x80000000)])
+    x = torch.from_numpy(bits.view(np.float32).copy())
+    hi, lo = torch.empty_like(x), torch.empty_like(x)
+    split_kernel[(triton.cdiv(x.numel(), 1024),)](x, hi, lo, x.numel(), BLOCK=1024)
+    xd = x.double().numpy()
+    exponent = np.frexp(xd)[1]
+    unit = np.ldexp(1.0, np.maximum(exponent - 1, -126) - 10)  # tf32's last unit at x (subnormals: 2^-136)
+    want = np.sign(xd) * np.floor(np.abs(xd) / unit + 0.5) * unit
+    assert np.array_equal(hi.double().numpy(), want), "hi is not x rounded to nearest tf32"
+    assert np.array_equal(hi.double().numpy() + lo.double().numpy(), xd), "hi + lo is not x"
+    lo_abs = np.abs(lo.double().numpy())
+    assert np.all(lo_abs <= unit / 2), "|lo| above half of tf32's last unit"
+    normal = np.abs(xd) >= 2.0**-126
+    assert np.all(lo_abs[normal] <= 2.0**-11 * np.abs(xd[normal])), "|lo| > 2^-11 |x|"
+
+    # An inf in M stays inf in M R (its lo is NaN: the small terms' NaN counts as 0, as in Triton's split), and
+    # leaves the other rows finite. Mutation: no guard on the small terms gives NaN.
+    M = torch.randn(70, 50)
+    M[3, 7] = float("inf")
+    MR, LM = kernels.skinny_products(M, torch.ones(50, 4), torch.ones(70, 4), precision="tf32x3", split="hoisted")
+    assert torch.isposinf(MR[3]).all() and torch.isfinite(MR[torch.arange(70) != 3]).all(), MR[:5]
+    assert torch.isposinf(LM[:, 7]).all(), LM[:, 7]
+
     print("kernel-ok")
 """)
 
