@@ -345,7 +345,7 @@ def main(argv=None) -> None:
     ap.add_argument("--kernel-from", default=None,
                     help="a kernel table CSV (--only kernel --out): use its fastest float32-accurate configuration")
     ap.add_argument("--split", default=None,
-                    help="how the fused passes split tf32x3's operands (kernels.SPLITS: triton | hoisted); "
+                    help="how the fused passes split tf32x3's operands (kernels.SPLITS: auto | triton | hoisted); "
                          "default: kernels.CONFIG's")
     ap.add_argument("--match", default=None,
                     help="--only kernel: run only the variants whose name this regular expression finds")

@@ -497,17 +497,28 @@ def _slots(device) -> int:
 # from 519 to 425 µs on an H100 at d = 16384 (ncu), and the step from 0.930 to 0.857 ms.
 # Another table's best two-sided one: fused=best_kernel_config(table).
 CONFIG = {"block": (64, 64), "num_warps": 4, "num_stages": 3, "tma": None, "ctas_per_sm": 2, "left_as_a": False,
-          "row_subtiles": 2, "split": "hoisted"}
+          "row_subtiles": 2, "split": "auto"}
 CONFIG_ONE_SIDED = {"block": (128, 64), "num_warps": 8, "num_stages": 4, "tma": None, "ctas_per_sm": 1,
-                    "left_as_a": False, "row_subtiles": 1, "split": "hoisted"}
+                    "left_as_a": False, "row_subtiles": 1, "split": "auto"}
 ROW_SUBTILES = (1, 2, 4)
 # How tf32x3 splits its operands: "triton" (Triton's own, inside every product: cvt.rna, five instructions an
 # element, and in Triton's code for sm_90, pipelined, each column step stores L's loop-invariant parts to shared
 # memory again, behind fences), or "hoisted" (by the kernel, ``_tf32_parts``: three instructions an element; L's
 # parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then three
-# tf32 products). The hoisted split executes 25 % fewer instructions in the two-sided pass (ncu on an H100 at
-# d = 16384: 142.7 M against 191.5 M) at the same accuracy (benchmarks.md). Other precisions ignore it.
-SPLITS = ("triton", "hoisted")
+# tf32 products), or "auto": hoisted for products up to HOISTED_MAX_WIDTH columns wide, Triton's for wider ones.
+# The hoisted split executes 25 % fewer instructions in the two-sided pass (ncu on an H100 at d = 16384, w = 16:
+# 142.7 M against 191.5 M) at the same accuracy, and the b = 1 step at d = 16384 took 11 % less time at r = 8 and 8 % at
+# r = 16, but 7.5 % more at r = 64 (2.73 ms against 2.54), where it keeps 64 columns of L's two parts in registers
+# for the whole sweep (benchmarks.md). Other precisions ignore it.
+SPLITS = ("auto", "triton", "hoisted")
+HOISTED_MAX_WIDTH = 32
+
+
+def resolved_split(split: str, width: int) -> str:
+    """The split a launch of a product ``width`` columns wide (padded to a power of two ≥ 16) uses."""
+    if split != "auto":
+        return split
+    return "hoisted" if max(16, 1 << max(0, width - 1).bit_length()) <= HOISTED_MAX_WIDTH else "triton"
 
 
 def skinny_products(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] = None,
@@ -559,8 +570,9 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     dummy = M  # an unused pointer argument still needs a tensor
     out_r = torch.empty(pn, m, BW, dtype=torch.float32, device=M.device) if R is not None else dummy
     out_l = torch.empty(pm, n, BW, dtype=torch.float32, device=M.device) if L is not None else dummy
+    hoisted = resolved_split(cfg["split"], width) == "hoisted" and precision == "tf32x3"
     common = dict(HAS_R=R is not None, HAS_L=L is not None, BM=BM, BN=BN, BW=BW, SUBTILES=cfg["row_subtiles"],
-                  PRECISION=precision, SPLIT=cfg["split"] == "hoisted" and precision == "tf32x3",
+                  PRECISION=precision, SPLIT=hoisted,
                   LEFT_AS_A=cfg["left_as_a"], num_warps=cfg["num_warps"], num_stages=cfg["num_stages"])
     Rt, r_strides = (R, (R.stride(0), R.stride(1))) if R is not None else (dummy, (0, 0))
     Lt, l_strides = (L, (L.stride(0), L.stride(1))) if L is not None else (dummy, (0, 0))
@@ -597,7 +609,7 @@ def sweep_ops(arch: int = 90, num_warps: int = 4, num_stages: int = 3, **config)
     cfg = {**CONFIG, **config}
     names = ("cols_per_prog", "HAS_R", "HAS_L", "BM", "BN", "BW", "SUBTILES", "PRECISION", "LEFT_AS_A", "TMA", "SPLIT")
     values = (4096, True, True, *cfg["block"], 16, cfg["row_subtiles"], "tf32x3", cfg["left_as_a"], False,
-              cfg["split"] == "hoisted")
+              resolved_split(cfg["split"], 16) == "hoisted")
     pointers = {name: "*fp32" for name in ("M", "R", "L", "OUT_R", "OUT_L")}
     ints = {name: "i32" for name in ("m", "n", "w", "s_mm", "s_mn", "s_rn", "s_rw", "s_lm", "s_lw")}
     source = ASTSource(fn=_skinny_kernel, signature={**pointers, **ints, **{name: "constexpr" for name in names}},
