@@ -347,6 +347,9 @@ def main(argv=None) -> None:
     ap.add_argument("--split", default=None,
                     help="how the fused passes split tf32x3's operands (kernels.SPLITS: auto | triton | hoisted); "
                          "default: kernels.CONFIG's")
+    ap.add_argument("--sigma-halves", action="store_true",
+                    help="the step forms Σ̂A from Σ̂'s upper 2×2 blocks (LinearTeacher.sigma_halves; ¾ of Σ̂'s bytes, "
+                         "below the floor's count)")
     ap.add_argument("--match", default=None,
                     help="--only kernel: run only the variants whose name this regular expression finds")
     ap.add_argument("--out", default=None, help="write the tables as CSV files with this prefix")
@@ -364,7 +367,8 @@ def main(argv=None) -> None:
             ("--dtypes", args.dtypes, all(x in ("float32", "tf32") for x in args.dtypes), "float32, tf32"),
             ("--reps/--threads", (args.reps, args.threads), args.reps >= 1 and args.threads >= 1, "integers ≥ 1"),
             ("--split", args.split, args.split is None or args.split in kernels.SPLITS, ", ".join(kernels.SPLITS)),
-            ("--match", args.match, args.match is None or _compiles(args.match), "a regular expression")):
+            ("--match", args.match, args.match is None or _compiles(args.match), "a regular expression"),
+            ("--match", args.match, args.match is None or args.only == "kernel", "only with --only kernel")):
         if not ok:
             error(f"{flag}={value!r}: allowed {allowed}")
     set_threads(args.threads)
@@ -377,11 +381,14 @@ def main(argv=None) -> None:
         if args.out:
             write_csv(table, f"{args.out}{name}.csv")
 
+    LinearTeacher.sigma_halves = args.sigma_halves  # this process's problems
     if args.split:  # both passes: this process's steps, profiles and kernel-table defaults
         kernels.CONFIG["split"] = kernels.CONFIG_ONE_SIDED["split"] = args.split
     kernel = True
     if args.kernel_from:
         kernel = kernels.best_kernel_config(pd.read_csv(args.kernel_from).to_dict("records")) or True
+        if args.split and kernel is not True:  # --split over the table's
+            kernel["split"] = args.split
         print("kernel configuration: " + _fmt_row({**kernels.CONFIG, **(kernel if kernel is not True else {})}))
     if args.only in ("all", "speed"):
         print(f"device: {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "

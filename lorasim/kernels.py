@@ -92,25 +92,26 @@ if triton is not None:
 
     @triton.jit
     def _tf32_parts(x):
-        # x = hi + lo exactly for finite x below 2^128·(1 − 2^-12): hi is x rounded to tf32's 10 mantissa bits (to
-        # nearest: adding half of the 13 dropped bits' range carries into the kept ones), so |lo| ≤ 2^-11 |x| and
-        # the tensor cores, which cut lo to tf32, lose at most 2^-22 |x|, as with Triton's own split (cvt.rna).
-        # Three integer and float instructions an element, no guards: Triton's cvt.rna costs five (it keeps inf and
-        # NaN unrounded), and the tile's split is most of the pass's instructions (benchmarks.md). Non-finite
-        # values are caught after the products instead (``_dot3``), as Triton does.
+        # x = hi + lo exactly for finite |x| < 2^128·(1 − 2^-12): hi is x rounded to tf32's 10 mantissa bits (to
+        # nearest, ties away from zero, as cvt.rna: adding half of the 13 dropped bits' range carries into the kept
+        # ones), so |lo| ≤ 2^-11 |x| and the tensor cores, which cut lo to tf32, lose at most 2^-22 |x|. Three
+        # instructions an element where Triton's split (cvt.rna) takes five; the tile's split is most of the pass's
+        # instructions (benchmarks.md). For inf and NaN (and finite values that round past 2^128) lo is NaN: see
+        # ``_dot3``.
         hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
         return hi, x - hi
 
     @triton.jit
     def _dot3(a_hi, a_lo, b_hi, b_lo, acc):
-        # acc + a b to float32's level from three tf32 products (lo·lo is below float32's unit), small terms first.
-        # The products chain from zero and join acc in one float32 addition, as in Triton's tf32x3: the tensor cores
-        # truncate as they accumulate, and a running sum fed to every product drifts low with the length of the
-        # sweep (−1.7e-4 at n = 16384, benchmarks.md, "the G pass's tf32x3 products are biased low"). An inf operand
-        # has hi = inf and lo = NaN: a NaN sum of the small terms counts as 0 (Triton's rule), so inf stays inf.
-        t = tl.dot(a_hi, b_lo, input_precision="tf32")
-        t = tl.dot(a_lo, b_hi, t, input_precision="tf32")
-        t = tl.where(t == t, t, 0.0)
+        # acc + a b to float32's level from three tf32 products (lo·lo is below float32's unit), small terms first,
+        # in Triton's order (a_lo b_hi, then a_hi b_lo). The products chain from zero and join acc in one float32
+        # addition, as in Triton's tf32x3: the tensor cores truncate as they accumulate, and a running sum fed to
+        # every product drifts low with the length of the sweep (−1.7e-4 at n = 16384, benchmarks.md, "the G pass's
+        # tf32x3 products are biased low"). Non-finite operands: their lo is NaN, so every product they enter is
+        # NaN (IEEE would give ±inf for an inf times a non-zero). Triton zeroes a NaN sum of the small terms, which
+        # keeps inf but would turn a NaN whose rounding carries into the sign bit (hi = ±0) into a finite product.
+        t = tl.dot(a_lo, b_hi, input_precision="tf32")
+        t = tl.dot(a_hi, b_lo, t, input_precision="tf32")
         return acc + tl.dot(a_hi, b_hi, t, input_precision="tf32")
 
     @triton.jit
@@ -505,13 +506,14 @@ ROW_SUBTILES = (1, 2, 4)
 # element, and in Triton's code for sm_90, pipelined, each column step stores L's loop-invariant parts to shared
 # memory again, behind fences), or "hoisted" (by the kernel, ``_tf32_parts``: three instructions an element; L's
 # parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then three
-# tf32 products), or "auto": hoisted for products up to HOISTED_MAX_WIDTH columns wide, Triton's for wider ones.
+# tf32 products), or "auto": hoisted for products up to HOISTED_MAX_WIDTH columns wide (the widths timed so far:
+# 8 and 16, which pad to 16), Triton's for wider ones.
 # The hoisted split executes 25 % fewer instructions in the two-sided pass (ncu on an H100 at d = 16384, w = 16:
 # 142.7 M against 191.5 M) at the same accuracy, and the b = 1 step at d = 16384 took 11 % less time at r = 8 and 8 % at
 # r = 16, but 7.5 % more at r = 64 (2.73 ms against 2.54), where it keeps 64 columns of L's two parts in registers
 # for the whole sweep (benchmarks.md). Other precisions ignore it.
 SPLITS = ("auto", "triton", "hoisted")
-HOISTED_MAX_WIDTH = 32
+HOISTED_MAX_WIDTH = 16  # 32 not yet timed
 
 
 def resolved_split(split: str, width: int) -> str:
@@ -589,6 +591,34 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
     _skinny_kernel[(pm, pn)](M_arg, Rt, Lt, out_r, out_l, m, n, width, *m_strides, *r_strides, *l_strides,
                              cols_per_prog, TMA=bool(tma), **common)
     return None if R is None else out_r[..., :width], None if L is None else out_l[..., :width]
+
+
+# The split row of a symmetric matrix's 2×2 blocks (``symmetric_partials``): a multiple of the passes' row blocks
+# (128 rows), so no tile straddles it, and of 4 elements, so each block's first element stays 16-byte aligned (TMA).
+SYMMETRIC_SPLIT = 128
+
+
+def symmetric_partials(S: Tensor, R: Tensor, precision: str = "tf32x3", fused: Union[bool, dict] = True) -> Tensor:
+    """S @ R for a symmetric S (m × m), R m × w, as a stack of partial products (p, m, w), reading S's upper 2×2
+    blocks only: [[S11, S12], [S12ᵀ, S22]] R = [S11 R1 + S12 R2; S12ᵀ R1 + S22 R2], the diagonal blocks by one-sided
+    passes and S12 by one two-sided pass (``skinny_partials``), so ¾ of S's bytes are read. The lower-left block is
+    never read: where S is symmetric only to round-off (XᵀX from a GEMM), this is the product of S's upper blocks
+    mirrored. S12ᵀ R1's deep stack (one part per row block of S12) is summed here, the other parts are stacked, and
+    a shorter half is padded with zero parts. Where the kernel does not apply, or m < 2·SYMMETRIC_SPLIT: S's
+    product as ``skinny_partials`` gives it, all of S read."""
+    m, w = S.shape[0], R.shape[-1]
+    h = (m // 2) // SYMMETRIC_SPLIT * SYMMETRIC_SPLIT
+    if fused is False or h == 0 or S.shape != (m, m) or not usable(S, w) or not addressable(R):
+        return skinny_partials(S, R, None, precision, fused)[0]
+    upper_left = skinny_partials(S[:h, :h], R[:h], None, precision, fused)[0]
+    lower_right = skinny_partials(S[h:, h:], R[h:], None, precision, fused)[0]
+    right, left = skinny_partials(S[:h, h:], R[h:], R[:h], precision, fused)  # S12 R2 and (R1ᵀ S12)ᵀ = S12ᵀ R1
+    top = torch.cat([upper_left, right])
+    bottom = torch.cat([lower_right, left.sum(0, keepdim=True)])
+    out = top.new_zeros(max(len(top), len(bottom)), m, w)
+    out[:len(top), :h] = top
+    out[:len(bottom), h:] = bottom
+    return out
 
 
 # -- tuning ----------------------------------------------------------------------------------------------
@@ -723,9 +753,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
 
     rows = []
 
-    def add(variant, fn=None, config=None):  # d and the references: the size being measured
+    def add(variant, fn=None, config=None, refs=None):  # d and the references (refs: others): the size measured
         if match is not None and not re.search(match, variant):
             return
+        want_r, want_l = refs or (ref_r, ref_l)
         fn = fn or (lambda: skinny_products(M, R, L, **config))  # no fn: the fused pass with ``config``
         try:
             a, b = fn()
@@ -735,7 +766,7 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         except Exception as e:  # a configuration the chip or compiler refuses: record, go on
             rows.append({"d": d, "w": width, "variant": variant, "ms": math.nan, "error": type(e).__name__})
         else:
-            errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, ref_r), (b, ref_l)) if x is not None]
+            errs = [float((x.double() - r).norm() / r.norm()) for x, r in ((a, want_r), (b, want_l)) if x is not None]
             same = all(torch.equal(x, y) for x, y in ((a, a2), (b, b2)) if x is not None)
             rows.append({"d": d, "w": width, "variant": variant, "ms": 1e3 * t, "timing": how,
                          "GBps": d * d * 4 / t / 1e9, "rel_err": max(errs), "deterministic": same,
@@ -751,24 +782,29 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         grid = itertools.product(KERNEL_CONFIGS, (False, True), (1, 2), ("tf32x3", "tf32"))
         for (block, warps, stages), tma, cps, prec in grid:  # one tile a row block: the partials as they were
             kw = dict(precision=prec, block=block, num_warps=warps, num_stages=stages, tma=tma, ctas_per_sm=cps,
-                      row_subtiles=1)
-            add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} {prec}", config=kw)
+                      row_subtiles=1, split="triton")
+            add(f"{block} w{warps} s{stages} tma={int(tma)} cps={cps} split=triton {prec}", config=kw)
         for block, warps, stages, subtiles, cps in HOISTED_CONFIGS:  # the operands split by the kernel
             kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=True, ctas_per_sm=cps,
                       row_subtiles=subtiles, split="hoisted")
             add(f"{block} w{warps} s{stages} tma=1 cps={cps} subtiles={subtiles} split=hoisted tf32x3", config=kw)
         for subtiles, stages, cps in itertools.product(ROW_SUBTILES[1:], (2, 3, 4), (1, 2)):
             kw = dict(precision="tf32x3", block=(64, 64), num_warps=4, num_stages=stages, tma=True, ctas_per_sm=cps,
-                      row_subtiles=subtiles)
-            add(f"(64, 64) w4 s{stages} tma=1 cps={cps} subtiles={subtiles} tf32x3", config=kw)
+                      row_subtiles=subtiles, split="triton")
+            add(f"(64, 64) w4 s{stages} tma=1 cps={cps} subtiles={subtiles} split=triton tf32x3", config=kw)
         for (block, warps, stages), tma in itertools.product(KERNEL_CONFIGS[:2], (False, True)):
             kw = dict(precision="tf32x3", block=block, num_warps=warps, num_stages=stages, tma=tma, left_as_a=True,
-                      row_subtiles=1)
-            add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a tf32x3", config=kw)
+                      row_subtiles=1, split="triton")
+            add(f"{block} w{warps} s{stages} tma={int(tma)} left_as_a split=triton tf32x3", config=kw)
         add("default ieee", lambda: skinny_products(M, R, L, precision="ieee"))
         add("default right only", lambda: skinny_products(M, R, None))
-        add("default right only, split=hoisted", lambda: skinny_products(M, R, None, split="hoisted"))
+        add("default right only, split=triton", lambda: skinny_products(M, R, None, split="triton"))
         add("default left only", lambda: skinny_products(M, None, L))
+        if match is None or re.search(match, "symmetric right only"):  # Σ̂ A's pass from a symmetric matrix's halves
+            S = (M + M.T) / 2
+            add("symmetric right only (upper 2x2 blocks)", lambda: (summed(symmetric_partials(S, R)), None),
+                refs=(S.double() @ R.double(), None))
+            del S
     return rows
 
 
@@ -787,5 +823,9 @@ def best_kernel_config(rows: list[dict]) -> dict:
             best = (row["ms"], cfg)
     if best is None:
         return {}
-    # a table written before row blocks measured one tile a block: keep that, not today's default
-    return {"row_subtiles": 1, **{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}
+    # a table written before row blocks measured one tile a block, not today's default; a table measures one width,
+    # so a winning hoisted split is taken as "auto" (Triton's above HOISTED_MAX_WIDTH, where it was slower)
+    cfg = {"row_subtiles": 1, **{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}
+    if cfg.get("split") == "hoisted":
+        cfg["split"] = "auto"
+    return cfg

@@ -514,14 +514,27 @@ def test_gram_rows_keep_the_chunk_stack_shallow():
             assert rows == 64 or -(-n // (rows // 2)) > limit, (n, per_chunk, slots, rows)  # no smaller would do
 
 
-def test_auto_split_is_hoisted_up_to_32_columns():
-    """CONFIG's "auto" split: the kernel's own for products up to 32 columns (padded widths 16 and 32), Triton's for
-    wider ones, where the hoisted split made the r = 64 step 7.5 % slower (benchmarks.md); a named split is kept.
-    Mutations: a threshold of 16 or 64, or "auto" read as a split of its own, fail."""
+def test_symmetric_partials_reads_all_of_s_where_the_kernel_does_not_apply():
+    """On the CPU (no kernel) Σ̂A from Σ̂'s halves is the plain product of all of Σ̂, one part; the linear model's
+    ``sigma_halves`` is off unless asked for (not yet timed on a GPU). The halves themselves: the interpreter test."""
+    from lorasim import kernels
+    import lorasim
+    X = torch.randn(400, 300)
+    S, R = X.T @ X / 400, torch.randn(300, 8)
+    stack = kernels.symmetric_partials(S, R)
+    assert stack.shape == (1, 300, 8) and torch.equal(stack[0], S @ R)
+    assert lorasim.LinearTeacher.sigma_halves is False
+
+
+def test_auto_split_is_hoisted_up_to_16_columns():
+    """CONFIG's "auto" split: the kernel's own for products up to 16 columns (the widths timed: 8 and 16, padded to
+    16), Triton's for wider ones, where the hoisted split made the r = 64 step 7.5 % slower (benchmarks.md); a named
+    split is kept; a kernel table's winning hoisted row is taken as "auto". Mutations: a threshold of 32 or 64, or
+    "auto" read as a split of its own, fail. (That the launch receives it: the interpreter test.)"""
     from lorasim import kernels
     assert kernels.CONFIG["split"] == kernels.CONFIG_ONE_SIDED["split"] == "auto"
     assert [kernels.resolved_split("auto", w) for w in (1, 16, 17, 32, 33, 64)] == [
-        "hoisted", "hoisted", "hoisted", "hoisted", "triton", "triton"]
+        "hoisted", "hoisted", "triton", "triton", "triton", "triton"]
     for split in ("triton", "hoisted"):
         assert {kernels.resolved_split(split, w) for w in (1, 32, 64)} == {split}
 
@@ -542,6 +555,8 @@ def test_best_kernel_config_takes_the_fastest_accurate_reproducible_row_at_the_l
     best = kernels.best_kernel_config(rows)
     assert best["row_subtiles"] == 1 and best["block"] == (64, 64) and "precision" not in best
     assert kernels.best_kernel_config(rows[:2]) == {}
+    assert kernels.best_kernel_config([row(16384, 0.5, split="hoisted")])["split"] == "auto"
+    assert kernels.best_kernel_config([row(16384, 0.5, split="triton")])["split"] == "triton"
     # a table from before row blocks (no row_subtiles in its configs) measured one tile a block, not today's default
     old = json.loads(rows[2]["config"])
     del old["row_subtiles"]
@@ -622,6 +637,35 @@ _KERNEL_SCRIPT = textwrap.dedent("""
                 assert g.shape == e.shape
                 for i in range(3):
                     assert rel(g[i], e[i]) < 1e-5
+
+    # Σ̂A from Σ̂'s upper 2×2 blocks (kernels.symmetric_partials): the product of Σ̂'s upper blocks mirrored, with
+    # the lower-left block never read (NaN there changes no bit), at split rows that leave blocks of unequal size
+    # and partial tiles; below two split rows (m = 200) all of S is read. Mutations: the lower-left block read, the
+    # two-sided pass's left product dropped or added to the wrong half, a half's parts shifted, fail.
+    for m, w in ((300, 5), (256, 16), (200, 4)):
+        X = torch.randn(m + 7, m, dtype=torch.float64)
+        Sm = (X.T @ X / m).float()
+        h = (m // 2) // kernels.SYMMETRIC_SPLIT * kernels.SYMMETRIC_SPLIT
+        R = torch.randn(m, w)
+        mirrored = Sm.double().clone()
+        mirrored[h:, :h] = mirrored[:h, h:].T
+        stack = kernels.symmetric_partials(Sm, R)
+        assert stack.shape[1:] == (m, w) and rel(stack.sum(0), mirrored @ R.double()) < 1e-5, (m, w)
+        if h:
+            S_bad = Sm.clone()
+            S_bad[h:, :h] = float("nan")
+            assert torch.equal(kernels.symmetric_partials(S_bad, R), stack), m
+        else:
+            assert torch.equal(stack, kernels.skinny_partials(Sm, R)[0]), m
+    # and the linear model's step with it: the same gradients as the plain formula
+    h32 = lorasim.LinearTeacher(d=300, k=40, r_star=3, n=400, seed=2, dtype="float32")
+    h64 = lorasim.LinearTeacher(d=300, k=40, r_star=3, n=400, seed=2)
+    Ah, Bh = torch.randn(2, 300, 4, dtype=torch.float64), torch.randn(2, 4, 40, dtype=torch.float64)
+    Sh = h64.sigma_hat
+    want = (Sh @ Ah @ (Bh @ Bh.mT) - h64.G @ Bh.mT, (Ah.mT @ Sh @ Ah) @ Bh - Ah.mT @ h64.G)
+    h32.sigma_halves = True
+    for g, e in zip(h32._fused_grads(Ah.float(), Bh.float()), want):
+        assert all(rel(g[i], e[i]) < 1e-5 for i in range(2))
 
     # LinearTeacher.descend: the step of GD inside assemble equals A − lr ∇_A, B − lr ∇_B (float64's gradient), per
     # run; a float step size or a non-batched factor is declined and changes nothing
@@ -791,9 +835,9 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         kernels.MAX_OFFSET = saved[3]
     # The kernel's tf32 split (kernels._tf32_parts), element by element, against round-to-nearest (ties away from
     # zero, cvt.rna's rule) computed in float64: hi is that rounding, hi + lo is x exactly, |lo| is at most half a
-    # unit (2^-11 |x| for normal x). Over
-    # random bit patterns of every finite float32 below 2^127 (subnormals included) and every tie. Mutations: a
-    # truncating split (no + 0x1000), a mask that keeps 11 bits, or lo taken from the unmasked sum fail it.
+    # unit (2^-11 |x| for normal x). Over 20,000 random bit patterns of finite float32s below the first that rounds
+    # past 2^128 (0x7F7FF000, which rounds to inf, as cvt.rna's does), subnormals included, and 20,000 random ties.
+    # Mutations: a truncating split (no + 0x1000), a mask that keeps 11 bits, or lo taken from the unmasked sum fail.
     import numpy as np
     import triton
     import triton.language as tl
@@ -807,14 +851,18 @@ _KERNEL_SCRIPT = textwrap.dedent("""
         tl.store(HI + offs, hi, mask=ok)
         tl.store(LO + offs, lo, mask=ok)
 
+    def split(bits):
+        x = torch.from_numpy(np.asarray(bits, dtype=np.uint32).view(np.float32).copy())
+        hi, lo = torch.empty_like(x), torch.empty_like(x)
+        split_kernel[(triton.cdiv(x.numel(), 1024),)](x, hi, lo, x.numel(), BLOCK=1024)
+        return x, hi, lo
+
     rng = np.random.default_rng(0)
-    bits = rng.integers(0, 0x7EFFFFFF, 20000, dtype=np.uint32)  # exponents up to 2^126: no rounding past 2^128
-    ties = (bits & np.uint32(0xFFFFE000)) | np.uint32(0x1000)  # exactly half of tf32's last unit: away from zero
-    bits = np.concatenate([bits, ties, np.arange(0, 64, dtype=np.uint32)])  # and the smallest subnormals
-    bits = np.concatenate([bits, bits | np.uint32(0x80000000)])
-    x = torch.from_numpy(bits.view(np.float32).copy())
-    hi, lo = torch.empty_like(x), torch.empty_like(x)
-    split_kernel[(triton.cdiv(x.numel(), 1024),)](x, hi, lo, x.numel(), BLOCK=1024)
+    top = 0x7F7FF000
+    bits = rng.integers(0, top, 20000, dtype=np.uint32)
+    ties = (rng.integers(0, top, 20000, dtype=np.uint32) & np.uint32(0xFFFFE000)) | np.uint32(0x1000)
+    bits = np.concatenate([bits, ties[ties < top], np.arange(0, 64, dtype=np.uint32), [top - 1]])
+    x, hi, lo = split(np.concatenate([bits, bits | np.uint32(0x80000000)]))
     xd = x.double().numpy()
     exponent = np.frexp(xd)[1]
     unit = np.ldexp(1.0, np.maximum(exponent - 1, -126) - 10)  # tf32's last unit at x (subnormals: 2^-136)
@@ -825,14 +873,56 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     assert np.all(lo_abs <= unit / 2), "|lo| above half of tf32's last unit"
     normal = np.abs(xd) >= 2.0**-126
     assert np.all(lo_abs[normal] <= 2.0**-11 * np.abs(xd[normal])), "|lo| > 2^-11 |x|"
+    _, hi, lo = split([top, top | 0x80000000])
+    assert torch.isposinf(hi[0]) and torch.isneginf(hi[1]), hi
 
-    # An inf in M stays inf in M R (its lo is NaN: the small terms' NaN counts as 0, as in Triton's split), and
-    # leaves the other rows finite. Mutation: no guard on the small terms gives NaN.
-    M = torch.randn(70, 50)
-    M[3, 7] = float("inf")
-    MR, LM = kernels.skinny_products(M, torch.ones(50, 4), torch.ones(70, 4), precision="tf32x3", split="hoisted")
-    assert torch.isposinf(MR[3]).all() and torch.isfinite(MR[torch.arange(70) != 3]).all(), MR[:5]
-    assert torch.isposinf(LM[:, 7]).all(), LM[:, 7]
+    # CONFIG's "auto" split reaches the launch: the kernel's split at widths up to 16, Triton's above, for the
+    # two-sided and the one-sided pass. Mutation: "auto" not resolved (read as not "hoisted") fails.
+    launched = []
+    original = kernels._skinny_kernel
+
+    class Recorder:
+        def __getitem__(self, grid):
+            def launch(*args, **kw):
+                launched.append(kw["SPLIT"])
+                return original[grid](*args, **kw)
+            return launch
+
+    kernels._skinny_kernel = Recorder()
+    try:
+        for w in (16, 17, 32):
+            M, R, L = torch.randn(70, 50), torch.randn(50, w), torch.randn(70, w)
+            kernels.skinny_partials(M, R, L)
+            kernels.skinny_partials(M, R, None)
+    finally:
+        kernels._skinny_kernel = original
+    assert launched == [True, True, False, False, False, False], launched
+
+    # Non-finite entries (inf, the quiet NaN, NaNs whose rounding carries into the sign bit or into inf) in M, R or
+    # L: every product they enter is NaN, the others stay finite, for both splits and both layouts of the left
+    # product. Mutation: Triton's rule in the kernel's split (a NaN sum of the small terms counts as 0) leaves the
+    # products of 0x7FFFFFFF and 0xFFFFFFFF finite.
+    M0, R0, L0 = torch.randn(70, 50), torch.randn(50, 4), torch.randn(70, 4)
+    for pattern in (0x7F800000, 0x7FC00000, 0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001):
+        value = float(np.array([pattern], dtype=np.uint32).view(np.float32)[0])
+        for where in ("M", "R", "L"):
+            M, R, L = M0.clone(), R0.clone(), L0.clone()
+            {"M": M, "R": R, "L": L}[where][(3, 1) if where != "M" else (3, 7)] = value
+            for split_name, left_as_a in (("hoisted", False), ("hoisted", True), ("triton", False)):
+                MR, LM = kernels.skinny_products(M, R, L, precision="tf32x3", split=split_name, left_as_a=left_as_a)
+                bad_mr, bad_lm = torch.zeros(70, 4, dtype=torch.bool), torch.zeros(4, 50, dtype=torch.bool)
+                if where == "M":
+                    bad_mr[3], bad_lm[:, 7] = True, True
+                elif where == "R":
+                    bad_mr[:, 1] = True
+                else:
+                    bad_lm[1] = True
+                if split_name == "triton" and pattern == 0x7F800000:  # Triton keeps inf (or NaN where inf·0)
+                    bad_ok = lambda out, bad: (~torch.isfinite(out[bad])).all()
+                else:
+                    bad_ok = lambda out, bad: torch.isnan(out[bad]).all()
+                for out, bad in ((MR, bad_mr), (LM, bad_lm)):
+                    assert bad_ok(out, bad) and torch.isfinite(out[~bad]).all(), (hex(pattern), where, split_name)
 
     print("kernel-ok")
 """)

@@ -337,6 +337,9 @@ class LinearTeacher(Problem):
 
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
     teacher_step = True  # False: the step reads G even where G = Σ̂ΔW by construction (``teacher_factors``)
+    # True: the fused step forms Σ̂A from Σ̂'s upper 2×2 blocks (kernels.symmetric_partials, ¾ of Σ̂'s bytes). Not the
+    # default: not yet timed on a GPU (benchmarks.md).
+    sigma_halves = False
 
     def describe(self) -> dict:
         out = super().describe()
@@ -415,8 +418,12 @@ class LinearTeacher(Problem):
         prec = kernels.FOR_MATMUL[self.matmul_precision]
         # Σ̂A and G Bᵀ (d × b·r) and (AᵀG)ᵀ (k × b·r), each a product or a stack of partial products whose sum is
         # the product (kernels.skinny_partials): the kernels below sum the stacks as they read them.
-        SA = A_cat if self._sigma is None else kernels.skinny_partials(self._sigma, A_cat, precision=prec,
-                                                                        fused=self.fused)[0]
+        if self._sigma is None:
+            SA = A_cat
+        elif self.sigma_halves:
+            SA = kernels.symmetric_partials(self._sigma, A_cat, precision=prec, fused=self.fused)
+        else:
+            SA = kernels.skinny_partials(self._sigma, A_cat, precision=prec, fused=self.fused)[0]
         if self.teacher_factors() is not None:  # no pass over G at all
             GBt, AtG = self._g_products(A_cat, Bt_cat)
             AtGt = AtG.T
