@@ -184,7 +184,8 @@ def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps
                     floor = max(bytes_ / (ceil["copy_GBps"] * 1e9), flops / (gemm * 1e12))
                     t_hand = hand.get(r, math.nan) * b
                     rows.append({
-                        "d": d, "r": r, "b": b, "dtype": dtype, "ms_step": 1e3 * t, "floor_ms": 1e3 * floor,
+                        "d": d, "r": r, "b": b, "dtype": dtype, "split": _split_of(kernel),
+                        "sigma_halves": LinearTeacher.sigma_halves, "ms_step": 1e3 * t, "floor_ms": 1e3 * floor,
                         "x_floor": t / floor, "GBps": bytes_ / t / 1e9, "pct_copy_bw": 100 * bytes_ / t / (ceil["copy_GBps"] * 1e9),
                         "TFLOPs": flops / t / 1e12, "pct_gemm": 100 * flops / t / (gemm * 1e12),
                         "eager_ms": 1e3 * t_eager, "plain_ms": 1e3 * t_plain,
@@ -194,6 +195,11 @@ def speed_table(dev, sizes, ranks, batches, dtypes, hand_rolled_max_d: int, reps
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return pd.DataFrame(rows)
+
+
+def _split_of(kernel) -> str:
+    """The tf32x3 split a speed row's two-sided pass was set to (``kernels.SPLITS``)."""
+    return kernel.get("split", kernels.CONFIG["split"]) if isinstance(kernel, dict) else kernels.CONFIG["split"]
 
 
 def profile_table(dev, sizes, ranks, batches, dtypes, steps: int = 20, top: int = 12) -> pd.DataFrame:
@@ -235,7 +241,8 @@ def profile_table(dev, sizes, ranks, batches, dtypes, steps: int = 20, top: int 
                                        max(0.0, 1e6 * wall - total)))
                         total = max(total, 1e6 * wall)
                     for name, count, us in sorted(events, key=lambda x: -x[2])[:top]:
-                        rows.append({"d": d, "r": r, "b": b, "dtype": dtype, "kernel": name[:70],
+                        rows.append({"d": d, "r": r, "b": b, "dtype": dtype, "split": kernels.CONFIG["split"],
+                                     "sigma_halves": LinearTeacher.sigma_halves, "kernel": name[:70],
                                      "calls_per_step": count / steps, "us_per_step": us / steps,
                                      "pct": 100 * us / total, "step_us": total / steps})
                     print(f"d={d} r={r} b={b} dtype={dtype}: {total / steps:.1f} us of kernels per step", flush=True)
@@ -381,7 +388,8 @@ def main(argv=None) -> None:
         if args.out:
             write_csv(table, f"{args.out}{name}.csv")
 
-    LinearTeacher.sigma_halves = args.sigma_halves  # this process's problems
+    if args.sigma_halves:  # this process's problems
+        LinearTeacher.sigma_halves = True
     if args.split:  # both passes: this process's steps, profiles and kernel-table defaults
         kernels.CONFIG["split"] = kernels.CONFIG_ONE_SIDED["split"] = args.split
     kernel = True

@@ -96,8 +96,8 @@ if triton is not None:
         # nearest, ties away from zero, as cvt.rna: adding half of the 13 dropped bits' range carries into the kept
         # ones), so |lo| ≤ 2^-11 |x| and the tensor cores, which cut lo to tf32, lose at most 2^-22 |x|. Three
         # instructions an element where Triton's split (cvt.rna) takes five; the tile's split is most of the pass's
-        # instructions (benchmarks.md). For inf and NaN (and finite values that round past 2^128) lo is NaN: see
-        # ``_dot3``.
+        # instructions (benchmarks.md). For inf and NaN lo is NaN, for finite values that round past 2^128 ∓inf:
+        # see ``_dot3``.
         hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
         return hi, x - hi
 
@@ -594,7 +594,8 @@ def skinny_partials(M: Tensor, R: Optional[Tensor] = None, L: Optional[Tensor] =
 
 
 # The split row of a symmetric matrix's 2×2 blocks (``symmetric_partials``): a multiple of the passes' row blocks
-# (128 rows), so no tile straddles it, and of 4 elements, so each block's first element stays 16-byte aligned (TMA).
+# (128 rows), so the upper blocks have no partial row tile, and of 4 elements, so each block's first element stays
+# 16-byte aligned (TMA).
 SYMMETRIC_SPLIT = 128
 
 
@@ -607,9 +608,13 @@ def symmetric_partials(S: Tensor, R: Tensor, precision: str = "tf32x3", fused: U
     a shorter half is padded with zero parts. Where the kernel does not apply, or m < 2·SYMMETRIC_SPLIT: S's
     product as ``skinny_partials`` gives it, all of S read."""
     m, w = S.shape[0], R.shape[-1]
+    if S.dim() != 2 or S.shape[1] != m or R.dim() != 2 or R.shape[0] != m:
+        raise ValueError(f"S, R: allowed S square (m × m) and R m × w, got {tuple(S.shape)} and {tuple(R.shape)}")
     h = (m // 2) // SYMMETRIC_SPLIT * SYMMETRIC_SPLIT
-    if fused is False or h == 0 or S.shape != (m, m) or not usable(S, w) or not addressable(R):
+    if fused is False or h == 0 or not usable(S, w) or not addressable(R):
         return skinny_partials(S, R, None, precision, fused)[0]
+    if isinstance(fused, dict):  # a tuned G-pass launch for S12, with TMA only where S's layout allows it
+        fused = {**fused, "tma": None}
     upper_left = skinny_partials(S[:h, :h], R[:h], None, precision, fused)[0]
     lower_right = skinny_partials(S[h:, h:], R[h:], None, precision, fused)[0]
     right, left = skinny_partials(S[:h, h:], R[h:], R[:h], precision, fused)  # S12 R2 and (R1ᵀ S12)ᵀ = S12ᵀ R1
@@ -800,10 +805,10 @@ def kernel_table(dev, sizes=(16384,), width: int = 16, reps: int = 10, report=pr
         add("default right only", lambda: skinny_products(M, R, None))
         add("default right only, split=triton", lambda: skinny_products(M, R, None, split="triton"))
         add("default left only", lambda: skinny_products(M, None, L))
-        if match is None or re.search(match, "symmetric right only"):  # Σ̂ A's pass from a symmetric matrix's halves
+        halves = "symmetric right only (upper 2x2 blocks; GBps counts all of M)"
+        if match is None or re.search(match, halves):  # Σ̂ A's pass from a symmetric matrix's upper blocks
             S = (M + M.T) / 2
-            add("symmetric right only (upper 2x2 blocks)", lambda: (summed(symmetric_partials(S, R)), None),
-                refs=(S.double() @ R.double(), None))
+            add(halves, lambda: (summed(symmetric_partials(S, R)), None), refs=(S.double() @ R.double(), None))
             del S
     return rows
 
@@ -825,7 +830,8 @@ def best_kernel_config(rows: list[dict]) -> dict:
         return {}
     # a table written before row blocks measured one tile a block, not today's default; a table measures one width,
     # so a winning hoisted split is taken as "auto" (Triton's above HOISTED_MAX_WIDTH, where it was slower)
-    cfg = {"row_subtiles": 1, **{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}
+    cfg = {"row_subtiles": 1, "split": "triton",  # a table from before the kernel's split measured Triton's
+           **{k: v for k, v in best[1].items() if k != "precision"}, "block": tuple(best[1]["block"])}
     if cfg.get("split") == "hoisted":
         cfg["split"] = "auto"
     return cfg

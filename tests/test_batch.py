@@ -523,6 +523,13 @@ def test_symmetric_partials_reads_all_of_s_where_the_kernel_does_not_apply():
     S, R = X.T @ X / 400, torch.randn(300, 8)
     stack = kernels.symmetric_partials(S, R)
     assert stack.shape == (1, 300, 8) and torch.equal(stack[0], S @ R)
+    for bad in ((S[:, :299], R), (S, R[:299])):
+        try:
+            kernels.symmetric_partials(*bad)
+        except ValueError as e:
+            assert str(e).startswith("S, R: allowed"), e
+        else:
+            raise AssertionError("a non-square S or a short R accepted")
     assert lorasim.LinearTeacher.sigma_halves is False
 
 
@@ -557,6 +564,9 @@ def test_best_kernel_config_takes_the_fastest_accurate_reproducible_row_at_the_l
     assert kernels.best_kernel_config(rows[:2]) == {}
     assert kernels.best_kernel_config([row(16384, 0.5, split="hoisted")])["split"] == "auto"
     assert kernels.best_kernel_config([row(16384, 0.5, split="triton")])["split"] == "triton"
+    before_splits = json.loads(row(16384, 0.5)["config"])
+    del before_splits["split"]  # a table from before the kernel's split measured Triton's
+    assert kernels.best_kernel_config([{**row(16384, 0.5), "config": json.dumps(before_splits)}])["split"] == "triton"
     # a table from before row blocks (no row_subtiles in its configs) measured one tile a block, not today's default
     old = json.loads(rows[2]["config"])
     del old["row_subtiles"]
@@ -642,9 +652,10 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     # the lower-left block never read (NaN there changes no bit), at split rows that leave blocks of unequal size
     # and partial tiles; below two split rows (m = 200) all of S is read. Mutations: the lower-left block read, the
     # two-sided pass's left product dropped or added to the wrong half, a half's parts shifted, fail.
-    for m, w in ((300, 5), (256, 16), (200, 4)):
+    for m, w, transposed in ((300, 5, False), (256, 16, False), (301, 7, True), (200, 4, False)):
         X = torch.randn(m + 7, m, dtype=torch.float64)
         Sm = (X.T @ X / m).float()
+        Sm = Sm.T if transposed else Sm  # a column-major view: pointer loads with its strides
         h = (m // 2) // kernels.SYMMETRIC_SPLIT * kernels.SYMMETRIC_SPLIT
         R = torch.randn(m, w)
         mirrored = Sm.double().clone()
@@ -664,7 +675,15 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     Sh = h64.sigma_hat
     want = (Sh @ Ah @ (Bh @ Bh.mT) - h64.G @ Bh.mT, (Ah.mT @ Sh @ Ah) @ Bh - Ah.mT @ h64.G)
     h32.sigma_halves = True
-    for g, e in zip(h32._fused_grads(Ah.float(), Bh.float()), want):
+    calls = []
+    halves = kernels.symmetric_partials
+    kernels.symmetric_partials = lambda *a, **k: calls.append(1) or halves(*a, **k)
+    try:
+        got = h32._fused_grads(Ah.float(), Bh.float())
+    finally:
+        kernels.symmetric_partials = halves
+    assert calls == [1]  # the step took Σ̂A from the halves (mutation: the attribute ignored)
+    for g, e in zip(got, want):
         assert all(rel(g[i], e[i]) < 1e-5 for i in range(2))
 
     # LinearTeacher.descend: the step of GD inside assemble equals A − lr ∇_A, B − lr ∇_B (float64's gradient), per

@@ -148,6 +148,27 @@ def test_fused_pass_matches_float64_products_and_is_deterministic(shape, width, 
 
 
 @pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
+@pytest.mark.parametrize("m", [1000, 1001])
+def test_symmetric_partials_reads_the_upper_blocks_on_the_gpu(m):
+    """Σ̂A from Σ̂'s upper 2×2 blocks on CUDA: TMA loads of the blocks' views at m = 1000 (rows of 4000 bytes),
+    pointer loads at 1001: the product of the upper blocks mirrored, to tf32x3's 1e-5 against float64, and a NaN
+    block in the lower left changes no bit (it is never read). Mutations: a TMA box past a view's end (reads the
+    neighbouring block), the left product added to the wrong half."""
+    g = torch.Generator(device="cuda").manual_seed(m)
+    X = torch.randn(m + 3, m, generator=g, device="cuda", dtype=torch.float64)
+    S = (X.T @ X / m).float()
+    R = torch.randn(m, 16, generator=g, device="cuda")
+    h = (m // 2) // lorasim.kernels.SYMMETRIC_SPLIT * lorasim.kernels.SYMMETRIC_SPLIT
+    mirrored = S.double().clone()
+    mirrored[h:, :h] = mirrored[:h, h:].T
+    stack = lorasim.kernels.symmetric_partials(S, R)
+    want = mirrored @ R.double()
+    assert float((stack.sum(0).double() - want).norm() / want.norm()) < 1e-5
+    S[h:, :h] = float("nan")
+    assert torch.equal(lorasim.kernels.symmetric_partials(S, R), stack)
+
+
+@pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
 @pytest.mark.skipif(torch.cuda.is_available() and torch.cuda.mem_get_info()[0] < 12e9, reason="needs 12 GB free")
 def test_fused_pass_is_right_past_32_bit_offsets():
     """G at d = k = 46341 (offsets to 2 147 488 280, past 2³¹ − 1): the kernels' 32-bit offset products would
