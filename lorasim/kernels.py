@@ -506,14 +506,14 @@ ROW_SUBTILES = (1, 2, 4)
 # element, and in Triton's code for sm_90, pipelined, each column step stores L's loop-invariant parts to shared
 # memory again, behind fences), or "hoisted" (by the kernel, ``_tf32_parts``: three instructions an element; L's
 # parts once before the sweep, R's once a step, the tile once a step for each product, in its layout; then three
-# tf32 products), or "auto": hoisted for products up to HOISTED_MAX_WIDTH columns wide (the widths timed so far:
-# 8 and 16, which pad to 16), Triton's for wider ones.
+# tf32 products), or "auto": hoisted for products up to HOISTED_MAX_WIDTH columns wide (the widths timed: 8 and 16,
+# which pad to 16, and 32), Triton's for wider ones (64 timed).
 # The hoisted split executes 25 % fewer instructions in the two-sided pass (ncu on an H100 at d = 16384, w = 16:
 # 142.7 M against 191.5 M) at the same accuracy, and the b = 1 step at d = 16384 took 11 % less time at r = 8 and 8 % at
-# r = 16, but 7.5 % more at r = 64 (2.73 ms against 2.54), where it keeps 64 columns of L's two parts in registers
-# for the whole sweep (benchmarks.md). Other precisions ignore it.
+# r = 16 and 8 % at r = 32 (1.32 ms against 1.44), but 7.5 % more at r = 64 (2.73 ms against 2.54), where it keeps
+# 64 columns of L's two parts in registers for the whole sweep (benchmarks.md). Other precisions ignore it.
 SPLITS = ("auto", "triton", "hoisted")
-HOISTED_MAX_WIDTH = 16  # 32 not yet timed
+HOISTED_MAX_WIDTH = 32
 
 
 def resolved_split(split: str, width: int) -> str:
