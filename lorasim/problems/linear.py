@@ -413,7 +413,15 @@ class LinearTeacher(Problem):
         factor, so Σ̂ and G are read once per step for the whole batch, in one product each. With
         ``step_sizes`` (``descend``): the factors take the step in place, and it returns them, not a gradient."""
         lead, (d, r), k = A.shape[:-2], A.shape[-2:], B.shape[-1]
-        A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
+        wide_tf32 = A.is_cuda and self.matmul_precision == "tf32" and A[..., 0, :].numel() > kernels.MAX_WIDTH
+        if wide_tf32:
+            # The same d × (b·r) factor, as the transposed view of a (b·r) × d copy: cuBLAS's tf32 GEMMs then take
+            # the layout G Bᵀ's view has. On an H100 at d = k = 16384, w = 1024, Σ̂ A ran at 415 TFLOP/s from the
+            # view against 376 from a side-by-side copy, Gᵀ A at 391 against 352, and the b = 64 step took 4.55 ms
+            # against 5.08 (benchmarks.md). The copy costs what the side-by-side one did (83 µs against 74).
+            A_cat = A.reshape(-1, d, r).transpose(1, 2).reshape(-1, d).T
+        else:
+            A_cat = A.reshape(-1, d, r).permute(1, 0, 2).reshape(d, -1)
         Bt_cat = B.reshape(-1, k).T  # a view: rows of the stacked B are the runs' rows
         prec = kernels.FOR_MATMUL[self.matmul_precision]
         # Σ̂A and G Bᵀ (d × b·r) and (AᵀG)ᵀ (k × b·r), each a product or a stack of partial products whose sum is
@@ -427,7 +435,7 @@ class LinearTeacher(Problem):
         if self.teacher_factors() is not None:  # no pass over G at all
             GBt, AtG = self._g_products(A_cat, Bt_cat)
             AtGt = AtG.T
-        elif A_cat.shape[1] > kernels.MAX_WIDTH and self.G.is_cuda and self.matmul_precision == "tf32":
+        elif wide_tf32:
             # A wide batch is compute-bound, and in tf32 cuBLAS's layouts differ there: on an H200 at d = k =
             # 16384, w = 1024, Aᵀ G ran at 223 TFLOP/s, G Bᵀ at 399 and Σ̂ A at 378 (benchmarks.md). So Aᵀ G
             # is formed as (Gᵀ A)ᵀ from a kept transposed copy of G, Σ̂ A's layout. (In float32 the step did
