@@ -338,7 +338,7 @@ class LinearTeacher(Problem):
     fused = True  # the G pass of lorasim.kernels where it applies; False: plain matmuls; a dict: tuned launch
     teacher_step = True  # False: the step reads G even where G = Σ̂ΔW by construction (``teacher_factors``)
     # True: the fused step forms Σ̂A from Σ̂'s upper 2×2 blocks (kernels.symmetric_partials, ¾ of Σ̂'s bytes). Not the
-    # default: not yet timed on a GPU (benchmarks.md).
+    # default: on an H100 the b = 1 step was 2–3 % faster at d = 16384 only, and slower below 12288 (benchmarks.md).
     sigma_halves = False
 
     def describe(self) -> dict:
