@@ -32,3 +32,44 @@ def test_bench_sets_expandable_segments_unless_the_user_chose(monkeypatch, capsy
             bench.main(["--only", "nothing"])
         assert stop.value.code == 2 and "--only" in capsys.readouterr().err
         assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == kept
+
+
+def test_hand_rolled_loop_is_one_algorithm_in_torch_and_numpy_and_gives_train_batchs_curves():
+    """T1's baselines: the hand-rolled loop through torch and through numpy gives the same curves (so speedup and
+    speedup_np time one algorithm), and both match lorasim's figure rows (risk, align_A) at every step, from the
+    teacher's factors and from G. Mutations (run by hand): a loop that logs the risk after the update fails the
+    train_batch comparison, and a numpy loop that projects on G's top-r* subspace instead of its complement (cosines
+    for sines) fails the torch comparison."""
+    import math
+
+    import numpy as np
+
+    from lorasim.engine import train_batch
+    from lorasim.problems import LinearTeacher
+
+    torch.set_num_threads(1)
+    d, r_star, r, steps, lr = 24, 2, 4, 40, 1 / 16
+    inst = bench.instance(d, r_star, torch.device("cpu"), dtype=torch.float64, n_over_d=16)
+    U_G = torch.linalg.svd(inst.problem.G)[0]
+    gen = torch.Generator().manual_seed(5)
+    A0s = [math.sqrt(a2) * torch.randn(d, r, generator=gen, dtype=torch.float64) for a2 in (1e-2, 1e-4)]
+    B0 = torch.zeros(r, d, dtype=torch.float64)
+    args = (inst.X, inst.Y, inst.W0, inst.delta, U_G)
+    for A0 in A0s:
+        risk_t, align_t = bench.hand_rolled_gd(*args, A0, B0, lr, steps, r_star)
+        risk_n, align_n = bench.hand_rolled_gd(*(x.numpy() for x in args), A0.numpy(), B0.numpy(), lr, steps, r_star)
+        # Bound for both comparisons: the loops round their products differently, ~ε = 2.2e-16 relative a step,
+        # carried by GD's map, whose growth is ≈ (1 + η‖Σ̂‖·max(‖A‖², ‖B‖²))^40 ≈ 45 here (‖Σ̂‖ ≤ (1 + 1/4)² at
+        # N = 16d, factors of norm ≲ 1): 40·45·ε ≈ 4e-13, so 1e-10 (risk ≥ 0.5 throughout, so relative and absolute
+        # are alike). Seen: ≤ 5e-15; logging one step late moves them by 1e-3 to 5e-2.
+        assert np.max(np.abs(risk_n - risk_t) / risk_t) < 1e-10 and np.max(np.abs(align_n - align_t)) < 1e-10
+    for teacher in (True, False):
+        prob = LinearTeacher.from_arrays(X=inst.X, Y=inst.Y, W0=inst.W0, delta=inst.delta, r_star=r_star)
+        prob.teacher_step = teacher
+        trajs = train_batch(prob, [(A0, B0) for A0 in A0s], solver="gd", lr=lr, steps=steps, metrics="figure")
+        for A0, tr in zip(A0s, trajs):
+            risk, align = bench.hand_rolled_gd(*args, A0, B0, lr, steps, r_star)
+            df = tr.to_frame()
+            assert len(df) == steps + 1
+            assert np.max(np.abs(df["risk"].to_numpy() - risk) / risk) < 1e-10
+            assert np.max(np.abs(df["align_A"].to_numpy() - align)) < 1e-10
