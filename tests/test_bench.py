@@ -73,3 +73,17 @@ def test_hand_rolled_loop_is_one_algorithm_in_torch_and_numpy_and_gives_train_ba
             assert len(df) == steps + 1
             assert np.max(np.abs(df["risk"].to_numpy() - risk) / risk) < 1e-10
             assert np.max(np.abs(df["align_A"].to_numpy() - align)) < 1e-10
+
+
+def test_t1_table_times_both_loops_and_checks_the_curves():
+    """``lorasim-bench --only t1`` end to end, shortened: every setting's row has both speed-ups from the same lorasim
+    times, and the curves it compares agree (lorasim against torch's loop, numpy's against torch's) where a wrong
+    step or metric would put them 1e-3 or more apart (the test above)."""
+    torch.set_num_threads(1)
+    table = bench.t1_table(settings=(("figure", 1, "teacher"), ("risk", 30, "teacher")), steps=30)
+    assert list(table.metrics) == ["figure", "risk"] and list(table.points_per_curve) == [31, 2]
+    assert (table.speedup > 0).all() and (table.speedup_np > 0).all()
+    ratio = table.speedup_np / table.speedup
+    assert (abs(ratio - table.hand_rolled_np_s[0] / table.hand_rolled_s[0]) < 1e-12).all()
+    assert (table.max_rel_risk_diff < 1e-10).all() and table.max_abs_align_diff[0] < 1e-10
+    assert (table.np_vs_torch_diff < 1e-10).all()
