@@ -577,6 +577,7 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     import torch
     from lorasim import kernels
     from lorasim.kernels import plan_grid
+    from non_finite_cases import non_finite_cases  # tests/, on the path the test gives
     assert kernels._INTERPRET and kernels.triton is not None
     torch.manual_seed(0)
 
@@ -922,26 +923,15 @@ _KERNEL_SCRIPT = textwrap.dedent("""
     # product. Mutation: Triton's rule in the kernel's split (a NaN sum of the small terms counts as 0) leaves the
     # products of 0x7FFFFFFF and 0xFFFFFFFF finite.
     M0, R0, L0 = torch.randn(70, 50), torch.randn(50, 4), torch.randn(70, 4)
-    for pattern in (0x7F800000, 0x7FC00000, 0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001):
-        value = float(np.array([pattern], dtype=np.uint32).view(np.float32)[0])
-        for where in ("M", "R", "L"):
-            M, R, L = M0.clone(), R0.clone(), L0.clone()
-            {"M": M, "R": R, "L": L}[where][(3, 1) if where != "M" else (3, 7)] = value
-            for split_name, left_as_a in (("hoisted", False), ("hoisted", True), ("triton", False)):
-                MR, LM = kernels.skinny_products(M, R, L, precision="tf32x3", split=split_name, left_as_a=left_as_a)
-                bad_mr, bad_lm = torch.zeros(70, 4, dtype=torch.bool), torch.zeros(4, 50, dtype=torch.bool)
-                if where == "M":
-                    bad_mr[3], bad_lm[:, 7] = True, True
-                elif where == "R":
-                    bad_mr[:, 1] = True
-                else:
-                    bad_lm[1] = True
-                if split_name == "triton" and pattern == 0x7F800000:  # Triton keeps inf (or NaN where inf·0)
-                    bad_ok = lambda out, bad: (~torch.isfinite(out[bad])).all()
-                else:
-                    bad_ok = lambda out, bad: torch.isnan(out[bad]).all()
-                for out, bad in ((MR, bad_mr), (LM, bad_lm)):
-                    assert bad_ok(out, bad) and torch.isfinite(out[~bad]).all(), (hex(pattern), where, split_name)
+    for pattern, where, M, R, L, bad_mr, bad_lm in non_finite_cases(M0, R0, L0, {"M": (3, 7), "R": (3, 1), "L": (3, 1)}):
+        for split_name, left_as_a in (("hoisted", False), ("hoisted", True), ("triton", False)):
+            MR, LM = kernels.skinny_products(M, R, L, precision="tf32x3", split=split_name, left_as_a=left_as_a)
+            if split_name == "triton" and pattern == 0x7F800000:  # Triton keeps inf (or NaN where inf·0)
+                bad_ok = lambda out, bad: (~torch.isfinite(out[bad])).all()
+            else:
+                bad_ok = lambda out, bad: torch.isnan(out[bad]).all()
+            for out, bad in ((MR, bad_mr), (LM, bad_lm)):
+                assert bad_ok(out, bad) and torch.isfinite(out[~bad]).all(), (hex(pattern), where, split_name)
 
     print("kernel-ok")
 """)
@@ -949,7 +939,8 @@ _KERNEL_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton not installed")
 def test_skinny_products_in_the_triton_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    path = os.pathsep.join(filter(None, (os.path.dirname(__file__), os.environ.get("PYTHONPATH"))))
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1", PYTHONPATH=path)
     proc = subprocess.run([sys.executable, "-c", _KERNEL_SCRIPT], env=env, capture_output=True, text=True, check=False,
                           timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

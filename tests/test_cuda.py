@@ -176,29 +176,19 @@ def test_non_finite_operands_reach_the_products_on_the_gpu(split):
     0x7FFFFFFF and 0xFFFFFFFF are the NaNs whose rounding carries into the sign bit, where a NaN sum of the small
     terms taken as 0 (Triton's rule) gave a finite product. Mutation: that rule in ``_dot3``."""
     from lorasim import kernels
+    from non_finite_cases import non_finite_cases  # tests/ (pytest puts it on sys.path)
     g = torch.Generator(device="cuda").manual_seed(17)
     M0, R0, L0 = (torch.randn(*shape, generator=g, device="cuda") for shape in ((256, 320), (320, 16), (256, 16)))
-    for pattern in (0x7F800000, 0x7FC00000, 0x7FFFFFFF, 0xFFFFFFFF, 0x7F800001):
-        value = float(np.array([pattern], dtype=np.uint32).view(np.float32)[0])
-        for where, at in (("M", (130, 77)), ("R", (77, 5)), ("L", (130, 9))):
-            M, R, L = M0.clone(), R0.clone(), L0.clone()
-            {"M": M, "R": R, "L": L}[where][at] = value
-            bad_mr = torch.zeros(256, 16, dtype=torch.bool, device="cuda")
-            bad_lm = torch.zeros(16, 320, dtype=torch.bool, device="cuda")
-            if where == "M":
-                bad_mr[130], bad_lm[:, 77] = True, True
-            elif where == "R":
-                bad_mr[:, 5] = True
-            else:
-                bad_lm[9] = True
-            kept_inf = split == "triton" and pattern == 0x7F800000
-            for two_sided in (True, False):
-                MR, LM = kernels.skinny_products(M, R, L if two_sided else None, split=split)
-                for out, bad in ((MR, bad_mr), (LM, bad_lm)):
-                    if out is None:
-                        continue
-                    flagged = ~torch.isfinite(out[bad]) if kept_inf else torch.isnan(out[bad])
-                    assert flagged.all() and torch.isfinite(out[~bad]).all(), (hex(pattern), where, two_sided)
+    at = {"M": (130, 77), "R": (77, 5), "L": (130, 9)}
+    for pattern, where, M, R, L, bad_mr, bad_lm in non_finite_cases(M0, R0, L0, at):
+        kept_inf = split == "triton" and pattern == 0x7F800000
+        for two_sided in (True, False):
+            MR, LM = kernels.skinny_products(M, R, L if two_sided else None, split=split)
+            for out, bad in ((MR, bad_mr), (LM, bad_lm)):
+                if out is None:
+                    continue
+                flagged = ~torch.isfinite(out[bad]) if kept_inf else torch.isnan(out[bad])
+                assert flagged.all() and torch.isfinite(out[~bad]).all(), (hex(pattern), where, two_sided)
 
 
 @pytest.mark.skipif(lorasim.kernels.triton is None, reason="needs Triton")
