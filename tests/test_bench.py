@@ -55,8 +55,8 @@ def test_hand_rolled_loop_is_one_algorithm_in_torch_and_numpy_and_gives_train_ba
     A0s = [math.sqrt(a2) * torch.randn(d, r, generator=gen, dtype=torch.float64) for a2 in (1e-2, 1e-4)]
     B0 = torch.zeros(r, d, dtype=torch.float64)
     args = (inst.X, inst.Y, inst.W0, inst.delta, U_G)
-    for A0 in A0s:
-        risk_t, align_t = bench.hand_rolled_gd(*args, A0, B0, lr, steps, r_star)
+    curves = [bench.hand_rolled_gd(*args, A0, B0, lr, steps, r_star) for A0 in A0s]  # torch's loop
+    for A0, (risk_t, align_t) in zip(A0s, curves):
         risk_n, align_n = bench.hand_rolled_gd(*(x.numpy() for x in args), A0.numpy(), B0.numpy(), lr, steps, r_star)
         # Bound for both comparisons: the loops round their products differently, ~ε = 2.2e-16 relative a step,
         # carried by GD's map, whose growth is ≈ (1 + η‖Σ̂‖·max(‖A‖², ‖B‖²))^40 ≈ 45 here (‖Σ̂‖ ≤ (1 + 1/4)² at
@@ -67,8 +67,7 @@ def test_hand_rolled_loop_is_one_algorithm_in_torch_and_numpy_and_gives_train_ba
         prob = LinearTeacher.from_arrays(X=inst.X, Y=inst.Y, W0=inst.W0, delta=inst.delta, r_star=r_star)
         prob.teacher_step = teacher
         trajs = train_batch(prob, [(A0, B0) for A0 in A0s], solver="gd", lr=lr, steps=steps, metrics="figure")
-        for A0, tr in zip(A0s, trajs):
-            risk, align = bench.hand_rolled_gd(*args, A0, B0, lr, steps, r_star)
+        for (risk, align), tr in zip(curves, trajs):
             df = tr.to_frame()
             assert len(df) == steps + 1
             assert np.max(np.abs(df["risk"].to_numpy() - risk) / risk) < 1e-10
